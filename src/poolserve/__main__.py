@@ -1,0 +1,5 @@
+"""``python -m poolserve``."""
+
+from poolserve.cli import main
+
+main()

@@ -1,0 +1,117 @@
+"""The typer app, shared options and the error boundary.
+
+Command modules (one per command, in this package) register on :data:`app`; they parse options,
+call core or action functions, and hand results to :mod:`poolserve.output`. No logic lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from poolserve.errors import PoolserveError, SpecError
+
+app = typer.Typer(
+    name="poolserve",
+    help="Deploy vLLM pooling models (embeddings, rerankers) on KServe / OpenShift AI, run them locally, "
+    "and prove they work.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cache_app = typer.Typer(help="The model cache: import local model dirs, list, warm the cluster PVC.",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+# Data on stdout, narration on stderr: `poolserve render -o - | oc apply -f -` works.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Config file.", envvar="POOLSERVE_CONFIG", show_default=True)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key, e.g. --set namespace=dev (repeatable)."),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option("--target", "-t", help="cluster (KServe) or local (vLLM processes here). "
+                 "Default: $POOLSERVE_TARGET, else cluster.", show_default=False),
+]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
+
+_state: dict[str, Any] = {"debug": False}
+
+
+def parse_sets(values: list[str] | None) -> dict[str, Any]:
+    """``["a.b=1"]`` -> ``{"a.b": 1}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    out_: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE")
+        out_[key.strip()] = yaml.safe_load(raw) if raw else ""
+    return out_
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+    if version:
+        from poolserve import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a command: a PoolserveError prints ``error: <message>`` on stderr and exits with its code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PoolserveError as e:
+            if _state["debug"]:
+                err.print_exception()
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@command()``: register on :data:`app` with the error boundary."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return app.command(*args, **kwargs)(handle_errors(fn))
+
+    return deco
+
+
+def cache_command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@cache_command()``: register under ``poolserve cache`` with the error boundary."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return cache_app.command(*args, **kwargs)(handle_errors(fn))
+
+    return deco
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``poolserve`` script."""
+    from poolserve import cli as _commands  # noqa: F401 - registers the commands
+
+    app(args=argv)

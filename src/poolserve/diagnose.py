@@ -1,0 +1,69 @@
+"""Why did vLLM fail? Pattern-match a log tail into one actionable line (pure).
+
+Used by ``status``/``wait`` on the cluster (termination message, previous container log) and by
+the local target (process log), so a crash reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A recognised failure: a short cause and what to do about it."""
+
+    cause: str
+    fix: str
+    evidence: str
+
+    def __str__(self) -> str:
+        return f"{self.cause}: {self.fix}"
+
+
+_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"unrecognized arguments: (.*)"), "vLLM rejected a flag ({0})",
+     "the image's vLLM does not know this flag (--task was removed in 0.13); check `poolserve lint`"),
+    (re.compile(r"invalid choice: '([^']*)'"), "vLLM rejected a flag value ({0!r})",
+     "see `poolserve lint` for the values this vLLM version accepts"),
+    (re.compile(r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len"),
+     "max_model_len {0} is above the model's limit",
+     "lower max_model_len (see `poolserve catalog MODEL`)"),
+    (re.compile(r"(?:Available|Free) memory .* less than desired (?:CPU|GPU) memory utilization"),
+     "not enough free memory for --gpu-memory-utilization",
+     "lower gpu_memory_utilization or free the device"),
+    (re.compile(r"CUDA out of memory|OutOfMemoryError|torch\.OutOfMemoryError"), "out of GPU memory",
+     "lower gpu_memory_utilization/max_model_len or use a larger GPU"),
+    (re.compile(r"OOMKilled"), "killed for exceeding its memory limit", "raise resources.limits.memory"),
+    (re.compile(r"getpwuid\(\): uid not found"), "the container UID has no passwd entry",
+     "set env USER (poolserve's runtime does) and a writable HOME"),
+    (re.compile(r"PermissionError: \[Errno 13\] Permission denied: '([^']*)'"), "permission denied writing {0}",
+     "point HOME/HF_HOME/XDG_CACHE_HOME at writable volumes (the PVC must be group-writable on OpenShift)"),
+    (re.compile(r"(?:401 Client Error|GatedRepoError|Access to model .* is restricted)"),
+     "the model is gated or private", "set cache.hf_token_secret to a Secret holding an HF token"),
+    (re.compile(r"(?:LocalEntryNotFoundError|outgoing traffic has been disabled|"
+                r"We couldn't connect to 'https://huggingface.co'|offline mode is enabled)"),
+     "the model is not in the offline cache",
+     "populate the cache (`poolserve cache import` locally, `poolserve cache warm` on a cluster)"),
+    (re.compile(r"(?:RepositoryNotFoundError|is not a local folder and is not a valid model identifier)"),
+     "model not found", "check model_id"),
+    (re.compile(r"Supported tasks: \['generate'\]|does not support (?:the )?(?:embed|pooling|classify)"),
+     "the model was loaded as a generative model", "set task/convert or hf_overrides (see `poolserve catalog`)"),
+    (re.compile(r"trust_remote_code|trust-remote-code"), "the model needs custom code",
+     "set trust_remote_code: true for this model"),
+    (re.compile(r"Address already in use"), "the port is already in use", "stop the other server or pick another port"),
+)
+
+
+def diagnose(lines: Sequence[str] | str) -> Diagnosis | None:
+    """Return the first recognised cause in a log tail, scanning from the end, or None."""
+    text_lines = lines.splitlines() if isinstance(lines, str) else list(lines)
+    for line in reversed(text_lines):
+        for pattern, cause, fix in _RULES:
+            m = pattern.search(line)
+            if m:
+                groups = [g.strip() for g in m.groups()] if m.groups() else []
+                return Diagnosis(cause=cause.format(*groups), fix=fix, evidence=line.strip())
+    return None

@@ -1,0 +1,98 @@
+"""The exceptions a user is meant to read.
+
+Anything a user can cause or fix raises a :class:`PoolserveError` subclass. The CLI prints
+``error: <message>`` on one line and exits with the error's ``exit_code``; every other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class PoolserveError(Exception):
+    """Base class: a failure the user can act on. ``str(err)`` is one line."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+class SpecError(PoolserveError):
+    """The config file is unreadable or invalid."""
+
+    exit_code = 2
+
+
+class LintError(PoolserveError):
+    """Rendered objects break a rule KServe, vLLM or the dashboard enforces."""
+
+    exit_code = 1
+
+
+class DriftError(PoolserveError):
+    """Committed manifests differ from a fresh render."""
+
+    exit_code = 1
+
+
+class ClusterUnreachable(PoolserveError):
+    """The Kubernetes API could not be reached or the credentials are invalid."""
+
+    exit_code = 3
+
+
+class Forbidden(PoolserveError):
+    """The API refused the request (401/403)."""
+
+    exit_code = 4
+
+
+class NotFound(PoolserveError):
+    """An object or a CRD does not exist."""
+
+    exit_code = 5
+
+
+class Conflict(PoolserveError):
+    """Another field manager owns a field, or the object changed underneath us."""
+
+    exit_code = 6
+
+
+class Invalid(PoolserveError):
+    """The API server or an admission webhook rejected an object."""
+
+    exit_code = 7
+
+
+class NotReady(PoolserveError):
+    """A deployment did not become ready in time, or failed while starting."""
+
+    exit_code = 8
+
+
+class EndpointError(PoolserveError):
+    """An HTTP endpoint failed: connection, TLS, auth, or an error response."""
+
+    exit_code = 9
+
+    def __init__(
+        self, message: str, *, status: int | None = None, url: str | None = None, hint: str | None = None
+    ) -> None:
+        self.status = status
+        self.url = url
+        super().__init__(message, hint=hint)
+
+
+class LocalRunError(PoolserveError):
+    """A local vLLM process could not be started or died."""
+
+    exit_code = 10
+
+
+class CheckFailed(PoolserveError):
+    """``poolserve test`` ran, and at least one check failed."""
+
+    exit_code = 1

