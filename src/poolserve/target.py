@@ -86,6 +86,15 @@ class DeleteResult:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class DeployOptions:
+    """Options of ``deploy`` that only some targets support (the local target rejects the cluster ones)."""
+
+    dry_run: Literal["client", "server"] | None = None
+    runtimes_only: bool = False
+    force_conflicts: bool = False
+
+
 ProgressFn = Callable[[str, float | None], None]
 """``progress(message, fraction_or_None)``: called by waits; the CLI draws it, tests record it."""
 
@@ -103,6 +112,7 @@ class Target(Protocol):
         *,
         wait: bool,
         timeout_s: float,
+        options: DeployOptions = DeployOptions(),  # noqa: B008 - frozen, so a shared default is safe
         progress: ProgressFn | None = None,
     ) -> DeployResult:
         """Start (or apply) the named models (all when ``names`` is empty)."""

@@ -47,7 +47,14 @@ TargetOpt = Annotated[
 ]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
 
-_state: dict[str, Any] = {"debug": False}
+def _default_target_factory(name: Any, options: Any) -> Any:
+    from poolserve.targets import make_target
+
+    return make_target(name, options)
+
+
+# Process-wide CLI state. Tests replace "target_factory" to inject a fake cluster or local target.
+state: dict[str, Any] = {"debug": False, "target_factory": _default_target_factory}
 
 
 def parse_sets(values: list[str] | None) -> dict[str, Any]:
@@ -68,7 +75,7 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
-    _state["debug"] = debug
+    state["debug"] = debug
     if version:
         from poolserve import __version__
 
@@ -84,7 +91,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except PoolserveError as e:
-            if _state["debug"]:
+            if state["debug"]:
                 err.print_exception()
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(e.exit_code) from None

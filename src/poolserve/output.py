@@ -1,0 +1,80 @@
+"""Results -> rich renderables, JSON-ready dicts and YAML (returns values, prints nothing)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from poolserve import yamlio
+from poolserve.target import DeleteResult, DeployResult, ModelStatus
+
+
+def to_data(value: Any) -> Any:
+    """Dataclasses (and lists/tuples of them) -> plain JSON-able data; secrets (``token``) dropped."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "token"}
+    if isinstance(value, list | tuple):
+        return [to_data(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_data(v) for k, v in value.items()}
+    return value
+
+
+def dumps(value: Any, fmt: str) -> str:
+    """Serialize results as ``json`` or ``yaml``."""
+    data = to_data(value)
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    return yamlio.dump(data)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+_PHASE_STYLE = {"Ready": "green", "Loading": "yellow", "Failed": "bold red", "Stopped": "dim",
+                "NotDeployed": "dim", "Unknown": "yellow"}
+
+
+def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
+    """The ``poolserve status`` table; reasons and evidence follow under it."""
+    table = Table("NAME", "TARGET", "STATUS", "REPLICAS", "RUNTIME", "MODEL", "URL", "AGE", box=None, pad_edge=False)
+    notes: list[RenderableType] = []
+    for s in statuses:
+        table.add_row(
+            s.name, s.target, Text(s.phase, style=_PHASE_STYLE.get(s.phase, "")),
+            f"{s.replicas_ready}/{s.replicas_desired}", s.runtime or "-", s.served_model or "-",
+            s.route_url or s.url or "-", _age(s.age_s),
+        )
+        if s.reason:
+            notes.append(Text(f"{s.name}: {s.reason}", style="red" if s.phase == "Failed" else "yellow"))
+            notes.extend(Text(f"  {line}", style="dim") for line in s.details)
+    return Group(table, *notes) if notes else table
+
+
+def deploy_summary(result: DeployResult | DeleteResult) -> RenderableType:
+    """One line per object changed, then notes."""
+    lines: list[RenderableType] = []
+    suffix = f" (dry run: {result.dry_run})" if isinstance(result, DeployResult) and result.dry_run else ""
+    for c in result.changes:
+        ns = f"{c.namespace}/" if c.namespace else ""
+        note = f"  [{c.note}]" if c.note else ""
+        style = {"unchanged": "dim", "kept": "yellow", "absent": "dim"}.get(c.action, "")
+        lines.append(Text(f"{c.kind.lower()}/{ns}{c.name} {c.action}{suffix}{note}", style=style))
+    lines.extend(Text(f"note: {n}", style="cyan") for n in result.notes)
+    return Group(*lines)
