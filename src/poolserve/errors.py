@@ -74,15 +74,24 @@ class NotReady(PoolserveError):
 
 
 class EndpointError(PoolserveError):
-    """An HTTP endpoint failed: connection, TLS, auth, or an error response."""
+    """An HTTP endpoint failed: connection, TLS, auth, or an error response.
+
+    ``kind`` names the failure for scripts (``connection``, ``tls``, ``timeout``, ``auth``,
+    ``wrong_task``, ``not_found``, ``model_not_found``, ``input_too_long``, ``bad_request``,
+    ``unavailable``, ``server_error``, ``bad_response``; see :mod:`poolserve.client`);
+    ``server_message`` is the server's own error text (vLLM's ``error.message``), unchanged.
+    """
 
     exit_code = 9
 
     def __init__(
-        self, message: str, *, status: int | None = None, url: str | None = None, hint: str | None = None
+        self, message: str, *, status: int | None = None, url: str | None = None, hint: str | None = None,
+        kind: str = "http", server_message: str | None = None,
     ) -> None:
         self.status = status
         self.url = url
+        self.kind = kind
+        self.server_message = server_message
         super().__init__(message, hint=hint)
 
 

@@ -170,3 +170,26 @@ def served_model_ids(body: Any) -> list[str]:
     """Model ids listed by ``/v1/models``."""
     data = _require(body, "data", "models")
     return [str(d.get("id")) for d in data if isinstance(d, Mapping)]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One entry of ``/v1/models``: the served name and, when vLLM reports it, its max_model_len."""
+
+    id: str
+    max_model_len: int | None = None
+    root: str | None = None
+    """What vLLM loaded (``--model``: an HF id or a path)."""
+
+
+def served_models(body: Any) -> list[ServedModel]:
+    """Entries of ``/v1/models`` (``max_model_len`` is listed by every vLLM version with pooling)."""
+    data = _require(body, "data", "models")
+    out: list[ServedModel] = []
+    for d in data:
+        if isinstance(d, Mapping):
+            mml = d.get("max_model_len")
+            out.append(ServedModel(id=str(d.get("id")),
+                                   max_model_len=int(mml) if isinstance(mml, int) else None,
+                                   root=str(d["root"]) if d.get("root") else None))
+    return out
