@@ -1,5 +1,4 @@
-"""poolserve: deploy vLLM pooling models (embeddings, rerankers) on KServe / OpenShift AI, run them
-locally, and prove they work.
+"""poolserve: deploy vLLM pooling models on KServe / OpenShift AI, run them locally, prove they work.
 
 The public API is imported lazily so ``import poolserve`` stays cheap.
 """

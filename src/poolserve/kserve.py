@@ -48,8 +48,8 @@ VISIBILITY = "networking.kserve.io/visibility"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 MODELMESH_ENABLED = "modelmesh-enabled"
 
-TMP_HOME = "/tmp/home"  # noqa: S108 - an emptyDir mount, not a host path
-TMP_CACHE = "/tmp/cache"  # noqa: S108
+TMP_HOME = "/tmp/home"
+TMP_CACHE = "/tmp/cache"
 SHM_SIZE = "2Gi"
 
 
@@ -249,8 +249,11 @@ def namespace(spec: PoolSpec) -> Manifest:
 
 
 def auth_objects(model: Model) -> list[Manifest]:
-    """What the dashboard creates for token auth: a ServiceAccount, a Role to get the model, its binding,
-    and a token Secret that Kubernetes fills in (no secret value is ever rendered)."""
+    """What the dashboard creates for token auth.
+
+    A ServiceAccount, a Role to get the model, its binding, and a token Secret that Kubernetes fills
+    in (no secret value is ever rendered).
+    """
     sa = f"{model.name}-sa"
     ns = model.namespace
     labels = {DASHBOARD_LABEL: "true", "app.kubernetes.io/managed-by": "poolserve"}
@@ -339,7 +342,9 @@ def _merge_by_key(base: Sequence[Mapping[str, Any]], overlay: Sequence[Mapping[s
     for item in overlay:
         for existing in out:
             if existing.get(key) == item.get(key):
-                existing.update(copy.deepcopy(dict(item)))
+                merged = _deep_merge(existing, dict(item))
+                existing.clear()
+                existing.update(merged)
                 break
         else:
             out.append(copy.deepcopy(dict(item)))
@@ -421,8 +426,9 @@ def _eval_placeholder(expr: str, meta: Mapping[str, Any], where: str) -> str:
 
 
 def substitute(text: str, meta: Mapping[str, Any], where: str = "container") -> str:
-    """KServe's ReplacePlaceholders on one string: Go ``html/template`` over the InferenceService's
-    ObjectMeta, so substituted values are HTML-escaped.
+    """KServe's ReplacePlaceholders on one string.
+
+    Go ``html/template`` over the InferenceService's ObjectMeta, so substituted values are HTML-escaped.
 
     Raises:
         LintError: for an expression KServe could not evaluate (the controller reports InvalidSpec).

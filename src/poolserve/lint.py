@@ -62,7 +62,7 @@ def _load_schema(path: str, version: str) -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         with open(path, encoding="utf-8") as fh:
-            crd = yaml.load(fh, Loader=loader)  # noqa: S506 - safe loader
+            crd = yaml.load(fh, Loader=loader)
     except OSError as err:
         raise SpecError(f"{path}: cannot read CRD: {err}") from None
     for v in crd.get("spec", {}).get("versions", []):
@@ -78,10 +78,10 @@ def validate_against_crds(objects: Iterable[Manifest], crd_dir: Path) -> list[Fi
 
     findings: list[Finding] = []
     for obj in objects:
-        key = (obj.get("apiVersion"), obj.get("kind"))
+        key = (str(obj.get("apiVersion")), str(obj.get("kind")))
         if key not in CRD_FILES:
             continue
-        path = crd_dir / CRD_FILES[key]  # type: ignore[index]
+        path = crd_dir / CRD_FILES[key]
         if not path.is_file():
             raise SpecError(f"{path}: CRD file not found (--crd-dir should hold the KServe CRDs)")
         schema = _load_schema(str(path), str(key[0]).rsplit("/", 1)[-1])
@@ -98,7 +98,7 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     for obj in rendered.manifests:
         by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
     runtimes = by_kind.get(kserve.SR_KIND, {})
-    for name, isvc in by_kind.get(kserve.ISVC_KIND, {}).items():
+    for isvc in by_kind.get(kserve.ISVC_KIND, {}).values():
         subj = _subject(isvc)
         meta = isvc["metadata"]
         model = isvc["spec"]["predictor"].get("model", {})
@@ -230,7 +230,7 @@ def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> 
 
 def explain(rendered: Rendered, names: Sequence[str]) -> list[Mapping[str, Any]]:
     """The effective container per model, as KServe composes it: argv, env, mounts, resources."""
-    out = []
+    out: list[Mapping[str, Any]] = []
     for m in rendered.models:
         if names and m.name not in names:
             continue

@@ -152,8 +152,11 @@ def parse_rerank(body: Any) -> Reranked:
 
 
 def error_message(body: Any) -> str | None:
-    """vLLM's error text from either error shape (``{"error":{"message"}}`` since 0.10.1, flat before),
-    or FastAPI's ``{"detail": ...}`` (a route the model does not have, vLLM >= 0.16)."""
+    """The error text of a vLLM error response, in any of its shapes.
+
+    ``{"error":{"message"}}`` since 0.10.1, flat before, or FastAPI's ``{"detail": ...}`` for a route
+    the model does not have (vLLM >= 0.16).
+    """
     if not isinstance(body, Mapping):
         return None
     err = body.get("error")

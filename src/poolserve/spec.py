@@ -288,7 +288,8 @@ class _Where:
 
 
 def _pydantic_message(err: ValidationError, where: _Where) -> str:
-    errors = err.errors(include_url=False)
+    # A misspelt key usually also makes a required key "missing": name the misspelling first.
+    errors = sorted(err.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
     msg = first["msg"]
@@ -305,10 +306,7 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None
         node: Any = data
         parts = dotted.split(".")
         for part in parts[:-1]:
-            if isinstance(node, list):
-                node = node[int(part)]
-            else:
-                node = node.setdefault(part, {})
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
         if isinstance(node, list):
             node[int(parts[-1])] = value
         else:
@@ -394,7 +392,8 @@ def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
             out.append(((*base, "name"), f"duplicate model name {m.name!r}"))
         model_names.add(m.name)
         if not NAME_RE.match(m.name):
-            out.append(((*base, "name"), f"{m.name!r} must be lowercase letters, digits and '-', starting with a letter"))
+            out.append(((*base, "name"),
+                        f"{m.name!r} must be lowercase letters, digits and '-', starting with a letter"))
         elif len(m.name) > MAX_NAME_LEN:
             out.append(((*base, "name"), f"{m.name!r} is {len(m.name)} characters; KServe raw mode allows "
                         f"{MAX_NAME_LEN} (label app=isvc.<name>-predictor must fit 63)"))
@@ -456,7 +455,7 @@ def _first(*values: Any) -> Any:
 def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None) -> Runtime:
     image = rt.image or spec.image
     version = _version_for(image, rt.vllm_version or spec.vllm_version)
-    assert version is not None  # guaranteed by cross_check  # noqa: S101
+    assert version is not None  # guaranteed by cross_check
     display = rt.display_name or f"vLLM {'Embedding' if rt.task == 'embed' else 'Reranker'} Runtime"
     return Runtime(
         name=name or rt.name,
@@ -487,7 +486,7 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
         runtime = _resolve_runtime(spec, rt_cfg, m.name if spec.runtime_mode == "per-model" else None)
         image = m.image
         version = _version_for(image, spec.vllm_version) if image else runtime.vllm_version
-        assert version is not None  # noqa: S101 - cross_check guarantees it
+        assert version is not None
         replicas = _first(m.replicas, d.replicas, 1)
         expose = bool(_first(m.expose, d.expose, False))
         env = dict(d.env or {})

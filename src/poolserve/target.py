@@ -112,7 +112,7 @@ class Target(Protocol):
         *,
         wait: bool,
         timeout_s: float,
-        options: DeployOptions = DeployOptions(),  # noqa: B008 - frozen, so a shared default is safe
+        options: DeployOptions = DeployOptions(),
         progress: ProgressFn | None = None,
     ) -> DeployResult:
         """Start (or apply) the named models (all when ``names`` is empty)."""
@@ -152,5 +152,6 @@ def target_name(explicit: str | None) -> TargetName:
     """``--target`` wins, then ``$POOLSERVE_TARGET``, then ``cluster``."""
     value = explicit or os.environ.get(TARGET_ENV) or "cluster"
     if value not in ("cluster", "local"):
-        raise SpecError(f"unknown target {value!r} (from {'--target' if explicit else TARGET_ENV}): use cluster or local")
+        source = "--target" if explicit else TARGET_ENV
+        raise SpecError(f"unknown target {value!r} (from {source}): use cluster or local")
     return value  # type: ignore[return-value]

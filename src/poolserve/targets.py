@@ -21,13 +21,15 @@ class TargetOptions:
     state_dir: Path | None = None
 
 
-def make_target(name: TargetName, options: TargetOptions = TargetOptions()) -> Target:  # noqa: B008
+def make_target(name: TargetName, options: TargetOptions = TargetOptions()) -> Target:
     """The target called ``name`` (``cluster`` or ``local``)."""
     if name == "local":
         from poolserve.local import LocalTarget
 
-        return LocalTarget(state_dir=options.state_dir)
-    from poolserve.cluster.target import ClusterTarget
+        local: Target = LocalTarget(state_dir=options.state_dir)
+        return local
     from poolserve.cluster.kube import KubeCluster
+    from poolserve.cluster.target import ClusterTarget
 
-    return ClusterTarget(KubeCluster(context=options.context, kubeconfig=options.kubeconfig))
+    cluster: Target = ClusterTarget(KubeCluster(context=options.context, kubeconfig=options.kubeconfig))
+    return cluster

@@ -168,7 +168,8 @@ def env_problems(env: Mapping[str, str]) -> list[FlagProblem]:
     """Environment variables vLLM ignores or KServe rejects."""
     out: list[FlagProblem] = []
     if "VLLM_USAGE_STATS" in env:
-        out.append(FlagProblem("warning", "VLLM_USAGE_STATS", "vLLM has no VLLM_USAGE_STATS; use VLLM_NO_USAGE_STATS=1"))
+        out.append(FlagProblem("warning", "VLLM_USAGE_STATS",
+                               "vLLM has no VLLM_USAGE_STATS; use VLLM_NO_USAGE_STATS=1"))
     if "PYTHONPATH" in env:
         out.append(FlagProblem("error", "PYTHONPATH", "KServe >= 0.18 webhooks reject a PYTHONPATH env"))
     return out

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from poolserve.cli import catalog as _catalog  # noqa: F401
-from poolserve.cli import render as _render  # noqa: F401
 from poolserve.cli import lint as _lint  # noqa: F401
 from poolserve.cli import ops as _ops  # noqa: F401
+from poolserve.cli import render as _render  # noqa: F401
 from poolserve.cli.app import app, main
 
 __all__ = ["app", "main"]

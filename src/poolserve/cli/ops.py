@@ -1,10 +1,13 @@
-"""``deploy``, ``status``, ``wait``, ``logs``, ``delete``: the same verbs for ``--target cluster`` and
-``--target local`` (both implement :class:`poolserve.target.Target`)."""
+"""``deploy``, ``status``, ``wait``, ``logs``, ``delete``: one set of verbs for every target.
+
+``--target cluster`` (KServe) and ``--target local`` (vLLM processes) both implement
+:class:`poolserve.target.Target`, so the commands cannot drift between them.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -33,10 +36,7 @@ def parse_duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
     t = text.strip().lower()
     try:
-        if t and t[-1] in units:
-            value = float(t[:-1]) * units[t[-1]]
-        else:
-            value = float(t)
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
         raise SpecError(f"--timeout {text!r}: expected a duration like 600s or 15m") from None
     if value <= 0:

@@ -1,0 +1,131 @@
+"""CLI: render/lint/explain/catalog behaviour, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import poolserve.cli  # noqa: F401 - registers the commands
+from poolserve import yamlio
+from poolserve.cli.app import app
+from test_render import crd_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copy(ROOT / "poolserve.yaml", tmp_path / "poolserve.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_render_writes_the_plan_files_then_check_passes(project: Path) -> None:
+    r = runner.invoke(app, ["render"])
+    assert r.exit_code == 0, r.output
+    files = sorted(p.name for p in (project / "manifests" / "kserve").iterdir())
+    assert "serving-runtime-embedding.yaml" in files and "msmarco-reranker-isvc.yaml" in files
+    assert runner.invoke(app, ["render", "--check"]).exit_code == 0
+
+
+def test_check_reports_drift_with_a_diff(project: Path) -> None:
+    runner.invoke(app, ["render"])
+    isvc = project / "manifests" / "kserve" / "minilm-embedding-isvc.yaml"
+    isvc.write_text(isvc.read_text().replace("--max-model-len=256", "--max-model-len=128"))
+    r = runner.invoke(app, ["render", "--check"])
+    assert r.exit_code == 1
+    assert "-        - --max-model-len=128" in r.stdout and "+        - --max-model-len=256" in r.stdout
+    assert "differs from a fresh render" in r.stderr
+    assert isvc.read_text().count("--max-model-len=128") == 1  # --check wrote nothing
+
+
+def test_removed_model_file_is_deleted_only_if_generated(project: Path) -> None:
+    out = project / "manifests" / "kserve"
+    runner.invoke(app, ["render"])
+    (out / "mine.yaml").write_text("kind: ConfigMap\n")
+    cfg = project / "poolserve.yaml"
+    text = cfg.read_text()
+    cfg.write_text(text[: text.index("  - name: granite-embedding")] + text[text.index("  - name: msmarco-reranker"):])
+    r = runner.invoke(app, ["render"])
+    assert r.exit_code == 0
+    assert not (out / "granite-embedding-isvc.yaml").exists()
+    assert (out / "mine.yaml").exists()
+    assert "granite" not in (out / "kustomization.yaml").read_text()
+
+
+def test_render_to_stdout_is_one_yaml_stream(project: Path) -> None:
+    r = runner.invoke(app, ["render", "-o", "-"])
+    assert r.exit_code == 0
+    docs = yamlio.load_all(r.stdout)
+    assert [d["kind"] for d in docs].count("InferenceService") == 3
+    assert not (project / "manifests").exists()
+
+
+@pytest.mark.parametrize(
+    ("config_text", "fragment"),
+    [
+        ("", "poolserve.yaml: the file is empty"),
+        ("models: [\n", "poolserve.yaml:2: YAML syntax error"),
+        ("nmespace: x\n", "poolserve.yaml:1: nmespace: unknown key"),
+    ],
+)
+def test_bad_config_one_line_exit_2_nothing_written(project: Path, config_text: str, fragment: str) -> None:
+    (project / "poolserve.yaml").write_text(config_text)
+    r = runner.invoke(app, ["render"])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: ") and fragment in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+    assert not (project / "manifests").exists()
+
+
+def test_set_override_and_bad_set(project: Path) -> None:
+    r = runner.invoke(app, ["render", "-o", "-", "--set", "namespace=dev"])
+    assert "namespace: dev" in r.stdout
+    r = runner.invoke(app, ["render", "--set", "novalue"])
+    assert r.exit_code == 2 and "expected KEY=VALUE" in r.stderr
+
+
+def test_lint_ok_and_json(project: Path) -> None:
+    r = runner.invoke(app, ["lint", "--crd-dir", str(crd_dir()), "-o", "json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["schemas_checked"] is True
+    assert all(f["severity"] == "note" for f in data["findings"])
+
+
+def test_lint_error_exits_1(project: Path) -> None:
+    r = runner.invoke(app, ["lint", "--set", "runtimes.0.extra_args=[--task=embed]"])
+    assert r.exit_code == 1
+    assert "--task was removed in vLLM 0.13.0" in r.stdout
+    assert "error: poolserve.yaml: 2 error(s)" in r.stderr  # one per model on that runtime
+
+
+def test_explain_shows_the_composed_command(project: Path) -> None:
+    r = runner.invoke(app, ["explain", "minilm-embedding", "-o", "json"])
+    assert r.exit_code == 0
+    (row,) = json.loads(r.stdout)
+    assert row["argv"][:5] == ["python", "-m", "vllm.entrypoints.openai.api_server", "--port=8080", "--runner=pooling"]
+    assert "minilm-embedding" in row["argv"]  # {{.Name}} substituted
+    r = runner.invoke(app, ["explain", "nope"])
+    assert r.exit_code == 2 and "no model named 'nope'" in r.stderr
+
+
+def test_catalog_list_and_entry() -> None:
+    r = runner.invoke(app, ["catalog", "-o", "json"])
+    ids = {e["model_id"] for e in json.loads(r.stdout)}
+    assert {"BAAI/bge-m3", "Qwen/Qwen3-Reranker-0.6B", "nomic-ai/nomic-embed-text-v1.5",
+            "ibm-granite/granite-embedding-english-r2", "intfloat/e5-large-v2"} <= ids
+    r = runner.invoke(app, ["catalog", "sentence-transformers/all-MiniLM-L6-v2"])
+    assert r.exit_code == 0 and "256" in r.stdout
+    r = runner.invoke(app, ["catalog", "acme/nothing"])
+    assert r.exit_code == 2 and "not in the catalog" in r.stderr
+
+
+def test_unknown_target_is_a_one_line_error(project: Path) -> None:
+    r = runner.invoke(app, ["status", "--target", "moon"])
+    assert r.exit_code == 2 and "unknown target 'moon'" in r.stderr

@@ -1,0 +1,146 @@
+"""Rendering: golden files, CRD schema validation, determinism, the committed manifests' drift check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from poolserve import kserve, yamlio
+from poolserve.lint import validate_against_crds
+from poolserve.render import file_texts, render
+from poolserve.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "tests" / "specs").glob("*.yaml"))
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def crd_dir() -> Path:
+    """KServe CRDs: $POOLSERVE_CRD_DIR, else ../shared/crds/kserve-v0.20.0 beside the repo."""
+    env = os.environ.get("POOLSERVE_CRD_DIR")
+    path = Path(env) if env else ROOT.parent / "shared" / "crds" / "kserve-v0.20.0"
+    if not path.is_dir():
+        if env:
+            pytest.fail(f"POOLSERVE_CRD_DIR={env} does not exist")
+        pytest.skip("KServe CRDs not found (set POOLSERVE_CRD_DIR)")
+    return path
+
+
+def _all_text(spec_path: Path) -> str:
+    spec = load_spec(spec_path)
+    texts = file_texts(render(spec), f"tests/specs/{spec_path.name}")
+    return "".join(f"# ---- {name}\n{text}" for name, text in sorted(texts.items()))
+
+
+@pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
+def test_render_matches_golden(spec_path: Path, request: pytest.FixtureRequest) -> None:
+    golden = GOLDEN / f"{spec_path.stem}.yaml"
+    text = _all_text(spec_path)
+    if request.config.getoption("--update-goldens", default=False):
+        golden.write_text(text)
+    assert golden.is_file(), f"missing {golden}: run pytest --update-goldens"
+    assert text == golden.read_text(), f"{golden} differs: run pytest --update-goldens and review the diff"
+
+
+def test_render_is_deterministic() -> None:
+    spec = load_spec(ROOT / "poolserve.yaml")
+    assert file_texts(render(spec), "x") == file_texts(render(spec), "x")
+
+
+def test_committed_manifests_match_a_fresh_render() -> None:
+    texts = file_texts(render(load_spec(ROOT / "poolserve.yaml")), "poolserve.yaml")
+    out = ROOT / "manifests" / "kserve"
+    on_disk = {p.name: p.read_text() for p in out.glob("*.yaml")}
+    assert on_disk == texts, "manifests/kserve is stale: run `poolserve render`"
+
+
+def test_plan_file_names() -> None:
+    texts = file_texts(render(load_spec(ROOT / "poolserve.yaml")), "poolserve.yaml")
+    assert set(texts) == {
+        "namespace.yaml", "serving-runtime-embedding.yaml", "serving-runtime-reranker.yaml",
+        "minilm-embedding-isvc.yaml", "granite-embedding-isvc.yaml", "msmarco-reranker-isvc.yaml",
+        "kustomization.yaml",
+    }
+    kust = yamlio.load_all(texts["kustomization.yaml"])[0]
+    assert sorted(kust["resources"]) == sorted(n for n in texts if n != "kustomization.yaml")
+
+
+@pytest.mark.parametrize("spec_path", [ROOT / "poolserve.yaml", *SPECS], ids=lambda p: p.stem)
+def test_rendered_objects_validate_against_kserve_crds(spec_path: Path) -> None:
+    rendered = render(load_spec(spec_path))
+    kinds = {o["kind"] for o in rendered.manifests}
+    assert {"ServingRuntime", "InferenceService"} <= kinds
+    assert validate_against_crds(rendered.manifests, crd_dir()) == []
+
+
+def test_crd_validation_catches_a_bad_object() -> None:
+    rendered = render(load_spec(ROOT / "poolserve.yaml"))
+    isvc = next(o for o in rendered.manifests if o["kind"] == "InferenceService")
+    bad = {**isvc, "spec": {"predictor": {**isvc["spec"]["predictor"], "minReplicas": "one"}}}
+    sr = next(o for o in rendered.manifests if o["kind"] == "ServingRuntime")
+    bad_sr = {**sr, "spec": {**sr["spec"], "containers": "nope"}}
+    findings = validate_against_crds([bad, bad_sr], crd_dir())
+    messages = [f.message for f in findings]
+    assert any("spec.predictor.minReplicas" in m for m in messages)
+    assert any("spec.containers" in m for m in messages)
+
+
+def test_plan_objects_are_what_kserve_and_the_dashboard_need() -> None:
+    rendered = render(load_spec(ROOT / "poolserve.yaml"))
+    srs = {o["metadata"]["name"]: o for o in rendered.manifests if o["kind"] == "ServingRuntime"}
+    assert set(srs) == {"vllm-embedding-runtime", "vllm-reranker-runtime"}
+    for sr in srs.values():
+        (c,) = sr["spec"]["containers"]
+        assert c["name"] == "kserve-container" and c["ports"][0]["containerPort"] == 8080
+        assert c["command"] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+        assert "--runner=pooling" in c["args"] and not any(a.startswith("--task") for a in c["args"])
+        assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert c["startupProbe"]["httpGet"]["path"] == "/health"
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["USER"] and env["HOME"] == "/tmp/home" and env["HF_HOME"] == "/models/huggingface"
+        assert env["VLLM_NO_USAGE_STATS"] == "1" and "VLLM_USAGE_STATS" not in env
+        vols = {v["name"]: v for v in sr["spec"]["volumes"]}
+        assert vols["model-cache"]["persistentVolumeClaim"]["claimName"] == "vllm-model-cache"
+        assert vols["shm"]["emptyDir"]["medium"] == "Memory"
+        ann = sr["metadata"]["annotations"]
+        assert ann[kserve.TEMPLATE_DISPLAY_NAME] == ann[kserve.DISPLAY_NAME]
+        assert kserve.TEMPLATE_NAME not in ann  # no Template rendered -> no "Template removed" label
+        assert sr["metadata"]["labels"][kserve.DASHBOARD_LABEL] == "true"
+    isvcs = [o for o in rendered.manifests if o["kind"] == "InferenceService"]
+    assert len(isvcs) == 3
+    for isvc in isvcs:
+        meta = isvc["metadata"]
+        assert meta["annotations"][kserve.DEPLOYMENT_MODE] == "RawDeployment"
+        assert meta["annotations"][kserve.ENABLE_AUTH] == "false"
+        assert meta["labels"][kserve.DASHBOARD_LABEL] == "true"
+        assert kserve.VISIBILITY not in meta["labels"]
+        model = isvc["spec"]["predictor"]["model"]
+        assert model["runtime"] in srs
+        assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    ns = next(o for o in rendered.manifests if o["kind"] == "Namespace")
+    assert ns["metadata"]["labels"] == {kserve.DASHBOARD_LABEL: "true", kserve.MODELMESH_ENABLED: "false"}
+
+
+def test_exposed_model_gets_auth_objects_and_no_secret_values() -> None:
+    rendered = render(load_spec(ROOT / "tests" / "specs" / "per-model-secure.yaml"))
+    kinds = [(o["kind"], o["metadata"]["name"]) for o in rendered.manifests]
+    assert ("ServiceAccount", "bge-m3-sa") in kinds and ("Role", "bge-m3-view-role") in kinds
+    assert ("RoleBinding", "bge-m3-view") in kinds and ("Secret", "default-bge-m3-sa") in kinds
+    assert ("ServiceAccount", "bge-reranker-sa") not in kinds  # not exposed -> no auth
+    for o in rendered.manifests:
+        if o["kind"] == "Secret":
+            assert "data" not in o and "stringData" not in o
+            assert o["type"] == "kubernetes.io/service-account-token"
+    isvc = next(o for o in rendered.manifests if o["metadata"]["name"] == "bge-m3" and o["kind"] == "InferenceService")
+    assert isvc["metadata"]["labels"][kserve.VISIBILITY] == "exposed"
+    assert isvc["metadata"]["annotations"][kserve.ENABLE_AUTH] == "true"
+    sr = next(o for o in rendered.manifests if o["kind"] == "ServingRuntime" and o["metadata"]["name"] == "bge-m3")
+    env = sr["spec"]["containers"][0]["env"]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in env
+    assert sr["metadata"]["annotations"][kserve.TEMPLATE_NAME] == "vllm-embedding-runtime"
+    templates = next(f for f in rendered.files if f.name == "dashboard-templates.yaml")
+    assert not templates.in_kustomization
+    names = [t["objects"][0]["metadata"]["name"] for t in templates.objects]
+    assert names == ["vllm-embedding-runtime", "vllm-reranker-runtime"]

@@ -1,0 +1,131 @@
+"""Config loading: precedence, strictness, and one-line errors naming file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poolserve.errors import SpecError
+from poolserve.spec import load_spec, parse_spec, resolve_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = """\
+runtimes:
+  - name: vllm-embedding-runtime
+    task: embed
+models:
+  - name: minilm-embedding
+    model_id: sentence-transformers/all-MiniLM-L6-v2
+"""
+
+
+def test_committed_config_reproduces_the_plan() -> None:
+    spec = load_spec(ROOT / "poolserve.yaml")
+    models = {m.name: m for m in resolve_models(spec)}
+    assert spec.namespace == "vllm-embeddings"
+    assert spec.cache.pvc == "vllm-model-cache" and spec.cache.hf_home == "/models/huggingface"
+    assert set(models) == {"minilm-embedding", "granite-embedding", "msmarco-reranker"}
+    minilm = models["minilm-embedding"]
+    assert minilm.runtime.name == "vllm-embedding-runtime"
+    assert minilm.runtime.display_name == "vLLM Embedding Runtime"
+    assert minilm.max_model_len == 256 and minilm.gpus == 1
+    assert minilm.resources.requests == {"cpu": "2", "memory": "4Gi"}
+    assert minilm.resources.limits == {"cpu": "4", "memory": "8Gi"}
+    granite = models["granite-embedding"]
+    assert granite.model_id == "ibm-granite/granite-embedding-278m-multilingual"
+    assert granite.max_model_len == 512
+    assert granite.resources.requests == {"cpu": "2", "memory": "8Gi"}
+    assert granite.resources.limits == {"cpu": "4", "memory": "16Gi"}
+    reranker = models["msmarco-reranker"]
+    assert reranker.task == "score" and reranker.runtime.name == "vllm-reranker-runtime"
+    assert minilm.runtime.dtype == "float16" and minilm.runtime.gpu_memory_utilization == 0.3
+
+
+def test_defaults_come_from_the_catalog() -> None:
+    spec = parse_spec(MINIMAL)
+    (m,) = resolve_models(spec)
+    assert m.task == "embed" and m.max_model_len == 256  # catalog, not vLLM's 512
+    assert m.display_name == "all-MiniLM-L6-v2 (vLLM)"
+    assert m.auth is False and m.expose is False
+
+
+def test_model_keys_win_over_defaults_block() -> None:
+    text = MINIMAL.replace("models:", "defaults:\n  gpus: 2\n  replicas: 2\nmodels:") + "    gpus: 0\n"
+    (m,) = resolve_models(parse_spec(text))
+    assert m.gpus == 0 and m.replicas == 2 and m.max_replicas == 2
+
+
+def test_exposed_models_get_token_auth_unless_disabled() -> None:
+    (m,) = resolve_models(parse_spec(MINIMAL + "    expose: true\n"))
+    assert m.auth is True
+    (m,) = resolve_models(parse_spec(MINIMAL + "    expose: true\n    auth: false\n"))
+    assert m.auth is False
+
+
+def test_cli_overrides_win_over_the_file() -> None:
+    spec = parse_spec(MINIMAL, overrides={"namespace": "dev", "models.0.max_model_len": 128})
+    assert spec.namespace == "dev"
+    assert resolve_models(spec)[0].max_model_len == 128
+
+
+def test_task_aliases() -> None:
+    text = MINIMAL.replace("task: embed", "task: embedding")
+    assert parse_spec(text).runtimes[0].task == "embed"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "f.yaml: the file is empty"),
+        ("runtimes: [\n", "f.yaml:2: YAML syntax error"),
+        ("- a\n- b\n", "f.yaml:1: expected a mapping"),
+        (MINIMAL + "    max_modle_len: 12\n", "f.yaml:7: models[0].max_modle_len: unknown key"),
+        (MINIMAL + "    max_model_len: -1\n", "f.yaml:7: models[0].max_model_len: Input should be greater than 0"),
+        (MINIMAL + "    max_model_len: 512\n", "f.yaml:7: models[0].max_model_len: 512 is above "
+                                                "sentence-transformers/all-MiniLM-L6-v2's limit of 256"),
+        (MINIMAL + "    max_model_len: lots\n", "f.yaml:7: models[0].max_model_len: Input should be a valid integer"),
+        (MINIMAL + "  - name: minilm-embedding\n    model_id: sentence-transformers/all-MiniLM-L6-v2\n",
+         "f.yaml:7: models[1].name: duplicate model name 'minilm-embedding'"),
+        (MINIMAL.replace("name: minilm-embedding", "name: " + "m" * 49), "is 49 characters; KServe raw mode allows 48"),
+        (MINIMAL.replace("name: minilm-embedding", "name: " + "m" * 40),
+         "+ namespace 'vllm-embeddings' is 55 characters; KServe allows 52"),
+        (MINIMAL.replace("name: minilm-embedding", "name: MiniLM"), "must be lowercase letters"),
+        (MINIMAL.replace("task: embed", "task: generate"), "f.yaml:3: runtimes[0].task: invalid value 'generate'"),
+        (MINIMAL.replace("sentence-transformers/all-MiniLM-L6-v2", "cross-encoder/ms-marco-MiniLM-L12-v2"),
+         "f.yaml:5: models[0].task: minilm-embedding: task 'score' needs a runtime with task: score"),
+        (MINIMAL + "    runtime: nope\n", "f.yaml:7: models[0].runtime: runtime 'nope' is not defined"),
+        (MINIMAL.replace("sentence-transformers/all-MiniLM-L6-v2", "acme/unknown"),
+         "f.yaml:6: models[0].model_id: 'acme/unknown' is not in the catalog: set task"),
+        ("image: vllm/vllm-openai:latest\n" + MINIMAL,
+         "cannot tell the vLLM version of image 'vllm/vllm-openai:latest'"),
+        ("runtimes: []\nmodels: []\n", "f.yaml:1: runtimes: Tuple should have at least 1 item"),
+        ("namespace: vllm-embeddings\nnamespace: x\n" + MINIMAL,
+         "f.yaml:2: YAML syntax error: duplicate key 'namespace'"),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_line_and_key(text: str, expected: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "f.yaml")
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="config file not found"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_vllm_version_from_image_or_explicit() -> None:
+    spec = parse_spec("image: quay.io/x/vllm@sha256:abc\nvllm_version: 0.9.2\n" + MINIMAL)
+    assert resolve_models(spec)[0].vllm_version == (0, 9, 2)
+    spec = parse_spec("image: vllm/vllm-openai:v0.12.0\n" + MINIMAL)
+    assert resolve_models(spec)[0].vllm_version == (0, 12, 0)
+
+
+def test_per_model_runtime_mode_names_runtimes_like_models() -> None:
+    text = "runtime_mode: per-model\n" + MINIMAL
+    (m,) = resolve_models(parse_spec(text))
+    assert m.runtime.name == "minilm-embedding" and m.runtime.pattern == "vllm-embedding-runtime"
