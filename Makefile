@@ -1,0 +1,56 @@
+# poolserve: the plan's targets, as poolserve commands. `make help` lists them.
+POOLSERVE ?= .venv/bin/poolserve
+CONFIG ?= poolserve.yaml
+ARGS ?=
+
+.PHONY: help setup test render lint local-demo deploy-kserve-runtimes deploy-kserve-minilm \
+        deploy-kserve-granite deploy-kserve-reranker deploy-kserve status-kserve wait-kserve \
+        test-kserve diff-kserve delete-kserve
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+
+setup: ## Create .venv with poolserve and all extras
+	scripts/setup-venv.sh
+
+test: ## Everything CI runs (installs first)
+	scripts/test.sh $(ARGS)
+
+render: setup ## Re-render manifests/kserve/ from poolserve.yaml
+	$(POOLSERVE) render -c $(CONFIG)
+
+lint: setup ## Offline checks (CRD schemas with POOLSERVE_CRD_DIR)
+	$(POOLSERVE) lint -c $(CONFIG)
+
+local-demo: ## Serve minilm-embedding locally with vLLM and query it
+	scripts/local-demo.sh
+
+deploy-kserve-runtimes: setup ## Apply both ServingRuntimes
+	$(POOLSERVE) deploy -c $(CONFIG) --runtimes-only $(ARGS)
+
+deploy-kserve-minilm: setup ## Deploy the MiniLM InferenceService and wait
+	$(POOLSERVE) deploy -c $(CONFIG) minilm-embedding $(ARGS)
+
+deploy-kserve-granite: setup ## Deploy the Granite InferenceService and wait
+	$(POOLSERVE) deploy -c $(CONFIG) granite-embedding $(ARGS)
+
+deploy-kserve-reranker: setup ## Deploy the MS-MARCO InferenceService and wait
+	$(POOLSERVE) deploy -c $(CONFIG) msmarco-reranker $(ARGS)
+
+deploy-kserve: setup ## Deploy everything and wait
+	$(POOLSERVE) deploy -c $(CONFIG) $(ARGS)
+
+status-kserve: setup ## InferenceService status, URLs and reasons
+	$(POOLSERVE) status -c $(CONFIG) $(ARGS)
+
+wait-kserve: setup ## Wait until every model is ready
+	$(POOLSERVE) wait -c $(CONFIG) $(ARGS)
+
+test-kserve: setup ## Verify every deployed model's outputs
+	for m in minilm-embedding granite-embedding msmarco-reranker; do $(POOLSERVE) test -c $(CONFIG) $$m $(ARGS) || exit 1; done
+
+diff-kserve: setup ## What deploy would change
+	$(POOLSERVE) diff -c $(CONFIG) $(ARGS)
+
+delete-kserve: setup ## Delete the InferenceServices (keeps runtimes)
+	$(POOLSERVE) delete -c $(CONFIG) $(ARGS)

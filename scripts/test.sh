@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the tests need (scripts/setup-venv.sh), then run every check CI runs:
+# the manifest drift check, ruff, mypy, and pytest (real vLLM tests included; cluster tests skip
+# unless KUBECONFIG reaches a cluster with KServe).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-venv.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# KServe CRDs for schema validation: $POOLSERVE_CRD_DIR, else ../shared/crds/kserve-v0.20.0.
+if [ -z "${POOLSERVE_CRD_DIR:-}" ] && [ -d ../shared/crds/kserve-v0.20.0 ]; then
+  POOLSERVE_CRD_DIR=$(cd ../shared/crds/kserve-v0.20.0 && pwd)
+  export POOLSERVE_CRD_DIR
+fi
+echo "== manifests/kserve up to date"
+.venv/bin/poolserve render --check
+echo "== lint (offline)"
+.venv/bin/poolserve lint ${POOLSERVE_CRD_DIR:+--crd-dir "$POOLSERVE_CRD_DIR"}
+echo "== ruff"
+.venv/bin/ruff check src tests $( [ -d benchmarks ] && echo benchmarks )
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure here" >&2
+  exit 1
+fi
+exit "$rc"
