@@ -91,9 +91,18 @@ class LocalSpec(_Strict):
     """Adjustments for the local target only; they never change the cluster manifests."""
 
     cache_dir: str = ".poolserve/cache"
+    """Stands in for the cache PVC (persistent; relative paths are relative to the working directory)."""
     state_dir: str = ".poolserve"
-    dtype: str | None = None
-    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    """Holds ``local-state.json``, the server logs and the per-run emptyDir directories."""
+    python: str | None = None
+    """Interpreter that has vLLM installed; default: the one running poolserve."""
+    # CPU defaults (set a key to null to keep the config's value, e.g. on a GPU workstation).
+    dtype: str | None = "float32"
+    """fp32: exact vs. sentence-transformers, and x86 CPUs without AVX512 have no fast fp16/bf16."""
+    gpu_memory_utilization: float | None = Field(default=0.25, gt=0, le=1)
+    """On CPU vLLM reads this as the fraction of RAM it may use: 0.25 lets two servers share 24 GiB."""
+    enforce_eager: bool = True
+    """``--enforce-eager``: skips torch.compile warm-up, about half the startup time on CPU."""
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     startup_timeout_s: float = Field(default=600, gt=0)
