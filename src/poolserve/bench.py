@@ -1,0 +1,673 @@
+"""The load generator behind ``poolserve bench`` (edge: HTTP, clock, machine facts).
+
+Closed loop: for each setting (concurrency x batch size) ``concurrency`` workers each send a request,
+wait for the answer, and send the next, over one ``httpx.AsyncClient`` (its transport is injectable).
+Warm-up requests run first and are left out. A setting stops after ``requests`` measured requests or
+``duration_s`` seconds, and always at ``max_time_s`` (requests still in flight then are cancelled and
+counted as ``time_cap`` errors). A failed request is data (a :class:`~poolserve.metrics.RequestResult`
+with an ``error_kind``), never an exception.
+
+Inputs are deterministic: text ``i`` is ``input_tokens - 2`` words drawn (seeded by ``i``) from
+words that the BERT WordPiece vocabulary keeps whole, so all-MiniLM-L6-v2 counts ``input_tokens``
+tokens with [CLS] and [SEP]; other tokenizers count a few more or less, and the report states the
+server's own count (``tokens_per_text``).
+
+:func:`self_test` measures the generator's own ceiling against :class:`StubServer`, a canned
+``/v1/embeddings`` + ``/rerank`` server on 127.0.0.1 (in a thread of this process, so the ceiling is
+a lower bound: the stub competes with the generator for the GIL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import httpx
+
+from poolserve import protocol
+from poolserve.errors import SpecError
+from poolserve.metrics import (
+    BaselineResult,
+    BenchReport,
+    MachineInfo,
+    RequestResult,
+    Setting,
+    SettingReport,
+    summarize,
+)
+from poolserve.target import Endpoint
+
+BenchTask = Literal["embed", "score"]
+Clock = Callable[[], float]
+
+DEFAULT_CONCURRENCY = (1, 4, 16, 64)
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+DEFAULT_REQUESTS = 200
+DEFAULT_INPUT_TOKENS = 128
+DEFAULT_DOCUMENTS = 8
+DEFAULT_MAX_TIME_S = 300.0
+RERANK_PATH = "/v1/rerank"
+QUERY_WORDS = 12
+_BODY_POOL = 64
+_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_fp16",
+              "amx_int8", "amx_tile")
+
+# Words the BERT uncased WordPiece vocabulary keeps whole (checked with all-MiniLM-L6-v2's tokenizer).
+_WORDS_TEXT = """
+able about above act add after again against ago air all also always among an and animal answer any
+appear are area as ask at back base be beauty been before began begin behind best better between big
+bird black blue boat body book both box boy bring brought build busy but by call came can car care
+carry cause center certain change check children city class clear close cold color come common
+complete contain correct could country course cover cross cry cut dark day decide deep develop did
+differ direct distant do does dog done door down draw drive dry during each early earth ease east
+eat end enough even ever every example eye face fact fall family far farm fast father feel feet few
+field figure fill final find fine fire first fish five fly follow food foot for force form found
+four free friend from front full game gave get girl give go gold good got govern great green ground
+group grow had half hand happen hard has have head hear heard heat help her here high him his hold
+home horse hot hour house how hundred idea if in inch interest is island just keep kind king knew
+know land language large last late laugh lay lead learn leave left less let letter life light like
+line list listen little live long look love low machine made main make man many map mark may me mean
+measure men might mile mind minute miss money moon more morning most mother mountain move much music
+must my name near need never new next night no north note nothing notice noun now number object
+ocean of off often oh old on once one only open or order other our out over own page paint paper
+part pass pattern people person picture piece place plain plan plane plant play point port pose
+possible pound power press problem produce product pull put question quick rain ran reach read ready
+real record red remember rest right river road rock room round rule run said same saw say school
+science sea second see seem self sentence serve set several shape she ship short should show side
+simple since sing six slow small snow so some song soon sound south space special spell stand star
+start state stay step still stood stop story street strong study such sun sure surface system table
+tail take talk teach tell ten test than the their them then there these they thing think this those
+though thought thousand three through time tire to together told too took top toward town travel
+tree true try turn two under unit until up us use usual verb very voice vowel wait walk want war
+warm was watch water way we week well went were west what wheel when where which while white who
+whole why will wind with wonder wood word work world would write year yes young your
+"""
+WORDS = tuple(_WORDS_TEXT.split())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def make_text(index: int, input_tokens: int) -> str:
+    """Deterministic text ``index`` of about ``input_tokens`` tokens (special tokens included)."""
+    rng = random.Random(index)
+    return " ".join(rng.choice(WORDS) for _ in range(max(1, input_tokens - 2)))
+
+
+def make_texts(count: int, input_tokens: int, *, start: int = 0) -> list[str]:
+    """Texts ``start .. start+count-1`` (see :func:`make_text`)."""
+    return [make_text(i, input_tokens) for i in range(start, start + count)]
+
+
+def make_query(index: int = 0) -> str:
+    """The rerank query: a short deterministic text."""
+    return make_text(1_000_000 + index, QUERY_WORDS + 2)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What each request of a setting sends."""
+
+    task: BenchTask
+    model: str | None
+    input_tokens: int
+    batch_size: int
+    """Texts per embeddings request, or documents per rerank request."""
+
+    def texts(self, request_index: int) -> list[str]:
+        """The texts (or documents) of request ``request_index``; the pool cycles."""
+        i = request_index % _BODY_POOL
+        return make_texts(self.batch_size, self.input_tokens, start=i * self.batch_size)
+
+    def path(self) -> str:
+        """The URL path requests go to."""
+        return protocol.EMBEDDINGS if self.task == "embed" else RERANK_PATH
+
+    def body(self, request_index: int) -> bytes:
+        """The encoded JSON body of request ``request_index``."""
+        texts = self.texts(request_index)
+        if self.task == "embed":
+            data = protocol.embed_request(texts, self.model)
+        else:
+            data = protocol.rerank_request(make_query(request_index % _BODY_POOL), texts, self.model)
+        return json.dumps(data).encode()
+
+    def pool_texts(self) -> list[str]:
+        """Every distinct text this workload sends (what the in-process baseline encodes)."""
+        return make_texts(_BODY_POOL * self.batch_size, self.input_tokens)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One request
+
+
+def _error_kind(err: BaseException) -> str:
+    if isinstance(err, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(err, httpx.ConnectError):
+        return "connect"
+    if isinstance(err, httpx.TransportError):
+        return "transport"
+    if isinstance(err, protocol.ProtocolError | json.JSONDecodeError | UnicodeDecodeError):
+        return "bad_response"
+    return type(err).__name__
+
+
+def _check(workload: Workload, response: httpx.Response) -> tuple[int, str | None]:
+    """(prompt tokens, problem) of a 2xx response; raises ProtocolError on a malformed body."""
+    data = response.json()
+    if workload.task == "embed":
+        emb = protocol.parse_embeddings(data)
+        got, usage = len(emb.vectors), emb.usage
+    else:
+        rr = protocol.parse_rerank(data)
+        got, usage = len(rr.results), rr.usage
+    if got != workload.batch_size:
+        raise protocol.ProtocolError(f"expected {workload.batch_size} results, got {got}")
+    return (usage.prompt_tokens if usage else 0), None
+
+
+async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, start_s: float,
+                   clock: Clock) -> RequestResult:
+    """Send one request and turn the outcome, success or failure, into a RequestResult.
+
+    The one place poolserve catches ``Exception``: a failed request is a measurement.
+    """
+    t0 = clock()
+    try:
+        response = await client.post(workload.path(), content=body,
+                                     headers={"content-type": "application/json"})
+        await response.aread()
+        if response.status_code >= 400:
+            detail = None
+            try:
+                detail = protocol.error_message(response.json())
+            except ValueError:
+                detail = response.text[:200] or None
+            return RequestResult(False, clock() - t0, start_s, workload.batch_size, 0,
+                                 f"http_{response.status_code}", detail)
+        tokens, _ = _check(workload, response)
+    except Exception as err:  # the bench worker: a failed request is data (STYLE.md)
+        return RequestResult(False, clock() - t0, start_s, workload.batch_size, 0, _error_kind(err),
+                             str(err)[:200] or type(err).__name__)
+    return RequestResult(True, clock() - t0, start_s, workload.batch_size, tokens)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One setting
+
+
+@dataclass(frozen=True)
+class BenchProgress:
+    """A progress event: ``done`` of ``total`` (None in duration mode; then ``fraction`` is time)."""
+
+    phase: Literal["warmup", "measure", "self-test", "baseline"]
+    setting: Setting
+    index: int
+    """0-based number of this setting in the sweep."""
+    settings: int
+    done: int
+    total: int | None
+    fraction: float | None
+
+
+ProgressCallback = Callable[[BenchProgress], None]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """When a setting stops: after ``requests`` measured requests or ``duration_s``, and at ``max_time_s``."""
+
+    requests: int | None = DEFAULT_REQUESTS
+    duration_s: float | None = None
+    warmup: int | None = None
+    """Warm-up requests (default: one per worker, at least 2)."""
+    max_time_s: float = DEFAULT_MAX_TIME_S
+
+    def __post_init__(self) -> None:
+        if (self.requests is None) == (self.duration_s is None):
+            raise SpecError("bench: give either a request count or a duration, not both and not neither")
+        if self.requests is not None and self.requests < 1:
+            raise SpecError(f"bench: --requests {self.requests}: must be at least 1")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise SpecError(f"bench: --duration {self.duration_s}: must be positive")
+        if self.max_time_s <= 0:
+            raise SpecError(f"bench: time cap {self.max_time_s}: must be positive")
+
+
+async def _closed_loop(client: httpx.AsyncClient, workload: Workload, concurrency: int, *, count: int | None,
+                       until: float | None, hard_deadline: float, clock: Clock, t0: float,
+                       on_done: Callable[[int], None]) -> list[RequestResult]:
+    """Run ``concurrency`` workers until ``count`` requests were sent or ``until``/``hard_deadline`` passed."""
+    results: list[RequestResult] = []
+    bodies = [workload.body(i) for i in range(_BODY_POOL)]
+    next_index = 0
+
+    def take() -> int | None:
+        nonlocal next_index
+        now = clock()
+        if now >= hard_deadline or (until is not None and now >= until):
+            return None
+        if count is not None and next_index >= count:
+            return None
+        i = next_index
+        next_index += 1
+        return i
+
+    async def worker() -> None:
+        while (i := take()) is not None:
+            r = await send_one(client, workload, bodies[i % _BODY_POOL], clock() - t0, clock)
+            results.append(r)
+            on_done(len(results))
+
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, hard_deadline - clock()))
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+        cancelled = next_index - len(results)
+        now = clock() - t0
+        results.extend(RequestResult(False, now, now, workload.batch_size, 0, "time_cap",
+                                     "still in flight at the time cap") for _ in range(cancelled))
+    return results
+
+
+async def run_setting(client: httpx.AsyncClient, workload: Workload, concurrency: int, bounds: Bounds, *,
+                      clock: Clock = time.perf_counter, cpu_clock: Clock = time.process_time,
+                      progress: Callable[[str, int, int | None, float | None], None] | None = None,
+                      ) -> SettingReport:
+    """Warm up, then measure one setting.
+
+    Args:
+        client: an AsyncClient whose ``base_url`` is the endpoint.
+        workload: what each request sends.
+        concurrency: requests in flight at once.
+        bounds: request count or duration, warm-up and time cap.
+        clock: monotonic seconds (injectable for tests).
+        cpu_clock: this process's CPU seconds.
+        progress: ``progress(phase, done, total, fraction)``.
+
+    Returns:
+        The setting's report (warm-up excluded).
+    """
+    setting = Setting(concurrency, workload.batch_size)
+    warmup = bounds.warmup if bounds.warmup is not None else max(2, concurrency)
+    start = clock()
+    hard = start + bounds.max_time_s
+    if warmup:
+        def on_warm(done: int) -> None:
+            if progress:
+                progress("warmup", done, warmup, done / warmup)
+
+        await _closed_loop(client, workload, min(concurrency, warmup), count=warmup, until=None,
+                           hard_deadline=hard, clock=clock, t0=start, on_done=on_warm)
+    t0 = clock()
+    cpu0 = cpu_clock()
+    until = t0 + bounds.duration_s if bounds.duration_s is not None else None
+
+    def on_done(done: int) -> None:
+        if progress:
+            if bounds.requests is not None:
+                progress("measure", done, bounds.requests, done / bounds.requests)
+            else:
+                progress("measure", done, None, min(1.0, (clock() - t0) / (bounds.duration_s or 1)))
+
+    results = await _closed_loop(client, workload, concurrency, count=bounds.requests, until=until,
+                                 hard_deadline=hard, clock=clock, t0=t0, on_done=on_done)
+    end = max((r.start_s + r.latency_s for r in results), default=clock() - t0)
+    return summarize(results, end, setting, client_cpu_s=cpu_clock() - cpu0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The sweep
+
+
+def _client(endpoint: Endpoint, timeout_s: float, concurrency: int,
+            transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    headers = {"authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
+    verify: Any = endpoint.ca_file or endpoint.verify_tls
+    limits = httpx.Limits(max_connections=max(concurrency, 1), max_keepalive_connections=max(concurrency, 1))
+    return httpx.AsyncClient(base_url=endpoint.url, headers=headers, timeout=timeout_s, verify=verify,
+                             limits=limits, transport=transport)
+
+
+async def _server_version(client: httpx.AsyncClient) -> str | None:
+    """The server's vLLM version from ``/version`` (best effort: None when it does not say)."""
+    try:
+        r = await client.get("/version")
+        if r.status_code == 200:
+            v = r.json().get("version")
+            return str(v) if v else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return None
+
+
+async def _sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings: Sequence[Setting],
+                 input_tokens: int, bounds: Bounds, timeout_s: float,
+                 transport: httpx.AsyncBaseTransport | None, progress: ProgressCallback | None,
+                 phase: Literal["measure", "self-test"]) -> tuple[list[SettingReport], str | None]:
+    reports: list[SettingReport] = []
+    top = max((s.concurrency for s in settings), default=1)
+    async with _client(endpoint, timeout_s, top, transport) as client:
+        version = await _server_version(client)
+        for n, s in enumerate(settings):
+            wl = Workload(task, model, input_tokens, s.batch_size)
+
+            def cb(ph: str, done: int, total: int | None, fraction: float | None, s: Setting = s,
+                   n: int = n) -> None:
+                if progress:
+                    shown: Any = ph if phase == "measure" else phase
+                    progress(BenchProgress(shown, s, n, len(settings), done, total, fraction))
+
+            reports.append(await run_setting(client, wl, s.concurrency, bounds, progress=cb))
+    return reports, version
+
+
+def settings_grid(concurrency: Sequence[int], batch_sizes: Sequence[int]) -> list[Setting]:
+    """Every (concurrency, batch size) pair, batch size outer, concurrency inner.
+
+    Raises:
+        SpecError: if a value is not a positive integer.
+    """
+    for name, values in (("concurrency", concurrency), ("batch size", batch_sizes)):
+        if not values or any(v < 1 for v in values):
+            raise SpecError(f"bench: {name} values must be positive integers, got {list(values)}")
+    return [Setting(c, b) for b in batch_sizes for c in concurrency]
+
+
+BaselineFn = Callable[[Sequence[str], int, str | None], BaselineResult]
+"""``baseline(texts, batch_size, query)`` -> texts/s of direct in-process inference (see poolserve.baseline)."""
+
+
+def bench(
+    endpoint: Endpoint,
+    *,
+    task: BenchTask = "embed",
+    model: str | None = None,
+    concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    bounds: Bounds = Bounds(),
+    input_tokens: int = DEFAULT_INPUT_TOKENS,
+    timeout_s: float = 120.0,
+    self_test: bool = False,
+    baseline: BaselineFn | None = None,
+    label: str | None = None,
+    timestamp: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    progress: ProgressCallback | None = None,
+) -> BenchReport:
+    """Benchmark one endpoint over a grid of concurrency x batch size.
+
+    Args:
+        endpoint: where the model answers (URL, token, TLS).
+        task: ``embed`` (``/v1/embeddings``, batch size = texts per request) or ``score``
+            (``/v1/rerank``, batch size = documents per query).
+        model: the served model name sent in each body (None: the server's only model).
+        concurrency: requests in flight, one setting per value.
+        batch_sizes: texts (or documents) per request, one setting per value.
+        bounds: per-setting request count or duration, warm-up and time cap.
+        input_tokens: tokens per text (approximate; the report has the server's count).
+        timeout_s: per-request timeout.
+        self_test: also measure the generator's ceiling against a local stub (see :func:`self_test`).
+        baseline: direct in-process inference to compare with, called per batch size.
+        label: names the run in comparisons and plots.
+        timestamp: ISO time of the run (default: now, UTC).
+        transport: httpx transport (tests inject ``httpx.MockTransport``).
+        progress: called as requests complete.
+
+    Returns:
+        The frozen report.
+
+    Raises:
+        SpecError: on invalid settings.
+    """
+    if input_tokens < 3:
+        raise SpecError(f"bench: --input-tokens {input_tokens}: must be at least 3")
+    grid = settings_grid(concurrency, batch_sizes)
+    stamp = timestamp or datetime.now(UTC).isoformat(timespec="seconds")
+    machine = machine_info()
+    reports, version = asyncio.run(_sweep(endpoint, task, model, grid, input_tokens, bounds, timeout_s,
+                                          transport, progress, "measure"))
+    ceiling: tuple[SettingReport, ...] = ()
+    if self_test:
+        ceiling = tuple(run_self_test(task=task, concurrency=concurrency, batch_sizes=batch_sizes,
+                                      bounds=bounds, input_tokens=input_tokens, progress=progress))
+    base: list[BaselineResult] = []
+    if baseline is not None:
+        for b in sorted({s.batch_size for s in grid}):
+            wl = Workload(task, model, input_tokens, b)
+            if progress:
+                progress(BenchProgress("baseline", Setting(1, b), 0, 1, 0, None, None))
+            base.append(baseline(wl.pool_texts(), b, make_query() if task == "score" else None))
+    notes = _notes(reports, ceiling)
+    return BenchReport(
+        timestamp=stamp, machine=replace(machine, vllm_version=version), endpoint=endpoint.url, model=model,
+        task=task, input_tokens=input_tokens, settings=tuple(reports),
+        warmup_requests=bounds.warmup,
+        label=label, self_test=ceiling, baseline=tuple(base), notes=tuple(notes),
+    )
+
+
+def _notes(reports: Sequence[SettingReport], ceiling: Sequence[SettingReport]) -> list[str]:
+    notes: list[str] = []
+    for r in reports:
+        if r.errors:
+            kinds = ", ".join(f"{k} x{v}" for k, v in r.errors_by_kind.items())
+            example = next(iter(r.error_examples.values()), "")
+            notes.append(f"c={r.concurrency} b={r.batch_size}: {r.errors} failed ({kinds}): {example}")
+    by_setting = {c.setting: c for c in ceiling}
+    for r in reports:
+        c = by_setting.get(r.setting)
+        if c and c.requests_per_s and r.requests_per_s > 0.5 * c.requests_per_s:
+            notes.append(f"c={r.concurrency} b={r.batch_size}: {r.requests_per_s:.0f} req/s is over half the "
+                         f"generator's ceiling ({c.requests_per_s:.0f} req/s): the client may limit it")
+    return notes
+
+
+# ----------------------------------------------------------------------------------------------------
+# Self-test: the generator against a canned server
+
+
+class StubServer:
+    """A trivial HTTP server on 127.0.0.1 answering like vLLM with canned bodies (in a thread).
+
+    ``/v1/embeddings`` returns one ``dim``-float vector per input, ``/rerank`` (all three paths) one
+    result per document, ``/version``, ``/health`` and ``/v1/models`` answer too. ``fail_every=N``
+    makes every N-th embeddings request a 503 (for tests). Use as a context manager.
+    """
+
+    def __init__(self, *, dim: int = 384, model: str = "stub-model", fail_every: int = 0) -> None:
+        self.dim = dim
+        self.model = model
+        self.fail_every = fail_every
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, int], bytes] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        if self._server is None:
+            raise RuntimeError("StubServer is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def _body(self, kind: str, n: int) -> bytes:
+        key = (kind, n)
+        if key not in self._cache:
+            vec = [round(1 / (self.dim ** 0.5), 6)] * self.dim
+            usage = {"prompt_tokens": 10 * n, "total_tokens": 10 * n, "completion_tokens": 0}
+            if kind == "embed":
+                data: dict[str, Any] = {"object": "list", "model": self.model, "usage": usage, "data": [
+                    {"object": "embedding", "index": i, "embedding": vec} for i in range(n)]}
+            else:
+                data = {"id": "rerank-stub", "model": self.model, "usage": usage, "results": [
+                    {"index": i, "relevance_score": 1.0 / (i + 1), "document": {"text": "d"}} for i in range(n)]}
+            self._cache[key] = json.dumps(data).encode()
+        return self._cache[key]
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        """The canned answer to one request (status, JSON body)."""
+        with self._lock:
+            self.requests += 1
+            count = self.requests
+        if method == "GET":
+            if path == protocol.HEALTH:
+                return 200, b""
+            if path == "/version":
+                return 200, b'{"version":"stub"}'
+            if path == protocol.MODELS:
+                return 200, json.dumps({"object": "list", "data": [{"id": self.model}]}).encode()
+            return 404, b'{"detail":"Not Found"}'
+        try:
+            req = json.loads(body)
+        except ValueError:
+            return 400, b'{"error":{"message":"bad json"}}'
+        if path == protocol.EMBEDDINGS:
+            if self.fail_every and count % self.fail_every == 0:
+                return 503, b'{"error":{"message":"stub: injected failure"}}'
+            inputs = req.get("input")
+            n = 1 if isinstance(inputs, str) else len(inputs or [])
+            return 200, self._body("embed", n)
+        if path in protocol.RERANK_PATHS:
+            return 200, self._body("rerank", len(req.get("documents") or []))
+        return 404, b'{"detail":"Not Found"}'
+
+    def __enter__(self) -> StubServer:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs (40 ms)
+
+            def _reply(self, method: str) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                status, payload = stub.handle(method, self.path, self.rfile.read(length) if length else b"")
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                self._reply("GET")
+
+            def do_POST(self) -> None:
+                self._reply("POST")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="poolserve-stub", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def run_self_test(*, task: BenchTask = "embed", concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, bounds: Bounds = Bounds(),
+                  input_tokens: int = DEFAULT_INPUT_TOKENS,
+                  progress: ProgressCallback | None = None) -> list[SettingReport]:
+    """The generator's own ceiling: the same sweep against a :class:`StubServer` that answers instantly.
+
+    Returns:
+        One report per setting; its rates are what the generator can drive on this machine.
+    """
+    grid = settings_grid(concurrency, batch_sizes)
+    with StubServer() as stub:
+        reports, _ = asyncio.run(_sweep(Endpoint(url=stub.url), task, None, grid, input_tokens, bounds, 30.0,
+                                        None, progress, "self-test"))
+    return reports
+
+
+def self_test_report(*, task: BenchTask = "embed", concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+                     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, bounds: Bounds = Bounds(),
+                     input_tokens: int = DEFAULT_INPUT_TOKENS, timestamp: str | None = None,
+                     progress: ProgressCallback | None = None) -> BenchReport:
+    """``poolserve bench --self-test`` without an endpoint: a report holding only the ceiling."""
+    ceiling = run_self_test(task=task, concurrency=concurrency, batch_sizes=batch_sizes, bounds=bounds,
+                            input_tokens=input_tokens, progress=progress)
+    return BenchReport(timestamp=timestamp or datetime.now(UTC).isoformat(timespec="seconds"),
+                       machine=machine_info(), endpoint=None, model=None, task=task, input_tokens=input_tokens,
+                       settings=(), self_test=tuple(ceiling), label="self-test",
+                       warmup_requests=bounds.warmup)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The machine
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _cpuinfo_field(text: str, key: str) -> str | None:
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == key:
+            return value.strip()
+    return None
+
+
+def _meminfo_gib(text: str) -> float | None:
+    value = _cpuinfo_field(text, "MemTotal")
+    if not value:
+        return None
+    try:
+        return round(int(value.split()[0]) / 1024 / 1024, 1)
+    except ValueError:
+        return None
+
+
+def machine_info() -> MachineInfo:
+    """CPU model, cores, RAM, OS, Python and load average of this machine (Linux /proc; best effort)."""
+    cpuinfo = _read("/proc/cpuinfo")
+    flags = set((_cpuinfo_field(cpuinfo, "flags") or "").split())
+    try:
+        load: tuple[float, float, float] | None = os.getloadavg()
+    except OSError:
+        load = None
+    return MachineInfo(
+        cpu_model=_cpuinfo_field(cpuinfo, "model name") or platform.processor() or None,
+        cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        ram_gib=_meminfo_gib(_read("/proc/meminfo")),
+        os=f"{platform.system()} {platform.release()}",
+        python=platform.python_version(),
+        load_avg=tuple(round(x, 2) for x in load) if load else None,  # type: ignore[arg-type]
+        cpu_flags=tuple(f for f in _CPU_FLAGS if f in flags),
+    )
+
+
+def iter_settings(report: BenchReport) -> Iterator[SettingReport]:
+    """The report's settings, batch size outer, concurrency inner (the table order)."""
+    yield from sorted(report.settings, key=lambda s: (s.batch_size, s.concurrency))

@@ -1,0 +1,318 @@
+"""``poolserve bench``: throughput and latency of a deployed model, against a baseline and the client's ceiling.
+
+Parses options, finds the endpoint (``--url``, or the target's), calls :func:`poolserve.bench.bench`,
+prints the table on stdout and narration on stderr, writes ``-o`` JSON and ``--plot`` PNG.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Group, RenderableType
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from poolserve.bench import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_DOCUMENTS,
+    DEFAULT_INPUT_TOKENS,
+    BaselineFn,
+    BenchProgress,
+    BenchTask,
+    Bounds,
+    ProgressCallback,
+    bench,
+    iter_settings,
+    self_test_report,
+)
+from poolserve.cli.app import ConfigOpt, SetOpt, TargetOpt, command, err, out
+from poolserve.cli.ops import ContextOpt, KubeconfigOpt, get_target, load
+from poolserve.errors import SpecError
+from poolserve.metrics import (
+    BenchReport,
+    baseline_for,
+    ceiling_for,
+    compare,
+    ratio,
+    report_from_json,
+    report_to_json,
+)
+from poolserve.spec import DEFAULT_CONFIG
+from poolserve.target import Endpoint
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    """``"1,4,16"`` -> ``[1, 4, 16]``; a one-line SpecError naming ``option`` otherwise."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SpecError(f"{option} {text!r}: expected comma-separated integers like 1,4,16") from None
+    if not values or any(v < 1 for v in values):
+        raise SpecError(f"{option} {text!r}: expected positive integers like 1,4,16")
+    return values
+
+
+def parse_seconds(text: str, option: str) -> float:
+    """``30``, ``30s``, ``2m``, ``1h`` -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise SpecError(f"{option} {text!r}: expected a duration like 30s or 2m") from None
+    if value <= 0:
+        raise SpecError(f"{option} {text!r}: must be positive")
+    return value
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def bench_table(report: BenchReport, previous: BenchReport | None = None) -> RenderableType:
+    """The per-setting table, then the baseline and the generator's ceiling."""
+    has_base = bool(report.baseline)
+    has_ceiling = bool(report.self_test)
+    cols = ["CONC", "BATCH", "REQ/S", "TEXTS/S", "TOKENS/S", "P50 MS", "P90 MS", "P99 MS", "ERRORS"]
+    if has_base:
+        cols.append("VS BASELINE")
+    if has_ceiling:
+        cols.append("% OF CEILING")
+    prev = {(c.concurrency, c.batch_size): c for c in compare(report, previous)} if previous else {}
+    if previous:
+        cols += ["VS PREV TEXTS/S", "VS PREV P50"]
+    table = Table(*cols, box=None, pad_edge=False)
+    for s in iter_settings(report):
+        errors = ", ".join(f"{k}:{v}" for k, v in s.errors_by_kind.items()) if s.errors else "0"
+        row = [str(s.concurrency), str(s.batch_size), _fmt(s.requests_per_s), _fmt(s.texts_per_s),
+               _fmt(s.tokens_per_s, 0), _fmt(s.latency_p50_ms), _fmt(s.latency_p90_ms), _fmt(s.latency_p99_ms),
+               errors]
+        if has_base:
+            b = baseline_for(report, s.batch_size)
+            row.append(_x(ratio(s.texts_per_s, b.texts_per_s if b else None)))
+        if has_ceiling:
+            c = ceiling_for(report, s.setting)
+            pct = ratio(s.requests_per_s, c.requests_per_s if c else None)
+            row.append("-" if pct is None else f"{100 * pct:.1f}%")
+        if previous:
+            cmp = prev.get((s.concurrency, s.batch_size))
+            row += [_x(cmp.throughput_ratio if cmp else None), _x(cmp.latency_p50_ratio if cmp else None)]
+        table.add_row(*row)
+    parts: list[RenderableType] = []
+    if report.settings:
+        parts.append(table)
+    for b in report.baseline:
+        parts.append(Text(f"baseline {b.library} ({b.dtype or 'default dtype'}, in-process) batch {b.batch_size}: "
+                          f"{b.texts_per_s:,.1f} texts/s ({b.texts} texts in {b.duration_s:.1f} s)"))
+    if report.self_test:
+        ceiling = Table("CONC", "BATCH", "CEILING REQ/S", "CEILING TEXTS/S", "P50 MS", "CLIENT CPU S",
+                        box=None, pad_edge=False, title="generator ceiling (--self-test, canned local server)",
+                        title_justify="left")
+        for c in sorted(report.self_test, key=lambda c: (c.batch_size, c.concurrency)):
+            ceiling.add_row(str(c.concurrency), str(c.batch_size), _fmt(c.requests_per_s), _fmt(c.texts_per_s),
+                            _fmt(c.latency_p50_ms, 2), _fmt(c.client_cpu_s, 2))
+        parts.append(ceiling)
+    return Group(*parts)
+
+
+def _describe(report: BenchReport) -> str:
+    m = report.machine
+    load = "/".join(f"{x:.2f}" for x in m.load_avg) if m.load_avg else "?"
+    return (f"{report.model or '-'} ({report.task}) at {report.endpoint or '-'}; vLLM {m.vllm_version or '?'}; "
+            f"{m.cpu_model or '?'}, {m.cores or '?'} cores, {m.ram_gib or '?'} GiB, load {load}; "
+            f"~{report.input_tokens} tokens/text")
+
+
+@contextmanager
+def _progress() -> Iterator[ProgressCallback]:
+    """A bar per setting on a terminal (stderr); one line per setting otherwise."""
+    seen: set[tuple[str, int]] = set()
+    if not err.is_terminal:
+        def plain(ev: BenchProgress) -> None:
+            key = (ev.phase, ev.index)
+            if key not in seen:
+                seen.add(key)
+                err.print(f"… {ev.phase} {ev.index + 1}/{ev.settings}: concurrency {ev.setting.concurrency}, "
+                          f"batch {ev.setting.batch_size}", highlight=False)
+
+        yield plain
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        tasks: dict[tuple[str, int], TaskID] = {}
+
+        def update(ev: BenchProgress) -> None:
+            key = (ev.phase, ev.index)
+            desc = (f"{ev.phase} {ev.index + 1}/{ev.settings} c={ev.setting.concurrency} "
+                    f"b={ev.setting.batch_size}")
+            if key not in tasks:
+                for t in tasks.values():
+                    bar.update(t, visible=False)
+                tasks[key] = bar.add_task(desc, total=1.0, count="")
+            count = f"{ev.done}/{ev.total}" if ev.total else str(ev.done)
+            bar.update(tasks[key], completed=ev.fraction or 0.0, count=count)
+
+        yield update
+
+
+def _baseline(kind: str | None, model: str | None, task: BenchTask, dtype: str,
+              hf_homes: Sequence[Path]) -> BaselineFn | None:
+    if kind is None:
+        return None
+    from poolserve import baseline as bl
+
+    if kind not in bl.BASELINES:
+        raise SpecError(f"--baseline {kind!r}: use {', '.join(bl.BASELINES)}")
+    if not model:
+        raise SpecError("--baseline needs the model: give NAME from the config, or --model")
+    return bl.sentence_transformers_baseline(bl.resolve_model_path(model, hf_homes), task=task, dtype=dtype)
+
+
+@command("bench")
+def bench_cmd(
+    name: Annotated[str | None, typer.Argument(help="Model name from the config (optional with --url or "
+                                               "--self-test).", show_default=False)] = None,
+    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    target: TargetOpt = None,
+    url: Annotated[str | None, typer.Option("--url", help="Benchmark this base URL instead of the target's "
+                                            "endpoint, e.g. http://127.0.0.1:8000.")] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="POOLSERVE_TOKEN",
+                                              help="Bearer token for --url.")] = None,
+    task_opt: Annotated[str | None, typer.Option("--task", help="embed or score, with --url when NAME is not in "
+                                                 "the config (default embed).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name sent in requests, with --url when NAME "
+                                              "is not in the config.")] = None,
+    concurrency: Annotated[str, typer.Option("--concurrency", help="Requests in flight, one setting each.")]
+    = "1,4,16,64",
+    batch_size: Annotated[str | None, typer.Option("--batch-size", help="Texts per embeddings request, one "
+                                                   "setting each (default 1,8,32).")] = None,
+    requests: Annotated[int | None, typer.Option("--requests", "-n", help="Measured requests per setting "
+                                                 "(default 200 unless --duration).")] = None,
+    duration: Annotated[str | None, typer.Option("--duration", help="Measure each setting this long "
+                                                 "instead, e.g. 30s.")] = None,
+    warmup: Annotated[int | None, typer.Option("--warmup", help="Warm-up requests per setting, left out "
+                                               "(default: max(2, concurrency)).")] = None,
+    time_cap: Annotated[str, typer.Option("--time-cap", help="Hard limit per setting; requests in flight "
+                                          "then count as time_cap errors.")] = "5m",
+    input_tokens: Annotated[int, typer.Option("--input-tokens", help="Tokens per text (approximate).")]
+    = DEFAULT_INPUT_TOKENS,
+    documents: Annotated[str, typer.Option("--documents", help="Documents per rerank request (rerankers), "
+                                           "one setting each.")] = str(DEFAULT_DOCUMENTS),
+    output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON report here "
+                                                     "('-' for stdout instead of the table).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart (needs poolserve[plot]).")]
+    = None,
+    compare_file: Annotated[Path | None, typer.Option("--compare", help="A previous JSON report: show "
+                                                      "ratios against it.")] = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Also encode the same texts in-process: "
+                                                 "sentence-transformers (needs poolserve[reference]).")] = None,
+    baseline_dtype: Annotated[str, typer.Option("--baseline-dtype", help="dtype of the baseline model.")]
+    = "float32",
+    self_test: Annotated[bool, typer.Option("--self-test", help="Measure the generator's own ceiling "
+                                            "against a canned local server (alone without NAME/--url).")]
+    = False,
+    label: Annotated[str | None, typer.Option("--label", help="Name of this run in comparisons and plots.")]
+    = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Benchmark a deployed model: throughput, latency p50/p90/p99 and errors per concurrency x batch size."""
+    conc = parse_ints(concurrency, "--concurrency")
+    if requests is not None and duration is not None:
+        raise SpecError("give --requests or --duration, not both")
+    bounds = Bounds(requests=None if duration else (requests or 200),
+                    duration_s=parse_seconds(duration, "--duration") if duration else None,
+                    warmup=warmup, max_time_s=parse_seconds(time_cap, "--time-cap"))
+    previous = (report_from_json(_read(compare_file), str(compare_file)) if compare_file else None)
+    if plot is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise SpecError("--plot needs matplotlib: pip install 'poolserve[plot]'")
+
+    if name is None and url is None:
+        if not self_test:
+            raise SpecError("give a model NAME from the config, --url URL, or --self-test")
+        sizes = parse_ints(batch_size, "--batch-size") if batch_size else list(DEFAULT_BATCH_SIZES)
+        with _progress() as progress:
+            report = self_test_report(concurrency=conc, batch_sizes=sizes, bounds=bounds,
+                                      input_tokens=input_tokens, progress=progress)
+        _finish(report, previous, output_file, plot)
+        return
+
+    task: BenchTask = "embed"
+    hf_homes: list[Path] = [Path(os.environ["HF_HOME"])] if os.environ.get("HF_HOME") else []
+    endpoint = Endpoint(url=url.rstrip("/"), token=token) if url else None
+    if name is not None and (endpoint is None or config.is_file()):
+        # NAME from the config gives the task, the model id and (without --url) the target's endpoint.
+        spec, rendered, _ = load(config, set_, [name])
+        m = spec.model(name)
+        task = m.task
+        model = model or m.model_id
+        cache = Path(spec.local.cache_dir)
+        hf_homes = [config.parent / cache, cache, *hf_homes]
+        if endpoint is None:
+            endpoint = get_target(target, context, kubeconfig).endpoint(spec, rendered, name)
+            model = endpoint.served_model or model
+    if endpoint is None:
+        raise SpecError("give a model NAME from the config, or --url")
+    if task_opt is not None:
+        if task_opt not in ("embed", "score", "rerank"):
+            raise SpecError(f"--task {task_opt!r}: use embed or score")
+        task = "score" if task_opt == "rerank" else task_opt  # type: ignore[assignment]
+    if task == "score":
+        if batch_size is not None:
+            raise SpecError("--batch-size applies to embedding models; use --documents for rerankers")
+        sizes = parse_ints(documents, "--documents")
+    else:
+        sizes = parse_ints(batch_size, "--batch-size") if batch_size else list(DEFAULT_BATCH_SIZES)
+    base = _baseline(baseline, model, task, baseline_dtype, hf_homes)
+    err.print(f"benchmarking {model or '(server default model)'} at {endpoint.url}: concurrency {conc}, "
+              f"{'documents' if task == 'score' else 'batch size'} {sizes}", highlight=False)
+    with _progress() as progress:
+        report = bench(endpoint, task=task, model=model, concurrency=conc, batch_sizes=sizes, bounds=bounds,
+                       input_tokens=input_tokens, self_test=self_test, baseline=base, label=label,
+                       progress=progress)
+    _finish(report, previous, output_file, plot)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the report: {e.strerror or e}") from None
+
+
+def _finish(report: BenchReport, previous: BenchReport | None, output_file: Path | None, plot: Path | None) -> None:
+    err.print(_describe(report), highlight=False)
+    if output_file is not None and str(output_file) == "-":
+        typer.echo(report_to_json(report), nl=False)
+    else:
+        out.print(bench_table(report, previous))
+    if output_file is not None and str(output_file) != "-":
+        try:
+            output_file.write_text(report_to_json(report), encoding="utf-8")
+        except OSError as e:
+            raise SpecError(f"{output_file}: cannot write the report: {e.strerror or e}") from None
+        err.print(f"wrote {output_file}", highlight=False)
+    if plot is not None:
+        from poolserve.plot import plot_reports
+
+        shown = report if report.settings else replace(report, settings=report.self_test)
+        reports = [shown] if previous is None else [shown, replace(previous, label=previous.label or "previous")]
+        plot_reports(reports, plot)
+        err.print(f"wrote {plot}", highlight=False)
+    for note in report.notes:
+        err.print(f"note: {note}", style="yellow", highlight=False)
