@@ -141,9 +141,11 @@ class FakeVllm:
         data = [{"index": i, "object": "embedding", "embedding": self.vector(t)} for i, t in enumerate(texts)]
         if self.swap_batch and len(data) > 1:
             data[0]["embedding"], data[1]["embedding"] = data[1]["embedding"], data[0]["embedding"]
-        return httpx.Response(200, json={
-            "id": "embd-1", "object": "list", "created": 1, "model": self.served[0], "data": data,
-            "usage": {"prompt_tokens": sum(counts), "total_tokens": sum(counts), "completion_tokens": 0}})
+        body_out = {"id": "embd-1", "object": "list", "created": 1, "model": self.served[0], "data": data,
+                    "usage": {"prompt_tokens": sum(counts), "total_tokens": sum(counts), "completion_tokens": 0}}
+        # json.dumps writes NaN as a bare token (as Python servers do); httpx's json= refuses it.
+        return httpx.Response(200, content=json.dumps(body_out).encode(),
+                              headers={"content-type": "application/json"})
 
     def _scores(self, query: str, docs: list[str]) -> list[float]:
         if self.task == "embed":  # bi-encoder: cosine of the embeddings (vLLM >= 0.8)
