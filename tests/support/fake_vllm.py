@@ -111,15 +111,17 @@ class FakeVllm:
             return httpx.Response(200, json={"object": "list", "data": [
                 {"id": s, "object": "model", "root": "/models/x", "max_model_len": self.max_model_len}
                 for s in self.served]})
+        # Routing comes first (FastAPI 404 for a route this task has not registered), then the model name.
+        handlers: dict[str, Callable[[dict[str, Any]], httpx.Response]] = {
+            "/score": self.score, "/v1/score": self.score,
+            "/rerank": self.rerank, "/v1/rerank": self.rerank, "/v2/rerank": self.rerank}
+        if self.task == "embed":
+            handlers["/v1/embeddings"] = self.embeddings
+        if path not in handlers:
+            return not_found_route()
         if isinstance(body, dict) and body.get("model") is not None and body["model"] not in self.served:
             return vllm_error(404, f"The model `{body['model']}` does not exist.", "NotFoundError", "model")
-        if path == "/v1/embeddings":
-            return self.embeddings(body) if self.task == "embed" else not_found_route()
-        if path in ("/score", "/v1/score"):
-            return self.score(body)
-        if path in ("/rerank", "/v1/rerank", "/v2/rerank"):
-            return self.rerank(body)
-        return not_found_route()
+        return handlers[path](body)
 
     def _too_long(self, n: int) -> httpx.Response:
         return vllm_error(400, f"This model's maximum context length is {self.max_model_len} tokens. However, "

@@ -8,6 +8,7 @@ from poolserve.cli import catalog as _catalog  # noqa: F401
 from poolserve.cli import lint as _lint  # noqa: F401
 from poolserve.cli import ops as _ops  # noqa: F401
 from poolserve.cli import render as _render  # noqa: F401
+from poolserve.cli import test as _test  # noqa: F401
 from poolserve.cli.app import app, main
 
 __all__ = ["app", "main"]

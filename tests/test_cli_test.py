@@ -1,0 +1,212 @@
+"""`poolserve test`: exit codes, one-line errors, table/json output, token handling, target lookup."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import poolserve.cli  # noqa: F401 - registers the commands
+from poolserve.cli.app import app, state
+from poolserve.cli.test import base_url
+from poolserve.reference import INSTALL_HINT
+from poolserve.target import Endpoint
+from support.fake_vllm import FakeVllm
+
+ROOT = Path(__file__).resolve().parents[1]
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+RERANKER = "cross-encoder/ms-marco-MiniLM-L12-v2"
+URL = "http://127.0.0.1:18080"
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copy(ROOT / "poolserve.yaml", tmp_path / "poolserve.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POOLSERVE_TOKEN", raising=False)
+    return tmp_path
+
+
+def serve(monkeypatch: pytest.MonkeyPatch, fake: FakeVllm) -> FakeVllm:
+    monkeypatch.setitem(state, "http_transport", fake.transport)
+    return fake
+
+
+def embedder() -> FakeVllm:
+    return FakeVllm(served=(MINILM, "minilm-embedding"))
+
+
+def reranker() -> FakeVllm:
+    return FakeVllm(task="score", served=(RERANKER, "msmarco-reranker"), max_model_len=512)
+
+
+def error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_embedding_model_passes(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = serve(monkeypatch, embedder())
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count("PASS") == 7 and "FAIL" not in r.stdout
+    assert "embed too long" in r.stdout and " ms " in r.stdout
+    assert "minilm-embedding: all 7 checks passed" in r.stderr
+    assert fake.calls[1][1] == "/v1/models" and fake.calls[2][2]["model"] == MINILM
+
+
+def test_reranker_passes_json(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve(monkeypatch, reranker())
+    r = runner.invoke(app, ["test", "msmarco-reranker", "--url", URL, "-o", "json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["passed"] is True and data["task"] == "score" and data["served_model"] == RERANKER
+    assert [c["name"] for c in data["checks"]][-1] == "rerank top_n"
+    assert all(set(c) == {"name", "passed", "detail", "latency_ms"} for c in data["checks"])
+
+
+def test_embedding_test_against_a_reranker_server_fails_clearly(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve(monkeypatch, reranker())
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL])
+    assert r.exit_code == 1
+    assert "Traceback" not in r.output
+    line = error_line(r.stderr)
+    assert line.startswith(f"error: minilm-embedding: 6 of 7 checks failed at {URL}; models: ")
+    assert f"'{MINILM}' is not served here" in line
+    assert "FAIL" in r.stdout
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "-o", "json"])
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert r.exit_code == 1
+    assert "HTTP 404" in checks["embed single"]["detail"] and "no /v1/embeddings" in checks["embed single"]["detail"]
+    assert checks["embed batch"]["detail"] == "not run: embed single failed"
+
+
+def test_failed_checks_in_json_still_exit_1(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = serve(monkeypatch, embedder())
+    fake.dims = 128
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "-o", "json"])
+    assert r.exit_code == 1
+    data = json.loads(r.stdout)
+    assert data["passed"] is False
+    assert "128 dims, expected 384" in error_line(r.stderr)
+
+
+def test_connection_refused_is_one_line(project: Path) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", f"http://127.0.0.1:{port}"])
+    assert r.exit_code == 9
+    assert "Traceback" not in r.output and r.stdout == ""
+    assert error_line(r.stderr) == (f"error: GET http://127.0.0.1:{port}/health: connection refused: nothing "
+                                    f"listens on 127.0.0.1:{port} (is the model running? see `poolserve status`)")
+
+
+def test_token_from_env_and_flag_never_printed(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve(monkeypatch, FakeVllm(served=(MINILM,), token="tok-123456"))
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL])
+    assert r.exit_code == 9
+    line = error_line(r.stderr)
+    assert "HTTP 401" in line and "needs a bearer token" in line and "POOLSERVE_TOKEN" in line
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL], env={"POOLSERVE_TOKEN": "tok-123456"})
+    assert r.exit_code == 0, r.output
+    assert "tok-123456" not in r.output
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "--token", "bad-token-99", "-o", "json"])
+    assert r.exit_code == 9 and "token was rejected" in r.stderr
+    assert "bad-token-99" not in r.output
+
+
+class FakeTarget:
+    name = "local"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+        self.asked: list[str] = []
+
+    def endpoint(self, spec: Any, rendered: Any, name: str) -> Endpoint:
+        self.asked.append(name)
+        return self._endpoint
+
+
+def test_endpoint_and_token_from_the_target(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = serve(monkeypatch, FakeVllm(served=("minilm-embedding",), token="from-target"))
+    tgt = FakeTarget(Endpoint(url=URL, served_model="minilm-embedding", token="from-target"))
+    monkeypatch.setitem(state, "target_factory", lambda name, options: tgt)
+    r = runner.invoke(app, ["test", "minilm-embedding", "--target", "local"])
+    assert r.exit_code == 0, r.output
+    assert tgt.asked == ["minilm-embedding"]
+    assert all(b is None or b.get("model") == "minilm-embedding" for _, _, b in fake.calls)
+    assert "from-target" not in r.output
+
+
+def test_url_with_v1_suffix_is_trimmed(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = serve(monkeypatch, embedder())
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL + "/v1/"])
+    assert r.exit_code == 0, r.output
+    assert f"note: using {URL} (without /v1)" in r.stderr
+    assert fake.paths()[0] == "/health"
+    assert base_url("https://h/x") == ("https://h/x", None)
+
+
+def test_insecure_warns_and_excludes_ca_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve(monkeypatch, embedder())
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", "https://m.apps.example.com", "--insecure"])
+    assert r.exit_code == 0, r.output
+    assert "warning: TLS certificate verification is off for https://m.apps.example.com" in r.stderr
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "--insecure", "--ca-file", "ca.pem"])
+    assert r.exit_code == 2
+    assert error_line(r.stderr) == "error: --ca-file and --insecure are mutually exclusive"
+
+
+def test_unknown_model_name(project: Path) -> None:
+    r = runner.invoke(app, ["test", "nope", "--url", URL])
+    assert r.exit_code == 2
+    assert "no model named 'nope'" in error_line(r.stderr)
+
+
+class Ref:
+    def __init__(self, fake: FakeVllm, source: str) -> None:
+        self.fake, self.source = fake, source
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self.fake.vector(t) for t in texts]
+
+    def score(self, query: str, docs: Sequence[str]) -> list[float]:
+        return [self.fake.relevance(query, d, i) for i, d in enumerate(docs)]
+
+
+def test_reference_loader_gets_model_and_task(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = serve(monkeypatch, reranker())
+    asked: list[tuple[str, str, list[Path]]] = []
+
+    def loader(source: str, task: str, homes: Sequence[Path]) -> Ref:
+        asked.append((source, task, list(homes)))
+        return Ref(fake, source)
+
+    monkeypatch.setitem(state, "reference_loader", loader)
+    r = runner.invoke(app, ["test", "msmarco-reranker", "--url", URL, "--reference"])
+    assert r.exit_code == 0, r.output
+    assert asked[0][:2] == (RERANKER, "score")
+    assert asked[0][2][0] == project / ".poolserve" / "cache" / "huggingface"  # local target cache first
+    assert "reference score" in r.stdout and f"reference {RERANKER}" in r.stderr
+    r = runner.invoke(app, ["test", "msmarco-reranker", "--url", URL, "--reference", "--reference-model", "/m/ce"])
+    assert asked[1][0] == "/m/ce"
+
+
+def test_reference_without_sentence_transformers(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = serve(monkeypatch, embedder())
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "--reference"])
+    assert r.exit_code == 2
+    assert INSTALL_HINT in error_line(r.stderr) and "Traceback" not in r.output
+    assert fake.calls == []  # fails before any request
