@@ -1,0 +1,330 @@
+"""The local target without vLLM: the launch plan (pure), the state file, and LocalTarget driving a
+stub server (tests/stub_vllm.py) in place of vLLM through ``local.python``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from poolserve.errors import LocalRunError, NotFound, NotReady, SpecError
+from poolserve.local import (
+    LaunchPlan,
+    LocalEntry,
+    LocalState,
+    LocalTarget,
+    local_hf_home,
+    plan_launch,
+    read_state,
+    served_name,
+    write_state,
+)
+from poolserve.process import LocalStartError, group_members
+from poolserve.render import Rendered, render
+from poolserve.spec import PoolSpec, load_spec
+from poolserve.target import DeployOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "poolserve.yaml"
+STUB = Path(__file__).with_name("stub_vllm.py")
+MINILM = "minilm-embedding"
+
+
+def _spec(tmp_path: Path, **overrides: Any) -> PoolSpec:
+    return load_spec(CONFIG, {"local.cache_dir": str(tmp_path / "cache"), "local.state_dir": str(tmp_path / "state"),
+                              **overrides})
+
+
+def _plan(spec: PoolSpec, *, port: int = 40001, cached: bool = True, name: str = MINILM) -> LaunchPlan:
+    return plan_launch(render(spec).compose(name), model_id=spec.model(name).model_id, local=spec.local,
+                       cache_pvc=spec.cache.pvc, python="/venv/bin/python", port=port,
+                       cache_dir=Path(spec.local.cache_dir), state_dir=Path(spec.local.state_dir),
+                       model_cached=lambda hf_home: cached)
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+
+def test_plan_runs_the_composed_command_with_local_overrides_appended(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    composed = render(spec).compose(MINILM)
+    plan = _plan(spec)
+    # Exactly the cluster's command and args, python swapped, then the local overrides (argparse: last wins).
+    assert plan.argv[0] == "/venv/bin/python"
+    assert list(plan.argv[1:len(composed.argv)]) == composed.argv[1:]
+    assert list(plan.argv[len(composed.argv):]) == [
+        "--port=40001", "--host=127.0.0.1", "--dtype=float32", "--gpu-memory-utilization=0.25", "--enforce-eager"]
+    assert "--port=8080" in plan.argv and "--dtype=float16" in plan.argv  # the cluster values stay visible
+    assert plan.url == "http://127.0.0.1:40001"
+    assert plan.served_model == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_plan_maps_volumes_and_env_paths(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    plan = _plan(spec)
+    cache, run = tmp_path / "cache", tmp_path / "state" / "run" / MINILM
+    assert plan.env["HF_HOME"] == str(cache / "huggingface")
+    assert plan.env["HOME"] == str(run / "tmp-home")
+    assert plan.env["XDG_CONFIG_HOME"] == str(run / "tmp-home" / ".config")
+    assert plan.env["VLLM_CACHE_ROOT"] == str(run / "tmp-cache" / "vllm")
+    assert plan.env["USER"] == "vllm" and plan.env["INFERENCE_SERVICE_NAME"] == MINILM
+    by_volume = {v.volume: v for v in plan.volumes}
+    assert by_volume["model-cache"].source == "pvc" and by_volume["model-cache"].local == cache
+    assert by_volume["shm"].source == "memory" and by_volume["shm"].local is None
+    assert set(plan.fresh_dirs) == {run / "tmp-home", run / "tmp-cache"}
+    assert local_hf_home(spec) == cache / "huggingface"
+    text = "\n".join(plan.overrides)
+    assert "command python -> /venv/bin/python" in text
+    assert "--port=8080 -> --port=40001 --host=127.0.0.1" in text
+    assert f"volume model-cache (PVC vllm-model-cache, /models) -> {cache}" in text
+
+
+def test_offline_only_when_the_model_is_cached(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    assert _plan(spec, cached=True).env["HF_HUB_OFFLINE"] == "1"
+    plan = _plan(spec, cached=False)
+    assert "HF_HUB_OFFLINE" not in plan.env
+    assert any("is not in the local cache" in o and "poolserve cache import" in o for o in plan.overrides)
+
+
+def test_null_local_settings_keep_the_config_values(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, **{"local.dtype": None, "local.gpu_memory_utilization": None, "local.enforce_eager": False})
+    plan = _plan(spec)
+    assert plan.argv[-2:] == ("--port=40001", "--host=127.0.0.1")
+    assert "--dtype=float16" in plan.argv and "--enforce-eager" not in plan.argv
+
+
+def test_local_env_and_extra_args_win(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, **{"local.env": {"HF_HUB_OFFLINE": "0", "VLLM_CPU_OMP_THREADS_BIND": "nobind"},
+                              "local.extra_args": ["--max-num-seqs=8"]})
+    plan = _plan(spec)
+    assert plan.argv[-1] == "--max-num-seqs=8"
+    assert plan.env["HF_HUB_OFFLINE"] == "0" and plan.env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+
+
+def test_args_pointing_into_a_mount_are_mapped(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, **{"models.0.extra_args": ["--download-dir=/models/dl", "--chat-template", "/tmp/home/t"]})
+    plan = _plan(spec)
+    assert f"--download-dir={tmp_path / 'cache' / 'dl'}" in plan.argv
+    assert str(tmp_path / "state" / "run" / MINILM / "tmp-home" / "t") in plan.argv
+    assert any(o.startswith("args mapped into local volumes") for o in plan.overrides)
+
+
+def test_fingerprint_ignores_the_port_but_not_the_config(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    assert _plan(spec, port=1).fingerprint == _plan(spec, port=2).fingerprint
+    assert _plan(_spec(tmp_path, **{"models.0.max_model_len": 128})).fingerprint != _plan(spec).fingerprint
+
+
+def test_hf_home_outside_the_cache_mount_is_a_config_error(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, **{"cache.hf_home": "/tmp/hf_home"})
+    with pytest.raises(SpecError, match=r"cache\.hf_home '/tmp/hf_home' is not under cache\.mount_path"):
+        local_hf_home(spec)
+
+
+def test_served_name_takes_the_first_of_the_last_flag() -> None:
+    assert served_name(["--served-model-name", "a", "b"], "x") == "a"
+    assert served_name(["--served-model-name=c"], "x") == "c"
+    assert served_name([], "x") == "x"
+
+
+# -- state --------------------------------------------------------------------------------------
+
+
+def test_state_round_trips_and_rejects_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "local-state.json"
+    assert read_state(path).models == {}
+    entry = LocalEntry(name="m", pid=1, pgid=1, port=2, url="http://127.0.0.1:2", log="/l", started_at=3.0,
+                       argv=("python", "-m", "x"), served_model="org/m", runtime="rt", fingerprint="f", ticks=9)
+    write_state(path, LocalState({"m": entry}))
+    assert read_state(path).models["m"] == entry
+    assert json.loads(path.read_text())["models"]["m"]["pid"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["local-state.json"]  # no temp file left behind
+    path.write_text("{not json")
+    with pytest.raises(LocalRunError, match=r"local-state\.json: unreadable local state"):
+        read_state(path)
+
+
+# -- LocalTarget with a stub server in place of vLLM ---------------------------------------------
+
+
+@pytest.fixture
+def stub_python(tmp_path: Path) -> str:
+    """An executable that stands for the container's ``python``: runs the stub server with the same args."""
+    path = tmp_path / "stub-python"
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STUB}" "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def stub(tmp_path: Path, stub_python: str) -> Iterator[tuple[LocalTarget, PoolSpec, Rendered]]:
+    spec = _spec(tmp_path, **{"local.python": stub_python,
+                              "local.env": {"STUB_RECORD": str(tmp_path / "record.json"), "STUB_CHILD": "1"}})
+    target = LocalTarget()
+    yield target, spec, render(spec)
+    target.delete(spec, render(spec), [])
+
+
+def test_deploy_status_endpoint_logs_delete(stub: tuple[LocalTarget, PoolSpec, Rendered], tmp_path: Path) -> None:
+    target, spec, rendered = stub
+    seen: list[str] = []
+    result = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60, progress=lambda m, f: seen.append(m))
+    assert [(c.name, c.action) for c in result.changes] == [(MINILM, "started")]
+    assert result.statuses[0].phase == "Ready" and result.statuses[0].ready
+    assert any(n.startswith(f"{MINILM}: --port=8080 -> --port=") for n in result.notes)
+    assert seen[-1] == f"{MINILM}: ready"
+
+    record = json.loads((tmp_path / "record.json").read_text())
+    run = tmp_path / "state" / "run" / MINILM
+    assert record["env"]["HOME"] == str(run / "tmp-home") and (run / "tmp-home").is_dir()
+    assert record["env"]["HF_HOME"] == str(tmp_path / "cache" / "huggingface")
+    assert record["cwd"] == str(run)
+    assert record["argv"][:2] == ["-m", "vllm.entrypoints.openai.api_server"]
+
+    state = read_state(tmp_path / "state" / "local-state.json").models[MINILM]
+    assert state.pgid == state.pid and state.served_model == "sentence-transformers/all-MiniLM-L6-v2"
+    endpoint = target.endpoint(spec, rendered, MINILM)
+    assert endpoint.url == state.url and endpoint.served_model == state.served_model
+
+    # Another invocation (a new LocalTarget) finds it through the state file.
+    other = LocalTarget()
+    statuses = {s.name: s for s in other.status(spec, rendered, [])}
+    assert statuses[MINILM].phase == "Ready" and statuses[MINILM].url == state.url
+    assert statuses["granite-embedding"].phase == "NotDeployed"
+    assert any("Application startup complete" in ln for ln in other.logs(spec, MINILM))
+
+    members = group_members(state.pgid)
+    assert len(members) == 2  # server + child, one group
+    deleted = other.delete(spec, rendered, [MINILM])
+    assert [(c.name, c.action) for c in deleted.changes] == [(MINILM, "stopped")]
+    assert group_members(state.pgid) == []
+    assert other.status(spec, rendered, [MINILM])[0].phase == "NotDeployed"
+    assert read_state(tmp_path / "state" / "local-state.json").models == {}
+
+
+def test_redeploy_is_unchanged_and_a_config_change_restarts_on_the_same_port(
+    stub: tuple[LocalTarget, PoolSpec, Rendered], tmp_path: Path
+) -> None:
+    target, spec, rendered = stub
+    first = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    again = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    assert [c.action for c in again.changes] == ["unchanged"] and again.notes == ()
+    changed = spec.model_copy(update={"local": spec.local.model_copy(update={"extra_args": ("--max-num-seqs=4",)})})
+    result = LocalTarget().deploy(changed, render(changed), [MINILM], wait=True, timeout_s=60)
+    assert [c.action for c in result.changes] == ["configured"]
+    assert result.statuses[0].url == first.statuses[0].url
+    assert "--max-num-seqs=4" in json.loads((tmp_path / "record.json").read_text())["argv"]
+    # The previous run's log is kept for `logs --previous`.
+    assert any("Application shutdown complete" in ln for ln in target.logs(changed, MINILM, previous=True))
+
+
+def test_a_crash_fails_deploy_fast_and_status_keeps_the_diagnosis(
+    tmp_path: Path, stub_python: str
+) -> None:
+    crash = "ValueError: User-specified max_model_len (512) is greater than the derived max_model_len (...)"
+    spec = _spec(tmp_path, **{"local.python": stub_python,
+                              "local.env": {"STUB_EXIT_CODE": "1", "STUB_EXIT_LINES": crash, "STUB_DELAY_S": "0"}})
+    rendered = render(spec)
+    target = LocalTarget()
+    with pytest.raises(LocalStartError) as info:
+        target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=600)
+    assert info.value.returncode == 1 and "max_model_len 512 is above the model's limit" in str(info.value)
+    status = LocalTarget().status(spec, rendered, [MINILM])[0]
+    assert status.phase == "Failed" and not status.ready
+    assert "exited: max_model_len 512 is above the model's limit" in (status.reason or "")
+    assert status.details[-1] == crash
+    with pytest.raises(NotReady, match="max_model_len 512"):
+        target.endpoint(spec, rendered, MINILM)
+    deleted = target.delete(spec, rendered, [])
+    assert [(c.name, c.action) for c in deleted.changes] == [(MINILM, "deleted")]
+
+
+def test_a_process_that_died_later_is_reported_stale(stub: tuple[LocalTarget, PoolSpec, Rendered]) -> None:
+    target, spec, rendered = stub
+    target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    pgid = read_state(Path(spec.local.state_dir) / "local-state.json").models[MINILM].pgid
+    os.killpg(pgid, signal.SIGKILL)
+    for _ in range(100):
+        if not group_members(pgid):
+            break
+        time.sleep(0.05)
+    status = LocalTarget().status(spec, rendered, [MINILM])[0]
+    assert status.phase == "Failed" and "no known cause recognised" in (status.reason or "")
+    # Redeploying replaces the stale entry.
+    result = LocalTarget().deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    assert [c.action for c in result.changes] == ["started"] and result.statuses[0].phase == "Ready"
+
+
+def test_cluster_only_options_are_refused_in_one_line(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    with pytest.raises(SpecError, match="--dry-run is for the cluster target"):
+        LocalTarget().deploy(spec, render(spec), [], wait=False, timeout_s=1, options=DeployOptions(dry_run="client"))
+    with pytest.raises(SpecError, match="no ServingRuntimes"):
+        LocalTarget().deploy(spec, render(spec), [], wait=False, timeout_s=1, options=DeployOptions(runtimes_only=True))
+
+
+def test_missing_things_are_not_found(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    rendered = render(spec)
+    target = LocalTarget()
+    with pytest.raises(NotFound, match="minilm-embedding is not running locally"):
+        target.endpoint(spec, rendered, MINILM)
+    with pytest.raises(NotFound, match="no local log"):
+        list(target.logs(spec, MINILM))
+    with pytest.raises(NotFound, match="no model is deployed locally"):
+        target.wait(spec, rendered, [], timeout_s=1)
+    with pytest.raises(SpecError, match="no model named 'nope'"):
+        target.status(spec, rendered, ["nope"])
+    assert [c.action for c in target.delete(spec, rendered, [MINILM]).changes] == ["absent"]
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> Any:
+    from poolserve.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_deploy_status_delete_local(tmp_path: Path, stub_python: str) -> None:
+    sets = ["-c", str(CONFIG), "--set", f"local.python={stub_python}", "--set", f"local.state_dir={tmp_path / 's'}",
+            "--set", f"local.cache_dir={tmp_path / 'c'}"]
+    try:
+        deployed = _cli("deploy", "--target", "local", MINILM, *sets)
+        assert deployed.exit_code == 0, deployed.output
+        assert f"process/{MINILM} started" in deployed.output
+        assert "--port=8080 -> --port=" in deployed.output
+        status = _cli("status", "--target", "local", MINILM, *sets, "-o", "json")
+        assert json.loads(status.stdout)[0]["phase"] == "Ready"
+        refused = _cli("deploy", "--target", "local", "--dry-run", "client", *sets)
+        assert refused.exit_code == 2 and "error: --dry-run is for the cluster target" in refused.output
+    finally:
+        deleted = _cli("delete", "--target", "local", *sets)
+    assert deleted.exit_code == 0 and f"process/{MINILM} stopped" in deleted.output
+
+
+def test_cli_cache_import_and_list(tmp_path: Path) -> None:
+    from support.models import MINILM_ID, minilm_dir
+
+    sets = ["-c", str(CONFIG), "--set", f"local.cache_dir={tmp_path / 'c'}"]
+    imported = _cli("cache", "import", MINILM_ID, str(minilm_dir()), "--link", *sets)
+    assert imported.exit_code == 0, imported.output
+    snapshot = Path(imported.stdout.strip())
+    assert snapshot.is_relative_to(tmp_path / "c" / "huggingface" / "hub")
+    assert (snapshot / "config.json").is_file()
+    listed = _cli("cache", "list", *sets, "-o", "json")
+    assert [m["model_id"] for m in json.loads(listed.stdout)] == [MINILM_ID]
+    table = _cli("cache", "list", *sets)
+    assert MINILM_ID in table.stdout and str(snapshot) in table.stdout
+    bad = _cli("cache", "import", MINILM_ID, str(tmp_path), *sets)
+    assert bad.exit_code == 2 and "not a model directory (no config.json)" in bad.output
