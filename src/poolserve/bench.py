@@ -166,7 +166,10 @@ def _error_kind(err: BaseException) -> str:
 
 def _check(workload: Workload, response: httpx.Response) -> tuple[int, str | None]:
     """(prompt tokens, problem) of a 2xx response; raises ProtocolError on a malformed body."""
-    data = response.json()
+    try:
+        data = response.json()
+    except ValueError as err:
+        raise protocol.ProtocolError(f"response is not JSON: {err}") from None
     if workload.task == "embed":
         emb = protocol.parse_embeddings(data)
         got, usage = len(emb.vectors), emb.usage
@@ -494,6 +497,8 @@ class StubServer:
         self.model = model
         self.fail_every = fail_every
         self.requests = 0
+        self.models_seen: set[str | None] = set()
+        """The ``model`` field of every POST body (tests check what the client sent)."""
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, int], bytes] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -538,6 +543,8 @@ class StubServer:
             req = json.loads(body)
         except ValueError:
             return 400, b'{"error":{"message":"bad json"}}'
+        with self._lock:
+            self.models_seen.add(req.get("model"))
         if path == protocol.EMBEDDINGS:
             if self.fail_every and count % self.fail_every == 0:
                 return 503, b'{"error":{"message":"stub: injected failure"}}'

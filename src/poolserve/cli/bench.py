@@ -7,6 +7,7 @@ prints the table on stdout and narration on stderr, writes ``-o`` JSON and ``--p
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -84,14 +85,14 @@ def bench_table(report: BenchReport, previous: BenchReport | None = None) -> Ren
     """The per-setting table, then the baseline and the generator's ceiling."""
     has_base = bool(report.baseline)
     has_ceiling = bool(report.self_test)
-    cols = ["CONC", "BATCH", "REQ/S", "TEXTS/S", "TOKENS/S", "P50 MS", "P90 MS", "P99 MS", "ERRORS"]
+    cols = ["CONC", "BATCH", "REQ/S", "TEXTS/S", "TOK/S", "P50 MS", "P90 MS", "P99 MS", "ERRORS"]
     if has_base:
-        cols.append("VS BASELINE")
+        cols.append("VS BASE")
     if has_ceiling:
-        cols.append("% OF CEILING")
+        cols.append("CEIL %")
     prev = {(c.concurrency, c.batch_size): c for c in compare(report, previous)} if previous else {}
     if previous:
-        cols += ["VS PREV TEXTS/S", "VS PREV P50"]
+        cols += ["VS PREV", "P50 VS PREV"]
     table = Table(*cols, box=None, pad_edge=False)
     for s in iter_settings(report):
         errors = ", ".join(f"{k}:{v}" for k, v in s.errors_by_kind.items()) if s.errors else "0"
@@ -300,7 +301,9 @@ def _finish(report: BenchReport, previous: BenchReport | None, output_file: Path
     if output_file is not None and str(output_file) == "-":
         typer.echo(report_to_json(report), nl=False)
     else:
-        out.print(bench_table(report, previous))
+        # Piped or redirected, the table keeps its full width (rich would squeeze it to 80 columns).
+        console = out if out.is_terminal else Console(file=sys.stdout, width=200, soft_wrap=True)
+        console.print(bench_table(report, previous))
     if output_file is not None and str(output_file) != "-":
         try:
             output_file.write_text(report_to_json(report), encoding="utf-8")
