@@ -1,0 +1,716 @@
+"""An in-memory :class:`~poolserve.cluster.base.Cluster` for tests (shipped, like Helm's ``pkg/kube/fake``).
+
+- Seeded objects and statuses (:meth:`FakeCluster.seed`, :meth:`FakeCluster.set_status`), plus builders
+  for realistic KServe status objects (:func:`deployment`, :func:`pod`, :func:`event`, ...).
+- Every call is recorded in :attr:`FakeCluster.calls` (verb, kind, namespace, name, flags).
+- Injectable errors per verb: ``fake.errors["apply"] = Conflict(...)``; also ``"apply:InferenceService"``
+  and ``"apply:InferenceService/minilm"`` for one kind or object, ``"*"`` for every call.
+- Server-side apply semantics close enough to report created/configured/unchanged: field ownership
+  per manager, conflicts with other managers (unless ``force``), fields we stopped applying are
+  removed, no-op applies keep the resourceVersion, dry runs persist nothing, mutating webhooks
+  (:func:`kserve_defaulter`: ``deploymentMode`` -> ``Standard``, the ``modelFormat`` annotation).
+- Optional :attr:`FakeCluster.controller`: called after each real apply; :func:`ready_controller`
+  plays KServe and makes every InferenceService ready (Deployment, pod, Service, status).
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import itertools
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from poolserve import kserve
+from poolserve.cluster.base import (
+    FIELD_MANAGER,
+    Access,
+    Cluster,
+    Kind,
+    conflict,
+    kind_info,
+    kind_missing,
+    kind_of,
+    namespace_missing,
+    ref,
+)
+from poolserve.errors import NotFound
+from poolserve.kserve import Manifest
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+Path_ = tuple[str, ...]
+Defaulter = Callable[[Manifest], None]
+Controller = Callable[["FakeCluster", Manifest], None]
+
+
+def ts(when: datetime) -> str:
+    """RFC 3339 timestamp as the API server writes it."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One recorded call."""
+
+    verb: str
+    kind: str
+    namespace: str | None = None
+    name: str | None = None
+    dry_run: bool = False
+    force: bool = False
+    selector: str | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+def kserve_defaulter(obj: Manifest) -> None:
+    """KServe >= 0.17's InferenceService defaulter: ``RawDeployment`` -> ``Standard``, ``modelFormat`` annotation."""
+    if obj.get("kind") != kserve.ISVC_KIND:
+        return
+    ann = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    if ann.get(kserve.DEPLOYMENT_MODE) == "RawDeployment":
+        ann[kserve.DEPLOYMENT_MODE] = "Standard"
+    fmt = obj.get("spec", {}).get("predictor", {}).get("model", {}).get("modelFormat", {}).get("name")
+    if fmt:
+        ann["modelFormat"] = fmt
+
+
+_SYSTEM_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
+_IDENTITY: set[Path_] = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
+
+
+def _leaves(value: Any, prefix: Path_ = ()) -> dict[Path_, Any]:
+    """Leaf paths of a manifest (lists are atomic, as with ``+listType=atomic``)."""
+    if isinstance(value, dict) and value:
+        out: dict[Path_, Any] = {}
+        for k, v in value.items():
+            out.update(_leaves(v, (*prefix, str(k))))
+        return out
+    return {prefix: value}
+
+
+def _applied_leaves(obj: Manifest) -> dict[Path_, Any]:
+    return {p: v for p, v in _leaves(obj).items()
+            if p not in _IDENTITY and p[:1] != ("status",) and not (p[:1] == ("metadata",) and p[1] in _SYSTEM_META)}
+
+
+def _get_path(obj: Any, path: Path_) -> tuple[bool, Any]:
+    cur = obj
+    for key in path:
+        if not isinstance(cur, dict) or key not in cur:
+            return False, None
+        cur = cur[key]
+    return True, cur
+
+
+def _set_path(obj: dict[str, Any], path: Path_, value: Any) -> None:
+    cur = obj
+    for key in path[:-1]:
+        nxt = cur.get(key)
+        if not isinstance(nxt, dict):
+            nxt = cur[key] = {}
+        cur = nxt
+    cur[path[-1]] = copy.deepcopy(value)
+
+
+def _remove_path(obj: dict[str, Any], path: Path_) -> None:
+    parents: list[tuple[dict[str, Any], str]] = []
+    cur: Any = obj
+    for key in path[:-1]:
+        if not isinstance(cur, dict) or key not in cur:
+            return
+        parents.append((cur, key))
+        cur = cur[key]
+    if isinstance(cur, dict):
+        cur.pop(path[-1], None)
+    for parent, key in reversed(parents):  # prune the dicts this left empty
+        if parent[key] == {}:
+            del parent[key]
+        else:
+            break
+
+
+def _comparable(obj: Manifest) -> Manifest:
+    out = copy.deepcopy(obj)
+    meta = out.get("metadata", {})
+    for k in ("resourceVersion", "managedFields"):
+        meta.pop(k, None)
+    return out
+
+
+def _selector_matches(selector: str | None, labels: Mapping[str, str]) -> bool:
+    if not selector:
+        return True
+    for term in (t.strip() for t in selector.split(",")):
+        if not term:
+            continue
+        if "!=" in term:
+            k, v = (s.strip() for s in term.split("!=", 1))
+            if labels.get(k) == v:
+                return False
+        elif "=" in term:
+            k, v = (s.strip() for s in term.replace("==", "=").split("=", 1))
+            if labels.get(k) != v:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _fields_match(selector: str | None, obj: Manifest) -> bool:
+    if not selector:
+        return True
+    for term in (t.strip() for t in selector.split(",")):
+        key, _, want = term.partition("=")
+        found, value = _get_path(obj, tuple(key.strip().split(".")))
+        if not found or str(value) != want.strip():
+            return False
+    return True
+
+
+_Key = tuple[str, str | None, str]
+
+
+@dataclass
+class FakeCluster:
+    """In-memory cluster; see the module docstring."""
+
+    objects: Iterable[Manifest] = ()
+    version: str = "v1.31.4"
+    kserve: bool = True
+    """False: the serving.kserve.io kinds are not served (KServe not installed)."""
+    defaulters: tuple[Defaulter, ...] = (kserve_defaulter,)
+    controller: Controller | None = None
+    clock: Callable[[], datetime] = lambda: EPOCH
+    calls: list[Call] = field(default_factory=list)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    denied: set[tuple[str, str]] = field(default_factory=set)
+    """``(verb, resource)`` pairs the access review refuses: ``("create", "inferenceservices.serving.kserve.io")``."""
+    pod_logs: dict[tuple[str, str, bool], builtins.list[str]] = field(default_factory=dict)
+    """``(pod, container, previous)`` -> lines."""
+
+    def __post_init__(self) -> None:
+        self._store: dict[_Key, Manifest] = {}
+        self._owners: dict[_Key, dict[Path_, set[str]]] = {}
+        self._rv = itertools.count(100)
+        self._uid = itertools.count(1)
+        seeds = list(self.objects)
+        self.objects = ()
+        for obj in seeds:
+            self.seed(obj)
+
+    # ---------------------------------------------------------------------------------------------
+    # Seeding and inspection (test helpers; not part of the Cluster protocol).
+
+    def seed(self, obj: Manifest, *, manager: str = "kubectl-client-side-apply") -> Manifest:
+        """Store ``obj`` as if ``manager`` had created it (status included); returns the stored copy."""
+        k = kind_of(obj)
+        meta = obj.get("metadata", {})
+        key = self._key(k, meta.get("name", ""), meta.get("namespace"))
+        stored = copy.deepcopy(obj)
+        smeta = stored.setdefault("metadata", {})
+        if not k.namespaced:
+            smeta.pop("namespace", None)
+        smeta.setdefault("uid", f"uid-{next(self._uid)}")
+        smeta.setdefault("creationTimestamp", ts(self.clock()))
+        smeta.setdefault("generation", 1)
+        smeta["resourceVersion"] = str(next(self._rv))
+        self._store[key] = stored
+        self._owners[key] = {p: {manager} for p in _applied_leaves(stored)}
+        return copy.deepcopy(stored)
+
+    def seed_all(self, objs: Iterable[Manifest]) -> None:
+        """:meth:`seed` each object."""
+        for o in objs:
+            self.seed(o)
+
+    def set_status(self, kind: str, name: str, namespace: str | None, status: Mapping[str, Any]) -> None:
+        """Replace an object's status (as its controller would)."""
+        obj = self._find(kind, name, namespace)
+        obj["status"] = copy.deepcopy(dict(status))
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+
+    def edit(self, kind: str, name: str, namespace: str | None, changes: Mapping[str, Any], *,
+             manager: str = "kubectl-edit") -> None:
+        """Another client updates fields (an Update operation): it then owns them."""
+        obj = self._find(kind, name, namespace)
+        key = self._key(kind_of(obj), name, namespace)
+        for path, value in _leaves(dict(changes)).items():
+            _set_path(obj, path, value)
+            self._owners[key][path] = {manager}
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+        obj["metadata"]["generation"] = int(obj["metadata"].get("generation", 1)) + 1
+
+    def remove(self, kind: str, name: str, namespace: str | None = None) -> None:
+        """Delete an object (and its dependents) without recording a call, as a controller would."""
+        for key in [k for k in self._store if k[0] == kind and k[2] == name and k[1] == namespace]:
+            self._remove(key)
+
+    def stored(self, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
+        """The stored object (a copy) without recording a call."""
+        for (k, ns, n), obj in self._store.items():
+            if k == kind and n == name and (ns == namespace or namespace is None):
+                return copy.deepcopy(obj)
+        return None
+
+    def all(self, kind: str | None = None) -> builtins.list[Manifest]:
+        """Every stored object (of ``kind``), without recording a call."""
+        return [copy.deepcopy(o) for (k, _, _), o in self._store.items() if kind is None or k == kind]
+
+    def verbs(self, verb: str | None = None) -> builtins.list[Call]:
+        """Recorded calls, optionally only one verb."""
+        return [c for c in self.calls if verb is None or c.verb == verb]
+
+    # ---------------------------------------------------------------------------------------------
+    # The Cluster protocol.
+
+    def server_version(self) -> str:
+        """See :meth:`Cluster.server_version`."""
+        self._enter(Call("server_version", ""))
+        return self.version
+
+    def apply(self, obj: Manifest, *, dry_run: bool = False, force: bool = False) -> Manifest:
+        """See :meth:`Cluster.apply`."""
+        k = kind_of(obj)
+        meta = obj.get("metadata", {})
+        name, namespace = str(meta.get("name", "")), meta.get("namespace") if k.namespaced else None
+        self._enter(Call("apply", k.kind, namespace, name, dry_run=dry_run, force=force), k)
+        if k.namespaced and namespace and self._store.get(("Namespace", None, namespace)) is None:
+            raise namespace_missing(namespace)
+        key = self._key(k, name, namespace)
+        applied = _applied_leaves(obj)
+        live = self._store.get(key)
+        owners = {p: set(m) for p, m in self._owners.get(key, {}).items()}
+        if live is None:
+            new: Manifest = {"apiVersion": k.api_version, "kind": k.kind,
+                             "metadata": {"name": name, **({"namespace": namespace} if namespace else {})}}
+            for path, value in applied.items():
+                _set_path(new, path, value)
+            new["metadata"].update(uid=f"uid-{next(self._uid)}", creationTimestamp=ts(self.clock()), generation=1)
+            owners = {p: {FIELD_MANAGER} for p in applied}
+        else:
+            clashes = sorted(
+                (p, m) for p, ms in owners.items() if p in applied for m in ms
+                if m != FIELD_MANAGER and _get_path(live, p)[1] != applied[p]
+            )
+            if clashes and not force:
+                managers = sorted({m for _, m in clashes})
+                fields = ", ".join("." + ".".join(p) for p, _ in clashes)
+                raise conflict(k.kind, name, namespace,
+                               f"Apply failed with {len(clashes)} conflict{'s' if len(clashes) > 1 else ''}: "
+                               f"conflict with {', '.join(repr(m) for m in managers)} using {k.api_version}: "
+                               f"{fields}")
+            new = copy.deepcopy(live)
+            for path, ms in list(owners.items()):
+                if ms == {FIELD_MANAGER} and path not in applied:  # we stopped applying it: remove
+                    _remove_path(new, path)
+                    del owners[path]
+            for path, value in applied.items():
+                _set_path(new, path, value)
+                holders = owners.setdefault(path, set())
+                if force:
+                    holders.clear()
+                holders.add(FIELD_MANAGER)
+        for defaulter in self.defaulters:
+            defaulter(new)
+        if live is not None and _comparable(new) == _comparable(live):
+            new = copy.deepcopy(live)  # a no-op apply writes nothing
+        else:
+            new["metadata"]["resourceVersion"] = str(next(self._rv))
+            if live is not None and {k_: v for k_, v in new.items() if k_ not in ("metadata", "status")} != {
+                    k_: v for k_, v in live.items() if k_ not in ("metadata", "status")}:
+                new["metadata"]["generation"] = int(live["metadata"].get("generation", 1)) + 1
+        if dry_run:
+            return self._render(new, owners)
+        self._store[key] = new
+        self._owners[key] = owners
+        if self.controller is not None:
+            self.controller(self, copy.deepcopy(new))
+        return self._render(new, owners)
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
+        """See :meth:`Cluster.get`."""
+        k = kind_info(api_version, kind)
+        ns = namespace if k.namespaced else None
+        self._enter(Call("get", kind, ns, name), k)
+        obj = self._store.get(self._key(k, name, ns))
+        return None if obj is None else self._render(obj, self._owners.get(self._key(k, name, ns), {}))
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, *,
+             label_selector: str | None = None, field_selector: str | None = None) -> builtins.list[Manifest]:
+        """See :meth:`Cluster.list`."""
+        k = kind_info(api_version, kind)
+        ns = namespace if k.namespaced else None
+        sel = ";".join(s for s in (label_selector, field_selector) if s) or None
+        self._enter(Call("list", kind, ns, selector=sel), k)
+        return [
+            self._render(o, self._owners.get(key, {}))
+            for key, o in sorted(self._store.items(), key=lambda kv: (kv[0][1] or "", kv[0][2]))
+            if key[0] == kind and (ns is None or key[1] == ns)
+            and _selector_matches(label_selector, o.get("metadata", {}).get("labels") or {})
+            and _fields_match(field_selector, o)
+        ]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """See :meth:`Cluster.delete` (cascades to dependents by ownerReferences, and namespace contents)."""
+        k = kind_info(api_version, kind)
+        ns = namespace if k.namespaced else None
+        self._enter(Call("delete", kind, ns, name), k)
+        key = self._key(k, name, ns)
+        if key not in self._store:
+            return False
+        self._remove(key)
+        return True
+
+    def pods(self, namespace: str, *, label_selector: str | None = None) -> builtins.list[Manifest]:
+        """See :meth:`Cluster.pods`."""
+        return self.list("v1", "Pod", namespace, label_selector=label_selector)
+
+    def events(self, namespace: str, *, field_selector: str | None = None) -> builtins.list[Manifest]:
+        """See :meth:`Cluster.events`."""
+        return self.list("v1", "Event", namespace, field_selector=field_selector)
+
+    def logs(self, namespace: str, pod: str, *, container: str | None = None, previous: bool = False,
+             follow: bool = False, tail_lines: int | None = None) -> Iterator[str]:
+        """See :meth:`Cluster.logs` (``follow`` just ends after the stored lines)."""
+        self._enter(Call("logs", "Pod", namespace, pod, extra=(("container", container), ("previous", previous),
+                                                                 ("follow", follow))))
+        if ("Pod", namespace, pod) not in self._store:
+            raise NotFound(f"pod {namespace}/{pod} not found")
+        lines = self.pod_logs.get((pod, container or kserve.CONTAINER_NAME, previous))
+        if lines is None:
+            if previous:
+                raise NotFound(f"no previous log for container {container} in pod {namespace}/{pod}: "
+                               "it has not restarted")
+            lines = []
+        return iter(lines[-tail_lines:] if tail_lines else list(lines))
+
+    def access(self, verb: str, kind: Kind, *, namespace: str | None = None, name: str | None = None) -> Access:
+        """See :meth:`Cluster.access`."""
+        self._enter(Call("access", kind.kind, namespace, name, extra=(("verb", verb),)))
+        if (verb, kind.resource) in self.denied:
+            return Access(False, f"RBAC: no role grants {verb} on {kind.resource}")
+        return Access(True, "")
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _enter(self, call: Call, kind: Kind | None = None) -> None:
+        self.calls.append(call)
+        for key in ("*", call.verb, f"{call.verb}:{call.kind}", f"{call.verb}:{call.kind}/{call.name}"):
+            err = self.errors.get(key)
+            if err is not None:
+                raise err
+        if kind is not None and not self.kserve and kind.group == kserve.GROUP:
+            raise kind_missing(kind.api_version, kind.kind)
+
+    def _key(self, k: Kind, name: str, namespace: str | None) -> _Key:
+        return (k.kind, namespace if k.namespaced else None, name)
+
+    def _find(self, kind: str, name: str, namespace: str | None) -> Manifest:
+        for (k, ns, n), obj in self._store.items():
+            if k == kind and n == name and ns == namespace:
+                return obj
+        raise KeyError(ref(kind, name, namespace))
+
+    def _render(self, obj: Manifest, owners: Mapping[Path_, set[str]]) -> Manifest:
+        out = copy.deepcopy(obj)
+        managers = sorted({m for ms in owners.values() for m in ms})
+        out.setdefault("metadata", {})["managedFields"] = [
+            {"manager": m, "operation": "Apply" if m == FIELD_MANAGER else "Update", "fieldsType": "FieldsV1"}
+            for m in managers
+        ]
+        return out
+
+    def _remove(self, key: _Key) -> None:
+        obj = self._store.pop(key, None)
+        self._owners.pop(key, None)
+        if obj is None:
+            return
+        uid = obj["metadata"].get("uid")
+        for other_key, other in list(self._store.items()):
+            owned = any(r.get("uid") == uid for r in other.get("metadata", {}).get("ownerReferences") or [])
+            in_ns = key[0] == "Namespace" and other_key[1] == key[2]
+            if owned or in_ns:
+                self._remove(other_key)
+
+
+if TYPE_CHECKING:
+    _: Cluster = FakeCluster()
+
+
+# --------------------------------------------------------------------------------------------------
+# Builders for realistic KServe / Kubernetes objects (raw deployment mode, kserve v0.20 shapes).
+
+
+def condition(type_: str, status: str, reason: str | None = None, message: str | None = None,
+              *, when: datetime = EPOCH) -> dict[str, Any]:
+    """A status condition."""
+    out: dict[str, Any] = {"type": type_, "status": status, "lastTransitionTime": ts(when)}
+    if reason:
+        out["reason"] = reason
+    if message:
+        out["message"] = message
+    return out
+
+
+def owner_ref(owner: Manifest) -> dict[str, Any]:
+    """An ownerReference to ``owner`` (controller=true)."""
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"].get("uid", ""), "controller": True, "blockOwnerDeletion": True}
+
+
+def isvc_status(name: str, namespace: str, *, ready: bool = True, route: str | None = None,
+                runtime: str | None = None, predictor: dict[str, Any] | None = None,
+                transition: str | None = None, active: str | None = None, target: str | None = None,
+                failure: dict[str, Any] | None = None, copies: int | None = None) -> dict[str, Any]:
+    """An InferenceService status as the raw-mode controller writes it (ODH URL rules).
+
+    Args:
+        name: InferenceService name.
+        namespace: its namespace.
+        ready: Ready/PredictorReady/IngressReady all True (else PredictorReady False, MinimumReplicasUnavailable).
+        route: external URL (``visibility: exposed``) for ``status.url``; else the internal one.
+        runtime: ``status.servingRuntimeName``.
+        predictor: overrides the PredictorReady condition.
+        transition: ``modelStatus.transitionStatus`` (default UpToDate when ready, InProgress otherwise).
+        active: ``modelStatus.states.activeModelState``.
+        target: ``modelStatus.states.targetModelState``.
+        failure: ``modelStatus.lastFailureInfo``.
+        copies: ``modelStatus.copies.totalCopies``.
+    """
+    internal = f"http://{name}-predictor.{namespace}.svc.cluster.local"
+    pred = predictor or (condition("PredictorReady", "True") if ready else condition(
+        "PredictorReady", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."))
+    ready_cond = condition("Ready", "True") if pred["status"] == "True" else condition(
+        "Ready", pred["status"], pred.get("reason"), pred.get("message"))
+    states = {"activeModelState": active or ("Loaded" if ready else "Pending"),
+              "targetModelState": target or ("Loaded" if ready else "Loading")}
+    model_status: dict[str, Any] = {
+        "transitionStatus": transition or ("UpToDate" if ready else "InProgress"),
+        "states": states,
+        "copies": {"totalCopies": copies if copies is not None else (1 if ready else 0)},
+    }
+    if failure:
+        model_status["lastFailureInfo"] = failure
+    out: dict[str, Any] = {
+        "url": route or internal,
+        "address": {"url": internal},
+        "conditions": [condition("IngressReady", "True"), pred, ready_cond],
+        "modelStatus": model_status,
+        "observedGeneration": 1,
+        "deploymentMode": "Standard",
+        "components": {"predictor": {"latestCreatedRevision": "1"}},
+    }
+    if runtime:
+        out["servingRuntimeName"] = runtime
+    return out
+
+
+def deployment(isvc: str, namespace: str, *, replicas: int = 1, ready: int | None = None,
+               updated: int | None = None, available: int | None = None, generation: int = 1,
+               observed: int | None = None, conditions: builtins.list[dict[str, Any]] | None = None,
+               owner: Manifest | None = None, containers: builtins.list[dict[str, Any]] | None = None,
+               created: datetime = EPOCH) -> Manifest:
+    """The predictor Deployment ``<isvc>-predictor`` (ready by default)."""
+    ready_n = replicas if ready is None else ready
+    avail = ready_n if available is None else available
+    conds = conditions if conditions is not None else [
+        condition("Available", "True" if avail >= replicas else "False",
+                  "MinimumReplicasAvailable" if avail >= replicas else "MinimumReplicasUnavailable"),
+        condition("Progressing", "True", "NewReplicaSetAvailable" if ready_n >= replicas else "ReplicaSetUpdated"),
+    ]
+    labels = {"serving.kserve.io/inferenceservice": isvc, "component": "predictor", "app": f"isvc.{isvc}-predictor"}
+    meta: dict[str, Any] = {"name": f"{isvc}-predictor", "namespace": namespace, "labels": labels,
+                            "generation": generation, "creationTimestamp": ts(created)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner_ref(owner)]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "spec": {"replicas": replicas, "progressDeadlineSeconds": 600,
+                 "selector": {"matchLabels": {"app": labels["app"]}},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": containers or [{"name": kserve.CONTAINER_NAME}]}}},
+        "status": {"observedGeneration": generation if observed is None else observed, "replicas": replicas,
+                   "updatedReplicas": replicas if updated is None else updated, "readyReplicas": ready_n,
+                   "availableReplicas": avail, "conditions": conds},
+    }
+
+
+def pod(isvc: str, namespace: str, *, name: str | None = None, ready: bool = True, phase: str | None = None,
+        waiting: tuple[str, str] | None = None, terminated: tuple[str, str, int] | None = None,
+        last_terminated: tuple[str, str, int] | None = None, restarts: int = 0,
+        unschedulable: str | None = None, node: str | None = "gpu-node-1", created: datetime = EPOCH,
+        owner: Manifest | None = None) -> Manifest:
+    """A predictor pod.
+
+    Args:
+        isvc: InferenceService name (labels ``serving.kserve.io/inferenceservice`` and ``app``).
+        namespace: its namespace.
+        name: pod name (default ``<isvc>-predictor-5d9f7c8b6d-x7k2p``).
+        ready: container ready.
+        phase: pod phase (default Running, or Pending when waiting on ContainerCreating/unschedulable).
+        waiting: ``(reason, message)`` of kserve-container's waiting state (CrashLoopBackOff, ImagePullBackOff, ...).
+        terminated: ``(reason, message, exitCode)`` of its current terminated state.
+        last_terminated: ``(reason, message, exitCode)`` of ``lastState.terminated`` (OOMKilled, Error).
+        restarts: restartCount.
+        unschedulable: PodScheduled=False/Unschedulable with this scheduler message.
+        node: spec.nodeName (None when unscheduled).
+        created: creationTimestamp.
+        owner: the owning object for ownerReferences (cascade delete in the fake).
+    """
+    state: dict[str, Any]
+    if waiting:
+        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+    elif terminated:
+        state = {"terminated": {"reason": terminated[0], "message": terminated[1], "exitCode": terminated[2]}}
+    else:
+        state = {"running": {"startedAt": ts(created)}}
+    cstatus: dict[str, Any] = {"name": kserve.CONTAINER_NAME, "ready": ready and not (waiting or terminated),
+                               "restartCount": restarts, "state": state, "image": "vllm/vllm-openai:v0.32.0"}
+    if last_terminated:
+        cstatus["lastState"] = {"terminated": {"reason": last_terminated[0], "message": last_terminated[1],
+                                               "exitCode": last_terminated[2]}}
+    conditions = [condition("PodScheduled", "True")]
+    is_ready = bool(cstatus["ready"])
+    if unschedulable:
+        conditions = [condition("PodScheduled", "False", "Unschedulable", unschedulable)]
+        node = None
+        is_ready = False
+    conditions.append(condition("Ready", "True" if is_ready else "False",
+                                None if is_ready else "ContainersNotReady"))
+    labels = {"serving.kserve.io/inferenceservice": isvc, "component": "predictor", "app": f"isvc.{isvc}-predictor"}
+    meta: dict[str, Any] = {"name": name or f"{isvc}-predictor-5d9f7c8b6d-x7k2p", "namespace": namespace,
+                            "labels": labels, "creationTimestamp": ts(created)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner_ref(owner)]
+    pending = unschedulable or (waiting and waiting[0] == "ContainerCreating")
+    status: dict[str, Any] = {
+        "phase": phase or ("Pending" if pending else "Running"),
+        "conditions": conditions,
+    }
+    if not unschedulable:
+        status["containerStatuses"] = [cstatus]
+    spec: dict[str, Any] = {"containers": [{"name": kserve.CONTAINER_NAME}]}
+    if node:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
+
+
+def event(namespace: str, kind: str, name: str, reason: str, message: str, *, type_: str = "Warning",
+          count: int = 1, when: datetime = EPOCH, uid: str | None = None) -> Manifest:
+    """An Event about ``kind/name``."""
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{name}.{uid or format(zlib.crc32(f'{reason}{message}'.encode()), 'x')}",
+                     "namespace": namespace, "creationTimestamp": ts(when)},
+        "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+        "reason": reason, "message": message, "type": type_, "count": count,
+        "firstTimestamp": ts(when), "lastTimestamp": ts(when),
+    }
+
+
+def service(isvc: str, namespace: str, *, headless: bool = False, owner: Manifest | None = None) -> Manifest:
+    """The predictor Service ``<isvc>-predictor`` (port 80 -> 8080; headless: clusterIP None)."""
+    meta: dict[str, Any] = {"name": f"{isvc}-predictor", "namespace": namespace,
+                            "labels": {"serving.kserve.io/inferenceservice": isvc}}
+    if owner is not None:
+        meta["ownerReferences"] = [owner_ref(owner)]
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"clusterIP": "None" if headless else "172.30.12.34",
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+                     "selector": {"app": f"isvc.{isvc}-predictor"}}}
+
+
+def pvc(name: str, namespace: str, *, phase: str = "Bound", access_modes: tuple[str, ...] = ("ReadWriteMany",),
+        size: str = "50Gi") -> Manifest:
+    """A PersistentVolumeClaim."""
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"accessModes": list(access_modes), "resources": {"requests": {"storage": size}}},
+            "status": {"phase": phase, "accessModes": list(access_modes) if phase == "Bound" else []}}
+
+
+def node(name: str, *, gpus: int = 1, resource: str = "nvidia.com/gpu") -> Manifest:
+    """A Node with ``gpus`` allocatable ``resource``."""
+    alloc = {"cpu": "15500m", "memory": "60Gi", "pods": "250"}
+    if gpus:
+        alloc[resource] = str(gpus)
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {"allocatable": alloc}}
+
+
+def namespace_obj(name: str, labels: Mapping[str, str] | None = None) -> Manifest:
+    """A Namespace."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels or {})},
+            "status": {"phase": "Active"}}
+
+
+def crd(plural: str, kind: str, version: str, *, labels: Mapping[str, str] | None = None) -> Manifest:
+    """A CustomResourceDefinition of the KServe group."""
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{kserve.GROUP}", "labels": dict(labels or {})},
+            "spec": {"group": kserve.GROUP, "names": {"kind": kind, "plural": plural}, "scope": "Namespaced",
+                     "versions": [{"name": version, "served": True, "storage": True}]}}
+
+
+def kserve_crds(labels: Mapping[str, str] | None = None) -> builtins.list[Manifest]:
+    """The InferenceService and ServingRuntime CRDs."""
+    return [crd("inferenceservices", kserve.ISVC_KIND, "v1beta1", labels=labels),
+            crd("servingruntimes", kserve.SR_KIND, "v1alpha1", labels=labels)]
+
+
+def ready_objects(fake: FakeCluster, isvc: Manifest, *, headless: bool = False) -> None:
+    """Make ``isvc`` (already stored) ready the way KServe's raw reconciler would."""
+    meta = isvc["metadata"]
+    name, ns = meta["name"], meta["namespace"]
+    runtime = isvc["spec"]["predictor"]["model"].get("runtime")
+    replicas = int(isvc["spec"]["predictor"].get("minReplicas") or 1)
+    sr = fake.stored(kserve.SR_KIND, runtime, ns) if runtime else None
+    if runtime and sr is None:
+        fake.set_status(kserve.ISVC_KIND, name, ns, isvc_status(
+            name, ns, ready=False, transition="InvalidSpec", active="", target="FailedToLoad",
+            predictor=condition("PredictorReady", "False", "RuntimeNotRecognized",
+                                "Waiting for runtime to become available"),
+            failure={"reason": "RuntimeNotRecognized", "message": "Waiting for runtime to become available"}))
+        return
+    containers = [kserve.compose(sr, isvc).container] if sr is not None else None
+    live = fake.stored(kserve.ISVC_KIND, name, ns) or isvc
+    dep = deployment(name, ns, replicas=replicas, owner=live, containers=containers, created=fake.clock())
+    prev = fake.stored("Deployment", f"{name}-predictor", ns)
+    if prev is not None:
+        gen = int(prev["metadata"].get("generation", 1)) + (prev["spec"] != dep["spec"])
+        dep["metadata"]["generation"] = gen
+        dep["status"]["observedGeneration"] = gen
+        fake.remove("Deployment", f"{name}-predictor", ns)
+    fake.seed(dep, manager="manager")
+    for i in range(replicas):
+        fake.seed(pod(name, ns, name=f"{name}-predictor-5d9f7c8b6d-{i:05d}", owner=dep, created=fake.clock()),
+                  manager="kubelet")
+    if fake.stored("Service", f"{name}-predictor", ns) is None:
+        fake.seed(service(name, ns, headless=headless, owner=live), manager="manager")
+    route = None
+    if (meta.get("labels") or {}).get(kserve.VISIBILITY) == "exposed":
+        route = f"https://{name}-{ns}.apps.example.com"
+    fake.set_status(kserve.ISVC_KIND, name, ns, isvc_status(name, ns, route=route, runtime=runtime, copies=replicas))
+    if (meta.get("annotations") or {}).get(kserve.ENABLE_AUTH) == "true":
+        secret = fake.stored("Secret", f"default-{name}-sa", ns)
+        if secret is not None and "data" not in secret:
+            fake.seed({**secret, "data": {"token": "ZmFrZS10b2tlbg=="}}, manager="kube-controller-manager")
+
+
+def ready_controller(fake: FakeCluster, obj: Manifest) -> None:
+    """A :data:`Controller` that makes every applied InferenceService ready (and fills token Secrets)."""
+    if obj.get("kind") == kserve.ISVC_KIND:
+        ready_objects(fake, obj)
+    elif obj.get("kind") == "Secret" and obj.get("type") == "kubernetes.io/service-account-token":
+        stored = fake.stored("Secret", obj["metadata"]["name"], obj["metadata"].get("namespace"))
+        if stored is not None and "data" not in stored:
+            fake.seed({**stored, "data": {"token": "ZmFrZS10b2tlbg=="}}, manager="kube-controller-manager")
+
+
+def later(seconds: float) -> datetime:
+    """``EPOCH + seconds`` (for ages and event times in tests)."""
+    return EPOCH + timedelta(seconds=seconds)
