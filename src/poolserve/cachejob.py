@@ -1,0 +1,163 @@
+"""``poolserve cache warm``: a Kubernetes Job per model that downloads it into the cache PVC (pure).
+
+The Job runs the runtime's own image (it ships ``huggingface_hub``) with ``HF_HOME`` set to the
+path the serving pods use, so the files land in the hub-cache layout vLLM resolves
+(``<HF_HOME>/hub/models--org--name/snapshots/<rev>``); afterwards the serving pods can run with
+``cache.offline: true`` (``HF_HUB_OFFLINE=1``). The Hugging Face token, for gated models, comes
+from the Secret the config names (``cache.hf_token_secret``) through ``secretKeyRef``; its value
+never passes through poolserve. Weights in other formats (ONNX, OpenVINO, TF, Flax, and ``*.bin``
+when safetensors exist) are skipped, since vLLM does not read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from poolserve.kserve import TMP_CACHE, TMP_HOME, Manifest
+from poolserve.spec import Model, PoolSpec
+
+COMPONENT_LABEL = "poolserve.io/component"
+MODEL_LABEL = "poolserve.io/model"
+MODEL_ID_ANNOTATION = "poolserve.io/model-id"
+SPEC_HASH_ANNOTATION = "poolserve.io/spec-hash"
+CONTAINER = "download"
+DONE_MARKER = "poolserve-cache: downloaded"
+
+# Run by `python -c`: list the repo, skip formats vLLM never reads, download into HF_HOME.
+# umask 002: OpenShift runs the serving pods under another UID of the same group, so files must be
+# group-writable (the lock files HF writes next to the blobs).
+SCRIPT = """\
+import os, sys, time
+os.umask(0o002)
+from huggingface_hub import HfApi, snapshot_download
+repo, revision = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None)
+ignore = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "coreml/*", "*.tflite"]
+files = HfApi().list_repo_files(repo, revision=revision)
+if any(f.endswith(".safetensors") for f in files):
+    ignore += ["*.bin", "*.pt", "*.pth"]
+start = time.monotonic()
+path = snapshot_download(repo, revision=revision, ignore_patterns=ignore)
+size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+print(f"poolserve-cache: downloaded {repo} to {path} ({size / 1e6:.1f} MB in {time.monotonic() - start:.0f} s)",
+      flush=True)
+"""
+
+JobState = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True)
+class CacheJobStatus:
+    """What happened to one model's download."""
+
+    model: str
+    model_id: str
+    job: str
+    state: Literal["downloaded", "cached", "failed"]
+    """``cached``: a Job with the same spec had already succeeded; nothing ran."""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CacheWarmResult:
+    """Outcome of ``cache warm``."""
+
+    namespace: str
+    pvc: str
+    hf_home: str
+    jobs: tuple[CacheJobStatus, ...]
+
+
+def job_name(model: Model) -> str:
+    """``poolserve-cache-<model>`` (a DNS label: at most 63 characters)."""
+    return f"poolserve-cache-{model.name}"[:63].rstrip("-")
+
+
+def cache_job(spec: PoolSpec, model: Model, *, revision: str | None = None) -> Manifest:
+    """The Job that downloads ``model`` into the cache PVC at ``spec.cache.hf_home``."""
+    env: list[dict[str, Any]] = [
+        {"name": "HF_HOME", "value": spec.cache.hf_home},
+        {"name": "HF_HUB_OFFLINE", "value": "0"},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "0"},
+        # The image's default HOME may not be writable under OpenShift's random UID.
+        {"name": "HOME", "value": TMP_HOME},
+        {"name": "XDG_CACHE_HOME", "value": TMP_CACHE},
+    ]
+    if spec.cache.hf_token_secret is not None:
+        ref = spec.cache.hf_token_secret
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": model.image or model.runtime.image,
+        "command": ["python", "-c", SCRIPT, model.model_id, revision or ""],
+        "env": env,
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "model-cache", "mountPath": spec.cache.mount_path},
+            {"name": "tmp-home", "mountPath": TMP_HOME},
+            {"name": "tmp-cache", "mountPath": TMP_CACHE},
+        ],
+    }
+    labels = {"app.kubernetes.io/managed-by": "poolserve", COMPONENT_LABEL: "cache", MODEL_LABEL: model.name}
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 2,
+        "ttlSecondsAfterFinished": 86400,
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [container],
+                "volumes": [
+                    {"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.cache.pvc}},
+                    {"name": "tmp-home", "emptyDir": {}},
+                    {"name": "tmp-cache", "emptyDir": {}},
+                ],
+            },
+        },
+    }
+    if model.node_selector:
+        job_spec["template"]["spec"]["nodeSelector"] = dict(model.node_selector)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(model),
+            "namespace": spec.namespace,
+            "labels": labels,
+            "annotations": {MODEL_ID_ANNOTATION: model.model_id, SPEC_HASH_ANNOTATION: spec_hash(job_spec)},
+        },
+        "spec": job_spec,
+    }
+
+
+def spec_hash(job_spec: Mapping[str, Any]) -> str:
+    """A short stable hash of a Job spec: a Job's template is immutable, so a changed one is recreated."""
+    return hashlib.sha256(json.dumps(job_spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def job_state(job: Manifest) -> JobState:
+    """Succeeded/Failed from the Job's conditions (Complete/Failed), else Running when a pod is active."""
+    status = job.get("status") or {}
+    for c in status.get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "Succeeded"
+        if c.get("status") == "True" and c.get("type") in ("Failed", "FailureTarget"):
+            return "Failed"
+    if int(status.get("succeeded") or 0) > 0:
+        return "Succeeded"
+    if int(status.get("active") or 0) > 0:
+        return "Running"
+    return "Pending"
+
+
+def same_job(live: Manifest, wanted: Manifest) -> bool:
+    """The live Job was made from the same spec (model id and template) as ``wanted``."""
+    live_ann = (live.get("metadata") or {}).get("annotations") or {}
+    want_ann = wanted["metadata"]["annotations"]
+    return all(live_ann.get(k) == want_ann[k] for k in (MODEL_ID_ANNOTATION, SPEC_HASH_ANNOTATION))

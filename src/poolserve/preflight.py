@@ -1,0 +1,238 @@
+"""Checks before ``deploy`` touches anything: each failure is one line that says what to do.
+
+In order: the API answers (and accepts the credentials); the KServe CRDs are installed (and which
+versions they serve); the namespace exists (and carries the dashboard labels, or the user may add
+them); the cache PVC exists, is Bound and its access mode fits the pods that mount it; the nodes have
+enough allocatable GPUs for what the models ask; and a SelfSubjectAccessReview allows create and
+patch on every kind deploy applies. A check that cannot run for lack of permission (regular
+OpenShift users may not read CRDs or list nodes) becomes a note, not a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from poolserve.cluster.base import Cluster, Kind, dig, forbidden, kind_info, kind_missing, kind_of
+from poolserve.errors import Forbidden, NotFound, NotReady
+from poolserve.kserve import GROUP, ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
+from poolserve.spec import Model, PoolSpec
+
+ISVC_CRD = f"inferenceservices.{GROUP}"
+SR_CRD = f"servingruntimes.{GROUP}"
+VERSION_LABELS = ("app.kubernetes.io/version", "platform.opendatahub.io/version", "serving.kserve.io/version")
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """What preflight found; failures raise instead of landing here."""
+
+    server_version: str
+    kserve: str
+    """``InferenceService v1beta1, ServingRuntime v1alpha1`` (+ a version label when the CRD has one)."""
+    namespace_exists: bool
+    namespace_needs_apply: bool
+    """The rendered Namespace labels/annotations differ from the live ones (so it must be applied)."""
+    notes: tuple[str, ...] = ()
+
+
+def crd_versions(crd: Manifest) -> str:
+    """``InferenceService v1beta1`` (the served versions, storage first) plus a version label if any."""
+    kind = dig(crd, "spec", "names", "kind", default="?")
+    versions = sorted((v for v in dig(crd, "spec", "versions", default=[]) or [] if v.get("served", True)),
+                      key=lambda v: not v.get("storage", False))
+    text = f"{kind} {'/'.join(str(v.get('name')) for v in versions) or '?'}"
+    labels = dig(crd, "metadata", "labels", default={}) or {}
+    for key in VERSION_LABELS:
+        if labels.get(key):
+            return f"{text} ({key}={labels[key]})"
+    return text
+
+
+def check_kserve(cluster: Cluster, namespace: str) -> tuple[str, tuple[str, ...]]:
+    """KServe's CRDs: ``(description, notes)``.
+
+    Raises:
+        NotFound: when a CRD is missing ("KServe not installed").
+    """
+    found: list[str] = []
+    try:
+        for name, api_version, kind in ((ISVC_CRD, ISVC_API_VERSION, ISVC_KIND), (SR_CRD, SR_API_VERSION, SR_KIND)):
+            crd = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+            if crd is None:
+                raise kind_missing(api_version, kind)
+            found.append(crd_versions(crd))
+    except Forbidden:
+        # Regular users may not read CRDs: ask for the kinds directly (404 when not served).
+        cluster.list(ISVC_API_VERSION, ISVC_KIND, namespace)
+        cluster.list(SR_API_VERSION, SR_KIND, namespace)
+        return "installed (versions unknown: you may not read CRDs)", ()
+    return ", ".join(found), ()
+
+
+def namespace_state(cluster: Cluster, spec: PoolSpec, rendered_ns: Manifest | None) -> tuple[bool, bool, list[str]]:
+    """``(exists, needs_apply, notes)`` for the target namespace.
+
+    Raises:
+        NotFound: the namespace does not exist and the user may not create it.
+        Forbidden: its dashboard labels are missing and the user may not patch namespaces.
+    """
+    ns = spec.namespace
+    notes: list[str] = []
+    ns_kind = kind_info("v1", "Namespace")
+    try:
+        live = cluster.get("v1", "Namespace", ns)
+        exists = live is not None
+    except Forbidden:
+        # Project users often may not read Namespace objects; every namespace has a "default" SA.
+        live = None
+        exists = cluster.get("v1", "ServiceAccount", "default", ns) is not None
+        if exists:
+            notes.append(f"cannot read namespace {ns} (forbidden): its dashboard labels were not checked")
+            return True, False, notes
+    if not exists:
+        if rendered_ns is None or not cluster.access("create", ns_kind, name=ns).allowed:
+            raise NotFound(f"namespace {ns} does not exist",
+                           hint=f"create it with `oc new-project {ns}` (or ask an admin), or set namespace "
+                           "in the config")
+        return False, True, notes
+    if rendered_ns is None:
+        return True, False, notes
+    want_labels = dig(rendered_ns, "metadata", "labels", default={}) or {}
+    want_ann = dig(rendered_ns, "metadata", "annotations", default={}) or {}
+    have_labels = dig(live, "metadata", "labels", default={}) or {}
+    have_ann = dig(live, "metadata", "annotations", default={}) or {}
+    missing = {k: v for k, v in want_labels.items() if have_labels.get(k) != v}
+    missing_ann = {k: v for k, v in want_ann.items() if have_ann.get(k) != v}
+    if not missing and not missing_ann:
+        return True, False, notes
+    if not cluster.access("patch", ns_kind, name=ns).allowed:
+        if missing:
+            labels = " ".join(f"{k}={v}" for k, v in missing.items())
+            raise Forbidden(f"namespace {ns} lacks the labels {labels} and you may not patch namespaces",
+                            hint=f"ask an admin to run `oc label namespace {ns} {labels}`")
+        notes.append(f"namespace {ns}: annotations {', '.join(missing_ann)} differ, and you may not patch "
+                     "namespaces: left as they are")
+        return True, False, notes
+    return True, True, notes
+
+
+def check_pvc(cluster: Cluster, spec: PoolSpec, pods: int) -> list[str]:
+    """The cache PVC exists, is usable and its access mode fits ``pods`` mounting it; returns notes.
+
+    Raises:
+        NotFound: the PVC does not exist.
+        NotReady: it is Lost, or ReadWriteOncePod while several pods need it.
+    """
+    ns, name = spec.namespace, spec.cache.pvc
+    pvc = cluster.get("v1", "PersistentVolumeClaim", name, ns)
+    if pvc is None:
+        raise NotFound(f"PersistentVolumeClaim {ns}/{name} (cache.pvc) does not exist",
+                       hint="create it (ReadWriteMany, large enough for the models) or set cache.pvc")
+    notes: list[str] = []
+    phase = dig(pvc, "status", "phase", default="Pending")
+    if phase == "Lost":
+        raise NotReady(f"PersistentVolumeClaim {ns}/{name} is Lost (its volume is gone)",
+                       hint="recreate the PVC; the cached models must be downloaded again")
+    if phase != "Bound":
+        notes.append(f"PVC {name} is {phase}: fine for WaitForFirstConsumer storage classes, otherwise pods stay "
+                     "Pending until it binds")
+    modes = set(dig(pvc, "status", "accessModes", default=None) or dig(pvc, "spec", "accessModes", default=[]) or [])
+    shared = modes & {"ReadWriteMany", "ReadOnlyMany"}
+    if not shared and "ReadWriteOncePod" in modes and pods > 1:
+        raise NotReady(f"PersistentVolumeClaim {ns}/{name} is ReadWriteOncePod but {pods} pods mount it",
+                       hint="use a ReadWriteMany PVC (or one PVC per model)")
+    if not shared and "ReadWriteOnce" in modes and pods > 1:
+        notes.append(f"PVC {name} is ReadWriteOnce and {pods} pods mount it: they must all run on one node, "
+                     "otherwise pods fail with Multi-Attach errors (use ReadWriteMany)")
+    return notes
+
+
+def gpu_requests(models: Sequence[Model]) -> dict[str, tuple[int, list[str]]]:
+    """Accelerator resource -> (total asked, ``name: n`` per model): gpus x replicas."""
+    out: dict[str, tuple[int, list[str]]] = {}
+    for m in models:
+        if m.gpus:
+            key = m.runtime.accelerator or "nvidia.com/gpu"
+            total, who = out.get(key, (0, []))
+            out[key] = (total + m.gpus * m.replicas, [*who, f"{m.name}: {m.gpus * m.replicas}"])
+    return out
+
+
+def check_gpus(cluster: Cluster, models: Sequence[Model]) -> list[str]:
+    """Allocatable accelerators across nodes cover what the models ask (total, not free); returns notes.
+
+    Raises:
+        NotReady: the nodes do not have that many (the pods would stay Pending: Unschedulable).
+    """
+    asked = gpu_requests(models)
+    if not asked:
+        return []
+    try:
+        nodes = cluster.list("v1", "Node")
+    except Forbidden:
+        return [f"you may not list nodes: GPU capacity not checked ({', '.join(asked)})"]
+    notes: list[str] = []
+    for key, (need, who) in asked.items():
+        have = 0
+        for n in nodes:
+            raw = str(dig(n, "status", "allocatable", key, default="0") or "0")
+            have += int(raw) if raw.isdigit() else 0
+        if have < need:
+            raise NotReady(f"the nodes have {have} allocatable {key} in total but the models ask for {need} "
+                           f"({', '.join(who)})",
+                           hint="lower gpus or replicas, or add GPU nodes; pods would stay Pending (Unschedulable)")
+        notes.append(f"{key}: {need} asked, {have} allocatable on {len(nodes)} nodes (in use by others not counted)")
+    return notes
+
+
+def check_access(cluster: Cluster, objects: Sequence[Manifest], namespace: str) -> None:
+    """SelfSubjectAccessReview: create and patch (server-side apply needs both) for each kind applied.
+
+    Raises:
+        Forbidden: naming every verb/resource refused.
+    """
+    kinds: dict[str, Kind] = {}
+    for obj in objects:
+        k = kind_of(obj)
+        if k.namespaced:
+            kinds.setdefault(k.resource, k)
+    denied: list[tuple[str, Kind]] = []
+    for k in kinds.values():
+        for verb in ("create", "patch"):
+            if not cluster.access(verb, k, namespace=namespace).allowed:
+                denied.append((verb, k))
+    if denied:
+        if len(denied) == 1:
+            raise forbidden(denied[0][0], denied[0][1], namespace, detail="SelfSubjectAccessReview")
+        what = ", ".join(f"{v} {k.resource}" for v, k in denied)
+        raise Forbidden(f"forbidden: you may not {what} in namespace {namespace} (SelfSubjectAccessReview)",
+                        hint="ask a project admin for the admin or edit role on the namespace")
+
+
+def preflight(cluster: Cluster, spec: PoolSpec, models: Sequence[Model],
+              objects: Sequence[Manifest]) -> PreflightReport:
+    """Run every check for deploying ``objects`` (for ``models``; empty with ``--runtimes-only``).
+
+    Raises:
+        ClusterUnreachable: the API does not answer or rejects the credentials.
+        NotFound: KServe, the namespace or the PVC is missing.
+        Forbidden: the user may not create/patch a kind (or label the namespace).
+        NotReady: the PVC or the GPUs cannot serve what is asked.
+    """
+    version = cluster.server_version()
+    kserve_desc, notes = check_kserve(cluster, spec.namespace)
+    all_notes = list(notes)
+    rendered_ns = next((o for o in objects if o.get("kind") == "Namespace"), None)
+    exists, needs_apply, ns_notes = namespace_state(cluster, spec, rendered_ns)
+    all_notes += ns_notes
+    if models and exists:
+        all_notes += check_pvc(cluster, spec, sum(m.replicas for m in models))
+    elif models:
+        raise NotFound(f"PersistentVolumeClaim {spec.namespace}/{spec.cache.pvc} (cache.pvc) does not exist: "
+                       f"namespace {spec.namespace} is new",
+                       hint="deploy --runtimes-only first, create the PVC, then deploy the models")
+    all_notes += check_gpus(cluster, models)
+    check_access(cluster, [o for o in objects if o.get("kind") != "Namespace"], spec.namespace)
+    return PreflightReport(server_version=version, kserve=kserve_desc, namespace_exists=exists,
+                           namespace_needs_apply=needs_apply, notes=tuple(all_notes))

@@ -1,0 +1,418 @@
+"""Is an InferenceService ready, and if not, why? Pure: live objects in, ModelStatus out.
+
+:func:`model_status` turns the live objects of one InferenceService (the ISVC, its predictor
+Deployment, pods, events and Service, and the ServingRuntimes that exist) into the
+:class:`~poolserve.target.ModelStatus` that ``status`` shows and ``wait`` acts on. Rules (kserve.md
+§3, KServe v0.20 ``inference_service_status.go`` and the raw reconciler):
+
+- Ready = the ``Ready`` condition (PredictorReady ∧ IngressReady) is True, ``modelStatus.transitionStatus``
+  is UpToDate, and the Deployment ``<isvc>-predictor`` has rolled out (observedGeneration >= generation,
+  updatedReplicas == replicas, availableReplicas >= updatedReplicas, Progressing NewReplicaSetAvailable).
+  The ISVC's own ``status.observedGeneration`` is copied from the Deployment in raw mode, so it is
+  never compared with ``metadata.generation``.
+- Evidence is gathered in KServe's failure-surfacing order: False conditions, ``modelStatus.lastFailureInfo``,
+  Warning events, pod states (waiting reasons, OOMKilled, Unschedulable), Multi-Attach events, Deployment
+  ReplicaFailure / ProgressDeadlineExceeded. The one-line ``reason`` is the most specific finding (a pod's
+  CrashLoopBackOff with vLLM's diagnosed error beats a generic "MinimumReplicasUnavailable").
+- A crash is explained by :func:`poolserve.diagnose.diagnose` on the termination message (the runtime
+  sets ``FallbackToLogsOnError``) or, when given, the previous container's log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from poolserve.diagnose import Diagnosis, diagnose
+from poolserve.kserve import CONTAINER_NAME, DEPLOYMENT_MODE, Manifest
+from poolserve.target import ModelStatus, Phase
+
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+STOP_ANNOTATION = "serving.kserve.io/stop"
+PROGRESS_DEADLINE_S = 600  # KServe's default progressDeadlineSeconds for the predictor Deployment
+RECENT_EVENT_S = 600
+"""InferenceService Warning events older than this are shown but do not fail the model (they live 1 h)."""
+NO_STATUS_GRACE_S = 120
+MAX_DETAILS = 14
+
+RAW_MODES = ("RawDeployment", "Standard")
+"""``Standard`` is KServe >= 0.16's name for ``RawDeployment`` (0.17+ rewrites the annotation)."""
+
+_IMAGE_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
+_CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+_FATAL_CONDITION_REASONS = ("InvalidSpec", "InvalidPredictorSpec", "NoSupportingRuntime", "RuntimeDisabled",
+                            "ServingRuntimeNotFound", "ProgressDeadlineExceeded", "FailedCreate")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One piece of evidence about why a model is not ready."""
+
+    rank: int
+    """Lower is more specific; the lowest becomes the one-line reason."""
+    fatal: bool
+    """Waiting will not fix it: ``wait`` fails fast."""
+    text: str
+
+
+def is_raw_mode(isvc: Manifest) -> bool:
+    """True for RawDeployment/Standard (also when the annotation is absent: poolserve always sets it)."""
+    mode = (_meta(isvc).get("annotations") or {}).get(DEPLOYMENT_MODE)
+    return mode is None or mode in RAW_MODES
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """RFC 3339 (``2026-01-01T00:00:00Z``) -> aware datetime, or None."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def served_model_name(isvc: Manifest) -> str | None:
+    """The first ``--served-model-name`` in the InferenceService args (what clients send), if any."""
+    args = _dig(isvc, "spec", "predictor", "model", "args", default=[]) or []
+    for i, a in enumerate(args):
+        if a.startswith("--served-model-name="):
+            return str(a.split("=", 1)[1]) or None
+        if a == "--served-model-name" and i + 1 < len(args):
+            first = str(args[i + 1])
+            return str(_meta(isvc).get("name", "")) if first == "{{.Name}}" else first
+    return None
+
+
+def runtime_of(isvc: Manifest) -> str | None:
+    """The runtime the ISVC names (``spec.predictor.model.runtime``) or the one KServe chose."""
+    named = _dig(isvc, "spec", "predictor", "model", "runtime") or _dig(isvc, "status", "servingRuntimeName")
+    return str(named) if named else None
+
+
+def urls(isvc: Manifest, service: Manifest | None = None) -> tuple[str | None, str | None]:
+    """``(internal_url, route_url)`` of an InferenceService.
+
+    Internal: ``status.address.url``, else the predictor Service; a headless Service (clusterIP None,
+    ODH <= 3.3's default) has no port 80, so ``:8080`` is added. Route: ``status.url`` when it is not
+    a cluster-local host (ODH sets it to the Route when ``visibility: exposed``) nor upstream's
+    placeholder ``example.com`` domain.
+    """
+    name = _meta(isvc).get("name", "")
+    ns = _meta(isvc).get("namespace", "")
+    headless = service is not None and _dig(service, "spec", "clusterIP") == "None"
+    internal = _dig(isvc, "status", "address", "url")
+    if not internal and service is not None:
+        internal = f"http://{_meta(service).get('name', f'{name}-predictor')}.{ns}.svc.cluster.local"
+    if internal and headless and not _has_port(internal):
+        internal = f"{internal.rstrip('/')}:8080"
+    url = _dig(isvc, "status", "url")
+    route = None
+    if url:
+        host = _host(url)
+        if not (host.endswith(".svc.cluster.local") or host.endswith(".svc") or host.endswith("example.com")):
+            route = url
+    return (internal or None), route
+
+
+def model_status(
+    name: str,
+    *,
+    isvc: Manifest | None,
+    now: datetime,
+    deployments: Sequence[Manifest] = (),
+    pods: Sequence[Manifest] = (),
+    events: Sequence[Manifest] = (),
+    service: Manifest | None = None,
+    runtimes: Collection[str] | None = None,
+    logs: Mapping[str, Sequence[str]] | None = None,
+    rollout_pending: bool = False,
+) -> ModelStatus:
+    """The state of one model on the cluster.
+
+    Args:
+        name: InferenceService name.
+        isvc: the live InferenceService, or None when it does not exist.
+        now: the current time (ages, recent events).
+        deployments: Deployments of this ISVC (``<isvc>-predictor``); others are ignored.
+        pods: its predictor pods (label ``serving.kserve.io/inferenceservice=<isvc>``).
+        events: events in the namespace; only Warning events about this ISVC, its pods, Deployment
+            and ReplicaSets are used.
+        service: the Service ``<isvc>-predictor`` (for headless detection), if known.
+        runtimes: names of the ServingRuntimes in the namespace; None when unknown.
+        logs: pod name -> previous container log lines, for crashes the termination message does not explain.
+        rollout_pending: the caller just changed the ISVC and KServe has not rolled the change out yet.
+    """
+    if isvc is None:
+        return ModelStatus(name=name, target="cluster", phase="NotDeployed", ready=False,
+                           reason=f"not deployed (run `poolserve deploy {name}`)")
+    status = isvc.get("status") or {}
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    dep = next((d for d in deployments if _meta(d).get("name") == f"{name}-predictor"), None)
+    if dep is None and deployments:
+        dep = deployments[0]
+    internal, route = urls(isvc, service)
+    created = parse_time(_meta(isvc).get("creationTimestamp"))
+    age = (now - created).total_seconds() if created else None
+    desired = int(_dig(dep, "spec", "replicas", default=0) or 0) if dep else int(
+        _dig(isvc, "spec", "predictor", "minReplicas", default=1) or 1)
+    ready_n = int(_dig(dep, "status", "readyReplicas", default=0) or 0) if dep else 0
+    base = ModelStatus(name=name, target="cluster", phase="Loading", ready=False, runtime=runtime_of(isvc),
+                       served_model=served_model_name(isvc) or name, url=internal, route_url=route,
+                       replicas_ready=ready_n, replicas_desired=desired, age_s=age)
+
+    details: list[str] = []
+    findings: list[Finding] = []
+    transition = _dig(status, "modelStatus", "transitionStatus")
+
+    # Stopped (serving.kserve.io/stop): not a failure.
+    pred = conds.get("PredictorReady") or {}
+    if (_meta(isvc).get("annotations") or {}).get(STOP_ANNOTATION) == "true" or pred.get("reason") == "Stopped":
+        return replace(base, phase="Stopped",
+                       reason=f"stopped ({STOP_ANNOTATION}=true): remove the annotation to start it")
+
+    # 0. A runtime the ISVC names but that does not exist (the dashboard's Delete removes it).
+    rt = _dig(isvc, "spec", "predictor", "model", "runtime")
+    if rt and runtimes is not None and rt not in runtimes:
+        findings.append(Finding(0, True, f"ServingRuntime {rt} is missing (deleting a deployment in the "
+                                "dashboard also deletes its runtime): run `poolserve deploy --runtimes-only`"))
+
+    # 1. False conditions.
+    for ctype in ("PredictorReady", "IngressReady", "Ready"):
+        c = conds.get(ctype)
+        if c is None or c.get("status") == "True":
+            continue
+        text = f"{c.get('reason') or c.get('status')}: {c.get('message') or ''}".rstrip(": ")
+        details.append(f"condition {ctype}={c.get('status')} {text}")
+        if ctype == "Ready" and pred.get("status") not in (None, "True"):
+            continue  # Ready repeats PredictorReady
+        reason = c.get("reason") or ""
+        fatal = (c.get("status") == "False" and reason in _FATAL_CONDITION_REASONS) or (
+            reason == "RuntimeNotRecognized" and (runtimes is None or rt not in runtimes))
+        if fatal:
+            findings.append(Finding(8, True, f"{ctype} is False: {text}"))
+        elif c.get("status") == "False":
+            findings.append(Finding(20, False, f"{ctype} is False: {text}"))
+
+    # 2. modelStatus.lastFailureInfo.
+    failure = _dig(status, "modelStatus", "lastFailureInfo")
+    if failure:
+        msg = str(failure.get("message") or "")
+        diag = diagnose(msg) if msg else None
+        head = f"{failure.get('reason', 'Failure')}: {_first_line(msg)}".rstrip(": ")
+        details.append(f"lastFailureInfo {head}" + (f" (exit code {failure['exitCode']})"
+                                                    if failure.get("exitCode") is not None else ""))
+        fatal = transition in ("BlockedByFailedLoad", "InvalidSpec")
+        findings.append(Finding(7, fatal, f"{failure.get('reason', 'Failure')}: {diag}" if diag else head))
+
+    # 3. Warning events about the ISVC, its Deployment, ReplicaSets and pods.
+    pod_names = {_meta(p).get("name") for p in pods}
+    related = [e for e in events if e.get("type") == "Warning" and _about(e, name, pod_names)]
+    related.sort(key=lambda e: _event_time(e) or now)
+    for e in related:
+        inv = e.get("involvedObject") or {}
+        count = f" (x{e['count']})" if int(e.get("count") or 1) > 1 else ""
+        details.append(f"event {inv.get('kind')}/{inv.get('name')} {e.get('reason')}{count}: "
+                       f"{_first_line(str(e.get('message', '')))}")
+        reason, msg = str(e.get("reason") or ""), str(e.get("message") or "")
+        if "Multi-Attach error" in msg:
+            findings.append(Finding(5, True, f"Multi-Attach: {_first_line(msg)}: the cache PVC is ReadWriteOnce and "
+                                    "mounted on another node; use a ReadWriteMany PVC, or pin all predictors to one "
+                                    "node (node_selector)"))
+        elif inv.get("kind") == "InferenceService":
+            when = _event_time(e)
+            recent = when is None or (now - when).total_seconds() <= RECENT_EVENT_S
+            findings.append(Finding(9, recent and reason == "InternalError", f"{reason}: {_first_line(msg)}"))
+        elif reason == "FailedCreate":
+            findings.append(Finding(10, True, f"FailedCreate: {_first_line(msg)}"))
+        elif reason in ("FailedMount", "FailedAttachVolume"):
+            findings.append(Finding(12, False, f"{reason}: {_first_line(msg)}"))
+
+    # 4. Pods: scheduling, waiting reasons, OOMKilled, crashes (newest pod first).
+    for p in sorted(pods, key=lambda p: _meta(p).get("creationTimestamp") or "", reverse=True):
+        findings.extend(_pod_findings(p, details, (logs or {}).get(_meta(p).get("name", ""))))
+
+    # 5. The Deployment: ReplicaFailure (quota), ProgressDeadlineExceeded (600 s without progress).
+    rolled_out = True
+    if dep is not None:
+        dconds = {c.get("type"): c for c in _dig(dep, "status", "conditions", default=[]) or []}
+        rf = dconds.get("ReplicaFailure")
+        if rf and rf.get("status") == "True":
+            details.append(f"deployment ReplicaFailure {rf.get('reason')}: {rf.get('message')}")
+            findings.append(Finding(4, True, f"ReplicaFailure ({rf.get('reason')}): "
+                                    f"{_first_line(rf.get('message', ''))}: raise the namespace quota or lower "
+                                    "the resources"))
+        prog = dconds.get("Progressing") or {}
+        deadline = int(_dig(dep, "spec", "progressDeadlineSeconds", default=PROGRESS_DEADLINE_S) or PROGRESS_DEADLINE_S)
+        if prog.get("status") == "False" and prog.get("reason") == "ProgressDeadlineExceeded":
+            details.append(f"deployment Progressing=False ProgressDeadlineExceeded: {prog.get('message', '')}")
+            findings.append(Finding(11, True, f"ProgressDeadlineExceeded: the predictor made no progress for "
+                                    f"{deadline} s ({_first_line(prog.get('message', ''))})"))
+        gen = int(_meta(dep).get("generation", 0) or 0)
+        observed = int(_dig(dep, "status", "observedGeneration", default=0) or 0)
+        updated = int(_dig(dep, "status", "updatedReplicas", default=0) or 0)
+        available = int(_dig(dep, "status", "availableReplicas", default=0) or 0)
+        rolled_out = (observed >= gen and updated == desired and available >= updated
+                      and prog.get("reason", "NewReplicaSetAvailable") == "NewReplicaSetAvailable")
+        if not rolled_out:
+            details.append(f"deployment {_meta(dep).get('name')}: {updated}/{desired} updated, {available} available"
+                           f" (generation {gen}, observed {observed})")
+
+    ready_cond = (conds.get("Ready") or {}).get("status") == "True"
+    up_to_date = transition in (None, "UpToDate")
+    if ready_cond and up_to_date and rolled_out and not rollout_pending and not any(
+            f.rank == 0 for f in findings):
+        return replace(base, phase="Ready", ready=True)
+
+    phase: Phase
+    if any(f.fatal for f in findings):
+        phase = "Failed"
+        best = min((f for f in findings if f.fatal), key=lambda f: f.rank)
+    elif findings:
+        phase = "Loading"
+        best = min(findings, key=lambda f: f.rank)
+    else:
+        best = None
+        phase = "Loading"
+    reason = best.text if best else None
+    if reason is None:
+        if rollout_pending or (ready_cond and not rolled_out):
+            reason = f"rolling out: {int(_dig(dep, 'status', 'updatedReplicas', default=0) or 0)}/{desired} " \
+                     "pods updated" if dep else "waiting for KServe to roll out the change"
+        elif not status:
+            phase = "Loading" if age is None or age < NO_STATUS_GRACE_S else "Unknown"
+            reason = "waiting for the KServe controller" if phase == "Loading" else \
+                "the KServe controller has not reported any status: is KServe running in this cluster?"
+        elif not up_to_date:
+            reason = f"model {transition}: {_model_states(status)}"
+        else:
+            reason = "waiting for the predictor to become ready"
+    return replace(base, phase=phase, reason=reason, details=tuple(details[:MAX_DETAILS]))
+
+
+def pod_problems(pod: Manifest, *, container: str = CONTAINER_NAME,
+                 prev_log: Sequence[str] | None = None) -> list[Finding]:
+    """Findings about one pod's scheduling and ``container`` (for any pod, e.g. a cache Job's)."""
+    return _pod_findings(pod, [], prev_log, container)
+
+
+def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | None,
+                  container: str = CONTAINER_NAME) -> list[Finding]:
+    out: list[Finding] = []
+    pname = _meta(p).get("name", "?")
+    for c in _dig(p, "status", "conditions", default=[]) or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False":
+            msg = _first_line(str(c.get("message", "")))
+            details.append(f"pod {pname}: {c.get('reason', 'Unschedulable')}: {msg}")
+            out.append(Finding(3, c.get("reason") == "Unschedulable", f"Unschedulable: {msg}: {_schedule_fix(msg)}"))
+    for cs in _dig(p, "status", "containerStatuses", default=[]) or []:
+        if cs.get("name") != container:
+            continue
+        restarts = int(cs.get("restartCount") or 0)
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or {}
+        last = _dig(cs, "lastState", "terminated", default={}) or {}
+        term = state.get("terminated") or {}
+        wreason = str(waiting.get("reason") or "")
+        wmsg = _first_line(str(waiting.get("message") or ""))
+        dead = term or last
+        message = str(dead.get("message") or "")
+        diag: Diagnosis | None = diagnose(message) if message else None
+        if diag is None and prev_log:
+            diag = diagnose(prev_log)
+        if wreason or term or last:
+            what = wreason or f"terminated {term.get('reason')}"
+            details.append(f"pod {pname}: {what}" + (f" (restarts {restarts})" if restarts else "")
+                           + (f": {wmsg}" if wmsg and wreason not in ("CrashLoopBackOff",) else ""))
+        tail = [ln for ln in message.splitlines() if ln.strip()][-5:] or list(prev_log or [])[-5:]
+        if (wreason == "CrashLoopBackOff" or term.get("reason") == "Error") and tail:
+            details.extend(f"  log: {ln.strip()}" for ln in tail)
+        if wreason in _IMAGE_REASONS:
+            out.append(Finding(2, True, f"{wreason}: {wmsg or 'cannot pull the image'}: check the image name and "
+                               "tag, the registry's reachability and the pull secret"))
+        elif wreason in _CONFIG_REASONS:
+            out.append(Finding(2, True, f"{wreason}: {wmsg}: create the missing Secret/ConfigMap or fix the "
+                               "config that names it (cache.hf_token_secret)"))
+        elif dead.get("reason") == "OOMKilled":
+            out.append(Finding(1, True, f"OOMKilled: {diagnose(['OOMKilled'])}"
+                               + (f" (restarts {restarts})" if restarts else "")))
+        elif wreason == "CrashLoopBackOff" or term.get("reason") == "Error":
+            code = dead.get("exitCode")
+            cause = str(diag) if diag else (f"{container} exited with code {code}; see "
+                                            f"`poolserve logs {_labels(p).get(ISVC_LABEL, '')} --previous`")
+            out.append(Finding(1, True, f"CrashLoopBackOff: {cause}" if wreason else f"Error: {cause}"))
+        elif last and diag:
+            out.append(Finding(6, False, f"restarted ({restarts}x): {diag}"))
+        elif wreason == "ContainerCreating" or wreason == "PodInitializing":
+            out.append(Finding(15, False, f"{wreason}"))
+        elif "running" in state and not cs.get("ready"):
+            out.append(Finding(16, False, "loading the model (container running, /health not ready yet)"))
+    return out
+
+
+def _schedule_fix(msg: str) -> str:
+    if "nvidia.com/gpu" in msg or "gpu" in msg.lower():
+        return "not enough free GPUs: lower gpus or replicas, free a GPU, or add GPU nodes"
+    if "taint" in msg:
+        return "no node tolerates the pod: add tolerations"
+    if "affinity" in msg or "selector" in msg:
+        return "no node matches node_selector"
+    if "Insufficient memory" in msg or "Insufficient cpu" in msg:
+        return "lower resources.requests or add capacity"
+    if "persistentvolumeclaim" in msg.lower() or "volume" in msg.lower():
+        return "the cache PVC cannot be mounted where the pod can run"
+    return "see `oc describe pod`"
+
+
+def _about(e: Manifest, isvc: str, pod_names: Collection[Any]) -> bool:
+    inv = e.get("involvedObject") or {}
+    kind, name = inv.get("kind"), str(inv.get("name") or "")
+    if kind == "InferenceService":
+        return name == isvc
+    if kind == "Pod":
+        return name in pod_names
+    if kind in ("Deployment", "ReplicaSet"):
+        return name == f"{isvc}-predictor" or name.startswith(f"{isvc}-predictor-")
+    return False
+
+
+def _event_time(e: Manifest) -> datetime | None:
+    return parse_time(e.get("lastTimestamp") or e.get("eventTime") or _meta(e).get("creationTimestamp"))
+
+
+def _model_states(status: Mapping[str, Any]) -> str:
+    states = _dig(status, "modelStatus", "states", default={}) or {}
+    return f"{states.get('activeModelState') or '-'} -> {states.get('targetModelState') or '-'}"
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    line = lines[-1] if len(lines) > 1 and lines[0].startswith("Traceback") else (lines[0] if lines else "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _has_port(url: str) -> bool:
+    hostport = url.split("://", 1)[-1].split("/", 1)[0]
+    return ":" in hostport
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+
+
+def _meta(obj: Manifest | None) -> dict[str, Any]:
+    return (obj or {}).get("metadata") or {}
+
+
+def _labels(obj: Manifest) -> dict[str, str]:
+    return _meta(obj).get("labels") or {}
+
+
+def _dig(obj: Any, *path: str, default: Any = None) -> Any:
+    cur = obj
+    for key in path:
+        if not isinstance(cur, dict) or key not in cur:
+            return default
+        cur = cur[key]
+    return cur
