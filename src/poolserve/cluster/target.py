@@ -1,0 +1,632 @@
+"""The ``cluster`` target: deploy, status, wait, logs, delete, endpoint, diff and cache warm on KServe.
+
+:class:`ClusterTarget` implements :class:`poolserve.target.Target` on any
+:class:`~poolserve.cluster.base.Cluster` (the real :class:`~poolserve.cluster.kube.KubeCluster` or the
+in-memory :class:`~poolserve.cluster.fake.FakeCluster`); its clock and sleep are injectable, so waits
+are tested without waiting.
+
+- ``deploy`` runs :func:`poolserve.preflight.preflight`, then server-side applies exactly the rendered
+  objects of the selected models (their InferenceServices and auth objects, the runtimes they use and
+  the namespace), reporting created/configured/unchanged per object. A failure part-way names what
+  was applied before it and what was not.
+- ``status`` makes one list call per kind for the namespace (not one per model) and derives each
+  model's state with :func:`poolserve.readiness.model_status`.
+- ``wait`` polls status against a monotonic deadline, checks before it sleeps, and fails fast with the
+  diagnosis when a model cannot start (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import difflib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from poolserve import cachejob, kserve, readiness, yamlio
+from poolserve.cluster.base import Cluster, dig, kind_of, ref
+from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError, SpecError
+from poolserve.kserve import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
+from poolserve.preflight import check_pvc, preflight
+from poolserve.render import Rendered
+from poolserve.spec import Model, PoolSpec
+from poolserve.target import (
+    DeleteResult,
+    DeployOptions,
+    DeployResult,
+    Endpoint,
+    ModelStatus,
+    ObjectChange,
+    ProgressFn,
+    TargetName,
+)
+
+ISVC_LABEL = readiness.ISVC_LABEL
+POLL_S = 5.0
+ROLLOUT_GRACE_S = 30.0
+"""After an InferenceService changed, how long ``status`` waits for KServe to touch its Deployment
+before trusting the (still old) Ready condition."""
+LOG_TAIL = 60
+SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink")
+MODEL_FORMAT_ANNOTATION = "modelFormat"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers: selection, comparison, diff.
+
+
+def select_models(rendered: Rendered, names: Sequence[str]) -> list[Model]:
+    """The named models (all when ``names`` is empty), in config order.
+
+    Raises:
+        SpecError: for a name the config does not have.
+    """
+    if not names:
+        return list(rendered.models)
+    by_name = {m.name: m for m in rendered.models}
+    for n in names:
+        if n not in by_name:
+            raise SpecError(f"no model named {n!r} in the config (models: {', '.join(by_name)})")
+    return [m for m in rendered.models if m.name in set(names)]
+
+
+def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: bool = False) -> list[Manifest]:
+    """Exactly the rendered objects ``deploy`` applies, in render order.
+
+    All manifests when no names are given; otherwise the namespace, the runtimes the named models
+    use, their InferenceServices and auth objects. ``runtimes_only``: just the ServingRuntimes.
+    """
+    models = select_models(rendered, names)
+    runtimes = {m.runtime.name for m in models}
+    isvcs = {m.name for m in models}
+    auth = {(o["kind"], o["metadata"]["name"]) for m in models if m.auth for o in kserve.auth_objects(m)}
+    out: list[Manifest] = []
+    for obj in rendered.manifests:
+        kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
+        if kind == SR_KIND:
+            if not names or name in runtimes:
+                out.append(obj)
+        elif runtimes_only:
+            continue
+        elif not names or kind == "Namespace" or (kind == ISVC_KIND and name in isvcs) or (kind, name) in auth:
+            out.append(obj)
+    return out
+
+
+def strip_server_fields(obj: Manifest) -> Manifest:
+    """A copy without what the server owns or defaults, for comparing with what we apply.
+
+    Drops status and system metadata; KServe >= 0.17's defaulter adds the ``modelFormat`` annotation
+    and rewrites ``deploymentMode: RawDeployment`` to ``Standard`` (treated as equal).
+    """
+    out = copy.deepcopy(obj)
+    out.pop("status", None)
+    meta = out.get("metadata") or {}
+    for key in SERVER_META:
+        meta.pop(key, None)
+    ann = meta.get("annotations")
+    if isinstance(ann, dict):
+        if out.get("kind") == ISVC_KIND:
+            ann.pop(MODEL_FORMAT_ANNOTATION, None)
+        if ann.get(kserve.DEPLOYMENT_MODE) == "Standard":
+            ann[kserve.DEPLOYMENT_MODE] = "RawDeployment"
+        if not ann:
+            meta.pop("annotations", None)
+    return out
+
+
+def _covers(live: Any, wanted: Any) -> bool:
+    """Every field of ``wanted`` has the same value in ``live`` (lists compared whole)."""
+    if isinstance(wanted, dict):
+        return isinstance(live, dict) and all(k in live and _covers(live[k], v) for k, v in wanted.items())
+    return bool(live == wanted)
+
+
+def same_object(before: Manifest, after: Manifest, *, dry_run: bool) -> bool:
+    """Did an apply leave the object as it was? resourceVersion when real, content on dry runs."""
+    rv_before = dig(before, "metadata", "resourceVersion")
+    rv_after = dig(after, "metadata", "resourceVersion")
+    if not dry_run and rv_before and rv_after:
+        return bool(rv_before == rv_after)
+    return strip_server_fields(before) == strip_server_fields(after)
+
+
+@dataclass(frozen=True)
+class ObjectDiff:
+    """What ``apply`` would change on one object."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    action: Literal["create", "update", "none"]
+    diff: str
+    note: str | None = None
+
+
+def object_diff(live: Manifest | None, desired: Manifest) -> ObjectDiff:
+    """Unified YAML diff of the live object and what it becomes after apply (server fields ignored)."""
+    meta = desired.get("metadata") or {}
+    ns = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    label = f"{desired.get('kind')}/{ns}{meta.get('name')}"
+    new_text = yamlio.dump(strip_server_fields(desired))
+    old_text = yamlio.dump(strip_server_fields(live)) if live is not None else ""
+    text = "".join(difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                        fromfile=f"live/{label}" if live is not None else "/dev/null",
+                                        tofile=f"poolserve/{label}"))
+    action: Literal["create", "update", "none"] = "create" if live is None else ("update" if text else "none")
+    return ObjectDiff(str(desired.get("kind")), str(meta.get("name")), meta.get("namespace"), action, text)
+
+
+def _partial_failure(err: PoolserveError, done: Sequence[ObjectChange], failed: Manifest,
+                     pending: Sequence[Manifest]) -> PoolserveError:
+    """The same error class (same exit code), its message extended by what was and was not applied."""
+    applied = ", ".join(f"{c.kind.lower()}/{c.name} {c.action}" for c in done)
+    rest = ", ".join(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in (failed, *pending))
+    what = f"applied before the failure: {applied}" if done else "nothing was applied"
+    new = type(err).__new__(type(err))
+    PoolserveError.__init__(new, f"{err.message}; {what}; not applied: {rest}", hint=err.hint)
+    return new
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The namespace's live objects, one list call per kind."""
+
+    isvcs: Mapping[str, Manifest]
+    runtimes: frozenset[str]
+    deployments: Sequence[Manifest]
+    pods: Sequence[Manifest]
+    events: Sequence[Manifest]
+    services: Mapping[str, Manifest]
+
+
+class ClusterTarget:
+    """:class:`poolserve.target.Target` on a Kubernetes cluster with KServe."""
+
+    name: TargetName = "cluster"
+
+    def __init__(self, cluster: Cluster, *, sleep: Callable[[float], None] = time.sleep,
+                 now: Callable[[], float] = time.monotonic, clock: Callable[[], datetime] = _utcnow,
+                 poll_s: float = POLL_S) -> None:
+        """Wrap ``cluster``.
+
+        Args:
+            cluster: the cluster access (nothing is called until a method runs).
+            sleep: how waits sleep (tests advance a fake clock).
+            now: monotonic seconds for deadlines.
+            clock: wall-clock time for ages (aware datetime).
+            poll_s: seconds between status polls while waiting.
+        """
+        self.cluster = cluster
+        self.sleep = sleep
+        self.now = now
+        self.clock = clock
+        self.poll_s = poll_s
+        self._rollouts: dict[str, tuple[int, float]] = {}
+
+    # ---------------------------------------------------------------------------------------------
+    # deploy
+
+    def deploy(
+        self,
+        spec: PoolSpec,
+        rendered: Rendered,
+        names: Sequence[str],
+        *,
+        wait: bool,
+        timeout_s: float,
+        options: DeployOptions = DeployOptions(),  # noqa: B008 - frozen, so a shared default is safe
+        progress: ProgressFn | None = None,
+    ) -> DeployResult:
+        """Preflight, then server-side apply the selected models' objects; optionally wait until ready.
+
+        Raises:
+            ClusterUnreachable, Forbidden, NotFound, Conflict, Invalid: from preflight or apply; an apply
+                failure's message lists what was applied before it and what was not.
+            NotReady: with ``wait``, when a model fails or the timeout passes.
+        """
+        models = select_models(rendered, names)
+        objects = deploy_objects(rendered, names, runtimes_only=options.runtimes_only)
+        report = preflight(self.cluster, spec, [] if options.runtimes_only else models, objects)
+        notes = [f"cluster {report.server_version}, KServe {report.kserve}", *report.notes]
+        changes: list[ObjectChange] = []
+        for i, obj in enumerate(objects):
+            if obj.get("kind") == "Namespace" and not report.namespace_needs_apply:
+                changes.append(ObjectChange("Namespace", obj["metadata"]["name"], None, "unchanged"))
+                continue
+            try:
+                changes.append(self._apply(obj, options))
+            except PoolserveError as err:
+                raise _partial_failure(err, changes, obj, objects[i + 1:]) from err
+        if changes and all(c.action == "unchanged" for c in changes):
+            notes.append(f"no changes: all {len(changes)} objects already match the config")
+        statuses: list[ModelStatus] = []
+        if wait and options.dry_run is None and not options.runtimes_only and models:
+            statuses = self.wait(spec, rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
+        return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
+                            dry_run=options.dry_run, notes=tuple(notes))
+
+    def _apply(self, obj: Manifest, options: DeployOptions) -> ObjectChange:
+        k = kind_of(obj)
+        name = obj["metadata"]["name"]
+        ns = obj["metadata"].get("namespace") if k.namespaced else None
+        live = self.cluster.get(k.api_version, k.kind, name, ns)
+        if options.dry_run == "client":
+            same = live is not None and _covers(strip_server_fields(live), strip_server_fields(obj))
+            action = "created" if live is None else ("unchanged" if same else "configured")
+            return ObjectChange(k.kind, name, ns, action)  # type: ignore[arg-type]
+        dry = options.dry_run == "server"
+        result = self.cluster.apply(obj, dry_run=dry, force=options.force_conflicts)
+        if live is None:
+            return ObjectChange(k.kind, name, ns, "created")
+        if same_object(live, result, dry_run=dry):
+            return ObjectChange(k.kind, name, ns, "unchanged")
+        if k.kind == ISVC_KIND and not dry:
+            dep = self.cluster.get("apps/v1", "Deployment", f"{name}-predictor", ns)
+            self._rollouts[name] = (int(dig(dep, "metadata", "generation", default=0) or 0), self.now())
+        return ObjectChange(k.kind, name, ns, "configured")
+
+    # ---------------------------------------------------------------------------------------------
+    # status / wait
+
+    def snapshot(self, namespace: str) -> Snapshot:
+        """List each kind once: InferenceServices, ServingRuntimes, Deployments, pods, Warning events, Services."""
+        c = self.cluster
+        isvcs = {o["metadata"]["name"]: o for o in c.list(ISVC_API_VERSION, ISVC_KIND, namespace)}
+        runtimes = frozenset(o["metadata"]["name"] for o in c.list(SR_API_VERSION, SR_KIND, namespace))
+        deployments = c.list("apps/v1", "Deployment", namespace, label_selector=ISVC_LABEL)
+        pods = c.pods(namespace, label_selector=ISVC_LABEL)
+        events = c.events(namespace, field_selector="type=Warning")
+        services = {o["metadata"]["name"]: o for o in c.list("v1", "Service", namespace, label_selector=ISVC_LABEL)}
+        return Snapshot(isvcs, runtimes, deployments, pods, events, services)
+
+    def status(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
+        """State of the named models (all when empty), from one list call per kind."""
+        models = select_models(rendered, names)
+        snap = self.snapshot(spec.namespace)
+        return [self._model_status(m.name, spec.namespace, snap) for m in models]
+
+    def _model_status(self, name: str, namespace: str, snap: Snapshot) -> ModelStatus:
+        def of(objs: Sequence[Manifest]) -> list[Manifest]:
+            return [o for o in objs if (dig(o, "metadata", "labels", default={}) or {}).get(ISVC_LABEL) == name]
+
+        deployments, pods = of(snap.deployments), of(snap.pods)
+        kwargs: dict[str, Any] = {
+            "isvc": snap.isvcs.get(name), "now": self.clock(), "deployments": deployments, "pods": pods,
+            "events": snap.events, "service": snap.services.get(f"{name}-predictor"), "runtimes": snap.runtimes,
+            "rollout_pending": self._rollout_pending(name, deployments),
+        }
+        st = readiness.model_status(name, **kwargs)
+        crashed = [p for p in pods if _crashing(p)]
+        if st.phase == "Failed" and crashed and "CrashLoopBackOff: kserve-container exited" in (st.reason or ""):
+            # The termination message did not explain the crash: read the previous container's log.
+            logs: dict[str, list[str]] = {}
+            for p in crashed[:1]:
+                pname = p["metadata"]["name"]
+                try:
+                    logs[pname] = list(self.cluster.logs(namespace, pname, container=kserve.CONTAINER_NAME,
+                                                         previous=True, tail_lines=LOG_TAIL))
+                except NotFound:
+                    continue
+            if logs:
+                st = readiness.model_status(name, **kwargs, logs=logs)
+        return st
+
+    def _rollout_pending(self, name: str, deployments: Sequence[Manifest]) -> bool:
+        pending = self._rollouts.get(name)
+        if pending is None:
+            return False
+        gen_before, since = pending
+        dep = next((d for d in deployments if d["metadata"]["name"] == f"{name}-predictor"), None)
+        gen_now = int(dig(dep, "metadata", "generation", default=0) or 0)
+        if gen_now != gen_before or self.now() - since >= ROLLOUT_GRACE_S:
+            del self._rollouts[name]
+            return False
+        return True
+
+    def wait(
+        self,
+        spec: PoolSpec,
+        rendered: Rendered,
+        names: Sequence[str],
+        *,
+        timeout_s: float,
+        progress: ProgressFn | None = None,
+    ) -> list[ModelStatus]:
+        """Poll until every named model is Ready.
+
+        Raises:
+            NotReady: a model failed (with the diagnosis), was stopped, or ``timeout_s`` passed.
+            NotFound: a model is not deployed.
+        """
+        models = select_models(rendered, names)
+        deadline = self.now() + timeout_s
+        while True:
+            statuses = self.status(spec, rendered, [m.name for m in models])
+            ready = [s for s in statuses if s.ready]
+            waiting = [s for s in statuses if not s.ready]
+            if progress is not None:
+                first = waiting[0] if waiting else None
+                msg = f"{len(ready)}/{len(statuses)} ready" + (
+                    f"; {first.name}: {first.phase}{f' ({first.reason})' if first.reason else ''}" if first else "")
+                progress(msg, len(ready) / len(statuses) if statuses else 1.0)
+            if not waiting:
+                return statuses
+            for s in waiting:
+                if s.phase == "NotDeployed":
+                    raise NotFound(f"InferenceService {spec.namespace}/{s.name} does not exist",
+                                   hint=f"run `poolserve deploy {s.name}`")
+                if s.phase in ("Failed", "Stopped"):
+                    raise NotReady(f"{s.name} cannot become ready: {s.reason}",
+                                   hint=f"`poolserve status {s.name}` shows the evidence; "
+                                   f"`poolserve logs {s.name} --previous` the crashed log")
+            remaining = deadline - self.now()
+            if remaining <= 0:
+                summary = "; ".join(f"{s.name}: {s.phase}{f' ({s.reason})' if s.reason else ''}" for s in waiting)
+                raise NotReady(f"timed out after {_duration(timeout_s)} waiting for {len(waiting)} model"
+                               f"{'s' if len(waiting) > 1 else ''}: {summary}",
+                               hint="raise --timeout for slow first downloads; `poolserve status` shows why")
+            self.sleep(min(self.poll_s, remaining))
+
+    # ---------------------------------------------------------------------------------------------
+    # logs / delete / endpoint
+
+    def logs(self, spec: PoolSpec, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
+        """The kserve-container log of the newest predictor pod.
+
+        Raises:
+            NotFound: no pod (not deployed, or scaled to zero) or no previous container.
+        """
+        spec.model(name)
+        ns = spec.namespace
+        pods = self.cluster.pods(ns, label_selector=f"{ISVC_LABEL}={name}")
+        if not pods:
+            raise NotFound(f"no predictor pod for InferenceService {ns}/{name}",
+                           hint=f"`poolserve status {name}` shows whether it is deployed")
+        newest = max(pods, key=lambda p: (dig(p, "metadata", "creationTimestamp", default="") or "",
+                                          p["metadata"]["name"]))
+        return self.cluster.logs(ns, newest["metadata"]["name"], container=kserve.CONTAINER_NAME,
+                                 previous=previous, follow=follow)
+
+    def delete(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
+               force: bool = False) -> DeleteResult:
+        """Delete the InferenceServices (and auth objects); with ``runtimes`` also unused runtimes.
+
+        A runtime another InferenceService still uses is kept unless ``force``.
+        """
+        models = select_models(rendered, names)
+        ns = spec.namespace
+        changes: list[ObjectChange] = []
+        notes: list[str] = []
+        for m in models:
+            existed = self.cluster.delete(ISVC_API_VERSION, ISVC_KIND, m.name, ns)
+            changes.append(ObjectChange(ISVC_KIND, m.name, ns, "deleted" if existed else "absent"))
+            if m.auth:
+                for obj in kserve.auth_objects(m):
+                    k = kind_of(obj)
+                    existed = self.cluster.delete(k.api_version, k.kind, obj["metadata"]["name"], ns)
+                    changes.append(ObjectChange(k.kind, obj["metadata"]["name"], ns,
+                                                "deleted" if existed else "absent"))
+        candidates = list(dict.fromkeys(
+            [r.name for r in rendered.runtimes] if not names else [m.runtime.name for m in models]))
+        if not runtimes:
+            if candidates:
+                notes.append(f"runtimes kept: {', '.join(candidates)} (--runtimes deletes those no InferenceService "
+                             "uses)")
+            return DeleteResult(target="cluster", changes=tuple(changes), notes=tuple(notes))
+        deleted = {m.name for m in models}
+        users: dict[str, list[str]] = {}
+        for isvc in self.cluster.list(ISVC_API_VERSION, ISVC_KIND, ns):
+            iname = isvc["metadata"]["name"]
+            if iname in deleted or dig(isvc, "metadata", "deletionTimestamp"):
+                continue
+            rt = readiness.runtime_of(isvc)
+            if rt:
+                users.setdefault(rt, []).append(iname)
+        for rt in candidates:
+            using = users.get(rt, [])
+            if using and not force:
+                changes.append(ObjectChange(SR_KIND, rt, ns, "kept",
+                                            note=f"used by {', '.join(using)}; --force deletes it anyway"))
+                continue
+            existed = self.cluster.delete(SR_API_VERSION, SR_KIND, rt, ns)
+            note = f"was used by {', '.join(using)}" if using else None
+            changes.append(ObjectChange(SR_KIND, rt, ns, "deleted" if existed else "absent", note=note))
+        return DeleteResult(target="cluster", changes=tuple(changes), notes=tuple(notes))
+
+    def endpoint(self, spec: PoolSpec, rendered: Rendered, name: str) -> Endpoint:
+        """The route URL when exposed, else the internal URL; the SA token when the model has auth.
+
+        Raises:
+            NotFound: the InferenceService (or its token Secret) does not exist.
+            NotReady: it is not ready, or its token is not filled in yet.
+        """
+        model = spec.model(name)
+        ns = spec.namespace
+        isvc = self.cluster.get(ISVC_API_VERSION, ISVC_KIND, name, ns)
+        if isvc is None:
+            raise NotFound(f"InferenceService {ns}/{name} does not exist", hint=f"run `poolserve deploy {name}`")
+        conds = {c.get("type"): c.get("status") for c in dig(isvc, "status", "conditions", default=[]) or []}
+        if conds.get("Ready") != "True":
+            raise NotReady(f"InferenceService {ns}/{name} is not ready", hint=f"see `poolserve status {name}`")
+        internal, route = readiness.urls(isvc, self.cluster.get("v1", "Service", f"{name}-predictor", ns))
+        url = route or internal
+        if not url:
+            raise NotReady(f"InferenceService {ns}/{name} has no URL in its status yet")
+        token = self._token(model) if model.auth else None
+        return Endpoint(url=url.rstrip("/"), served_model=readiness.served_model_name(isvc) or model.model_id,
+                        token=token)
+
+    def _token(self, model: Model) -> str:
+        name = f"default-{model.name}-sa"
+        secret = self.cluster.get("v1", "Secret", name, model.namespace)
+        if secret is None:
+            raise NotFound(f"token Secret {model.namespace}/{name} of {model.name} (auth: true) does not exist",
+                           hint=f"run `poolserve deploy {model.name}`")
+        raw = dig(secret, "data", "token")
+        if not raw:
+            raise NotReady(f"token Secret {model.namespace}/{name} has no token yet",
+                           hint="Kubernetes fills service-account-token Secrets within seconds; retry")
+        return base64.b64decode(raw).decode()
+
+    # ---------------------------------------------------------------------------------------------
+    # diff
+
+    def diff(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ObjectDiff]:
+        """What ``deploy`` would change: server-side dry-run apply vs the live object, per object.
+
+        The Namespace is compared locally (project users may not patch namespaces). A field another
+        manager owns is diffed with force and flagged, since a real apply needs ``--force-conflicts``.
+        """
+        out: list[ObjectDiff] = []
+        for obj in deploy_objects(rendered, names):
+            k = kind_of(obj)
+            name = obj["metadata"]["name"]
+            ns = obj["metadata"].get("namespace") if k.namespaced else None
+            live = self.cluster.get(k.api_version, k.kind, name, ns)
+            note = None
+            if k.kind == "Namespace":
+                desired = copy.deepcopy(live) if live is not None else copy.deepcopy(obj)
+                for key in ("labels", "annotations"):
+                    wanted = obj["metadata"].get(key) or {}
+                    if wanted:
+                        desired.setdefault("metadata", {}).setdefault(key, {}).update(wanted)
+            else:
+                try:
+                    desired = self.cluster.apply(obj, dry_run=True)
+                except Conflict as err:
+                    desired = self.cluster.apply(obj, dry_run=True, force=True)
+                    note = f"apply needs --force-conflicts ({err.message})"
+            d = object_diff(live, desired)
+            out.append(ObjectDiff(d.kind, d.name, d.namespace, d.action, d.diff, note))
+        return out
+
+    # ---------------------------------------------------------------------------------------------
+    # cache warm
+
+    def warm_cache(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, timeout_s: float,
+                   progress: ProgressFn | None = None) -> cachejob.CacheWarmResult:
+        """Run one download Job per model into the cache PVC; wait for them; report each result.
+
+        A Job that already succeeded with the same spec is not run again. A failed or changed Job is
+        deleted and recreated (a Job's template is immutable).
+
+        Raises:
+            NotFound: the namespace or PVC is missing.
+            NotReady: a Job failed (with the diagnosed cause: gated model, no such repo, ...) or timed out.
+        """
+        models = select_models(rendered, names)
+        ns = spec.namespace
+        self.cluster.server_version()
+        notes = check_pvc(self.cluster, spec, 1)
+        del notes
+        deadline = self.now() + timeout_s
+        by_id: dict[str, Model] = {}
+        for m in models:
+            by_id.setdefault(m.model_id, m)  # two models on one HF id download once
+        jobs = {m.model_id: cachejob.cache_job(spec, m) for m in by_id.values()}
+        results: dict[str, cachejob.CacheJobStatus] = {}
+        for model_id, job in jobs.items():
+            m = by_id[model_id]
+            jname = job["metadata"]["name"]
+            live = self.cluster.get("batch/v1", "Job", jname, ns)
+            if live is not None and cachejob.same_job(live, job) and cachejob.job_state(live) == "Succeeded":
+                results[model_id] = cachejob.CacheJobStatus(m.name, model_id, jname, "cached",
+                                                            "already downloaded by an earlier job")
+                continue
+            if live is not None:
+                self.cluster.delete("batch/v1", "Job", jname, ns)
+                while self.cluster.get("batch/v1", "Job", jname, ns) is not None:
+                    if self.now() >= deadline:
+                        raise NotReady(f"Job {ns}/{jname} is still being deleted", hint="retry in a moment")
+                    self.sleep(min(1.0, self.poll_s))
+            self.cluster.apply(job)
+        running = [mid for mid in jobs if mid not in results]
+        while running:
+            for model_id in list(running):
+                m, jname = by_id[model_id], jobs[model_id]["metadata"]["name"]
+                live = self.cluster.get("batch/v1", "Job", jname, ns)
+                state = cachejob.job_state(live) if live is not None else "Pending"
+                pods = self.cluster.pods(ns, label_selector=f"job-name={jname}")
+                if state == "Succeeded":
+                    results[model_id] = cachejob.CacheJobStatus(m.name, model_id, jname, "downloaded",
+                                                                self._job_message(ns, pods))
+                    running.remove(model_id)
+                    continue
+                problems = [f for p in pods for f in readiness.pod_problems(p, container=cachejob.CONTAINER)
+                            if f.fatal]
+                if state == "Failed" or problems:
+                    cause = min(problems, key=lambda f: f.rank).text if problems else self._job_failure(ns, pods)
+                    raise NotReady(f"cache Job {ns}/{jname} for {model_id} failed: {cause}",
+                                   hint=f"`oc logs job/{jname} -n {ns}`")
+            if progress is not None:
+                done = len(jobs) - len(running)
+                progress(f"cache: {done}/{len(jobs)} downloaded" + (f"; downloading {running[0]}" if running else ""),
+                         done / len(jobs) if jobs else 1.0)
+            if not running:
+                break
+            remaining = deadline - self.now()
+            if remaining <= 0:
+                raise NotReady(f"timed out after {_duration(timeout_s)} downloading {', '.join(running)}",
+                               hint="large models take long: raise --timeout; the Jobs keep running")
+            self.sleep(min(self.poll_s, remaining))
+        ordered = tuple(results[mid] for mid in jobs)
+        return cachejob.CacheWarmResult(namespace=ns, pvc=spec.cache.pvc, hf_home=spec.cache.hf_home, jobs=ordered)
+
+    def _job_message(self, ns: str, pods: Sequence[Manifest]) -> str:
+        for p in pods:
+            for cs in dig(p, "status", "containerStatuses", default=[]) or []:
+                msg = dig(cs, "state", "terminated", "message", default="") or ""
+                for line in reversed(str(msg).splitlines()):
+                    if cachejob.DONE_MARKER in line:
+                        return line.replace(cachejob.DONE_MARKER, "downloaded").strip()
+        return "downloaded"
+
+    def _job_failure(self, ns: str, pods: Sequence[Manifest]) -> str:
+        from poolserve.diagnose import diagnose
+
+        for p in sorted(pods, key=lambda p: dig(p, "metadata", "creationTimestamp", default="") or "", reverse=True):
+            lines: list[str] = []
+            for cs in dig(p, "status", "containerStatuses", default=[]) or []:
+                msg = dig(cs, "state", "terminated", "message", default="") or ""
+                lines += str(msg).splitlines()
+            if not lines:
+                try:
+                    lines = list(self.cluster.logs(ns, p["metadata"]["name"], container=cachejob.CONTAINER,
+                                                   tail_lines=LOG_TAIL))
+                except NotFound:
+                    lines = []
+            diag = diagnose(lines)
+            if diag is not None:
+                return str(diag)
+            if lines:
+                return lines[-1].strip()
+        return "the Job failed (backoffLimit reached)"
+
+
+def _crashing(p: Manifest) -> bool:
+    for cs in dig(p, "status", "containerStatuses", default=[]) or []:
+        if cs.get("name") == kserve.CONTAINER_NAME and dig(cs, "state", "waiting", "reason") == "CrashLoopBackOff":
+            return True
+    return False
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def describe(obj: Manifest) -> str:
+    """``InferenceService ns/name`` for a manifest (used in CLI messages)."""
+    meta = obj.get("metadata") or {}
+    return ref(str(obj.get("kind")), str(meta.get("name")), meta.get("namespace"))
