@@ -328,3 +328,19 @@ def test_cli_cache_import_and_list(tmp_path: Path) -> None:
     assert MINILM_ID in table.stdout and str(snapshot) in table.stdout
     bad = _cli("cache", "import", MINILM_ID, str(tmp_path), *sets)
     assert bad.exit_code == 2 and "not a model directory (no config.json)" in bad.output
+
+
+def test_logs_follow_ends_when_the_server_stops(stub: tuple[LocalTarget, PoolSpec, Rendered]) -> None:
+    import threading
+
+    target, spec, rendered = stub
+    target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    lines: list[str] = []
+    follower = threading.Thread(target=lambda: lines.extend(LocalTarget().logs(spec, MINILM, follow=True, poll_s=0.05)))
+    follower.start()
+    time.sleep(0.3)
+    target.delete(spec, rendered, [MINILM])
+    follower.join(timeout=10)
+    assert not follower.is_alive()
+    assert any("Application startup complete" in ln for ln in lines)
+    assert lines[-1].endswith("Application shutdown complete.")  # written after following began
