@@ -36,6 +36,8 @@ RECENT_EVENT_S = 600
 """InferenceService Warning events older than this are shown but do not fail the model (they live 1 h)."""
 NO_STATUS_GRACE_S = 120
 MAX_DETAILS = 14
+RANK_IMAGE_OR_CONFIG = 2
+RANK_UNSCHEDULABLE = 3
 
 RAW_MODES = ("RawDeployment", "Standard")
 """``Standard`` is KServe >= 0.16's name for ``RawDeployment`` (0.17+ rewrites the annotation)."""
@@ -111,7 +113,8 @@ def urls(isvc: Manifest, service: Manifest | None = None) -> tuple[str | None, s
     route = None
     if url:
         host = _host(url)
-        if not (host.endswith(".svc.cluster.local") or host.endswith(".svc") or host.endswith("example.com")):
+        placeholder = host.partition(".")[2] == "example.com"  # upstream's default domain: no real ingress
+        if not (host.endswith(".svc.cluster.local") or host.endswith(".svc") or placeholder):
             route = url
     return (internal or None), route
 
@@ -184,9 +187,9 @@ def model_status(
         if c is None or c.get("status") == "True":
             continue
         text = f"{c.get('reason') or c.get('status')}: {c.get('message') or ''}".rstrip(": ")
-        details.append(f"condition {ctype}={c.get('status')} {text}")
         if ctype == "Ready" and pred.get("status") not in (None, "True"):
             continue  # Ready repeats PredictorReady
+        details.append(f"condition {ctype}={c.get('status')} {text}")
         reason = c.get("reason") or ""
         fatal = (c.get("status") == "False" and reason in _FATAL_CONDITION_REASONS) or (
             reason == "RuntimeNotRecognized" and (runtimes is None or rt not in runtimes))
@@ -200,7 +203,7 @@ def model_status(
     if failure:
         msg = str(failure.get("message") or "")
         diag = diagnose(msg) if msg else None
-        head = f"{failure.get('reason', 'Failure')}: {_first_line(msg)}".rstrip(": ")
+        head = f"{failure.get('reason', 'Failure')}: {diag.evidence if diag else _last_line(msg)}".rstrip(": ")
         details.append(f"lastFailureInfo {head}" + (f" (exit code {failure['exitCode']})"
                                                     if failure.get("exitCode") is not None else ""))
         fatal = transition in ("BlockedByFailedLoad", "InvalidSpec")
@@ -305,7 +308,8 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
             msg = _first_line(str(c.get("message", "")))
             details.append(f"pod {pname}: {c.get('reason', 'Unschedulable')}: {msg}")
-            out.append(Finding(3, c.get("reason") == "Unschedulable", f"Unschedulable: {msg}: {_schedule_fix(msg)}"))
+            out.append(Finding(RANK_UNSCHEDULABLE, c.get("reason") == "Unschedulable",
+                               f"Unschedulable: {msg}: {_schedule_fix(msg)}"))
     for cs in _dig(p, "status", "containerStatuses", default=[]) or []:
         if cs.get("name") != container:
             continue
@@ -329,11 +333,11 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
         if (wreason == "CrashLoopBackOff" or term.get("reason") == "Error") and tail:
             details.extend(f"  log: {ln.strip()}" for ln in tail)
         if wreason in _IMAGE_REASONS:
-            out.append(Finding(2, True, f"{wreason}: {wmsg or 'cannot pull the image'}: check the image name and "
-                               "tag, the registry's reachability and the pull secret"))
+            out.append(Finding(RANK_IMAGE_OR_CONFIG, True, f"{wreason}: {wmsg or 'cannot pull the image'}: check "
+                               "the image name and tag, the registry's reachability and the pull secret"))
         elif wreason in _CONFIG_REASONS:
-            out.append(Finding(2, True, f"{wreason}: {wmsg}: create the missing Secret/ConfigMap or fix the "
-                               "config that names it (cache.hf_token_secret)"))
+            out.append(Finding(RANK_IMAGE_OR_CONFIG, True, f"{wreason}: {wmsg}: create the missing Secret/ConfigMap "
+                               "or fix the config that names it (cache.hf_token_secret)"))
         elif dead.get("reason") == "OOMKilled":
             out.append(Finding(1, True, f"OOMKilled: {diagnose(['OOMKilled'])}"
                                + (f" (restarts {restarts})" if restarts else "")))
@@ -389,6 +393,12 @@ def _model_states(status: Mapping[str, Any]) -> str:
 def _first_line(text: str, limit: int = 300) -> str:
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     line = lines[-1] if len(lines) > 1 and lines[0].startswith("Traceback") else (lines[0] if lines else "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _last_line(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 

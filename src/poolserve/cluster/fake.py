@@ -39,11 +39,13 @@ from poolserve.cluster.base import (
 )
 from poolserve.errors import NotFound
 from poolserve.kserve import Manifest
+from poolserve.spec import PoolSpec
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 Path_ = tuple[str, ...]
 Defaulter = Callable[[Manifest], None]
 Controller = Callable[["FakeCluster", Manifest], None]
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
 
 
 def ts(when: datetime) -> str:
@@ -253,14 +255,16 @@ class FakeCluster:
 
     def stored(self, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
         """The stored object (a copy) without recording a call."""
-        for (k, ns, n), obj in self._store.items():
+        for key, obj in self._store.items():
+            k, ns, n = key
             if k == kind and n == name and (ns == namespace or namespace is None):
-                return copy.deepcopy(obj)
+                return self._render(obj, self._owners.get(key, {}))
         return None
 
     def all(self, kind: str | None = None) -> builtins.list[Manifest]:
         """Every stored object (of ``kind``), without recording a call."""
-        return [copy.deepcopy(o) for (k, _, _), o in self._store.items() if kind is None or k == kind]
+        return [self._render(o, self._owners.get(key, {})) for key, o in self._store.items()
+                if kind is None or key[0] == kind]
 
     def verbs(self, verb: str | None = None) -> builtins.list[Call]:
         """Recorded calls, optionally only one verb."""
@@ -303,7 +307,8 @@ class FakeCluster:
                 fields = ", ".join("." + ".".join(p) for p, _ in clashes)
                 raise conflict(k.kind, name, namespace,
                                f"Apply failed with {len(clashes)} conflict{'s' if len(clashes) > 1 else ''}: "
-                               f"conflict with {', '.join(repr(m) for m in managers)} using {k.api_version}: "
+                               f"conflict with {', '.join(f'{chr(34)}{m}{chr(34)}' for m in managers)} using "
+                               f"{k.api_version}: "
                                f"{fields}")
             new = copy.deepcopy(live)
             for path, ms in list(owners.items()):
@@ -545,7 +550,8 @@ def pod(isvc: str, namespace: str, *, name: str | None = None, ready: bool = Tru
         waiting: tuple[str, str] | None = None, terminated: tuple[str, str, int] | None = None,
         last_terminated: tuple[str, str, int] | None = None, restarts: int = 0,
         unschedulable: str | None = None, node: str | None = "gpu-node-1", created: datetime = EPOCH,
-        owner: Manifest | None = None) -> Manifest:
+        owner: Manifest | None = None, container: str = kserve.CONTAINER_NAME,
+        labels: Mapping[str, str] | None = None) -> Manifest:
     """A predictor pod.
 
     Args:
@@ -562,6 +568,8 @@ def pod(isvc: str, namespace: str, *, name: str | None = None, ready: bool = Tru
         node: spec.nodeName (None when unscheduled).
         created: creationTimestamp.
         owner: the owning object for ownerReferences (cascade delete in the fake).
+        container: the container's name.
+        labels: pod labels (default: the predictor labels of ``isvc``).
     """
     state: dict[str, Any]
     if waiting:
@@ -570,7 +578,7 @@ def pod(isvc: str, namespace: str, *, name: str | None = None, ready: bool = Tru
         state = {"terminated": {"reason": terminated[0], "message": terminated[1], "exitCode": terminated[2]}}
     else:
         state = {"running": {"startedAt": ts(created)}}
-    cstatus: dict[str, Any] = {"name": kserve.CONTAINER_NAME, "ready": ready and not (waiting or terminated),
+    cstatus: dict[str, Any] = {"name": container, "ready": ready and not (waiting or terminated),
                                "restartCount": restarts, "state": state, "image": "vllm/vllm-openai:v0.32.0"}
     if last_terminated:
         cstatus["lastState"] = {"terminated": {"reason": last_terminated[0], "message": last_terminated[1],
@@ -583,9 +591,10 @@ def pod(isvc: str, namespace: str, *, name: str | None = None, ready: bool = Tru
         is_ready = False
     conditions.append(condition("Ready", "True" if is_ready else "False",
                                 None if is_ready else "ContainersNotReady"))
-    labels = {"serving.kserve.io/inferenceservice": isvc, "component": "predictor", "app": f"isvc.{isvc}-predictor"}
+    if labels is None:
+        labels = {ISVC_LABEL: isvc, "component": "predictor", "app": f"isvc.{isvc}-predictor"}
     meta: dict[str, Any] = {"name": name or f"{isvc}-predictor-5d9f7c8b6d-x7k2p", "namespace": namespace,
-                            "labels": labels, "creationTimestamp": ts(created)}
+                            "labels": dict(labels), "creationTimestamp": ts(created)}
     if owner is not None:
         meta["ownerReferences"] = [owner_ref(owner)]
     pending = unschedulable or (waiting and waiting[0] == "ContainerCreating")
@@ -595,7 +604,7 @@ def pod(isvc: str, namespace: str, *, name: str | None = None, ready: bool = Tru
     }
     if not unschedulable:
         status["containerStatuses"] = [cstatus]
-    spec: dict[str, Any] = {"containers": [{"name": kserve.CONTAINER_NAME}]}
+    spec: dict[str, Any] = {"containers": [{"name": container}]}
     if node:
         spec["nodeName"] = node
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
@@ -714,3 +723,29 @@ def ready_controller(fake: FakeCluster, obj: Manifest) -> None:
 def later(seconds: float) -> datetime:
     """``EPOCH + seconds`` (for ages and event times in tests)."""
     return EPOCH + timedelta(seconds=seconds)
+
+
+def cluster_for(spec: PoolSpec, *, gpus: int = 8, pvc_modes: tuple[str, ...] = ("ReadWriteMany",),
+                pvc_phase: str = "Bound", labelled: bool = True, controller: Controller | None = None,
+                **kwargs: Any) -> FakeCluster:
+    """A FakeCluster ready for ``spec``: KServe CRDs, the namespace, its cache PVC and one GPU node.
+
+    Args:
+        spec: the config whose namespace and PVC to create.
+        gpus: allocatable ``nvidia.com/gpu`` on the node (0: no GPU node).
+        pvc_modes: the PVC's access modes.
+        pvc_phase: the PVC's phase.
+        labelled: the namespace already carries the dashboard labels poolserve renders.
+        controller: see :attr:`FakeCluster.controller` (e.g. :func:`ready_controller`).
+        **kwargs: passed to :class:`FakeCluster`.
+    """
+    fake = FakeCluster(controller=controller, **kwargs)
+    labels = (kserve.namespace(spec)["metadata"]["labels"] if labelled else {})
+    ns = namespace_obj(spec.namespace, labels)
+    if labelled and spec.dashboard.namespace_display_name:
+        ns["metadata"]["annotations"] = {kserve.DISPLAY_NAME: spec.dashboard.namespace_display_name}
+    fake.seed_all([*kserve_crds(), ns, pvc(spec.cache.pvc, spec.namespace, phase=pvc_phase, access_modes=pvc_modes),
+                   node("gpu-node-1", gpus=gpus)])
+    fake.seed({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "default", "namespace": spec.namespace}})
+    return fake

@@ -563,8 +563,10 @@ class ClusterTarget:
                                                                 self._job_message(ns, pods))
                     running.remove(model_id)
                     continue
+                # Fail fast on what retries cannot fix (image, missing Secret, no node); a crashed
+                # download is retried by the Job (backoffLimit) and judged when the Job fails.
                 problems = [f for p in pods for f in readiness.pod_problems(p, container=cachejob.CONTAINER)
-                            if f.fatal]
+                            if f.fatal and f.rank in (readiness.RANK_IMAGE_OR_CONFIG, readiness.RANK_UNSCHEDULABLE)]
                 if state == "Failed" or problems:
                     cause = min(problems, key=lambda f: f.rank).text if problems else self._job_failure(ns, pods)
                     raise NotReady(f"cache Job {ns}/{jname} for {model_id} failed: {cause}",

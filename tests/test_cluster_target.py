@@ -1,0 +1,678 @@
+"""ClusterTarget against FakeCluster: deploy, status, wait, logs, delete, endpoint, diff, cache warm.
+
+Success and failure paths; assertions on results, raised errors and ``fake.calls``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from poolserve.cluster.base import conflict, invalid, unauthorized, unreachable
+from poolserve.cluster.fake import (
+    FakeCluster,
+    cluster_for,
+    condition,
+    deployment,
+    event,
+    isvc_status,
+    later,
+    pod,
+    ready_controller,
+    ready_objects,
+)
+from poolserve.cluster.target import ClusterTarget, deploy_objects
+from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady, PoolserveError
+from poolserve.render import Rendered, render
+from poolserve.spec import PoolSpec, parse_spec
+from poolserve.target import DeployOptions
+
+SPEC = """\
+namespace: embeddings
+image: vllm/vllm-openai:v0.32.0
+cache: {pvc: model-cache}
+runtimes:
+  - {name: vllm-embedding-runtime, task: embed}
+  - {name: vllm-reranker-runtime, task: score}
+defaults: {gpus: 1}
+models:
+  - {name: minilm, model_id: sentence-transformers/all-MiniLM-L6-v2, max_model_len: 256}
+  - {name: granite, model_id: ibm-granite/granite-embedding-278m-multilingual}
+  - {name: reranker, model_id: cross-encoder/ms-marco-MiniLM-L12-v2, expose: true}
+"""
+NS = "embeddings"
+TASK_CRASH = "INFO vLLM API server version 0.32.0\napi_server.py: error: unrecognized arguments: --task=embed"
+
+
+class Clock:
+    """Monotonic time that advances only when the target sleeps; ``on_sleep`` lets a test change the cluster."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[float], None] | None = None
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(self.t)
+
+
+def make(text: str = SPEC, **overrides: Any) -> tuple[PoolSpec, Rendered]:
+    spec = parse_spec(text, "test.yaml", overrides or None)
+    return spec, render(spec)
+
+
+@pytest.fixture
+def spec() -> PoolSpec:
+    return make()[0]
+
+
+@pytest.fixture
+def rendered(spec: PoolSpec) -> Rendered:
+    return render(spec)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def target_for(fake: FakeCluster, clock: Clock) -> ClusterTarget:
+    return ClusterTarget(fake, sleep=clock.sleep, now=clock.now, clock=lambda: later(120), poll_s=5)
+
+
+def calls(fake: FakeCluster, verb: str) -> list[tuple[str, str | None]]:
+    return [(c.kind, c.name) for c in fake.calls if c.verb == verb]
+
+
+# --------------------------------------------------------------------------------------------------
+# deploy
+
+
+def test_deploy_creates_everything_then_a_second_run_changes_nothing(spec: PoolSpec, rendered: Rendered,
+                                                                     clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    first = tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    actions = {(c.kind, c.name): c.action for c in first.changes}
+    assert actions[("Namespace", NS)] == "unchanged"  # labelled already: not applied at all
+    assert actions[("ServingRuntime", "vllm-embedding-runtime")] == "created"
+    assert actions[("InferenceService", "reranker")] == "created"
+    assert actions[("Secret", "default-reranker-sa")] == "created"  # expose -> auth objects
+    assert ("Namespace", NS) not in calls(fake, "apply")
+    applied = [o for o in fake.all() if o["metadata"].get("managedFields")]
+    assert {o["kind"] for o in applied} >= {"ServingRuntime", "InferenceService", "ServiceAccount", "Role"}
+
+    fake.calls.clear()
+    second = tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    assert {c.action for c in second.changes} == {"unchanged"}
+    assert any(n.startswith("no changes: all") for n in second.notes)
+    # Still applied (server-side apply is the idempotent operation), nothing written.
+    assert len(calls(fake, "apply")) == len(second.changes) - 1
+
+
+def test_deploy_applies_exactly_the_rendered_objects(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60)
+    for obj in rendered.manifests:
+        if obj["kind"] == "Namespace":
+            continue
+        live = fake.stored(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace"))
+        assert live is not None
+        assert live["spec" if "spec" in obj else "metadata"] is not None
+        if obj["kind"] == "ServingRuntime":
+            assert live["spec"] == obj["spec"]
+        if obj["kind"] == "InferenceService":
+            assert live["spec"] == obj["spec"]
+            # the fake's webhook rewrote the mode, as KServe >= 0.17 does
+            assert live["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+def test_deploying_one_model_applies_its_runtime_and_nothing_else(spec: PoolSpec, rendered: Rendered,
+                                                                  clock: Clock) -> None:
+    fake = cluster_for(spec)
+    result = target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    assert [(c.kind, c.name) for c in result.changes] == [
+        ("Namespace", NS), ("ServingRuntime", "vllm-embedding-runtime"), ("InferenceService", "minilm")]
+
+
+def test_runtimes_only(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    result = target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60,
+                                            options=DeployOptions(runtimes_only=True))
+    assert [(c.kind, c.action) for c in result.changes] == [("ServingRuntime", "created")] * 2
+    assert fake.all("InferenceService") == []
+
+
+def test_server_dry_run_persists_nothing(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    result = target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=True, timeout_s=60,
+                                            options=DeployOptions(dry_run="server"))
+    assert result.dry_run == "server"
+    assert [c.action for c in result.changes] == ["unchanged", "created", "created"]
+    assert all(c.dry_run for c in fake.calls if c.verb == "apply")
+    assert fake.all("InferenceService") == [] and fake.all("ServingRuntime") == []
+    assert result.statuses == ()  # no wait on a dry run
+
+
+def test_client_dry_run_never_applies(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    fake.calls.clear()
+    changed, _ = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
+    result = tgt.deploy(changed, render(changed), [], wait=False, timeout_s=60,
+                        options=DeployOptions(dry_run="client"))
+    assert calls(fake, "apply") == []
+    actions = {c.name: c.action for c in result.changes}
+    assert actions["minilm"] == "configured"
+    assert actions["vllm-embedding-runtime"] == "unchanged"
+    assert actions["granite"] == "created"
+
+
+def test_changed_config_is_configured_and_wait_holds_until_kserve_rolls_it_out(
+        spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=True, timeout_s=60)
+    fake.controller = None  # KServe is slow to notice the change
+    changed, _ = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
+    seen: list[str] = []
+
+    def reconcile(t: float) -> None:
+        if t >= 10:
+            isvc = fake.stored("InferenceService", "minilm", NS)
+            assert isvc is not None
+            ready_objects(fake, isvc)
+
+    clock.on_sleep = reconcile
+    result = tgt.deploy(changed, render(changed), ["minilm"], wait=True, timeout_s=60,
+                        progress=lambda m, f: seen.append(m))
+    assert {c.name: c.action for c in result.changes}["minilm"] == "configured"
+    assert result.statuses[0].ready
+    assert clock.sleeps, "the old Ready condition must not count before the Deployment changed"
+    assert "--max-model-len=128" in fake.stored("Deployment", "minilm-predictor", NS)["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert seen[0].startswith("0/1 ready")
+
+
+def test_deploy_wait_reports_ready_statuses(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    result = target_for(fake, clock).deploy(spec, rendered, [], wait=True, timeout_s=60)
+    assert [s.phase for s in result.statuses] == ["Ready"] * 3
+    assert clock.sleeps == []  # checked before sleeping: ready at once, never slept
+    reranker = result.statuses[2]
+    assert reranker.route_url == "https://reranker-embeddings.apps.example.com"
+
+
+def test_conflict_with_another_manager_explains_force_conflicts(spec: PoolSpec, rendered: Rendered,
+                                                                clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    fake.edit("InferenceService", "minilm", NS, {"spec": {"predictor": {"minReplicas": 3}}}, manager="kubectl-edit")
+    with pytest.raises(Conflict) as exc:
+        tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    msg = str(exc.value)
+    assert "conflict applying InferenceService embeddings/minilm" in msg
+    assert '"kubectl-edit"' in msg and ".spec.predictor.minReplicas" in msg
+    assert "--force-conflicts" in msg
+    assert "applied before the failure: namespace/embeddings unchanged, servingruntime/vllm-embedding-runtime " \
+           "unchanged; not applied: inferenceservice/minilm" in msg
+    assert "\n" not in msg
+    forced = tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60,
+                        options=DeployOptions(force_conflicts=True))
+    assert {c.name: c.action for c in forced.changes}["minilm"] == "configured"
+    assert fake.stored("InferenceService", "minilm", NS)["spec"]["predictor"]["minReplicas"] == 1
+
+
+def test_webhook_rejection_shows_the_webhook_message_and_what_was_applied(spec: PoolSpec, rendered: Rendered,
+                                                                          clock: Clock) -> None:
+    fake = cluster_for(spec)
+    webhook = ('admission webhook "inferenceservice.kserve-webhook-server.validator" denied the request: '
+               "the 'name' field is not allowed in standard predictor")
+    fake.errors["apply:InferenceService/granite"] = invalid("InferenceService", "granite", NS, webhook)
+    with pytest.raises(Invalid) as exc:
+        target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60)
+    msg = str(exc.value)
+    assert msg.startswith("InferenceService embeddings/granite rejected: admission webhook")
+    assert "not allowed in standard predictor" in msg
+    assert "inferenceservice/minilm created" in msg
+    assert "not applied: inferenceservice/granite, inferenceservice/reranker, serviceaccount/reranker-sa" in msg
+    assert exc.value.exit_code == 7
+
+
+def test_first_apply_failing_says_nothing_was_applied(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    fake.errors["apply"] = invalid("ServingRuntime", "vllm-embedding-runtime", NS, "spec.containers: Required value")
+    with pytest.raises(Invalid) as exc:
+        target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    assert str(exc.value).endswith("spec.containers: Required value; applied before the failure: namespace/embeddings "
+                                   "unchanged; not applied: servingruntime/vllm-embedding-runtime, "
+                                   "inferenceservice/minilm")
+
+
+def test_nothing_applied_when_the_namespace_apply_fails(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, labelled=False)
+    fake.errors["apply:Namespace"] = invalid("Namespace", NS, None, "metadata.labels: Invalid value")
+    with pytest.raises(Invalid, match="nothing was applied; not applied: namespace/embeddings, servingruntime/"):
+        target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+
+
+@pytest.mark.parametrize(("error", "cls", "text"), [
+    (unreachable("https://api.crc.testing:6443", "[Errno 111] Connection refused"), ClusterUnreachable,
+     "cannot reach the Kubernetes API at https://api.crc.testing:6443"),
+    (unauthorized("https://api.crc.testing:6443"), ClusterUnreachable, "run `oc login` again"),
+])
+def test_unreachable_or_expired_token_stops_before_anything(spec: PoolSpec, rendered: Rendered, clock: Clock,
+                                                           error: PoolserveError, cls: type, text: str) -> None:
+    fake = cluster_for(spec)
+    fake.errors["server_version"] = error
+    with pytest.raises(cls, match=text.replace("(", r"\(").replace(")", r"\)").replace("`", ".")):
+        target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60)
+    assert calls(fake, "apply") == []
+
+
+def test_kserve_not_installed(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, kserve=False)
+    for crd in list(fake.all("CustomResourceDefinition")):
+        fake.remove("CustomResourceDefinition", crd["metadata"]["name"])
+    with pytest.raises(NotFound, match="KServe is not installed"):
+        target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60)
+    with pytest.raises(NotFound, match="KServe is not installed"):
+        target_for(fake, clock).status(spec, rendered, [])
+
+
+def test_access_review_refusal_names_verb_and_resource(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    fake.denied.add(("create", "inferenceservices.serving.kserve.io"))
+    with pytest.raises(Forbidden) as exc:
+        target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    assert "you may not create inferenceservices.serving.kserve.io in namespace embeddings" in str(exc.value)
+    assert calls(fake, "apply") == []
+
+
+def test_403_from_the_api_during_apply_keeps_the_message(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    from poolserve.cluster.base import forbidden, kind_info
+
+    fake = cluster_for(spec)
+    fake.errors["apply:Role"] = forbidden(
+        "apply (patch)", kind_info("rbac.authorization.k8s.io/v1", "Role"), NS, "reranker-view-role",
+        'roles.rbac.authorization.k8s.io "reranker-view-role" is forbidden: user "dev" is attempting to grant '
+        "RBAC permissions not currently held")
+    with pytest.raises(Forbidden) as exc:
+        target_for(fake, clock).deploy(spec, rendered, ["reranker"], wait=False, timeout_s=60)
+    assert "you may not apply (patch) roles.rbac.authorization.k8s.io/reranker-view-role" in str(exc.value)
+    assert "attempting to grant RBAC permissions" in str(exc.value)
+    assert exc.value.exit_code == 4
+
+
+# --------------------------------------------------------------------------------------------------
+# status
+
+
+def test_status_makes_one_list_call_per_kind(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    fake.calls.clear()
+    statuses = tgt.status(spec, rendered, [])
+    assert [s.name for s in statuses] == ["minilm", "granite", "reranker"]
+    assert all(s.ready for s in statuses)
+    lists = sorted(c.kind for c in fake.calls if c.verb == "list")
+    assert lists == sorted(["InferenceService", "ServingRuntime", "Deployment", "Pod", "Event", "Service"])
+    assert [c for c in fake.calls if c.verb != "list"] == []
+
+
+def test_status_of_not_deployed_models(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    statuses = target_for(fake, clock).status(spec, rendered, ["minilm"])
+    assert statuses[0].phase == "NotDeployed"
+
+
+def test_status_reads_the_previous_log_when_the_termination_message_is_empty(
+        spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    fake.set_status("InferenceService", "minilm", NS, isvc_status("minilm", NS, ready=False))
+    p = pod("minilm", NS, ready=False, restarts=5, waiting=("CrashLoopBackOff", "back-off"),
+            last_terminated=("Error", "", 1))
+    fake.seed(p)
+    fake.pod_logs[(p["metadata"]["name"], "kserve-container", True)] = [
+        "INFO loading", "huggingface_hub.errors.GatedRepoError: 401 Client Error: Access to model x is restricted"]
+    st = tgt.status(spec, rendered, ["minilm"])[0]
+    assert st.phase == "Failed"
+    assert "the model is gated or private" in (st.reason or "")
+    assert ("Pod", p["metadata"]["name"]) in calls(fake, "logs")
+
+
+def test_status_reports_a_runtime_deleted_by_the_dashboard(spec: PoolSpec, rendered: Rendered,
+                                                           clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    fake.remove("ServingRuntime", "vllm-embedding-runtime", NS)  # the dashboard's Delete
+    st = tgt.status(spec, rendered, ["minilm"])[0]
+    assert st.phase == "Failed"
+    assert "poolserve deploy --runtimes-only" in (st.reason or "")
+
+
+# --------------------------------------------------------------------------------------------------
+# wait
+
+
+def seed_failure(fake: FakeCluster, name: str, *, pods: list[dict[str, Any]] | None = None,
+                 events: list[dict[str, Any]] | None = None, dep: dict[str, Any] | None = None,
+                 **status: Any) -> None:
+    fake.set_status("InferenceService", name, NS, isvc_status(name, NS, ready=False, **status))
+    fake.seed(dep or deployment(name, NS, ready=0))
+    for p in pods or []:
+        fake.seed(p)
+    for e in events or []:
+        fake.seed(e)
+
+
+@pytest.fixture
+def deployed(spec: PoolSpec, rendered: Rendered, clock: Clock) -> tuple[FakeCluster, ClusterTarget]:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    return fake, tgt
+
+
+def test_wait_fails_fast_on_crashloop_with_the_diagnosis(deployed: tuple[FakeCluster, ClusterTarget], spec: PoolSpec,
+                                                         rendered: Rendered, clock: Clock) -> None:
+    fake, tgt = deployed
+    seed_failure(fake, "minilm", transition="BlockedByFailedLoad", pods=[
+        pod("minilm", NS, ready=False, restarts=3, waiting=("CrashLoopBackOff", "back-off 40s"),
+            last_terminated=("Error", TASK_CRASH, 2))])
+    with pytest.raises(NotReady) as exc:
+        tgt.wait(spec, rendered, ["minilm"], timeout_s=900)
+    msg = str(exc.value)
+    assert msg.startswith("minilm cannot become ready: CrashLoopBackOff: vLLM rejected a flag (--task=embed)")
+    assert "poolserve logs minilm --previous" in msg
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    ({"pods": [pod("minilm", NS, ready=False, waiting=("ImagePullBackOff", 'Back-off pulling image "x:v9"'))]},
+     "ImagePullBackOff"),
+    ({"pods": [pod("minilm", NS, ready=False,
+                   unschedulable="0/2 nodes are available: 2 Insufficient nvidia.com/gpu.")]},
+     "Insufficient nvidia.com/gpu"),
+    ({"pods": [pod("minilm", NS, ready=False, restarts=2, waiting=("CrashLoopBackOff", "back-off"),
+                   last_terminated=("OOMKilled", "", 137))]}, "OOMKilled"),
+    ({"pods": [pod("minilm", NS, name="minilm-predictor-abc-1", ready=False, waiting=("ContainerCreating", ""))],
+      "events": [event(NS, "Pod", "minilm-predictor-abc-1", "FailedAttachVolume",
+                       'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) granite-predictor-x')]},
+     "Multi-Attach"),
+    ({"dep": deployment("minilm", NS, ready=0, conditions=[
+        condition("Progressing", "False", "ProgressDeadlineExceeded", "ReplicaSet has timed out progressing.")])},
+     "ProgressDeadlineExceeded"),
+])
+def test_wait_fails_fast(deployed: tuple[FakeCluster, ClusterTarget], spec: PoolSpec, rendered: Rendered,
+                         clock: Clock, state: dict[str, Any], expected: str) -> None:
+    fake, tgt = deployed
+    seed_failure(fake, "minilm", **state)
+    with pytest.raises(NotReady, match=expected):
+        tgt.wait(spec, rendered, ["minilm"], timeout_s=900)
+    assert clock.sleeps == []
+
+
+def test_wait_times_out_with_the_reason(deployed: tuple[FakeCluster, ClusterTarget], spec: PoolSpec,
+                                        rendered: Rendered, clock: Clock) -> None:
+    fake, tgt = deployed
+    seed_failure(fake, "minilm", pods=[pod("minilm", NS, ready=False)])
+    progress: list[tuple[str, float | None]] = []
+    with pytest.raises(NotReady) as exc:
+        tgt.wait(spec, rendered, ["minilm"], timeout_s=30, progress=lambda m, f: progress.append((m, f)))
+    assert str(exc.value).startswith("timed out after 30s waiting for 1 model: minilm: Loading (loading the model")
+    assert "--timeout" in str(exc.value)
+    assert sum(clock.sleeps) == 30 and max(clock.sleeps) <= 5
+    assert progress[0] == ("0/1 ready; minilm: Loading (loading the model (container running, /health not ready "
+                           "yet))", 0.0)
+
+
+def test_wait_for_a_model_that_is_not_deployed(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    with pytest.raises(NotFound, match="poolserve deploy granite"):
+        target_for(cluster_for(spec), clock).wait(spec, rendered, ["granite"], timeout_s=60)
+
+
+def test_wait_until_ready(deployed: tuple[FakeCluster, ClusterTarget], spec: PoolSpec, rendered: Rendered,
+                          clock: Clock) -> None:
+    fake, tgt = deployed
+    seed_failure(fake, "minilm", pods=[pod("minilm", NS, ready=False)])
+
+    def become_ready(t: float) -> None:
+        if t >= 15:
+            isvc = fake.stored("InferenceService", "minilm", NS)
+            assert isvc is not None
+            ready_objects(fake, isvc)
+
+    clock.on_sleep = become_ready
+    statuses = tgt.wait(spec, rendered, ["minilm"], timeout_s=600)
+    assert statuses[0].ready
+    assert clock.t == 15
+
+
+# --------------------------------------------------------------------------------------------------
+# logs, delete, endpoint
+
+
+def test_logs_of_the_newest_predictor_pod(spec: PoolSpec, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    fake.seed(pod("minilm", NS, name="minilm-predictor-old", created=later(0)))
+    fake.seed(pod("minilm", NS, name="minilm-predictor-new", created=later(60)))
+    fake.pod_logs[("minilm-predictor-new", "kserve-container", False)] = ["INFO: Started server process"]
+    fake.pod_logs[("minilm-predictor-new", "kserve-container", True)] = ["error: unrecognized arguments: --task"]
+    tgt = target_for(fake, clock)
+    assert list(tgt.logs(spec, "minilm")) == ["INFO: Started server process"]
+    assert list(tgt.logs(spec, "minilm", previous=True)) == ["error: unrecognized arguments: --task"]
+    logs_calls = [c for c in fake.calls if c.verb == "logs"]
+    assert logs_calls[-1].name == "minilm-predictor-new"
+    assert dict(logs_calls[-1].extra) == {"container": "kserve-container", "previous": True, "follow": False}
+
+
+def test_logs_without_pods_or_previous_container(spec: PoolSpec, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    with pytest.raises(NotFound, match="no predictor pod for InferenceService embeddings/minilm"):
+        tgt.logs(spec, "minilm")
+    fake.seed(pod("minilm", NS))
+    with pytest.raises(NotFound, match="has not restarted"):
+        tgt.logs(spec, "minilm", previous=True)
+
+
+def test_delete_keeps_runtimes_unless_asked(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    result = tgt.delete(spec, rendered, ["reranker"])
+    assert [(c.kind, c.name, c.action) for c in result.changes] == [
+        ("InferenceService", "reranker", "deleted"), ("ServiceAccount", "reranker-sa", "deleted"),
+        ("Role", "reranker-view-role", "deleted"), ("RoleBinding", "reranker-view", "deleted"),
+        ("Secret", "default-reranker-sa", "deleted")]
+    assert "runtimes kept: vllm-reranker-runtime" in result.notes[0]
+    assert fake.stored("ServingRuntime", "vllm-reranker-runtime", NS) is not None
+    assert fake.all("Deployment") and not fake.stored("Deployment", "reranker-predictor", NS)  # cascaded
+
+
+def test_delete_never_removes_a_runtime_another_model_uses(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    result = tgt.delete(spec, rendered, ["minilm", "reranker"], runtimes=True)
+    by = {(c.kind, c.name): c for c in result.changes}
+    kept = by[("ServingRuntime", "vllm-embedding-runtime")]
+    assert kept.action == "kept" and kept.note == "used by granite; --force deletes it anyway"
+    assert by[("ServingRuntime", "vllm-reranker-runtime")].action == "deleted"
+    assert fake.stored("ServingRuntime", "vllm-embedding-runtime", NS) is not None
+    forced = tgt.delete(spec, rendered, ["minilm"], runtimes=True, force=True)
+    by = {(c.kind, c.name): c for c in forced.changes}
+    assert by[("InferenceService", "minilm")].action == "absent"
+    assert by[("ServingRuntime", "vllm-embedding-runtime")].action == "deleted"
+    assert by[("ServingRuntime", "vllm-embedding-runtime")].note == "was used by granite"
+
+
+def test_endpoint_prefers_the_route_and_reads_the_token(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    ep = tgt.endpoint(spec, rendered, "reranker")
+    assert ep.url == "https://reranker-embeddings.apps.example.com"
+    assert ep.served_model == "cross-encoder/ms-marco-MiniLM-L12-v2"
+    assert ep.token == "fake-token"
+    assert "fake-token" not in repr(ep)
+    internal = tgt.endpoint(spec, rendered, "minilm")
+    assert internal.url == "http://minilm-predictor.embeddings.svc.cluster.local"
+    assert internal.token is None
+
+
+def test_endpoint_of_missing_or_unready_models(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    with pytest.raises(NotFound, match="InferenceService embeddings/minilm does not exist"):
+        tgt.endpoint(spec, rendered, "minilm")
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    with pytest.raises(NotReady, match="is not ready"):
+        tgt.endpoint(spec, rendered, "minilm")
+
+
+# --------------------------------------------------------------------------------------------------
+# diff
+
+
+def test_diff_after_deploy_is_empty_despite_server_defaults(spec: PoolSpec, rendered: Rendered,
+                                                            clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    live = fake.stored("InferenceService", "minilm", NS)
+    assert live is not None and live["metadata"]["annotations"]["modelFormat"] == "huggingface"
+    fake.calls.clear()
+    diffs = tgt.diff(spec, rendered, [])
+    assert {d.action for d in diffs} == {"none"}, [d.diff for d in diffs if d.diff]
+    assert all(c.dry_run for c in fake.calls if c.verb == "apply" and c.kind != "Namespace")
+
+
+def test_diff_shows_what_apply_would_change(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    changed, _ = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
+    diffs = {d.name: d for d in tgt.diff(changed, render(changed), [])}
+    assert diffs["minilm"].action == "update"
+    changed_lines = [ln for ln in diffs["minilm"].diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    assert [ln[0] + ln[1:].strip() for ln in changed_lines] == ["-- --max-model-len=256", "+- --max-model-len=128"]
+    assert "Standard" not in diffs["minilm"].diff and "modelFormat: huggingface" not in diffs["minilm"].diff
+    assert diffs["granite"].action == "create"
+    assert diffs["vllm-embedding-runtime"].action == "none"
+    assert fake.stored("InferenceService", "granite", NS) is None
+
+
+def test_diff_flags_fields_owned_by_another_manager(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    fake.edit("InferenceService", "minilm", NS, {"spec": {"predictor": {"minReplicas": 2}}})
+    d = next(d for d in tgt.diff(spec, rendered, ["minilm"]) if d.name == "minilm")
+    assert d.action == "update" and "minReplicas" in d.diff
+    assert d.note is not None and "--force-conflicts" in d.note
+
+
+def test_diff_of_unlabelled_namespace(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, labelled=False)
+    d = next(d for d in target_for(fake, clock).diff(spec, rendered, []) if d.kind == "Namespace")
+    assert d.action == "update" and "+    opendatahub.io/dashboard: 'true'" in d.diff
+
+
+# --------------------------------------------------------------------------------------------------
+# cache warm
+
+
+def job_done(fake: FakeCluster, name: str, message: str) -> None:
+    fake.set_status("Job", name, NS, {"succeeded": 1, "conditions": [condition("Complete", "True")]})
+    fake.seed(pod("x", NS, name=f"{name}-abcde", container="download", labels={"job-name": name}, ready=False,
+                  terminated=("Completed", message, 0)))
+
+
+def test_cache_warm_runs_a_job_per_model_and_skips_completed_ones(spec: PoolSpec, rendered: Rendered,
+                                                                  clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+
+    def finish(t: float) -> None:
+        for job in fake.all("Job"):
+            if not job.get("status"):
+                job_done(fake, job["metadata"]["name"],
+                         f"poolserve-cache: downloaded {job['metadata']['annotations']['poolserve.io/model-id']} "
+                         "to /models/huggingface/hub/... (90.9 MB in 12 s)")
+
+    clock.on_sleep = finish
+    progress: list[str] = []
+    result = tgt.warm_cache(spec, rendered, ["minilm", "reranker"], timeout_s=600,
+                            progress=lambda m, f: progress.append(m))
+    assert [(j.model, j.state) for j in result.jobs] == [("minilm", "downloaded"), ("reranker", "downloaded")]
+    assert result.jobs[0].message.startswith("downloaded sentence-transformers/all-MiniLM-L6-v2 to")
+    assert [n for k, n in calls(fake, "apply")] == ["poolserve-cache-minilm", "poolserve-cache-reranker"]
+    assert progress[-1] == "cache: 2/2 downloaded"
+    again = tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
+    assert again.jobs[0].state == "cached"
+    assert len(calls(fake, "apply")) == 2
+
+
+def test_cache_warm_reports_a_gated_model(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+
+    def fail(t: float) -> None:
+        fake.set_status("Job", "poolserve-cache-minilm", NS,
+                        {"failed": 3, "conditions": [condition("Failed", "True", "BackoffLimitExceeded")]})
+        fake.seed(pod("x", NS, name="poolserve-cache-minilm-x", container="download",
+                      labels={"job-name": "poolserve-cache-minilm"}, ready=False, terminated=(
+                          "Error", "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo",
+                          1)))
+
+    clock.on_sleep = fail
+    with pytest.raises(NotReady) as exc:
+        tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
+    assert "cache Job embeddings/poolserve-cache-minilm for sentence-transformers/all-MiniLM-L6-v2 failed" in str(
+        exc.value)
+    assert "gated or private" in str(exc.value) and "hf_token_secret" in str(exc.value)
+
+
+def test_cache_warm_fails_fast_on_a_missing_token_secret(clock: Clock) -> None:
+    spec, rendered = make(SPEC.replace("cache: {pvc: model-cache}",
+                                       "cache: {pvc: model-cache, hf_token_secret: {name: hf-token}}"))
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+
+    def stuck(t: float) -> None:
+        fake.seed(pod("x", NS, name="poolserve-cache-minilm-x", container="download",
+                      labels={"job-name": "poolserve-cache-minilm"}, ready=False,
+                      waiting=("CreateContainerConfigError", 'secret "hf-token" not found')))
+
+    clock.on_sleep = stuck
+    assert all(o["kind"] != "Job" for o in deploy_objects(rendered, []))  # cache Jobs are not deployed
+    with pytest.raises(NotReady, match='secret "hf-token" not found'):
+        tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
+
+
+def test_cache_warm_needs_the_pvc(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    fake.remove("PersistentVolumeClaim", "model-cache", NS)
+    with pytest.raises(NotFound, match="PersistentVolumeClaim embeddings/model-cache"):
+        target_for(fake, clock).warm_cache(spec, rendered, [], timeout_s=60)
+
+
+def test_conflict_error_builder_is_one_line() -> None:
+    err = conflict("InferenceService", "m", NS, "Apply failed with 1 conflict")
+    assert "\n" not in str(err) and err.exit_code == 6

@@ -1,0 +1,302 @@
+"""readiness.model_status: realistic raw-mode objects for each state and failure (kserve.md section 3)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from poolserve import readiness
+from poolserve.cluster.fake import (
+    condition,
+    deployment,
+    event,
+    isvc_status,
+    later,
+    pod,
+    service,
+)
+from poolserve.readiness import model_status
+
+NS = "embeddings"
+NAME = "minilm"
+NOW = later(300)
+
+TASK_CRASH = (
+    "INFO 01-01 00:00:01 api_server.py:1] vLLM API server version 0.32.0\n"
+    "usage: api_server.py [-h] [--host HOST] ...\n"
+    "api_server.py: error: unrecognized arguments: --task=embed\n"
+)
+
+
+def isvc(*, status: dict[str, Any] | None = None, annotations: dict[str, str] | None = None,
+         runtime: str = "vllm-embedding-runtime") -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": NAME, "namespace": NS, "creationTimestamp": "2026-01-01T00:00:00Z", "generation": 1,
+                     "annotations": {"serving.kserve.io/deploymentMode": "Standard", **(annotations or {})}},
+        "spec": {"predictor": {"minReplicas": 1, "model": {
+            "modelFormat": {"name": "huggingface"}, "runtime": runtime,
+            "args": ["--model=sentence-transformers/all-MiniLM-L6-v2", "--served-model-name",
+                     "sentence-transformers/all-MiniLM-L6-v2", "{{.Name}}"]}}},
+    }
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def not_ready_status(**kwargs: Any) -> dict[str, Any]:
+    return isvc_status(NAME, NS, ready=False, **kwargs)
+
+
+def status_of(obj: dict[str, Any] | None, **kwargs: Any) -> Any:
+    kwargs.setdefault("runtimes", {"vllm-embedding-runtime"})
+    return model_status(NAME, isvc=obj, now=NOW, **kwargs)
+
+
+def test_ready_when_conditions_model_status_and_rollout_agree() -> None:
+    st = status_of(isvc(status=isvc_status(NAME, NS)), deployments=[deployment(NAME, NS)], pods=[pod(NAME, NS)],
+                   service=service(NAME, NS))
+    assert st.phase == "Ready" and st.ready
+    assert st.reason is None
+    assert st.url == f"http://{NAME}-predictor.{NS}.svc.cluster.local"
+    assert st.route_url is None
+    assert st.served_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert st.runtime == "vllm-embedding-runtime"
+    assert (st.replicas_ready, st.replicas_desired) == (1, 1)
+    assert st.age_s == 300
+
+
+def test_not_deployed() -> None:
+    st = status_of(None)
+    assert st.phase == "NotDeployed" and not st.ready
+    assert "poolserve deploy minilm" in (st.reason or "")
+
+
+def test_isvc_observed_generation_is_not_compared_with_its_generation() -> None:
+    # Raw mode copies observedGeneration from the Deployment: 1 here while the ISVC is at generation 3.
+    obj = isvc(status=isvc_status(NAME, NS))
+    obj["metadata"]["generation"] = 3
+    st = status_of(obj, deployments=[deployment(NAME, NS)], pods=[pod(NAME, NS)])
+    assert st.ready
+
+
+def test_rollout_in_progress_is_not_ready_even_though_ready_condition_is_true() -> None:
+    dep = deployment(NAME, NS, replicas=2, generation=2, observed=2, updated=1, ready=2,
+                     conditions=[condition("Progressing", "True", "ReplicaSetUpdated")])
+    st = status_of(isvc(status=isvc_status(NAME, NS)), deployments=[dep], pods=[pod(NAME, NS)])
+    assert st.phase == "Loading"
+    assert "rolling out: 1/2" in (st.reason or "")
+
+
+def test_deployment_generation_not_yet_observed_is_not_ready() -> None:
+    dep = deployment(NAME, NS, generation=3, observed=2)
+    st = status_of(isvc(status=isvc_status(NAME, NS)), deployments=[dep], pods=[pod(NAME, NS)])
+    assert not st.ready
+
+
+def test_rollout_pending_flag_holds_ready_back() -> None:
+    st = status_of(isvc(status=isvc_status(NAME, NS)), deployments=[deployment(NAME, NS)], pods=[pod(NAME, NS)],
+                   rollout_pending=True)
+    assert st.phase == "Loading" and not st.ready
+
+
+def test_model_status_in_progress_is_not_ready() -> None:
+    st = status_of(isvc(status=isvc_status(NAME, NS, transition="InProgress")), deployments=[deployment(NAME, NS)])
+    assert not st.ready
+    assert "InProgress" in (st.reason or "")
+
+
+def test_loading_pod_is_loading_not_failed() -> None:
+    st = status_of(isvc(status=not_ready_status()), deployments=[deployment(NAME, NS, ready=0)],
+                   pods=[pod(NAME, NS, ready=False)])
+    assert st.phase == "Loading"
+    assert "loading the model" in (st.reason or "")
+
+
+def test_no_status_yet_then_controller_missing() -> None:
+    young = model_status(NAME, isvc=isvc(), now=later(30), runtimes={"vllm-embedding-runtime"})
+    assert young.phase == "Loading" and "KServe controller" in (young.reason or "")
+    old = status_of(isvc())
+    assert old.phase == "Unknown" and "is KServe running" in (old.reason or "")
+
+
+def test_crashloop_with_task_flag_is_diagnosed_from_the_termination_message() -> None:
+    p = pod(NAME, NS, ready=False, restarts=4, waiting=("CrashLoopBackOff", "back-off 40s restarting failed container"),
+            last_terminated=("Error", TASK_CRASH, 2))
+    failure = {"reason": "ModelLoadFailed", "message": TASK_CRASH, "exitCode": 2, "location": "kserve-container"}
+    st = status_of(isvc(status=not_ready_status(transition="BlockedByFailedLoad", target="FailedToLoad",
+                                                failure=failure)),
+                   deployments=[deployment(NAME, NS, ready=0)], pods=[p])
+    assert st.phase == "Failed"
+    assert st.reason is not None
+    assert st.reason.startswith("CrashLoopBackOff: vLLM rejected a flag (--task=embed)")
+    assert any("unrecognized arguments: --task=embed" in d for d in st.details)
+    # Evidence keeps KServe's surfacing order: conditions, lastFailureInfo, then pods.
+    kinds = [d.split()[0] for d in st.details]
+    assert kinds.index("condition") < kinds.index("lastFailureInfo") < kinds.index("pod")
+
+
+def test_crashloop_without_message_uses_the_previous_log_when_given() -> None:
+    p = pod(NAME, NS, ready=False, restarts=2, waiting=("CrashLoopBackOff", "back-off"),
+            last_terminated=("Error", "", 1))
+    without = status_of(isvc(status=not_ready_status()), pods=[p])
+    assert without.phase == "Failed"
+    assert "exited with code 1" in (without.reason or "") and "--previous" in (without.reason or "")
+    log = ["Traceback (most recent call last):", "ValueError: User-specified max_model_len (8192) is greater than "
+           "the derived max_model_len (max_position_embeddings=512)"]
+    with_log = status_of(isvc(status=not_ready_status()), pods=[p], logs={p["metadata"]["name"]: log})
+    assert "max_model_len 8192 is above the model's limit" in (with_log.reason or "")
+
+
+@pytest.mark.parametrize(("message", "cause"), [
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "out of GPU memory"),
+    ("huggingface_hub.errors.GatedRepoError: 401 Client Error. Access to model x is restricted", "gated"),
+    ("PermissionError: [Errno 13] Permission denied: '/models/huggingface/hub'", "permission denied"),
+    ("KeyError: 'getpwuid(): uid not found: 1000680000'", "passwd entry"),
+])
+def test_crash_causes(message: str, cause: str) -> None:
+    p = pod(NAME, NS, ready=False, restarts=1, waiting=("CrashLoopBackOff", "back-off"),
+            last_terminated=("Error", message, 1))
+    st = status_of(isvc(status=not_ready_status()), pods=[p])
+    assert st.phase == "Failed"
+    assert cause in (st.reason or "")
+
+
+def test_image_pull_backoff() -> None:
+    p = pod(NAME, NS, ready=False, waiting=("ImagePullBackOff", 'Back-off pulling image "vllm/vllm-openai:v9.9.9"'))
+    st = status_of(isvc(status=not_ready_status()), deployments=[deployment(NAME, NS, ready=0)], pods=[p])
+    assert st.phase == "Failed"
+    assert st.reason is not None and st.reason.startswith("ImagePullBackOff: Back-off pulling image")
+    assert "pull secret" in st.reason
+
+
+def test_create_container_config_error_names_the_secret() -> None:
+    p = pod(NAME, NS, ready=False, waiting=("CreateContainerConfigError", 'secret "hf-token" not found'))
+    st = status_of(isvc(status=not_ready_status()), pods=[p])
+    assert st.phase == "Failed"
+    assert 'secret "hf-token" not found' in (st.reason or "")
+
+
+def test_oomkilled_last_state() -> None:
+    p = pod(NAME, NS, ready=False, restarts=3, waiting=("CrashLoopBackOff", "back-off"),
+            last_terminated=("OOMKilled", "", 137))
+    st = status_of(isvc(status=not_ready_status()), pods=[p])
+    assert st.phase == "Failed"
+    assert st.reason is not None and st.reason.startswith("OOMKilled")
+    assert "resources.limits.memory" in st.reason
+
+
+def test_unschedulable_for_lack_of_gpus() -> None:
+    msg = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available"
+    p = pod(NAME, NS, ready=False, unschedulable=msg)
+    st = status_of(isvc(status=not_ready_status()), deployments=[deployment(NAME, NS, ready=0)], pods=[p])
+    assert st.phase == "Failed"
+    assert st.reason is not None and "Insufficient nvidia.com/gpu" in st.reason
+    assert "not enough free GPUs" in st.reason
+
+
+def test_multi_attach_event_for_rwo_pvc() -> None:
+    p = pod(NAME, NS, ready=False, waiting=("ContainerCreating", ""))
+    ev = event(NS, "Pod", p["metadata"]["name"], "FailedAttachVolume",
+               'Multi-Attach error for volume "pvc-0a1b" Volume is already used by pod(s) other-predictor-abc')
+    st = status_of(isvc(status=not_ready_status()), pods=[p], events=[ev])
+    assert st.phase == "Failed"
+    assert st.reason is not None and st.reason.startswith("Multi-Attach")
+    assert "ReadWriteMany" in st.reason
+
+
+def test_events_about_other_objects_are_ignored() -> None:
+    p = pod(NAME, NS, ready=False)
+    ev = event(NS, "Pod", "someone-else-predictor-1", "FailedAttachVolume", "Multi-Attach error for volume x")
+    st = status_of(isvc(status=not_ready_status()), pods=[p], events=[ev])
+    assert st.phase == "Loading"
+
+
+def test_progress_deadline_exceeded() -> None:
+    dep = deployment(NAME, NS, ready=0, conditions=[
+        condition("Available", "False", "MinimumReplicasUnavailable"),
+        condition("Progressing", "False", "ProgressDeadlineExceeded",
+                  'ReplicaSet "minilm-predictor-5d9f" has timed out progressing.')])
+    st = status_of(isvc(status=not_ready_status()), deployments=[dep], pods=[pod(NAME, NS, ready=False)])
+    assert st.phase == "Failed"
+    assert st.reason is not None and st.reason.startswith("ProgressDeadlineExceeded")
+    assert "600 s" in st.reason
+
+
+def test_replica_failure_quota() -> None:
+    dep = deployment(NAME, NS, ready=0, conditions=[
+        condition("ReplicaFailure", "True", "FailedCreate",
+                  'pods "minilm-predictor-5d9f-x" is forbidden: exceeded quota: gpu-quota, requested: '
+                  "requests.nvidia.com/gpu=1, used: requests.nvidia.com/gpu=4, limited: requests.nvidia.com/gpu=4"),
+        condition("Progressing", "True", "ReplicaSetUpdated")])
+    st = status_of(isvc(status=not_ready_status()), deployments=[dep])
+    assert st.phase == "Failed"
+    assert "exceeded quota" in (st.reason or "") and "quota" in (st.reason or "")
+
+
+def test_missing_runtime_is_reported_with_the_fix() -> None:
+    status = not_ready_status(predictor=condition("PredictorReady", "False", "RuntimeNotRecognized",
+                                                  "Waiting for runtime to become available"))
+    st = status_of(isvc(status=status), runtimes=set())
+    assert st.phase == "Failed"
+    assert st.reason is not None
+    assert "ServingRuntime vllm-embedding-runtime is missing" in st.reason
+    assert "poolserve deploy --runtimes-only" in st.reason
+
+
+def test_missing_runtime_beats_a_stale_ready_condition() -> None:
+    st = status_of(isvc(status=isvc_status(NAME, NS)), deployments=[deployment(NAME, NS)], pods=[pod(NAME, NS)],
+                   runtimes=set())
+    assert st.phase == "Failed" and not st.ready
+
+
+def test_internal_error_event_is_fatal_only_while_recent() -> None:
+    msg = 'fails to reconcile predictor: failed creating host name: "a-very-long-name-predictor-ns" is too long'
+    recent = event(NS, "InferenceService", NAME, "InternalError", msg, when=later(250))
+    stale = event(NS, "InferenceService", NAME, "InternalError", msg, when=later(-3000))
+    assert status_of(isvc(status=not_ready_status()), events=[recent]).phase == "Failed"
+    old = status_of(isvc(status=not_ready_status()), events=[stale])
+    assert old.phase == "Loading"
+    assert any("InternalError" in d for d in old.details)
+
+
+def test_invalid_spec_condition_is_fatal() -> None:
+    status = not_ready_status(predictor=condition("PredictorReady", "False", "InvalidSpec",
+                                                  "failed to find kserve-container in ServingRuntime containers"))
+    st = status_of(isvc(status=status))
+    assert st.phase == "Failed"
+    assert "kserve-container" in (st.reason or "")
+
+
+def test_stopped() -> None:
+    st = status_of(isvc(status=not_ready_status(), annotations={"serving.kserve.io/stop": "true"}))
+    assert st.phase == "Stopped"
+
+
+def test_headless_service_gets_port_8080_and_route_is_preferred_separately() -> None:
+    status = isvc_status(NAME, NS, route="https://minilm-embeddings.apps.example.org")
+    st = status_of(isvc(status=status), deployments=[deployment(NAME, NS)], service=service(NAME, NS, headless=True))
+    assert st.url == f"http://{NAME}-predictor.{NS}.svc.cluster.local:8080"
+    assert st.route_url == "https://minilm-embeddings.apps.example.org"
+
+
+def test_upstream_placeholder_domain_is_not_a_route() -> None:
+    status = isvc_status(NAME, NS, route=f"http://{NAME}-{NS}.example.com")
+    st = status_of(isvc(status=status), deployments=[deployment(NAME, NS)])
+    assert st.route_url is None
+
+
+def test_standard_and_raw_deployment_are_the_same_mode() -> None:
+    assert readiness.is_raw_mode(isvc(annotations={"serving.kserve.io/deploymentMode": "Standard"}))
+    assert readiness.is_raw_mode(isvc(annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}))
+    assert not readiness.is_raw_mode(isvc(annotations={"serving.kserve.io/deploymentMode": "Serverless"}))
+
+
+def test_readiness_is_pure() -> None:
+    code = ("import sys, poolserve.readiness, poolserve.preflight, poolserve.cachejob\n"
+            "print(','.join(m for m in ('kubernetes', 'httpx', 'rich', 'urllib3') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
