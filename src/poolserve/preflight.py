@@ -231,7 +231,7 @@ def preflight(cluster: Cluster, spec: PoolSpec, models: Sequence[Model],
     elif models:
         raise NotFound(f"PersistentVolumeClaim {spec.namespace}/{spec.cache.pvc} (cache.pvc) does not exist: "
                        f"namespace {spec.namespace} is new",
-                       hint="deploy --runtimes-only first, create the PVC, then deploy the models")
+                       hint=f"create the namespace (`oc new-project {spec.namespace}`) and the PVC first")
     all_notes += check_gpus(cluster, models)
     check_access(cluster, [o for o in objects if o.get("kind") != "Namespace"], spec.namespace)
     return PreflightReport(server_version=version, kserve=kserve_desc, namespace_exists=exists,

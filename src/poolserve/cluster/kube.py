@@ -167,11 +167,11 @@ class KubeCluster:
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         cfg = self._api().configuration
         headers = {"Accept": "application/json", "User-Agent": "poolserve"}
-        token = cfg.get_api_key_with_prefix("authorization") if hasattr(cfg, "get_api_key_with_prefix") else None
-        if not token:
-            token = (getattr(cfg, "api_key", None) or {}).get("authorization")
-        if token:
-            headers["Authorization"] = token
+        # auth_settings() is the generated client's own source of auth headers (it runs the token
+        # refresh hook of exec/OIDC users); its keys changed between releases, its shape did not.
+        for setting in (cfg.auth_settings() or {}).values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"]).title()] = str(setting["value"])
         if content_type:
             headers["Content-Type"] = content_type
         return headers

@@ -1,0 +1,190 @@
+"""preflight: each check's failure is one line with the fix; checks it may not run become notes."""
+
+from __future__ import annotations
+
+import pytest
+
+from poolserve.cluster.base import forbidden, kind_info
+from poolserve.cluster.fake import FakeCluster, cluster_for, crd, node
+from poolserve.cluster.target import ClusterTarget, deploy_objects, select_models
+from poolserve.errors import Forbidden, NotFound, NotReady
+from poolserve.preflight import PreflightReport, crd_versions, preflight
+from poolserve.render import render
+from poolserve.spec import PoolSpec, parse_spec
+
+SPEC = """\
+namespace: embeddings
+image: vllm/vllm-openai:v0.32.0
+cache: {pvc: model-cache}
+dashboard: {namespace_display_name: Embeddings}
+runtimes:
+  - {name: vllm-embedding-runtime, task: embed}
+  - {name: vllm-reranker-runtime, task: score}
+defaults: {gpus: 1}
+models:
+  - {name: minilm, model_id: sentence-transformers/all-MiniLM-L6-v2}
+  - {name: granite, model_id: ibm-granite/granite-embedding-278m-multilingual, replicas: 2}
+  - {name: reranker, model_id: cross-encoder/ms-marco-MiniLM-L12-v2}
+"""
+
+
+@pytest.fixture
+def spec() -> PoolSpec:
+    return parse_spec(SPEC, "test.yaml")
+
+
+def run(fake: FakeCluster, spec: PoolSpec, names: list[str] | None = None,
+        runtimes_only: bool = False) -> PreflightReport:
+    rendered = render(spec)
+    models = [] if runtimes_only else select_models(rendered, names or [])
+    return preflight(fake, spec, models, deploy_objects(rendered, names or [], runtimes_only=runtimes_only))
+
+
+def denied_get(kind: str, api_version: str = "v1") -> Forbidden:
+    return forbidden("get", kind_info(api_version, kind), None, detail=f'User "dev" cannot get resource "{kind}"')
+
+
+def test_healthy_cluster(spec: PoolSpec) -> None:
+    report = run(cluster_for(spec), spec)
+    assert report.server_version == "v1.31.4"
+    assert report.kserve == "InferenceService v1beta1, ServingRuntime v1alpha1"
+    assert report.namespace_exists and not report.namespace_needs_apply
+    assert report.notes == ("nvidia.com/gpu: 4 asked, 8 allocatable on 1 nodes (in use by others not counted)",)
+
+
+def test_crd_version_label_is_reported() -> None:
+    c = crd("inferenceservices", "InferenceService", "v1beta1", labels={"app.kubernetes.io/version": "v0.15.2"})
+    assert crd_versions(c) == "InferenceService v1beta1 (app.kubernetes.io/version=v0.15.2)"
+
+
+def test_users_who_may_not_read_crds_fall_back_to_listing(spec: PoolSpec) -> None:
+    fake = cluster_for(spec)
+    fake.errors["get:CustomResourceDefinition"] = denied_get("CustomResourceDefinition", "apiextensions.k8s.io/v1")
+    assert run(fake, spec).kserve == "installed (versions unknown: you may not read CRDs)"
+    fake.kserve = False
+    with pytest.raises(NotFound, match="KServe is not installed"):
+        run(fake, spec)
+
+
+def test_missing_crd(spec: PoolSpec) -> None:
+    fake = cluster_for(spec)
+    fake.remove("CustomResourceDefinition", "servingruntimes.serving.kserve.io")
+    with pytest.raises(NotFound) as exc:
+        run(fake, spec)
+    assert str(exc.value).startswith("the API server has no ServingRuntime (serving.kserve.io/v1alpha1) resource: "
+                                     "KServe is not installed")
+    assert exc.value.exit_code == 5
+
+
+def test_missing_namespace_that_may_not_be_created(spec: PoolSpec) -> None:
+    fake = cluster_for(spec)
+    fake.remove("Namespace", "embeddings")
+    fake.denied.add(("create", "namespaces"))
+    with pytest.raises(NotFound) as exc:
+        run(fake, spec)
+    assert str(exc.value) == ("namespace embeddings does not exist (create it with `oc new-project embeddings` "
+                              "(or ask an admin), or set namespace in the config)")
+
+
+def test_missing_namespace_that_deploy_would_create_still_needs_the_pvc(spec: PoolSpec) -> None:
+    fake = cluster_for(spec)
+    fake.remove("Namespace", "embeddings")
+    with pytest.raises(NotFound) as exc:
+        run(fake, spec)
+    assert "namespace embeddings is new (create the namespace (`oc new-project embeddings`) and the PVC first)" in str(
+        exc.value)
+    with pytest.raises(NotFound, match="namespace embeddings does not exist"):
+        run(fake, spec, runtimes_only=True)  # only a full deploy applies the Namespace
+
+
+def test_unlabelled_namespace_without_patch_permission(spec: PoolSpec) -> None:
+    fake = cluster_for(spec, labelled=False)
+    fake.denied.add(("patch", "namespaces"))
+    with pytest.raises(Forbidden) as exc:
+        run(fake, spec)
+    assert "namespace embeddings lacks the labels opendatahub.io/dashboard=true modelmesh-enabled=false" in str(
+        exc.value)
+    assert "oc label namespace embeddings opendatahub.io/dashboard=true modelmesh-enabled=false" in str(exc.value)
+
+
+def test_unlabelled_namespace_is_applied_when_allowed(spec: PoolSpec) -> None:
+    fake = cluster_for(spec, labelled=False)
+    assert run(fake, spec).namespace_needs_apply
+    result = ClusterTarget(fake).deploy(spec, render(spec), ["minilm"], wait=False, timeout_s=1)
+    assert result.changes[0].kind == "Namespace" and result.changes[0].action == "configured"
+    ns = fake.stored("Namespace", "embeddings")
+    assert ns is not None and ns["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"
+    assert ns["metadata"]["annotations"]["openshift.io/display-name"] == "Embeddings"
+
+
+def test_namespace_unreadable_but_present(spec: PoolSpec) -> None:
+    fake = cluster_for(spec)
+    fake.errors["get:Namespace"] = denied_get("Namespace")
+    report = run(fake, spec)
+    assert report.namespace_exists
+    assert "cannot read namespace embeddings (forbidden)" in report.notes[0]
+
+
+def test_missing_pvc(spec: PoolSpec) -> None:
+    fake = cluster_for(spec)
+    fake.remove("PersistentVolumeClaim", "model-cache", "embeddings")
+    with pytest.raises(NotFound, match=r"PersistentVolumeClaim embeddings/model-cache \(cache.pvc\) does not exist"):
+        run(fake, spec)
+    run(fake, spec, runtimes_only=True)  # runtimes alone mount nothing
+
+
+def test_lost_pvc(spec: PoolSpec) -> None:
+    with pytest.raises(NotReady, match="is Lost"):
+        run(cluster_for(spec, pvc_phase="Lost"), spec)
+
+
+def test_pending_pvc_is_a_note(spec: PoolSpec) -> None:
+    report = run(cluster_for(spec, pvc_phase="Pending"), spec)
+    assert any("PVC model-cache is Pending" in n for n in report.notes)
+
+
+def test_read_write_once_pod_with_several_pods(spec: PoolSpec) -> None:
+    fake = cluster_for(spec, pvc_modes=("ReadWriteOncePod",))
+    with pytest.raises(NotReady, match="ReadWriteOncePod but 4 pods mount it"):
+        run(fake, spec)
+    run(fake, spec, ["minilm"])  # one pod is fine
+
+
+def test_read_write_once_with_several_pods_warns_about_multi_attach(spec: PoolSpec) -> None:
+    report = run(cluster_for(spec, pvc_modes=("ReadWriteOnce",)), spec, ["granite"])
+    assert any("ReadWriteOnce and 2 pods mount it" in n and "Multi-Attach" in n for n in report.notes)
+
+
+def test_not_enough_gpus(spec: PoolSpec) -> None:
+    fake = cluster_for(spec, gpus=2)
+    with pytest.raises(NotReady) as exc:
+        run(fake, spec)
+    assert str(exc.value).startswith("the nodes have 2 allocatable nvidia.com/gpu in total but the models ask for 4 "
+                                     "(minilm: 1, granite: 2, reranker: 1)")
+    fake.seed(node("gpu-node-2", gpus=2))
+    run(fake, spec)
+
+
+def test_gpu_check_skipped_when_nodes_are_unreadable_or_nothing_is_asked(spec: PoolSpec) -> None:
+    fake = cluster_for(spec, gpus=0)
+    fake.errors["list:Node"] = forbidden("list", kind_info("v1", "Node"), None)
+    report = run(fake, spec)
+    assert any("you may not list nodes: GPU capacity not checked" in n for n in report.notes)
+    cpu_spec = parse_spec(SPEC.replace("defaults: {gpus: 1}", "defaults: {gpus: 0}"), "test.yaml")
+    fake = cluster_for(cpu_spec, gpus=0)
+    run(fake, cpu_spec)
+    assert not [c for c in fake.calls if c.kind == "Node"]
+
+
+def test_access_review_lists_every_refusal_in_one_line(spec: PoolSpec) -> None:
+    fake = cluster_for(spec)
+    fake.denied |= {("create", "servingruntimes.serving.kserve.io"), ("patch", "servingruntimes.serving.kserve.io"),
+                    ("patch", "inferenceservices.serving.kserve.io")}
+    with pytest.raises(Forbidden) as exc:
+        run(fake, spec)
+    assert str(exc.value).startswith(
+        "forbidden: you may not create servingruntimes.serving.kserve.io, patch servingruntimes.serving.kserve.io, "
+        "patch inferenceservices.serving.kserve.io in namespace embeddings (SelfSubjectAccessReview)")
+    reviews = [dict(c.extra)["verb"] + " " + c.kind for c in fake.calls if c.verb == "access"]
+    assert reviews == ["create ServingRuntime", "patch ServingRuntime", "create InferenceService",
+                       "patch InferenceService"]
