@@ -72,8 +72,11 @@ class CacheWarmResult:
 
 
 def job_name(model: Model) -> str:
-    """``poolserve-cache-<model>`` (a DNS label: at most 63 characters)."""
-    return f"poolserve-cache-{model.name}"[:63].rstrip("-")
+    """``poolserve-cache-<model>``; a DNS label, so long names are cut and given a hash suffix (unique)."""
+    name = f"poolserve-cache-{model.name}"
+    if len(name) <= 63:
+        return name
+    return f"{name[:56].rstrip('-')}-{hashlib.sha256(model.name.encode()).hexdigest()[:6]}"
 
 
 def cache_job(spec: PoolSpec, model: Model, *, revision: str | None = None) -> Manifest:
