@@ -259,7 +259,6 @@ class VllmProcess:
                 if progress:
                     progress(f"{label}: ready", 1.0)
                 return now() - start
-            elapsed = now() - start
             if now() >= deadline:
                 tail = self.log_tail(5)
                 raise NotReady(
@@ -269,7 +268,8 @@ class VllmProcess:
             if progress:
                 phase = startup_phase(self.log_tail(200))
                 text, fraction = phase if phase else ("starting", None)
-                progress(f"{label}: {text} ({elapsed:.0f}s)", fraction)
+                # No seconds in the message: the CLI prints each new message when stderr is not a TTY.
+                progress(f"{label}: {text}", fraction)
             sleep(min(interval_s, max(0.0, deadline - now())))
 
     def exit_error(self, label: str) -> LocalStartError:
