@@ -80,8 +80,8 @@ def test_embedding_test_against_a_reranker_server_fails_clearly(project: Path, m
     assert r.exit_code == 1
     assert "Traceback" not in r.output
     line = error_line(r.stderr)
-    assert line.startswith(f"error: minilm-embedding: 6 of 7 checks failed at {URL}; models: ")
-    assert f"'{MINILM}' is not served here" in line
+    assert line.startswith(f"error: minilm-embedding: 6 of 7 checks failed at {URL}; embed single: ")
+    assert "HTTP 404" in line and "no /v1/embeddings" in line and "cross-encoder" in line
     assert "FAIL" in r.stdout
     r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "-o", "json"])
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
@@ -210,3 +210,14 @@ def test_reference_without_sentence_transformers(project: Path, monkeypatch: pyt
     assert r.exit_code == 2
     assert INSTALL_HINT in error_line(r.stderr) and "Traceback" not in r.output
     assert fake.calls == []  # fails before any request
+
+
+def test_headline_prefers_a_failed_call() -> None:
+    from poolserve.cli.test import headline
+    from poolserve.verify import CheckResult
+
+    models = CheckResult("models", False, "'x' is not served here")
+    call = CheckResult("embed single", False, "HTTP 404: no embeddings API")
+    skipped = CheckResult("embed batch", False, "not run: embed single failed")
+    assert headline([models, call, skipped]) == call
+    assert headline([models, skipped]) == models

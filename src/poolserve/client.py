@@ -181,7 +181,7 @@ def classify_response(resp: httpx.Response, method: str, path: str, *, token_sen
     if status == 404:
         if "does not exist" in msg_text:
             return err("the request names a model this server does not serve", "model_not_found",
-                       "send a name from /v1/models (vLLM --served-model-name)")
+                       "use a name that /v1/models lists, i.e. one of vLLM's --served-model-name")
         if isinstance(body, Mapping) and body.get("detail") == "Not Found" and (
                 path == protocol.EMBEDDINGS or path in protocol.SCORE_PATHS or path in protocol.RERANK_PATHS):
             return err(_WRONG_TASK.get(path, _WRONG_TASK_SCORE), "wrong_task")

@@ -26,7 +26,7 @@ from poolserve.errors import CheckFailed, SpecError
 from poolserve.output import dumps
 from poolserve.spec import DEFAULT_CONFIG, Model, PoolSpec, Task
 from poolserve.target import Endpoint
-from poolserve.verify import Reference, VerifyReport, expectations_for, verify
+from poolserve.verify import CheckResult, Reference, VerifyReport, expectations_for, verify
 
 TOKEN_ENV = "POOLSERVE_TOKEN"
 
@@ -38,6 +38,12 @@ def check_table(report: VerifyReport) -> Table:
         table.add_row(c.name, Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red"),
                       "-" if c.latency_ms is None else f"{c.latency_ms:.0f} ms", Text(c.detail))
     return table
+
+
+def headline(failed: Sequence[CheckResult]) -> CheckResult:
+    """The failure that explains most: a failed API call over the model list, never a 'not run'."""
+    calls = [c for c in failed if c.name != "models" and not c.detail.startswith("not run:")]
+    return calls[0] if calls else failed[0]
 
 
 def base_url(url: str) -> tuple[str, str | None]:
@@ -149,7 +155,8 @@ def test_cmd(
             err.print(Text(f"note: {note}"))
     bad = report.failed
     if bad:
+        first = headline(bad)
         raise CheckFailed(f"{name}: {len(bad)} of {len(report.checks)} checks failed at {report.url}; "
-                          f"{bad[0].name}: {bad[0].detail}")
+                          f"{first.name}: {first.detail}")
     if output != "json":
         err.print(f"[green]{name}: all {len(report.checks)} checks passed[/]", highlight=False)

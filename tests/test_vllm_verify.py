@@ -1,0 +1,119 @@
+"""`poolserve test` and PoolClient against real vLLM (CPU): MiniLM embeddings and the test cross-encoder.
+
+Uses the session servers of tests/conftest.py (started with the local target from the committed
+poolserve.yaml). Run under `flock /tmp/poolserve-vllm.lock` on shared machines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import poolserve.cli  # noqa: F401 - registers the commands
+from poolserve import probes
+from poolserve.cli.app import app
+from poolserve.client import PoolClient
+from poolserve.errors import EndpointError
+from poolserve.reference import load_reference
+
+pytestmark = pytest.mark.vllm
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def cli_args(server: Any) -> list[str]:
+    """Config options that reproduce the fixture's spec (local dirs, and the reranker's model swap)."""
+    spec = server.spec
+    args = ["-c", str(ROOT / "poolserve.yaml"), "--set", f"local.cache_dir={spec.local.cache_dir}",
+            "--set", f"local.state_dir={spec.local.state_dir}"]
+    index = next(i for i, m in enumerate(spec.models) if m.name == server.name)
+    model = spec.models[index]
+    args += ["--set", f"models.{index}.model_id={model.model_id}"]
+    if model.task:
+        args += ["--set", f"models.{index}.task={model.task}"]
+    return args
+
+
+def run_json(args: list[str]) -> tuple[int, dict[str, Any], str]:
+    r = runner.invoke(app, [*args, "-o", "json"])
+    assert "Traceback" not in r.output, r.output
+    return r.exit_code, json.loads(r.stdout) if r.stdout.strip() else {}, r.stderr
+
+
+def test_embedding_model_passes_with_reference_from_the_local_cache(minilm_server: Any) -> None:
+    # No --url: the endpoint comes from the local target; no --reference-model: found in the local cache.
+    code, report, stderr = run_json(["test", minilm_server.name, "--target", "local", "--reference",
+                                     *cli_args(minilm_server)])
+    assert code == 0, (report, stderr)
+    names = [c["name"] for c in report["checks"]]
+    assert names == ["health", "models", "embed single", "embed batch", "embed similarity", "embed too long",
+                     "embed truncate", "reference embed"]
+    assert report["passed"] and report["reference"] == str(minilm_server.model_dir)
+    detail = {c["name"]: c["detail"] for c in report["checks"]}
+    assert "384 dims" in detail["embed single"]
+    assert "maximum context length is 256 tokens" in detail["embed too long"]
+    assert "256 tokens" in detail["embed truncate"]
+
+
+def test_reranker_passes_with_reference_table(reranker_server: Any) -> None:
+    r = runner.invoke(app, ["test", reranker_server.name, "--url", reranker_server.endpoint.url, "--reference",
+                            "--reference-model", str(reranker_server.model_dir), *cli_args(reranker_server)])
+    assert r.exit_code == 0, r.output
+    for name in ("score /score", "score /v1/score", "rerank /rerank", "rerank /v1/rerank", "rerank /v2/rerank",
+                 "rerank top_n", "reference score"):
+        assert name in r.stdout
+    assert "FAIL" not in r.stdout
+    assert f"{reranker_server.name}: all 9 checks passed" in r.stderr
+
+
+def test_embedding_test_against_the_reranker_fails_clearly(minilm_server: Any, reranker_server: Any) -> None:
+    r = runner.invoke(app, ["test", minilm_server.name, "--url", reranker_server.endpoint.url,
+                            *cli_args(minilm_server)])
+    assert r.exit_code == 1
+    assert "Traceback" not in r.output
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "checks failed" in errors[0] and "no /v1/embeddings" in errors[0]
+    code, report, _ = run_json(["test", minilm_server.name, "--url", reranker_server.endpoint.url,
+                                *cli_args(minilm_server)])
+    detail = {c["name"]: c["detail"] for c in report["checks"]}
+    assert code == 1
+    assert "HTTP 404" in detail["embed single"] and "no /v1/embeddings" in detail["embed single"]
+
+
+def test_client_error_kinds_match_real_vllm(minilm_server: Any, reranker_server: Any) -> None:
+    emb = PoolClient.from_endpoint(minilm_server.endpoint)
+    with pytest.raises(EndpointError) as ei:
+        emb.embed(" ".join(["hello"] * 400))
+    assert (ei.value.kind, ei.value.status) == ("input_too_long", 400)
+    assert ei.value.server_message and "maximum context length is 256" in ei.value.server_message
+    assert emb.embed(" ".join(["hello"] * 400), truncate_prompt_tokens=-1).usage.prompt_tokens == 256  # type: ignore
+
+    wrong = PoolClient(minilm_server.endpoint.url, model="nope")
+    with pytest.raises(EndpointError) as ei:
+        wrong.embed("x")
+    assert (ei.value.kind, ei.value.status) == ("model_not_found", 404)
+    assert ei.value.server_message == "The model `nope` does not exist."
+
+    ce = PoolClient.from_endpoint(reranker_server.endpoint)
+    with pytest.raises(EndpointError) as ei:
+        ce.embed("x")
+    assert (ei.value.kind, ei.value.status, ei.value.server_message) == ("wrong_task", 404, "Not Found")
+    # An embedding model has /score since vLLM 0.16 (bi-encoder cosine), so that route is not a wrong task.
+    assert len(emb.score(probes.RERANK_QUERY, list(probes.RERANK_DOCUMENTS)).scores) == 4
+    served = ce.served_models()
+    assert reranker_server.endpoint.served_model in [m.id for m in served]
+    assert served[0].max_model_len == 512
+
+
+def test_served_cross_encoder_returns_raw_logits_like_sentence_transformers(reranker_server: Any) -> None:
+    ce = PoolClient.from_endpoint(reranker_server.endpoint)
+    scores = ce.score(probes.RERANK_QUERY, list(probes.RERANK_DOCUMENTS)).scores
+    ref = load_reference(reranker_server.model_dir, "score")
+    assert ref.activation == "identity"
+    expected = ref.score(probes.RERANK_QUERY, list(probes.RERANK_DOCUMENTS))
+    assert any(s < 0 or s > 1 for s in scores)  # logits, not probabilities
+    assert all(abs(a - b) <= 1e-2 * max(1.0, abs(b)) for a, b in zip(scores, expected, strict=True))
