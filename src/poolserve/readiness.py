@@ -309,7 +309,7 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
             msg = _first_line(str(c.get("message", "")))
             details.append(f"pod {pname}: {c.get('reason', 'Unschedulable')}: {msg}")
             out.append(Finding(RANK_UNSCHEDULABLE, c.get("reason") == "Unschedulable",
-                               f"Unschedulable: {msg}: {_schedule_fix(msg)}"))
+                               f"Unschedulable: {msg.rstrip('.')}: {_schedule_fix(msg)}"))
     for cs in _dig(p, "status", "containerStatuses", default=[]) or []:
         if cs.get("name") != container:
             continue

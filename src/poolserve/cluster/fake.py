@@ -334,9 +334,10 @@ class FakeCluster:
             return self._render(new, owners)
         self._store[key] = new
         self._owners[key] = owners
+        result = self._render(new, owners)  # the API's answer: before any controller reacts
         if self.controller is not None:
             self.controller(self, copy.deepcopy(new))
-        return self._render(new, owners)
+        return result
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
         """See :meth:`Cluster.get`."""
