@@ -52,9 +52,6 @@ Kind = Literal[
     "connection", "tls", "timeout", "auth", "redirect", "wrong_task", "not_found", "model_not_found",
     "input_too_long", "bad_request", "unavailable", "server_error", "bad_response",
 ]
-FATAL_KINDS: frozenset[str] = frozenset({"connection", "tls", "auth", "redirect"})
-"""Kinds after which no further request to the same endpoint can succeed."""
-
 RETRY_STATUS = 503
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0

@@ -1,4 +1,4 @@
-"""The checks of ``poolserve test``: is a served pooling model up, correct, and as configured?
+"""The checks of ``poolserve test`` (pure): is a served pooling model up, correct, and as configured?
 
 :func:`verify` runs a fixed list of checks against a client (anything shaped like
 :class:`poolserve.client.PoolClient`) and returns a frozen :class:`VerifyReport`; it prints
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from poolserve import probes, protocol
-from poolserve.client import FATAL_KINDS
 from poolserve.errors import EndpointError
 from poolserve.spec import Model, Task, Version, format_version
 
@@ -40,6 +39,8 @@ BATCH_MIN_COSINE = 0.999
 """A vector must not change when it is sent in a batch instead of alone."""
 SAME_SCORE_TOL = 1e-2
 TOP_N = 2
+FATAL_KINDS: frozenset[str] = frozenset({"connection", "tls", "auth", "redirect"})
+"""EndpointError kinds (see :mod:`poolserve.client`) after which no request to the endpoint can succeed."""
 
 T = TypeVar("T")
 
