@@ -51,8 +51,12 @@ _RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
      "model not found", "check model_id"),
     (re.compile(r"Supported tasks: \['generate'\]|does not support (?:the )?(?:embed|pooling|classify)"),
      "the model was loaded as a generative model", "set task/convert or hf_overrides (see `poolserve catalog`)"),
-    (re.compile(r"trust_remote_code|trust-remote-code"), "the model needs custom code",
+    # Not a bare "trust_remote_code": vLLM's startup config line always contains trust_remote_code=False.
+    (re.compile(r"contains custom code which must be executed|requires you to execute (?:the configuration file|"
+                r"custom code)|set the option `trust_remote_code=True`"), "the model needs custom code",
      "set trust_remote_code: true for this model"),
+    (re.compile(r"Failed to infer device type|No CUDA GPUs are available|Found no NVIDIA driver"),
+     "no GPU is visible to vLLM", "set gpus: 1 (the CUDA image needs a GPU) or use a CPU image"),
     (re.compile(r"Address already in use"), "the port is already in use", "stop the other server or pick another port"),
 )
 
