@@ -156,6 +156,9 @@ def test_crashloop_without_message_uses_the_previous_log_when_given() -> None:
     ("huggingface_hub.errors.GatedRepoError: 401 Client Error. Access to model x is restricted", "gated"),
     ("PermissionError: [Errno 13] Permission denied: '/models/huggingface/hub'", "permission denied"),
     ("KeyError: 'getpwuid(): uid not found: 1000680000'", "passwd entry"),
+    ("RuntimeError: Failed to infer device type", "no GPU is visible"),
+    ("ValueError: The repository for x contains custom code which must be executed to correctly load the model.",
+     "needs custom code"),
 ])
 def test_crash_causes(message: str, cause: str) -> None:
     p = pod(NAME, NS, ready=False, restarts=1, waiting=("CrashLoopBackOff", "back-off"),
@@ -163,6 +166,16 @@ def test_crash_causes(message: str, cause: str) -> None:
     st = status_of(isvc(status=not_ready_status()), pods=[p])
     assert st.phase == "Failed"
     assert cause in (st.reason or "")
+
+
+def test_vllm_config_line_is_not_mistaken_for_a_custom_code_error() -> None:
+    message = ("INFO Initializing a V1 LLM engine with config: model='x', trust_remote_code=False, dtype=float16\n"
+               "RuntimeError: Engine core initialization failed. See root cause above.")
+    p = pod(NAME, NS, ready=False, restarts=1, waiting=("CrashLoopBackOff", "back-off"),
+            last_terminated=("Error", message, 1))
+    st = status_of(isvc(status=not_ready_status()), pods=[p])
+    assert "custom code" not in (st.reason or "")
+    assert "kserve-container exited with code 1" in (st.reason or "")
 
 
 def test_image_pull_backoff() -> None:
