@@ -666,6 +666,23 @@ def test_cache_warm_fails_fast_on_a_missing_token_secret(clock: Clock) -> None:
         tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
 
 
+def test_cache_warm_fails_fast_when_the_rwo_pvc_is_attached_elsewhere(spec: PoolSpec, rendered: Rendered,
+                                                                      clock: Clock) -> None:
+    fake = cluster_for(spec, pvc_modes=("ReadWriteOnce",))
+    tgt = target_for(fake, clock)
+
+    def stuck(t: float) -> None:
+        fake.seed(pod("x", NS, name="poolserve-cache-minilm-x", container="download",
+                      labels={"job-name": "poolserve-cache-minilm"}, ready=False, waiting=("ContainerCreating", "")))
+        fake.seed(event(NS, "Pod", "poolserve-cache-minilm-x", "FailedAttachVolume",
+                        'Multi-Attach error for volume "pvc-9" Volume is already used by pod(s) minilm-predictor-1'))
+
+    clock.on_sleep = stuck
+    with pytest.raises(NotReady, match=r"Multi-Attach: .* ReadWriteOnce and mounted on another node"):
+        tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
+    assert clock.t == 5
+
+
 def test_cache_warm_needs_the_pvc(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
     fake.remove("PersistentVolumeClaim", "model-cache", NS)

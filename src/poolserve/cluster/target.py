@@ -567,6 +567,7 @@ class ClusterTarget:
                 # download is retried by the Job (backoffLimit) and judged when the Job fails.
                 problems = [f for p in pods for f in readiness.pod_problems(p, container=cachejob.CONTAINER)
                             if f.fatal and f.rank in (readiness.RANK_IMAGE_OR_CONFIG, readiness.RANK_UNSCHEDULABLE)]
+                problems += self._attach_problems(ns, pods)
                 if state == "Failed" or problems:
                     cause = min(problems, key=lambda f: f.rank).text if problems else self._job_failure(ns, pods)
                     raise NotReady(f"cache Job {ns}/{jname} for {model_id} failed: {cause}",
@@ -584,6 +585,21 @@ class ClusterTarget:
             self.sleep(min(self.poll_s, remaining))
         ordered = tuple(results[mid] for mid in jobs)
         return cachejob.CacheWarmResult(namespace=ns, pvc=spec.cache.pvc, hf_home=spec.cache.hf_home, jobs=ordered)
+
+    def _attach_problems(self, ns: str, pods: Sequence[Manifest]) -> list[readiness.Finding]:
+        """Multi-Attach events of pods still creating (a ReadWriteOnce PVC held by pods on another node)."""
+        out: list[readiness.Finding] = []
+        for p in pods:
+            creating = any(dig(cs, "state", "waiting", "reason") == "ContainerCreating"
+                           for cs in dig(p, "status", "containerStatuses", default=[]) or [])
+            if not creating:
+                continue
+            for e in self.cluster.events(ns, field_selector=f"involvedObject.name={p['metadata']['name']}"):
+                if "Multi-Attach error" in str(e.get("message", "")):
+                    out.append(readiness.Finding(5, True, f"Multi-Attach: {e['message']}: the cache PVC is "
+                                                 "ReadWriteOnce and mounted on another node; stop the predictors "
+                                                 "(or warm the cache before deploying), or use a ReadWriteMany PVC"))
+        return out
 
     def _job_message(self, ns: str, pods: Sequence[Manifest]) -> str:
         for p in pods:
