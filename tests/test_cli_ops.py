@@ -215,10 +215,13 @@ def test_cache_warm(env: Env) -> None:
     env.on_sleep = finish
     r = env.run("cache", "warm", "minilm")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.startswith("minilm\tsentence-transformers/all-MiniLM-L6-v2\tdownloaded\tdownloaded ")
+    assert r.stdout.splitlines() == [
+        "MODEL   MODEL ID                                RESULT      DETAIL",
+        "minilm  sentence-transformers/all-MiniLM-L6-v2  downloaded  to /models/huggingface/hub/x (90.9 MB in 9 s)"]
     assert "set cache.offline: true" in r.stderr
     r = env.run("cache", "warm", "minilm")
-    assert "\tcached\t" in r.stdout
+    assert r.stdout.splitlines()[1] == ("minilm  sentence-transformers/all-MiniLM-L6-v2  cached  "
+                                        "already downloaded by an earlier job")
 
 
 @pytest.mark.parametrize(("setup", "args", "code", "text"), [

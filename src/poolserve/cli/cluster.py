@@ -83,8 +83,12 @@ def warm_cmd(
     if output != "table":
         typer.echo(dumps(result, output), nl=False)
         return
-    for j in result.jobs:
-        typer.echo(f"{j.model}\t{j.model_id}\t{j.state}\t{j.message}".rstrip())
+    # Plain aligned columns (like `cache list`): ids and paths stay whole at any width.
+    rows = [("MODEL", "MODEL ID", "RESULT", "DETAIL")]
+    rows += [(j.model, j.model_id, j.state, j.message) for j in result.jobs]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)), r[3]]).rstrip())
     hint = "" if spec.cache.offline else ": set cache.offline: true to serve from it with HF_HUB_OFFLINE=1"
     err.print(f"cache PVC {result.namespace}/{result.pvc} (HF_HOME={result.hf_home}){hint}", highlight=False)
 

@@ -607,8 +607,10 @@ class ClusterTarget:
                 msg = dig(cs, "state", "terminated", "message", default="") or ""
                 for line in reversed(str(msg).splitlines()):
                     if cachejob.DONE_MARKER in line:
-                        return line.replace(cachejob.DONE_MARKER, "downloaded").strip()
-        return "downloaded"
+                        # "poolserve-cache: downloaded <repo> to <path> (<size> in <s>)" -> "to <path> (...)"
+                        _, _, rest = line.partition(cachejob.DONE_MARKER)
+                        return rest.strip().partition(" ")[2] or rest.strip()
+        return ""
 
     def _job_failure(self, ns: str, pods: Sequence[Manifest]) -> str:
         from poolserve.diagnose import diagnose
