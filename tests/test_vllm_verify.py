@@ -117,3 +117,20 @@ def test_served_cross_encoder_returns_raw_logits_like_sentence_transformers(rera
     expected = ref.score(probes.RERANK_QUERY, list(probes.RERANK_DOCUMENTS))
     assert any(s < 0 or s > 1 for s in scores)  # logits, not probabilities
     assert all(abs(a - b) <= 1e-2 * max(1.0, abs(b)) for a, b in zip(scores, expected, strict=True))
+
+
+def test_openai_client_gets_the_same_embeddings(minilm_server: Any) -> None:
+    # The README's OpenAI-client example: base_url ends in /v1, the token goes in api_key.
+    openai = pytest.importorskip("openai")
+    ep = minilm_server.endpoint
+    oa = openai.OpenAI(base_url=f"{ep.url}/v1", api_key=ep.token or "unused")
+    texts = list(probes.EMBED_TEXTS)
+    resp = oa.embeddings.create(model=ep.served_model, input=texts)
+    ours = PoolClient.from_endpoint(ep).embed(texts).vectors
+    from poolserve.verify import cosine
+
+    assert [d.index for d in resp.data] == [0, 1, 2, 3]
+    assert all(cosine(d.embedding, v) > 0.9999 for d, v in zip(resp.data, ours, strict=True))
+    long = oa.embeddings.create(model=ep.served_model, input=" ".join(["hello"] * 400),
+                                extra_body={"truncate_prompt_tokens": -1})
+    assert long.usage.prompt_tokens == 256
