@@ -44,7 +44,7 @@ class ClusterUnreachable(PoolserveError):
 
 
 class Forbidden(PoolserveError):
-    """The API refused the request (401/403)."""
+    """The API refused the request (403: missing RBAC). An expired login (401) is ClusterUnreachable."""
 
     exit_code = 4
 

@@ -53,7 +53,10 @@ _PHASE_STYLE = {"Ready": "green", "Loading": "yellow", "Failed": "bold red", "St
 
 def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
     """The ``poolserve status`` table; reasons and evidence follow under it."""
-    table = Table("NAME", "TARGET", "STATUS", "REPLICAS", "RUNTIME", "MODEL", "URL", "AGE", box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
+    for column in ("NAME", "TARGET", "STATUS", "REPLICAS", "RUNTIME", "MODEL", "URL", "AGE"):
+        # Never truncate ids and URLs: users copy them. Narrow terminals wrap them instead.
+        table.add_column(column, overflow="fold", no_wrap=column not in ("MODEL", "URL", "RUNTIME"))
     notes: list[RenderableType] = []
     for s in statuses:
         table.add_row(
