@@ -428,6 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
     """(https URL, CA file, plain-http URL) of two tiny servers on 127.0.0.1."""
+    pytest.importorskip("cryptography")  # present via vllm/kubernetes deps; only builds the test cert
     cert, key = _self_signed(tmp_path_factory.mktemp("tls"))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
