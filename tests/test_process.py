@@ -171,3 +171,16 @@ def test_startup_phase_follows_the_vllm_log() -> None:
     assert startup_phase(log[:1]) == ("parsing config", 0.05)
     assert startup_phase(log) == ("weights loaded", 0.6)
     assert startup_phase(["unrelated"]) is None
+
+
+@pytest.mark.parametrize(("line", "cause"), [
+    ("/usr/bin/python3: Error while finding module specification for 'vllm.entrypoints.openai.api_server' "
+     "(ModuleNotFoundError: No module named 'vllm')", "vLLM is not installed for the Python that ran it"),
+    ("RuntimeError: operator torchvision::nms does not exist",
+     "a CUDA torchvision/torchaudio breaks the CPU torch import"),
+])
+def test_local_only_failures_are_diagnosed(line: str, cause: str) -> None:
+    from poolserve.diagnose import diagnose
+
+    diag = diagnose(["noise", line])
+    assert diag is not None and diag.cause == cause
