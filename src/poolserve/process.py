@@ -94,7 +94,9 @@ _PHASES: tuple[tuple[str, str, float], ...] = (
     ("Initializing a V1 LLM engine", "starting the engine", 0.3),
     ("Starting to load model", "loading weights", 0.45),
     ("Loading weights took", "weights loaded", 0.6),
-    ("Dynamo bytecode transform", "compiling (torch.compile)", 0.65),  # not "torch.compile": eager mode logs that too
+    # Not a bare "torch.compile": eager mode logs "disabling torch.compile" early on.
+    ("Warming up model for the compilation", "compiling (torch.compile)", 0.65),  # CPU
+    ("Dynamo bytecode transform", "compiling (torch.compile)", 0.65),  # GPU
     ("init engine", "warming up", 0.85),
     ("Starting vLLM server on", "starting the HTTP server", 0.95),
     ("Application startup complete", "ready", 1.0),
