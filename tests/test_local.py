@@ -344,3 +344,16 @@ def test_logs_follow_ends_when_the_server_stops(stub: tuple[LocalTarget, PoolSpe
     assert not follower.is_alive()
     assert any("Application startup complete" in ln for ln in lines)
     assert lines[-1].endswith("Application shutdown complete.")  # written after following began
+
+
+def test_deploy_without_wait_then_wait(tmp_path: Path, stub_python: str) -> None:
+    spec = _spec(tmp_path, **{"local.python": stub_python, "local.env": {"STUB_DELAY_S": "1.5"}})
+    rendered = render(spec)
+    target = LocalTarget()
+    try:
+        result = target.deploy(spec, rendered, [MINILM], wait=False, timeout_s=60)
+        assert result.statuses[0].phase == "Loading" and "starting (pid" in (result.statuses[0].reason or "")
+        statuses = LocalTarget().wait(spec, rendered, [], timeout_s=60)
+        assert [(s.name, s.phase) for s in statuses] == [(MINILM, "Ready")]
+    finally:
+        target.delete(spec, rendered, [])
