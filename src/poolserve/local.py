@@ -383,7 +383,8 @@ def _locked(state_dir: Path) -> Iterator[None]:
 
 def _vllm_missing(python: str) -> bool:
     """True when ``python`` is this interpreter and it cannot import vLLM (others are not probed)."""
-    same = os.path.realpath(python) == os.path.realpath(sys.executable)
+    # abspath, not realpath: two venvs' pythons resolve to the same base interpreter.
+    same = os.path.abspath(python) == os.path.abspath(sys.executable)
     return same and importlib.util.find_spec("vllm") is None
 
 
