@@ -33,6 +33,7 @@ def plot_reports(reports: Sequence[BenchReport], path: Path, *, title: str | Non
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         raise SpecError("--plot needs matplotlib: pip install 'poolserve[plot]'") from None
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(13, 5))
@@ -57,14 +58,20 @@ def plot_reports(reports: Sequence[BenchReport], path: Path, *, title: str | Non
             if p99:
                 ax_l.plot(*zip(*p99, strict=True), marker="x", linestyle=":", color=color,
                           label=f"{name} b={b} p99")
+    ticks = sorted({s.concurrency for r in reports for s in r.settings})
     for ax, ylabel in ((ax_t, "texts/s"), (ax_l, "latency (ms)")):
         ax.set_xscale("log", base=2)
+        if ticks:
+            ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("concurrency (requests in flight)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     ax_l.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax_l.yaxis.set_major_formatter(plain)
+    ax_l.yaxis.set_minor_formatter(plain)
     ax_t.set_title("Throughput")
     ax_l.set_title("Latency p50 (solid) / p99 (dotted)")
     first = reports[0] if reports else None

@@ -262,8 +262,10 @@ def bench_cmd(
         m = spec.model(name)
         task = m.task
         model = model or m.model_id
-        cache = Path(spec.local.cache_dir)
-        hf_homes = [config.parent / cache, cache, *hf_homes]
+        if baseline is not None:
+            from poolserve.local import local_hf_home
+
+            hf_homes = [local_hf_home(spec), *hf_homes]  # the local target's cache (the PVC's layout)
         if endpoint is None:
             endpoint = get_target(target, context, kubeconfig).endpoint(spec, rendered, name)
             model = endpoint.served_model or model

