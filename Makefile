@@ -5,7 +5,7 @@ ARGS ?=
 
 .PHONY: help setup test render lint local-demo deploy-kserve-runtimes deploy-kserve-minilm \
         deploy-kserve-granite deploy-kserve-reranker deploy-kserve status-kserve wait-kserve \
-        test-kserve diff-kserve delete-kserve
+        test-kserve diff-kserve delete-kserve deploy-kserve-dry-run cache-warm-kserve logs-kserve delete-kserve-all
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ lint: setup ## Offline checks (CRD schemas with POOLSERVE_CRD_DIR)
 
 local-demo: ## Serve minilm-embedding locally with vLLM and query it
 	scripts/local-demo.sh
+
+deploy-kserve-dry-run: setup ## Validate with the API server and KServe webhooks, change nothing
+	$(POOLSERVE) deploy -c $(CONFIG) --dry-run server $(ARGS)
+
+cache-warm-kserve: setup ## Download the models into the cache PVC (one Job per model)
+	$(POOLSERVE) cache warm -c $(CONFIG) $(ARGS)
 
 deploy-kserve-runtimes: setup ## Apply both ServingRuntimes
 	$(POOLSERVE) deploy -c $(CONFIG) --runtimes-only $(ARGS)
@@ -52,5 +58,11 @@ test-kserve: setup ## Verify every deployed model's outputs
 diff-kserve: setup ## What deploy would change
 	$(POOLSERVE) diff -c $(CONFIG) $(ARGS)
 
+logs-kserve: setup ## vLLM log of one model: make logs-kserve NAME=minilm-embedding ARGS=--previous
+	$(POOLSERVE) logs -c $(CONFIG) $(NAME) $(ARGS)
+
 delete-kserve: setup ## Delete the InferenceServices (keeps runtimes)
 	$(POOLSERVE) delete -c $(CONFIG) $(ARGS)
+
+delete-kserve-all: setup ## Delete the InferenceServices and the runtimes nothing else uses
+	$(POOLSERVE) delete -c $(CONFIG) --runtimes $(ARGS)

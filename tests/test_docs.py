@@ -1,0 +1,45 @@
+"""The README stays true: every command appears in it, and its test command is what CI runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer.main
+
+import poolserve.cli  # noqa: F401 - registers the commands
+from poolserve.cli.app import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _commands() -> list[str]:
+    group = typer.main.get_group(app)
+    names: list[str] = []
+    for name, cmd in group.commands.items():
+        sub = getattr(cmd, "commands", None)
+        if sub:
+            names += [f"{name} {s}" for s in sub]
+        else:
+            names.append(name)
+    return names
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [c for c in _commands() if f"poolserve {c}" not in readme]
+    assert missing == [], f"README.md does not mention: {missing}"
+
+
+def test_every_command_has_help_text() -> None:
+    group = typer.main.get_group(app)
+    for name, cmd in group.commands.items():
+        assert cmd.help, name
+        for sub_name, sub in (getattr(cmd, "commands", None) or {}).items():
+            assert sub.help, f"{name} {sub_name}"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in readme and "scripts/test.sh" in ci
+    assert "scripts/local-demo.sh" in readme and (ROOT / "scripts" / "local-demo.sh").is_file()
