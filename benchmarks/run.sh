@@ -39,11 +39,12 @@ RUNS=(
   "float32-compiled|float32|local.dtype=float32 local.enforce_eager=false"
   "float32-allcores|float32|local.dtype=float32 local.env.VLLM_CPU_NUM_OF_RESERVED_CPU=\"0\""
   "float32-mnbt8192|float32|local.dtype=float32 local.extra_args=[--max-num-batched-tokens=8192]"
+  "bfloat16-allcores|bfloat16|local.dtype=bfloat16 local.env.VLLM_CPU_NUM_OF_RESERVED_CPU=\"0\""
 )
 want=("$@")
 
 mkdir -p "$OUT"
-: >"$OUT/conditions.txt"
+[ ${#want[@]} -gt 0 ] || : >"$OUT/conditions.txt"
 "${POOLSERVE[@]}" cache import "${SETS[@]}" "$MODEL_ID" "$MODEL_DIR" >/dev/null
 # Wait (at most QUIET_WAIT s) until the machine is quiet: CPU busy < QUIET_BUSY % over 5 s, nothing of ours running.
 QUIET_BUSY=${QUIET_BUSY:-15}
