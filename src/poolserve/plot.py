@@ -69,9 +69,9 @@ def plot_reports(reports: Sequence[BenchReport], path: Path, *, title: str | Non
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     ax_l.set_yscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    ax_l.yaxis.set_major_formatter(plain)
-    ax_l.yaxis.set_minor_formatter(plain)
+    ax_l.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax_l.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax_l.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax_t.set_title("Throughput")
     ax_l.set_title("Latency p50 (solid) / p99 (dotted)")
     first = reports[0] if reports else None
