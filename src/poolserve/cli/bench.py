@@ -212,12 +212,13 @@ def bench_cmd(
                                            "one setting each.")] = str(DEFAULT_DOCUMENTS),
     output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON report here "
                                                      "('-' for stdout instead of the table).")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart (needs poolserve[plot]).")]
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart (needs the 'plot' extra: matplotlib).")]
     = None,
     compare_file: Annotated[Path | None, typer.Option("--compare", help="A previous JSON report: show "
                                                       "ratios against it.")] = None,
-    baseline: Annotated[str | None, typer.Option("--baseline", help="Also encode the same texts in-process: "
-                                                 "sentence-transformers (needs poolserve[reference]).")] = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Also encode the same texts in-process, "
+                                                 "after the load: sentence-transformers (needs the 'reference' "
+                                                 "extra).")] = None,
     baseline_dtype: Annotated[str, typer.Option("--baseline-dtype", help="dtype of the baseline model.")]
     = "float32",
     self_test: Annotated[bool, typer.Option("--self-test", help="Measure the generator's own ceiling "
