@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from poolserve.errors import LocalRunError, NotFound, NotReady, SpecError
 from poolserve.local import (
+    HostInfo,
     LaunchPlan,
     LocalEntry,
     LocalState,
@@ -43,11 +44,12 @@ def _spec(tmp_path: Path, **overrides: Any) -> PoolSpec:
                               **overrides})
 
 
-def _plan(spec: PoolSpec, *, port: int = 40001, cached: bool = True, name: str = MINILM) -> LaunchPlan:
+def _plan(spec: PoolSpec, *, port: int = 40001, cached: bool = True, name: str = MINILM,
+          host: HostInfo = HostInfo()) -> LaunchPlan:  # noqa: B008
     return plan_launch(render(spec).compose(name), model_id=spec.model(name).model_id, local=spec.local,
                        cache_pvc=spec.cache.pvc, python="/venv/bin/python", port=port,
                        cache_dir=Path(spec.local.cache_dir), state_dir=Path(spec.local.state_dir),
-                       model_cached=lambda hf_home: cached)
+                       model_cached=lambda hf_home: cached, host=host, task=spec.model(name).task)
 
 
 # -- the plan -----------------------------------------------------------------------------------
@@ -357,3 +359,19 @@ def test_deploy_without_wait_then_wait(tmp_path: Path, stub_python: str) -> None
         assert [(s.name, s.phase) for s in statuses] == [(MINILM, "Ready")]
     finally:
         target.delete(spec, rendered, [])
+
+
+def test_auto_dtype_and_reserved_cpus_follow_the_host(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    small_bf16 = HostInfo(cpu_flags=frozenset({"avx2", "avx512f", "amx_bf16"}), cpu_count=2)
+    plan = _plan(spec, host=small_bf16)
+    assert plan.argv[-3] == "--dtype=bfloat16"
+    assert plan.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert any("local.dtype auto -> bfloat16 (CPU has amx_bf16)" in o for o in plan.overrides)
+    big_avx2 = HostInfo(cpu_flags=frozenset({"avx2"}), cpu_count=32)
+    plan = _plan(spec, host=big_avx2)
+    assert "--dtype=float32" in plan.argv and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in plan.env
+    assert "--dtype=float32" in _plan(spec, host=small_bf16, name="msmarco-reranker").argv[-4:]
+    pinned = _spec(tmp_path, **{"local.dtype": "float16", "local.reserved_cpus": 1})
+    plan = _plan(pinned, host=small_bf16)
+    assert plan.argv[-3] == "--dtype=float16" and plan.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"

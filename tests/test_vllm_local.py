@@ -135,8 +135,11 @@ def test_reranker_matches_sentence_transformers_cross_encoder(reranker_server: A
         [(probes.RERANK_QUERY, d) for d in docs])
     served = {hit.index: hit.score for hit in ranked.results}
     assert sorted(served) == list(range(len(docs)))
+    # vLLM's own tolerance for 16-bit classification (rtol 1e-2; tests/models/.../test_classification.py),
+    # with an absolute floor of 1e-2 for logits near zero: the local default is bfloat16 on CPUs with
+    # AMX/AVX512-BF16 (float32 elsewhere), and the same rule backs `poolserve test --reference`.
     for i, want in enumerate(reference):
-        assert served[i] == pytest.approx(float(want), abs=1e-2)
+        assert abs(served[i] - float(want)) <= 1e-2 * max(1.0, abs(float(want))), (i, served[i], float(want))
     assert ranked.results[0].index == probes.RERANK_RELEVANT_INDEX
     expected_order = sorted(range(len(docs)), key=lambda i: -float(reference[i]))
     assert [hit.index for hit in ranked.results] == expected_order

@@ -200,6 +200,59 @@ def _fingerprint(argv: Sequence[str], port: int, env: Mapping[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+SMALL_MACHINE_CPUS = 4
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What the local defaults depend on: the CPU's instruction-set flags and its core count."""
+
+    cpu_flags: frozenset[str] = frozenset()
+    cpu_count: int | None = None
+
+    @classmethod
+    def detect(cls) -> HostInfo:
+        """Read ``/proc/cpuinfo`` (Linux) and ``os.cpu_count()``; unknown flags stay empty."""
+        flags: frozenset[str] = frozenset()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("flags"):
+                        flags = frozenset(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+        return cls(cpu_flags=flags, cpu_count=os.cpu_count())
+
+
+def local_dtype(setting: str | None, host: HostInfo, task: str = "embed") -> tuple[str | None, str | None]:
+    """Resolve ``local.dtype``: returns ``(dtype or None, why)``.
+
+    ``auto`` is bfloat16 for embedding models on CPUs with AVX512-BF16/AMX-BF16 (3.2x float32 here,
+    cosine >= 0.9999 against float32), and float32 otherwise. Cross-encoders stay float32: in
+    bfloat16 their raw logits drifted up to 1.5% from sentence-transformers (-5.25 vs -5.33), beyond
+    vLLM's own 1e-2 tolerance.
+    """
+    if setting != "auto":
+        return setting, None
+    if task == "score":
+        return "float32", "local.dtype auto -> float32 (cross-encoder scores drift beyond 1e-2 in bfloat16)"
+    if host.cpu_flags & BF16_CPU_FLAGS:
+        found = ", ".join(sorted(host.cpu_flags & BF16_CPU_FLAGS))
+        return "bfloat16", f"local.dtype auto -> bfloat16 (CPU has {found})"
+    return "float32", "local.dtype auto -> float32 (no AVX512-BF16/AMX-BF16 on this CPU)"
+
+
+def reserved_cpus(setting: int | None, host: HostInfo) -> int | None:
+    """Resolve ``local.reserved_cpus``: None means 0 on small machines, vLLM's default elsewhere."""
+    if setting is not None:
+        return setting
+    if host.cpu_count is not None and host.cpu_count <= SMALL_MACHINE_CPUS:
+        return 0
+    return None
+
+
 def plan_launch(
     composed: Composed,
     *,
@@ -211,6 +264,8 @@ def plan_launch(
     cache_dir: Path,
     state_dir: Path,
     model_cached: Callable[[Path], bool],
+    host: HostInfo = HostInfo(),
+    task: str = "embed",
 ) -> LaunchPlan:
     """Map the container KServe would run onto this machine (pure, except ``model_cached``).
 
@@ -224,6 +279,8 @@ def plan_launch(
         cache_dir: absolute ``local.cache_dir``.
         state_dir: absolute state directory.
         model_cached: ``model_cached(hf_home)`` is True when the model is in that hub cache.
+        host: CPU flags and core count, for ``local.dtype: auto`` and ``local.reserved_cpus``.
+        task: the model's task (``local.dtype: auto`` keeps cross-encoders at float32).
     """
     name = composed.isvc
     run_dir = state_dir / "run" / name
@@ -267,8 +324,11 @@ def plan_launch(
 
     local_args = [f"--port={port}", f"--host={HOST}"]
     overrides.append(f"--port={vllm.PORT} -> --port={port} --host={HOST}")
-    if local.dtype is not None:
-        local_args.append(f"--dtype={local.dtype}")
+    dtype, why = local_dtype(local.dtype, host, task)
+    if dtype is not None:
+        local_args.append(f"--dtype={dtype}")
+    if why:
+        overrides.append(why)
     if local.gpu_memory_utilization is not None:
         local_args.append(f"--gpu-memory-utilization={local.gpu_memory_utilization:g}")
     if local.enforce_eager:
@@ -288,6 +348,12 @@ def plan_launch(
         overrides.append(f"{model_id} is not in the local cache ({hf_home}): "
                          + ("HF_HUB_OFFLINE is set, so vLLM will fail" if offline else "vLLM will download it")
                          + f"; `poolserve cache import {model_id} DIR` uses local weights")
+    reserved = reserved_cpus(local.reserved_cpus, host)
+    if reserved is not None and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in local.env:
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)
+        overrides.append(f"VLLM_CPU_NUM_OF_RESERVED_CPU={reserved}"
+                         + (f": {host.cpu_count} cores, let vLLM compute on all of them"
+                            if local.reserved_cpus is None else ""))
     if local.env:
         env.update(local.env)
         overrides.append("local env: " + " ".join(f"{k}={v}" for k, v in local.env.items()))
@@ -394,15 +460,17 @@ class LocalTarget:
     name: TargetName = "local"
 
     def __init__(self, state_dir: Path | None = None, *, healthy: Callable[[str], bool] = http_healthy,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, host: HostInfo | None = None) -> None:
         """Create the target.
 
         Args:
             state_dir: overrides ``local.state_dir`` of the config.
             healthy: ``healthy(url) -> bool`` for ``/health`` (tests inject a fake).
             now: wall clock for ``started_at`` and ages.
+            host: CPU description for the local defaults (default: this machine's).
         """
         self.state_dir = state_dir
+        self._host = host if host is not None else HostInfo.detect()
         self._healthy = healthy
         self._now = now
         self._started: dict[str, VllmProcess] = {}  # processes this instance spawned (reaped on stop)
@@ -435,6 +503,7 @@ class LocalTarget:
             python=spec.local.python or sys.executable, port=port, cache_dir=local_cache_dir(spec),
             state_dir=state_dir,
             model_cached=lambda hf_home: hfcache.snapshot_path(hf_home, model.model_id) is not None,
+            host=self._host, task=model.task,
         )
 
     # -- Target protocol -----------------------------------------------------------------------
