@@ -7,6 +7,7 @@ call core or action functions, and hand results to :mod:`poolserve.output`. No l
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,8 +31,11 @@ cache_app = typer.Typer(help="The model cache: import local model dirs, list, wa
 app.add_typer(cache_app, name="cache")
 
 # Data on stdout, narration on stderr: `poolserve render -o - | oc apply -f -` works.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped output (scripts, CI logs) gets whole lines instead of rich's 80-column fallback, which folds
+# tables of model ids and URLs into unreadable columns.
+_PIPE_WIDTH = 200
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Config file.", envvar="POOLSERVE_CONFIG", show_default=True)
