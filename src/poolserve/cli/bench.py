@@ -34,7 +34,7 @@ from poolserve.bench import (
     self_test_report,
 )
 from poolserve.cli.app import ConfigOpt, SetOpt, TargetOpt, command, err, out
-from poolserve.cli.ops import ContextOpt, KubeconfigOpt, get_target, load
+from poolserve.cli.ops import ContextOpt, KubeconfigOpt, get_target, load, parse_duration
 from poolserve.errors import SpecError
 from poolserve.metrics import (
     BenchReport,
@@ -58,19 +58,6 @@ def parse_ints(text: str, option: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise SpecError(f"{option} {text!r}: expected positive integers like 1,4,16")
     return values
-
-
-def parse_seconds(text: str, option: str) -> float:
-    """``30``, ``30s``, ``2m``, ``1h`` -> seconds."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    t = text.strip().lower()
-    try:
-        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
-    except ValueError:
-        raise SpecError(f"{option} {text!r}: expected a duration like 30s or 2m") from None
-    if value <= 0:
-        raise SpecError(f"{option} {text!r}: must be positive")
-    return value
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -235,8 +222,8 @@ def bench_cmd(
     if requests is not None and duration is not None:
         raise SpecError("give --requests or --duration, not both")
     bounds = Bounds(requests=None if duration else (requests or 200),
-                    duration_s=parse_seconds(duration, "--duration") if duration else None,
-                    warmup=warmup, max_time_s=parse_seconds(time_cap, "--time-cap"))
+                    duration_s=parse_duration(duration, "--duration") if duration else None,
+                    warmup=warmup, max_time_s=parse_duration(time_cap, "--time-cap"))
     previous = (report_from_json(_read(compare_file), str(compare_file)) if compare_file else None)
     if plot is not None:
         import importlib.util

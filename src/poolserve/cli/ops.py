@@ -31,16 +31,16 @@ KubeconfigOpt = Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBEC
 TimeoutOpt = Annotated[str, typer.Option("--timeout", help="How long to wait, e.g. 900s, 15m.")]
 
 
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h`` -> seconds."""
+def parse_duration(text: str, option: str = "--timeout") -> float:
+    """``90``, ``90s``, ``15m``, ``1h`` -> seconds; errors name ``option``."""
     units = {"s": 1, "m": 60, "h": 3600}
     t = text.strip().lower()
     try:
         value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
-        raise SpecError(f"--timeout {text!r}: expected a duration like 600s or 15m") from None
+        raise SpecError(f"{option} {text!r}: expected a duration like 30s or 15m") from None
     if value <= 0:
-        raise SpecError(f"--timeout {text!r}: must be positive")
+        raise SpecError(f"{option} {text!r}: must be positive")
     return value
 
 
