@@ -31,22 +31,9 @@ from poolserve.cluster.fake import (
 )
 from poolserve.cluster.target import ClusterTarget
 from poolserve.spec import parse_spec
+from test_cluster_target import NS, SPEC  # one cluster fixture config for target and CLI tests
 
 GOLDEN = Path(__file__).parent / "golden"
-NS = "embeddings"
-SPEC = """\
-namespace: embeddings
-image: vllm/vllm-openai:v0.32.0
-cache: {pvc: model-cache}
-runtimes:
-  - {name: vllm-embedding-runtime, task: embed}
-  - {name: vllm-reranker-runtime, task: score}
-defaults: {gpus: 1}
-models:
-  - {name: minilm, model_id: sentence-transformers/all-MiniLM-L6-v2, max_model_len: 256}
-  - {name: granite, model_id: ibm-granite/granite-embedding-278m-multilingual}
-  - {name: reranker, model_id: cross-encoder/ms-marco-MiniLM-L12-v2, expose: true}
-"""
 TASK_CRASH = ("INFO 01-01 00:00:03 api_server.py:1] vLLM API server version 0.32.0\n"
               "api_server.py: error: unrecognized arguments: --task=embed")
 
