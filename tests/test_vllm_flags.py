@@ -102,3 +102,17 @@ def test_rendered_args_pass_their_own_check(version: tuple[int, int, int]) -> No
 def test_env_problems() -> None:
     found = vllm.env_problems({"VLLM_USAGE_STATS": "0", "PYTHONPATH": "/x"})
     assert {p.flag for p in found} == {"VLLM_USAGE_STATS", "PYTHONPATH"}
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        ([], []),
+        (["--served-model-name", "a", "b", "--port=1"], ["a", "b"]),
+        (["--served-model-name=a", "b"], ["a"]),
+        (["--served-model-name", "a", "--served-model-name", "c"], ["c"]),  # the last occurrence wins
+        (["--served-model-name", "org/m", "{{.Name}}"], ["org/m", "{{.Name}}"]),
+    ],
+)
+def test_served_model_names_like_argparse(args: list[str], names: list[str]) -> None:
+    assert vllm.served_model_names(args) == names

@@ -94,6 +94,25 @@ def model_args(model: Model) -> list[str]:
     return args
 
 
+def served_model_names(args: Sequence[str]) -> list[str]:
+    """The names ``--served-model-name`` gives in ``args``, as vLLM's argparse reads them.
+
+    The flag takes one or more values (``nargs="+"``); a later occurrence replaces an earlier one;
+    ``--served-model-name=a`` takes exactly one. Responses carry the first name. Empty when unset.
+    """
+    names: list[str] = []
+    for i, a in enumerate(args):
+        if a.startswith("--served-model-name="):
+            names = [a.split("=", 1)[1]]
+        elif a == "--served-model-name":
+            names = []
+            for value in args[i + 1:]:
+                if value.startswith("-"):
+                    break
+                names.append(value)
+    return names
+
+
 @dataclass(frozen=True)
 class FlagProblem:
     """A flag that the target vLLM version rejects (error) or treats oddly (warning)."""
