@@ -129,3 +129,33 @@ def test_per_model_runtime_mode_names_runtimes_like_models() -> None:
     text = "runtime_mode: per-model\n" + MINIMAL
     (m,) = resolve_models(parse_spec(text))
     assert m.runtime.name == "minilm-embedding" and m.runtime.pattern == "vllm-embedding-runtime"
+
+
+def test_each_image_is_read_for_its_own_version() -> None:
+    text = ("vllm_version: 0.32.0\n" + MINIMAL.replace("task: embed", "task: embed\n    image: vllm/vllm-openai:v0.9.2")
+            + "  - name: other\n    model_id: intfloat/e5-base-v2\n    image: vllm/vllm-openai:v0.10.1\n")
+    models = {m.name: m for m in resolve_models(parse_spec(text))}
+    assert models["minilm-embedding"].runtime.vllm_version == (0, 9, 2)  # not the top-level 0.32.0
+    assert models["other"].vllm_version == (0, 10, 1)
+
+
+def test_model_can_clear_defaults_node_selector_and_tolerations() -> None:
+    text = MINIMAL.replace("models:", "defaults:\n  node_selector: {gpu: a100}\n"
+                           "  tolerations: [{key: gpu, operator: Exists}]\nmodels:")
+    (m,) = resolve_models(parse_spec(text + "    node_selector: {}\n    tolerations: []\n"))
+    assert m.node_selector == () and m.tolerations == ()
+    (m,) = resolve_models(parse_spec(text))
+    assert m.node_selector == (("gpu", "a100"),) and len(m.tolerations) == 1
+
+
+def test_resolving_an_unchecked_spec_raises_spec_error_not_assertion() -> None:
+    from poolserve.spec import PoolSpec
+
+    raw = PoolSpec.model_validate({"image": "vllm/vllm-openai:latest", "runtimes": [{"name": "r", "task": "embed"}],
+                                   "models": [{"name": "m", "model_id": "sentence-transformers/all-MiniLM-L6-v2"}]})
+    with pytest.raises(SpecError, match="cannot tell the vLLM version"):
+        resolve_models(raw)
+    raw = PoolSpec.model_validate({"runtimes": [{"name": "r", "task": "embed"}],
+                                   "models": [{"name": "m", "model_id": "cross-encoder/ms-marco-MiniLM-L12-v2"}]})
+    with pytest.raises(SpecError, match="no runtime for task 'score'"):
+        resolve_models(raw)

@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from poolserve import catalog
 from poolserve.errors import SpecError
@@ -33,6 +33,14 @@ MAX_NAME_PLUS_NAMESPACE = 52
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _TASK_ALIASES = {"embed": "embed", "embedding": "embed", "embeddings": "embed",
                  "score": "score", "rerank": "score", "reranker": "score"}
+
+
+def _task_alias(v: Any) -> Any:
+    return _TASK_ALIASES.get(v, v) if isinstance(v, str) else v
+
+
+# ``embedding``/``rerank``/``reranker`` are accepted as spellings of the two tasks.
+TaskKey = Annotated[Task, BeforeValidator(_task_alias)]
 
 
 class _Strict(BaseModel):
@@ -117,7 +125,7 @@ class RuntimeConfig(_Strict):
 
     name: str
     display_name: str | None = None
-    task: Task
+    task: TaskKey
     image: str | None = None
     vllm_version: str | None = None
     model_format: str = "huggingface"
@@ -126,11 +134,6 @@ class RuntimeConfig(_Strict):
     accelerator: str | None = "nvidia.com/gpu"
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("task", mode="before")
-    @classmethod
-    def _task_alias(cls, v: Any) -> Any:
-        return _TASK_ALIASES.get(v, v) if isinstance(v, str) else v
 
 
 class ModelDefaults(_Strict):
@@ -154,7 +157,7 @@ class ModelConfig(ModelDefaults):
     name: str
     model_id: str
     display_name: str | None = None
-    task: Task | None = None
+    task: TaskKey | None = None
     runtime: str | None = None
     max_model_len: int | None = Field(default=None, gt=0, le=1_048_576)
     dtype: str | None = None
@@ -164,11 +167,6 @@ class ModelConfig(ModelDefaults):
     hf_overrides: dict[str, Any] | None = None
     pooler_config: dict[str, Any] | None = None
     convert: Literal["embed", "classify"] | None = None
-
-    @field_validator("task", mode="before")
-    @classmethod
-    def _task_alias(cls, v: Any) -> Any:
-        return _TASK_ALIASES.get(v, v) if isinstance(v, str) else v
 
 
 class PoolSpec(_Strict):
@@ -371,10 +369,20 @@ def load_spec(path: str | Path = DEFAULT_CONFIG, overrides: Mapping[str, Any] | 
     return parse_spec(text, str(p), overrides)
 
 
-def _version_for(image: str, explicit: str | None) -> Version | None:
-    if explicit is not None:
-        return parse_version(explicit)
-    return image_version(image)
+def runtime_version(spec: PoolSpec, rt: RuntimeConfig) -> Version | None:
+    """The vLLM version of a runtime's image.
+
+    The runtime's own ``vllm_version`` wins; a runtime with its own image is read from that image's
+    tag (the top-level ``vllm_version`` describes the top-level ``image`` only); otherwise the
+    top-level ``vllm_version``, else the top-level image's tag.
+    """
+    if rt.vllm_version is not None:
+        return parse_version(rt.vllm_version)
+    if rt.image is not None:
+        return image_version(rt.image)
+    if spec.vllm_version is not None:
+        return parse_version(spec.vllm_version)
+    return image_version(spec.image)
 
 
 def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
@@ -392,7 +400,7 @@ def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
         if not NAME_RE.match(rt.name) or len(rt.name) > 63:
             out.append((("runtimes", i, "name"), f"{rt.name!r} is not a valid Kubernetes name"))
         image = rt.image or spec.image
-        if _version_for(image, rt.vllm_version or spec.vllm_version) is None:
+        if runtime_version(spec, rt) is None:
             key = "vllm_version" if rt.vllm_version else "image"
             out.append(
                 (("runtimes", i, key) if rt.image or rt.vllm_version else ("image",),
@@ -439,10 +447,10 @@ def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
         if entry and m.max_model_len and m.max_model_len > entry.max_model_len:
             out.append(((*base, "max_model_len"), f"{m.max_model_len} is above {m.model_id}'s limit of "
                         f"{entry.max_model_len}; vLLM refuses to start (see `poolserve catalog {m.model_id}`)"))
-        if m.image and _version_for(m.image, spec.vllm_version) is None:
+        if m.image and image_version(m.image) is None:
             out.append(((*base, "image"), f"cannot tell the vLLM version of image {m.image!r}: pin a tag like v0.32.0"))
-        replicas = m.replicas or spec.defaults.replicas or 1
-        max_replicas = m.max_replicas or spec.defaults.max_replicas or replicas
+        replicas = _first(m.replicas, spec.defaults.replicas, 1)
+        max_replicas = _first(m.max_replicas, spec.defaults.max_replicas, replicas)
         if max_replicas < replicas:
             out.append(((*base, "max_replicas"), f"max_replicas {max_replicas} is below replicas {replicas}"))
     return out
@@ -467,8 +475,9 @@ def _first(*values: Any) -> Any:
 
 def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None) -> Runtime:
     image = rt.image or spec.image
-    version = _version_for(image, rt.vllm_version or spec.vllm_version)
-    assert version is not None  # guaranteed by cross_check
+    version = runtime_version(spec, rt)
+    if version is None:  # parse_spec's cross_check reports this with its line; this guards direct callers
+        raise SpecError(f"runtime {rt.name}: cannot tell the vLLM version of image {image!r}")
     display = rt.display_name or f"vLLM {'Embedding' if rt.task == 'embed' else 'Reranker'} Runtime"
     return Runtime(
         name=name or rt.name,
@@ -493,13 +502,14 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
     for m in spec.models:
         entry = catalog.lookup(m.model_id)
         task: Task = m.task or (entry.task if entry else "embed")
-        rt_cfg = next(
-            rt for rt in spec.runtimes if (rt.name == m.runtime if m.runtime else rt.task == task)
-        )
+        rt_cfg = next((rt for rt in spec.runtimes if (rt.name == m.runtime if m.runtime else rt.task == task)), None)
+        if rt_cfg is None:
+            raise SpecError(f"model {m.name}: no runtime for task {task!r} (run the config through load_spec)")
         runtime = _resolve_runtime(spec, rt_cfg, m.name if spec.runtime_mode == "per-model" else None)
         image = m.image
-        version = _version_for(image, spec.vllm_version) if image else runtime.vllm_version
-        assert version is not None
+        version = image_version(image) if image else runtime.vllm_version
+        if version is None:
+            raise SpecError(f"model {m.name}: cannot tell the vLLM version of image {image!r}")
         replicas = _first(m.replicas, d.replicas, 1)
         expose = bool(_first(m.expose, d.expose, False))
         env = dict(d.env or {})
@@ -527,8 +537,9 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
                 gpus=_first(m.gpus, d.gpus, 0),
                 replicas=replicas,
                 max_replicas=_first(m.max_replicas, d.max_replicas, replicas),
-                node_selector=tuple(sorted((m.node_selector or d.node_selector or {}).items())),
-                tolerations=tuple(m.tolerations or d.tolerations or ()),
+                # None means "not set": a model's {} / [] clears what defaults: sets.
+                node_selector=tuple(sorted(_first(m.node_selector, d.node_selector, {}).items())),
+                tolerations=tuple(_first(m.tolerations, d.tolerations, ())),
                 expose=expose,
                 # Exposed routes get token auth unless the config says otherwise.
                 auth=bool(_first(m.auth, d.auth, expose)),
