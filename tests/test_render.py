@@ -144,3 +144,21 @@ def test_exposed_model_gets_auth_objects_and_no_secret_values() -> None:
     assert not templates.in_kustomization
     names = [t["objects"][0]["metadata"]["name"] for t in templates.objects]
     assert names == ["vllm-embedding-runtime", "vllm-reranker-runtime"]
+
+
+def test_runtime_env_replaces_a_default_entry_whole() -> None:
+    spec = load_spec(ROOT / "tests" / "specs" / "per-model-secure.yaml",
+                     {"runtimes.0.env": {"HF_TOKEN": "dummy", "HOME": "/home/vllm"}})
+    sr = next(o for o in render(spec).manifests if o["kind"] == "ServingRuntime")
+    env = {e["name"]: e for e in sr["spec"]["containers"][0]["env"]}
+    assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "value": "dummy"}  # never value and valueFrom together
+    assert env["HOME"] == {"name": "HOME", "value": "/home/vllm"}
+
+
+def test_project_scoped_templates() -> None:
+    path = ROOT / "tests" / "specs" / "per-model-secure.yaml"
+    sr = next(o for o in render(load_spec(path)).manifests if o["kind"] == "ServingRuntime")
+    assert sr["metadata"]["annotations"][kserve.RUNTIME_SCOPE] == "global"
+    spec = load_spec(path, {"dashboard.templates_namespace": "search"})
+    sr = next(o for o in render(spec).manifests if o["kind"] == "ServingRuntime")
+    assert sr["metadata"]["annotations"][kserve.RUNTIME_SCOPE] == "project"

@@ -80,13 +80,8 @@ def runtime_env(spec: PoolSpec, runtime: Runtime) -> list[dict[str, Any]]:
     if spec.cache.hf_token_secret is not None:
         ref = spec.cache.hf_token_secret
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
-    known = {e["name"] for e in env}
-    for name, value in runtime.env:
-        if name in known:
-            next(e for e in env if e["name"] == name).update({"value": value})
-        else:
-            env.append({"name": name, "value": value})
-    return env
+    # The runtime's own env wins over these defaults: merged by name like KServe merges env.
+    return _merge_env(env, [{"name": name, "value": value} for name, value in runtime.env])
 
 
 def _probe(*, period_s: int, failures: int, timeout_s: int) -> dict[str, Any]:
@@ -110,7 +105,8 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime) -> Manifest:
     if spec.dashboard.templates:
         # Only with a Template behind it: a dangling template-name shows "Template removed" in 3.x.
         annotations[TEMPLATE_NAME] = runtime.pattern
-        annotations[RUNTIME_SCOPE] = "global"
+        # "global": the Template lives in the dashboard namespace; "project": in the model's own.
+        annotations[RUNTIME_SCOPE] = "project" if spec.dashboard.templates_namespace == spec.namespace else "global"
     if runtime.accelerator:
         annotations[RECOMMENDED_ACCELERATORS] = json.dumps([runtime.accelerator])
     container: dict[str, Any] = {
