@@ -129,3 +129,37 @@ def test_catalog_list_and_entry() -> None:
 def test_unknown_target_is_a_one_line_error(project: Path) -> None:
     r = runner.invoke(app, ["status", "--target", "moon"])
     assert r.exit_code == 2 and "unknown target 'moon'" in r.stderr
+
+
+def test_render_never_replaces_a_hand_written_file_without_force(project: Path) -> None:
+    out = project / "manifests" / "kserve"
+    out.mkdir(parents=True)
+    (out / "kustomization.yaml").write_text("resources: [mine.yaml]\n")
+    r = runner.invoke(app, ["render"])
+    assert r.exit_code == 2 and "kustomization.yaml was not written by poolserve" in r.stderr
+    assert (out / "kustomization.yaml").read_text() == "resources: [mine.yaml]\n"
+    assert sorted(p.name for p in out.iterdir()) == ["kustomization.yaml"]  # nothing half-written
+    assert runner.invoke(app, ["render", "--force"]).exit_code == 0
+    assert "namespace.yaml" in (out / "kustomization.yaml").read_text()
+
+
+def test_rendered_files_are_world_readable(project: Path) -> None:
+    runner.invoke(app, ["render"])
+    modes = {p.stat().st_mode & 0o777 for p in (project / "manifests" / "kserve").iterdir()}
+    assert modes == {0o666 & ~_umask()}
+
+
+def _umask() -> int:
+    import os
+
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def test_two_runtimes_for_one_file_is_an_error(project: Path) -> None:
+    cfg = project / "poolserve.yaml"
+    cfg.write_text(cfg.read_text().replace("name: vllm-reranker-runtime", "name: embedding"))
+    r = runner.invoke(app, ["render"])
+    assert r.exit_code == 2
+    assert "would both be written to serving-runtime-embedding.yaml" in r.stderr

@@ -90,7 +90,18 @@ def render(spec: PoolSpec) -> Rendered:
                 seen.add(rt.pattern)
                 templates.append(kserve.template(spec, rt, srs[rt.name]))
         files.append(RenderedFile(TEMPLATES_FILE, tuple(templates), in_kustomization=False))
+    _check_file_names(files)
     return Rendered(files=tuple(files), models=tuple(models), runtimes=tuple(runtimes), objects_by_model=by_model)
+
+
+def _check_file_names(files: list[RenderedFile]) -> None:
+    owners: dict[str, str] = {KUSTOMIZATION: "the kustomization"}
+    for f in files:
+        who = ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in f.objects)
+        if f.name in owners:
+            raise SpecError(f"{owners[f.name]} and {who} would both be written to {f.name}: rename one "
+                            "(runtime files are named after the runtime without 'vllm-' and '-runtime')")
+        owners[f.name] = who
 
 
 def kustomization(files: Iterable[RenderedFile]) -> Manifest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -25,20 +26,32 @@ def _existing(out_dir: Path) -> dict[str, str]:
 
 
 def _write_atomically(out_dir: Path, texts: dict[str, str], stale: list[str]) -> None:
+    """Write every file or none: stage each next to its target, then rename them into place."""
+    staged: list[tuple[str, Path]] = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        staged: list[tuple[str, Path]] = []
+        mode = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 0600
         for name, text in texts.items():
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
+            staged.append((tmp, out_dir / name))
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
-            staged.append((tmp, out_dir / name))
+            os.chmod(tmp, mode)
         for tmp, final in staged:
             os.replace(tmp, final)
         for name in stale:
             (out_dir / name).unlink()
     except OSError as e:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise SpecError(f"{out_dir}: cannot write manifests: {e}") from None
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 @command("render")
@@ -48,6 +61,8 @@ def render_cmd(
                                         "on stdout.")] = str(DEFAULT_OUT),
     check: Annotated[bool, typer.Option("--check", help="Write nothing; print the diff and exit 1 if the "
                                         "directory differs from a fresh render.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace files in the output directory that poolserve "
+                                        "did not write.")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Render the config into KServe manifests (ServingRuntimes, InferenceServices, namespace, kustomization)."""
@@ -73,6 +88,10 @@ def render_cmd(
             typer.echo(unified_diff(f"{out_dir}/{name}", existing[name], None), nl=False)
         raise DriftError(f"{out_dir} differs from a fresh render of {config} "
                          f"({len(changed) + len(stale)} file(s)); run `poolserve render -c {config} -o {out_dir}`")
+    foreign = sorted(n for n in changed if n in existing and not is_generated(existing[n]))
+    if foreign and not force:
+        raise SpecError(f"{out_dir}/{foreign[0]} was not written by poolserve and would be replaced: move it, "
+                        "or pass --force" + (f" ({len(foreign)} such files)" if len(foreign) > 1 else ""))
     _write_atomically(out_dir, texts, stale)
     for name in changed:
         err.print(f"wrote {out_dir / name}")
