@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -170,6 +171,28 @@ def test_the_time_cap_ends_hung_requests() -> None:
     s = report.settings[0]
     assert s.errors_by_kind == {"time_cap": 1}
     assert s.requests == 99
+
+
+def test_requests_cut_by_the_time_cap_do_not_stretch_the_window() -> None:
+    # Every 5th request hangs past the cap; the measured window cannot be longer than the call took
+    # (cut-off requests once ended at twice the elapsed time, halving req/s).
+    posts = itertools.count(1)
+
+    async def some_hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(3600 if next(posts) % 5 == 0 else 0.01)
+        return httpx.Response(200, json=embeddings(len(json.loads(request.content)["input"])))
+
+    async def go() -> Any:
+        async with httpx.AsyncClient(base_url=URL, transport=httpx.MockTransport(some_hang)) as client:
+            before = time.perf_counter()
+            s = await run_setting(client, Workload("embed", None, 8, 1), 2,
+                                  Bounds(requests=1000, warmup=0, max_time_s=0.5))
+            return s, time.perf_counter() - before
+
+    s, wall_s = asyncio.run(go())
+    assert s.errors_by_kind == {"time_cap": 2} and s.requests > 0
+    assert s.duration_s <= wall_s
+    assert s.requests_per_s == pytest.approx(s.requests / s.duration_s)
 
 
 def test_progress_reports_warmup_then_measurement() -> None:

@@ -256,6 +256,7 @@ async def _closed_loop(client: httpx.AsyncClient, workload: Workload, concurrenc
     results: list[RequestResult] = []
     bodies = [workload.body(i) for i in range(_BODY_POOL)]
     next_index = 0
+    in_flight: dict[int, float] = {}  # request index -> send time (relative to t0)
 
     def take() -> int | None:
         nonlocal next_index
@@ -270,20 +271,25 @@ async def _closed_loop(client: httpx.AsyncClient, workload: Workload, concurrenc
 
     async def worker() -> None:
         while (i := take()) is not None:
-            r = await send_one(client, workload, bodies[i % _BODY_POOL], clock() - t0, clock)
+            start_s = clock() - t0
+            in_flight[i] = start_s
+            r = await send_one(client, workload, bodies[i % _BODY_POOL], start_s, clock)
+            del in_flight[i]
             results.append(r)
             on_done(len(results))
 
     tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
     _, pending = await asyncio.wait(tasks, timeout=max(0.0, hard_deadline - clock()))
-    for t in pending:
-        t.cancel()
     if pending:
+        # A cut-off request keeps its real send time and ends at the cut: the window ends there too
+        # (recording it as sent at the cut would put its end at twice the elapsed time).
+        cut_s = clock() - t0
+        for t in pending:
+            t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        cancelled = next_index - len(results)
-        now = clock() - t0
-        results.extend(RequestResult(False, now, now, workload.batch_size, 0, "time_cap",
-                                     "still in flight at the time cap") for _ in range(cancelled))
+        results.extend(RequestResult(False, max(0.0, cut_s - start_s), start_s, workload.batch_size, 0,
+                                     "time_cap", "still in flight at the time cap")
+                       for start_s in sorted(in_flight.values()))
     return results
 
 
