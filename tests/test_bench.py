@@ -195,6 +195,23 @@ def test_requests_cut_by_the_time_cap_do_not_stretch_the_window() -> None:
     assert s.requests_per_s == pytest.approx(s.requests / s.duration_s)
 
 
+def test_a_warmup_cut_by_the_time_cap_leaves_the_measurement_its_own_cap_and_a_note() -> None:
+    # The first (warm-up) request hangs: it used to use up the whole cap, leaving a silent all-zero row.
+    posts = itertools.count(1)
+
+    async def first_hangs(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and next(posts) == 1:
+            await asyncio.sleep(3600)
+        return httpx.Response(200, json=embeddings(1))
+
+    report = bench(Endpoint(URL), concurrency=(1,), batch_sizes=(1,),
+                   bounds=Bounds(requests=5, warmup=2, max_time_s=0.5), input_tokens=8,
+                   transport=httpx.MockTransport(first_hangs))
+    s = report.settings[0]
+    assert (s.requests, s.errors) == (5, 0)
+    assert any("warm-up hit the 0.5 s time cap (0 of 2 warm-up requests finished)" in n for n in report.notes)
+
+
 def test_progress_reports_warmup_then_measurement() -> None:
     events: list[BenchProgress] = []
     bench(Endpoint(URL), concurrency=(1,), batch_sizes=(1,), bounds=Bounds(requests=3, warmup=2),

@@ -3,9 +3,10 @@
 Closed loop: for each setting (concurrency x batch size) ``concurrency`` workers each send a request,
 wait for the answer, and send the next, over one ``httpx.AsyncClient`` (its transport is injectable).
 Warm-up requests run first and are left out. A setting stops after ``requests`` measured requests or
-``duration_s`` seconds, and always at ``max_time_s`` (requests still in flight then are cancelled and
-counted as ``time_cap`` errors). A failed request is data (a :class:`~poolserve.metrics.RequestResult`
-with an ``error_kind``), never an exception.
+``duration_s`` seconds, and always ``max_time_s`` after its measurement started (requests still in
+flight then are cancelled and counted as ``time_cap`` errors; the window ends at the cut). The warm-up
+has a cap of the same length of its own; when it hits it, the report says so in a note. A failed
+request is data (a :class:`~poolserve.metrics.RequestResult` with an ``error_kind``), never an exception.
 
 Inputs are deterministic: text ``i`` is ``input_tokens - 2`` words drawn (seeded by ``i``) from
 words that the BERT WordPiece vocabulary keeps whole, so all-MiniLM-L6-v2 counts ``input_tokens``
@@ -237,6 +238,7 @@ class Bounds:
     warmup: int | None = None
     """Warm-up requests (default: one per worker, at least 2)."""
     max_time_s: float = DEFAULT_MAX_TIME_S
+    """Hard limit of the measurement, counted from its start; the warm-up has a cap of its own this long."""
 
     def __post_init__(self) -> None:
         if (self.requests is None) == (self.duration_s is None):
@@ -293,10 +295,12 @@ async def _closed_loop(client: httpx.AsyncClient, workload: Workload, concurrenc
     return results
 
 
+SettingProgress = Callable[[str, int, int | None, float | None], None]
+
+
 async def run_setting(client: httpx.AsyncClient, workload: Workload, concurrency: int, bounds: Bounds, *,
                       clock: Clock = time.perf_counter, cpu_clock: Clock = time.process_time,
-                      progress: Callable[[str, int, int | None, float | None], None] | None = None,
-                      ) -> SettingReport:
+                      progress: SettingProgress | None = None) -> SettingReport:
     """Warm up, then measure one setting.
 
     Args:
@@ -311,18 +315,34 @@ async def run_setting(client: httpx.AsyncClient, workload: Workload, concurrency
     Returns:
         The setting's report (warm-up excluded).
     """
+    report, _ = await _measure_setting(client, workload, concurrency, bounds, clock=clock, cpu_clock=cpu_clock,
+                                       progress=progress)
+    return report
+
+
+async def _measure_setting(client: httpx.AsyncClient, workload: Workload, concurrency: int, bounds: Bounds, *,
+                           clock: Clock = time.perf_counter, cpu_clock: Clock = time.process_time,
+                           progress: SettingProgress | None = None) -> tuple[SettingReport, str | None]:
+    """:func:`run_setting`, plus a note when the warm-up was cut by its time cap."""
     setting = Setting(concurrency, workload.batch_size)
     warmup = bounds.warmup if bounds.warmup is not None else max(2, concurrency)
-    start = clock()
-    hard = start + bounds.max_time_s
+    note = None
     if warmup:
         def on_warm(done: int) -> None:
             if progress:
                 progress("warmup", done, warmup, done / warmup)
 
-        await _closed_loop(client, workload, min(concurrency, warmup), count=warmup, until=None,
-                           hard_deadline=hard, clock=clock, t0=start, on_done=on_warm)
+        # The warm-up has its own cap: charged to the measurement, a slow warm-up left it no time
+        # and the setting reported zeros with no error.
+        start = clock()
+        warm = await _closed_loop(client, workload, min(concurrency, warmup), count=warmup, until=None,
+                                  hard_deadline=start + bounds.max_time_s, clock=clock, t0=start, on_done=on_warm)
+        cut = sum(1 for r in warm if r.error_kind == "time_cap")
+        if cut:
+            note = (f"c={concurrency} b={workload.batch_size}: the warm-up hit the {bounds.max_time_s:g} s time cap "
+                    f"({len(warm) - cut} of {warmup} warm-up requests finished); the server may still be warming up")
     t0 = clock()
+    hard = t0 + bounds.max_time_s
     cpu0 = cpu_clock()
     until = t0 + bounds.duration_s if bounds.duration_s is not None else None
 
@@ -336,7 +356,7 @@ async def run_setting(client: httpx.AsyncClient, workload: Workload, concurrency
     results = await _closed_loop(client, workload, concurrency, count=bounds.requests, until=until,
                                  hard_deadline=hard, clock=clock, t0=t0, on_done=on_done)
     end = max((r.start_s + r.latency_s for r in results), default=clock() - t0)
-    return summarize(results, end, setting, client_cpu_s=cpu_clock() - cpu0)
+    return summarize(results, end, setting, client_cpu_s=cpu_clock() - cpu0), note
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -367,8 +387,10 @@ async def _server_version(client: httpx.AsyncClient) -> str | None:
 async def _sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings: Sequence[Setting],
                  input_tokens: int, bounds: Bounds, timeout_s: float,
                  transport: httpx.AsyncBaseTransport | None, progress: ProgressCallback | None,
-                 phase: Literal["measure", "self-test"]) -> tuple[list[SettingReport], str | None]:
+                 phase: Literal["measure", "self-test"]) -> tuple[list[SettingReport], str | None, list[str]]:
+    """Run every setting; returns the reports, the server's vLLM version and notes (warm-ups cut short)."""
     reports: list[SettingReport] = []
+    notes: list[str] = []
     top = max((s.concurrency for s in settings), default=1)
     async with _client(endpoint, timeout_s, top, transport) as client:
         version = await _server_version(client)
@@ -381,8 +403,11 @@ async def _sweep(endpoint: Endpoint, task: BenchTask, model: str | None, setting
                     shown: Any = ph if phase == "measure" else phase
                     progress(BenchProgress(shown, s, n, len(settings), done, total, fraction))
 
-            reports.append(await run_setting(client, wl, s.concurrency, bounds, progress=cb))
-    return reports, version
+            report, note = await _measure_setting(client, wl, s.concurrency, bounds, progress=cb)
+            reports.append(report)
+            if note:
+                notes.append(note)
+    return reports, version, notes
 
 
 def settings_grid(concurrency: Sequence[int], batch_sizes: Sequence[int]) -> list[Setting]:
@@ -448,8 +473,8 @@ def bench(
     grid = settings_grid(concurrency, batch_sizes)
     stamp = timestamp or datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_info()
-    reports, version = asyncio.run(_sweep(endpoint, task, model, grid, input_tokens, bounds, timeout_s,
-                                          transport, progress, "measure"))
+    reports, version, warm_notes = asyncio.run(_sweep(endpoint, task, model, grid, input_tokens, bounds, timeout_s,
+                                                      transport, progress, "measure"))
     ceiling: tuple[SettingReport, ...] = ()
     if self_test:
         ceiling = tuple(run_self_test(task=task, concurrency=concurrency, batch_sizes=batch_sizes,
@@ -461,7 +486,7 @@ def bench(
             if progress:
                 progress(BenchProgress("baseline", Setting(1, b), 0, 1, 0, None, None))
             base.append(baseline(wl.pool_texts(), b, make_query() if task == "score" else None))
-    notes = _notes(reports, ceiling)
+    notes = warm_notes + _notes(reports, ceiling)
     return BenchReport(
         timestamp=stamp, machine=replace(machine, vllm_version=version), endpoint=endpoint.url, model=model,
         task=task, input_tokens=input_tokens, settings=tuple(reports),
@@ -614,8 +639,8 @@ def run_self_test(*, task: BenchTask = "embed", concurrency: Sequence[int] = DEF
     """
     grid = settings_grid(concurrency, batch_sizes)
     with StubServer() as stub:
-        reports, _ = asyncio.run(_sweep(Endpoint(url=stub.url), task, None, grid, input_tokens, bounds, 30.0,
-                                        None, progress, "self-test"))
+        reports, _, _ = asyncio.run(_sweep(Endpoint(url=stub.url), task, None, grid, input_tokens, bounds, 30.0,
+                                           None, progress, "self-test"))
     return reports
 
 
