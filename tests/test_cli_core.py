@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
+import poolserve
+import poolserve.cli  # registers the commands
 from poolserve import yamlio
 from poolserve.cli.app import app
 from test_render import crd_dir
@@ -163,3 +164,25 @@ def test_two_runtimes_for_one_file_is_an_error(project: Path) -> None:
     r = runner.invoke(app, ["render"])
     assert r.exit_code == 2
     assert "would both be written to serving-runtime-embedding.yaml" in r.stderr
+
+
+def test_version_flag_alone() -> None:
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == poolserve.__version__
+
+
+def test_output_format_is_validated(project: Path) -> None:
+    r = runner.invoke(app, ["lint", "-o", "yaml"])
+    assert r.exit_code == 2 and "yaml" in r.output
+    r = runner.invoke(app, ["status", "--watch", "-o", "json"])
+    assert r.exit_code == 2 and "--watch redraws a table" in r.stderr
+
+
+def test_bad_yaml_in_set_is_one_line(project: Path) -> None:
+    r = runner.invoke(app, ["render", "-o", "-", "--set", "namespace=[a"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: --set namespace: the value '[a' is not valid YAML")
+
+
+def test_check_does_not_depend_on_how_the_config_path_is_spelled(project: Path) -> None:
+    runner.invoke(app, ["render"])
+    assert runner.invoke(app, ["render", "--check", "-c", str(project / "poolserve.yaml")]).exit_code == 0

@@ -6,6 +6,7 @@ call core or action functions, and hand results to :mod:`poolserve.output`. No l
 
 from __future__ import annotations
 
+import enum
 import functools
 import sys
 from collections.abc import Callable
@@ -49,7 +50,23 @@ TargetOpt = Annotated[
     typer.Option("--target", "-t", help="cluster (KServe) or local (vLLM processes here). "
                  "Default: $POOLSERVE_TARGET, else cluster.", show_default=False),
 ]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
+class Output(enum.StrEnum):
+    """``-o`` values (a str enum: compares equal to the plain strings)."""
+
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+class TableOrJson(enum.StrEnum):
+    """``-o`` values of commands without a YAML form."""
+
+    table = "table"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")]
+TableOrJsonOpt = Annotated[TableOrJson, typer.Option("--output", "-o", help="table or json.")]
 
 def _default_target_factory(name: Any, options: Any) -> Any:
     from poolserve.targets import make_target
@@ -70,21 +87,29 @@ def parse_sets(values: list[str] | None) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise SpecError(f"--set {item!r}: expected KEY=VALUE")
-        out_[key.strip()] = yaml.safe_load(raw) if raw else ""
+        try:
+            out_[key.strip()] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or "invalid YAML"
+            raise SpecError(f"--set {key.strip()}: the value {raw!r} is not valid YAML ({problem})") from None
     return out_
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from poolserve import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
 
 
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
 ) -> None:
     state["debug"] = debug
-    if version:
-        from poolserve import __version__
-
-        typer.echo(__version__)
-        raise typer.Exit(0)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from poolserve.cli.app import ConfigOpt, OutputOpt, SetOpt, cache_command, err, parse_sets
+from poolserve.cli.app import ConfigOpt, Output, OutputOpt, SetOpt, cache_command, err, parse_sets
 from poolserve.errors import SpecError
 from poolserve.output import dumps
 from poolserve.spec import DEFAULT_CONFIG, load_spec
@@ -54,7 +54,7 @@ def import_cmd(
 def list_cmd(
     config: ConfigOpt = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
-    output: OutputOpt = "table",
+    output: OutputOpt = Output.table,
 ) -> None:
     """List the models in the local model cache."""
     from poolserve.hfcache import list_models

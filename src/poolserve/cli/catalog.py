@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from poolserve.catalog import CATALOG, lookup
-from poolserve.cli.app import command, out
+from poolserve.cli.app import TableOrJson, TableOrJsonOpt, command, out
 from poolserve.errors import SpecError
 from poolserve.spec import format_version
 
@@ -18,7 +18,7 @@ from poolserve.spec import format_version
 @command("catalog")
 def catalog_cmd(
     model_id: Annotated[str | None, typer.Argument(help="A Hugging Face model id to show in full.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    output: TableOrJsonOpt = TableOrJson.table,
 ) -> None:
     """List known-good vLLM pooling models, or show what one model needs."""
     if model_id is not None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from poolserve.cli.app import ConfigOpt, OutputOpt, SetOpt, cache_command, command, err, state
+from poolserve.cli.app import ConfigOpt, Output, OutputOpt, SetOpt, cache_command, command, err, state
 from poolserve.cli.ops import ContextOpt, KubeconfigOpt, NamesArg, TimeoutOpt, load, parse_duration, progress_display
 from poolserve.errors import SpecError
 from poolserve.output import dumps
@@ -73,7 +73,7 @@ def warm_cmd(
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
-    output: OutputOpt = "table",
+    output: OutputOpt = Output.table,
 ) -> None:
     """Download models into the cluster's cache PVC with a Job each, so pods can run offline."""
     spec, rendered, selected = load(config, set_, names)

@@ -10,7 +10,18 @@ import typer
 from rich.table import Table
 
 from poolserve import yamlio
-from poolserve.cli.app import ConfigOpt, SetOpt, command, err, out, parse_sets
+from poolserve.cli.app import (
+    ConfigOpt,
+    Output,
+    OutputOpt,
+    SetOpt,
+    TableOrJson,
+    TableOrJsonOpt,
+    command,
+    err,
+    out,
+    parse_sets,
+)
 from poolserve.errors import LintError
 from poolserve.lint import explain, lint
 from poolserve.render import render
@@ -28,7 +39,7 @@ def lint_cmd(
                                                  "serving.kserve.io_inferenceservices.yaml) to validate against.")]
     = None,
     set_: SetOpt = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    output: TableOrJsonOpt = TableOrJson.table,
 ) -> None:
     """Check the config and rendered objects offline: CRD schemas, dashboard rules, names, vLLM flags."""
     spec = load_spec(config, parse_sets(set_))
@@ -51,7 +62,7 @@ def explain_cmd(
     names: Annotated[list[str] | None, typer.Argument(help="Models to show (default: all).")] = None,
     config: ConfigOpt = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    output: OutputOpt = Output.table,
 ) -> None:
     """Show the container KServe runs for each model: runtime + InferenceService merged, {{.Name}} filled in."""
     spec = load_spec(config, parse_sets(set_))

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from poolserve.cli.app import ConfigOpt, SetOpt, TargetOpt, command, err, out, parse_sets, state
+from poolserve.cli.app import ConfigOpt, Output, OutputOpt, SetOpt, TargetOpt, command, err, out, parse_sets, state
 from poolserve.errors import SpecError
 from poolserve.output import deploy_summary, dumps, status_table
 from poolserve.render import Rendered, render
@@ -98,7 +98,7 @@ def deploy_cmd(
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    output: OutputOpt = Output.table,
 ) -> None:
     """Deploy models: apply the rendered manifests (cluster) or start vLLM processes (local)."""
     if dry_run not in (None, "client", "server"):
@@ -127,7 +127,7 @@ def status_cmd(
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    output: OutputOpt = Output.table,
 ) -> None:
     """Show each model's state: ready, URLs, runtime, replicas, and why it is not ready."""
     spec, rendered, selected = load(config, set_, names)
@@ -143,6 +143,8 @@ def status_cmd(
     if not watch:
         once()
         return
+    if output != "table":
+        raise SpecError("--watch redraws a table: drop -o (or poll with -o json yourself)")
     from rich.live import Live
 
     with Live(console=out, auto_refresh=False) as live:
@@ -200,7 +202,7 @@ def delete_cmd(
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    output: OutputOpt = Output.table,
 ) -> None:
     """Delete models (cluster) or stop their processes (local)."""
     spec, rendered, selected = load(config, set_, names)

@@ -74,7 +74,8 @@ def render_cmd(
         typer.echo(to_yaml(rendered.manifests), nl=False)
         return
     out_dir = Path(output)
-    texts = file_texts(rendered, str(config))
+    # The header names the config by file name only: how -c spelled the path must not change the output.
+    texts = file_texts(rendered, config.name)
     existing = _existing(out_dir)
     stale = sorted(n for n, t in existing.items() if n not in texts and is_generated(t))
     changed = sorted(n for n, t in texts.items() if existing.get(n) != t)
