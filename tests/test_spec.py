@@ -159,3 +159,27 @@ def test_resolving_an_unchecked_spec_raises_spec_error_not_assertion() -> None:
                                    "models": [{"name": "m", "model_id": "cross-encoder/ms-marco-MiniLM-L12-v2"}]})
     with pytest.raises(SpecError, match="no runtime for task 'score'"):
         resolve_models(raw)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"models.9.name": "x"}, "--set models.9.name: models has 1 item(s); index 9 is out of range"),
+        ({"models.x.name": "x"}, "--set models.x.name: models is a list: use an index 0..0, not 'x'"),
+        ({"models.-1.name": "x"}, "not '-1'"),
+        ({"namespace.x": 1}, "--set namespace.x: namespace is a str, not a mapping or list"),
+        ({"models.0.max_model_len": 512}, "--set models.0.max_model_len: models[0].max_model_len: 512 is above"),
+        ({"a.b.c": 1}, "--set a.b.c: a: unknown key"),
+        ({"models": 5}, "--set models: models: expected a list, got int"),
+        ({"models.0": 5}, "--set models.0: models[0]: expected a mapping, got int"),
+    ],
+)
+def test_set_errors_name_the_override(overrides: dict[str, object], expected: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec("namespace: search\n" + MINIMAL, "f.yaml", overrides)
+    assert expected in str(info.value)
+
+
+def test_set_descends_into_null() -> None:
+    spec = parse_spec("cache: {hf_token_secret: null}\n" + MINIMAL, overrides={"cache.hf_token_secret.name": "hf"})
+    assert spec.cache.hf_token_secret is not None and spec.cache.hf_token_secret.name == "hf"

@@ -285,12 +285,18 @@ def _loc(path: Sequence[str | int]) -> str:
 class _Where:
     """Formats error locations as ``file:line: key`` from the loader's line map."""
 
-    def __init__(self, source: str, lines: Mapping[tuple[str | int, ...], int]) -> None:
+    def __init__(self, source: str, lines: Mapping[tuple[str | int, ...], int],
+                 overridden: Sequence[tuple[str, tuple[str | int, ...]]] = ()) -> None:
         self.source = source
         self.lines = lines
+        self.overridden = overridden
 
     def __call__(self, path: Sequence[str | int]) -> str:
         p = tuple(path)
+        for key, opath in self.overridden:
+            # The value (or a mapping --set created on the way to it) came from the command line.
+            if p and (p[: len(opath)] == opath or (opath[: len(p)] == p and p not in self.lines)):
+                return f"--set {key}: {_loc(path)}"
         while p and p not in self.lines:
             p = p[:-1]
         line = self.lines.get(p)
@@ -306,37 +312,66 @@ def _pydantic_message(err: ValidationError, where: _Where) -> str:
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see README 'Config reference')"
+    elif first["type"] in ("tuple_type", "list_type"):
+        msg = f"expected a list, got {type(first.get('input')).__name__}"
+    elif first["type"] in ("dict_type", "model_type", "model_attributes_type"):
+        msg = f"expected a mapping, got {type(first.get('input')).__name__}"
     elif first["type"] == "literal_error":
         msg = f"invalid value {first.get('input')!r}: {msg[0].lower()}{msg[1:]}"
     more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{where(loc)}: {msg}{more}"
 
 
-def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
-    for dotted, value in overrides.items():
-        node: Any = data
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> tuple[str | int, ...]:
+    """Set one dotted key (``models.0.max_model_len``) in the raw config; returns its key path.
+
+    Raises:
+        SpecError: ``--set KEY: ...`` when the path does not fit the config's shape.
+    """
+    parts = dotted.split(".")
+    if not all(parts):
+        raise SpecError(f"--set {dotted}: empty key segment")
+    path: list[str | int] = []
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
         if isinstance(node, list):
-            node[int(parts[-1])] = value
+            if not part.isdigit():
+                raise SpecError(f"--set {dotted}: {_loc(path) or 'this'} is a list: use an index "
+                                f"0..{len(node) - 1}, not {part!r}")
+            index = int(part)
+            if index >= len(node):
+                raise SpecError(f"--set {dotted}: {_loc(path)} has {len(node)} item(s); index {index} "
+                                "is out of range")
+            path.append(index)
+            if last:
+                node[index] = value
+            else:
+                if node[index] is None:
+                    node[index] = {}
+                node = node[index]
+        elif isinstance(node, dict):
+            path.append(part)
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:  # absent or null in the file: descend into a new mapping
+                    node[part] = {}
+                node = node[part]
         else:
-            node[parts[-1]] = value
+            raise SpecError(f"--set {dotted}: {_loc(path)} is a {type(node).__name__}, not a mapping or list")
+    return tuple(path)
 
 
 def parse_spec(text: str, source: str = DEFAULT_CONFIG, overrides: Mapping[str, Any] | None = None) -> PoolSpec:
     """Parse and validate config text (pure). See :func:`load_spec`."""
     data, lines = load_with_lines(text, source)
-    where = _Where(source, lines)
     if data is None:
         raise SpecError(f"{source}: the file is empty; see README 'Config reference' for an example")
     if not isinstance(data, dict):
         raise SpecError(f"{source}:1: expected a mapping at the top level, got {type(data).__name__}")
-    if overrides:
-        try:
-            _apply_overrides(data, overrides)
-        except (IndexError, ValueError, TypeError, AttributeError) as err:
-            raise SpecError(f"--set: cannot apply {dict(overrides)!r}: {err}") from None
+    overridden = [(key, _apply_override(data, key, value)) for key, value in (overrides or {}).items()]
+    where = _Where(source, lines, overridden)
     try:
         spec = PoolSpec.model_validate(data)
     except ValidationError as err:
