@@ -463,6 +463,35 @@ def test_wait_until_ready(deployed: tuple[FakeCluster, ClusterTarget], spec: Poo
     assert clock.t == 15
 
 
+def test_wait_after_fixing_a_crash_is_not_failed_by_the_old_replicasets_pod(
+        deployed: tuple[FakeCluster, ClusterTarget], spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    # Redeploying a fix rolls out a new ReplicaSet; the old crash-looping pod stays until the new one is ready.
+    fake, tgt = deployed
+
+    def rs_pod(hash_: str, **kwargs: Any) -> dict[str, Any]:
+        return pod("minilm", NS, name=f"minilm-predictor-{hash_}-x7k2p",
+                   labels={"serving.kserve.io/inferenceservice": "minilm", "pod-template-hash": hash_}, **kwargs)
+
+    old = rs_pod("aaaa1111", ready=False, restarts=6, waiting=("CrashLoopBackOff", "back-off 5m0s"),
+                 last_terminated=("Error", TASK_CRASH, 2), created=later(0))
+    new = rs_pod("bbbb2222", ready=False, created=later(100))
+    seed_failure(fake, "minilm", pods=[old, new], dep=deployment("minilm", NS, ready=0, updated=1, generation=2))
+    crashed_logs = ("minilm-predictor-aaaa1111-x7k2p", "kserve-container", True)
+    fake.pod_logs[crashed_logs] = ["error: unrecognized arguments: --task=embed"]
+
+    def rolled_out(t: float) -> None:
+        if t >= 20:
+            fake.remove("Pod", old["metadata"]["name"], NS)
+            isvc = fake.stored("InferenceService", "minilm", NS)
+            assert isvc is not None
+            ready_objects(fake, isvc)
+
+    clock.on_sleep = rolled_out
+    assert tgt.wait(spec, rendered, ["minilm"], timeout_s=600)[0].ready
+    assert clock.t == 20
+    assert ("Pod", old["metadata"]["name"]) not in calls(fake, "logs")
+
+
 # --------------------------------------------------------------------------------------------------
 # logs, delete, endpoint
 

@@ -116,6 +116,62 @@ def test_loading_pod_is_loading_not_failed() -> None:
     assert "loading the model" in (st.reason or "")
 
 
+def rs_pod(hash_: str, created_s: float, **kwargs: Any) -> dict[str, Any]:
+    """A predictor pod of the ReplicaSet ``minilm-predictor-<hash_>``, as the Deployment controller labels it."""
+    return pod(NAME, NS, name=f"{NAME}-predictor-{hash_}-x7k2p", created=later(created_s),
+               labels={"serving.kserve.io/inferenceservice": NAME, "pod-template-hash": hash_}, **kwargs)
+
+
+OLD_CRASH = dict(ready=False, restarts=7, waiting=("CrashLoopBackOff", "back-off 5m0s"),
+                 last_terminated=("Error", TASK_CRASH, 2))
+
+
+def test_old_replicaset_crash_does_not_fail_the_fixing_rollout() -> None:
+    # One replica rolls out by surging: the crash-looping pod of the old ReplicaSet stays until the new is ready.
+    old, new = rs_pod("aaaa1111", 0, **OLD_CRASH), rs_pod("bbbb2222", 200, ready=False)
+    dep = deployment(NAME, NS, ready=0, updated=1, available=0, generation=2)
+    st = status_of(isvc(status=not_ready_status()), deployments=[dep], pods=[old, new])
+    assert st.phase == "Loading", st.reason
+    assert "loading the model" in (st.reason or "")
+    assert any(d.startswith(f"pod {NAME}-predictor-aaaa1111-x7k2p (old ReplicaSet") and "CrashLoopBackOff" in d
+               for d in st.details)
+
+
+def test_a_crash_in_the_newest_replicaset_still_fails() -> None:
+    old, new = rs_pod("aaaa1111", 0, ready=True), rs_pod("bbbb2222", 200, **OLD_CRASH)
+    st = status_of(isvc(status=not_ready_status()), deployments=[deployment(NAME, NS, updated=1)], pods=[old, new])
+    assert st.phase == "Failed"
+    assert (st.reason or "").startswith("CrashLoopBackOff: vLLM rejected a flag (--task=embed)")
+
+
+def test_the_replicaset_the_deployment_names_is_current_even_with_a_newer_old_pod() -> None:
+    # The old ReplicaSet recreated an evicted pod after the new one started: the Deployment still names the new one.
+    new, old = rs_pod("bbbb2222", 100, ready=False), rs_pod("aaaa1111", 200, **OLD_CRASH)
+    dep = deployment(NAME, NS, ready=0, updated=1, conditions=[
+        condition("Progressing", "True", "ReplicaSetUpdated",
+                  f'ReplicaSet "{NAME}-predictor-bbbb2222" is progressing.')])
+    st = status_of(isvc(status=not_ready_status()), deployments=[dep], pods=[new, old])
+    assert st.phase == "Loading", st.reason
+    assert readiness.split_rollout([new, old], dep) == ([new], [old])
+
+
+def test_events_about_an_old_replicasets_pod_are_shown_not_judged() -> None:
+    old, new = rs_pod("aaaa1111", 0, ready=False), rs_pod("bbbb2222", 200, ready=False)
+    ev = event(NS, "Pod", old["metadata"]["name"], "FailedAttachVolume", "Multi-Attach error for volume x")
+    st = status_of(isvc(status=not_ready_status()), pods=[old, new], events=[ev])
+    assert st.phase == "Loading"
+    assert any("Multi-Attach" in d for d in st.details)
+
+
+def test_template_hash_from_the_label_or_the_pod_name() -> None:
+    dep = f"{NAME}-predictor"
+    assert readiness.template_hash(rs_pod("cafe1234", 0), dep) == "cafe1234"
+    assert readiness.template_hash(pod(NAME, NS, name=f"{dep}-5d9f7c8b6d-x7k2p"), dep) == "5d9f7c8b6d"
+    assert readiness.template_hash(pod(NAME, NS, name=f"{dep}-new"), dep) is None
+    # Pods without a hash are never set aside.
+    assert readiness.split_rollout([pod(NAME, NS, name="a"), pod(NAME, NS, name="b")], None)[1] == []
+
+
 def test_no_status_yet_then_controller_missing() -> None:
     young = model_status(NAME, isvc=isvc(), now=later(30), runtimes={"vllm-embedding-runtime"})
     assert young.phase == "Loading" and "KServe controller" in (young.reason or "")

@@ -20,6 +20,7 @@ Deployment, pods, events and Service, and the ServingRuntimes that exist) into t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -30,6 +31,8 @@ from poolserve.kserve import CONTAINER_NAME, DEPLOYMENT_MODE, Manifest
 from poolserve.target import ModelStatus, Phase
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
+TEMPLATE_HASH_LABEL = "pod-template-hash"
+"""Set by the Deployment controller on each ReplicaSet's pods: which rollout a pod belongs to."""
 STOP_ANNOTATION = "serving.kserve.io/stop"
 PROGRESS_DEADLINE_S = 600  # KServe's default progressDeadlineSeconds for the predictor Deployment
 RECENT_EVENT_S = 600
@@ -44,6 +47,9 @@ RAW_MODES = ("RawDeployment", "Standard")
 
 _IMAGE_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
 _CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+_RS_NAMED = re.compile(r'(?:ReplicaSet|replica set) "?([a-z0-9][a-z0-9.-]*?)"?(?: |\.?$)')
+"""The ReplicaSet a Deployment's Progressing condition names (always its newest, e.g.
+``ReplicaSet "m-predictor-5d9f7c8b6d" is progressing.``; kubernetes pkg/controller/deployment/progress.go)."""
 _FATAL_CONDITION_REASONS = ("InvalidSpec", "InvalidPredictorSpec", "NoSupportingRuntime", "RuntimeDisabled",
                             "ServingRuntimeNotFound", "ProgressDeadlineExceeded", "FailedCreate")
 
@@ -210,6 +216,7 @@ def model_status(
         findings.append(Finding(7, fatal, f"{failure.get('reason', 'Failure')}: {diag}" if diag else head))
 
     # 3. Warning events about the ISVC, its Deployment, ReplicaSets and pods.
+    old_pods = {_meta(p).get("name") for p in split_rollout(pods, dep)[1]}
     pod_names = {_meta(p).get("name") for p in pods}
     related = [e for e in events if e.get("type") == "Warning" and _about(e, name, pod_names)]
     related.sort(key=lambda e: _event_time(e) or now)
@@ -219,6 +226,8 @@ def model_status(
         details.append(f"event {inv.get('kind')}/{inv.get('name')} {e.get('reason')}{count}: "
                        f"{_first_line(str(e.get('message', '')))}")
         reason, msg = str(e.get("reason") or ""), str(e.get("message") or "")
+        if inv.get("kind") == "Pod" and inv.get("name") in old_pods:
+            continue  # evidence about a pod the rollout replaces: shown, not judged
         if "Multi-Attach error" in msg:
             findings.append(Finding(5, True, f"Multi-Attach: {_first_line(msg)}: the cache PVC is ReadWriteOnce and "
                                     "mounted on another node; use a ReadWriteMany PVC, or pin all predictors to one "
@@ -232,9 +241,21 @@ def model_status(
         elif reason in ("FailedMount", "FailedAttachVolume"):
             findings.append(Finding(12, False, f"{reason}: {_first_line(msg)}"))
 
-    # 4. Pods: scheduling, waiting reasons, OOMKilled, crashes (newest pod first).
+    # 4. Pods: scheduling, waiting reasons, OOMKilled, crashes (newest pod first). Only pods of the
+    # newest ReplicaSet are judged: a rolling update keeps the old pod (crash-looping, say) until the
+    # new one is ready, and that old pod says nothing about the fix being rolled out.
+    old_details: list[str] = []
     for p in sorted(pods, key=lambda p: _meta(p).get("creationTimestamp") or "", reverse=True):
-        findings.extend(_pod_findings(p, details, (logs or {}).get(_meta(p).get("name", ""))))
+        prev_log = (logs or {}).get(_meta(p).get("name", ""))
+        if _meta(p).get("name") in old_pods:
+            pname = _meta(p).get("name", "?")
+            lines: list[str] = []
+            _pod_findings(p, lines, prev_log)
+            old_details += [ln.replace(f"pod {pname}:", f"pod {pname} (old ReplicaSet, replaced by the rollout):", 1)
+                            for ln in lines if not ln.startswith("  log:")]
+            continue
+        findings.extend(_pod_findings(p, details, prev_log))
+    details += old_details
 
     # 5. The Deployment: ReplicaFailure (quota), ProgressDeadlineExceeded (600 s without progress).
     rolled_out = True
@@ -292,6 +313,58 @@ def model_status(
         else:
             reason = "waiting for the predictor to become ready"
     return replace(base, phase=phase, reason=reason, details=tuple(details[:MAX_DETAILS]))
+
+
+def template_hash(pod: Manifest, deployment: str | None = None) -> str | None:
+    """The ReplicaSet hash of a Deployment's pod: label ``pod-template-hash``, else from its name.
+
+    A Deployment's pod is named ``<deployment>-<hash>-<suffix>``, so without the label (objects not
+    written by the controller) the hash is the name's second-last part after ``deployment``.
+    """
+    value = _labels(pod).get(TEMPLATE_HASH_LABEL)
+    if value:
+        return str(value)
+    name = str(_meta(pod).get("name") or "")
+    if deployment and name.startswith(f"{deployment}-"):
+        parts = name[len(deployment) + 1:].split("-")
+        if len(parts) == 2 and all(parts):
+            return parts[0]
+    return None
+
+
+def current_template_hash(pods: Sequence[Manifest], deployment: Manifest | None) -> str | None:
+    """The hash of the Deployment's newest ReplicaSet, as far as the pods show it.
+
+    The ReplicaSet the Deployment's Progressing condition names, when the controller has observed
+    the current generation and some pod belongs to it; otherwise the hash of the newest pod (by
+    creationTimestamp: an old ReplicaSet replacing an evicted pod is the rare exception). None
+    when no pod has a hash.
+    """
+    dname = _meta(deployment).get("name") if deployment else None
+    hashed = [p for p in pods if template_hash(p, dname)]
+    if not hashed:
+        return None
+    if deployment is not None and int(_dig(deployment, "status", "observedGeneration", default=0) or 0) >= int(
+            _meta(deployment).get("generation", 0) or 0):
+        for c in _dig(deployment, "status", "conditions", default=[]) or []:
+            m = _RS_NAMED.search(str(c.get("message") or "")) if c.get("type") == "Progressing" else None
+            named = m.group(1)[len(f"{dname}-"):] if m and dname and m.group(1).startswith(f"{dname}-") else None
+            if named and any(template_hash(p, dname) == named for p in hashed):
+                return named
+    newest = max(hashed, key=lambda p: (_meta(p).get("creationTimestamp") or "", _meta(p).get("name") or ""))
+    return template_hash(newest, dname)
+
+
+def split_rollout(pods: Sequence[Manifest], deployment: Manifest | None) -> tuple[list[Manifest], list[Manifest]]:
+    """``(current, old)``: pods of the Deployment's newest ReplicaSet (or of no known one), and the rest."""
+    dname = _meta(deployment).get("name") if deployment else None
+    newest = current_template_hash(pods, deployment)
+    current: list[Manifest] = []
+    old: list[Manifest] = []
+    for p in pods:
+        h = template_hash(p, dname)
+        (old if newest is not None and h is not None and h != newest else current).append(p)
+    return current, old
 
 
 def pod_problems(pod: Manifest, *, container: str = CONTAINER_NAME,

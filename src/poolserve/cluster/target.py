@@ -307,7 +307,8 @@ class ClusterTarget:
             "rollout_pending": self._rollout_pending(name, deployments),
         }
         st = readiness.model_status(name, **kwargs)
-        crashed = [p for p in pods if _crashing(p)]
+        dep = next((d for d in deployments if d["metadata"]["name"] == f"{name}-predictor"), None)
+        crashed = [p for p in readiness.split_rollout(pods, dep)[0] if _crashing(p)]
         if st.phase == "Failed" and crashed and "CrashLoopBackOff: kserve-container exited" in (st.reason or ""):
             # The termination message did not explain the crash: read the previous container's log.
             logs: dict[str, list[str]] = {}
