@@ -114,6 +114,28 @@ def test_connection_refused_is_named_and_retried_then_given_up() -> None:
     assert len(calls) == 4 and slept == [0.5, 1.0, 2.0]
 
 
+@pytest.mark.parametrize("exc", [
+    httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    httpx.ReadError("[Errno 104] Connection reset by peer"),
+    httpx.WriteError("[Errno 32] Broken pipe"),
+])
+def test_a_disconnect_after_sending_is_reported_once_not_retried(exc: httpx.TransportError) -> None:
+    # The POST may have reached the server (and run): repeating it is not the client's call.
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        raise exc
+
+    c, slept = client_for(handler, retries=3)
+    with pytest.raises(EndpointError) as ei:
+        c.embed("x")
+    assert calls == ["/v1/embeddings"] and slept == []
+    assert ei.value.kind == "connection"
+    assert f"connection lost: {exc}" in str(ei.value) and "not retried" in str(ei.value)
+    assert "attempts" not in str(ei.value)
+
+
 def test_real_connection_refused_on_a_closed_port() -> None:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -2,15 +2,17 @@
 
 :class:`PoolClient` is sync, over :class:`httpx.Client` (the transport is injectable, so tests
 use :class:`httpx.MockTransport`). Request bodies and response parsing come from
-:mod:`poolserve.protocol`. It retries with exponential backoff on connection errors and HTTP 503
-only (a request that reached a live server is never repeated), and turns every failure into one
-:class:`~poolserve.errors.EndpointError` whose ``kind`` names what went wrong and which keeps the
-HTTP status, the URL and vLLM's own message:
+:mod:`poolserve.protocol`. It retries with exponential backoff only when no connection could be made
+(connection refused, unknown host, connect timeout; not TLS failures) and on HTTP 503, so a request
+that may have reached a live server (a disconnect or reset after sending) is never repeated. It
+turns every failure into one :class:`~poolserve.errors.EndpointError` whose ``kind`` names what went
+wrong and which keeps the HTTP status, the URL and vLLM's own message:
 
 =================  ===========================================================================
 kind               meaning
 =================  ===========================================================================
-connection         nothing listens there (connection refused), unknown host, connection reset
+connection         nothing listens there (connection refused), unknown host, connection reset or
+                   server disconnected (these two after sending: not retried)
 tls                certificate not trusted, or TLS spoken to a plain-HTTP port
 timeout            no connection or no reply in time
 auth               401/403: token missing, rejected or without access
@@ -123,8 +125,11 @@ def classify_transport_error(err: httpx.TransportError, method: str, url: str, t
             or "name resolution" in text or "nodename nor servname" in text:
         return EndpointError(f"{where}: cannot resolve host {httpx.URL(url).host}", url=url, kind="connection",
                              hint="check the URL (oc get route / oc get inferenceservice shows it)")
-    return EndpointError(f"{where}: connection failed: {_one_line(str(err) or type(err).__name__, 200)}",
-                         url=url, kind="connection")
+    detail = _one_line(str(err) or type(err).__name__, 200)
+    if isinstance(err, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError):
+        return EndpointError(f"{where}: connection lost: {detail}", url=url, kind="connection",
+                             hint="not retried: the server may have received the request; see `poolserve logs`")
+    return EndpointError(f"{where}: connection failed: {detail}", url=url, kind="connection")
 
 
 def _json_or_none(resp: httpx.Response) -> Any:
@@ -218,7 +223,7 @@ class PoolClient:
         insecure: skip TLS verification (explicit opt-in; warns with :class:`InsecureTransportWarning`).
         timeout_s: read/write timeout of one request.
         connect_timeout_s: connect timeout.
-        retries: how often to retry after a connection error or HTTP 503.
+        retries: how often to retry after a failed connect (refused, unknown host, timeout) or HTTP 503.
         backoff_s: first wait between retries; doubles each time, capped at 8 s.
         transport: httpx transport (tests pass :class:`httpx.MockTransport`).
         sleep: how to wait between retries (tests record the waits instead of sleeping).
@@ -300,7 +305,7 @@ class PoolClient:
 
     def send(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
              retry: bool = True) -> httpx.Response:
-        """Send one request, retrying connection errors and 503; return any other response as is.
+        """Send one request, retrying failed connects and 503; return any other response as is.
 
         Raises:
             EndpointError: transport failures (after the retries), and 503 after the retries.
@@ -313,7 +318,10 @@ class PoolClient:
                 resp = self._http.request(method, path, json=body)
             except httpx.TransportError as err:
                 e = classify_transport_error(err, method, url, self.timeout_s)
-                retryable = e.kind == "connection" or isinstance(err, httpx.ConnectTimeout)
+                # Only failures before the request could reach the server: a disconnect or reset after
+                # sending (RemoteProtocolError, ReadError, WriteError) may have run it already.
+                retryable = isinstance(err, httpx.ConnectTimeout) or (
+                    isinstance(err, httpx.ConnectError) and e.kind == "connection")
                 if retryable and attempt < len(delays):
                     self._sleep(delays[attempt])
                     attempt += 1
