@@ -278,3 +278,15 @@ def test_translate_other_statuses(code: int, body: str, cls: type, text: str) ->
     err = translate(code, body, Request("list", kind_info("v1", "Pod"), None, "ns"), "https://api:6443")
     assert isinstance(err, cls)
     assert text in str(err)
+
+
+def test_broken_or_missing_kubeconfig_is_one_line(tmp_path: Path) -> None:
+    from poolserve.cluster.kube import KubeCluster
+    from poolserve.errors import ClusterUnreachable
+
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("garbage: [\n")
+    with pytest.raises(ClusterUnreachable, match=f"cannot use kubeconfig {bad}"):
+        KubeCluster(kubeconfig=str(bad)).server_version()
+    with pytest.raises(ClusterUnreachable, match="does not exist"):
+        KubeCluster(kubeconfig=str(tmp_path / "nope")).server_version()

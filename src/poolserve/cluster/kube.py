@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import yaml
+
 from poolserve.cluster.base import (
     FIELD_MANAGER,
     Access,
@@ -142,6 +144,9 @@ class KubeCluster:
         config: Any = config_mod
         path = self.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         have_file = any(os.path.exists(p) for p in path.split(os.pathsep) if p)
+        if self.kubeconfig and not os.path.exists(self.kubeconfig):
+            raise ClusterUnreachable(f"kubeconfig {self.kubeconfig} does not exist",
+                                     hint="check --kubeconfig / $KUBECONFIG, or run `oc login`")
         try:
             if have_file or self.context or self.kubeconfig:
                 api = config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
@@ -149,11 +154,12 @@ class KubeCluster:
                 cfg = client.Configuration()
                 config.load_incluster_config(client_configuration=cfg)
                 api = client.ApiClient(cfg)
-        except config.ConfigException as err:
+        except (config.ConfigException, yaml.YAMLError, OSError) as err:
+            # ConfigException: missing context/cluster; YAMLError: a broken file; OSError: unreadable.
             where = f"kubeconfig {path}" + (f" (context {self.context})" if self.context else "")
             if not have_file and not self.kubeconfig:
                 raise ClusterUnreachable("no kubeconfig found and not running in a cluster",
-                                         hint="run `oc login` (or pass --kubeconfig/--context)") from err
+                                         hint="run `oc login`, or pass --kubeconfig/--context") from err
             raise ClusterUnreachable(f"cannot use {where}: {one_line(str(err), 200)}",
                                      hint="check `oc config get-contexts`") from err
         self._client = api
