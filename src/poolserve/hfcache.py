@@ -52,6 +52,15 @@ def import_model(hf_home: Path, model_id: str, src: Path, *, link: bool = False)
         raise SpecError(f"{src}: not a model directory (no config.json)")
     rev = _revision(src)
     repo = repo_dir(hf_home, model_id)
+    try:
+        return _import(src, repo, rev, model_id, link=link)
+    except OSError as err:
+        shutil.rmtree(repo / "snapshots" / f".{rev}.tmp", ignore_errors=True)
+        raise SpecError(f"cannot import {model_id} into {hf_home}: {err.strerror or err} "
+                        f"({err.filename or repo})") from None
+
+
+def _import(src: Path, repo: Path, rev: str, model_id: str, *, link: bool) -> CachedModel:
     snap = repo / "snapshots" / rev
     tmp = repo / "snapshots" / f".{rev}.tmp"
     if not snap.exists():
