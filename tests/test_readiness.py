@@ -258,6 +258,26 @@ def test_oomkilled_last_state() -> None:
     assert "resources.limits.memory" in st.reason
 
 
+def test_oomkilled_now_is_fatal_even_before_the_backoff() -> None:
+    p = pod(NAME, NS, ready=False, restarts=0, terminated=("OOMKilled", "", 137))
+    st = status_of(isvc(status=not_ready_status()), pods=[p])
+    assert st.phase == "Failed" and (st.reason or "").startswith("OOMKilled")
+
+
+def test_a_container_running_again_after_an_oom_kill_is_not_failed() -> None:
+    recovered = pod(NAME, NS, name=f"{NAME}-predictor-5d9f7c8b6d-aaaaa", ready=True, restarts=1,
+                    last_terminated=("OOMKilled", "", 137))
+    loading = pod(NAME, NS, name=f"{NAME}-predictor-5d9f7c8b6d-bbbbb", ready=False)
+    dep = deployment(NAME, NS, replicas=2, ready=1, available=1)
+    st = status_of(isvc(status=not_ready_status()), deployments=[dep], pods=[recovered, loading])
+    assert st.phase == "Loading", st.reason
+    assert (st.reason or "").startswith("restarted (1x, OOMKilled earlier): killed for exceeding its memory limit")
+    assert f"pod {NAME}-predictor-5d9f7c8b6d-aaaaa: restarted after OOMKilled (restarts 1)" in st.details
+    # Still loading (not ready) after the kill: also not fatal; the next crash loop is.
+    again = pod(NAME, NS, ready=False, restarts=1, last_terminated=("OOMKilled", "", 137))
+    assert status_of(isvc(status=not_ready_status()), pods=[again]).phase == "Loading"
+
+
 def test_unschedulable_for_lack_of_gpus() -> None:
     msg = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available"
     p = pod(NAME, NS, ready=False, unschedulable=msg)

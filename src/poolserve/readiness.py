@@ -399,7 +399,7 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
         if diag is None and prev_log:
             diag = diagnose(prev_log)
         if wreason or term or last:
-            what = wreason or f"terminated {term.get('reason')}"
+            what = wreason or (f"terminated {term.get('reason')}" if term else f"restarted after {last.get('reason')}")
             details.append(f"pod {pname}: {what}" + (f" (restarts {restarts})" if restarts else "")
                            + (f": {wmsg}" if wmsg and wreason not in ("CrashLoopBackOff",) else ""))
         tail = [ln for ln in message.splitlines() if ln.strip()][-5:] or list(prev_log or [])[-5:]
@@ -411,7 +411,8 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
         elif wreason in _CONFIG_REASONS:
             out.append(Finding(RANK_IMAGE_OR_CONFIG, True, f"{wreason}: {wmsg}: create the missing Secret/ConfigMap "
                                "or fix the config that names it (cache.hf_token_secret)"))
-        elif dead.get("reason") == "OOMKilled":
+        elif term.get("reason") == "OOMKilled" or (wreason == "CrashLoopBackOff" and last.get("reason") == "OOMKilled"):
+            # Fatal only while it is down: a container running (or ready) again after one OOM kill may be fine.
             out.append(Finding(1, True, f"OOMKilled: {diagnose(['OOMKilled'])}"
                                + (f" (restarts {restarts})" if restarts else "")))
         elif wreason == "CrashLoopBackOff" or term.get("reason") == "Error":
@@ -419,6 +420,8 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
             cause = str(diag) if diag else (f"{container} exited with code {code}; see "
                                             f"`poolserve logs {_labels(p).get(ISVC_LABEL, '')} --previous`")
             out.append(Finding(1, True, f"CrashLoopBackOff: {cause}" if wreason else f"Error: {cause}"))
+        elif last.get("reason") == "OOMKilled":
+            out.append(Finding(6, False, f"restarted ({restarts}x, OOMKilled earlier): {diagnose(['OOMKilled'])}"))
         elif last and diag:
             out.append(Finding(6, False, f"restarted ({restarts}x): {diag}"))
         elif wreason == "ContainerCreating" or wreason == "PodInitializing":
