@@ -186,3 +186,16 @@ def test_bad_yaml_in_set_is_one_line(project: Path) -> None:
 def test_check_does_not_depend_on_how_the_config_path_is_spelled(project: Path) -> None:
     runner.invoke(app, ["render"])
     assert runner.invoke(app, ["render", "--check", "-c", str(project / "poolserve.yaml")]).exit_code == 0
+
+
+def test_wait_timeout_defaults_per_target() -> None:
+    from types import SimpleNamespace
+
+    from poolserve.cli.ops import CLUSTER_TIMEOUT_S, wait_timeout
+    from poolserve.spec import parse_spec
+
+    spec = parse_spec((ROOT / "poolserve.yaml").read_text(), overrides={"local.startup_timeout_s": 42})
+    local, cluster = SimpleNamespace(name="local"), SimpleNamespace(name="cluster")
+    assert wait_timeout(None, spec, local) == 42  # type: ignore[arg-type]
+    assert wait_timeout(None, spec, cluster) == CLUSTER_TIMEOUT_S  # type: ignore[arg-type]
+    assert wait_timeout("2m", spec, local) == 120  # type: ignore[arg-type]

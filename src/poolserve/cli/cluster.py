@@ -9,12 +9,12 @@ injectable target factory, so tests run them against :class:`~poolserve.cluster.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from poolserve.cli.app import ConfigOpt, Output, OutputOpt, SetOpt, cache_command, command, err, state
-from poolserve.cli.ops import ContextOpt, KubeconfigOpt, NamesArg, TimeoutOpt, load, parse_duration, progress_display
+from poolserve.cli.ops import ContextOpt, KubeconfigOpt, NamesArg, load, parse_duration, progress_display
 from poolserve.errors import SpecError
 from poolserve.output import dumps
 from poolserve.spec import DEFAULT_CONFIG
@@ -69,7 +69,8 @@ def diff_cmd(
 def warm_cmd(
     names: NamesArg = None,
     config: ConfigOpt = Path(DEFAULT_CONFIG),
-    timeout: TimeoutOpt = "60m",
+    timeout: Annotated[str, typer.Option("--timeout", help="How long to wait for the download Jobs, e.g. 60m.")]
+    = "60m",
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,

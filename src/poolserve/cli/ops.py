@@ -28,7 +28,10 @@ NamesArg = Annotated[list[str] | None, typer.Argument(help="Model names from the
 ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context (cluster target).")]
 KubeconfigOpt = Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG",
                                                    help="kubeconfig file (cluster target).")]
-TimeoutOpt = Annotated[str, typer.Option("--timeout", help="How long to wait, e.g. 900s, 15m.")]
+TimeoutOpt = Annotated[str | None, typer.Option("--timeout", help="How long to wait, e.g. 900s, 15m. Default: 15m "
+                                                "on a cluster, local.startup_timeout_s (600 s) locally.",
+                                                show_default=False)]
+CLUSTER_TIMEOUT_S = 900.0
 
 
 def parse_duration(text: str, option: str = "--timeout") -> float:
@@ -56,6 +59,13 @@ def get_target(target: str | None, context: str | None = None, kubeconfig: str |
     """Resolve ``--target``/``$POOLSERVE_TARGET`` and build it through the app's (injectable) factory."""
     factory = state["target_factory"]
     return factory(target_name(target), TargetOptions(context=context, kubeconfig=kubeconfig))  # type: ignore[no-any-return]
+
+
+def wait_timeout(timeout: str | None, spec: PoolSpec, target: Target) -> float:
+    """``--timeout`` if given, else the target's default (the config's ``local.startup_timeout_s`` locally)."""
+    if timeout is not None:
+        return parse_duration(timeout)
+    return spec.local.startup_timeout_s if target.name == "local" else CLUSTER_TIMEOUT_S
 
 
 @contextmanager
@@ -88,7 +98,7 @@ def deploy_cmd(
     config: ConfigOpt = Path(DEFAULT_CONFIG),
     target: TargetOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the models are ready.")] = True,
-    timeout: TimeoutOpt = "15m",
+    timeout: TimeoutOpt = None,
     dry_run: Annotated[str | None, typer.Option("--dry-run", help="client or server (cluster target): "
                                                 "validate without changing anything.")] = None,
     runtimes_only: Annotated[bool, typer.Option("--runtimes-only", help="Apply only the ServingRuntimes "
@@ -109,7 +119,7 @@ def deploy_cmd(
                             force_conflicts=force_conflicts)
     with progress_display() as progress:
         result = tgt.deploy(spec, rendered, selected, wait=wait and dry_run is None,
-                            timeout_s=parse_duration(timeout), options=options, progress=progress)
+                            timeout_s=wait_timeout(timeout, spec, tgt), options=options, progress=progress)
     if output != "table":
         typer.echo(dumps(result, output), nl=False)
         return
@@ -158,7 +168,7 @@ def wait_cmd(
     names: NamesArg = None,
     config: ConfigOpt = Path(DEFAULT_CONFIG),
     target: TargetOpt = None,
-    timeout: TimeoutOpt = "15m",
+    timeout: TimeoutOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
@@ -167,7 +177,7 @@ def wait_cmd(
     spec, rendered, selected = load(config, set_, names)
     tgt = get_target(target, context, kubeconfig)
     with progress_display() as progress:
-        statuses = tgt.wait(spec, rendered, selected, timeout_s=parse_duration(timeout), progress=progress)
+        statuses = tgt.wait(spec, rendered, selected, timeout_s=wait_timeout(timeout, spec, tgt), progress=progress)
     out.print(status_table(statuses))
 
 
