@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from poolserve import hfcache
 from poolserve.errors import LocalRunError, NotFound, NotReady, SpecError
 from poolserve.local import (
     HostInfo,
@@ -126,6 +127,16 @@ def test_fingerprint_ignores_the_port_but_not_the_config(tmp_path: Path) -> None
     assert _plan(_spec(tmp_path, **{"models.0.max_model_len": 128})).fingerprint != _plan(spec).fingerprint
 
 
+def test_fingerprint_ignores_the_automatic_offline_switch_but_not_the_users(tmp_path: Path) -> None:
+    # The first deploy downloads the model; the next one adds HF_HUB_OFFLINE=1 and must not restart it.
+    spec = _spec(tmp_path)
+    assert _plan(spec, cached=True).env["HF_HUB_OFFLINE"] == "1"
+    assert _plan(spec, cached=False).fingerprint == _plan(spec, cached=True).fingerprint
+    offline = _spec(tmp_path, **{"local.env": {"HF_HUB_OFFLINE": "1"}})
+    online = _spec(tmp_path, **{"local.env": {"HF_HUB_OFFLINE": "0"}})
+    assert _plan(offline).fingerprint != _plan(online).fingerprint
+
+
 def test_hf_home_outside_the_cache_mount_is_a_config_error(tmp_path: Path) -> None:
     spec = _spec(tmp_path, **{"cache.hf_home": "/tmp/hf_home"})
     with pytest.raises(SpecError, match=r"cache\.hf_home '/tmp/hf_home' is not under cache\.mount_path"):
@@ -227,6 +238,22 @@ def test_redeploy_is_unchanged_and_a_config_change_restarts_on_the_same_port(
     assert "--max-num-seqs=4" in json.loads((tmp_path / "record.json").read_text())["argv"]
     # The previous run's log is kept for `logs --previous`.
     assert any("Application shutdown complete" in ln for ln in target.logs(changed, MINILM, previous=True))
+
+
+def test_redeploy_after_the_model_was_downloaded_keeps_the_server(
+    stub: tuple[LocalTarget, PoolSpec, Rendered], tmp_path: Path
+) -> None:
+    target, spec, rendered = stub
+    first = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    assert "HF_HUB_OFFLINE" not in json.loads((tmp_path / "record.json").read_text())["env"]
+    # What vLLM's first start leaves behind: the model in the hub cache.
+    repo = hfcache.repo_dir(tmp_path / "cache" / "huggingface", spec.model(MINILM).model_id)
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    again = LocalTarget().deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    assert [c.action for c in again.changes] == ["unchanged"]
+    assert again.statuses[0].url == first.statuses[0].url
 
 
 def test_a_crash_fails_deploy_fast_and_status_keeps_the_diagnosis(
@@ -375,3 +402,4 @@ def test_auto_dtype_and_reserved_cpus_follow_the_host(tmp_path: Path) -> None:
     pinned = _spec(tmp_path, **{"local.dtype": "float16", "local.reserved_cpus": 1})
     plan = _plan(pinned, host=small_bf16)
     assert plan.argv[-3] == "--dtype=float16" and plan.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"
+

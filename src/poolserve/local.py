@@ -102,7 +102,8 @@ class LaunchPlan:
     overrides: tuple[str, ...]
     """Human-readable differences from the cluster container, one per line."""
     fingerprint: str
-    """Hash of argv (port excluded) and env: a running server with the same one is unchanged."""
+    """Hash of argv and env (the port and the automatic ``HF_HUB_OFFLINE=1`` excluded): a running server
+    with the same one is unchanged."""
 
 
 def local_cache_dir(spec: PoolSpec) -> Path:
@@ -194,9 +195,15 @@ def served_name(argv: Sequence[str], default: str) -> str:
     return name
 
 
-def _fingerprint(argv: Sequence[str], port: int, env: Mapping[str, str]) -> str:
+def _fingerprint(argv: Sequence[str], port: int, env: Mapping[str, str],
+                 derived: frozenset[str] = frozenset()) -> str:
+    """What decides whether a running server is kept: the command and env, less the port and ``derived``.
+
+    ``derived`` are env keys poolserve added itself that do not change what is served (``HF_HUB_OFFLINE``
+    once the model is cached: the first deploy downloads it, so the next one would otherwise restart it).
+    """
     stable = [a for a in argv if a != f"--port={port}"]
-    blob = json.dumps([stable, sorted(env.items())], separators=(",", ":"))
+    blob = json.dumps([stable, sorted((k, v) for k, v in env.items() if k not in derived)], separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -340,8 +347,10 @@ def plan_launch(
     argv.extend(local_args)
 
     hf_home = env.get("HF_HOME")
+    derived: set[str] = set()
     if "HF_HUB_OFFLINE" not in env and hf_home and model_cached(Path(hf_home)):
         env["HF_HUB_OFFLINE"] = "1"
+        derived.add("HF_HUB_OFFLINE")
         overrides.append(f"HF_HUB_OFFLINE=1: {model_id} is in the local cache ({hf_home})")
     elif hf_home and not model_cached(Path(hf_home)) and not model_id.startswith("/"):
         offline = env.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
@@ -356,13 +365,14 @@ def plan_launch(
                             if local.reserved_cpus is None else ""))
     if local.env:
         env.update(local.env)
+        derived -= set(local.env)  # the user's value, not ours
         overrides.append("local env: " + " ".join(f"{k}={v}" for k, v in local.env.items()))
 
     return LaunchPlan(
         name=name, runtime=composed.runtime, argv=tuple(argv), env=env, port=port,
         url=f"http://{HOST}:{port}", served_model=served_name(argv, model_id),
         volumes=tuple(mounts), fresh_dirs=tuple(m.local for m in empties if m.local is not None),
-        run_dir=run_dir, overrides=tuple(overrides), fingerprint=_fingerprint(argv, port, env),
+        run_dir=run_dir, overrides=tuple(overrides), fingerprint=_fingerprint(argv, port, env, frozenset(derived)),
     )
 
 
