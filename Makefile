@@ -1,5 +1,6 @@
 # poolserve: the plan's targets, as poolserve commands. `make help` lists them.
 POOLSERVE ?= .venv/bin/poolserve
+# The *-kserve targets pass --target cluster: they talk to the cluster whatever $POOLSERVE_TARGET says.
 CONFIG ?= poolserve.yaml
 ARGS ?=
 
@@ -26,43 +27,45 @@ local-demo: ## Serve minilm-embedding locally with vLLM and query it
 	scripts/local-demo.sh
 
 deploy-kserve-dry-run: setup ## Validate with the API server and KServe webhooks, change nothing
-	$(POOLSERVE) deploy -c $(CONFIG) --dry-run server $(ARGS)
+	$(POOLSERVE) deploy -c $(CONFIG) --target cluster --dry-run server $(ARGS)
 
 cache-warm-kserve: setup ## Download the models into the cache PVC (one Job per model)
 	$(POOLSERVE) cache warm -c $(CONFIG) $(ARGS)
 
 deploy-kserve-runtimes: setup ## Apply both ServingRuntimes
-	$(POOLSERVE) deploy -c $(CONFIG) --runtimes-only $(ARGS)
+	$(POOLSERVE) deploy -c $(CONFIG) --target cluster --runtimes-only $(ARGS)
 
 deploy-kserve-minilm: setup ## Deploy the MiniLM InferenceService and wait
-	$(POOLSERVE) deploy -c $(CONFIG) minilm-embedding $(ARGS)
+	$(POOLSERVE) deploy -c $(CONFIG) --target cluster minilm-embedding $(ARGS)
 
 deploy-kserve-granite: setup ## Deploy the Granite InferenceService and wait
-	$(POOLSERVE) deploy -c $(CONFIG) granite-embedding $(ARGS)
+	$(POOLSERVE) deploy -c $(CONFIG) --target cluster granite-embedding $(ARGS)
 
 deploy-kserve-reranker: setup ## Deploy the MS-MARCO InferenceService and wait
-	$(POOLSERVE) deploy -c $(CONFIG) msmarco-reranker $(ARGS)
+	$(POOLSERVE) deploy -c $(CONFIG) --target cluster msmarco-reranker $(ARGS)
 
 deploy-kserve: setup ## Deploy everything and wait
-	$(POOLSERVE) deploy -c $(CONFIG) $(ARGS)
+	$(POOLSERVE) deploy -c $(CONFIG) --target cluster $(ARGS)
 
 status-kserve: setup ## InferenceService status, URLs and reasons
-	$(POOLSERVE) status -c $(CONFIG) $(ARGS)
+	$(POOLSERVE) status -c $(CONFIG) --target cluster $(ARGS)
 
 wait-kserve: setup ## Wait until every model is ready
-	$(POOLSERVE) wait -c $(CONFIG) $(ARGS)
+	$(POOLSERVE) wait -c $(CONFIG) --target cluster $(ARGS)
 
 test-kserve: setup ## Verify every deployed model's outputs
-	for m in minilm-embedding granite-embedding msmarco-reranker; do $(POOLSERVE) test -c $(CONFIG) $$m $(ARGS) || exit 1; done
+	for m in $$($(POOLSERVE) explain -c $(CONFIG) -o json | .venv/bin/python -c 'import json,sys; print(" ".join(r["name"] for r in json.load(sys.stdin)))'); do \
+	  $(POOLSERVE) test -c $(CONFIG) --target cluster $$m $(ARGS) || exit 1; done
 
 diff-kserve: setup ## What deploy would change
 	$(POOLSERVE) diff -c $(CONFIG) $(ARGS)
 
 logs-kserve: setup ## vLLM log of one model: make logs-kserve NAME=minilm-embedding ARGS=--previous
-	$(POOLSERVE) logs -c $(CONFIG) $(NAME) $(ARGS)
+	@test -n "$(NAME)" || { echo "usage: make logs-kserve NAME=<model> [ARGS=--previous]" >&2; exit 2; }
+	$(POOLSERVE) logs -c $(CONFIG) --target cluster $(NAME) $(ARGS)
 
 delete-kserve: setup ## Delete the InferenceServices (keeps runtimes)
-	$(POOLSERVE) delete -c $(CONFIG) $(ARGS)
+	$(POOLSERVE) delete -c $(CONFIG) --target cluster $(ARGS)
 
 delete-kserve-all: setup ## Delete the InferenceServices and the runtimes nothing else uses
-	$(POOLSERVE) delete -c $(CONFIG) --runtimes $(ARGS)
+	$(POOLSERVE) delete -c $(CONFIG) --target cluster --runtimes $(ARGS)

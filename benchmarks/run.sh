@@ -33,13 +33,15 @@ SETS=(--set "local.cache_dir=$WORK/cache" --set "local.state_dir=$WORK/state")
 
 # label | baseline dtype | extra --set for the local target
 RUNS=(
-  "float32|float32|local.dtype=float32"
-  "bfloat16|bfloat16|local.dtype=bfloat16"
-  "float16|float16|local.dtype=float16"
-  "float32-compiled|float32|local.dtype=float32 local.enforce_eager=false"
-  "float32-allcores|float32|local.dtype=float32 local.env.VLLM_CPU_NUM_OF_RESERVED_CPU=\"0\""
-  "float32-mnbt8192|float32|local.dtype=float32 local.extra_args=[--max-num-batched-tokens=8192]"
-  "bfloat16-allcores|bfloat16|local.dtype=bfloat16 local.env.VLLM_CPU_NUM_OF_RESERVED_CPU=\"0\""
+  "float32|float32|local.dtype=float32 local.reserved_cpus=1"
+  "bfloat16|bfloat16|local.dtype=bfloat16 local.reserved_cpus=1"
+  "float16|float16|local.dtype=float16 local.reserved_cpus=1"
+  "float32-compiled|float32|local.dtype=float32 local.reserved_cpus=1 local.enforce_eager=false"
+  "float32-allcores|float32|local.dtype=float32 local.reserved_cpus=0"
+  "float32-mnbt8192|float32|local.dtype=float32 local.reserved_cpus=1 local.extra_args=[--max-num-batched-tokens=8192]"
+  "bfloat16-allcores|bfloat16|local.dtype=bfloat16 local.reserved_cpus=0"
+  # The local target's defaults as they are now (dtype auto, reserved_cpus auto), chosen from the runs above.
+  "defaults|bfloat16|"
 )
 want=("$@")
 
