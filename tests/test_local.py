@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from poolserve import hfcache
+from poolserve import hfcache, vllm
 from poolserve.errors import LocalRunError, NotFound, NotReady, SpecError
 from poolserve.local import (
     HostInfo,
@@ -147,6 +147,17 @@ def test_served_name_takes_the_first_of_the_last_flag() -> None:
     assert served_name(["--served-model-name", "a", "b"], "x") == "a"
     assert served_name(["--served-model-name=c"], "x") == "c"
     assert served_name([], "x") == "x"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--served-model-name=a,b"],  # one value: vLLM does not split on commas
+    ["--served-model-name", "-x"],  # argparse takes no value starting with "-"
+    ["--served-model-name", "a", "--served-model-name=b"],
+    ["--served-model-name=b", "--served-model-name", "c", "d"],
+])
+def test_served_name_reads_the_flag_like_vllm_and_lint(argv: list[str]) -> None:
+    names = vllm.served_model_names(argv)
+    assert served_name(argv, "x") == (names[0] if names else "x")
 
 
 # -- state --------------------------------------------------------------------------------------

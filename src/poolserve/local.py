@@ -185,14 +185,9 @@ def _map_arg(arg: str, mounts: Sequence[VolumeMapping]) -> str:
 
 
 def served_name(argv: Sequence[str], default: str) -> str:
-    """The first ``--served-model-name`` (what responses carry), else ``default``."""
-    name = default
-    for i, a in enumerate(argv):
-        if a == "--served-model-name" and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            name = argv[i + 1]
-        elif a.startswith("--served-model-name="):
-            name = a.split("=", 1)[1].split(",")[0]
-    return name
+    """The name responses carry: the first of :func:`poolserve.vllm.served_model_names`, else ``default``."""
+    names = vllm.served_model_names(argv)
+    return names[0] if names else default
 
 
 def _fingerprint(argv: Sequence[str], port: int, env: Mapping[str, str],
