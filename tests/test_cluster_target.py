@@ -427,6 +427,20 @@ def test_wait_fails_fast(deployed: tuple[FakeCluster, ClusterTarget], spec: Pool
     assert clock.sleeps == []
 
 
+def test_wait_keeps_waiting_past_the_progress_deadline_while_the_model_loads(
+        deployed: tuple[FakeCluster, ClusterTarget], spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake, tgt = deployed
+    dep = deployment("minilm", NS, ready=0, conditions=[
+        condition("Progressing", "False", "ProgressDeadlineExceeded", "ReplicaSet has timed out progressing.")])
+    seed_failure(fake, "minilm", dep=dep, pods=[pod("minilm", NS, ready=False)],
+                 predictor=condition("PredictorReady", "False", "ProgressDeadlineExceeded", "timed out progressing"))
+    with pytest.raises(NotReady) as exc:
+        tgt.wait(spec, rendered, ["minilm"], timeout_s=30)
+    assert str(exc.value).startswith("timed out after 30s waiting for 1 model: minilm: Loading "
+                                     "(ProgressDeadlineExceeded: not ready after the Deployment's 600 s deadline")
+    assert sum(clock.sleeps) == 30
+
+
 def test_wait_times_out_with_the_reason(deployed: tuple[FakeCluster, ClusterTarget], spec: PoolSpec,
                                         rendered: Rendered, clock: Clock) -> None:
     fake, tgt = deployed

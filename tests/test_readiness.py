@@ -304,15 +304,39 @@ def test_events_about_other_objects_are_ignored() -> None:
     assert st.phase == "Loading"
 
 
-def test_progress_deadline_exceeded() -> None:
-    dep = deployment(NAME, NS, ready=0, conditions=[
-        condition("Available", "False", "MinimumReplicasUnavailable"),
-        condition("Progressing", "False", "ProgressDeadlineExceeded",
-                  'ReplicaSet "minilm-predictor-5d9f" has timed out progressing.')])
-    st = status_of(isvc(status=not_ready_status()), deployments=[dep], pods=[pod(NAME, NS, ready=False)])
+DEADLINE_DEP = deployment(NAME, NS, ready=0, conditions=[
+    condition("Available", "False", "MinimumReplicasUnavailable"),
+    condition("Progressing", "False", "ProgressDeadlineExceeded",
+              'ReplicaSet "minilm-predictor-5d9f7c8b6d" has timed out progressing.')])
+DEADLINE_STATUS = not_ready_status(predictor=condition("PredictorReady", "False", "ProgressDeadlineExceeded",
+                                                       "ReplicaSet has timed out progressing."))
+
+
+@pytest.mark.parametrize("pods", [
+    [],  # no pod at all
+    [pod(NAME, NS, ready=False, restarts=2)],  # the startupProbe already restarted it
+    [pod(NAME, NS, ready=False, unschedulable="0/3 nodes are available: 3 node(s) had untolerated taint")],
+], ids=["no-pod", "restarted", "unschedulable"])
+def test_progress_deadline_exceeded_without_a_starting_pod_is_fatal(pods: list[dict[str, Any]]) -> None:
+    st = status_of(isvc(status=not_ready_status()), deployments=[DEADLINE_DEP], pods=pods)
     assert st.phase == "Failed"
-    assert st.reason is not None and st.reason.startswith("ProgressDeadlineExceeded")
-    assert "600 s" in st.reason
+    if not pods:
+        assert st.reason is not None and st.reason.startswith("ProgressDeadlineExceeded")
+        assert "600 s" in st.reason
+
+
+def test_progress_deadline_exceeded_while_the_model_still_loads_is_not_fatal() -> None:
+    # The Deployment gives up after 600 s; the runtime's startupProbe allows 30 min (first downloads).
+    loading = pod(NAME, NS, ready=False, created=later(-700))
+    loading["spec"]["containers"][0]["startupProbe"] = {"httpGet": {"path": "/health", "port": 8080},
+                                                        "periodSeconds": 10, "failureThreshold": 180}
+    st = status_of(isvc(status=DEADLINE_STATUS), deployments=[DEADLINE_DEP], pods=[loading])
+    assert st.phase == "Loading", st.reason
+    assert (st.reason or "").startswith("ProgressDeadlineExceeded: not ready after the Deployment's 600 s deadline")
+    assert "its startupProbe allows 30 min" in (st.reason or "")
+    assert any("ProgressDeadlineExceeded" in d for d in st.details)
+    creating = pod(NAME, NS, ready=False, waiting=("ContainerCreating", ""))
+    assert status_of(isvc(status=DEADLINE_STATUS), deployments=[DEADLINE_DEP], pods=[creating]).phase == "Loading"
 
 
 def test_replica_failure_quota() -> None:

@@ -174,6 +174,11 @@ def model_status(
     details: list[str] = []
     findings: list[Finding] = []
     transition = _dig(status, "modelStatus", "transitionStatus")
+    current, old = split_rollout(pods, dep)
+    old_pods = {_meta(p).get("name") for p in old}
+    # The Deployment's 600 s progress deadline is shorter than the runtime's startupProbe (30 min, for
+    # first downloads): while a pod is still starting without restarts, the deadline is not a failure.
+    starting = any(_starting(p) for p in current)
 
     # Stopped (serving.kserve.io/stop): not a failure.
     pred = conds.get("PredictorReady") or {}
@@ -197,7 +202,8 @@ def model_status(
             continue  # Ready repeats PredictorReady
         details.append(f"condition {ctype}={c.get('status')} {text}")
         reason = c.get("reason") or ""
-        fatal = (c.get("status") == "False" and reason in _FATAL_CONDITION_REASONS) or (
+        fatal = (c.get("status") == "False" and reason in _FATAL_CONDITION_REASONS
+                 and not (reason == "ProgressDeadlineExceeded" and starting)) or (
             reason == "RuntimeNotRecognized" and (runtimes is None or rt not in runtimes))
         if fatal:
             findings.append(Finding(8, True, f"{ctype} is False: {text}"))
@@ -216,7 +222,6 @@ def model_status(
         findings.append(Finding(7, fatal, f"{failure.get('reason', 'Failure')}: {diag}" if diag else head))
 
     # 3. Warning events about the ISVC, its Deployment, ReplicaSets and pods.
-    old_pods = {_meta(p).get("name") for p in split_rollout(pods, dep)[1]}
     pod_names = {_meta(p).get("name") for p in pods}
     related = [e for e in events if e.get("type") == "Warning" and _about(e, name, pod_names)]
     related.sort(key=lambda e: _event_time(e) or now)
@@ -271,8 +276,15 @@ def model_status(
         deadline = int(_dig(dep, "spec", "progressDeadlineSeconds", default=PROGRESS_DEADLINE_S) or PROGRESS_DEADLINE_S)
         if prog.get("status") == "False" and prog.get("reason") == "ProgressDeadlineExceeded":
             details.append(f"deployment Progressing=False ProgressDeadlineExceeded: {prog.get('message', '')}")
-            findings.append(Finding(11, True, f"ProgressDeadlineExceeded: the predictor made no progress for "
-                                    f"{deadline} s ({_first_line(prog.get('message', ''))})"))
+            if starting:
+                window = max((_startup_window_s(p) or 0 for p in current), default=0)
+                allows = f"its startupProbe allows {window // 60} min" if window else "its startupProbe decides"
+                findings.append(Finding(11, False, f"ProgressDeadlineExceeded: not ready after the Deployment's "
+                                        f"{deadline} s deadline, but the pod is still starting without restarts "
+                                        f"({allows}, e.g. for a first download): still waiting"))
+            else:
+                findings.append(Finding(11, True, f"ProgressDeadlineExceeded: the predictor made no progress for "
+                                        f"{deadline} s ({_first_line(prog.get('message', ''))})"))
         gen = int(_meta(dep).get("generation", 0) or 0)
         observed = int(_dig(dep, "status", "observedGeneration", default=0) or 0)
         updated = int(_dig(dep, "status", "updatedReplicas", default=0) or 0)
@@ -429,6 +441,32 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
         elif "running" in state and not cs.get("ready"):
             out.append(Finding(16, False, "loading the model (container running, /health not ready yet)"))
     return out
+
+
+def _starting(p: Manifest) -> bool:
+    """The pod's kserve-container is being created or running (not ready) and has never restarted."""
+    if any(c.get("type") == "PodScheduled" and c.get("status") == "False"
+           for c in _dig(p, "status", "conditions", default=[]) or []):
+        return False
+    for cs in _dig(p, "status", "containerStatuses", default=[]) or []:
+        if cs.get("name") != CONTAINER_NAME:
+            continue
+        state = cs.get("state") or {}
+        if int(cs.get("restartCount") or 0) or cs.get("ready"):
+            return False
+        reason = _dig(state, "waiting", "reason")
+        return "running" in state or reason in ("ContainerCreating", "PodInitializing")
+    return bool(_dig(p, "status", "phase") == "Pending")  # scheduled, no container status yet
+
+
+def _startup_window_s(p: Manifest) -> int | None:
+    """Seconds kserve-container's startupProbe lets it start before the kubelet restarts it, if it has one."""
+    for c in _dig(p, "spec", "containers", default=[]) or []:
+        probe = c.get("startupProbe") if c.get("name") == CONTAINER_NAME else None
+        if probe:
+            return int(probe.get("initialDelaySeconds") or 0) + int(probe.get("periodSeconds") or 10) * int(
+                probe.get("failureThreshold") or 3)
+    return None
 
 
 def _schedule_fix(msg: str) -> str:
