@@ -72,6 +72,20 @@ def run(fake: FakeVllm, expect: Expectations, **kw: object) -> VerifyReport:
     return verify(client, expect, now=Clock(), **kw)  # type: ignore[arg-type]
 
 
+def test_verify_reads_no_clock_the_caller_passes_it() -> None:
+    # A core module (STYLE.md): no clock import, and no clock default to fall back on.
+    import ast
+    import inspect
+
+    import poolserve.verify as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"time", "datetime"}
+    assert inspect.signature(verify).parameters["now"].default is inspect.Parameter.empty
+
+
 def by_name(report: VerifyReport) -> dict[str, object]:
     return {c.name: c for c in report.checks}
 
@@ -218,7 +232,7 @@ def test_connection_refused_and_auth_end_the_run() -> None:
 
     client = PoolClient("http://vllm.test", transport=httpx.MockTransport(refused), sleep=lambda s: None)
     with pytest.raises(EndpointError) as ei:
-        verify(client, EMBED)
+        verify(client, EMBED, now=Clock())
     assert ei.value.kind == "connection"
     fake = FakeVllm(token="t")
     with pytest.raises(EndpointError) as ei:

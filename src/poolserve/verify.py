@@ -21,7 +21,6 @@ so the same report works for a local process, a cluster Route or any URL.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -499,8 +498,8 @@ def _check_score(r: _Runner, client: PoolAPI, expect: Expectations, reference: R
             r.add("reference score", ok, detail, ms)
 
 
-def verify(client: PoolAPI, expect: Expectations, *, reference: Reference | None = None,
-           now: Callable[[], float] = time.perf_counter) -> VerifyReport:
+def verify(client: PoolAPI, expect: Expectations, *, now: Callable[[], float],
+           reference: Reference | None = None) -> VerifyReport:
     """Run every check for ``expect.task`` against ``client``.
 
     A failing check is recorded and the others still run. Failures that make every further request
@@ -509,8 +508,9 @@ def verify(client: PoolAPI, expect: Expectations, *, reference: Reference | None
     Args:
         client: talks to the served model (:class:`poolserve.client.PoolClient`).
         expect: what the model should look like (:func:`expectations_for`).
+        now: monotonic clock in seconds, for latencies (the caller's: ``time.perf_counter``; this
+            core module reads no clock).
         reference: expected outputs computed locally; adds the ``reference ...`` checks.
-        now: monotonic clock in seconds, for latencies.
 
     Raises:
         EndpointError: when the endpoint cannot be used at all.
