@@ -371,9 +371,35 @@ def test_internal_error_event_is_fatal_only_while_recent() -> None:
     recent = event(NS, "InferenceService", NAME, "InternalError", msg, when=later(250))
     stale = event(NS, "InferenceService", NAME, "InternalError", msg, when=later(-3000))
     assert status_of(isvc(status=not_ready_status()), events=[recent]).phase == "Failed"
-    old = status_of(isvc(status=not_ready_status()), events=[stale])
+    long_lived = isvc(status=not_ready_status())
+    long_lived["metadata"]["creationTimestamp"] = "2025-12-31T22:00:00Z"  # older than the stale event
+    old = status_of(long_lived, events=[stale])
     assert old.phase == "Loading"
     assert any("InternalError" in d for d in old.details)
+
+
+RECONCILE_ERROR = "fails to reconcile predictor: failed to replace placeholders in the runtime args"
+
+
+def test_events_of_a_deleted_inferenceservice_with_the_same_name_are_ignored() -> None:
+    # isvc() was created at later(0); the event is from the one deleted before (events live 1 h).
+    before = event(NS, "InferenceService", NAME, "InternalError", RECONCILE_ERROR, when=later(-60))
+    st = status_of(isvc(status=not_ready_status()), events=[before], pods=[pod(NAME, NS, ready=False)])
+    assert st.phase == "Loading", st.reason
+    assert not any("InternalError" in d for d in st.details)
+    dep_quota = event(NS, "ReplicaSet", f"{NAME}-predictor-5d9f7c8b6d", "FailedCreate", "exceeded quota",
+                      when=later(-60))
+    assert status_of(isvc(status=not_ready_status()), events=[dep_quota]).phase != "Failed"
+
+
+def test_events_are_matched_by_uid_when_both_have_one() -> None:
+    obj = isvc(status=not_ready_status())
+    obj["metadata"]["uid"] = "new-uid"
+    other, same = (event(NS, "InferenceService", NAME, "InternalError", RECONCILE_ERROR, when=later(250))
+                   for _ in range(2))
+    other["involvedObject"]["uid"], same["involvedObject"]["uid"] = "old-uid", "new-uid"
+    assert status_of(obj, events=[other]).phase == "Loading"  # same second as a re-creation: the uid tells
+    assert status_of(obj, events=[same]).phase == "Failed"
 
 
 def test_invalid_spec_condition_is_fatal() -> None:

@@ -221,9 +221,12 @@ def model_status(
         fatal = transition in ("BlockedByFailedLoad", "InvalidSpec")
         findings.append(Finding(7, fatal, f"{failure.get('reason', 'Failure')}: {diag}" if diag else head))
 
-    # 3. Warning events about the ISVC, its Deployment, ReplicaSets and pods.
+    # 3. Warning events about the ISVC, its Deployment, ReplicaSets and pods: of this incarnation only
+    # (events outlive a deleted InferenceService by an hour, and a new one may reuse the name).
     pod_names = {_meta(p).get("name") for p in pods}
-    related = [e for e in events if e.get("type") == "Warning" and _about(e, name, pod_names)]
+    uids = {"InferenceService": _meta(isvc).get("uid"), "Deployment": _meta(dep).get("uid")}
+    related = [e for e in events if e.get("type") == "Warning" and _about(e, name, pod_names)
+               and _current_event(e, created, uids)]
     related.sort(key=lambda e: _event_time(e) or now)
     for e in related:
         inv = e.get("involvedObject") or {}
@@ -493,6 +496,16 @@ def _about(e: Manifest, isvc: str, pod_names: Collection[Any]) -> bool:
     if kind in ("Deployment", "ReplicaSet"):
         return name == f"{isvc}-predictor" or name.startswith(f"{isvc}-predictor-")
     return False
+
+
+def _current_event(e: Manifest, created: datetime | None, uids: Mapping[str, Any]) -> bool:
+    """Not about an earlier object of the same name: same uid when both are known, else not older than ``created``."""
+    inv = e.get("involvedObject") or {}
+    ours = uids.get(str(inv.get("kind")))
+    if ours and inv.get("uid"):
+        return bool(inv["uid"] == ours)
+    when = _event_time(e)
+    return created is None or when is None or when >= created
 
 
 def _event_time(e: Manifest) -> datetime | None:
