@@ -203,6 +203,58 @@ def test_changed_config_is_configured_and_wait_holds_until_kserve_rolls_it_out(
     assert seen[0].startswith("0/1 ready")
 
 
+def test_changed_runtime_holds_wait_until_kserve_rolls_out_every_model_using_it(
+        spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, [], wait=True, timeout_s=60)
+    fake.controller = None  # KServe is slow to notice the change
+    changed, _ = make(SPEC.replace("{name: vllm-embedding-runtime, task: embed}",
+                                   "{name: vllm-embedding-runtime, task: embed, env: {VLLM_LOGGING_LEVEL: DEBUG}}"))
+
+    def reconcile(t: float) -> None:
+        if t >= 10:
+            for name in ("minilm", "granite"):
+                isvc = fake.stored("InferenceService", name, NS)
+                assert isvc is not None
+                ready_objects(fake, isvc)
+
+    clock.on_sleep = reconcile
+    result = tgt.deploy(changed, render(changed), ["minilm"], wait=True, timeout_s=60)
+    actions = {c.name: c.action for c in result.changes}
+    assert (actions["vllm-embedding-runtime"], actions["minilm"]) == ("configured", "unchanged")
+    assert result.statuses[0].ready
+    assert clock.t == 10, "the old Ready condition must not count before the Deployment changed"
+    env = fake.stored("Deployment", "minilm-predictor", NS)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"} in env
+
+
+def test_changed_runtime_marks_unselected_models_using_it_as_rolling_out(
+        spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, [], wait=True, timeout_s=60)
+    fake.controller = None
+    changed, _ = make(SPEC.replace("{name: vllm-embedding-runtime, task: embed}",
+                                   "{name: vllm-embedding-runtime, task: embed, env: {VLLM_LOGGING_LEVEL: DEBUG}}"))
+    tgt.deploy(changed, render(changed), ["minilm"], wait=False, timeout_s=60)
+    phases = {s.name: s.phase for s in tgt.status(changed, render(changed), [])}
+    assert phases == {"minilm": "Loading", "granite": "Loading", "reranker": "Ready"}
+
+
+def test_a_fast_controller_does_not_hold_wait_for_the_grace_period(
+        spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    # The Deployment generation is read before applying: a controller that rolls out at once is seen at once.
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, ["minilm"], wait=True, timeout_s=60)
+    changed, _ = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
+    result = tgt.deploy(changed, render(changed), ["minilm"], wait=True, timeout_s=60)
+    assert {c.name: c.action for c in result.changes}["minilm"] == "configured"
+    assert result.statuses[0].ready
+    assert clock.sleeps == []
+
+
 def test_deploy_wait_reports_ready_statuses(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     result = target_for(fake, clock).deploy(spec, rendered, [], wait=True, timeout_s=60)

@@ -240,6 +240,9 @@ class ClusterTarget:
         report = preflight(self.cluster, spec, [] if options.runtimes_only else models, objects)
         notes = [f"cluster {report.server_version}, KServe {report.kserve}", *report.notes]
         changes: list[ObjectChange] = []
+        # Predictor Deployment generations before anything is applied: a fast controller may roll
+        # the change out before we could read them afterwards (see _rollout_pending).
+        before = self._generations(spec.namespace) if options.dry_run is None else {}
         for i, obj in enumerate(objects):
             if obj.get("kind") == "Namespace" and not report.namespace_needs_apply:
                 changes.append(ObjectChange("Namespace", obj["metadata"]["name"], None, "unchanged"))
@@ -248,6 +251,8 @@ class ClusterTarget:
                 changes.append(self._apply(obj, options))
             except PoolserveError as err:
                 raise _partial_failure(err, changes, obj, objects[i + 1:]) from err
+        if options.dry_run is None:
+            self._record_rollouts(spec.namespace, changes, before)
         if changes and all(c.action == "unchanged" for c in changes):
             notes.append(f"no changes: all {len(changes)} objects already match the config")
         statuses: list[ModelStatus] = []
@@ -271,10 +276,27 @@ class ClusterTarget:
             return ObjectChange(k.kind, name, ns, "created")
         if same_object(live, result, dry_run=dry):
             return ObjectChange(k.kind, name, ns, "unchanged")
-        if k.kind == ISVC_KIND and not dry:
-            dep = self.cluster.get("apps/v1", "Deployment", f"{name}-predictor", ns)
-            self._rollouts[name] = (int(dig(dep, "metadata", "generation", default=0) or 0), self.now())
         return ObjectChange(k.kind, name, ns, "configured")
+
+    def _generations(self, namespace: str) -> dict[str, int]:
+        """Predictor Deployment name -> metadata.generation, from one list call."""
+        deps = self.cluster.list("apps/v1", "Deployment", namespace, label_selector=ISVC_LABEL)
+        return {d["metadata"]["name"]: int(dig(d, "metadata", "generation", default=0) or 0) for d in deps}
+
+    def _record_rollouts(self, namespace: str, changes: Sequence[ObjectChange], before: Mapping[str, int]) -> None:
+        """Hold back the (old) Ready of every InferenceService KServe will now roll out.
+
+        That is each configured InferenceService, and each live one whose runtime was configured:
+        KServe re-renders the Deployment of every InferenceService using a changed ServingRuntime.
+        """
+        isvcs = {c.name for c in changes if c.kind == ISVC_KIND and c.action == "configured"}
+        runtimes = {c.name for c in changes if c.kind == SR_KIND and c.action == "configured"}
+        if runtimes:
+            for isvc in self.cluster.list(ISVC_API_VERSION, ISVC_KIND, namespace):
+                if readiness.runtime_of(isvc) in runtimes and not dig(isvc, "metadata", "deletionTimestamp"):
+                    isvcs.add(isvc["metadata"]["name"])
+        for name in sorted(isvcs):
+            self._rollouts[name] = (before.get(f"{name}-predictor", 0), self.now())
 
     # ---------------------------------------------------------------------------------------------
     # status / wait
