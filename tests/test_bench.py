@@ -225,6 +225,7 @@ def test_progress_reports_warmup_then_measurement() -> None:
     ({"requests": 5, "duration_s": 1.0}, "either"),
     ({"requests": 0}, "at least 1"),
     ({"max_time_s": 0}, "positive"),
+    ({"warmup": -1}, "--warmup -1: must be 0 or more"),
 ])
 def test_bounds_are_validated(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match=message):
@@ -358,6 +359,7 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
     (["bench", "--url", "http://127.0.0.1:9", "--baseline", "onnx"], "--baseline 'onnx'"),
     (["bench", "--url", "http://127.0.0.1:9", "--task", "score", "--batch-size", "4"], "--documents"),
     (["bench", "nope", "-c", str(ROOT / "poolserve.yaml")], "no model named 'nope'"),
+    (["bench", "--url", "http://127.0.0.1:9", "--warmup", "-1", "-n", "2"], "--warmup -1"),
 ])
 def test_cli_user_errors_are_one_line(args: list[str], message: str) -> None:
     r = runner.invoke(app, args)

@@ -247,6 +247,8 @@ class Bounds:
             raise SpecError(f"bench: --requests {self.requests}: must be at least 1")
         if self.duration_s is not None and self.duration_s <= 0:
             raise SpecError(f"bench: --duration {self.duration_s}: must be positive")
+        if self.warmup is not None and self.warmup < 0:
+            raise SpecError(f"bench: --warmup {self.warmup}: must be 0 or more")
         if self.max_time_s <= 0:
             raise SpecError(f"bench: time cap {self.max_time_s}: must be positive")
 
