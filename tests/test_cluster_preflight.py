@@ -145,14 +145,27 @@ def test_pending_pvc_is_a_note(spec: PoolSpec) -> None:
 
 def test_read_write_once_pod_with_several_pods(spec: PoolSpec) -> None:
     fake = cluster_for(spec, pvc_modes=("ReadWriteOncePod",))
-    with pytest.raises(NotReady, match="ReadWriteOncePod but 4 pods mount it"):
+    with pytest.raises(NotReady, match="ReadWriteOncePod but up to 4 pods mount it"):
         run(fake, spec)
-    run(fake, spec, ["minilm"])  # one pod is fine
+    one = parse_spec(SPEC.split("  - {name: granite")[0], "test.yaml")
+    run(cluster_for(one, pvc_modes=("ReadWriteOncePod",)), one)  # one model, one pod: fine
+
+
+def test_pvc_access_mode_counts_every_models_pods_not_just_the_deployed_ones(spec: PoolSpec) -> None:
+    # `deploy minilm` then `deploy reranker`: both predictors mount the one cache PVC.
+    fake = cluster_for(spec, pvc_modes=("ReadWriteOncePod",))
+    with pytest.raises(NotReady, match="ReadWriteOncePod but up to 4 pods mount it"):
+        run(fake, spec, ["minilm"])
+    autoscaled = parse_spec(SPEC.split("  - {name: granite")[0].replace(
+        "sentence-transformers/all-MiniLM-L6-v2}", "sentence-transformers/all-MiniLM-L6-v2, max_replicas: 3}"),
+        "test.yaml")
+    report = run(cluster_for(autoscaled, pvc_modes=("ReadWriteOnce",)), autoscaled, ["minilm"])
+    assert any("ReadWriteOnce and up to 3 pods mount it" in n for n in report.notes)
 
 
 def test_read_write_once_with_several_pods_warns_about_multi_attach(spec: PoolSpec) -> None:
     report = run(cluster_for(spec, pvc_modes=("ReadWriteOnce",)), spec, ["granite"])
-    assert any("ReadWriteOnce and 2 pods mount it" in n and "Multi-Attach" in n for n in report.notes)
+    assert any("ReadWriteOnce and up to 4 pods mount it" in n and "Multi-Attach" in n for n in report.notes)
 
 
 def test_not_enough_gpus(spec: PoolSpec) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from poolserve.cluster.base import Cluster, Kind, dig, forbidden, kind_info, kind_missing, kind_of
 from poolserve.errors import Forbidden, NotFound, NotReady
 from poolserve.kserve import GROUP, ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
-from poolserve.spec import Model, PoolSpec
+from poolserve.spec import Model, PoolSpec, resolve_models
 
 ISVC_CRD = f"inferenceservices.{GROUP}"
 SR_CRD = f"servingruntimes.{GROUP}"
@@ -117,8 +117,17 @@ def namespace_state(cluster: Cluster, spec: PoolSpec, rendered_ns: Manifest | No
     return True, True, notes
 
 
+def pvc_pods(spec: PoolSpec) -> int:
+    """How many pods may mount the cache PVC at once: ``max_replicas`` of every model in the config.
+
+    All of them, not just the ones being deployed: every predictor mounts the same PVC, so
+    ``deploy a`` then ``deploy b`` shares it as much as ``deploy`` does.
+    """
+    return sum(m.max_replicas for m in resolve_models(spec))
+
+
 def check_pvc(cluster: Cluster, spec: PoolSpec, pods: int) -> list[str]:
-    """The cache PVC exists, is usable and its access mode fits ``pods`` mounting it; returns notes.
+    """The cache PVC exists, is usable and its access mode fits up to ``pods`` mounting it; returns notes.
 
     Raises:
         NotFound: the PVC does not exist.
@@ -140,10 +149,11 @@ def check_pvc(cluster: Cluster, spec: PoolSpec, pods: int) -> list[str]:
     modes = set(dig(pvc, "status", "accessModes", default=None) or dig(pvc, "spec", "accessModes", default=[]) or [])
     shared = modes & {"ReadWriteMany", "ReadOnlyMany"}
     if not shared and "ReadWriteOncePod" in modes and pods > 1:
-        raise NotReady(f"PersistentVolumeClaim {ns}/{name} is ReadWriteOncePod but {pods} pods mount it",
+        raise NotReady(f"PersistentVolumeClaim {ns}/{name} is ReadWriteOncePod but up to {pods} pods mount it "
+                       "(max_replicas of all the config's models)",
                        hint="use a ReadWriteMany PVC (or one PVC per model)")
     if not shared and "ReadWriteOnce" in modes and pods > 1:
-        notes.append(f"PVC {name} is ReadWriteOnce and {pods} pods mount it: they must all run on one node, "
+        notes.append(f"PVC {name} is ReadWriteOnce and up to {pods} pods mount it: they must all run on one node, "
                      "otherwise pods fail with Multi-Attach errors (use ReadWriteMany)")
     return notes
 
@@ -227,7 +237,7 @@ def preflight(cluster: Cluster, spec: PoolSpec, models: Sequence[Model],
     exists, needs_apply, ns_notes = namespace_state(cluster, spec, rendered_ns)
     all_notes += ns_notes
     if models and exists:
-        all_notes += check_pvc(cluster, spec, sum(m.replicas for m in models))
+        all_notes += check_pvc(cluster, spec, pvc_pods(spec))
     elif models:
         raise NotFound(f"PersistentVolumeClaim {spec.namespace}/{spec.cache.pvc} (cache.pvc) does not exist: "
                        f"namespace {spec.namespace} is new",
