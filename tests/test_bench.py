@@ -28,7 +28,7 @@ from poolserve.bench import (
     run_setting,
 )
 from poolserve.cli.app import app, state
-from poolserve.errors import SpecError
+from poolserve.errors import EndpointError, SpecError
 from poolserve.metrics import BaselineResult, report_from_json
 from poolserve.target import Endpoint
 
@@ -360,6 +360,8 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
     (["bench", "--url", "http://127.0.0.1:9", "--task", "score", "--batch-size", "4"], "--documents"),
     (["bench", "nope", "-c", str(ROOT / "poolserve.yaml")], "no model named 'nope'"),
     (["bench", "--url", "http://127.0.0.1:9", "--warmup", "-1", "-n", "2"], "--warmup -1"),
+    (["bench", "--url", "127.0.0.1:1", "-n", "2"], "--url '127.0.0.1:1': expected an http:// or https:// URL"),
+    (["bench", "--url", "ftp://x", "-n", "2"], "--url 'ftp://x': expected an http:// or https:// URL"),
 ])
 def test_cli_user_errors_are_one_line(args: list[str], message: str) -> None:
     r = runner.invoke(app, args)
@@ -368,8 +370,53 @@ def test_cli_user_errors_are_one_line(args: list[str], message: str) -> None:
     assert r.stderr.count("\n") == 1
 
 
-def test_cli_unreachable_url_reports_connect_errors_not_a_traceback() -> None:
-    r = runner.invoke(app, ["bench", "--url", "http://127.0.0.1:9", "--concurrency", "1", "--batch-size", "1",
-                            "-n", "2", "--warmup", "0"])
-    assert r.exit_code == 0, r.output
-    assert "connect:2" in r.stdout
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cli_unreachable_url_fails_before_the_sweep() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    r = runner.invoke(app, ["bench", "--url", url, "--concurrency", "1,2", "--batch-size", "1", "-n", "2"])
+    assert r.exit_code == 9, r.output
+    assert r.stderr.splitlines()[-1].startswith(f"error: GET {url}/version: connection refused")
+    assert "Traceback" not in r.output and "CONC" not in r.stdout  # no sweep, no table of zeros
+
+
+def test_probe_stops_at_a_login_page_or_refused_token() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": {"message": "bad token"}})
+
+    with pytest.raises(EndpointError) as ei:
+        bench(Endpoint(URL, token="t"), concurrency=(1,), batch_sizes=(1,), bounds=Bounds(requests=2),
+              transport=httpx.MockTransport(handler))
+    assert ei.value.kind == "auth" and "token was rejected" in str(ei.value)
+
+
+def test_probe_accepts_any_other_answer() -> None:
+    rec = Recorder()
+
+    async def no_version(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404, json={"detail": "Not Found"})  # e.g. a proxy that only routes /v1
+        return await rec(request)
+
+    report = bench(Endpoint(URL), concurrency=(1,), batch_sizes=(1,), bounds=Bounds(requests=2, warmup=0),
+                   transport=httpx.MockTransport(no_version))
+    assert report.machine.vllm_version is None and report.settings[0].requests == 2
+
+
+def test_cli_a_setting_without_one_success_exits_9_after_the_report(tmp_path: Path) -> None:
+    report_path = tmp_path / "r.json"
+    with StubServer(fail_every=1) as stub:  # every embeddings request is a 503
+        r = runner.invoke(app, ["bench", "--url", stub.url, "--concurrency", "1", "--batch-size", "1,2", "-n", "2",
+                                "--warmup", "0", "-o", str(report_path)])
+    assert r.exit_code == 9, r.output
+    assert "http_503:2" in r.stdout  # the table is still printed
+    assert report_from_json(report_path.read_text()).settings[0].errors == 2  # and the report written
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [r.stderr.splitlines()[-1]]
+    assert "2 of 2 settings had no successful request; c=1 b=1: http_503 x2 (stub: injected failure)" in errors[0]

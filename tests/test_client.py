@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from poolserve import protocol
-from poolserve.client import InsecureTransportWarning, PoolClient, backoff_delays
-from poolserve.errors import EndpointError
+from poolserve.client import InsecureTransportWarning, PoolClient, backoff_delays, check_url
+from poolserve.errors import EndpointError, SpecError
 from poolserve.target import Endpoint
 from support.fake_vllm import FakeVllm, not_found_route, vllm_error
 
@@ -401,6 +401,17 @@ def test_insecure_warns_for_https_only_and_excludes_ca_file(tmp_path: Path) -> N
 def test_token_over_plain_http_to_another_host_warns() -> None:
     with pytest.warns(InsecureTransportWarning, match="over plain http"):
         PoolClient("http://model.apps.example.com", token="t")
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "localhost", "ftp://host", "http://", "file:///tmp/x"])
+def test_check_url_rejects_urls_without_http_scheme_or_host(url: str) -> None:
+    with pytest.raises(SpecError, match=f"--url '{url}': expected an http:// or https:// URL"):
+        check_url(url)
+
+
+def test_check_url_accepts_http_and_https() -> None:
+    for url in ("http://127.0.0.1:8000", "https://m-ns.apps.example.com/", "http://[::1]:8000"):
+        assert check_url(url) == url
 
 
 def test_missing_ca_file_is_a_tls_error(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The load generator behind ``poolserve bench`` (edge: HTTP, clock, machine facts).
 
+First one ``GET /version`` checks that the endpoint answers at all (and reads its vLLM version).
 Closed loop: for each setting (concurrency x batch size) ``concurrency`` workers each send a request,
 wait for the answer, and send the next, over one ``httpx.AsyncClient`` (its transport is injectable).
 Warm-up requests run first and are left out. A setting stops after ``requests`` measured requests or
@@ -36,6 +37,7 @@ from typing import Any, Literal
 import httpx
 
 from poolserve import protocol
+from poolserve.client import classify_response, classify_transport_error
 from poolserve.errors import SpecError
 from poolserve.metrics import (
     BaselineResult,
@@ -374,16 +376,33 @@ def _client(endpoint: Endpoint, timeout_s: float, concurrency: int,
                              limits=limits, transport=transport)
 
 
-async def _server_version(client: httpx.AsyncClient) -> str | None:
-    """The server's vLLM version from ``/version`` (best effort: None when it does not say)."""
+PROBE_CONNECT_TIMEOUT_S = 10.0
+
+
+async def _probe(client: httpx.AsyncClient, timeout_s: float) -> str | None:
+    """Check once that the endpoint answers at all; returns its vLLM version from ``/version`` (or None).
+
+    A sweep against nothing used to report every setting as connect errors with exit 0. Any HTTP
+    answer counts as reachable (a 404 from a proxy too), except a login page or a refused token: then
+    no measured request could succeed either.
+
+    Raises:
+        EndpointError: nothing answers (refused, unknown host, TLS, timeout), or 3xx/401/403.
+    """
+    url = str(client.base_url).rstrip("/") + "/version"
     try:
-        r = await client.get("/version")
-        if r.status_code == 200:
-            v = r.json().get("version")
-            return str(v) if v else None
-    except (httpx.HTTPError, ValueError, AttributeError):
+        r = await client.get("/version", timeout=httpx.Timeout(timeout_s, connect=PROBE_CONNECT_TIMEOUT_S))
+    except httpx.TransportError as err:
+        raise classify_transport_error(err, "GET", url, timeout_s) from err
+    if r.status_code in (301, 302, 303, 307, 308, 401, 403):
+        raise classify_response(r, "GET", "/version", token_sent="authorization" in client.headers)
+    if r.status_code != 200:
         return None
-    return None
+    try:
+        v = r.json().get("version")
+    except (ValueError, AttributeError):
+        return None
+    return str(v) if v else None
 
 
 async def _sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings: Sequence[Setting],
@@ -395,7 +414,7 @@ async def _sweep(endpoint: Endpoint, task: BenchTask, model: str | None, setting
     notes: list[str] = []
     top = max((s.concurrency for s in settings), default=1)
     async with _client(endpoint, timeout_s, top, transport) as client:
-        version = await _server_version(client)
+        version = await _probe(client, timeout_s)
         for n, s in enumerate(settings):
             wl = Workload(task, model, input_tokens, s.batch_size)
 
@@ -469,6 +488,7 @@ def bench(
 
     Raises:
         SpecError: on invalid settings.
+        EndpointError: the endpoint does not answer at all, or wants a login (checked once, before the sweep).
     """
     if input_tokens < 3:
         raise SpecError(f"bench: --input-tokens {input_tokens}: must be at least 3")
@@ -495,6 +515,11 @@ def bench(
         warmup_requests=bounds.warmup,
         label=label, self_test=ceiling, baseline=tuple(base), notes=tuple(notes),
     )
+
+
+def unserved_settings(report: BenchReport) -> list[SettingReport]:
+    """The measured settings in which not one request succeeded (their rates say nothing)."""
+    return [s for s in iter_settings(report) if s.requests == 0]
 
 
 def _notes(reports: Sequence[SettingReport], ceiling: Sequence[SettingReport]) -> list[str]:

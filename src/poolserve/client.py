@@ -47,7 +47,7 @@ from typing import Any, Literal
 import httpx
 
 from poolserve import protocol
-from poolserve.errors import EndpointError
+from poolserve.errors import EndpointError, SpecError
 from poolserve.target import Endpoint
 
 Kind = Literal[
@@ -70,6 +70,22 @@ INGRESS_CA_HINT = ("pass --ca-file with the CA that signed it (OpenShift default
 
 class InsecureTransportWarning(UserWarning):
     """TLS verification is off, or a token is about to travel over plain HTTP."""
+
+
+def check_url(url: str, option: str = "--url") -> str:
+    """``url`` if it is an absolute http(s) URL with a host; a one-line SpecError naming ``option`` otherwise.
+
+    Without this, ``127.0.0.1:8000`` (no scheme) or ``ftp://host`` only failed per request, as
+    connection errors that looked like a dead server.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as err:
+        raise SpecError(f"{option} {url!r}: not a URL ({err})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise SpecError(f"{option} {url!r}: expected an http:// or https:// URL with a host, "
+                        "e.g. http://127.0.0.1:8000")
+    return url
 
 
 def backoff_delays(retries: int, base_s: float = DEFAULT_BACKOFF_S, cap_s: float = MAX_BACKOFF_S) -> list[float]:

@@ -32,10 +32,12 @@ from poolserve.bench import (
     bench,
     iter_settings,
     self_test_report,
+    unserved_settings,
 )
 from poolserve.cli.app import ConfigOpt, SetOpt, TargetOpt, command, err, out
 from poolserve.cli.ops import ContextOpt, KubeconfigOpt, get_target, load, parse_duration
-from poolserve.errors import SpecError
+from poolserve.client import check_url
+from poolserve.errors import EndpointError, SpecError
 from poolserve.metrics import (
     BenchReport,
     baseline_for,
@@ -218,6 +220,8 @@ def bench_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Benchmark a deployed model: throughput, latency p50/p90/p99 and errors per concurrency x batch size."""
+    if url is not None:
+        check_url(url)
     conc = parse_ints(concurrency, "--concurrency")
     if requests is not None and duration is not None:
         raise SpecError("give --requests or --duration, not both")
@@ -277,6 +281,20 @@ def bench_cmd(
                        input_tokens=input_tokens, self_test=self_test, baseline=base, label=label,
                        progress=progress)
     _finish(report, previous, output_file, plot)
+    _fail_if_unserved(report)
+
+
+def _fail_if_unserved(report: BenchReport) -> None:
+    """Exit non-zero (after the report is out) when a setting had not one successful request."""
+    bad = unserved_settings(report)
+    if not bad:
+        return
+    first = bad[0]
+    kinds = ", ".join(f"{k} x{v}" for k, v in first.errors_by_kind.items()) or "no request finished"
+    example = " ".join(next(iter(first.error_examples.values()), "").split())
+    raise EndpointError(f"{report.endpoint}: {len(bad)} of {len(report.settings)} settings had no successful "
+                        f"request; c={first.concurrency} b={first.batch_size}: {kinds}"
+                        + (f" ({example})" if example else ""), url=report.endpoint)
 
 
 def _read(path: Path) -> str:
