@@ -360,6 +360,8 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
     (["bench", "--url", "http://127.0.0.1:9", "--task", "score", "--batch-size", "4"], "--documents"),
     (["bench", "nope", "-c", str(ROOT / "poolserve.yaml")], "no model named 'nope'"),
     (["bench", "--url", "http://127.0.0.1:9", "--warmup", "-1", "-n", "2"], "--warmup -1"),
+    (["bench", "--url", "http://127.0.0.1:9", "-n", "0"], "--requests 0: must be at least 1"),
+    (["bench", "--url", "http://127.0.0.1:9", "-n", "-3"], "--requests -3: must be at least 1"),
     (["bench", "--url", "127.0.0.1:1", "-n", "2"], "--url '127.0.0.1:1': expected an http:// or https:// URL"),
     (["bench", "--url", "ftp://x", "-n", "2"], "--url 'ftp://x': expected an http:// or https:// URL"),
 ])

@@ -24,6 +24,7 @@ from poolserve.bench import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_DOCUMENTS,
     DEFAULT_INPUT_TOKENS,
+    DEFAULT_REQUESTS,
     BaselineFn,
     BenchProgress,
     BenchTask,
@@ -225,7 +226,7 @@ def bench_cmd(
     conc = parse_ints(concurrency, "--concurrency")
     if requests is not None and duration is not None:
         raise SpecError("give --requests or --duration, not both")
-    bounds = Bounds(requests=None if duration else (requests or 200),
+    bounds = Bounds(requests=None if duration else (DEFAULT_REQUESTS if requests is None else requests),
                     duration_s=parse_duration(duration, "--duration") if duration else None,
                     warmup=warmup, max_time_s=parse_duration(time_cap, "--time-cap"))
     previous = (report_from_json(_read(compare_file), str(compare_file)) if compare_file else None)
