@@ -69,6 +69,30 @@ def test_ready_when_conditions_model_status_and_rollout_agree() -> None:
     assert st.age_s == 300
 
 
+@pytest.mark.parametrize(("args", "served"), [
+    (["--served-model-name", "a", "b"], "a"),
+    (["--served-model-name", "a", "--served-model-name", "b", "c"], "b"),  # argparse: the last occurrence wins
+    (["--served-model-name=x", "--dtype=float16"], "x"),
+    (["--served-model-name", "{{.Name}}", "alias"], NAME),  # KServe substitutes the InferenceService name
+    (["--dtype=float16"], None),
+])
+def test_served_model_name_reads_args_like_vllm(args: list[str], served: str | None) -> None:
+    obj = isvc()
+    obj["spec"]["predictor"]["model"]["args"] = args
+    assert readiness.served_model_name(obj) == served
+
+
+def test_multi_attach_is_one_finding_with_the_fix_for_the_pod_at_hand() -> None:
+    ev = event(NS, "Pod", "p", "FailedAttachVolume", 'Multi-Attach error for volume "pvc-1" Volume is already used')
+    default = readiness.multi_attach(ev)
+    assert default is not None and default.fatal
+    assert default.text.startswith('Multi-Attach: Multi-Attach error for volume "pvc-1" Volume is already used: '
+                                   "the cache PVC is ReadWriteOnce and mounted on another node; use a ReadWriteMany")
+    custom = readiness.multi_attach(ev, fix="stop the predictors")
+    assert custom is not None and custom.text.endswith("mounted on another node; stop the predictors")
+    assert readiness.multi_attach(event(NS, "Pod", "p", "FailedMount", "timed out waiting for the condition")) is None
+
+
 def test_not_deployed() -> None:
     st = status_of(None)
     assert st.phase == "NotDeployed" and not st.ready

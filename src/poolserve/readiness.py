@@ -26,9 +26,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from poolserve.cluster.base import dig
 from poolserve.diagnose import Diagnosis, diagnose
 from poolserve.kserve import CONTAINER_NAME, DEPLOYMENT_MODE, Manifest
 from poolserve.target import ModelStatus, Phase
+from poolserve.vllm import served_model_names
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
@@ -41,6 +43,8 @@ NO_STATUS_GRACE_S = 120
 MAX_DETAILS = 14
 RANK_IMAGE_OR_CONFIG = 2
 RANK_UNSCHEDULABLE = 3
+
+MULTI_ATTACH_FIX = "use a ReadWriteMany PVC, or pin all predictors to one node (node_selector)"
 
 RAW_MODES = ("RawDeployment", "Standard")
 """``Standard`` is KServe >= 0.16's name for ``RawDeployment`` (0.17+ rewrites the annotation)."""
@@ -82,20 +86,21 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def served_model_name(isvc: Manifest) -> str | None:
-    """The first ``--served-model-name`` in the InferenceService args (what clients send), if any."""
-    args = _dig(isvc, "spec", "predictor", "model", "args", default=[]) or []
-    for i, a in enumerate(args):
-        if a.startswith("--served-model-name="):
-            return str(a.split("=", 1)[1]) or None
-        if a == "--served-model-name" and i + 1 < len(args):
-            first = str(args[i + 1])
-            return str(_meta(isvc).get("name", "")) if first == "{{.Name}}" else first
-    return None
+    """The name clients send: the first ``--served-model-name`` in the InferenceService args, if any.
+
+    Parsed as vLLM's argparse does (:func:`poolserve.vllm.served_model_names`); KServe replaces
+    ``{{.Name}}`` with the InferenceService's name.
+    """
+    names = served_model_names([str(a) for a in dig(isvc, "spec", "predictor", "model", "args", default=[]) or []])
+    first = names[0] if names else ""
+    if first == "{{.Name}}":
+        first = str(_meta(isvc).get("name", ""))
+    return first or None
 
 
 def runtime_of(isvc: Manifest) -> str | None:
     """The runtime the ISVC names (``spec.predictor.model.runtime``) or the one KServe chose."""
-    named = _dig(isvc, "spec", "predictor", "model", "runtime") or _dig(isvc, "status", "servingRuntimeName")
+    named = dig(isvc, "spec", "predictor", "model", "runtime") or dig(isvc, "status", "servingRuntimeName")
     return str(named) if named else None
 
 
@@ -109,13 +114,13 @@ def urls(isvc: Manifest, service: Manifest | None = None) -> tuple[str | None, s
     """
     name = _meta(isvc).get("name", "")
     ns = _meta(isvc).get("namespace", "")
-    headless = service is not None and _dig(service, "spec", "clusterIP") == "None"
-    internal = _dig(isvc, "status", "address", "url")
+    headless = service is not None and dig(service, "spec", "clusterIP") == "None"
+    internal = dig(isvc, "status", "address", "url")
     if not internal and service is not None:
         internal = f"http://{_meta(service).get('name', f'{name}-predictor')}.{ns}.svc.cluster.local"
     if internal and headless and not _has_port(internal):
         internal = f"{internal.rstrip('/')}:8080"
-    url = _dig(isvc, "status", "url")
+    url = dig(isvc, "status", "url")
     route = None
     if url:
         host = _host(url)
@@ -164,16 +169,16 @@ def model_status(
     internal, route = urls(isvc, service)
     created = parse_time(_meta(isvc).get("creationTimestamp"))
     age = (now - created).total_seconds() if created else None
-    desired = int(_dig(dep, "spec", "replicas", default=0) or 0) if dep else int(
-        _dig(isvc, "spec", "predictor", "minReplicas", default=1) or 1)
-    ready_n = int(_dig(dep, "status", "readyReplicas", default=0) or 0) if dep else 0
+    desired = int(dig(dep, "spec", "replicas", default=0) or 0) if dep else int(
+        dig(isvc, "spec", "predictor", "minReplicas", default=1) or 1)
+    ready_n = int(dig(dep, "status", "readyReplicas", default=0) or 0) if dep else 0
     base = ModelStatus(name=name, target="cluster", phase="Loading", ready=False, runtime=runtime_of(isvc),
                        served_model=served_model_name(isvc) or name, url=internal, route_url=route,
                        replicas_ready=ready_n, replicas_desired=desired, age_s=age)
 
     details: list[str] = []
     findings: list[Finding] = []
-    transition = _dig(status, "modelStatus", "transitionStatus")
+    transition = dig(status, "modelStatus", "transitionStatus")
     current, old = split_rollout(pods, dep)
     old_pods = {_meta(p).get("name") for p in old}
     # The Deployment's 600 s progress deadline is shorter than the runtime's startupProbe (30 min, for
@@ -187,7 +192,7 @@ def model_status(
                        reason=f"stopped ({STOP_ANNOTATION}=true): remove the annotation to start it")
 
     # 0. A runtime the ISVC names but that does not exist (the dashboard's Delete removes it).
-    rt = _dig(isvc, "spec", "predictor", "model", "runtime")
+    rt = dig(isvc, "spec", "predictor", "model", "runtime")
     if rt and runtimes is not None and rt not in runtimes:
         findings.append(Finding(0, True, f"ServingRuntime {rt} is missing (deleting a deployment in the "
                                 "dashboard also deletes its runtime): run `poolserve deploy --runtimes-only`"))
@@ -211,7 +216,7 @@ def model_status(
             findings.append(Finding(20, False, f"{ctype} is False: {text}"))
 
     # 2. modelStatus.lastFailureInfo.
-    failure = _dig(status, "modelStatus", "lastFailureInfo")
+    failure = dig(status, "modelStatus", "lastFailureInfo")
     if failure:
         msg = str(failure.get("message") or "")
         diag = diagnose(msg) if msg else None
@@ -236,10 +241,9 @@ def model_status(
         reason, msg = str(e.get("reason") or ""), str(e.get("message") or "")
         if inv.get("kind") == "Pod" and inv.get("name") in old_pods:
             continue  # evidence about a pod the rollout replaces: shown, not judged
-        if "Multi-Attach error" in msg:
-            findings.append(Finding(5, True, f"Multi-Attach: {_first_line(msg)}: the cache PVC is ReadWriteOnce and "
-                                    "mounted on another node; use a ReadWriteMany PVC, or pin all predictors to one "
-                                    "node (node_selector)"))
+        attach = multi_attach(e)
+        if attach is not None:
+            findings.append(attach)
         elif inv.get("kind") == "InferenceService":
             when = _event_time(e)
             recent = when is None or (now - when).total_seconds() <= RECENT_EVENT_S
@@ -268,7 +272,7 @@ def model_status(
     # 5. The Deployment: ReplicaFailure (quota), ProgressDeadlineExceeded (600 s without progress).
     rolled_out = True
     if dep is not None:
-        dconds = {c.get("type"): c for c in _dig(dep, "status", "conditions", default=[]) or []}
+        dconds = {c.get("type"): c for c in dig(dep, "status", "conditions", default=[]) or []}
         rf = dconds.get("ReplicaFailure")
         if rf and rf.get("status") == "True":
             details.append(f"deployment ReplicaFailure {rf.get('reason')}: {rf.get('message')}")
@@ -276,7 +280,7 @@ def model_status(
                                     f"{_first_line(rf.get('message', ''))}: raise the namespace quota or lower "
                                     "the resources"))
         prog = dconds.get("Progressing") or {}
-        deadline = int(_dig(dep, "spec", "progressDeadlineSeconds", default=PROGRESS_DEADLINE_S) or PROGRESS_DEADLINE_S)
+        deadline = int(dig(dep, "spec", "progressDeadlineSeconds", default=PROGRESS_DEADLINE_S) or PROGRESS_DEADLINE_S)
         if prog.get("status") == "False" and prog.get("reason") == "ProgressDeadlineExceeded":
             details.append(f"deployment Progressing=False ProgressDeadlineExceeded: {prog.get('message', '')}")
             if starting:
@@ -289,9 +293,9 @@ def model_status(
                 findings.append(Finding(11, True, f"ProgressDeadlineExceeded: the predictor made no progress for "
                                         f"{deadline} s ({_first_line(prog.get('message', ''))})"))
         gen = int(_meta(dep).get("generation", 0) or 0)
-        observed = int(_dig(dep, "status", "observedGeneration", default=0) or 0)
-        updated = int(_dig(dep, "status", "updatedReplicas", default=0) or 0)
-        available = int(_dig(dep, "status", "availableReplicas", default=0) or 0)
+        observed = int(dig(dep, "status", "observedGeneration", default=0) or 0)
+        updated = int(dig(dep, "status", "updatedReplicas", default=0) or 0)
+        available = int(dig(dep, "status", "availableReplicas", default=0) or 0)
         rolled_out = (observed >= gen and updated == desired and available >= updated
                       and prog.get("reason", "NewReplicaSetAvailable") == "NewReplicaSetAvailable")
         if not rolled_out:
@@ -317,7 +321,7 @@ def model_status(
     reason = best.text if best else None
     if reason is None:
         if rollout_pending or (ready_cond and not rolled_out):
-            reason = f"rolling out: {int(_dig(dep, 'status', 'updatedReplicas', default=0) or 0)}/{desired} " \
+            reason = f"rolling out: {int(dig(dep, 'status', 'updatedReplicas', default=0) or 0)}/{desired} " \
                      "pods updated" if dep else "waiting for KServe to roll out the change"
         elif not status:
             phase = "Loading" if age is None or age < NO_STATUS_GRACE_S else "Unknown"
@@ -328,6 +332,20 @@ def model_status(
         else:
             reason = "waiting for the predictor to become ready"
     return replace(base, phase=phase, reason=reason, details=tuple(details[:MAX_DETAILS]))
+
+
+def multi_attach(event: Manifest, *, fix: str = MULTI_ATTACH_FIX) -> Finding | None:
+    """The fatal finding for a Multi-Attach event (a ReadWriteOnce volume in use on another node), else None.
+
+    Args:
+        event: an Event (any involved object).
+        fix: what the user can do, for the pod at hand (a predictor by default).
+    """
+    msg = str(event.get("message") or "")
+    if "Multi-Attach error" not in msg:
+        return None
+    return Finding(5, True, f"Multi-Attach: {_first_line(msg)}: the cache PVC is ReadWriteOnce and mounted on "
+                   f"another node; {fix}")
 
 
 def template_hash(pod: Manifest, deployment: str | None = None) -> str | None:
@@ -359,9 +377,9 @@ def current_template_hash(pods: Sequence[Manifest], deployment: Manifest | None)
     hashed = [p for p in pods if template_hash(p, dname)]
     if not hashed:
         return None
-    if deployment is not None and int(_dig(deployment, "status", "observedGeneration", default=0) or 0) >= int(
+    if deployment is not None and int(dig(deployment, "status", "observedGeneration", default=0) or 0) >= int(
             _meta(deployment).get("generation", 0) or 0):
-        for c in _dig(deployment, "status", "conditions", default=[]) or []:
+        for c in dig(deployment, "status", "conditions", default=[]) or []:
             m = _RS_NAMED.search(str(c.get("message") or "")) if c.get("type") == "Progressing" else None
             named = m.group(1)[len(f"{dname}-"):] if m and dname and m.group(1).startswith(f"{dname}-") else None
             if named and any(template_hash(p, dname) == named for p in hashed):
@@ -392,19 +410,19 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
                   container: str = CONTAINER_NAME) -> list[Finding]:
     out: list[Finding] = []
     pname = _meta(p).get("name", "?")
-    for c in _dig(p, "status", "conditions", default=[]) or []:
+    for c in dig(p, "status", "conditions", default=[]) or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
             msg = _first_line(str(c.get("message", "")))
             details.append(f"pod {pname}: {c.get('reason', 'Unschedulable')}: {msg}")
             out.append(Finding(RANK_UNSCHEDULABLE, c.get("reason") == "Unschedulable",
                                f"Unschedulable: {msg.rstrip('.')}: {_schedule_fix(msg)}"))
-    for cs in _dig(p, "status", "containerStatuses", default=[]) or []:
+    for cs in dig(p, "status", "containerStatuses", default=[]) or []:
         if cs.get("name") != container:
             continue
         restarts = int(cs.get("restartCount") or 0)
         state = cs.get("state") or {}
         waiting = state.get("waiting") or {}
-        last = _dig(cs, "lastState", "terminated", default={}) or {}
+        last = dig(cs, "lastState", "terminated", default={}) or {}
         term = state.get("terminated") or {}
         wreason = str(waiting.get("reason") or "")
         wmsg = _first_line(str(waiting.get("message") or ""))
@@ -449,22 +467,22 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
 def _starting(p: Manifest) -> bool:
     """The pod's kserve-container is being created or running (not ready) and has never restarted."""
     if any(c.get("type") == "PodScheduled" and c.get("status") == "False"
-           for c in _dig(p, "status", "conditions", default=[]) or []):
+           for c in dig(p, "status", "conditions", default=[]) or []):
         return False
-    for cs in _dig(p, "status", "containerStatuses", default=[]) or []:
+    for cs in dig(p, "status", "containerStatuses", default=[]) or []:
         if cs.get("name") != CONTAINER_NAME:
             continue
         state = cs.get("state") or {}
         if int(cs.get("restartCount") or 0) or cs.get("ready"):
             return False
-        reason = _dig(state, "waiting", "reason")
+        reason = dig(state, "waiting", "reason")
         return "running" in state or reason in ("ContainerCreating", "PodInitializing")
-    return bool(_dig(p, "status", "phase") == "Pending")  # scheduled, no container status yet
+    return bool(dig(p, "status", "phase") == "Pending")  # scheduled, no container status yet
 
 
 def _startup_window_s(p: Manifest) -> int | None:
     """Seconds kserve-container's startupProbe lets it start before the kubelet restarts it, if it has one."""
-    for c in _dig(p, "spec", "containers", default=[]) or []:
+    for c in dig(p, "spec", "containers", default=[]) or []:
         probe = c.get("startupProbe") if c.get("name") == CONTAINER_NAME else None
         if probe:
             return int(probe.get("initialDelaySeconds") or 0) + int(probe.get("periodSeconds") or 10) * int(
@@ -513,7 +531,7 @@ def _event_time(e: Manifest) -> datetime | None:
 
 
 def _model_states(status: Mapping[str, Any]) -> str:
-    states = _dig(status, "modelStatus", "states", default={}) or {}
+    states = dig(status, "modelStatus", "states", default={}) or {}
     return f"{states.get('activeModelState') or '-'} -> {states.get('targetModelState') or '-'}"
 
 
@@ -544,12 +562,3 @@ def _meta(obj: Manifest | None) -> dict[str, Any]:
 
 def _labels(obj: Manifest) -> dict[str, str]:
     return _meta(obj).get("labels") or {}
-
-
-def _dig(obj: Any, *path: str, default: Any = None) -> Any:
-    cur = obj
-    for key in path:
-        if not isinstance(cur, dict) or key not in cur:
-            return default
-        cur = cur[key]
-    return cur

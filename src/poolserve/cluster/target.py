@@ -618,10 +618,10 @@ class ClusterTarget:
             if not creating:
                 continue
             for e in self.cluster.events(ns, field_selector=f"involvedObject.name={p['metadata']['name']}"):
-                if "Multi-Attach error" in str(e.get("message", "")):
-                    out.append(readiness.Finding(5, True, f"Multi-Attach: {e['message']}: the cache PVC is "
-                                                 "ReadWriteOnce and mounted on another node; stop the predictors "
-                                                 "(or warm the cache before deploying), or use a ReadWriteMany PVC"))
+                attach = readiness.multi_attach(e, fix="stop the predictors (or warm the cache before deploying), "
+                                                "or use a ReadWriteMany PVC")
+                if attach is not None:
+                    out.append(attach)
         return out
 
     def _job_message(self, ns: str, pods: Sequence[Manifest]) -> str:
