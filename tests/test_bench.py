@@ -350,6 +350,27 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
     assert stub.models_seen == {"served-ce"}
 
 
+def test_cli_url_with_a_name_the_config_lacks_needs_only_task(stub: StubServer) -> None:
+    config = str(ROOT / "poolserve.yaml")
+    r = runner.invoke(app, ["bench", "nosuch", "--url", stub.url, "-c", config, "--task", "rerank", "--model", "ce",
+                            "--concurrency", "1", "--documents", "2", "-n", "2", "-o", "-"])
+    assert r.exit_code == 0, r.output
+    report = report_from_json(r.stdout)
+    assert (report.task, report.model, report.settings[0].batch_size) == ("score", "ce", 2)
+    missing = runner.invoke(app, ["bench", "nosuch", "--url", stub.url, "-c", config, "-n", "2"])
+    assert missing.exit_code == 2, missing.output
+    assert missing.stderr == (f"error: 'nosuch' is not a model in {config}: with --url give --task embed or "
+                              "--task score (and --model for the served name)\n")
+
+
+def test_cli_url_with_a_name_the_config_defines_takes_its_task_and_model_id(stub: StubServer) -> None:
+    r = runner.invoke(app, ["bench", "msmarco-reranker", "--url", stub.url, "-c", str(ROOT / "poolserve.yaml"),
+                            "--concurrency", "1", "--documents", "2", "-n", "2", "-o", "-"])
+    assert r.exit_code == 0, r.output
+    report = report_from_json(r.stdout)
+    assert report.task == "score" and report.model == "cross-encoder/ms-marco-MiniLM-L12-v2"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["bench"], "give a model NAME"),
     (["bench", "--url", "http://127.0.0.1:9", "-n", "5", "--duration", "5s"], "not both"),

@@ -48,7 +48,8 @@ from poolserve.metrics import (
     report_from_json,
     report_to_json,
 )
-from poolserve.spec import DEFAULT_CONFIG
+from poolserve.render import Rendered
+from poolserve.spec import DEFAULT_CONFIG, Model, PoolSpec
 from poolserve.target import Endpoint
 
 
@@ -181,7 +182,7 @@ def bench_cmd(
     token: Annotated[str | None, typer.Option("--token", envvar="POOLSERVE_TOKEN",
                                               help="Bearer token for --url.")] = None,
     task_opt: Annotated[str | None, typer.Option("--task", help="embed or score, with --url when NAME is not in "
-                                                 "the config (default embed).")] = None,
+                                                 "the config (required then; without NAME default embed).")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name sent in requests, with --url when NAME "
                                               "is not in the config.")] = None,
     concurrency: Annotated[str, typer.Option("--concurrency", help="Requests in flight, one setting each.")]
@@ -249,10 +250,10 @@ def bench_cmd(
     task: BenchTask = "embed"
     hf_homes: list[Path] = [Path(os.environ["HF_HOME"])] if os.environ.get("HF_HOME") else []
     endpoint = Endpoint(url=url.rstrip("/"), token=token) if url else None
-    if name is not None and (endpoint is None or config.is_file()):
+    found = _config_model(name, config, set_, with_url=endpoint is not None)
+    if found is not None:
         # NAME from the config gives the task, the model id and (without --url) the target's endpoint.
-        spec, rendered, _ = load(config, set_, [name])
-        m = spec.model(name)
+        spec, rendered, m = found
         task = m.task
         model = model or m.model_id
         if baseline is not None:
@@ -264,6 +265,9 @@ def bench_cmd(
             model = endpoint.served_model or model
     if endpoint is None:
         raise SpecError("give a model NAME from the config, or --url")
+    if name is not None and found is None and task_opt is None:
+        raise SpecError(f"{name!r} is not a model in {config}: with --url give --task embed or --task score "
+                        "(and --model for the served name)")
     if task_opt is not None:
         if task_opt not in ("embed", "score", "rerank"):
             raise SpecError(f"--task {task_opt!r}: use embed or score")
@@ -296,6 +300,25 @@ def _fail_if_unserved(report: BenchReport) -> None:
     raise EndpointError(f"{report.endpoint}: {len(bad)} of {len(report.settings)} settings had no successful "
                         f"request; c={first.concurrency} b={first.batch_size}: {kinds}"
                         + (f" ({example})" if example else ""), url=report.endpoint)
+
+
+def _config_model(name: str | None, config: Path, set_: list[str] | None, *, with_url: bool,
+                  ) -> tuple[PoolSpec, Rendered, Model] | None:
+    """NAME's spec, rendering and model; None when there is no NAME, or with --url when the config lacks it.
+
+    Without --url NAME must be in the config (its target gives the endpoint). With --url the config is
+    optional: a NAME it does not define is benchmarked from --task/--model alone, so --task is required.
+    """
+    if name is None:
+        return None
+    if not with_url:
+        spec, rendered, _ = load(config, set_, [name])
+        return spec, rendered, spec.model(name)
+    if config.is_file():
+        spec, rendered, _ = load(config, set_, [])
+        if any(m.name == name for m in spec.models):
+            return spec, rendered, spec.model(name)
+    return None
 
 
 def _read(path: Path) -> str:
