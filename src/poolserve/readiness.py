@@ -16,6 +16,12 @@ Deployment, pods, events and Service, and the ServingRuntimes that exist) into t
   CrashLoopBackOff with vLLM's diagnosed error beats a generic "MinimumReplicasUnavailable").
 - A crash is explained by :func:`poolserve.diagnose.diagnose` on the termination message (the runtime
   sets ``FallbackToLogsOnError``) or, when given, the previous container's log.
+- What is judged (a fatal finding makes ``wait`` fail at once): only pods of the Deployment's newest
+  ReplicaSet (a rolling update keeps the old, maybe crash-looping, pod until the new one is ready);
+  OOMKilled only while the container is down (terminated, or crash-looping after it); the 600 s
+  ProgressDeadlineExceeded only when no pod is still starting without restarts (the runtime's
+  startupProbe allows 30 min); Warning events only of this incarnation of the objects (same uid, or
+  not older than the InferenceService), since events outlive a deleted object by an hour.
 """
 
 from __future__ import annotations
