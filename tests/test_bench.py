@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -399,6 +400,29 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("option", ["-o", "--plot"])
+def test_cli_output_paths_are_checked_before_the_sweep(option: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    base = ["bench", "--url", "http://127.0.0.1:9", "-n", "2"]  # nothing listens: a sweep would fail otherwise
+    name = "--output" if option == "-o" else "--plot"
+    r = runner.invoke(app, [*base, option, "/nonexistent/dir/r.out"])
+    assert (r.exit_code, r.stderr) == (2, f"error: {name} /nonexistent/dir/r.out: directory /nonexistent/dir "
+                                          "does not exist\n")
+    r = runner.invoke(app, [*base, option, str(tmp_path)])
+    assert (r.exit_code, r.stderr) == (2, f"error: {name} {tmp_path}: is a directory; give a file name\n")
+    real_access = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:  # tests run as root: deny writes under tmp_path only
+        if mode & os.W_OK and str(path).startswith(str(tmp_path)):
+            return False
+        return real_access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    r = runner.invoke(app, [*base, option, str(tmp_path / "r.out")])
+    assert (r.exit_code, r.stderr) == (2, f"error: {name} {tmp_path / 'r.out'}: directory {tmp_path} is not "
+                                          "writable\n")
 
 
 def test_cli_unreachable_url_fails_before_the_sweep() -> None:

@@ -224,6 +224,8 @@ def bench_cmd(
     """Benchmark a deployed model: throughput, latency p50/p90/p99 and errors per concurrency x batch size."""
     if url is not None:
         check_url(url)
+    _check_writable(output_file, "--output")
+    _check_writable(plot, "--plot")
     conc = parse_ints(concurrency, "--concurrency")
     if requests is not None and duration is not None:
         raise SpecError("give --requests or --duration, not both")
@@ -319,6 +321,20 @@ def _config_model(name: str | None, config: Path, set_: list[str] | None, *, wit
         if any(m.name == name for m in spec.models):
             return spec, rendered, spec.model(name)
     return None
+
+
+def _check_writable(path: Path | None, option: str) -> None:
+    """Fail before the sweep, not after it, when ``path`` cannot be written."""
+    if path is None or str(path) == "-":
+        return
+    parent = path.parent
+    if path.is_dir():
+        raise SpecError(f"{option} {path}: is a directory; give a file name")
+    if not parent.is_dir():
+        raise SpecError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise SpecError(f"{option} {path}: {'file' if path.exists() else 'directory ' + str(parent)} is not "
+                        "writable")
 
 
 def _read(path: Path) -> str:
