@@ -425,6 +425,15 @@ def test_cli_output_paths_are_checked_before_the_sweep(option: str, tmp_path: Pa
                                           "writable\n")
 
 
+def test_cli_time_cap_help_says_the_warmup_has_its_own_cap() -> None:
+    import typer.main
+
+    bench_cmd = typer.main.get_command(app).commands["bench"]  # type: ignore[attr-defined]
+    help_text = next(p.help for p in bench_cmd.params if p.name == "time_cap")
+    assert help_text == ("Hard limit of each setting's measurement (the warm-up has its own cap of the same "
+                         "length); requests in flight then count as time_cap errors.")
+
+
 def test_cli_unreachable_url_fails_before_the_sweep() -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     r = runner.invoke(app, ["bench", "--url", url, "--concurrency", "1,2", "--batch-size", "1", "-n", "2"])

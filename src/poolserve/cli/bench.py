@@ -195,8 +195,9 @@ def bench_cmd(
                                                  "instead, e.g. 30s.")] = None,
     warmup: Annotated[int | None, typer.Option("--warmup", help="Warm-up requests per setting, left out "
                                                "(default: max(2, concurrency)).")] = None,
-    time_cap: Annotated[str, typer.Option("--time-cap", help="Hard limit per setting; requests in flight "
-                                          "then count as time_cap errors.")] = "5m",
+    time_cap: Annotated[str, typer.Option("--time-cap", help="Hard limit of each setting's measurement (the "
+                                          "warm-up has its own cap of the same length); requests in flight then "
+                                          "count as time_cap errors.")] = "5m",
     input_tokens: Annotated[int, typer.Option("--input-tokens", help="Tokens per text (approximate).")]
     = DEFAULT_INPUT_TOKENS,
     documents: Annotated[str, typer.Option("--documents", help="Documents per rerank request (rerankers), "
