@@ -177,6 +177,90 @@ def test_state_round_trips_and_rejects_garbage(tmp_path: Path) -> None:
         read_state(path)
 
 
+def _deny_writes_under(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Make directory creation and file writes under ``root`` fail like a directory owned by root would
+    (the tests run as root, so real permissions would not stop them): the edge is os.mkdir and io.open."""
+    import io
+
+    real_mkdir, real_open = os.mkdir, io.open
+
+    def denied(path: Any) -> bool:
+        return str(path) == str(root) or str(path).startswith(str(root) + os.sep)
+
+    def mkdir(path: Any, *args: Any, **kw: Any) -> None:
+        if denied(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        real_mkdir(path, *args, **kw)
+
+    def open_(file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
+        if denied(file) and any(c in mode for c in "wax+"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kw)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(io, "open", open_)
+
+
+def test_a_state_dir_owned_by_another_user_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec(tmp_path)
+    state = tmp_path / "state"
+    _deny_writes_under(monkeypatch, state)
+    with pytest.raises(LocalRunError) as ei:  # _locked cannot create the directory
+        LocalTarget().delete(spec, render(spec), [])
+    assert str(ei.value).startswith(f"{state}: cannot create the local state lock: Permission denied "
+                                    "(run poolserve as the user that owns it")
+    monkeypatch.undo()
+    state.mkdir()
+    _deny_writes_under(monkeypatch, state)
+    with pytest.raises(LocalRunError, match=r"\.local-state\.lock: cannot create the local state lock"):
+        LocalTarget().delete(spec, render(spec), [])
+    with pytest.raises(LocalRunError) as ei:
+        write_state(state / "local-state.json", LocalState())
+    assert str(ei.value).startswith(f"{state / 'local-state.json'}: cannot write the local state: "
+                                    "Permission denied (run poolserve as the user that owns it")
+    assert list(state.iterdir()) == []  # no temp file left behind
+
+
+def test_an_unreadable_state_file_says_who_should_read_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    path = tmp_path / "local-state.json"
+    write_state(path, LocalState())
+    real_open = io.open
+
+    def open_(file: Any, *args: Any, **kw: Any) -> Any:
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kw)
+
+    monkeypatch.setattr(io, "open", open_)
+    with pytest.raises(LocalRunError, match=f"^{path}: cannot read the local state: Permission denied "
+                                            r"\(run poolserve as the user that owns it"):
+        read_state(path)
+
+
+def test_cache_dirs_that_cannot_be_created_fail_deploy_in_one_line(
+    tmp_path: Path, stub_python: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _spec(tmp_path, **{"local.python": stub_python})
+    _deny_writes_under(monkeypatch, tmp_path / "cache")
+    with pytest.raises(LocalRunError) as ei:
+        LocalTarget().deploy(spec, render(spec), [MINILM], wait=False, timeout_s=1)
+    assert str(ei.value).startswith(f"{tmp_path / 'cache'}: cannot prepare the directories of {MINILM}: "
+                                    "Permission denied")
+    assert read_state(tmp_path / "state" / "local-state.json").models == {}  # nothing was started
+
+
+def test_cli_state_dir_owned_by_another_user_exits_10_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _deny_writes_under(monkeypatch, tmp_path / "s")
+    r = _cli("delete", "--target", "local", "-c", str(CONFIG), "--set", f"local.state_dir={tmp_path / 's'}")
+    assert r.exit_code == 10, r.output
+    assert r.stderr.startswith(f"error: {tmp_path / 's'}: cannot create the local state lock: Permission denied")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+
+
 # -- LocalTarget with a stub server in place of vLLM ---------------------------------------------
 
 

