@@ -390,7 +390,8 @@ def test_a_process_that_died_later_is_reported_stale(stub: tuple[LocalTarget, Po
 
 def test_cluster_only_options_are_refused_in_one_line(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
-    with pytest.raises(SpecError, match="--dry-run is for the cluster target"):
+    with pytest.raises(SpecError, match="--dry-run is for the cluster target; `poolserve explain` shows the "
+                                        "container --target local runs"):
         LocalTarget().deploy(spec, render(spec), [], wait=False, timeout_s=1, options=DeployOptions(dry_run="client"))
     with pytest.raises(SpecError, match="no ServingRuntimes"):
         LocalTarget().deploy(spec, render(spec), [], wait=False, timeout_s=1, options=DeployOptions(runtimes_only=True))

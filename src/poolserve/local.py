@@ -112,7 +112,10 @@ def local_cache_dir(spec: PoolSpec) -> Path:
 
 
 def local_state_dir(spec: PoolSpec, override: Path | None = None) -> Path:
-    """``--state-dir``/``TargetOptions.state_dir``, else ``local.state_dir``, as an absolute path."""
+    """``override`` (``TargetOptions.state_dir``, API only), else ``local.state_dir``, as an absolute path.
+
+    The CLI has no option of its own for it: ``--set local.state_dir=DIR``.
+    """
     return Path(override or spec.local.state_dir).expanduser().absolute()
 
 
@@ -567,7 +570,8 @@ class LocalTarget:
             NotReady: a server was still starting after ``timeout_s`` (it keeps running).
         """
         if options.dry_run:
-            raise SpecError("--dry-run is for the cluster target; `poolserve lint` shows what --target local runs")
+            raise SpecError("--dry-run is for the cluster target; `poolserve explain` shows the container "
+                            "--target local runs (deploy lists the local overrides)")
         if options.runtimes_only:
             raise SpecError("--runtimes-only is for the cluster target: the local target has no ServingRuntimes")
         selected = list(names) or [m.name for m in spec.models]
