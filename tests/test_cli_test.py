@@ -168,6 +168,25 @@ def test_insecure_warns_and_excludes_ca_file(project: Path, monkeypatch: pytest.
     assert error_line(r.stderr) == "error: --ca-file and --insecure are mutually exclusive"
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--url", "127.0.0.1:1"], "error: --url '127.0.0.1:1': expected an http:// or https:// URL with a host, "
+                               "e.g. http://127.0.0.1:8000"),
+    (["--url", "ftp://host"], "error: --url 'ftp://host': expected an http:// or https:// URL"),
+    (["--url", "https://h.example", "--ca-file", "/nonexistent/ca.pem"],
+     "error: --ca-file /nonexistent/ca.pem: cannot read it: No such file or directory"),
+    (["--url", "https://h.example", "--ca-file", "poolserve.yaml"], "error: --ca-file poolserve.yaml: not a PEM CA "
+                                                                    "bundle"),
+])
+def test_url_and_ca_file_mistakes_are_input_errors(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   args: list[str], message: str) -> None:
+    fake = serve(monkeypatch, embedder())
+    r = runner.invoke(app, ["test", "minilm-embedding", *args])
+    assert r.exit_code == 2, r.output
+    assert error_line(r.stderr).startswith(message) and "Traceback" not in r.output
+    assert r.stderr.count("\n") == 1
+    assert fake.calls == []  # nothing was sent
+
+
 def test_unknown_model_name(project: Path) -> None:
     r = runner.invoke(app, ["test", "nope", "--url", URL])
     assert r.exit_code == 2

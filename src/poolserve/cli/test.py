@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ssl
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from rich.text import Text
 
 from poolserve.cli.app import ConfigOpt, SetOpt, TargetOpt, command, err, out, state
 from poolserve.cli.ops import ContextOpt, KubeconfigOpt, get_target, load, parse_duration
-from poolserve.client import InsecureTransportWarning, PoolClient
+from poolserve.client import InsecureTransportWarning, PoolClient, check_url
 from poolserve.errors import CheckFailed, SpecError
 from poolserve.output import dumps
 from poolserve.spec import DEFAULT_CONFIG, Model, PoolSpec, Task
@@ -53,6 +54,19 @@ def base_url(url: str) -> tuple[str, str | None]:
     if u.endswith("/v1"):
         return u[: -len("/v1")], f"using {u[: -len('/v1')]} (without /v1): poolserve adds the API paths itself"
     return u, None
+
+
+def check_ca_file(path: str) -> None:
+    """A one-line SpecError unless ``--ca-file`` is a readable PEM bundle with at least one certificate.
+
+    A typo here is an input mistake (exit 2), not an endpoint failure.
+    """
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as e:  # an OSError too: test it first
+        raise SpecError(f"--ca-file {path}: not a PEM CA bundle ({e.reason or e})") from None
+    except OSError as e:
+        raise SpecError(f"--ca-file {path}: cannot read it: {e.strerror or e}") from None
 
 
 def reference_homes(spec: PoolSpec) -> list[Path]:
@@ -133,6 +147,10 @@ def test_cmd(
         raise SpecError("--ca-file and --insecure are mutually exclusive")
     if output not in ("table", "json"):
         raise SpecError(f"--output {output!r}: use table or json")
+    if url is not None:
+        check_url(url)
+    if ca_file is not None:
+        check_ca_file(ca_file)
     spec, rendered, _ = load(config, set_, [name])
     model = spec.model(name)
     ref = _load_reference(reference_model or model.model_id, model.task, reference_homes(spec)) if reference \
