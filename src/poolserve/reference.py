@@ -7,7 +7,8 @@ model with ``sbert_ce_default_activation_function=Identity`` (the ms-marco famil
 on raw logits and one without on sigmoid scores, exactly as vLLM serves them.
 
 sentence-transformers is the optional extra ``reference``; without it :func:`load_reference`
-raises a one-line :class:`ReferenceUnavailable` naming ``pip install 'poolserve[reference]'``.
+raises a one-line :class:`ReferenceUnavailable` naming ``pip install -e '.[reference]'`` (poolserve
+is installed from its checkout, not from PyPI).
 The model is found as a directory, in a Hugging Face cache (:func:`poolserve.hfcache.snapshot_path`),
 or, last, handed to sentence-transformers as a hub id.
 """
@@ -25,7 +26,7 @@ from poolserve import hfcache
 from poolserve.errors import PoolserveError
 from poolserve.spec import Task
 
-INSTALL_HINT = "pip install 'poolserve[reference]'"
+INSTALL_HINT = "pip install -e '.[reference]' in the poolserve checkout"
 Activation = Literal["identity", "sigmoid", "softmax"]
 
 

@@ -238,7 +238,7 @@ def bench_cmd(
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:
-            raise SpecError("--plot needs matplotlib: pip install 'poolserve[plot]'")
+            raise SpecError("--plot needs matplotlib: pip install -e '.[plot]' in the poolserve checkout")
 
     if name is None and url is None:
         if not self_test:

@@ -131,7 +131,7 @@ def test_cmd(
     = None,
     reference: Annotated[bool, typer.Option(
         "--reference", help="Also compare outputs with sentence-transformers run here on the same weights "
-        "(pip install 'poolserve\\[reference]').")] = False,
+        "(pip install -e '.\\[reference]' in the poolserve checkout).")] = False,
     reference_model: Annotated[str | None, typer.Option(
         "--reference-model", help="Directory or HF id of the reference weights (default: model_id, looked up "
         "in the local and HF caches).")] = None,
