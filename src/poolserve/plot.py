@@ -35,7 +35,7 @@ def plot_reports(reports: Sequence[BenchReport], path: Path, *, title: str | Non
         import matplotlib.pyplot as plt
         import matplotlib.ticker
     except ImportError:
-        raise SpecError("--plot needs matplotlib: pip install 'poolserve[plot]'") from None
+        raise SpecError("--plot needs matplotlib: pip install -e '.[plot]' in the poolserve checkout") from None
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(13, 5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     k = 0

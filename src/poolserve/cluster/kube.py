@@ -44,7 +44,7 @@ from poolserve.errors import ClusterUnreachable, NotFound, PoolserveError
 from poolserve.kserve import Manifest
 
 DEFAULT_TIMEOUT_S = 30.0
-INSTALL_HINT = "install the cluster extra: pip install 'poolserve[cluster]'"
+INSTALL_HINT = "install the cluster extra: pip install -e '.[cluster]' in the poolserve checkout"
 
 
 @dataclass(frozen=True)
