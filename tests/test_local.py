@@ -336,8 +336,10 @@ def test_redeploy_is_unchanged_and_a_config_change_restarts_on_the_same_port(
 
 
 def test_redeploy_after_the_model_was_downloaded_keeps_the_server(
-    stub: tuple[LocalTarget, PoolSpec, Rendered], tmp_path: Path
+    stub: tuple[LocalTarget, PoolSpec, Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The server inherits the caller's environment; scripts/test.sh exports HF_HUB_OFFLINE=1 itself.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     target, spec, rendered = stub
     first = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
     assert "HF_HUB_OFFLINE" not in json.loads((tmp_path / "record.json").read_text())["env"]
