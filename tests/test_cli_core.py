@@ -13,7 +13,7 @@ import poolserve
 import poolserve.cli  # registers the commands
 from poolserve import yamlio
 from poolserve.cli.app import app
-from test_render import crd_dir
+from support.assets import crd_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
