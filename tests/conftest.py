@@ -23,6 +23,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "poolserve.yaml"
 SERVER_FIXTURES = frozenset({"minilm_server", "reranker_server"})
+ENVTEST_FIXTURES = frozenset({"envtest", "kube", "ns"})
+
+# The envtest cluster (control plane, KServe CRDs, GPU nodes, simulated KServe and kubelet).
+pytest_plugins = ["support.envcluster"]
 MINILM_NAME = "minilm-embedding"
 RERANKER_NAME = "msmarco-reranker"
 
@@ -35,9 +39,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A test that asks for a real server is a vllm test, whether or not it says so:
     # `-m "not vllm"` must never start vLLM.
+    # Likewise a test on the envtest cluster is an envtest test: `-m "not envtest"` starts no control plane.
     for item in items:
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if SERVER_FIXTURES & names:
             item.add_marker(pytest.mark.vllm)
+        if ENVTEST_FIXTURES & names:
+            item.add_marker(pytest.mark.envtest)
 
 
 @dataclass(frozen=True)

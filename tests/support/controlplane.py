@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import datetime as dt
 import ipaddress
+import json
 import os
 import secrets
 import signal
@@ -59,6 +60,10 @@ USERS = {
     "kubelet": ("system:masters",),
     "kserve": ("system:masters",),
 }
+AUDITED = (ADMIN, "deployer", "viewer")
+"""Users whose requests the API server's audit log records (the ones poolserve runs as in tests)."""
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata", "users": list(AUDITED)}, {"level": "None"}]}
 
 
 class ControlPlaneError(RuntimeError):
@@ -293,6 +298,25 @@ class ControlPlane:
         """:func:`wait_for` over all of this control plane's processes."""
         return wait_for(what, check, self.processes, timeout_s=timeout_s, interval_s=interval_s)
 
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def audit(self, *, since: int = 0, user_agent: str | None = None) -> list[dict[str, Any]]:
+        """Requests the API server received (its audit log, written before each response: blocking mode).
+
+        Only the test users' requests are logged (:data:`AUDITED`); ``since`` is a byte offset from
+        :meth:`audit_mark`, ``user_agent`` a prefix to keep (``poolserve``).
+        """
+        with open(self.audit_log, "rb") as f:
+            f.seek(since)
+            events = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+        return [e for e in events if user_agent is None or str(e.get("userAgent", "")).startswith(user_agent)]
+
+    def audit_mark(self) -> int:
+        """The audit log's current end, for :meth:`audit` ``since``."""
+        return self.audit_log.stat().st_size if self.audit_log.exists() else 0
+
     def stop(self) -> None:
         """Stop every process by PID, newest first (each waits at most :data:`STOP_GRACE_S`)."""
         for p in reversed(self.processes):
@@ -364,6 +388,8 @@ def _start_all(cp: ControlPlane, token_file: Path) -> None:
         return r.status_code == 200
 
     pki = cp.pki
+    policy = cp.workdir / "audit-policy.yaml"
+    policy.write_text(yaml.safe_dump(AUDIT_POLICY))
     _start(cp, "kube-apiserver", [
         f"--etcd-servers=http://127.0.0.1:{cp.ports['etcd']}",
         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
@@ -375,6 +401,8 @@ def _start_all(cp: ControlPlane, token_file: Path) -> None:
         "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
         "--enable-priority-and-fairness=false", "--profiling=false",
         f"--cert-dir={cp.workdir / 'apiserver-certs'}",
+        f"--audit-policy-file={policy}", f"--audit-log-path={cp.audit_log}", "--audit-log-format=json",
+        "--audit-log-mode=blocking",
     ], apiserver_ready, "kube-apiserver /readyz", ports=apiserver_ports)
 
     for user in ("controller-manager", "scheduler"):

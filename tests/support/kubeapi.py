@@ -21,6 +21,16 @@ TRANSIENT = (429, 503, 504)
 is Established)."""
 
 
+def expected(err: ApiError) -> bool:
+    """An answer a controller meets in normal operation and retries or drops (not a bug in the simulation).
+
+    Gone (404), changed meanwhile (409), busy (:data:`TRANSIENT`), or new content in a namespace being
+    deleted (403 NamespaceTerminating).
+    """
+    message = err.body.get("message", "") if isinstance(err.body, dict) else str(err.body)
+    return err.status in (404, 409, *TRANSIENT) or (err.status == 403 and "being terminated" in message)
+
+
 class ApiError(Exception):
     """A non-2xx answer: ``status`` and the decoded body (a ``Status`` object, usually)."""
 
