@@ -788,3 +788,23 @@ def test_cache_warm_needs_the_pvc(spec: PoolSpec, rendered: Rendered, clock: Clo
 def test_conflict_error_builder_is_one_line() -> None:
     err = conflict("InferenceService", "m", NS, "Apply failed with 1 conflict")
     assert "\n" not in str(err) and err.exit_code == 6
+
+
+def test_deploy_refuses_an_inference_service_still_being_deleted(clock: Clock) -> None:
+    spec, rendered = make()
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = ClusterTarget(fake, sleep=clock.sleep, now=clock.now, clock=lambda: later(60))
+    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    fake.edit("InferenceService", "minilm", NS, {"metadata": {"finalizers": ["odh.inferenceservice.finalizers"]}},
+              manager="odh-model-controller")
+    assert tgt.delete(spec, rendered, ["minilm"]).changes[0].action == "deleted"
+    with pytest.raises(NotReady) as exc:
+        tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    assert str(exc.value).startswith(f"InferenceService {NS}/minilm is still being deleted (waiting for finalizers: "
+                                     "odh.inferenceservice.finalizers); applied before the failure: namespace/")
+    (st,) = tgt.status(spec, rendered, ["minilm"])
+    assert st.phase == "Terminating"
+    with pytest.raises(NotReady, match="is being deleted"):
+        tgt.wait(spec, rendered, ["minilm"], timeout_s=60)
+    fake.finalize("InferenceService", "minilm", NS, "odh.inferenceservice.finalizers")
+    assert tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60).changes[-1].action == "created"

@@ -18,7 +18,7 @@ from poolserve.spec import PoolSpec
 
 TargetName = Literal["cluster", "local"]
 TARGET_ENV = "POOLSERVE_TARGET"
-Phase = Literal["Ready", "Loading", "Failed", "Stopped", "NotDeployed", "Unknown"]
+Phase = Literal["Ready", "Loading", "Failed", "Stopped", "Terminating", "NotDeployed", "Unknown"]
 
 
 @dataclass(frozen=True)

@@ -266,6 +266,10 @@ class ClusterTarget:
         name = obj["metadata"]["name"]
         ns = obj["metadata"].get("namespace") if k.namespaced else None
         live = self.cluster.get(k.api_version, k.kind, name, ns)
+        if live is not None and dig(live, "metadata", "deletionTimestamp"):
+            # Applying to it succeeds and changes nothing: it would still disappear a moment later.
+            raise NotReady(f"{ref(k.kind, name, ns)} is still {readiness.terminating_reason(live)}",
+                           hint="wait until it is gone (a `poolserve delete` moments ago?), then deploy again")
         if options.dry_run == "client":
             same = live is not None and _covers(strip_server_fields(live), strip_server_fields(obj))
             action = "created" if live is None else ("unchanged" if same else "configured")
@@ -389,6 +393,9 @@ class ClusterTarget:
                 if s.phase == "NotDeployed":
                     raise NotFound(f"InferenceService {spec.namespace}/{s.name} does not exist",
                                    hint=f"run `poolserve deploy {s.name}`")
+                if s.phase == "Terminating":
+                    raise NotReady(f"InferenceService {spec.namespace}/{s.name} is {s.reason}",
+                                   hint="wait until it is gone, then deploy again")
                 if s.phase in ("Failed", "Stopped"):
                     raise NotReady(f"{s.name} cannot become ready: {s.reason}",
                                    hint=f"`poolserve status {s.name}` shows the evidence; "
