@@ -424,8 +424,8 @@ def _start_all(cp: ControlPlane, token_file: Path) -> None:
     _start(cp, "kube-controller-manager", [
         f"--kubeconfig={cm_kube}", f"--authentication-kubeconfig={cm_kube}", f"--authorization-kubeconfig={cm_kube}",
         "--leader-elect=false", f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca_cert}",
-        "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,"
-        "-persistentvolume-binder,-attachdetach",
+        # The README's set, plus the attach/detach controller: it reports Multi-Attach for ReadWriteOnce volumes.
+        "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-persistentvolume-binder",
         f"--cert-dir={cp.workdir / 'controller-manager-certs'}",
     ], secure_ready("kube-controller-manager"), "kube-controller-manager /healthz",
         ports=port_flag("kube-controller-manager"))

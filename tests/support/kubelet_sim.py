@@ -12,6 +12,11 @@ There is no kubelet binary here, so this plays the kubelet's part for the simula
   away and namespaces are never finalized).
 - It serves ``/containerLogs/<ns>/<pod>/<container>`` over HTTPS on 127.0.0.1 (the nodes' kubelet
   endpoint), so ``GET pods/<name>/log`` through the real API server works, ``previous=true`` too.
+- Volumes: a pod using a CSI PersistentVolume stays ContainerCreating until the real attach/detach
+  controller's VolumeAttachment for its node is attached (the kubelet's volume manager waits for it).
+  The CSI driver's external-attacher is played here too: it marks VolumeAttachments of
+  :data:`CSI_DRIVER` attached. So a ReadWriteOnce volume wanted on a second node gets the real
+  controller's ``Multi-Attach error`` event.
 
 Sources for the shapes written (Kubernetes v1.36): ``pkg/kubelet/kubelet_pods.go`` (``convertToAPIContainerStatuses``,
 ``getPhase``, the "previous terminated container ... not found" log error), ``pkg/kubelet/status/generate.go``
@@ -40,6 +45,7 @@ from urllib.parse import parse_qs, urlparse
 from support.kubeapi import Api, ApiError, Obj, expected
 
 SMP = "application/strategic-merge-patch+json"
+CSI_DRIVER = "csi.poolserve.test"
 
 
 def now() -> str:
@@ -143,6 +149,8 @@ class PodRecord:
     logs: dict[str, list[str]] = field(default_factory=dict)
     previous: dict[str, list[str]] = field(default_factory=dict)
     events: set[str] = field(default_factory=set)
+    attached: bool = False
+    """Every CSI volume it uses is attached to its node (until then it stays ContainerCreating)."""
     written: Obj | None = None
     """The last status written (without timestamps): unchanged statuses are not written again."""
 
@@ -203,6 +211,7 @@ class Kubelet:
 
     def sync(self) -> None:
         """One pass over every pod bound to our nodes."""
+        self._attach()
         pods = self.api.list("/api/v1/pods")
         live = set()
         for pod in pods:
@@ -221,6 +230,35 @@ class Kubelet:
         with self._lock:
             for uid in [u for u in self.pods if u not in live]:
                 del self.pods[uid]
+
+    def _attach(self) -> None:
+        """The CSI external-attacher: report our driver's VolumeAttachments attached."""
+        for va in self.api.list("/apis/storage.k8s.io/v1/volumeattachments"):
+            if va["spec"].get("attacher") == CSI_DRIVER and not (va.get("status") or {}).get("attached"):
+                try:
+                    self.api.merge_patch(f"/apis/storage.k8s.io/v1/volumeattachments/{va['metadata']['name']}/status",
+                                         {"status": {"attached": True}})
+                except ApiError as err:
+                    if not expected(err):
+                        raise
+
+    def _volumes_attached(self, pod: Obj) -> bool:
+        """Whether each CSI PersistentVolume the pod mounts has an attached VolumeAttachment on its node."""
+        ns, node = pod["metadata"]["namespace"], pod["spec"]["nodeName"]
+        for vol in pod["spec"].get("volumes") or []:
+            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+            if not claim:
+                continue
+            pvc = self.api.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}") or {}
+            pv_name = (pvc.get("spec") or {}).get("volumeName")
+            pv = self.api.get(f"/api/v1/persistentvolumes/{pv_name}") if pv_name else None
+            if not pv or "csi" not in pv["spec"]:
+                continue
+            if not any(va["spec"].get("nodeName") == node and (va["spec"].get("source") or {}).get(
+                    "persistentVolumeName") == pv_name and (va.get("status") or {}).get("attached")
+                       for va in self.api.list("/apis/storage.k8s.io/v1/volumeattachments")):
+                return False
+        return True
 
     def _behaviour(self, pod: Obj) -> Behaviour:
         with self._lock:
@@ -246,6 +284,8 @@ class Kubelet:
 
     def _sync_pod(self, pod: Obj) -> None:
         rec = self._record(pod)
+        if not rec.attached:
+            rec.attached = self._volumes_attached(pod)
         status = self._status(pod, rec)
         key = _without_times(status)
         if key == rec.written:
@@ -259,7 +299,7 @@ class Kubelet:
     # Status as the kubelet computes it.
 
     def _status(self, pod: Obj, rec: PodRecord) -> Obj:
-        b = rec.behaviour
+        b: Behaviour = rec.behaviour if rec.attached else Creating()
         spec = pod["spec"]
         containers = [c["name"] for c in spec.get("containers") or []]
         main = containers[0] if containers else ""
