@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
+from conftest import CONFIG
 from poolserve.cluster.base import FIELD_MANAGER, Cluster, kind_info
-from poolserve.cluster.fake import FakeCluster, cluster_for, event
+from poolserve.cluster.fake import cluster_for, event
 from poolserve.cluster.target import ClusterTarget
-from poolserve.errors import Conflict, Invalid, NotFound, NotReady, PoolserveError
+from poolserve.errors import Conflict, Invalid, NotFound, NotReady
 from poolserve.kserve import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
 from poolserve.render import Rendered, render
 from poolserve.spec import PoolSpec, load_spec
@@ -30,8 +31,6 @@ from poolserve.target import DeployOptions
 from support import schema
 from support.assets import crd_dir
 from support.kubeapi import path
-
-from conftest import CONFIG
 
 MODEL = "minilm-embedding"
 RUNTIME = "vllm-embedding-runtime"
@@ -148,7 +147,8 @@ def test_apply_creates_then_a_no_op_keeps_the_resource_version_then_a_change_bum
     created = b.cluster.apply(sr)
     rv = created["metadata"]["resourceVersion"]
     assert created["metadata"]["generation"] == 1
-    assert any(m["manager"] == FIELD_MANAGER and m["operation"] == "Apply" for m in created["metadata"]["managedFields"])
+    assert any(m["manager"] == FIELD_MANAGER and m["operation"] == "Apply"
+               for m in created["metadata"]["managedFields"])
     again = b.cluster.apply(sr)
     assert again["metadata"]["resourceVersion"] == rv  # a no-op apply writes nothing
     sr["spec"]["containers"][0]["args"] = [*sr["spec"]["containers"][0]["args"], "--max-num-seqs=64"]
@@ -297,7 +297,8 @@ def test_label_selectors(b: Backend) -> None:
     isvcs = b.cluster.list(ISVC_API_VERSION, ISVC_KIND, b.ns, label_selector="app.kubernetes.io/managed-by=poolserve")
     assert len(isvcs) == 3
     assert all(o["apiVersion"] == ISVC_API_VERSION and o["kind"] == ISVC_KIND for o in isvcs)
-    assert b.cluster.list(ISVC_API_VERSION, ISVC_KIND, b.ns, label_selector="app.kubernetes.io/managed-by!=poolserve") == []
+    assert b.cluster.list(ISVC_API_VERSION, ISVC_KIND, b.ns,
+                          label_selector="app.kubernetes.io/managed-by!=poolserve") == []
     assert len(b.cluster.list(SR_API_VERSION, SR_KIND, b.ns, label_selector="opendatahub.io/dashboard")) == 2
     assert b.cluster.list(SR_API_VERSION, SR_KIND, b.ns, label_selector="!opendatahub.io/dashboard") == []
 

@@ -126,7 +126,8 @@ class EnvCluster:
 def install_crds(api: Api, crd_dir: Path) -> None:
     """Create the KServe CRDs read in place from ``crd_dir`` (never copied)."""
     for f in assets.CRD_FILES:
-        for doc in yaml.safe_load_all((crd_dir / f).read_text()):
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        for doc in yaml.load_all((crd_dir / f).read_text(), Loader=loader):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 try:
                     api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
