@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from poolserve.cli.app import ConfigOpt, Output, OutputOpt, SetOpt, cache_command, command, err, state
 from poolserve.cli.ops import ContextOpt, KubeconfigOpt, NamesArg, load, parse_duration, progress_display
@@ -57,7 +58,8 @@ def diff_cmd(
         ns = f"{d.namespace}/" if d.namespace else ""
         verdict = {"create": "would be created", "update": "would be configured", "none": "unchanged"}[d.action]
         note = f" [{d.note}]" if d.note else ""
-        err.print(f"{d.kind.lower()}/{ns}{d.name} {verdict}{note}", highlight=False,
+        # escape: rich would take "[apply needs --force-conflicts ...]" for markup and print nothing.
+        err.print(escape(f"{d.kind.lower()}/{ns}{d.name} {verdict}{note}"), highlight=False,
                   style="dim" if d.action == "none" else None)
     if changed:
         err.print(f"{len(changed)} of {len(diffs)} objects differ", highlight=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from poolserve.cli.app import ConfigOpt, Output, OutputOpt, SetOpt, TargetOpt, command, err, out, parse_sets, state
@@ -77,7 +78,7 @@ def progress_display(enabled: bool = True) -> Iterator[ProgressFn]:
         def plain(message: str, fraction: float | None) -> None:
             if last.get("m") != message:
                 last["m"] = message
-                err.print(f"… {message}", highlight=False)
+                err.print(f"… {escape(message)}", highlight=False)  # reasons may hold "[...]"
 
         yield plain
         return
@@ -86,7 +87,7 @@ def progress_display(enabled: bool = True) -> Iterator[ProgressFn]:
         task = bar.add_task("starting", total=1.0)
 
         def update(message: str, fraction: float | None) -> None:
-            bar.update(task, description=message, completed=fraction if fraction is not None else 0,
+            bar.update(task, description=escape(message), completed=fraction if fraction is not None else 0,
                        total=1.0 if fraction is not None else None)
 
         yield update
