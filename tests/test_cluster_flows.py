@@ -146,6 +146,59 @@ def test_deploy_wait_ready_status_test_logs_diff(project: Project, network: tupl
     assert "no differences" in diff.stderr
 
 
+def test_deploy_options_diff_and_conflicts_against_the_live_objects(project: Project) -> None:
+    p = project
+    for mode in ("server", "client"):
+        r = p.run("deploy", "--dry-run", mode)
+        assert r.exit_code == 0, r.stderr
+        assert f"inferenceservice/{p.ns}/{MINILM} created (dry run: {mode})" in r.stderr
+        assert p.isvc(MINILM) is None
+    r = p.run("deploy", "--runtimes-only")
+    assert r.exit_code == 0, r.stderr
+    assert len(p.kube.api.list(path("serving.kserve.io/v1alpha1", "servingruntimes", p.ns))) == 2
+    assert p.isvc(MINILM) is None
+    diff = p.run("diff")
+    assert diff.exit_code == 1 and f"inferenceservice/{p.ns}/{MINILM} would be created" in diff.stderr
+    assert p.run("deploy", "--no-wait").exit_code == 0
+    # Someone scales a predictor by hand (an Update by another field manager).
+    p.kube.api.merge_patch(path("serving.kserve.io/v1beta1", "inferenceservices", p.ns, MINILM),
+                           {"spec": {"predictor": {"minReplicas": 2}}}, fieldManager="kubectl-edit")
+    diff = p.run("diff")
+    assert diff.exit_code == 1
+    assert "-    minReplicas: 2\n+    minReplicas: 1" in diff.stdout
+    assert f"inferenceservice/{p.ns}/{MINILM} would be configured [apply needs --force-conflicts" in diff.stderr
+    r = p.run("deploy", "--no-wait")
+    assert r.exit_code == 6
+    assert error_line(r).startswith(f'error: conflict applying InferenceService {p.ns}/{MINILM}: Apply failed with 1 '
+                                    'conflict: conflict with "kubectl-edit" using serving.kserve.io/v1beta1: '
+                                    ".spec.predictor.minReplicas")
+    # --no-wait: a minReplicas change leaves the Deployment's generation alone until the HPA acts, so a wait
+    # would hold the old Ready for ROLLOUT_GRACE_S (30 s).
+    r = p.run("deploy", "--force-conflicts", "--no-wait")
+    assert r.exit_code == 0, r.stderr
+    assert f"inferenceservice/{p.ns}/{MINILM} configured" in r.stderr
+    assert p.run("diff").exit_code == 0
+    r = p.run("delete", MINILM)
+    assert r.exit_code == 0 and "runtimes kept: vllm-embedding-runtime" in r.stderr
+
+
+def test_bench_a_cluster_model_through_its_service_url(project: Project,
+                                                        network: tuple[PodServers, ServiceProxy]) -> None:
+    p = project
+    assert p.run("deploy", MINILM, "--timeout", "60s").exit_code == 0
+    pods, _ = network
+    (pod,) = p.pods(MINILM)
+    pods.serve(pod["status"]["podIP"], FakeVllm("embed", ("sentence-transformers/all-MiniLM-L6-v2", MINILM), 384, 256))
+    r = p.run("bench", MINILM, "-n", "20", "--warmup", "2", "--concurrency", "2", "--batch-size", "4",
+              "-o", "-")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["endpoint"] == f"http://{MINILM}-predictor.{p.ns}.svc.cluster.local"
+    (setting,) = report["settings"]
+    assert (setting["requests"], setting["errors"], setting["batch_size"]) == (20, 0, 4), setting
+    assert pods.fakes[pod["status"]["podIP"]].paths().count("/v1/embeddings") >= 22  # 2 warm-up + 20 measured
+
+
 def test_a_crash_with_the_removed_task_flag_fails_the_wait_with_the_diagnosis(project: Project) -> None:
     p = project
     p.behave(MINILM, Crash(logs=TASK_CRASH, exit_code=2))
