@@ -46,6 +46,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.vllm)
         if ENVTEST_FIXTURES & names:
             item.add_marker(pytest.mark.envtest)
+    # The envtest tests run last, one after the other: the control plane (session-scoped) then starts
+    # after everything else and stops with the session, instead of idling beside the vLLM tests.
+    items.sort(key=lambda item: item.get_closest_marker("envtest") is not None)
 
 
 @dataclass(frozen=True)

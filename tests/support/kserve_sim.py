@@ -492,21 +492,27 @@ class KServe:
         self.webhook.stop()
 
     def _loop(self) -> None:
+        idle = 0  # passes with nothing to do: poll less often (down to once a second) while the cluster is empty
         while not self._stop.is_set():
+            busy = True
             try:
-                self.sync()
+                busy = self.sync()
             except ApiError as err:
                 if not expected(err):
                     self.errors.append(traceback.format_exc())
             except Exception:
                 self.errors.append(traceback.format_exc())
-            self._stop.wait(self.interval_s)
+            idle = 0 if busy else idle + 1
+            self._stop.wait(min(1.0, self.interval_s * 2 ** min(idle, 3)))
 
-    def sync(self) -> None:
-        """One pass: reconcile every InferenceService (a real controller reacts to watch events instead)."""
+    def sync(self) -> bool:
+        """One pass: reconcile every InferenceService (a real controller reacts to watch events instead).
+
+        Returns False when there was none.
+        """
         isvcs = self.api.list(path(f"{GROUP}/v1beta1", "inferenceservices"))
         if not isvcs:
-            return
+            return False
         listed = _Listed(
             runtimes={(r["metadata"]["namespace"], r["metadata"]["name"]): r
                       for r in self.api.list(path(f"{GROUP}/v1alpha1", "servingruntimes"))},
@@ -520,6 +526,7 @@ class KServe:
             except ApiError as err:
                 if not expected(err):  # deleted, changed meanwhile, namespace terminating: next pass
                     raise
+        return True
 
     def reconcile(self, isvc: Obj, listed: _Listed) -> None:
         self.reconciles += 1

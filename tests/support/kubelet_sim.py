@@ -199,18 +199,21 @@ class Kubelet:
         self.server.stop()
 
     def _loop(self) -> None:
+        idle = 0  # passes with nothing to do: poll less often (down to once a second) while the cluster is empty
         while not self._stop.is_set():
+            busy = True
             try:
-                self.sync()
+                busy = self.sync()
             except ApiError as err:
                 if not expected(err):
                     self.errors.append(traceback.format_exc())
             except Exception:
                 self.errors.append(traceback.format_exc())
-            self._stop.wait(self.interval_s)
+            idle = 0 if busy else idle + 1
+            self._stop.wait(min(1.0, self.interval_s * 2 ** min(idle, 3)))
 
-    def sync(self) -> None:
-        """One pass over every pod bound to our nodes."""
+    def sync(self) -> bool:
+        """One pass over every pod bound to our nodes; False when there was none."""
         self._attach()
         pods = self.api.list("/api/v1/pods")
         live = set()
@@ -230,6 +233,7 @@ class Kubelet:
         with self._lock:
             for uid in [u for u in self.pods if u not in live]:
                 del self.pods[uid]
+        return bool(live)
 
     def _attach(self) -> None:
         """The CSI external-attacher: report our driver's VolumeAttachments attached."""
