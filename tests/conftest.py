@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "poolserve.yaml"
 SERVER_FIXTURES = frozenset({"minilm_server", "reranker_server"})
-ENVTEST_FIXTURES = frozenset({"envtest", "kube", "ns"})
+ENVTEST_FIXTURES = frozenset({"envtest"})
+"""The session fixture every envtest fixture (``kube``, ``ns``) depends on: item.fixturenames is the closure."""
 
 # The envtest cluster (control plane, KServe CRDs, GPU nodes, simulated KServe and kubelet).
 pytest_plugins = ["support.envcluster"]

@@ -176,7 +176,7 @@ def test_every_process_listens_on_127_0_0_1_only_on_the_ports_it_was_given(kube:
 def test_the_real_controllers_and_scheduler_are_at_work(kube: EnvCluster) -> None:
     nodes = {n["metadata"]["name"]: n for n in kube.api.list("/api/v1/nodes")}
     for name, node in nodes.items():
-        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4", name
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8", name
         assert not node["spec"].get("taints"), name
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
     for name in ("inferenceservices.serving.kserve.io", "servingruntimes.serving.kserve.io"):

@@ -9,7 +9,9 @@ Fixtures (registered by ``tests/conftest.py``; any test using them is marked ``e
   exited, or an exception inside the simulated KServe or kubelet, fails the test with its log tail
   or traceback instead of leaving it hanging.
 - ``ns``: a fresh namespace with the cache PVC ``vllm-model-cache`` (ReadWriteMany, Bound to a
-  PersistentVolume, as a provisioner would leave it) and its ``default`` ServiceAccount; deleted at teardown.
+  PersistentVolume, as a provisioner would leave it) and its ``default`` ServiceAccount; deleted at
+  teardown without waiting (the namespace controller needs about 5 s to remove the pods; the nodes
+  have GPUs enough for a few tests' pods lingering meanwhile).
 
 Everything here talks to the API server through :mod:`support.kubeapi`, never through poolserve.
 """
@@ -36,7 +38,7 @@ from support.kubeapi import Api, ApiError, Obj, path
 from support.kubelet_sim import Kubelet
 
 GPU_NODES = ("gpu-node-1", "gpu-node-2")
-GPUS_PER_NODE = 4
+GPUS_PER_NODE = 8
 PVC = "vllm-model-cache"
 CRDS = ("inferenceservices.serving.kserve.io", "servingruntimes.serving.kserve.io")
 _counter = itertools.count(1)
@@ -237,7 +239,7 @@ def kube(envtest: EnvCluster) -> Iterator[EnvCluster]:
 
 @pytest.fixture
 def ns(kube: EnvCluster) -> Iterator[str]:
-    """A fresh namespace with a Bound ReadWriteMany PVC ``vllm-model-cache``; deleted afterwards (not awaited)."""
+    """A fresh namespace with a Bound ReadWriteMany PVC ``vllm-model-cache``; deleted afterwards."""
     name = kube.namespace()
     yield name
     try:
