@@ -303,7 +303,7 @@ class FakeCluster:
     def remove(self, kind: str, name: str, namespace: str | None = None) -> None:
         """Delete an object (and its dependents) without recording a call, as a controller would."""
         for key in [k for k in self._store if k[0] == kind and k[2] == name and k[1] == namespace]:
-            self._remove(key)
+            self._drop(key, hard=True)
 
     def stored(self, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
         """The stored object (a copy) without recording a call."""
@@ -516,15 +516,21 @@ class FakeCluster:
             return
         self._drop(key)
 
-    def _drop(self, key: _Key) -> None:
-        """The object is gone: its dependents are deleted, its namespace goes if it was the last."""
+    def _drop(self, key: _Key, *, hard: bool = False) -> None:
+        """The object is gone: its dependents are deleted, and a Terminating namespace goes with its last object.
+
+        ``hard`` (:meth:`remove`): dependents, and a namespace's contents, go at once, finalizers or not.
+        """
         obj = self._store.pop(key, None)
         self._owners.pop(key, None)
         if obj is None:
             return
         uid = obj["metadata"].get("uid")
         for other_key, other in list(self._store.items()):
-            if any(r.get("uid") == uid for r in other.get("metadata", {}).get("ownerReferences") or []):
+            owned = any(r.get("uid") == uid for r in other.get("metadata", {}).get("ownerReferences") or [])
+            if hard and (owned or (key[0] == "Namespace" and other_key[1] == key[2])):
+                self._drop(other_key, hard=True)
+            elif owned:
                 self._delete(other_key)
         if key[1] is not None:
             self._collect_namespace(key[1])
@@ -537,17 +543,6 @@ class FakeCluster:
             self._store.pop(ns_key)
             self._owners.pop(ns_key, None)
 
-    def _remove(self, key: _Key) -> None:
-        obj = self._store.pop(key, None)
-        self._owners.pop(key, None)
-        if obj is None:
-            return
-        uid = obj["metadata"].get("uid")
-        for other_key, other in list(self._store.items()):
-            owned = any(r.get("uid") == uid for r in other.get("metadata", {}).get("ownerReferences") or [])
-            in_ns = key[0] == "Namespace" and other_key[1] == key[2]
-            if owned or in_ns:
-                self._remove(other_key)
 
 
 if TYPE_CHECKING:
