@@ -211,6 +211,16 @@ def _fields_match(selector: str | None, obj: Manifest) -> bool:
     return True
 
 
+def _fields_v1(paths: Iterable[Path_]) -> dict[str, Any]:
+    """The ``fieldsV1`` set of owned leaf paths (``{"f:spec": {"f:replicas": {}}}``; lists are atomic here)."""
+    out: dict[str, Any] = {}
+    for path in sorted(paths):
+        cur = out
+        for key in path:
+            cur = cur.setdefault(f"f:{key}", {})
+    return out
+
+
 _Key = tuple[str, str | None, str]
 
 
@@ -281,11 +291,14 @@ class FakeCluster:
         """Another client updates fields (an Update operation): it then owns them."""
         obj = self._find(kind, name, namespace)
         key = self._key(kind_of(obj), name, namespace)
+        spec_changed = False
         for path, value in _leaves(dict(changes)).items():
+            spec_changed |= path[0] not in ("metadata", "status") and _get_path(obj, path) != (True, value)
             _set_path(obj, path, value)
             self._owners[key][path] = {manager}
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
-        obj["metadata"]["generation"] = int(obj["metadata"].get("generation", 1)) + 1
+        if spec_changed:  # as the API server: metadata-only changes leave the generation alone
+            obj["metadata"]["generation"] = int(obj["metadata"].get("generation", 1)) + 1
 
     def finalize(self, kind: str, name: str, namespace: str | None, finalizer: str) -> None:
         """Remove ``finalizer`` as its controller would; an object being deleted goes when none is left."""
@@ -493,7 +506,8 @@ class FakeCluster:
         out = copy.deepcopy(obj)
         managers = sorted({m for ms in owners.values() for m in ms})
         out.setdefault("metadata", {})["managedFields"] = [
-            {"manager": m, "operation": "Apply" if m == FIELD_MANAGER else "Update", "fieldsType": "FieldsV1"}
+            {"manager": m, "operation": "Apply" if m == FIELD_MANAGER else "Update", "fieldsType": "FieldsV1",
+             "fieldsV1": _fields_v1(p for p, ms in owners.items() if m in ms)}
             for m in managers
         ]
         return out
