@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from poolserve import cachejob, kserve, readiness, yamlio
-from poolserve.cluster.base import Cluster, dig, kind_of, ref
+from poolserve.cluster.base import FIELD_MANAGER, Cluster, dig, kind_of, ref
 from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError, SpecError
 from poolserve.kserve import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
 from poolserve.preflight import check_pvc, preflight
@@ -129,13 +129,32 @@ def _covers(live: Any, wanted: Any) -> bool:
     return bool(live == wanted)
 
 
-def same_object(before: Manifest, after: Manifest, *, dry_run: bool) -> bool:
-    """Did an apply leave the object as it was? resourceVersion when real, content on dry runs."""
+def _applied_fields(obj: Manifest) -> Any:
+    """The ``fieldsV1`` of our server-side apply entry in ``managedFields`` (None when absent)."""
+    for entry in dig(obj, "metadata", "managedFields", default=[]) or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
+            return entry.get("fieldsV1")
+    return None
+
+
+def same_object(before: Manifest, after: Manifest, applied: Manifest, *, dry_run: bool) -> bool:
+    """Did applying ``applied`` leave the object as it was (``before`` read just before, ``after`` the answer)?
+
+    The same resourceVersion says so at once. A different one may come from another writer in
+    between: KServe updates an InferenceService's status (and adds its finalizer) while poolserve reads
+    and applies. So it is also unchanged when only server-owned fields moved, or when everything we
+    apply was already there, our set of fields is the same and the generation did not move.
+    """
     rv_before = dig(before, "metadata", "resourceVersion")
     rv_after = dig(after, "metadata", "resourceVersion")
-    if not dry_run and rv_before and rv_after:
-        return bool(rv_before == rv_after)
-    return strip_server_fields(before) == strip_server_fields(after)
+    if not dry_run and rv_before and rv_before == rv_after:
+        return True
+    if strip_server_fields(before) == strip_server_fields(after):
+        return True
+    ours = _applied_fields(before)
+    return (ours is not None and ours == _applied_fields(after)
+            and dig(before, "metadata", "generation") == dig(after, "metadata", "generation")
+            and _covers(strip_server_fields(before), strip_server_fields(applied)))
 
 
 @dataclass(frozen=True)
@@ -278,7 +297,7 @@ class ClusterTarget:
         result = self.cluster.apply(obj, dry_run=dry, force=options.force_conflicts)
         if live is None:
             return ObjectChange(k.kind, name, ns, "created")
-        if same_object(live, result, dry_run=dry):
+        if same_object(live, result, obj, dry_run=dry):
             return ObjectChange(k.kind, name, ns, "unchanged")
         return ObjectChange(k.kind, name, ns, "configured")
 
