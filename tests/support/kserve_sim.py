@@ -40,15 +40,13 @@ import copy
 import datetime as dt
 import json
 import re
-import ssl
-import threading
-import traceback
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from support.kubeapi import Api, ApiError, Obj, expected, path
+from support.kubeapi import Api, ApiError, Obj, PollingController, expected, path
+from support.network import LoopbackServer, reply
 
 GROUP = "serving.kserve.io"
 ISVC_LABEL = f"{GROUP}/inferenceservice"
@@ -451,16 +449,14 @@ class _Listed:
     pods: dict[tuple[str, str], list[Obj]]
 
 
-class KServe:
+class KServe(PollingController):
     """The simulated KServe controller and defaulting webhook; :meth:`start` runs the loop in a thread."""
 
+    thread_name = "simulated-kserve"
+
     def __init__(self, api: Api, *, cert: Path, key: Path, ca_file: Path, interval_s: float = 0.25) -> None:
-        self.api = api
-        self.interval_s = interval_s
-        self.errors: list[str] = []
+        super().__init__(api, interval_s)
         self.reconciles = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._events: dict[tuple[str, str, str, str], Obj] = {}
         self.webhook = _Defaulter(cert, key)
         self.ca_file = ca_file
@@ -482,28 +478,11 @@ class KServe:
             }],
         }
         self.api.create("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", config)
-        self._thread = threading.Thread(target=self._loop, name="simulated-kserve", daemon=True)
-        self._thread.start()
+        self.start_loop()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self.stop_loop()
         self.webhook.stop()
-
-    def _loop(self) -> None:
-        idle = 0  # passes with nothing to do: poll less often (down to once a second) while the cluster is empty
-        while not self._stop.is_set():
-            busy = True
-            try:
-                busy = self.sync()
-            except ApiError as err:
-                if not expected(err):
-                    self.errors.append(traceback.format_exc())
-            except Exception:
-                self.errors.append(traceback.format_exc())
-            idle = 0 if busy else idle + 1
-            self._stop.wait(min(1.0, self.interval_s * 2 ** min(idle, 3)))
 
     def sync(self) -> bool:
         """One pass: reconcile every InferenceService (a real controller reacts to watch events instead).
@@ -723,25 +702,17 @@ class _Defaulter:
                     resp["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
                 data = json.dumps({"apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
                                    "kind": "AdmissionReview", "response": resp}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, 200, data, {"Content-Type": "application/json"})
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = int(self.httpd.server_address[1])
+        self.server = LoopbackServer(Handler, tls=(cert, key), name="kserve-webhook")
+        self.port = self.server.port
+        self.httpd = self.server.httpd
 
     def start(self) -> None:
-        threading.Thread(target=self.httpd.serve_forever, name="kserve-webhook", daemon=True).start()
+        """Serving since construction: the webhook's URL needs the port first."""
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()

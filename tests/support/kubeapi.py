@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -136,3 +137,47 @@ class Api:
         if client is not None:
             client.close()
             self._local.client = None
+
+
+class PollingController:
+    """A simulated controller: :meth:`sync` in a daemon thread every ``interval_s``, less often while idle.
+
+    An answer a controller meets in normal operation (:func:`expected`) is retried on the next pass;
+    any other exception is kept in :attr:`errors`, and the envtest fixture fails the running test with it.
+    """
+
+    thread_name = "simulated-controller"
+
+    def __init__(self, api: Api, interval_s: float) -> None:
+        self.api = api
+        self.interval_s = interval_s
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sync(self) -> bool:
+        """One pass; False when there was nothing to do."""
+        raise NotImplementedError
+
+    def start_loop(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop_loop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _loop(self) -> None:
+        idle = 0  # passes with nothing to do: poll less often (down to once a second) while the cluster is empty
+        while not self._stop.is_set():
+            busy = True
+            try:
+                busy = self.sync()
+            except ApiError as err:
+                if not expected(err):
+                    self.errors.append(traceback.format_exc())
+            except Exception:  # kept and reported: a simulated controller must keep running
+                self.errors.append(traceback.format_exc())
+            idle = 0 if busy else idle + 1
+            self._stop.wait(min(1.0, self.interval_s * 2 ** min(idle, 3)))

@@ -32,17 +32,16 @@ import contextlib
 import datetime as dt
 import fnmatch
 import ipaddress
-import ssl
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from support.kubeapi import Api, ApiError, Obj, expected
+from support.kubeapi import Api, ApiError, Obj, PollingController, expected
+from support.network import LoopbackServer, reply
 
 SMP = "application/strategic-merge-patch+json"
 CSI_DRIVER = "csi.poolserve.test"
@@ -155,19 +154,17 @@ class PodRecord:
     """The last status written (without timestamps): unchanged statuses are not written again."""
 
 
-class Kubelet:
+class Kubelet(PollingController):
     """The simulated kubelet of ``nodes``; :meth:`start` runs its loop in a daemon thread."""
 
+    thread_name = "simulated-kubelet"
+
     def __init__(self, api: Api, *, cert: Path, key: Path, interval_s: float = 0.2) -> None:
-        self.api = api
+        super().__init__(api, interval_s)
         self.nodes: set[str] = set()
         self.rules: list[Rule] = []
         self.pods: dict[str, PodRecord] = {}
-        self.errors: list[str] = []
-        self.interval_s = interval_s
-        self._stop = threading.Event()
         self._lock = threading.RLock()
-        self._thread: threading.Thread | None = None
         self._ips = (str(ipaddress.ip_address("10.128.0.0") + i) for i in range(10, 60000))
         self.server = _LogServer(self, cert, key)
 
@@ -189,28 +186,11 @@ class Kubelet:
 
     def start(self) -> None:
         self.server.start()
-        self._thread = threading.Thread(target=self._loop, name="simulated-kubelet", daemon=True)
-        self._thread.start()
+        self.start_loop()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self.stop_loop()
         self.server.stop()
-
-    def _loop(self) -> None:
-        idle = 0  # passes with nothing to do: poll less often (down to once a second) while the cluster is empty
-        while not self._stop.is_set():
-            busy = True
-            try:
-                busy = self.sync()
-            except ApiError as err:
-                if not expected(err):
-                    self.errors.append(traceback.format_exc())
-            except Exception:
-                self.errors.append(traceback.format_exc())
-            idle = 0 if busy else idle + 1
-            self._stop.wait(min(1.0, self.interval_s * 2 ** min(idle, 3)))
 
     def sync(self) -> bool:
         """One pass over every pod bound to our nodes; False when there was none."""
@@ -483,29 +463,29 @@ class _LogServer:
                 self._send(200, "".join(line + "\n" for line in result))
 
             def _send(self, code: int, text: str) -> None:
-                data = text.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, code, text.encode(), {"Content-Type": "text/plain"})
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = int(self.httpd.server_address[1])
-        self._thread: threading.Thread | None = None
+        self.handler = Handler
+        self.tls = (cert, key)
+        self.server: LoopbackServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None, "not started"
+        return self.server.port
+
+    @property
+    def httpd(self) -> ThreadingHTTPServer:
+        assert self.server is not None, "not started"
+        return self.server.httpd
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="kubelet-logs", daemon=True)
-        self._thread.start()
+        self.server = LoopbackServer(self.handler, tls=self.tls, name="kubelet-logs")
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.server is not None:
+            self.server.stop()
 

@@ -13,9 +13,11 @@ URL such as ``http://m-predictor.ns.svc.cluster.local`` usable from the test pro
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,21 +30,38 @@ _HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "
         "transfer-encoding", "upgrade", "host", "content-length"}
 
 
-class _Server:
-    """A ThreadingHTTPServer on 127.0.0.1:0 in a daemon thread."""
+def reply(handler: BaseHTTPRequestHandler, code: int, data: bytes, headers: dict[str, str]) -> None:
+    """Send a whole response (hop-by-hop headers dropped, Content-Length set)."""
+    handler.send_response(code)
+    for k, v in headers.items():
+        if k.lower() not in _HOP:
+            handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+
+class LoopbackServer:
+    """A ThreadingHTTPServer on a free 127.0.0.1 port, serving in a daemon thread; HTTPS with ``tls=(cert, key)``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *, tls: tuple[Path, Path] | None = None,
+                 name: str = "http") -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = int(self.httpd.server_address[1])
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=name,
+                         daemon=True).start()
 
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
-def vllm_server(fake: FakeVllm) -> _Server:
+def vllm_server(fake: FakeVllm) -> LoopbackServer:
     """An HTTP server answering with ``fake`` (an httpx handler) on 127.0.0.1."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -53,28 +72,21 @@ def vllm_server(fake: FakeVllm) -> _Server:
             req = httpx.Request(self.command, f"http://pod{self.path}", headers=dict(self.headers.items()),
                                 content=body)
             resp = fake(req)
-            data = resp.content
-            self.send_response(resp.status_code)
-            for k, v in resp.headers.items():
-                if k.lower() not in _HOP:
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply(self, resp.status_code, resp.content, dict(resp.headers.items()))
 
         do_GET = do_POST = _handle
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    return _Server(Handler)
+    return LoopbackServer(Handler)
 
 
 class PodServers:
     """Pod IP -> the local server its "container" runs."""
 
     def __init__(self) -> None:
-        self.by_ip: dict[str, _Server] = {}
+        self.by_ip: dict[str, LoopbackServer] = {}
         self.fakes: dict[str, FakeVllm] = {}
 
     def serve(self, pod_ip: str, fake: FakeVllm) -> None:
@@ -105,30 +117,22 @@ class ServiceProxy:
                 try:
                     local = owner.resolve(url.hostname or "", url.port or 80)
                 except LookupError as err:
-                    return self._reply(502, str(err).encode(), {"Content-Type": "text/plain"})
+                    return reply(self, 502, str(err).encode(), {"Content-Type": "text/plain"})
                 conn = http.client.HTTPConnection("127.0.0.1", local, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 conn.request(self.command, url.path + (f"?{url.query}" if url.query else ""), body=body or None,
                              headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
-                self._reply(resp.status, data, {k: v for k, v in resp.getheaders() if k.lower() not in _HOP})
+                reply(self, resp.status, data, dict(resp.getheaders()))
                 conn.close()
-
-            def _reply(self, code: int, data: bytes, headers: dict[str, str]) -> None:
-                self.send_response(code)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             do_GET = do_POST = _handle
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = _Server(Handler)
+        self.server = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
