@@ -218,11 +218,13 @@ def predictor_objects(isvc: Obj, runtime: Obj) -> tuple[Obj, Obj, Obj]:
     pod["containers"] = [main]
     pod["containers"] += [c for c in containers if c.get("name") not in (CONTAINER, TRANSFORMER)]
     pod["containers"] += [c for c in predictor.get("containers") or [] if c.get("name") != TRANSFORMER]
-    for c in pod["containers"]:  # AddEnvVarToPodSpec(INFERENCE_SERVICE_NAME)
-        env = [e for e in c.get("env") or [] if e.get("name") != "INFERENCE_SERVICE_NAME"]
-        c["env"] = [*env, {"name": "INFERENCE_SERVICE_NAME", "value": name}] if len(env) == len(
-            c.get("env") or []) else [e if e.get("name") != "INFERENCE_SERVICE_NAME" else
-                                      {"name": "INFERENCE_SERVICE_NAME", "value": name} for e in c["env"]]
+    for c in pod["containers"]:  # AddEnvVarToPodSpec(INFERENCE_SERVICE_NAME): overwrite the value, or append
+        env = c.setdefault("env", [])
+        found = next((e for e in env if e.get("name") == "INFERENCE_SERVICE_NAME"), None)
+        if found is None:
+            env.append({"name": "INFERENCE_SERVICE_NAME", "value": name})
+        else:
+            found["value"] = name
     predictor_name = f"{name}-predictor"
     app = f"isvc.{predictor_name}"
     # buildObjectMeta: runtime (spec) labels < isvc labels < predictor labels < KServe's; the Deployment
