@@ -9,7 +9,7 @@ import pytest
 from poolserve import kserve, yamlio
 from poolserve.lint import validate_against_crds
 from poolserve.render import file_texts, render
-from poolserve.spec import load_spec
+from poolserve.spec import load_spec, parse_spec, resolve_models
 from support.assets import crd_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,3 +151,12 @@ def test_project_scoped_templates() -> None:
     spec = load_spec(path, {"dashboard.templates_namespace": "search"})
     sr = next(o for o in render(spec).manifests if o["kind"] == "ServingRuntime")
     assert sr["metadata"]["annotations"][kserve.RUNTIME_SCOPE] == "project"
+
+
+def test_whole_float_quantities_are_written_as_integers() -> None:
+    # Helm reads every number as a float: both tools must write cpu: 2.0 as "2" (Kubernetes: the same quantity).
+    text = ("runtimes: [{name: rt, task: embed}]\nmodels: [{name: m, model_id: sentence-transformers/all-MiniLM-L6-v2,"
+            " resources: {requests: {cpu: 2.0, memory: 4Gi}, limits: {cpu: 1.5, nvidia.com/mig-1g.5gb: 1}}}]\n")
+    isvc = kserve.inference_service(spec := parse_spec(text), resolve_models(spec)[0])
+    assert isvc["spec"]["predictor"]["model"]["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "1.5", "nvidia.com/mig-1g.5gb": "1"}}

@@ -183,3 +183,23 @@ def test_set_errors_name_the_override(overrides: dict[str, object], expected: st
 def test_set_descends_into_null() -> None:
     spec = parse_spec("cache: {hf_token_secret: null}\n" + MINIMAL, overrides={"cache.hf_token_secret.name": "hf"})
     assert spec.cache.hf_token_secret is not None and spec.cache.hf_token_secret.name == "hf"
+
+
+def test_env_is_ordered_by_name_whatever_the_file_order() -> None:
+    # A mapping has no order (in YAML, and in the Helm chart's Go maps): the rendered env cannot depend on it.
+    text = MINIMAL.replace("    task: embed\n", "    task: embed\n    env: {ZED: '1', ALPHA: '2'}\n", 1)
+    text = text.replace("models:", "defaults:\n  env: {B_DEFAULT: '1', A_DEFAULT: '2'}\nmodels:")
+    text += "    env: {Z: '1', A_DEFAULT: '3'}\n"
+    (m,) = resolve_models(parse_spec(text))
+    assert m.env == (("A_DEFAULT", "3"), ("B_DEFAULT", "1"), ("Z", "1"))
+    assert m.runtime.env == (("ALPHA", "2"), ("ZED", "1"))
+
+
+def test_helm_settings_are_accepted_and_change_nothing_poolserve_renders() -> None:
+    from poolserve.render import render, to_yaml
+
+    with_helm = parse_spec(MINIMAL + "helm:\n  create_namespace: true\n  test_image: registry.example/python:3\n")
+    assert with_helm.helm.create_namespace is True
+    assert to_yaml(render(with_helm).manifests) == to_yaml(render(parse_spec(MINIMAL)).manifests)
+    with pytest.raises(SpecError, match=r"helm\.create_namespce: unknown key"):
+        parse_spec(MINIMAL + "helm:\n  create_namespce: true\n")

@@ -164,6 +164,10 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime) -> Manifest:
 
 
 def _quantity(v: str | int | float) -> str:
+    # A whole float is written as an integer (2.0 -> "2"): Helm reads every number as a float and cannot
+    # tell them apart, and Kubernetes takes both to mean the same quantity.
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
     return str(v)
 
 

@@ -39,12 +39,17 @@ def _task_alias(v: Any) -> Any:
     return _TASK_ALIASES.get(v, v) if isinstance(v, str) else v
 
 
-# ``embedding``/``rerank``/``reranker`` are accepted as spellings of the two tasks.
-TaskKey = Annotated[Task, BeforeValidator(_task_alias)]
+# ``embedding``/``rerank``/``reranker`` are accepted as spellings of the two tasks (the JSON schema, and
+# so the Helm chart's values.schema.json, lists them too).
+TaskKey = Annotated[
+    Task,
+    BeforeValidator(_task_alias, json_schema_input_type=Literal[tuple(_TASK_ALIASES)]),
+]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Attribute docstrings become the JSON schema's descriptions (the Helm chart's values.schema.json).
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 Quantity = str | int | float
@@ -120,6 +125,17 @@ class LocalSpec(_Strict):
     startup_timeout_s: float = Field(default=600, gt=0)
 
 
+class HelmSpec(_Strict):
+    """Settings of the Helm chart (``charts/poolserve``) only: poolserve itself ignores them."""
+
+    create_namespace: bool = False
+    """Render the Namespace with the dashboard labels (kept on ``helm uninstall``). Off by default: the plan's
+    namespace exists already; ``poolserve render`` always renders it."""
+    test_image: str | None = None
+    """Image of the ``helm test`` pods (they run its ``python``); default: the model's vLLM image, which the
+    nodes serving the model have pulled already."""
+
+
 class RuntimeConfig(_Strict):
     """One ServingRuntime (in ``per-model`` mode: the pattern each model's runtime is made from)."""
 
@@ -179,6 +195,7 @@ class PoolSpec(_Strict):
     cache: CacheSpec = Field(default_factory=CacheSpec)
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
     local: LocalSpec = Field(default_factory=LocalSpec)
+    helm: HelmSpec = Field(default_factory=HelmSpec)
     defaults: ModelDefaults = Field(default_factory=ModelDefaults)
     runtimes: tuple[RuntimeConfig, ...] = Field(min_length=1)
     models: tuple[ModelConfig, ...] = Field(min_length=1)
@@ -525,7 +542,8 @@ def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None)
         gpu_memory_utilization=rt.gpu_memory_utilization,
         accelerator=rt.accelerator,
         extra_args=tuple(rt.extra_args),
-        env=tuple(rt.env.items()),
+        # Sorted: a config's mappings carry no order (YAML's, and Helm's Go maps), so the rendered env cannot.
+        env=tuple(sorted(rt.env.items())),
         pattern=rt.name,
     )
 
@@ -578,7 +596,7 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
                 expose=expose,
                 # Exposed routes get token auth unless the config says otherwise.
                 auth=bool(_first(m.auth, d.auth, expose)),
-                env=tuple(env.items()),
+                env=tuple(sorted(env.items())),
                 extra_args=tuple(_first(m.extra_args, d.extra_args, ())),
                 catalog_entry=entry,
             )
