@@ -35,7 +35,8 @@ CONVERT_FLAG = RUNNER_FLAG
 
 
 def _json(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    # ensure_ascii=False: the same text the Helm chart's toJson writes (JSON reads both the same).
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def task_args(task: Literal["embed", "score"], version: Version) -> list[str]:

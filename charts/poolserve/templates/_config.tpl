@@ -1,0 +1,310 @@
+{{- /*
+The config, as poolserve reads it (src/poolserve/spec.py): defaults filled in, checked across keys,
+and resolved model by model with one precedence: built-in defaults < catalog < defaults: < the
+model's own keys.
+
+Helpers return JSON text (a template can only return a string); callers read it back with fromJson.
+Every template calls "poolserve.resolved" once, so a bad config fails every template the same way.
+*/ -}}
+
+{{- /* poolserve.fill: a value with each absent key of its config class set to the default, recursively
+(spec.py's pydantic defaults, from _generated.tpl). Keys set to null stay null: inside lists they are
+kept; in maps Helm has already dropped them, and then the default applies, as if the key were absent. */ -}}
+{{- define "poolserve.fill" -}}
+{{- $shape := .shape -}}
+{{- $out := dict -}}
+{{- range $k, $v := .value }}{{ $_ := set $out $k $v }}{{ end -}}
+{{- range $key, $field := get $shape .class -}}
+  {{- if and (not (hasKey $out $key)) (hasKey $field "default") -}}
+    {{- $_ := set $out $key $field.default -}}
+  {{- end -}}
+  {{- $v := get $out $key -}}
+  {{- if and $field.class (kindIs "map" $v) -}}
+    {{- $_ := set $out $key (include "poolserve.fill" (dict "shape" $shape "class" $field.class "value" $v) | fromJson) -}}
+  {{- else if and $field.items (kindIs "slice" $v) -}}
+    {{- $items := list -}}
+    {{- range $v -}}
+      {{- $items = append $items (include "poolserve.fill" (dict "shape" $shape "class" $field.items "value" .) | fromJson) -}}
+    {{- end -}}
+    {{- $_ := set $out $key $items -}}
+  {{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.first: spec._first, the first argument that is not null, as {"v": value} ({} if none). */ -}}
+{{- define "poolserve.first" -}}
+{{- $found := dict -}}
+{{- range . -}}
+  {{- if and (not (hasKey $found "v")) (not (kindIs "invalid" .)) }}{{ $_ := set $found "v" . }}{{ end -}}
+{{- end -}}
+{{- toJson $found -}}
+{{- end }}
+
+{{- /* poolserve.parseVersion: spec.parse_version ("0.32.0", "v0.9.2", "0.10") as {"v": [major, minor, patch]},
+or {} when the text is no version. */ -}}
+{{- define "poolserve.parseVersion" -}}
+{{- $t := trim (toString .) -}}
+{{- if regexMatch "^v?[0-9]+\\.[0-9]+(\\.[0-9]+)?$" $t -}}
+  {{- $p := splitList "." (trimPrefix "v" $t) -}}
+  {{- toJson (dict "v" (list (atoi (index $p 0)) (atoi (index $p 1)) (atoi (ternary (index $p 2) "0" (eq (len $p) 3))))) -}}
+{{- else -}}
+{{- "{}" -}}
+{{- end -}}
+{{- end }}
+
+{{- /* poolserve.imageVersion: spec.image_version, the vLLM version an image's tag names
+(vllm/vllm-openai:v0.32.0 -> [0, 32, 0]) as {"v": ...}; {} for a digest or a tag without one. */ -}}
+{{- define "poolserve.imageVersion" -}}
+{{- $image := toString . -}}
+{{- $tag := last (splitList ":" $image) -}}
+{{- if and (not (contains "@" $image)) $tag (not (contains "/" $tag)) (regexMatch "^v?[0-9]+\\.[0-9]+\\.[0-9]+" $tag) -}}
+  {{- $p := regexFind "[0-9]+\\.[0-9]+\\.[0-9]+" $tag | splitList "." -}}
+  {{- toJson (dict "v" (list (atoi (index $p 0)) (atoi (index $p 1)) (atoi (index $p 2)))) -}}
+{{- else -}}
+{{- "{}" -}}
+{{- end -}}
+{{- end }}
+
+{{- /* poolserve.versionKey: a version as a string that sorts like the version ([0, 9, 2] -> "000000.000009.000002"),
+so versions compare with lt/ge. */ -}}
+{{- define "poolserve.versionKey" -}}
+{{- printf "%06d.%06d.%06d" (index . 0 | int) (index . 1 | int) (index . 2 | int) -}}
+{{- end }}
+
+{{- /* poolserve.repr: a string as Python's repr writes it in poolserve's messages ('name'). */ -}}
+{{- define "poolserve.repr" -}}
+{{- $s := toString . | replace "\\" "\\\\" -}}
+{{- if and (contains "'" $s) (not (contains "\"" $s)) }}"{{ $s }}"{{ else }}'{{ $s | replace "'" "\\'" }}'{{ end -}}
+{{- end }}
+
+{{- /* poolserve.runtimeVersion: spec.runtime_version: the runtime's vllm_version, else its own image's tag, else the
+top-level vllm_version, else the top-level image's tag ({"v": [...]} or {}). */ -}}
+{{- define "poolserve.runtimeVersion" -}}
+{{- $spec := .spec -}}{{- $rt := .rt -}}
+{{- if not (kindIs "invalid" $rt.vllm_version) -}}{{ include "poolserve.parseVersion" $rt.vllm_version }}
+{{- else if not (kindIs "invalid" $rt.image) -}}{{ include "poolserve.imageVersion" $rt.image }}
+{{- else if not (kindIs "invalid" $spec.vllm_version) -}}{{ include "poolserve.parseVersion" $spec.vllm_version }}
+{{- else -}}{{ include "poolserve.imageVersion" $spec.image }}
+{{- end -}}
+{{- end }}
+
+{{- /* poolserve.config: the values as a complete poolserve config. The namespace follows Helm's convention: the
+release namespace (helm install --namespace); a namespace: in the values must be the same. */ -}}
+{{- define "poolserve.config" -}}
+{{- $shape := include "poolserve.shape" . | fromJson -}}
+{{- $spec := include "poolserve.fill" (dict "shape" $shape "class" "PoolSpec" "value" .Values) | fromJson -}}
+{{- if and (hasKey .Values "namespace") (ne (toString .Values.namespace) .Release.Namespace) -}}
+  {{- fail (printf "namespace: the config says %s but the release namespace is %s: install with --namespace %s (or leave namespace: out of the values)" (include "poolserve.repr" .Values.namespace) (include "poolserve.repr" .Release.Namespace) (toString .Values.namespace)) -}}
+{{- end -}}
+{{- $_ := set $spec "namespace" .Release.Namespace -}}
+{{- /* Task spellings (embedding, rerank, ...) as pydantic normalises them. */ -}}
+{{- $aliases := (include "poolserve.constants" . | fromJson).task_aliases -}}
+{{- range $spec.runtimes }}{{ $_ := set . "task" (get $aliases .task) }}{{ end -}}
+{{- range $spec.models }}{{ if .task }}{{ $_ := set . "task" (get $aliases .task) }}{{ end }}{{ end -}}
+{{- toJson $spec -}}
+{{- end }}
+
+{{- /* poolserve.crossCheck: spec.cross_check, the rules that span several keys, as a list of "key: message"
+(the same messages poolserve gives, without its file:line prefix). */ -}}
+{{- define "poolserve.crossCheck" -}}
+{{- $spec := .spec -}}{{- $catalog := .catalog -}}{{- $c := .constants -}}
+{{- $ns := $spec.namespace -}}
+{{- $out := list -}}
+{{- if or (not (regexMatch $c.name_re $ns)) (gt (len $ns) 63) -}}
+  {{- $out = append $out (printf "namespace: %s is not a valid namespace name (DNS-1123 label)" (include "poolserve.repr" $ns)) -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" $spec.vllm_version)) (not (include "poolserve.parseVersion" $spec.vllm_version | fromJson).v) -}}
+  {{- $out = append $out (printf "vllm_version: %s is not a version like 0.32.0" (include "poolserve.repr" $spec.vllm_version)) -}}
+{{- end -}}
+{{- $runtimeIndex := dict -}}{{- $runtimeNames := list -}}
+{{- range $i, $rt := $spec.runtimes -}}
+  {{- if hasKey $runtimeIndex $rt.name -}}
+    {{- $out = append $out (printf "runtimes[%d].name: duplicate runtime name %s" $i (include "poolserve.repr" $rt.name)) -}}
+  {{- else -}}
+    {{- $runtimeNames = append $runtimeNames $rt.name -}}
+  {{- end -}}
+  {{- $_ := set $runtimeIndex $rt.name $i -}}
+  {{- if or (not (regexMatch $c.name_re $rt.name)) (gt (len $rt.name) 63) -}}
+    {{- $out = append $out (printf "runtimes[%d].name: %s is not a valid Kubernetes name" $i (include "poolserve.repr" $rt.name)) -}}
+  {{- end -}}
+  {{- if not (include "poolserve.runtimeVersion" (dict "spec" $spec "rt" $rt) | fromJson).v -}}
+    {{- $key := ternary (printf "runtimes[%d].vllm_version" $i) (printf "runtimes[%d].image" $i) (not (empty $rt.vllm_version)) -}}
+    {{- if and (empty $rt.image) (empty $rt.vllm_version) }}{{ $key = "image" }}{{ end -}}
+    {{- $out = append $out (printf "%s: cannot tell the vLLM version of image %s: pin a tag like v0.32.0 or set vllm_version" $key (include "poolserve.repr" (default $spec.image $rt.image))) -}}
+  {{- end -}}
+{{- end -}}
+{{- $modelNames := dict -}}
+{{- range $i, $m := $spec.models -}}
+  {{- $at := printf "models[%d]" $i -}}
+  {{- if hasKey $modelNames $m.name -}}
+    {{- $out = append $out (printf "%s.name: duplicate model name %s" $at (include "poolserve.repr" $m.name)) -}}
+  {{- end -}}
+  {{- $_ := set $modelNames $m.name true -}}
+  {{- if not (regexMatch $c.name_re $m.name) -}}
+    {{- $out = append $out (printf "%s.name: %s must be lowercase letters, digits and '-', starting with a letter" $at (include "poolserve.repr" $m.name)) -}}
+  {{- else if gt (len $m.name) (int $c.max_name_len) -}}
+    {{- $out = append $out (printf "%s.name: %s is %d characters; KServe raw mode allows %d (label app=isvc.<name>-predictor must fit 63)" $at (include "poolserve.repr" $m.name) (len $m.name) (int $c.max_name_len)) -}}
+  {{- else if gt (add (len $m.name) (len $ns)) (int $c.max_name_plus_namespace) -}}
+    {{- $out = append $out (printf "%s.name: %s + namespace %s is %d characters; KServe allows %d (host label <name>-predictor-<namespace> must fit 63)" $at (include "poolserve.repr" $m.name) (include "poolserve.repr" $ns) (add (len $m.name) (len $ns)) (int $c.max_name_plus_namespace)) -}}
+  {{- end -}}
+  {{- if and (eq $spec.runtime_mode "per-model") (hasKey $runtimeIndex $m.name) -}}
+    {{- $out = append $out (printf "%s.name: %s clashes with a runtime of the same name in per-model mode" $at (include "poolserve.repr" $m.name)) -}}
+  {{- end -}}
+  {{- $entry := get $catalog (lower $m.model_id) -}}
+  {{- $task := $m.task | default (and $entry $entry.task) -}}
+  {{- if not $task -}}
+    {{- $out = append $out (printf "%s.model_id: %s is not in the catalog: set task: embed or task: score" $at (include "poolserve.repr" $m.model_id)) -}}
+    {{- continue -}}
+  {{- end -}}
+  {{- if not (kindIs "invalid" $m.runtime) -}}
+    {{- if not (hasKey $runtimeIndex $m.runtime) -}}
+      {{- $out = append $out (printf "%s.runtime: runtime %s is not defined under runtimes (defined: %s)" $at (include "poolserve.repr" $m.runtime) (join ", " $runtimeNames | default "none")) -}}
+    {{- else -}}
+      {{- $rtTask := (index $spec.runtimes (get $runtimeIndex $m.runtime | int)).task -}}
+      {{- if ne $rtTask $task -}}
+        {{- $out = append $out (printf "%s.runtime: model task is %s but runtime %s serves %s" $at (include "poolserve.repr" $task) (include "poolserve.repr" $m.runtime) (include "poolserve.repr" $rtTask)) -}}
+      {{- end -}}
+    {{- end -}}
+  {{- else -}}
+    {{- $candidates := list -}}
+    {{- range $spec.runtimes }}{{ if eq .task $task }}{{ $candidates = append $candidates .name }}{{ end }}{{ end -}}
+    {{- if not $candidates -}}
+      {{- $out = append $out (printf "%s.task: %s: task %s needs a runtime with task: %s; none under runtimes" $at $m.name (include "poolserve.repr" $task) $task) -}}
+    {{- else if gt (len $candidates) 1 -}}
+      {{- $out = append $out (printf "%s.runtime: %s: several runtimes serve %s (%s): name one with runtime:" $at $m.name (include "poolserve.repr" $task) (join ", " $candidates)) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- if and $entry $m.max_model_len (gt ($m.max_model_len | float64) ($entry.max_model_len | float64)) -}}
+    {{- $out = append $out (printf "%s.max_model_len: %d is above %s's limit of %d; vLLM refuses to start (see `poolserve catalog %s`)" $at ($m.max_model_len | int64) $m.model_id ($entry.max_model_len | int64) $m.model_id) -}}
+  {{- end -}}
+  {{- if and $m.image (not (include "poolserve.imageVersion" $m.image | fromJson).v) -}}
+    {{- $out = append $out (printf "%s.image: cannot tell the vLLM version of image %s: pin a tag like v0.32.0" $at (include "poolserve.repr" $m.image)) -}}
+  {{- end -}}
+  {{- $replicas := (include "poolserve.first" (list $m.replicas $spec.defaults.replicas 1) | fromJson).v -}}
+  {{- $maxReplicas := (include "poolserve.first" (list $m.max_replicas $spec.defaults.max_replicas $replicas) | fromJson).v -}}
+  {{- if lt ($maxReplicas | float64) ($replicas | float64) -}}
+    {{- $out = append $out (printf "%s.max_replicas: max_replicas %d is below replicas %d" $at ($maxReplicas | int64) ($replicas | int64)) -}}
+  {{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.runtime: spec._resolve_runtime, a runtime with everything resolved (name: the model's in per-model
+mode), and its container args (vllm.runtime_args). */ -}}
+{{- define "poolserve.runtime" -}}
+{{- $spec := .spec -}}{{- $rt := .rt -}}
+{{- $version := (include "poolserve.runtimeVersion" (dict "spec" $spec "rt" $rt) | fromJson).v -}}
+{{- $out := dict
+  "name" (.name | default $rt.name)
+  "pattern" $rt.name
+  "display_name" ($rt.display_name | default (ternary "vLLM Embedding Runtime" "vLLM Reranker Runtime" (eq $rt.task "embed")))
+  "task" $rt.task
+  "image" ($rt.image | default $spec.image)
+  "vllm_version" $version
+  "version_key" (include "poolserve.versionKey" $version)
+  "model_format" $rt.model_format
+  "dtype" $rt.dtype
+  "gpu_memory_utilization" $rt.gpu_memory_utilization
+  "accelerator" $rt.accelerator
+  "extra_args" $rt.extra_args
+  "env" $rt.env
+-}}
+{{- $_ := set $out "args" (include "poolserve.runtimeArgs" (dict "runtime" $out "constants" .constants) | fromJsonArray) -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.model: spec.resolve_models for one model, with its container args (vllm.model_args). */ -}}
+{{- define "poolserve.model" -}}
+{{- $spec := .spec -}}{{- $m := .model -}}{{- $d := $spec.defaults -}}
+{{- $entry := .entry -}}
+{{- $task := $m.task | default (and $entry $entry.task) | default "embed" -}}
+{{- /* The runtime the model names, else the first of its task. */ -}}
+{{- $rt := dict -}}
+{{- range $spec.runtimes -}}
+  {{- if not $rt -}}
+    {{- if not (kindIs "invalid" $m.runtime) }}{{ if eq .name (toString $m.runtime) }}{{ $rt = . }}{{ end -}}
+    {{- else if eq .task $task }}{{ $rt = . }}{{ end -}}
+  {{- end -}}
+{{- end -}}
+{{- $runtime := include "poolserve.runtime" (dict "spec" $spec "rt" $rt "name" (ternary $m.name "" (eq $spec.runtime_mode "per-model")) "constants" .constants) | fromJson -}}
+{{- $version := $runtime.vllm_version -}}
+{{- if $m.image }}{{ $version = (include "poolserve.imageVersion" $m.image | fromJson).v }}{{ end -}}
+{{- $replicas := (include "poolserve.first" (list $m.replicas $d.replicas 1) | fromJson).v -}}
+{{- $expose := (include "poolserve.first" (list $m.expose $d.expose false) | fromJson).v -}}
+{{- /* spec._merge_resources: defaults:, then the model's, key by key. */ -}}
+{{- $requests := dict -}}{{- $limits := dict -}}
+{{- range list $d.resources $m.resources -}}
+  {{- if . -}}
+    {{- range $k, $v := .requests }}{{ $_ := set $requests $k $v }}{{ end -}}
+    {{- range $k, $v := .limits }}{{ $_ := set $limits $k $v }}{{ end -}}
+  {{- end -}}
+{{- end -}}
+{{- $resources := dict "requests" $requests "limits" $limits -}}
+{{- $env := dict -}}
+{{- range $k, $v := $d.env }}{{ $_ := set $env $k $v }}{{ end -}}
+{{- range $k, $v := $m.env }}{{ $_ := set $env $k $v }}{{ end -}}
+{{- $out := dict
+  "name" $m.name
+  "namespace" $spec.namespace
+  "model_id" $m.model_id
+  "display_name" ($m.display_name | default (printf "%s (vLLM)" (last (splitList "/" $m.model_id))))
+  "task" $task
+  "runtime" $runtime
+  "max_model_len" (include "poolserve.first" (list $m.max_model_len (and $entry $entry.max_model_len)) | fromJson).v
+  "dtype" (ternary nil $m.dtype (eq (toJson $m.dtype) (toJson $runtime.dtype)))
+  "gpu_memory_utilization" (ternary nil $m.gpu_memory_utilization (eq (toJson $m.gpu_memory_utilization) (toJson $runtime.gpu_memory_utilization)))
+  "image" $m.image
+  "vllm_version" $version
+  "version_key" (include "poolserve.versionKey" $version)
+  "trust_remote_code" (include "poolserve.first" (list $m.trust_remote_code (and $entry $entry.trust_remote_code) false) | fromJson).v
+  "hf_overrides" (include "poolserve.first" (list $m.hf_overrides (and $entry $entry.hf_overrides)) | fromJson).v
+  "pooler_config" $m.pooler_config
+  "convert" (include "poolserve.first" (list $m.convert (and $entry $entry.convert)) | fromJson).v
+  "resources" $resources
+  "gpus" (include "poolserve.first" (list $m.gpus $d.gpus 0) | fromJson).v
+  "replicas" $replicas
+  "max_replicas" (include "poolserve.first" (list $m.max_replicas $d.max_replicas $replicas) | fromJson).v
+  "node_selector" ((include "poolserve.first" (list $m.node_selector $d.node_selector dict) | fromJson).v)
+  "tolerations" ((include "poolserve.first" (list $m.tolerations $d.tolerations list) | fromJson).v)
+  "expose" $expose
+  "auth" (include "poolserve.first" (list $m.auth $d.auth $expose) | fromJson).v
+  "env" $env
+  "extra_args" ((include "poolserve.first" (list $m.extra_args $d.extra_args list) | fromJson).v)
+  "catalog" $entry
+-}}
+{{- $_ := set $out "args" (include "poolserve.modelArgs" (dict "model" $out "constants" .constants) | fromJsonArray) -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.resolved: {spec, runtimes, models}: what render.render works from. Fails, naming the key, on
+what poolserve rejects: the cross-key rules (spec.cross_check), then poolserve lint's errors (_lint.tpl). */ -}}
+{{- define "poolserve.resolved" -}}
+{{- $spec := include "poolserve.config" . | fromJson -}}
+{{- $catalog := include "poolserve.catalog" . | fromJson -}}
+{{- $c := include "poolserve.constants" . | fromJson -}}
+{{- $problems := include "poolserve.crossCheck" (dict "spec" $spec "catalog" $catalog "constants" $c) | fromJsonArray -}}
+{{- if $problems -}}
+  {{- $more := ternary "" (printf " (and %d more)" (sub (len $problems) 1)) (eq (len $problems) 1) -}}
+  {{- fail (printf "%s%s" (first $problems) $more) -}}
+{{- end -}}
+{{- $models := list -}}
+{{- range $spec.models -}}
+  {{- $entry := get $catalog (lower .model_id) -}}
+  {{- $models = append $models (include "poolserve.model" (dict "spec" $spec "model" . "entry" ($entry | default nil) "constants" $c) | fromJson) -}}
+{{- end -}}
+{{- /* spec.all_runtimes: shared: every runtime of the config; per-model: one per model, named like it. */ -}}
+{{- $runtimes := list -}}
+{{- if eq $spec.runtime_mode "per-model" -}}
+  {{- range $models }}{{ $runtimes = append $runtimes .runtime }}{{ end -}}
+{{- else -}}
+  {{- range $spec.runtimes }}{{ $runtimes = append $runtimes (include "poolserve.runtime" (dict "spec" $spec "rt" . "constants" $c) | fromJson) }}{{ end -}}
+{{- end -}}
+{{- $resolved := dict "spec" $spec "runtimes" $runtimes "models" $models -}}
+{{- $errors := include "poolserve.lint" (dict "resolved" $resolved "constants" $c) | fromJsonArray -}}
+{{- if $errors -}}
+  {{- $more := ternary "" (printf " (and %d more)" (sub (len $errors) 1)) (eq (len $errors) 1) -}}
+  {{- fail (printf "%s%s (poolserve lint rejects this config)" (first $errors) $more) -}}
+{{- end -}}
+{{- toJson $resolved -}}
+{{- end }}

@@ -1,0 +1,89 @@
+{{- /*
+Names, labels and formatting shared by the templates. The objects and their rules mirror
+src/poolserve/kserve.py; the config's resolution is in _config.tpl.
+*/ -}}
+
+{{- define "poolserve.name" -}}
+{{- .Chart.Name -}}
+{{- end }}
+
+{{- define "poolserve.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- /* poolserve.helmLabels: Helm's standard labels. app.kubernetes.io/managed-by says Helm, where a poolserve
+deploy says poolserve: `poolserve deploy` and `delete` leave objects with this label alone. */ -}}
+{{- define "poolserve.helmLabels" -}}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/name: {{ include "poolserve.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ include "poolserve.chart" . }}
+{{- end }}
+
+{{- /* poolserve.labels: the labels of the ServingRuntimes, InferenceServices and auth objects: the OpenShift AI
+dashboard's (the 2.x dashboard lists only objects carrying it) and Helm's. */ -}}
+{{- define "poolserve.labels" -}}
+opendatahub.io/dashboard: "true"
+{{ include "poolserve.helmLabels" . }}
+{{- end }}
+
+{{- /* poolserve.quantity: a resource quantity as render writes it: strings as they are, whole numbers as integers
+(Helm reads 2 and 2.0 alike, as floats), other numbers in Python's shortest form. */ -}}
+{{- define "poolserve.quantity" -}}
+{{- if kindIs "string" . -}}
+{{- . -}}
+{{- else if eq (floor .) (float64 .) -}}
+{{- . | int64 -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end }}
+
+{{- /* poolserve.resources: kserve.model_resources, the model's requests and limits with gpus as the runtime's
+accelerator (default nvidia.com/gpu), as YAML; empty when there are none. */ -}}
+{{- define "poolserve.resources" -}}
+{{- $requests := dict -}}{{- $limits := dict -}}
+{{- range $k, $v := .resources.requests }}{{ $_ := set $requests $k (include "poolserve.quantity" $v) }}{{ end -}}
+{{- range $k, $v := .resources.limits }}{{ $_ := set $limits $k (include "poolserve.quantity" $v) }}{{ end -}}
+{{- if .gpus -}}
+  {{- $key := .runtime.accelerator | default "nvidia.com/gpu" -}}
+  {{- $_ := set $requests $key (.gpus | int64 | toString) -}}
+  {{- $_ := set $limits $key (.gpus | int64 | toString) -}}
+{{- end -}}
+{{- $out := dict -}}
+{{- if $requests }}{{ $_ := set $out "requests" $requests }}{{ end -}}
+{{- if $limits }}{{ $_ := set $out "limits" $limits }}{{ end -}}
+{{- if $out }}{{ toYaml $out }}{{ end -}}
+{{- end }}
+
+{{- /* poolserve.runtimeEnv: kserve.runtime_env, the runtime container's env: writable caches for OpenShift's
+arbitrary UIDs, the HF cache, no telemetry; then the runtime's own env, merged by name. */ -}}
+{{- define "poolserve.runtimeEnv" -}}
+{{- $cache := .spec.cache -}}
+{{- $env := list
+  (dict "name" "HOME" "value" "/tmp/home")
+  (dict "name" "USER" "value" "vllm")
+  (dict "name" "XDG_CACHE_HOME" "value" "/tmp/cache")
+  (dict "name" "XDG_CONFIG_HOME" "value" "/tmp/home/.config")
+  (dict "name" "VLLM_CACHE_ROOT" "value" "/tmp/cache/vllm")
+  (dict "name" "VLLM_CONFIG_ROOT" "value" "/tmp/home/.config/vllm")
+  (dict "name" "TRITON_CACHE_DIR" "value" "/tmp/cache/triton")
+  (dict "name" "TORCHINDUCTOR_CACHE_DIR" "value" "/tmp/cache/torchinductor")
+  (dict "name" "HF_HOME" "value" $cache.hf_home)
+  (dict "name" "VLLM_NO_USAGE_STATS" "value" "1")
+  (dict "name" "DO_NOT_TRACK" "value" "1")
+-}}
+{{- if $cache.offline }}{{ $env = append $env (dict "name" "HF_HUB_OFFLINE" "value" "1") }}{{ end -}}
+{{- with $cache.hf_token_secret -}}
+  {{- $env = append $env (dict "name" "HF_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" .name "key" .key))) -}}
+{{- end -}}
+{{- range $name, $value := .runtime.env -}}
+  {{- $replaced := false -}}
+  {{- range $env -}}
+    {{- if eq .name $name }}{{ $_ := unset . "valueFrom" }}{{ $_ := set . "value" $value }}{{ $replaced = true }}{{ end -}}
+  {{- end -}}
+  {{- if not $replaced }}{{ $env = append $env (dict "name" $name "value" $value) }}{{ end -}}
+{{- end -}}
+{{- toYaml $env -}}
+{{- end }}

@@ -1,0 +1,138 @@
+{{- /*
+The errors of `poolserve lint` (src/poolserve/lint.py, vllm.check_args and env_problems), so a config
+that poolserve lint rejects never installs through Helm. Each is "key: message", with lint's own
+message. Not here: the KServe CRD schema check; the API server applies the same CRDs when Helm
+installs (and with helm install --dry-run=server).
+*/ -}}
+
+{{- /* poolserve.flagProblems: vllm.check_args errors for one model's composed args (runtime args + model args). */ -}}
+{{- define "poolserve.flagProblems" -}}
+{{- $v := .constants.versions -}}{{- $key := .version_key -}}{{- $ver := .ver -}}{{- $args := .args -}}
+{{- $at := dict -}}
+{{- range $name, $version := $v }}{{ $_ := set $at $name (include "poolserve.versionKey" $version) }}{{ end -}}
+{{- $out := list -}}
+{{- if lt $key $at.min_pooling -}}
+  {{- $out = append $out (printf "vLLM %s cannot serve BERT-style pooling models (first release: %s)" $ver (join "." $v.min_pooling)) -}}
+{{- end -}}
+{{- range $i, $a := $args -}}
+  {{- if not (regexMatch "^--[a-z0-9][a-z0-9-]*(=.*)?$" $a) }}{{ continue }}{{ end -}}
+  {{- $flag := regexReplaceAll "=.*$" $a "" -}}
+  {{- $value := "" -}}
+  {{- if contains "=" $a -}}
+    {{- $value = trimPrefix (printf "%s=" $flag) $a -}}
+  {{- else if and (lt (add1 $i) (len $args)) (not (hasPrefix "--" (index $args (add1 $i)))) -}}
+    {{- $value = index $args (add1 $i) -}}
+  {{- end -}}
+  {{- if eq $flag "--task" -}}
+    {{- if ge $key $at.task_removed -}}
+      {{- $out = append $out (printf "--task was removed in vLLM %s (image has %s): argparse exits 2 with 'unrecognized arguments'; use --runner=pooling" (join "." $v.task_removed) $ver) -}}
+    {{- end -}}
+  {{- else if and (has $flag (list "--runner" "--convert")) (lt $key $at.runner_flag) -}}
+    {{- $out = append $out (printf "%s does not exist before vLLM %s (image has %s); use --task" $flag (join "." $v.runner_flag) $ver) -}}
+  {{- else if and (eq $flag "--convert") (eq $value "reward") (ge $key $at.convert_reward_removed) -}}
+    {{- $out = append $out (printf "--convert=reward was removed in vLLM %s" (join "." $v.convert_reward_removed)) -}}
+  {{- else if and (eq $flag "--override-pooler-config") (ge $key $at.override_pooler_removed) -}}
+    {{- $out = append $out (printf "--override-pooler-config was removed in vLLM %s; use --pooler-config" (join "." $v.override_pooler_removed)) -}}
+  {{- else if and (eq $flag "--pooler-config") (lt $key $at.pooler_config) -}}
+    {{- $out = append $out (printf "--pooler-config needs vLLM >= %s (image has %s)" (join "." $v.pooler_config) $ver) -}}
+  {{- end -}}
+  {{- if and (has $flag (list "--pooler-config" "--override-pooler-config")) $value (ge $key $at.normalize_removed) -}}
+    {{- /* Any JSON value parses inside {"v": ...}; anything else leaves fromJson's Error key. */ -}}
+    {{- $parsed := printf "{\"v\": %s}" $value | fromJson -}}
+    {{- if or (hasKey $parsed "Error") (ne (len $parsed) 1) -}}
+      {{- $out = append $out (printf "%s value is not JSON: %s" $flag (include "poolserve.repr" $value)) -}}
+      {{- continue -}}
+    {{- end -}}
+    {{- $removed := list -}}
+    {{- if kindIs "map" $parsed.v -}}
+      {{- range list "activation" "normalize" "softmax" }}{{ if hasKey $parsed.v . }}{{ $removed = append $removed . }}{{ end }}{{ end -}}
+    {{- end -}}
+    {{- if $removed -}}
+      {{- $out = append $out (printf "pooler config key(s) %s were removed in vLLM %s; use use_activation" (join ", " $removed) (join "." $v.normalize_removed)) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- if and (eq $flag "--gpu-memory-utilization") $value -}}
+    {{- $number := trim $value -}}
+    {{- if not (regexMatch "^[-+]?(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)?|(?i:inf|infinity|nan))$" $number) -}}
+      {{- $out = append $out (printf "not a number: %s" (include "poolserve.repr" $value)) -}}
+    {{- else if not (and (gt (float64 $number) 0.0) (le (float64 $number) 1.0)) -}}
+      {{- $out = append $out (printf "must be in (0, 1], got %s" $value) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.placeholderProblems: kserve.compose's check that KServe can fill in every {{ ... }} placeholder
+(it templates only ObjectMeta fields; anything else fails the InferenceService with InvalidSpec). */ -}}
+{{- define "poolserve.placeholderProblems" -}}
+{{- $out := list -}}
+{{- range $s := .strings -}}
+  {{- range $match := regexFindAll "\\{\\{-?\\s*(.*?)\\s*-?\\}\\}" (toString $s) -1 -}}
+    {{- $expr := regexReplaceAll "^\\{\\{-?\\s*(.*?)\\s*-?\\}\\}$" $match "${1}" -}}
+    {{- if not (regexMatch "^(\\.(Name|Namespace|UID|Generation|GenerateName)|\\.(Labels|Annotations)\\..*|index\\s+\\.(Labels|Annotations)\\s+\"[^\"]*\")$" $expr) -}}
+      {{- $out = append $out (printf "failed to replace placeholder {{%s}}: KServe templates only ObjectMeta fields ({{.Name}}, {{.Namespace}}, {{.Labels.x}}, {{index .Annotations \"a/b\"}})" $expr) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.lint: every error poolserve lint reports for the resolved config (lint._models), in its order. */ -}}
+{{- define "poolserve.lint" -}}
+{{- $r := .resolved -}}{{- $c := .constants -}}{{- $spec := $r.spec -}}
+{{- $v := $c.versions -}}
+{{- $out := list -}}
+{{- $totalPods := 0 -}}
+{{- range $i, $m := $r.models -}}
+  {{- $at := printf "models[%d]" $i -}}
+  {{- $ver := join "." $m.vllm_version -}}
+  {{- $totalPods = add $totalPods ($m.max_replicas | int) -}}
+  {{- $args := list -}}
+  {{- range concat $m.runtime.args $m.args }}{{ $args = append $args (replace "{{.Name}}" $m.name .) }}{{ end -}}
+  {{- /* The composed container's strings in kserve.compose's order: image, args, env, mounts; the first bad
+  placeholder fails the model (later checks would read a container KServe cannot build). */ -}}
+  {{- $strings := list ($m.image | default $m.runtime.image) -}}
+  {{- $strings = concat $strings $m.runtime.args $m.args (list $spec.cache.hf_home) -}}
+  {{- range $m.runtime.env }}{{ $strings = append $strings . }}{{ end -}}
+  {{- range $m.env }}{{ $strings = append $strings . }}{{ end -}}
+  {{- $strings = append $strings $spec.cache.mount_path -}}
+  {{- $placeholders := include "poolserve.placeholderProblems" (dict "strings" $strings) | fromJsonArray -}}
+  {{- if $placeholders -}}
+    {{- $out = append $out (printf "%s: %s/%s: %s" $at $spec.namespace $m.name (first $placeholders)) -}}
+    {{- continue -}}
+  {{- end -}}
+  {{- range include "poolserve.flagProblems" (dict "args" $args "version_key" $m.version_key "ver" $ver "constants" $c) | fromJsonArray -}}
+    {{- $out = append $out (printf "%s: vLLM %s: %s" $at $ver .) -}}
+  {{- end -}}
+  {{- if hasKey $m.env "PYTHONPATH" -}}
+    {{- $out = append $out (printf "%s.env: KServe >= 0.18 webhooks reject a PYTHONPATH env" $at) -}}
+  {{- else if hasKey $m.runtime.env "PYTHONPATH" -}}
+    {{- $out = append $out (printf "%s: runtime %s: KServe >= 0.18 webhooks reject a PYTHONPATH env" $at $m.runtime.pattern) -}}
+  {{- end -}}
+  {{- $entry := $m.catalog -}}
+  {{- if $entry -}}
+    {{- if ne $entry.task $m.task -}}
+      {{- $out = append $out (printf "%s.task: %s is a %s (%s model) but the config serves it as %s" $at $m.model_id $entry.architecture $entry.task (include "poolserve.repr" $m.task)) -}}
+    {{- end -}}
+    {{- if lt $m.version_key (include "poolserve.versionKey" $entry.min_vllm) -}}
+      {{- $out = append $out (printf "%s: %s needs vLLM >= %s, image has %s" $at $m.model_id (join "." $entry.min_vllm) $ver) -}}
+    {{- end -}}
+    {{- range $flag := $entry.required_flags -}}
+      {{- $stem := first (splitList "=" $flag) -}}
+      {{- $found := false -}}
+      {{- range $args }}{{ if eq (first (splitList "=" .)) $stem }}{{ $found = true }}{{ end }}{{ end -}}
+      {{- if not $found -}}
+        {{- $out = append $out (printf "%s: %s needs %s" $at $m.model_id $flag) -}}
+      {{- end -}}
+    {{- end -}}
+  {{- end -}}
+  {{- if and (eq $m.task "score") (lt $m.version_key (include "poolserve.versionKey" $v.task_embed_score)) -}}
+    {{- $out = append $out (printf "%s: vLLM %s cannot serve cross-encoders (needs %s)" $at $ver (join "." $v.task_embed_score)) -}}
+  {{- end -}}
+{{- end -}}
+{{- if and (eq (toString $spec.cache.access_mode) "ReadWriteOncePod") (gt $totalPods 1) -}}
+  {{- $out = append $out (printf "cache.access_mode: ReadWriteOncePod but up to %d pods mount it: only one pod can ever mount it" $totalPods) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}

@@ -1,0 +1,98 @@
+{{- /* poolserve.servingRuntime: kserve.serving_runtime, vLLM's OpenAI server on port 8080 with the shared cache PVC.
+Args: root (the chart's context), spec, rt (a resolved runtime), embedded: true for the copy inside a
+dashboard Template (no namespace, the pattern's name, no annotations that point at a Template). */ -}}
+{{- define "poolserve.servingRuntime" -}}
+{{- $spec := .spec -}}{{- $rt := .rt -}}
+{{- $port := 8080 -}}
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata:
+  {{- if .embedded }}
+  name: {{ $rt.pattern }}
+  {{- else }}
+  name: {{ $rt.name }}
+  namespace: {{ $spec.namespace }}
+  {{- end }}
+  labels:
+    {{- include "poolserve.labels" .root | nindent 4 }}
+  annotations:
+    openshift.io/display-name: {{ $rt.display_name | quote }}
+    {{- if not .embedded }}
+    {{- /* What the dashboard's "Serving runtime" column shows; without it: "Unknown Serving Runtime". */}}
+    opendatahub.io/template-display-name: {{ $rt.display_name | quote }}
+    {{- end }}
+    opendatahub.io/apiProtocol: REST
+    opendatahub.io/runtime-version: {{ printf "v%s" (join "." $rt.vllm_version) | quote }}
+    {{- if and $spec.dashboard.templates (not .embedded) }}
+    {{- /* Only with a Template behind it: a dangling template-name shows "Template removed" in 3.x. */}}
+    opendatahub.io/template-name: {{ $rt.pattern | quote }}
+    opendatahub.io/serving-runtime-scope: {{ ternary "project" "global" (eq $spec.dashboard.templates_namespace $spec.namespace) }}
+    {{- end }}
+    {{- with $rt.accelerator }}
+    opendatahub.io/recommended-accelerators: {{ list . | toJson | quote }}
+    {{- end }}
+spec:
+  # spec.annotations reach the pods: metrics scraping and the dashboard's vLLM metrics page.
+  annotations:
+    opendatahub.io/kserve-runtime: vllm
+    prometheus.io/port: {{ $port | quote }}
+    prometheus.io/path: /metrics
+  multiModel: false
+  # Every InferenceService names its runtime: no auto-selection, so two runtimes never clash in the webhook.
+  supportedModelFormats:
+    - name: {{ $rt.model_format | quote }}
+      autoSelect: false
+  containers:
+    - name: kserve-container
+      image: {{ $rt.image | quote }}
+      command: {{- toYaml .constants.command | nindent 8 }}
+      args: {{- toYaml $rt.args | nindent 8 }}
+      env: {{- include "poolserve.runtimeEnv" (dict "spec" $spec "runtime" $rt) | nindent 8 }}
+      ports:
+        - containerPort: {{ $port }}
+          name: http
+          protocol: TCP
+      # Model loads (and first downloads) are slow: the startup probe allows 30 minutes.
+      startupProbe:
+        httpGet: {path: /health, port: {{ $port }}, scheme: HTTP}
+        periodSeconds: 10
+        timeoutSeconds: 5
+        failureThreshold: 180
+      readinessProbe:
+        httpGet: {path: /health, port: {{ $port }}, scheme: HTTP}
+        periodSeconds: 10
+        timeoutSeconds: 5
+        failureThreshold: 3
+      livenessProbe:
+        httpGet: {path: /health, port: {{ $port }}, scheme: HTTP}
+        periodSeconds: 30
+        timeoutSeconds: 10
+        failureThreshold: 5
+      # KServe copies the termination message into modelStatus.lastFailureInfo: vLLM's last log lines.
+      terminationMessagePolicy: FallbackToLogsOnError
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities:
+          drop: [ALL]
+      volumeMounts:
+        - name: model-cache
+          mountPath: {{ $spec.cache.mount_path | quote }}
+        - name: tmp-home
+          mountPath: /tmp/home
+        - name: tmp-cache
+          mountPath: /tmp/cache
+        - name: shm
+          mountPath: /dev/shm
+  volumes:
+    - name: model-cache
+      persistentVolumeClaim:
+        claimName: {{ $spec.cache.pvc | quote }}
+    - name: tmp-home
+      emptyDir: {}
+    - name: tmp-cache
+      emptyDir: {}
+    - name: shm
+      emptyDir:
+        medium: Memory
+        sizeLimit: 2Gi
+{{- end }}

@@ -1,0 +1,167 @@
+"""The Helm chart (charts/poolserve) against `poolserve render`, with the real helm binary.
+
+Parity: for every config in tests/specs/ and poolserve.yaml, `helm template -f CONFIG` makes the same
+objects as `poolserve render`: every object, kind, name and namespace, the same spec (and every other
+field), the same labels and annotations apart from Helm's own. Plus: the chart's generated files are
+current, `helm lint --strict` is clean, `helm package` works, and values.yaml is the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+import poolserve.cli  # noqa: F401 - registers the commands
+from poolserve.cli.app import app
+from poolserve.render import render
+from poolserve.spec import DEFAULT_IMAGE, PoolSpec, load_spec, parse_spec
+from support.helm import CHART, HELM_LABELS, differences, helm, load_objects, template, without_helm_metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [ROOT / "poolserve.yaml", *sorted((ROOT / "tests" / "specs").glob("*.yaml"))]
+runner = CliRunner()
+
+
+def render_objects(config: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """Every object `poolserve render` writes for CONFIG (the -o - stream, plus dashboard-templates.yaml)."""
+    out = tmp_path / "rendered"
+    r = runner.invoke(app, ["render", "-c", str(config), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    objects = [o for p in sorted(out.glob("*.yaml")) if p.name != "kustomization.yaml"
+               for o in load_objects(p.read_text())]
+    stream = runner.invoke(app, ["render", "-c", str(config), "-o", "-"])
+    assert stream.exit_code == 0, stream.output
+    assert all(o in objects for o in load_objects(stream.stdout))
+    return objects
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_helm_template_makes_what_poolserve_render_makes(config: Path, tmp_path: Path) -> None:
+    spec = load_spec(config)
+    # The Namespace too: render always writes it, the chart with helm.create_namespace.
+    out = template("-f", config, "--set", "helm.create_namespace=true", namespace=spec.namespace)
+    chart = load_objects(out.stdout)
+    rendered = render_objects(config, tmp_path)
+    assert differences(chart, rendered) == []
+    for obj in chart:
+        for o in [obj, *obj.get("objects", [])]:
+            assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm", o["metadata"]
+    kinds = {o["kind"] for o in chart}
+    assert {"Namespace", "ServingRuntime", "InferenceService"} <= kinds
+
+
+def test_the_comparison_sees_a_difference(tmp_path: Path) -> None:
+    # The parity check itself: one changed arg, one extra label, one missing object are all reported.
+    config = ROOT / "tests" / "specs" / "minimal.yaml"
+    rendered = render_objects(config, tmp_path)
+    chart = load_objects(template("-f", config, "--set", "helm.create_namespace=true",
+                                  namespace="vllm-embeddings").stdout)
+    isvc = next(o for o in chart if o["kind"] == "InferenceService")
+    isvc["spec"]["predictor"]["model"]["args"][-1] = "--max-model-len=128"
+    isvc["metadata"]["labels"]["extra"] = "x"
+    problems = differences([o for o in chart if o["kind"] != "Namespace"], rendered)
+    assert any("only in poolserve render: ('Namespace'" in p for p in problems)
+    assert any("--max-model-len=128" in p and "extra: x" in p for p in problems)
+    assert without_helm_metadata({"kind": "X", "metadata": {"name": "a", "labels": dict.fromkeys(HELM_LABELS, "v")}}
+                                 ) == {"kind": "X", "metadata": {"name": "a"}}
+
+
+def test_default_values_install_the_plan(tmp_path: Path) -> None:
+    """No -f: the plan's deployment, as poolserve renders poolserve.yaml (its namespace display name needs the file)."""
+    chart = load_objects(template(namespace="vllm-embeddings").stdout)
+    rendered = [o for o in render_objects(ROOT / "poolserve.yaml", tmp_path) if o["kind"] != "Namespace"]
+    assert differences(chart, rendered) == []
+    assert not any(o["kind"] == "Namespace" for o in chart)  # the plan's namespace exists
+
+
+def _maps(model: type[BaseModel], data: dict[str, Any], path: str = "") -> list[tuple[str, Any, Any]]:
+    """(key, value in values.yaml, poolserve's default) for every key inside a mapping-valued key."""
+    out = []
+    for name, value in data.items():
+        field = model.model_fields[name]
+        default = field.get_default(call_default_factory=True)
+        if isinstance(value, dict) and isinstance(default, BaseModel):
+            out += _maps(type(default), value, f"{path}{name}.")
+        elif path:  # a key inside a mapping: Helm merges it into every -f file
+            out.append((f"{path}{name}", value, default))
+    return out
+
+
+def test_values_yaml_mappings_hold_only_poolserve_defaults() -> None:
+    # Helm merges values.yaml's mappings into every -f file, so anything but poolserve's defaults there would
+    # change the meaning of a user's config (lists are replaced whole and may hold the plan).
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert "namespace" not in values  # the release namespace (Helm's convention)
+    assert "defaults" not in values
+    for k, v in values.items():
+        if k not in ("runtimes", "models") and not isinstance(v, dict):
+            assert v == PoolSpec.model_fields[k].default, k
+    for name, value, default in _maps(PoolSpec, {k: v for k, v in values.items() if isinstance(v, dict)}):
+        assert value == (default.model_dump() if isinstance(default, BaseModel) else default), name
+
+
+def test_values_yaml_is_a_poolserve_config_that_renders_the_plan() -> None:
+    text = (CHART / "values.yaml").read_text()
+    values = render(parse_spec(text, "values.yaml"))
+    plan = render(load_spec(ROOT / "poolserve.yaml"))
+    assert values.manifests[1:] == plan.manifests[1:]  # [0]: the Namespace, whose display name poolserve.yaml sets
+
+
+def test_chart_versions_follow_poolserve_and_the_image() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    import tomllib
+
+    assert chart["version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert chart["appVersion"] == DEFAULT_IMAGE.rpartition(":")[2]
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["image"] == DEFAULT_IMAGE
+    assert chart["apiVersion"] == "v2"
+
+
+def test_generated_chart_files_are_current() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_chart.py"), "--check"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_generated_check_reports_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gen_chart
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(gen_chart, "CHART", tmp_path)
+    (tmp_path / "templates").mkdir()
+    assert gen_chart.main(["--check"]) == 1
+    assert gen_chart.main([]) == 0
+    assert gen_chart.main(["--check"]) == 0
+    schema = json.loads((tmp_path / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False and "local" in schema["properties"]
+
+
+def test_helm_lint_strict_is_clean() -> None:
+    for args in ([], ["-f", str(ROOT / "tests" / "specs" / "per-model-secure.yaml"), "--namespace", "search"]):
+        out = helm("lint", "--strict", CHART, *args)
+        assert "0 chart(s) failed" in out.stdout
+        assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout, out.stdout
+
+
+def test_helm_package(tmp_path: Path) -> None:
+    out = helm("package", CHART, "--destination", tmp_path)
+    (archive,) = tmp_path.glob("poolserve-*.tgz")
+    assert archive.name == f"poolserve-{yaml.safe_load((CHART / 'Chart.yaml').read_text())['version']}.tgz", out.stdout
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"poolserve/Chart.yaml", "poolserve/values.yaml", "poolserve/values.schema.json",
+            "poolserve/templates/_generated.tpl", "poolserve/files/smoke.py"} <= names
+    # The packaged chart renders like the directory.
+    assert (template(namespace="vllm-embeddings").stdout
+            == helm("template", "poolserve", archive, "--namespace", "vllm-embeddings").stdout)
