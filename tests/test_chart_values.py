@@ -1,0 +1,180 @@
+"""Bad values: what poolserve rejects, `helm template` rejects too, naming the key, with the real helm binary.
+
+Three layers, as in poolserve: the config's schema (values.schema.json, generated from the pydantic
+model: Helm's own error, naming the key path), the rules across keys (spec.cross_check: the very same
+message as poolserve's, without its file:line), and poolserve lint's errors (lint's message, prefixed
+with the model's key). Nothing half-rendered comes out: helm exits non-zero before printing objects.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from poolserve.errors import SpecError
+from poolserve.lint import lint
+from poolserve.render import render
+from poolserve.spec import parse_spec
+from support.helm import template
+
+RT = "runtimes:\n  - {name: vllm-embedding-runtime, task: embed}\n  - {name: vllm-reranker-runtime, task: score}\n"
+MINILM = "{name: minilm, model_id: sentence-transformers/all-MiniLM-L6-v2"
+
+
+def config(models: str, runtimes: str = RT, top: str = "") -> str:
+    return f"{top}{runtimes}models:\n{models}"
+
+
+def helm_error(text: str, tmp_path: Path, namespace: str = "vllm-embeddings") -> str:
+    values = tmp_path / "values.yaml"
+    values.write_text(text)
+    out = template("-f", values, namespace=namespace, check=False)
+    assert out.returncode != 0, f"helm accepted it:\n{out.stdout[:2000]}"
+    assert out.stdout == ""  # nothing half-rendered
+    return out.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# The schema: (config, what poolserve says, what helm says).
+
+SCHEMA_CASES = {
+    "misspelt-model-key": (config(f"  - {MINILM}, maxmodel_len: 256}}\n"), "models[0].maxmodel_len: unknown key",
+                           "at '/models/0': additional properties 'maxmodel_len'"),
+    "misspelt-top-level-key": (config(f"  - {MINILM}}}\n", top="namepsace: x\n"),
+                               "namepsace: unknown key", "additional properties 'namepsace' not allowed"),
+    "misspelt-local-key": (config(f"  - {MINILM}}}\n", top="local: {cache_dirr: x}\n"),
+                           "local.cache_dirr: unknown key", "at '/local': additional properties 'cache_dirr'"),
+    "wrong-type": (config(f"  - {MINILM}, replicas: two}}\n"), "models[0].replicas:",
+                   "at '/models/0/replicas': got string, want null or integer"),
+    "negative-max-length": (config(f"  - {MINILM}, max_model_len: -1}}\n"), "models[0].max_model_len:",
+                            "at '/models/0/max_model_len': exclusiveMinimum: got -1, want 0"),
+    "unknown-task": (config(f"  - {MINILM}}}\n", runtimes="runtimes: [{name: rt, task: embedd}]\n"),
+                     "runtimes[0].task: invalid value 'embedd'", "at '/runtimes/0/task': value must be one of"),
+    "gpu-memory-above-1": (config(f"  - {MINILM}, gpu_memory_utilization: 1.5}}\n"),
+                           "models[0].gpu_memory_utilization:", "at '/models/0/gpu_memory_utilization': maximum"),
+    "unknown-runtime-mode": (config(f"  - {MINILM}}}\n", top="runtime_mode: shard\n"), "runtime_mode: invalid value",
+                             "at '/runtime_mode': value must be one of 'shared', 'per-model'"),
+    "no-models": (config("  []\n"), "models:", "at '/models': minItems: got 0, want 1"),
+    "bad-toleration": (config(f"  - {MINILM}, tolerations: [{{operator: Maybe}}]}}\n"),
+                       "models[0].tolerations[0].operator", "at '/models/0/tolerations/0/operator'"),
+    "string-env-value-expected": (config(f"  - {MINILM}, env: {{NUM: 4}}}}\n"), "models[0].env.NUM",
+                                  "at '/models/0/env/NUM': got number, want string"),
+}
+
+
+@pytest.mark.parametrize("case", SCHEMA_CASES, ids=str)
+def test_the_schema_rejects_what_poolserve_rejects(case: str, tmp_path: Path) -> None:
+    text, poolserve_says, helm_says = SCHEMA_CASES[case]
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, "values.yaml")
+    assert poolserve_says in err.value.message
+    stderr = helm_error(text, tmp_path)
+    assert "values don't meet the specifications of the schema" in stderr
+    assert helm_says in stderr, stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# The rules across keys: the same message, word for word.
+
+CROSS_CASES = {
+    "duplicate-model": config(f"  - {MINILM}}}\n  - {MINILM}}}\n"),
+    "uppercase-name": config("  - {name: MiniLM, model_id: sentence-transformers/all-MiniLM-L6-v2}\n"),
+    "name-too-long": config(f"  - {{name: {'m' * 49}, model_id: org/x, task: embed}}\n"),
+    "name-plus-namespace-too-long": config(f"  - {{name: {'m' * 40}, model_id: org/x, task: embed}}\n"),
+    "not-in-catalog-without-task": config("  - {name: mine, model_id: org/unknown-model}\n"),
+    "runtime-not-defined": config(f"  - {MINILM}, runtime: nope}}\n"),
+    "runtime-serves-another-task": config(f"  - {MINILM}, runtime: vllm-reranker-runtime}}\n"),
+    "several-runtimes-for-a-task": config(
+        f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed}, {name: b, task: embedding}]\n"),
+    "no-runtime-for-the-task": config(
+        "  - {name: rr, model_id: cross-encoder/ms-marco-MiniLM-L12-v2}\n",
+        runtimes="runtimes: [{name: a, task: embed}]\n"),
+    "max-model-len-above-catalog": config(f"  - {MINILM}, max_model_len: 512}}\n"),
+    "model-image-without-version": config(f"  - {MINILM}, image: 'registry.local/vllm:latest'}}\n"),
+    "max-replicas-below-replicas": config(f"  - {MINILM}, replicas: 3, max_replicas: 2}}\n"),
+    "defaults-replicas-above-max": config(f"  - {MINILM}, max_replicas: 1}}\n", top="defaults: {replicas: 2}\n"),
+    "runtime-image-without-version": config(
+        f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed, image: 'quay.io/me/vllm@sha256:abc'}]\n"),
+    "top-image-without-version": config(f"  - {MINILM}}}\n", top="image: vllm/vllm-openai:latest\n"),
+    "bad-vllm-version": config(f"  - {MINILM}}}\n", top="vllm_version: latest\n"),
+    "duplicate-runtime": config(f"  - {MINILM}}}\n",
+                                runtimes="runtimes: [{name: a, task: embed}, {name: a, task: score}]\n"),
+    "bad-runtime-name": config(f"  - {MINILM}}}\n", runtimes="runtimes: [{name: A_b, task: embed}]\n"),
+    "per-model-clash": config("  - {name: a, model_id: sentence-transformers/all-MiniLM-L6-v2}\n",
+                              runtimes="runtimes: [{name: a, task: embed}]\n", top="runtime_mode: per-model\n"),
+    "two-problems": config(f"  - {MINILM}, max_model_len: 512}}\n  - {MINILM}}}\n"),
+}
+
+
+@pytest.mark.parametrize("case", CROSS_CASES, ids=str)
+def test_cross_key_rules_fail_with_poolserves_own_message(case: str, tmp_path: Path) -> None:
+    text = CROSS_CASES[case]
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, "values.yaml")
+    # poolserve: "values.yaml:LINE: KEY: message"; Helm: "KEY: message" (its values carry no line numbers).
+    message = re.sub(r"^values\.yaml(:\d+)?: ", "", err.value.message)
+    stderr = helm_error(text, tmp_path)
+    assert f"): {message}\n" in stderr, f"poolserve: {message}\nhelm: {stderr}"
+
+
+# --------------------------------------------------------------------------------------------------
+# poolserve lint's errors.
+
+OLD = "image: vllm/vllm-openai:v0.9.2\n"
+LINT_CASES = {
+    "removed-task-flag": config(f"  - {MINILM}, extra_args: ['--task=embed']}}\n"),
+    "removed-task-flag-on-the-runtime": config(
+        f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed, extra_args: ['--task', 'embed']}]\n"),
+    "convert-before-0.10.1": config(f"  - {MINILM}, convert: embed}}\n", top=OLD),
+    "pooler-config-before-0.11": config(f"  - {MINILM}, extra_args: ['--pooler-config={{}}']}}\n", top=OLD),
+    "override-pooler-config-removed": config(f"  - {MINILM}, extra_args: ['--override-pooler-config', '{{}}']}}\n"),
+    "pooler-key-removed": config(f"  - {MINILM}, pooler_config: {{normalize: true}}}}\n"),
+    "pooler-config-not-json": config(f"  - {MINILM}, extra_args: ['--pooler-config={{oops']}}\n"),
+    "gpu-memory-not-a-number": config(f"  - {MINILM}, extra_args: ['--gpu-memory-utilization=lots']}}\n"),
+    "gpu-memory-out-of-range": config(f"  - {MINILM}, extra_args: ['--gpu-memory-utilization', '1.5']}}\n"),
+    "convert-reward-removed": config(f"  - {MINILM}, convert: embed, extra_args: ['--convert=reward']}}\n"),
+    "pythonpath": config(f"  - {MINILM}, env: {{PYTHONPATH: /x}}}}\n"),
+    "pythonpath-on-the-runtime": config(
+        f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed, env: {PYTHONPATH: /x}}]\n"),
+    "trust-remote-code-off": config("  - {name: nomic, model_id: nomic-ai/nomic-embed-text-v1.5, "
+                                    "trust_remote_code: false}\n"),
+    "needs-a-newer-vllm": config("  - {name: qwen, model_id: Qwen/Qwen3-Embedding-0.6B}\n", top=OLD),
+    "served-as-the-wrong-task": config(
+        "  - {name: rr, model_id: cross-encoder/ms-marco-MiniLM-L12-v2, task: embed}\n"),
+    "cross-encoder-on-0.6.4": config(
+        "  - {name: rr, model_id: org/some-cross-encoder, task: score}\n", top="image: vllm/vllm-openai:v0.6.4\n"),
+    "bert-before-0.6.4": config(f"  - {MINILM}}}\n", top="image: vllm/vllm-openai:v0.6.3\n"),
+    "bad-placeholder": config(f"  - {MINILM}, extra_args: ['--served-model-name={{{{.Spec.Name}}}}']}}\n"),
+    "readwriteoncepod-shared": config(f"  - {MINILM}, replicas: 2}}\n", top="cache: {access_mode: ReadWriteOncePod}\n"),
+}
+
+
+@pytest.mark.parametrize("case", LINT_CASES, ids=str)
+def test_what_poolserve_lint_rejects_does_not_install(case: str, tmp_path: Path) -> None:
+    text = LINT_CASES[case]
+    spec = parse_spec(text, "values.yaml")
+    errors = lint(spec, render(spec)).errors
+    assert errors, "poolserve lint accepts it"
+    stderr = helm_error(text, tmp_path)
+    assert errors[0].message in stderr, f"poolserve lint: {errors[0].message}\nhelm: {stderr}"
+    assert "(poolserve lint rejects this config)" in stderr
+    more = len(errors) - 1
+    assert (f"(and {more} more)" in stderr) == (more > 0), stderr
+
+
+def test_lint_warnings_do_not_stop_an_install(tmp_path: Path) -> None:
+    # No memory limit, a shared runtime: warnings and notes for poolserve lint, not errors.
+    text = config(f"  - {MINILM}}}\n  - {{name: m2, model_id: sentence-transformers/all-MiniLM-L6-v2}}\n")
+    spec = parse_spec(text)
+    report = lint(spec, render(spec))
+    assert report.findings and not report.errors
+    (tmp_path / "v.yaml").write_text(text)
+    assert template("-f", tmp_path / "v.yaml", namespace="vllm-embeddings").returncode == 0
+
+
+def test_a_namespace_other_than_the_release_namespace_is_refused(tmp_path: Path) -> None:
+    stderr = helm_error(config(f"  - {MINILM}}}\n", top="namespace: rag\n"), tmp_path, namespace="default")
+    assert ("namespace: the config says 'rag' but the release namespace is 'default': install with --namespace rag"
+            in stderr)
