@@ -48,7 +48,7 @@ def render_objects(config: Path, tmp_path: Path) -> list[dict[str, Any]]:
 def test_helm_template_makes_what_poolserve_render_makes(config: Path, tmp_path: Path) -> None:
     spec = load_spec(config)
     # The Namespace too: render always writes it, the chart with helm.create_namespace.
-    out = template("-f", config, "--set", "helm.create_namespace=true", namespace=spec.namespace)
+    out = template("-f", config, "--set", "helm.create_namespace=true", "--skip-tests", namespace=spec.namespace)
     chart = load_objects(out.stdout)
     rendered = render_objects(config, tmp_path)
     assert differences(chart, rendered) == []
@@ -63,7 +63,7 @@ def test_the_comparison_sees_a_difference(tmp_path: Path) -> None:
     # The parity check itself: one changed arg, one extra label, one missing object are all reported.
     config = ROOT / "tests" / "specs" / "minimal.yaml"
     rendered = render_objects(config, tmp_path)
-    chart = load_objects(template("-f", config, "--set", "helm.create_namespace=true",
+    chart = load_objects(template("-f", config, "--set", "helm.create_namespace=true", "--skip-tests",
                                   namespace="vllm-embeddings").stdout)
     isvc = next(o for o in chart if o["kind"] == "InferenceService")
     isvc["spec"]["predictor"]["model"]["args"][-1] = "--max-model-len=128"
@@ -77,7 +77,7 @@ def test_the_comparison_sees_a_difference(tmp_path: Path) -> None:
 
 def test_default_values_install_the_plan(tmp_path: Path) -> None:
     """No -f: the plan's deployment, as poolserve renders poolserve.yaml (its namespace display name needs the file)."""
-    chart = load_objects(template(namespace="vllm-embeddings").stdout)
+    chart = load_objects(template("--skip-tests", namespace="vllm-embeddings").stdout)
     rendered = [o for o in render_objects(ROOT / "poolserve.yaml", tmp_path) if o["kind"] != "Namespace"]
     assert differences(chart, rendered) == []
     assert not any(o["kind"] == "Namespace" for o in chart)  # the plan's namespace exists

@@ -87,3 +87,17 @@ arbitrary UIDs, the HF cache, no telemetry; then the runtime's own env, merged b
 {{- end -}}
 {{- toYaml $env -}}
 {{- end }}
+
+{{- /* poolserve.tolerations: a model's tolerations in Kubernetes' camelCase, only the keys the config sets
+(model_dump(exclude_none=True)), as YAML. */ -}}
+{{- define "poolserve.tolerations" -}}
+{{- $out := list -}}
+{{- range $toleration := . -}}
+  {{- $t := dict -}}
+  {{- range $key, $field := dict "key" "key" "operator" "operator" "value" "value" "effect" "effect" "tolerationSeconds" "toleration_seconds" -}}
+    {{- if not (kindIs "invalid" (get $toleration $field)) }}{{ $_ := set $t $key (get $toleration $field) }}{{ end -}}
+  {{- end -}}
+  {{- $out = append $out $t -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}

@@ -1,0 +1,187 @@
+"""The chart on a real API server (the envtest cluster: kube-apiserver with the KServe CRDs, controller-manager,
+scheduler, the simulated KServe and kubelet), with the real helm binary.
+
+- `helm install --dry-run=server` for every config in tests/specs/ and poolserve.yaml: the API server
+  (CRD schemas, admission, KServe's defaulting webhook) accepts every object the chart makes.
+- A real `helm install`, then poolserve's own commands on the Helm release: wait, status, test, logs,
+  bench; `helm test` (its hook Pods, and their script through the Service URL); `helm upgrade`;
+  `helm uninstall`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poolserve.spec import load_spec
+from support.envcluster import EnvCluster
+from support.fake_vllm import FakeVllm
+from support.helm import CHART, helm, load_objects
+from support.kubeapi import path
+from support.kubelet_sim import Completes
+from support.network import PodServers, ServiceProxy
+from support.poolcli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [ROOT / "poolserve.yaml", *sorted((ROOT / "tests" / "specs").glob("*.yaml"))]
+ISVC = "serving.kserve.io/inferenceservice"
+MINILM, GRANITE, RERANKER = "minilm-embedding", "granite-embedding", "msmarco-reranker"
+
+
+def kube_helm(kube: EnvCluster, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return helm(*args, "--kubeconfig", kube.kubeconfig, check=check, timeout_s=180)
+
+
+PLURALS = {"ServingRuntime": "servingruntimes", "InferenceService": "inferenceservices", "Pod": "pods",
+           "ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings", "Secret": "secrets"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_install_dry_run_server_is_accepted(kube: EnvCluster, config: Path) -> None:
+    spec = load_spec(config)
+    ns = kube.namespace(pvc=spec.cache.pvc)
+    args: list[str | Path] = ["install", "poolserve", CHART, "-f", config, "--namespace", ns, "--set",
+                              f"namespace={ns}", "--dry-run=server"]
+    if spec.dashboard.templates:
+        args += ["--set", "dashboard.templates=false"]  # no OpenShift Template kind on this API server
+    out = kube_helm(kube, *args)
+    assert "STATUS: pending-install" in out.stdout, out.stdout[:500]
+    # lookup reached the API server: the namespace exists, without the dashboard's labels.
+    assert f"WARNING: namespace {ns} lacks the OpenShift AI dashboard's labels" in out.stdout
+    hooks, manifest = out.stdout.split("HOOKS:", 1)[1].split("MANIFEST:", 1)
+    objects = load_objects(manifest.split("NOTES:", 1)[0])
+    assert {o["kind"] for o in objects} >= {"ServingRuntime", "InferenceService"}
+    assert kube.api.list(path("serving.kserve.io/v1beta1", "inferenceservices", ns)) == []  # nothing created
+    # helm's --dry-run=server only lets lookup read the cluster; it sends no object (helm/helm#12510). So each
+    # object goes to the API server here, as a server-side dry run: CRD schemas, admission, KServe's webhook.
+    for obj in [*objects, *(p for p in load_objects(hooks) if not p["spec"].get("serviceAccountName"))]:
+        kube.api.create(path(obj["apiVersion"], PLURALS[obj["kind"]], ns), obj, dryRun="All")
+
+
+def test_what_only_the_api_server_rejects_fails_the_install_not_the_dry_run(kube: EnvCluster, tmp_path: Path) -> None:
+    # A quantity the config's schema takes (any string) but the InferenceService CRD's pattern refuses: the chart
+    # cannot check CRD schemas (poolserve lint --crd-dir does). helm's --dry-run=server passes it; the install fails,
+    # naming the field, and leaves a failed release that `helm uninstall` removes.
+    ns = kube.namespace()
+    values = tmp_path / "values.yaml"
+    values.write_text("models:\n  - name: m\n    model_id: sentence-transformers/all-MiniLM-L6-v2\n"
+                      "    resources: {requests: {cpu: lots}}\n")
+    args = ("install", "poolserve", CHART, "-f", values, "-n", ns)
+    assert kube_helm(kube, *args, "--dry-run=server").returncode == 0
+    out = kube_helm(kube, *args, check=False)
+    assert out.returncode != 0
+    assert 'InferenceService.serving.kserve.io \\"m\\" is invalid' in out.stderr or \
+        'InferenceService.serving.kserve.io "m" is invalid' in out.stderr, out.stderr
+    assert "spec.predictor.model.resources.requests.cpu" in out.stderr, out.stderr
+    kube_helm(kube, "uninstall", "poolserve", "-n", ns)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def network(kube: EnvCluster, monkeypatch: pytest.MonkeyPatch) -> Any:
+    pods = PodServers()
+    proxy = ServiceProxy(kube.api, pods)
+    for var in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, proxy.url)
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    yield pods, proxy
+    proxy.stop()
+    pods.stop()
+
+
+def test_a_helm_release_works_with_poolserves_commands_and_helm_test(kube: EnvCluster, ns: str, network: Any,
+                                                                     tmp_path: Path) -> None:
+    pods_net, proxy = network
+    # The user's values file is the poolserve config they run poolserve with.
+    config = tmp_path / "poolserve.yaml"
+    config.write_text((ROOT / "poolserve.yaml").read_text().replace("namespace: vllm-embeddings\n",
+                                                                     f"namespace: {ns}\n"))
+
+    def run(*args: str) -> Any:
+        return cli(*args, kubeconfig=kube.kubeconfig, config=config)
+
+    out = kube_helm(kube, "install", "poolserve", CHART, "-f", config, "-n", ns)
+    assert "STATUS: deployed" in out.stdout
+    isvc = kube.api.get(path("serving.kserve.io/v1beta1", "inferenceservices", ns, MINILM))
+    assert isvc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert isvc["metadata"]["annotations"]["meta.helm.sh/release-name"] == "poolserve"
+
+    r = run("wait", "--timeout", "90s")
+    assert r.exit_code == 0, r.stderr
+    st = {s["name"]: s for s in json.loads(run("status", "-o", "json").stdout)}
+    assert {s["phase"] for s in st.values()} == {"Ready"}
+    assert st[MINILM]["url"] == f"http://{MINILM}-predictor.{ns}.svc.cluster.local"
+
+    def pod_ip(model: str) -> str:
+        (pod,) = kube.api.list(path("v1", "pods", ns), labelSelector=f"{ISVC}={model}")
+        return str(pod["status"]["podIP"])
+
+    embed = FakeVllm("embed", ("sentence-transformers/all-MiniLM-L6-v2", MINILM), 384, 256)
+    pods_net.serve(pod_ip(MINILM), embed)
+    pods_net.serve(pod_ip(GRANITE), FakeVllm("embed", ("ibm-granite/granite-embedding-278m-multilingual", GRANITE),
+                                             768, 512))
+    pods_net.serve(pod_ip(RERANKER), FakeVllm("score", ("cross-encoder/ms-marco-MiniLM-L12-v2", RERANKER),
+                                              max_model_len=512))
+    for model in (MINILM, RERANKER):
+        r = run("test", model)
+        assert r.exit_code == 0, r.stdout + r.stderr
+    logs = run("logs", MINILM)
+    assert logs.exit_code == 0 and "Application startup complete." in logs.stdout
+    bench = run("bench", MINILM, "-n", "10", "--warmup", "1", "--concurrency", "2", "--batch-size", "2", "-o", "-")
+    assert bench.exit_code == 0, bench.stderr
+    assert json.loads(bench.stdout)["settings"][0]["errors"] == 0
+
+    # helm test: the hook Pods, run by the (simulated) kubelet...
+    kube.kubelet.behave(ns, Completes(logs=("ok",)), selector={"app.kubernetes.io/component": "test"})
+    out = kube_helm(kube, "test", "poolserve", "-n", ns, "--timeout", "60s")
+    assert out.returncode == 0
+    for model in (MINILM, GRANITE, RERANKER):
+        assert f"poolserve-test-{model}" in out.stdout
+    # ...and what each one runs, here through the Service URL, as in the cluster.
+    for model in (MINILM, GRANITE, RERANKER):
+        pod = kube.api.get(path("v1", "pods", ns, f"poolserve-test-{model}"))
+        container = pod["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        proc = subprocess.run([sys.executable, *container["command"][1:]], env={**os.environ, **env},
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"ok: {model} at http://{model}-predictor.{ns}.svc.cluster.local:")
+    assert (f"{MINILM}-predictor.{ns}.svc.cluster.local:80", f"{pod_ip(MINILM)}:8080") in proxy.routes
+
+    # helm upgrade with a changed config; poolserve still reads the release.
+    config.write_text(config.read_text().replace("max_model_len: 256", "max_model_len: 128"))
+    kube_helm(kube, "upgrade", "poolserve", CHART, "-f", config, "-n", ns)
+    isvc = kube.api.get(path("serving.kserve.io/v1beta1", "inferenceservices", ns, MINILM))
+    assert "--max-model-len=128" in isvc["spec"]["predictor"]["model"]["args"]
+    assert run("wait", "--timeout", "90s").exit_code == 0
+
+    kube_helm(kube, "uninstall", "poolserve", "-n", ns, "--wait", "--timeout", "60s")
+    assert kube.api.list(path("serving.kserve.io/v1alpha1", "servingruntimes", ns)) == []
+    r = run("status", "-o", "json")
+    assert {s["phase"] for s in json.loads(r.stdout)} == {"NotDeployed"}, r.stdout
+
+
+def test_create_namespace_keeps_the_namespace_on_uninstall(kube: EnvCluster) -> None:
+    ns = f"helm-ns-{os.getpid() % 1000}"
+    kube_helm(kube, "install", "poolserve", CHART, "-n", ns, "--create-namespace", "--set",
+              "helm.create_namespace=true", "--set", "dashboard.namespace_display_name=Search", "--no-hooks")
+    try:
+        live = kube.api.get(f"/api/v1/namespaces/{ns}")
+        assert live["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"
+        assert live["metadata"]["labels"]["modelmesh-enabled"] == "false"
+        assert live["metadata"]["annotations"]["openshift.io/display-name"] == "Search"
+        kube_helm(kube, "uninstall", "poolserve", "-n", ns)
+        live = kube.api.get(f"/api/v1/namespaces/{ns}")
+        assert live is not None and not live["metadata"].get("deletionTimestamp")  # helm.sh/resource-policy: keep
+    finally:
+        kube.delete_namespace(ns)
+
