@@ -3,10 +3,15 @@ POOLSERVE ?= .venv/bin/poolserve
 # The *-kserve targets pass --target cluster: they talk to the cluster whatever $POOLSERVE_TARGET says.
 CONFIG ?= poolserve.yaml
 ARGS ?=
+# The helm-* targets: the chart's values are the poolserve config, so CONFIG is the values file.
+HELM ?= .venv/bin/helm
+RELEASE ?= poolserve
+NAMESPACE ?= vllm-embeddings
 
 .PHONY: help setup test render lint local-demo deploy-kserve-runtimes deploy-kserve-minilm \
         deploy-kserve-granite deploy-kserve-reranker deploy-kserve status-kserve wait-kserve \
-        test-kserve diff-kserve delete-kserve deploy-kserve-dry-run cache-warm-kserve logs-kserve delete-kserve-all
+        test-kserve diff-kserve delete-kserve deploy-kserve-dry-run cache-warm-kserve logs-kserve delete-kserve-all \
+        chart helm-template helm-install helm-test
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -69,3 +74,16 @@ delete-kserve: setup ## Delete the InferenceServices (keeps runtimes)
 
 delete-kserve-all: setup ## Delete the InferenceServices and the runtimes nothing else uses
 	$(POOLSERVE) delete -c $(CONFIG) --target cluster --runtimes $(ARGS)
+
+chart: setup ## Regenerate the chart's generated files (schema, catalog, defaults, Chart.yaml) from the source
+	.venv/bin/python scripts/gen_chart.py
+
+helm-template: setup ## Render the Helm chart with CONFIG as its values (what helm-install applies)
+	$(HELM) template $(RELEASE) charts/poolserve -n $(NAMESPACE) -f $(CONFIG) $(ARGS)
+
+helm-install: setup ## helm upgrade --install the chart with CONFIG as values, then wait until every model is ready
+	$(HELM) upgrade --install $(RELEASE) charts/poolserve -n $(NAMESPACE) -f $(CONFIG) $(ARGS)
+	$(POOLSERVE) wait -c $(CONFIG) --set namespace=$(NAMESPACE) --target cluster
+
+helm-test: setup ## helm test: a pod per model checks embeddings (size) and reranking (order) for real
+	$(HELM) test $(RELEASE) -n $(NAMESPACE) --logs $(ARGS)

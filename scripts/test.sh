@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what the tests need (scripts/setup-venv.sh), then run every check CI runs:
-# the manifest drift check, ruff, mypy, and pytest (real vLLM tests and the envtest control-plane
+# Install what the tests need (scripts/setup-venv.sh, helm included), then run every check CI runs:
+# the manifest drift check, lint, the Helm chart's generated files and helm lint, ruff, mypy, and pytest (real vLLM tests and the envtest control-plane
 # tests included; `cluster` tests skip unless KUBECONFIG reaches a cluster with KServe).
 # With CI=true a missing asset (KServe CRDs, control-plane binaries) fails instead of skipping.
 set -euo pipefail
@@ -22,8 +22,16 @@ echo "== manifests/kserve up to date"
 .venv/bin/poolserve render --check
 echo "== lint (offline)"
 .venv/bin/poolserve lint ${POOLSERVE_CRD_DIR:+--crd-dir "$POOLSERVE_CRD_DIR"}
+echo "== Helm chart: generated files current, helm lint --strict"
+.venv/bin/python scripts/gen_chart.py --check
+if [ -x .venv/bin/helm ]; then
+  .venv/bin/helm lint --strict charts/poolserve
+elif [ "${CI:-}" = true ]; then
+  echo "helm is missing from .venv/bin (scripts/install-helm.sh)" >&2
+  exit 1
+fi
 echo "== ruff"
-.venv/bin/ruff check src tests $( [ -d benchmarks ] && echo benchmarks )
+.venv/bin/ruff check src tests scripts/gen_chart.py charts/poolserve/files $( [ -d benchmarks ] && echo benchmarks )
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

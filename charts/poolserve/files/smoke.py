@@ -45,6 +45,7 @@ class Failed(Exception):
 
 
 def _context():
+    """TLS context trusting the service CA (OpenShift) or POOLSERVE_CA_FILE, else the system's."""
     ca = os.environ.get("POOLSERVE_CA_FILE") or (SERVICE_CA if os.path.exists(SERVICE_CA) else None)
     if ca:
         return ssl.create_default_context(cafile=ca)
@@ -89,12 +90,14 @@ def find_base(urls, token):
 
 
 def cosine(a, b):
+    """Cosine similarity of two vectors."""
     na = math.sqrt(sum(x * x for x in a))
     nb = math.sqrt(sum(x * x for x in b))
-    return sum(x * y for x, y in zip(a, b)) / (na * nb)
+    return sum(x * y for x, y in zip(a, b)) / (na * nb)  # noqa: B905 - zip(strict=) needs Python 3.10
 
 
 def check_embeddings(base, model, token, dimensions, timeout_s):
+    """Embed the probe texts: one vector each, all of the model's size, finite, paraphrases closest."""
     status, body = request(base + "/v1/embeddings", {"model": model, "input": list(EMBED_TEXTS)}, token, timeout_s)
     if status != 200:
         raise Failed(f"POST /v1/embeddings answered {status}: {body}")
@@ -117,6 +120,7 @@ def check_embeddings(base, model, token, dimensions, timeout_s):
 
 
 def check_rerank(base, model, token, timeout_s):
+    """Rerank the probe documents: the relevant one first and highest."""
     body = {"model": model, "query": RERANK_QUERY, "documents": list(RERANK_DOCUMENTS)}
     status, reply = request(base + "/rerank", body, token, timeout_s)
     if status == 404 and "results" not in str(reply):
@@ -143,13 +147,17 @@ def check_rerank(base, model, token, timeout_s):
 
 
 def main():
+    """Run the check the environment asks for; the exit code."""
     model = os.environ["POOLSERVE_MODEL"]
     task = os.environ["POOLSERVE_TASK"]
     urls = os.environ["POOLSERVE_URLS"].split()
     timeout_s = float(os.environ.get("POOLSERVE_TIMEOUT_S") or 60)
     dimensions = int(os.environ.get("POOLSERVE_DIMENSIONS") or 0)
     token_file = os.environ.get("POOLSERVE_TOKEN_FILE")
-    token = open(token_file).read().strip() if token_file else None
+    token = None
+    if token_file:
+        with open(token_file) as fh:
+            token = fh.read().strip()
     try:
         base = find_base(urls, token)
         if task == "embed":
