@@ -26,7 +26,7 @@ from support.helm import CHART, helm, load_objects
 from support.kubeapi import path
 from support.kubelet_sim import Completes
 from support.network import PodServers, ServiceProxy
-from support.poolcli import cli
+from support.poolcli import cli, error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT / "poolserve.yaml", *sorted((ROOT / "tests" / "specs").glob("*.yaml"))]
@@ -156,6 +156,16 @@ def test_a_helm_release_works_with_poolserves_commands_and_helm_test(kube: EnvCl
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"ok: {model} at http://{model}-predictor.{ns}.svc.cluster.local:")
     assert (f"{MINILM}-predictor.{ns}.svc.cluster.local:80", f"{pod_ip(MINILM)}:8080") in proxy.routes
+
+    # poolserve deploy and delete leave Helm's objects to Helm: one line, nothing changed.
+    r = run("deploy", "--no-wait")
+    assert r.exit_code == 6
+    assert error_line(r) == (f"error: ServingRuntime {ns}/vllm-embedding-runtime (and 4 more) is managed by Helm "
+                             f"(release poolserve): use `helm upgrade poolserve -n {ns}`, or --force to take it over")
+    r = run("delete", MINILM)
+    assert r.exit_code == 6
+    assert f"use `helm uninstall poolserve -n {ns}`, or --force" in error_line(r)
+    assert kube.api.get(path("serving.kserve.io/v1beta1", "inferenceservices", ns, MINILM)) is not None
 
     # helm upgrade with a changed config; poolserve still reads the release.
     config.write_text(config.read_text().replace("max_model_len: 256", "max_model_len: 128"))

@@ -5,6 +5,7 @@ Success and failure paths; assertions on results, raised errors and ``fake.calls
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -833,3 +834,64 @@ def test_a_controller_writing_between_read_and_apply_does_not_make_a_no_op_confi
     changed_spec, changed = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
     third = tgt.deploy(changed_spec, changed, ["minilm"], wait=False, timeout_s=60)
     assert {c.name: c.action for c in third.changes}["minilm"] == "configured"
+
+
+def helm_installed(fake: FakeCluster, rendered: Rendered, release: str | None = "poolserve") -> None:
+    """The rendered objects as a Helm release left them (the chart's labels and Helm's annotations)."""
+    for obj in rendered.manifests:
+        if obj["kind"] == "Namespace":
+            continue
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "Helm"
+        if release:
+            obj["metadata"].setdefault("annotations", {})["meta.helm.sh/release-name"] = release
+        fake.seed(obj, manager="helm")
+
+
+def test_deploy_refuses_objects_helm_manages_and_changes_nothing(spec: PoolSpec, rendered: Rendered,
+                                                                 clock: Clock) -> None:
+    fake = cluster_for(spec)
+    helm_installed(fake, rendered)
+    tgt = target_for(fake, clock)
+    with pytest.raises(Conflict) as err:
+        tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    assert err.value.message == (
+        "ServingRuntime embeddings/vllm-embedding-runtime (and 8 more) is managed by Helm (release poolserve): "
+        "use `helm upgrade poolserve -n embeddings`, or --force to take it over")
+    assert calls(fake, "apply") == []
+    # One model's objects only: the refusal names that model's first object.
+    with pytest.raises(Conflict, match=r"^ServingRuntime embeddings/vllm-reranker-runtime \(and 5 more\)"):
+        tgt.deploy(spec, rendered, ["reranker"], wait=False, timeout_s=60)
+    result = tgt.deploy(spec, rendered, [], wait=False, timeout_s=60, options=DeployOptions(force=True))
+    assert {c.action for c in result.changes} <= {"unchanged", "configured"}
+    assert calls(fake, "apply")
+
+
+def test_objects_rendered_by_helm_without_a_release_are_refused_too(spec: PoolSpec, rendered: Rendered,
+                                                                   clock: Clock) -> None:
+    fake = cluster_for(spec)
+    helm_installed(fake, rendered, release=None)  # e.g. applied by Argo CD from `helm template`
+    with pytest.raises(Conflict, match=r"is managed by Helm \(a chart\): use `helm upgrade RELEASE -n embeddings`"):
+        target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+
+
+def test_delete_refuses_objects_helm_manages_unless_forced(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    helm_installed(fake, rendered)
+    tgt = target_for(fake, clock)
+    with pytest.raises(Conflict) as err:
+        tgt.delete(spec, rendered, ["reranker"])
+    assert err.value.message == (
+        "InferenceService embeddings/reranker (and 4 more) is managed by Helm (release poolserve): "
+        "use `helm uninstall poolserve -n embeddings`, or --force to take it over")
+    assert calls(fake, "delete") == []
+    result = tgt.delete(spec, rendered, ["reranker"], force=True)
+    assert ("InferenceService", "reranker", "deleted") in [(c.kind, c.name, c.action) for c in result.changes]
+
+
+def test_poolserves_own_objects_are_not_refused(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
+    fake = cluster_for(spec)
+    tgt = target_for(fake, clock)
+    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    assert {c.action for c in tgt.deploy(spec, rendered, [], wait=False, timeout_s=60).changes} == {"unchanged"}
+    tgt.delete(spec, rendered, ["minilm"], runtimes=True)

@@ -93,6 +93,8 @@ class DeployOptions:
     dry_run: Literal["client", "server"] | None = None
     runtimes_only: bool = False
     force_conflicts: bool = False
+    force: bool = False
+    """Apply even to objects another tool manages (label ``app.kubernetes.io/managed-by: Helm``)."""
 
 
 ProgressFn = Callable[[str, float | None], None]

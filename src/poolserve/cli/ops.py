@@ -106,6 +106,8 @@ def deploy_cmd(
                                                 "(cluster target).")] = False,
     force_conflicts: Annotated[bool, typer.Option("--force-conflicts", help="Take over fields another "
                                                   "field manager owns (cluster target).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Take over objects Helm manages, fields and all (cluster "
+                                        "target; otherwise deploy refuses and names the helm command).")] = False,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
@@ -117,7 +119,7 @@ def deploy_cmd(
     spec, rendered, selected = load(config, set_, names)
     tgt = get_target(target, context, kubeconfig)
     options = DeployOptions(dry_run=dry_run, runtimes_only=runtimes_only,  # type: ignore[arg-type]
-                            force_conflicts=force_conflicts)
+                            force_conflicts=force_conflicts, force=force)
     with progress_display() as progress:
         result = tgt.deploy(spec, rendered, selected, wait=wait and dry_run is None,
                             timeout_s=wait_timeout(timeout, spec, tgt), options=options, progress=progress)
@@ -209,7 +211,7 @@ def delete_cmd(
     runtimes: Annotated[bool, typer.Option("--runtimes", help="Also delete ServingRuntimes no remaining "
                                            "InferenceService uses (cluster target).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Delete runtimes even if other InferenceServices "
-                                        "still use them.")] = False,
+                                        "still use them, and objects Helm manages.")] = False,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,

@@ -52,6 +52,8 @@ before trusting the (still old) Ready condition."""
 LOG_TAIL = 60
 SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink")
 MODEL_FORMAT_ANNOTATION = "modelFormat"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+HELM_RELEASE = "meta.helm.sh/release-name"
 
 
 def _utcnow() -> datetime:
@@ -98,6 +100,18 @@ def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: b
         elif not names or kind == "Namespace" or (kind == ISVC_KIND and name in isvcs) or (kind, name) in auth:
             out.append(obj)
     return out
+
+
+def helm_managed(live: Manifest | None) -> str | None:
+    """How Helm manages a live object (label ``app.kubernetes.io/managed-by: Helm``), else None.
+
+    ``release NAME``, or ``a chart`` for objects Helm rendered but did not install (Argo CD, ``helm template``).
+    """
+    meta = (live or {}).get("metadata") or {}
+    if (meta.get("labels") or {}).get(MANAGED_BY) != "Helm":
+        return None
+    release = (meta.get("annotations") or {}).get(HELM_RELEASE)
+    return f"release {release}" if release else "a chart"
 
 
 def strip_server_fields(obj: Manifest) -> Manifest:
@@ -257,6 +271,8 @@ class ClusterTarget:
         models = select_models(rendered, names)
         objects = deploy_objects(rendered, names, runtimes_only=options.runtimes_only)
         report = preflight(self.cluster, spec, [] if options.runtimes_only else models, objects)
+        if not options.force:
+            self._refuse_helm_objects([o for o in objects if o.get("kind") != "Namespace"], "upgrade")
         notes = [f"cluster {report.server_version}, KServe {report.kserve}", *report.notes]
         changes: list[ObjectChange] = []
         # Predictor Deployment generations before anything is applied: a fast controller may roll
@@ -280,6 +296,27 @@ class ClusterTarget:
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
                             dry_run=options.dry_run, notes=tuple(notes))
 
+    def _refuse_helm_objects(self, objects: Sequence[Manifest], verb: str) -> None:
+        """Change nothing when Helm manages any of ``objects``: two tools must never fight over one object.
+
+        Raises:
+            Conflict: naming the first such object and the ``helm`` command to use instead.
+        """
+        owned: list[tuple[str, str, str | None]] = []
+        for obj in objects:
+            k = kind_of(obj)
+            name = obj["metadata"]["name"]
+            ns = obj["metadata"].get("namespace") if k.namespaced else None
+            how = helm_managed(self.cluster.get(k.api_version, k.kind, name, ns))
+            if how is not None:
+                owned.append((ref(k.kind, name, ns), how, ns))
+        if owned:
+            what, how, ns = owned[0]
+            more = f" (and {len(owned) - 1} more)" if len(owned) > 1 else ""
+            release = how.removeprefix("release ") if how.startswith("release ") else "RELEASE"
+            raise Conflict(f"{what}{more} is managed by Helm ({how}): use `helm {verb} {release}"
+                           f"{f' -n {ns}' if ns else ''}`, or --force to take it over")
+
     def _apply(self, obj: Manifest, options: DeployOptions) -> ObjectChange:
         k = kind_of(obj)
         name = obj["metadata"]["name"]
@@ -294,7 +331,8 @@ class ClusterTarget:
             action = "created" if live is None else ("unchanged" if same else "configured")
             return ObjectChange(k.kind, name, ns, action)  # type: ignore[arg-type]
         dry = options.dry_run == "server"
-        result = self.cluster.apply(obj, dry_run=dry, force=options.force_conflicts)
+        # Taking over from Helm (--force) means taking over the fields its field manager owns too.
+        result = self.cluster.apply(obj, dry_run=dry, force=options.force_conflicts or options.force)
         if live is None:
             return ObjectChange(k.kind, name, ns, "created")
         if same_object(live, result, obj, dry_run=dry):
@@ -457,6 +495,14 @@ class ClusterTarget:
         ns = spec.namespace
         changes: list[ObjectChange] = []
         notes: list[str] = []
+        if not force:
+            # What this delete would remove: the InferenceServices, their auth objects, maybe their runtimes.
+            doomed = {(ISVC_KIND, m.name) for m in models}
+            doomed |= {(o["kind"], o["metadata"]["name"]) for m in models if m.auth for o in kserve.auth_objects(m)}
+            if runtimes:
+                doomed |= {(SR_KIND, r.name) for r in (rendered.runtimes if not names else [m.runtime for m in models])}
+            self._refuse_helm_objects([o for o in rendered.manifests
+                                       if (o["kind"], o["metadata"]["name"]) in doomed], "uninstall")
         for m in models:
             existed = self.cluster.delete(ISVC_API_VERSION, ISVC_KIND, m.name, ns)
             changes.append(ObjectChange(ISVC_KIND, m.name, ns, "deleted" if existed else "absent"))
