@@ -8,7 +8,7 @@ import sys
 import pytest
 
 CORE = ["poolserve.spec", "poolserve.catalog", "poolserve.vllm", "poolserve.kserve", "poolserve.render",
-        "poolserve.lint", "poolserve.diagnose", "poolserve.protocol", "poolserve.probes", "poolserve.target",
+        "poolserve.lint", "poolserve.diagnose", "poolserve.vllm_api", "poolserve.probes", "poolserve.target",
         "poolserve.verify", "poolserve.readiness", "poolserve.metrics", "poolserve.cachejob"]
 EDGES = ["kubernetes", "httpx", "rich", "vllm", "torch", "sentence_transformers"]
 

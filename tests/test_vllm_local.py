@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from poolserve import probes, protocol
+from poolserve import probes, vllm_api
 from poolserve.local import LocalTarget, read_state
 from poolserve.process import LocalStartError, group_members, pid_alive
 from poolserve.render import render
@@ -102,9 +102,9 @@ def test_minilm_embeddings_match_sentence_transformers(minilm_server: Any) -> No
     from sentence_transformers import SentenceTransformer
 
     texts = list(probes.EMBED_TEXTS)
-    body = _post(minilm_server.endpoint.url + protocol.EMBEDDINGS,
-                 protocol.embed_request(texts, minilm_server.endpoint.served_model))
-    served = protocol.parse_embeddings(body)
+    body = _post(minilm_server.endpoint.url + vllm_api.EMBEDDINGS,
+                 vllm_api.embed_request(texts, minilm_server.endpoint.served_model))
+    served = vllm_api.parse_embeddings(body)
     assert served.model == minilm_server.model_id
     reference = SentenceTransformer(str(minilm_server.model_dir), device="cpu").encode(texts)
     assert len(served.vectors) == len(texts) and len(served.vectors[0]) == 384
@@ -115,7 +115,7 @@ def test_minilm_embeddings_match_sentence_transformers(minilm_server: Any) -> No
 
 
 def test_minilm_answers_under_its_isvc_name_and_redeploy_is_unchanged(minilm_server: Any) -> None:
-    body = _post(minilm_server.endpoint.url + protocol.EMBEDDINGS, protocol.embed_request(["hi"], minilm_server.name))
+    body = _post(minilm_server.endpoint.url + vllm_api.EMBEDDINGS, vllm_api.embed_request(["hi"], minilm_server.name))
     assert len(body["data"][0]["embedding"]) == 384
     s = minilm_server
     result = s.target.deploy(s.spec, s.rendered, [s.name], wait=True, timeout_s=60)
@@ -127,9 +127,9 @@ def test_reranker_matches_sentence_transformers_cross_encoder(reranker_server: A
     from sentence_transformers import CrossEncoder
 
     docs = list(probes.RERANK_DOCUMENTS)
-    body = _post(reranker_server.endpoint.url + protocol.RERANK_PATHS[0],
-                 protocol.rerank_request(probes.RERANK_QUERY, docs, reranker_server.endpoint.served_model))
-    ranked = protocol.parse_rerank(body)
+    body = _post(reranker_server.endpoint.url + vllm_api.RERANK_PATHS[0],
+                 vllm_api.rerank_request(probes.RERANK_QUERY, docs, reranker_server.endpoint.served_model))
+    ranked = vllm_api.parse_rerank(body)
     assert ranked.model == reranker_server.model_id
     reference = CrossEncoder(str(reranker_server.model_dir), device="cpu").predict(
         [(probes.RERANK_QUERY, d) for d in docs])

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import httpx
 
-from poolserve import protocol
+from poolserve import vllm_api
 from poolserve.client import classify_response, classify_transport_error
 from poolserve.errors import SpecError
 from poolserve.metrics import (
@@ -135,15 +135,15 @@ class Workload:
 
     def path(self) -> str:
         """The URL path requests go to."""
-        return protocol.EMBEDDINGS if self.task == "embed" else RERANK_PATH
+        return vllm_api.EMBEDDINGS if self.task == "embed" else RERANK_PATH
 
     def body(self, request_index: int) -> bytes:
         """The encoded JSON body of request ``request_index``."""
         texts = self.texts(request_index)
         if self.task == "embed":
-            data = protocol.embed_request(texts, self.model)
+            data = vllm_api.embed_request(texts, self.model)
         else:
-            data = protocol.rerank_request(make_query(request_index % _BODY_POOL), texts, self.model)
+            data = vllm_api.rerank_request(make_query(request_index % _BODY_POOL), texts, self.model)
         return json.dumps(data).encode()
 
     def pool_texts(self) -> list[str]:
@@ -162,7 +162,7 @@ def _error_kind(err: BaseException) -> str:
         return "connect"
     if isinstance(err, httpx.TransportError):
         return "transport"
-    if isinstance(err, protocol.ProtocolError | json.JSONDecodeError | UnicodeDecodeError):
+    if isinstance(err, vllm_api.ProtocolError | json.JSONDecodeError | UnicodeDecodeError):
         return "bad_response"
     return type(err).__name__
 
@@ -172,15 +172,15 @@ def _check(workload: Workload, response: httpx.Response) -> tuple[int, str | Non
     try:
         data = response.json()
     except ValueError as err:
-        raise protocol.ProtocolError(f"response is not JSON: {err}") from None
+        raise vllm_api.ProtocolError(f"response is not JSON: {err}") from None
     if workload.task == "embed":
-        emb = protocol.parse_embeddings(data)
+        emb = vllm_api.parse_embeddings(data)
         got, usage = len(emb.vectors), emb.usage
     else:
-        rr = protocol.parse_rerank(data)
+        rr = vllm_api.parse_rerank(data)
         got, usage = len(rr.results), rr.usage
     if got != workload.batch_size:
-        raise protocol.ProtocolError(f"expected {workload.batch_size} results, got {got}")
+        raise vllm_api.ProtocolError(f"expected {workload.batch_size} results, got {got}")
     return (usage.prompt_tokens if usage else 0), None
 
 
@@ -198,7 +198,7 @@ async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, s
         if response.status_code >= 400:
             detail = None
             try:
-                detail = protocol.error_message(response.json())
+                detail = vllm_api.error_message(response.json())
             except ValueError:
                 detail = response.text[:200] or None
             return RequestResult(False, clock() - t0, start_s, workload.batch_size, 0,
@@ -590,11 +590,11 @@ class StubServer:
             self.requests += 1
             count = self.requests
         if method == "GET":
-            if path == protocol.HEALTH:
+            if path == vllm_api.HEALTH:
                 return 200, b""
             if path == "/version":
                 return 200, b'{"version":"stub"}'
-            if path == protocol.MODELS:
+            if path == vllm_api.MODELS:
                 return 200, json.dumps({"object": "list", "data": [{"id": self.model}]}).encode()
             return 404, b'{"detail":"Not Found"}'
         try:
@@ -603,13 +603,13 @@ class StubServer:
             return 400, b'{"error":{"message":"bad json"}}'
         with self._lock:
             self.models_seen.add(req.get("model"))
-        if path == protocol.EMBEDDINGS:
+        if path == vllm_api.EMBEDDINGS:
             if self.fail_every and count % self.fail_every == 0:
                 return 503, b'{"error":{"message":"stub: injected failure"}}'
             inputs = req.get("input")
             n = 1 if isinstance(inputs, str) else len(inputs or [])
             return 200, self._body("embed", n)
-        if path in protocol.RERANK_PATHS:
+        if path in vllm_api.RERANK_PATHS:
             return 200, self._body("rerank", len(req.get("documents") or []))
         return 404, b'{"detail":"Not Found"}'
 
