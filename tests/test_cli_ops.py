@@ -19,16 +19,8 @@ import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve.cli import ops
 from poolserve.cli.app import app, state
 from poolserve.cluster.base import conflict, invalid, unauthorized
-from poolserve.cluster.fake import (
-    FakeCluster,
-    cluster_for,
-    condition,
-    deployment,
-    isvc_status,
-    later,
-    pod,
-    ready_controller,
-)
+from poolserve.cluster.fake import FakeCluster, cluster_for, ready_controller
+from poolserve.cluster.fake_objects import condition, deployment, isvc_status, later, pod
 from poolserve.cluster.target import ClusterTarget
 from poolserve.spec import parse_spec
 from test_cluster_target import NS, SPEC  # one cluster fixture config for target and CLI tests

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from poolserve.cluster.base import forbidden, kind_info
-from poolserve.cluster.fake import FakeCluster, cluster_for, crd, node
+from poolserve.cluster.fake import FakeCluster, cluster_for
+from poolserve.cluster.fake_objects import crd, node
+from poolserve.cluster.preflight import PreflightReport, crd_versions, preflight
 from poolserve.cluster.target import ClusterTarget, deploy_objects, select_models
 from poolserve.errors import Forbidden, NotFound, NotReady
-from poolserve.preflight import PreflightReport, crd_versions, preflight
 from poolserve.render import render
 from poolserve.spec import PoolSpec, parse_spec
 

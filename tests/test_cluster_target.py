@@ -11,18 +11,8 @@ from typing import Any
 import pytest
 
 from poolserve.cluster.base import conflict, invalid, unauthorized, unreachable
-from poolserve.cluster.fake import (
-    FakeCluster,
-    cluster_for,
-    condition,
-    deployment,
-    event,
-    isvc_status,
-    later,
-    pod,
-    ready_controller,
-    ready_objects,
-)
+from poolserve.cluster.fake import FakeCluster, cluster_for, ready_controller, ready_objects
+from poolserve.cluster.fake_objects import condition, deployment, event, isvc_status, later, pod
 from poolserve.cluster.target import ClusterTarget, deploy_objects
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady, PoolserveError
 from poolserve.render import Rendered, render

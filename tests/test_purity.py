@@ -9,7 +9,7 @@ import pytest
 
 CORE = ["poolserve.spec", "poolserve.catalog", "poolserve.vllm", "poolserve.kserve", "poolserve.render",
         "poolserve.lint", "poolserve.diagnose", "poolserve.vllm_api", "poolserve.probes", "poolserve.target",
-        "poolserve.verify", "poolserve.readiness", "poolserve.metrics", "poolserve.cachejob"]
+        "poolserve.verify", "poolserve.cluster.readiness", "poolserve.metrics", "poolserve.cluster.cachejob"]
 EDGES = ["kubernetes", "httpx", "rich", "vllm", "torch", "sentence_transformers"]
 
 

@@ -5,12 +5,12 @@
 in-memory :class:`~poolserve.cluster.fake.FakeCluster`); its clock and sleep are injectable, so waits
 are tested without waiting.
 
-- ``deploy`` runs :func:`poolserve.preflight.preflight`, then server-side applies exactly the rendered
+- ``deploy`` runs :func:`poolserve.cluster.preflight.preflight`, then server-side applies exactly the rendered
   objects of the selected models (their InferenceServices and auth objects, the runtimes they use and
   the namespace), reporting created/configured/unchanged per object. A failure part-way names what
   was applied before it and what was not.
 - ``status`` makes one list call per kind for the namespace (not one per model) and derives each
-  model's state with :func:`poolserve.readiness.model_status`.
+  model's state with :func:`poolserve.cluster.readiness.model_status`.
 - ``wait`` polls status against a monotonic deadline, checks before it sleeps, and fails fast with the
   diagnosis when a model cannot start (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...).
 """
@@ -26,11 +26,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from poolserve import cachejob, kserve, readiness, yamlio
+from poolserve import kserve, yamlio
+from poolserve.cluster import cachejob, readiness
 from poolserve.cluster.base import Cluster, dig, kind_of, ref
+from poolserve.cluster.preflight import check_pvc, preflight
 from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError, SpecError
-from poolserve.kserve import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
-from poolserve.preflight import check_pvc, preflight
+from poolserve.kserve import (
+    ISVC_API_VERSION,
+    ISVC_KIND,
+    ISVC_LABEL,
+    SR_API_VERSION,
+    SR_KIND,
+    Manifest,
+    predictor_name,
+    token_secret_name,
+)
 from poolserve.render import Rendered
 from poolserve.spec import Model, PoolSpec
 from poolserve.target import (
@@ -44,7 +54,6 @@ from poolserve.target import (
     TargetName,
 )
 
-ISVC_LABEL = readiness.ISVC_LABEL
 POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
 """After an InferenceService changed, how long ``status`` waits for KServe to touch its Deployment
@@ -296,7 +305,7 @@ class ClusterTarget:
                 if readiness.runtime_of(isvc) in runtimes and not dig(isvc, "metadata", "deletionTimestamp"):
                     isvcs.add(isvc["metadata"]["name"])
         for name in sorted(isvcs):
-            self._rollouts[name] = (before.get(f"{name}-predictor", 0), self.now())
+            self._rollouts[name] = (before.get(predictor_name(name), 0), self.now())
 
     # ---------------------------------------------------------------------------------------------
     # status / wait
@@ -325,11 +334,11 @@ class ClusterTarget:
         deployments, pods = of(snap.deployments), of(snap.pods)
         kwargs: dict[str, Any] = {
             "isvc": snap.isvcs.get(name), "now": self.clock(), "deployments": deployments, "pods": pods,
-            "events": snap.events, "service": snap.services.get(f"{name}-predictor"), "runtimes": snap.runtimes,
+            "events": snap.events, "service": snap.services.get(predictor_name(name)), "runtimes": snap.runtimes,
             "rollout_pending": self._rollout_pending(name, deployments),
         }
         st = readiness.model_status(name, **kwargs)
-        dep = next((d for d in deployments if d["metadata"]["name"] == f"{name}-predictor"), None)
+        dep = next((d for d in deployments if d["metadata"]["name"] == predictor_name(name)), None)
         crashed = [p for p in readiness.split_rollout(pods, dep)[0] if _crashing(p)]
         if st.phase == "Failed" and crashed and "CrashLoopBackOff: kserve-container exited" in (st.reason or ""):
             # The termination message did not explain the crash: read the previous container's log.
@@ -350,7 +359,7 @@ class ClusterTarget:
         if pending is None:
             return False
         gen_before, since = pending
-        dep = next((d for d in deployments if d["metadata"]["name"] == f"{name}-predictor"), None)
+        dep = next((d for d in deployments if d["metadata"]["name"] == predictor_name(name)), None)
         gen_now = int(dig(dep, "metadata", "generation", default=0) or 0)
         if gen_now != gen_before or self.now() - since >= ROLLOUT_GRACE_S:
             del self._rollouts[name]
@@ -482,7 +491,7 @@ class ClusterTarget:
         conds = {c.get("type"): c.get("status") for c in dig(isvc, "status", "conditions", default=[]) or []}
         if conds.get("Ready") != "True":
             raise NotReady(f"InferenceService {ns}/{name} is not ready", hint=f"see `poolserve status {name}`")
-        internal, route = readiness.urls(isvc, self.cluster.get("v1", "Service", f"{name}-predictor", ns))
+        internal, route = readiness.urls(isvc, self.cluster.get("v1", "Service", predictor_name(name), ns))
         url = route or internal
         if not url:
             raise NotReady(f"InferenceService {ns}/{name} has no URL in its status yet")
@@ -491,7 +500,7 @@ class ClusterTarget:
                         token=token)
 
     def _token(self, model: Model) -> str:
-        name = f"default-{model.name}-sa"
+        name = token_secret_name(model.name)
         secret = self.cluster.get("v1", "Secret", name, model.namespace)
         if secret is None:
             raise NotFound(f"token Secret {model.namespace}/{name} of {model.name} (auth: true) does not exist",
