@@ -39,6 +39,7 @@ import httpx
 from poolserve import vllm_api
 from poolserve.client import classify_response, classify_transport_error
 from poolserve.errors import SpecError
+from poolserve.machine import HostInfo
 from poolserve.metrics import (
     BaselineResult,
     BenchReport,
@@ -688,48 +689,21 @@ def self_test_report(*, task: BenchTask = "embed", concurrency: Sequence[int] = 
 # The machine
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _cpuinfo_field(text: str, key: str) -> str | None:
-    for line in text.splitlines():
-        name, sep, value = line.partition(":")
-        if sep and name.strip() == key:
-            return value.strip()
-    return None
-
-
-def _meminfo_gib(text: str) -> float | None:
-    value = _cpuinfo_field(text, "MemTotal")
-    if not value:
-        return None
-    try:
-        return round(int(value.split()[0]) / 1024 / 1024, 1)
-    except ValueError:
-        return None
-
-
 def machine_info() -> MachineInfo:
     """CPU model, cores, RAM, OS, Python and load average of this machine (Linux /proc; best effort)."""
-    cpuinfo = _read("/proc/cpuinfo")
-    flags = set((_cpuinfo_field(cpuinfo, "flags") or "").split())
+    host = HostInfo.detect()
     try:
         load: tuple[float, float, float] | None = os.getloadavg()
     except OSError:
         load = None
     return MachineInfo(
-        cpu_model=_cpuinfo_field(cpuinfo, "model name") or platform.processor() or None,
-        cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        ram_gib=_meminfo_gib(_read("/proc/meminfo")),
+        cpu_model=host.cpu_model,
+        cores=host.usable_cores,
+        ram_gib=host.ram_gib,
         os=f"{platform.system()} {platform.release()}",
         python=platform.python_version(),
         load_avg=tuple(round(x, 2) for x in load) if load else None,  # type: ignore[arg-type]
-        cpu_flags=tuple(f for f in _CPU_FLAGS if f in flags),
+        cpu_flags=tuple(f for f in _CPU_FLAGS if f in host.cpu_flags),
     )
 
 
