@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 
-from poolserve.local import LocalTarget, local_hf_home
+from poolserve.local.target import LocalTarget
+from poolserve.local.plan import local_hf_home
 from poolserve.render import render
 from poolserve.spec import load_spec
 

@@ -16,20 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from poolserve import hfcache, vllm
-from poolserve.errors import LocalRunError, NotFound, NotReady, SpecError
-from poolserve.local import (
-    HostInfo,
-    LaunchPlan,
-    LocalEntry,
-    LocalState,
-    LocalTarget,
-    local_hf_home,
-    plan_launch,
-    read_state,
-    served_name,
-    write_state,
-)
-from poolserve.process import LocalStartError, group_members
+from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
+from poolserve.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
+from poolserve.local.process import group_members
+from poolserve.local.state import LocalEntry, LocalState, read_state, write_state
+from poolserve.local.target import LocalTarget
+from poolserve.machine import HostInfo
 from poolserve.render import Rendered, render
 from poolserve.spec import PoolSpec, load_spec
 from poolserve.target import DeployOptions

@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 from poolserve import probes, vllm_api
-from poolserve.local import LocalTarget, read_state
-from poolserve.process import LocalStartError, group_members, pid_alive
+from poolserve.errors import LocalStartError
+from poolserve.local.process import group_members, pid_alive
+from poolserve.local.state import read_state
+from poolserve.local.target import LocalTarget
 from poolserve.render import render
 from poolserve.spec import load_spec
 

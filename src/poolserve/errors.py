@@ -7,6 +7,12 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from poolserve.diagnose import Diagnosis
+
 
 class PoolserveError(Exception):
     """Base class: a failure the user can act on. ``str(err)`` is one line."""
@@ -99,6 +105,29 @@ class LocalRunError(PoolserveError):
     """A local vLLM process could not be started or died."""
 
     exit_code = 10
+
+
+class LocalStartError(LocalRunError):
+    """The vLLM process exited while starting. The message ends with the log tail."""
+
+    def __init__(self, message: str, *, diagnosis: Diagnosis | None, log_tail: Sequence[str],
+                 returncode: int | None) -> None:
+        self.diagnosis = diagnosis
+        self.log_tail = tuple(log_tail)
+        self.returncode = returncode
+        super().__init__(message)
+
+
+class ReferenceUnavailable(PoolserveError):
+    """The reference model cannot be computed here (extra not installed, model not found)."""
+
+    exit_code = 2
+
+
+class MissingDependency(PoolserveError):
+    """An optional dependency (an extra such as ``cluster``) is not installed for what was asked."""
+
+    exit_code = 11
 
 
 class CheckFailed(PoolserveError):

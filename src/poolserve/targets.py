@@ -24,7 +24,7 @@ class TargetOptions:
 def make_target(name: TargetName, options: TargetOptions = TargetOptions()) -> Target:
     """The target called ``name`` (``cluster`` or ``local``)."""
     if name == "local":
-        from poolserve.local import LocalTarget
+        from poolserve.local.target import LocalTarget
 
         local: Target = LocalTarget(state_dir=options.state_dir)
         return local

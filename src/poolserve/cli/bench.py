@@ -260,7 +260,7 @@ def bench_cmd(
         task = m.task
         model = model or m.model_id
         if baseline is not None:
-            from poolserve.local import local_hf_home
+            from poolserve.local.plan import local_hf_home
 
             hf_homes = [local_hf_home(spec), *hf_homes]  # the local target's cache (the PVC's layout)
         if endpoint is None:

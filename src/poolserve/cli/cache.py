@@ -38,7 +38,7 @@ def import_cmd(
 ) -> None:
     """Lay a local model directory out as a Hugging Face hub cache entry in the local model cache."""
     from poolserve.hfcache import import_model
-    from poolserve.local import local_hf_home
+    from poolserve.local.plan import local_hf_home
 
     spec = load_spec(config, parse_sets(set_))
     if not path.is_dir():
@@ -58,7 +58,7 @@ def list_cmd(
 ) -> None:
     """List the models in the local model cache."""
     from poolserve.hfcache import list_models
-    from poolserve.local import local_hf_home
+    from poolserve.local.plan import local_hf_home
 
     spec = load_spec(config, parse_sets(set_))
     hf_home = local_hf_home(spec)

@@ -75,7 +75,7 @@ def reference_homes(spec: PoolSpec) -> list[Path]:
 
     extra: list[Path] = []
     try:
-        from poolserve.local import local_hf_home
+        from poolserve.local.plan import local_hf_home
 
         extra.append(local_hf_home(spec))
     except SpecError:
