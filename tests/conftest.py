@@ -114,12 +114,12 @@ def _serve(name: str, local_work_dir: Path, model_cache_dir: Path, overrides: di
     assert model_dir is not None, f"{model.model_id} is not in the test cache"
     target = LocalTarget()
     try:
-        target.deploy(spec, rendered, [name], wait=True, timeout_s=spec.local.startup_timeout_s)
-        endpoint = target.endpoint(spec, rendered, name)
+        target.deploy(rendered, [name], wait=True, timeout_s=spec.local.startup_timeout_s)
+        endpoint = target.endpoint(rendered, name)
         yield LocalServer(name=name, model_id=model.model_id, endpoint=endpoint, model_dir=model_dir,
                           spec=spec, rendered=rendered, target=target)
     finally:
-        target.delete(spec, rendered, [name])
+        target.delete(rendered, [name])
 
 
 @pytest.fixture(scope="session")

@@ -339,7 +339,7 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
     class FakeTarget:
         name = "local"
 
-        def endpoint(self, spec: Any, rendered: Any, name: str) -> Endpoint:
+        def endpoint(self, rendered: Any, name: str) -> Endpoint:
             assert name == "msmarco-reranker"
             return Endpoint(url=stub.url, served_model="served-ce")
 

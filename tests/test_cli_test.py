@@ -133,7 +133,7 @@ class FakeTarget:
         self._endpoint = endpoint
         self.asked: list[str] = []
 
-    def endpoint(self, spec: Any, rendered: Any, name: str) -> Endpoint:
+    def endpoint(self, rendered: Any, name: str) -> Endpoint:
         self.asked.append(name)
         return self._endpoint
 

@@ -111,7 +111,7 @@ def test_unlabelled_namespace_without_patch_permission(spec: PoolSpec) -> None:
 def test_unlabelled_namespace_is_applied_when_allowed(spec: PoolSpec) -> None:
     fake = cluster_for(spec, labelled=False)
     assert run(fake, spec).namespace_needs_apply
-    result = ClusterTarget(fake).deploy(spec, render(spec), ["minilm"], wait=False, timeout_s=1)
+    result = ClusterTarget(fake).deploy(render(spec), ["minilm"], wait=False, timeout_s=1)
     assert result.changes[0].kind == "Namespace" and result.changes[0].action == "configured"
     ns = fake.stored("Namespace", "embeddings")
     assert ns is not None and ns["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"

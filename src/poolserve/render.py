@@ -32,8 +32,9 @@ class RenderedFile:
 
 @dataclass(frozen=True)
 class Rendered:
-    """Everything ``render`` produces for one config."""
+    """Everything ``render`` produces for one config, and the config it came from."""
 
+    spec: PoolSpec
     files: tuple[RenderedFile, ...]
     models: tuple[Model, ...]
     runtimes: tuple[Runtime, ...]
@@ -91,7 +92,8 @@ def render(spec: PoolSpec) -> Rendered:
                 templates.append(kserve.template(spec, rt, srs[rt.name]))
         files.append(RenderedFile(TEMPLATES_FILE, tuple(templates), in_kustomization=False))
     _check_file_names(files)
-    return Rendered(files=tuple(files), models=tuple(models), runtimes=tuple(runtimes), objects_by_model=by_model)
+    return Rendered(spec=spec, files=tuple(files), models=tuple(models), runtimes=tuple(runtimes),
+                    objects_by_model=by_model)
 
 
 def _check_file_names(files: list[RenderedFile]) -> None:

@@ -14,7 +14,6 @@ from typing import Literal, Protocol
 
 from poolserve.errors import SpecError
 from poolserve.render import Rendered
-from poolserve.spec import PoolSpec
 
 TargetName = Literal["cluster", "local"]
 TARGET_ENV = "POOLSERVE_TARGET"
@@ -100,13 +99,16 @@ ProgressFn = Callable[[str, float | None], None]
 
 
 class Target(Protocol):
-    """A place models are deployed to."""
+    """A place models are deployed to.
+
+    Every verb takes the :class:`~poolserve.render.Rendered` config (which carries its
+    :class:`~poolserve.spec.PoolSpec`), so the objects and the config they came from cannot disagree.
+    """
 
     name: TargetName
 
     def deploy(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -118,13 +120,12 @@ class Target(Protocol):
         """Start (or apply) the named models (all when ``names`` is empty)."""
         ...
 
-    def status(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
+    def status(self, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
         """State of the named models (all when empty)."""
         ...
 
     def wait(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -134,16 +135,16 @@ class Target(Protocol):
         """Block until the models are ready; raise NotReady with a diagnosis when one fails or time runs out."""
         ...
 
-    def logs(self, spec: PoolSpec, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
+    def logs(self, rendered: Rendered, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
         """Log lines of the model's server."""
         ...
 
-    def delete(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
+    def delete(self, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
                force: bool = False) -> DeleteResult:
         """Stop/remove the named models (all when empty)."""
         ...
 
-    def endpoint(self, spec: PoolSpec, rendered: Rendered, name: str) -> Endpoint:
+    def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """Where model ``name`` answers HTTP; raises NotReady/NotFound when it does not run."""
         ...
 

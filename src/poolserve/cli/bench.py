@@ -264,7 +264,7 @@ def bench_cmd(
 
             hf_homes = [local_hf_home(spec), *hf_homes]  # the local target's cache (the PVC's layout)
         if endpoint is None:
-            endpoint = get_target(target, context, kubeconfig).endpoint(spec, rendered, m.name)
+            endpoint = get_target(target, context, kubeconfig).endpoint(rendered, m.name)
             model = endpoint.served_model or model
     if endpoint is None:
         raise SpecError("give a model NAME from the config, or --url")

@@ -47,9 +47,9 @@ def diff_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Show what deploy would change on the cluster; exit 1 if anything differs (like kubectl diff)."""
-    spec, rendered, selected = load(config, set_, names)
+    _, rendered, selected = load(config, set_, names)
     tgt = cluster_target(context, kubeconfig)
-    diffs = tgt.diff(spec, rendered, selected)
+    diffs = tgt.diff(rendered, selected)
     changed = [d for d in diffs if d.action != "none"]
     for d in changed:
         typer.echo(d.diff, nl=False)
@@ -80,7 +80,7 @@ def warm_cmd(
     spec, rendered, selected = load(config, set_, names)
     tgt = cluster_target(context, kubeconfig)
     with progress_display() as progress:
-        result = tgt.warm_cache(spec, rendered, selected, timeout_s=parse_duration(timeout), progress=progress)
+        result = tgt.warm_cache(rendered, selected, timeout_s=parse_duration(timeout), progress=progress)
     if output != "table":
         typer.echo(dumps(result, output), nl=False)
         return

@@ -118,7 +118,7 @@ def deploy_cmd(
     options = DeployOptions(dry_run=dry_run, runtimes_only=runtimes_only,  # type: ignore[arg-type]
                             force_conflicts=force_conflicts)
     with progress_display() as progress:
-        result = tgt.deploy(spec, rendered, selected, wait=wait and dry_run is None,
+        result = tgt.deploy(rendered, selected, wait=wait and dry_run is None,
                             timeout_s=wait_timeout(timeout, spec, tgt), options=options, progress=progress)
     if output != "table":
         typer.echo(dumps(result, output), nl=False)
@@ -140,11 +140,11 @@ def status_cmd(
     output: OutputOpt = Output.table,
 ) -> None:
     """Show each model's state: ready, URLs, runtime, replicas, and why it is not ready."""
-    spec, rendered, selected = load(config, set_, names)
+    _, rendered, selected = load(config, set_, names)
     tgt = get_target(target, context, kubeconfig)
 
     def once() -> None:
-        statuses = tgt.status(spec, rendered, selected)
+        statuses = tgt.status(rendered, selected)
         if output != "table":
             typer.echo(dumps(statuses, output), nl=False)
         else:
@@ -159,7 +159,7 @@ def status_cmd(
 
     with Live(console=out, auto_refresh=False) as live:
         while True:
-            live.update(status_table(tgt.status(spec, rendered, selected)), refresh=True)
+            live.update(status_table(tgt.status(rendered, selected)), refresh=True)
             time.sleep(2)
 
 
@@ -177,7 +177,7 @@ def wait_cmd(
     spec, rendered, selected = load(config, set_, names)
     tgt = get_target(target, context, kubeconfig)
     with progress_display() as progress:
-        statuses = tgt.wait(spec, rendered, selected, timeout_s=wait_timeout(timeout, spec, tgt), progress=progress)
+        statuses = tgt.wait(rendered, selected, timeout_s=wait_timeout(timeout, spec, tgt), progress=progress)
     out.print(status_table(statuses))
 
 
@@ -196,7 +196,7 @@ def logs_cmd(
     """Print the vLLM server log of a model."""
     spec, _, _ = load(config, set_, [name])
     tgt = get_target(target, context, kubeconfig)
-    for line in tgt.logs(spec, name, previous=previous, follow=follow):
+    for line in tgt.logs(render(spec), name, previous=previous, follow=follow):
         typer.echo(line)
 
 
@@ -215,9 +215,9 @@ def delete_cmd(
     output: OutputOpt = Output.table,
 ) -> None:
     """Delete models (cluster) or stop their processes (local)."""
-    spec, rendered, selected = load(config, set_, names)
+    _, rendered, selected = load(config, set_, names)
     tgt = get_target(target, context, kubeconfig)
-    result = tgt.delete(spec, rendered, selected, runtimes=runtimes, force=force)
+    result = tgt.delete(rendered, selected, runtimes=runtimes, force=force)
     if output != "table":
         typer.echo(dumps(result, output), nl=False)
         return

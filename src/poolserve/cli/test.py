@@ -106,7 +106,7 @@ def _warnings_as_notes() -> Iterator[None]:
 def _endpoint(model: Model, spec: PoolSpec, rendered: Any, url: str | None, target: str | None,
               context: str | None, kubeconfig: str | None) -> Endpoint:
     if url is None:
-        return get_target(target, context, kubeconfig).endpoint(spec, rendered, model.name)
+        return get_target(target, context, kubeconfig).endpoint(rendered, model.name)
     fixed, note = base_url(url)
     if note:
         err.print(Text(f"note: {note}"))

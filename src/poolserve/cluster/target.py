@@ -42,7 +42,7 @@ from poolserve.kserve import (
     token_secret_name,
 )
 from poolserve.render import Rendered
-from poolserve.spec import Model, PoolSpec
+from poolserve.spec import Model
 from poolserve.target import (
     DeleteResult,
     DeployOptions,
@@ -228,7 +228,6 @@ class ClusterTarget:
 
     def deploy(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -244,6 +243,7 @@ class ClusterTarget:
                 failure's message lists what was applied before it and what was not.
             NotReady: with ``wait``, when a model fails or the timeout passes.
         """
+        spec = rendered.spec
         models = select_models(rendered, names)
         objects = deploy_objects(rendered, names, runtimes_only=options.runtimes_only)
         report = preflight(self.cluster, spec, [] if options.runtimes_only else models, objects)
@@ -266,7 +266,7 @@ class ClusterTarget:
             notes.append(f"no changes: all {len(changes)} objects already match the config")
         statuses: list[ModelStatus] = []
         if wait and options.dry_run is None and not options.runtimes_only and models:
-            statuses = self.wait(spec, rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
+            statuses = self.wait(rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
                             dry_run=options.dry_run, notes=tuple(notes))
 
@@ -321,8 +321,9 @@ class ClusterTarget:
         services = {o["metadata"]["name"]: o for o in c.list("v1", "Service", namespace, label_selector=ISVC_LABEL)}
         return Snapshot(isvcs, runtimes, deployments, pods, events, services)
 
-    def status(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
+    def status(self, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
         """State of the named models (all when empty), from one list call per kind."""
+        spec = rendered.spec
         models = select_models(rendered, names)
         snap = self.snapshot(spec.namespace)
         return [self._model_status(m.name, spec.namespace, snap) for m in models]
@@ -368,7 +369,6 @@ class ClusterTarget:
 
     def wait(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -381,10 +381,11 @@ class ClusterTarget:
             NotReady: a model failed (with the diagnosis), was stopped, or ``timeout_s`` passed.
             NotFound: a model is not deployed.
         """
+        spec = rendered.spec
         models = select_models(rendered, names)
         deadline = self.now() + timeout_s
         while True:
-            statuses = self.status(spec, rendered, [m.name for m in models])
+            statuses = self.status(rendered, [m.name for m in models])
             ready = [s for s in statuses if s.ready]
             waiting = [s for s in statuses if not s.ready]
             if progress is not None:
@@ -413,12 +414,13 @@ class ClusterTarget:
     # ---------------------------------------------------------------------------------------------
     # logs / delete / endpoint
 
-    def logs(self, spec: PoolSpec, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
+    def logs(self, rendered: Rendered, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
         """The kserve-container log of the newest predictor pod.
 
         Raises:
             NotFound: no pod (not deployed, or scaled to zero) or no previous container.
         """
+        spec = rendered.spec
         spec.model(name)
         ns = spec.namespace
         pods = self.cluster.pods(ns, label_selector=f"{ISVC_LABEL}={name}")
@@ -430,12 +432,13 @@ class ClusterTarget:
         return self.cluster.logs(ns, newest["metadata"]["name"], container=kserve.CONTAINER_NAME,
                                  previous=previous, follow=follow)
 
-    def delete(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
+    def delete(self, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
                force: bool = False) -> DeleteResult:
         """Delete the InferenceServices (and auth objects); with ``runtimes`` also unused runtimes.
 
         A runtime another InferenceService still uses is kept unless ``force``.
         """
+        spec = rendered.spec
         models = select_models(rendered, names)
         ns = spec.namespace
         changes: list[ObjectChange] = []
@@ -476,13 +479,14 @@ class ClusterTarget:
             changes.append(ObjectChange(SR_KIND, rt, ns, "deleted" if existed else "absent", note=note))
         return DeleteResult(target="cluster", changes=tuple(changes), notes=tuple(notes))
 
-    def endpoint(self, spec: PoolSpec, rendered: Rendered, name: str) -> Endpoint:
+    def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """The route URL when exposed, else the internal URL; the SA token when the model has auth.
 
         Raises:
             NotFound: the InferenceService (or its token Secret) does not exist.
             NotReady: it is not ready, or its token is not filled in yet.
         """
+        spec = rendered.spec
         model = spec.model(name)
         ns = spec.namespace
         isvc = self.cluster.get(ISVC_API_VERSION, ISVC_KIND, name, ns)
@@ -514,7 +518,7 @@ class ClusterTarget:
     # ---------------------------------------------------------------------------------------------
     # diff
 
-    def diff(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ObjectDiff]:
+    def diff(self, rendered: Rendered, names: Sequence[str]) -> list[ObjectDiff]:
         """What ``deploy`` would change: server-side dry-run apply vs the live object, per object.
 
         The Namespace is compared locally (project users may not patch namespaces). A field another
@@ -546,7 +550,7 @@ class ClusterTarget:
     # ---------------------------------------------------------------------------------------------
     # cache warm
 
-    def warm_cache(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, timeout_s: float,
+    def warm_cache(self, rendered: Rendered, names: Sequence[str], *, timeout_s: float,
                    progress: ProgressFn | None = None) -> cachejob.CacheWarmResult:
         """Run one download Job per model into the cache PVC; wait for them; report each result.
 
@@ -557,6 +561,7 @@ class ClusterTarget:
             NotFound: the namespace or PVC is missing.
             NotReady: a Job failed (with the diagnosed cause: gated model, no such repo, ...) or timed out.
         """
+        spec = rendered.spec
         models = select_models(rendered, names)
         ns = spec.namespace
         self.cluster.server_version()

@@ -101,8 +101,9 @@ class LocalTarget:
         configured = [m.name for m in spec.models]
         return configured + [n for n in state.models if n not in configured]
 
-    def plan(self, spec: PoolSpec, rendered: Rendered, name: str, *, port: int) -> LaunchPlan:
+    def plan(self, rendered: Rendered, name: str, *, port: int) -> LaunchPlan:
         """The launch plan of model ``name`` on ``port`` (``poolserve explain``-style inspection, tests)."""
+        spec = rendered.spec
         model = spec.model(name)
         state_dir, _ = self._paths(spec)
         return plan_launch(
@@ -117,7 +118,6 @@ class LocalTarget:
 
     def deploy(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -134,6 +134,7 @@ class LocalTarget:
                 state/cache directories cannot be written (e.g. ``.poolserve`` owned by another user).
             NotReady: a server was still starting after ``timeout_s`` (it keeps running).
         """
+        spec = rendered.spec
         if options.dry_run:
             raise SpecError("--dry-run is for the cluster target; `poolserve explain` shows the container "
                             "--target local runs (deploy lists the local overrides)")
@@ -156,7 +157,7 @@ class LocalTarget:
                 # Keep the port across restarts (a stable URL) unless something else took it.
                 keep = entry is not None and (running or port_free(HOST, entry.port))
                 port = entry.port if entry is not None and keep else free_port(HOST, avoid=taken)
-                plan = self.plan(spec, rendered, name, port=port)
+                plan = self.plan(rendered, name, port=port)
                 if entry and running and entry.fingerprint == plan.fingerprint:
                     changes.append(ObjectChange(KIND, name, None, "unchanged", f"pid {entry.pid}, {entry.url}"))
                     to_wait.append(entry)
@@ -175,7 +176,7 @@ class LocalTarget:
         if wait:
             self._wait_entries(to_wait, timeout_s, progress)
         return DeployResult(target="local", changes=tuple(changes),
-                            statuses=tuple(self.status(spec, rendered, selected)), notes=tuple(notes))
+                            statuses=tuple(self.status(rendered, selected)), notes=tuple(notes))
 
     def _start(self, plan: LaunchPlan, state_dir: Path, python: str) -> LocalEntry:
         if _vllm_missing(python):
@@ -211,8 +212,9 @@ class LocalTarget:
             self._process(entry).wait_ready(max(0.0, deadline - time.monotonic()), label=entry.name,
                                             progress=progress, healthy=self._healthy)
 
-    def status(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
+    def status(self, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
         """Ready (``/health`` 200), Loading, Failed/Stopped (process gone: log tail + diagnosis), NotDeployed."""
+        spec = rendered.spec
         _, state_path = self._paths(spec)
         state = read_state(state_path)
         out: list[ModelStatus] = []
@@ -253,7 +255,6 @@ class LocalTarget:
 
     def wait(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -267,6 +268,7 @@ class LocalTarget:
             LocalRunError: its process exited (log tail and diagnosis in the message).
             NotReady: still starting when ``timeout_s`` ran out.
         """
+        spec = rendered.spec
         _, state_path = self._paths(spec)
         state = read_state(state_path)
         selected = list(names) or [m.name for m in spec.models if m.name in state.models]
@@ -280,9 +282,9 @@ class LocalTarget:
                 raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
             entries.append(entry)
         self._wait_entries(entries, timeout_s, progress)
-        return self.status(spec, rendered, selected)
+        return self.status(rendered, selected)
 
-    def logs(self, spec: PoolSpec, name: str, *, previous: bool = False, follow: bool = False,
+    def logs(self, rendered: Rendered, name: str, *, previous: bool = False, follow: bool = False,
              poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
         """Lines of the model's server log; ``follow`` keeps reading until the process is gone or interrupted.
 
@@ -290,6 +292,7 @@ class LocalTarget:
             NotFound: there is no such log (never started locally, or no previous run).
             LocalRunError: the log cannot be read.
         """
+        spec = rendered.spec
         state_dir, state_path = self._paths(spec)
         path = state_dir / "logs" / (f"{name}.previous.log" if previous else f"{name}.log")
         if not path.is_file():
@@ -317,7 +320,7 @@ class LocalTarget:
                     return
                 sleep(poll_s)
 
-    def delete(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
+    def delete(self, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
                force: bool = False) -> DeleteResult:
         """Stop each model's whole process group (SIGTERM, then SIGKILL) and forget it.
 
@@ -326,6 +329,7 @@ class LocalTarget:
         Raises:
             LocalRunError: the state cannot be locked, read or written (e.g. owned by another user).
         """
+        spec = rendered.spec
         state_dir, state_path = self._paths(spec)
         changes: list[ObjectChange] = []
         with locked(state_dir):
@@ -349,13 +353,14 @@ class LocalTarget:
             notes.append("--runtimes: the local target has no ServingRuntimes")
         return DeleteResult(target="local", changes=tuple(changes), notes=tuple(notes))
 
-    def endpoint(self, spec: PoolSpec, rendered: Rendered, name: str) -> Endpoint:
+    def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """``http://127.0.0.1:<port>`` of a running, healthy model.
 
         Raises:
             NotFound: not deployed locally.
             NotReady: its process exited (with the diagnosis) or it is still starting.
         """
+        spec = rendered.spec
         _, state_path = self._paths(spec)
         entry = read_state(state_path).models.get(name)
         if entry is None:
