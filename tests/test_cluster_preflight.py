@@ -8,9 +8,9 @@ from poolserve.cluster.base import forbidden, kind_info
 from poolserve.cluster.fake import FakeCluster, cluster_for
 from poolserve.cluster.fake_objects import crd, node
 from poolserve.cluster.preflight import PreflightReport, crd_versions, preflight
-from poolserve.cluster.target import ClusterTarget, deploy_objects, select_models
+from poolserve.cluster.target import ClusterTarget, deploy_objects
 from poolserve.errors import Forbidden, NotFound, NotReady
-from poolserve.render import render
+from poolserve.render import render, select_models
 from poolserve.spec import PoolSpec, parse_spec
 
 SPEC = """\

@@ -8,7 +8,7 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from poolserve.diagnose import Diagnosis
@@ -23,6 +23,14 @@ class PoolserveError(Exception):
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message} ({hint})")
+
+    def with_message(self, message: str) -> Self:
+        """The same error (same class, exit code, hint and details) saying ``message`` instead."""
+        new = type(self).__new__(type(self))  # not copy.copy: it would call __init__ with args alone
+        new.__dict__.update(self.__dict__)
+        new.message = message
+        new.args = (message if self.hint is None else f"{message} ({self.hint})",)
+        return new
 
 
 class SpecError(PoolserveError):

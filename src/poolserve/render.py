@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from poolserve import kserve, yamlio
@@ -54,6 +54,21 @@ class Rendered:
             known = ", ".join(self.objects_by_model)
             raise SpecError(f"no model named {name!r} in the config (models: {known})") from None
         return kserve.compose(sr, isvc)
+
+
+def select_models(rendered: Rendered, names: Sequence[str]) -> list[Model]:
+    """The named models (all when ``names`` is empty), in config order.
+
+    Raises:
+        SpecError: for a name the config does not have.
+    """
+    if not names:
+        return list(rendered.models)
+    by_name = {m.name: m for m in rendered.models}
+    for n in names:
+        if n not in by_name:
+            raise SpecError(f"no model named {n!r} in the config (models: {', '.join(by_name)})")
+    return [m for m in rendered.models if m.name in set(names)]
 
 
 def runtime_file_name(runtime: Runtime) -> str:

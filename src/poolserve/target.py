@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 from poolserve.errors import SpecError
@@ -94,6 +95,15 @@ class DeployOptions:
     force_conflicts: bool = False
 
 
+@dataclass(frozen=True)
+class TargetOptions:
+    """How to reach a target: kube context/kubeconfig for the cluster, state dir for the local one."""
+
+    context: str | None = None
+    kubeconfig: str | None = None
+    state_dir: Path | None = None
+
+
 ProgressFn = Callable[[str, float | None], None]
 """``progress(message, fraction_or_None)``: called by waits; the CLI draws it, tests record it."""
 
@@ -147,6 +157,10 @@ class Target(Protocol):
     def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """Where model ``name`` answers HTTP; raises NotReady/NotFound when it does not run."""
         ...
+
+
+TargetFactory = Callable[[TargetName, TargetOptions], Target]
+"""Builds the target called by name (the CLI's builds the real ones; tests inject fakes)."""
 
 
 def target_name(explicit: str | None) -> TargetName:

@@ -21,6 +21,9 @@ from poolserve.kserve import GROUP, ISVC_KIND, SR_KIND, Manifest
 FIELD_MANAGER = "poolserve"
 """Field manager of every server-side apply (``kubectl get -o yaml --show-managed-fields`` shows it)."""
 
+LOG_TAIL = 60
+"""Log lines read to diagnose a crashed container (the previous predictor, a failed cache Job)."""
+
 KSERVE_HINT = "KServe is not installed (or not this version): install KServe / enable the OpenShift AI " \
               "single-model serving platform (KServe), then retry"
 
@@ -218,3 +221,9 @@ def dig(obj: Any, *path: str | int, default: Any = None) -> Any:
                 return default
             cur = cur[key]
     return cur
+
+
+def duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``, ``42`` -> ``42s`` (for timeout messages)."""
+    s = int(seconds)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 from poolserve import kserve, yamlio
 from poolserve.cluster import cachejob, readiness
-from poolserve.cluster.base import Cluster, dig, kind_of, ref
-from poolserve.cluster.preflight import check_pvc, preflight
-from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError, SpecError
+from poolserve.cluster.base import LOG_TAIL, Cluster, dig, duration, kind_of, ref
+from poolserve.cluster.preflight import preflight
+from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError
 from poolserve.kserve import (
     ISVC_API_VERSION,
     ISVC_KIND,
@@ -41,7 +41,7 @@ from poolserve.kserve import (
     predictor_name,
     token_secret_name,
 )
-from poolserve.render import Rendered
+from poolserve.render import Rendered, select_models
 from poolserve.spec import Model
 from poolserve.target import (
     DeleteResult,
@@ -58,7 +58,6 @@ POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
 """After an InferenceService changed, how long ``status`` waits for KServe to touch its Deployment
 before trusting the (still old) Ready condition."""
-LOG_TAIL = 60
 SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink")
 MODEL_FORMAT_ANNOTATION = "modelFormat"
 
@@ -69,21 +68,6 @@ def _utcnow() -> datetime:
 
 # --------------------------------------------------------------------------------------------------
 # Pure helpers: selection, comparison, diff.
-
-
-def select_models(rendered: Rendered, names: Sequence[str]) -> list[Model]:
-    """The named models (all when ``names`` is empty), in config order.
-
-    Raises:
-        SpecError: for a name the config does not have.
-    """
-    if not names:
-        return list(rendered.models)
-    by_name = {m.name: m for m in rendered.models}
-    for n in names:
-        if n not in by_name:
-            raise SpecError(f"no model named {n!r} in the config (models: {', '.join(by_name)})")
-    return [m for m in rendered.models if m.name in set(names)]
 
 
 def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: bool = False) -> list[Manifest]:
@@ -179,9 +163,7 @@ def _partial_failure(err: PoolserveError, done: Sequence[ObjectChange], failed: 
     applied = ", ".join(f"{c.kind.lower()}/{c.name} {c.action}" for c in done)
     rest = ", ".join(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in (failed, *pending))
     what = f"applied before the failure: {applied}" if done else "nothing was applied"
-    new = type(err).__new__(type(err))
-    PoolserveError.__init__(new, f"{err.message}; {what}; not applied: {rest}", hint=err.hint)
-    return new
+    return err.with_message(f"{err.message}; {what}; not applied: {rest}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -406,7 +388,7 @@ class ClusterTarget:
             remaining = deadline - self.now()
             if remaining <= 0:
                 summary = "; ".join(f"{s.name}: {s.phase}{f' ({s.reason})' if s.reason else ''}" for s in waiting)
-                raise NotReady(f"timed out after {_duration(timeout_s)} waiting for {len(waiting)} model"
+                raise NotReady(f"timed out after {duration(timeout_s)} waiting for {len(waiting)} model"
                                f"{'s' if len(waiting) > 1 else ''}: {summary}",
                                hint="raise --timeout for slow first downloads; `poolserve status` shows why")
             self.sleep(min(self.poll_s, remaining))
@@ -552,123 +534,9 @@ class ClusterTarget:
 
     def warm_cache(self, rendered: Rendered, names: Sequence[str], *, timeout_s: float,
                    progress: ProgressFn | None = None) -> cachejob.CacheWarmResult:
-        """Run one download Job per model into the cache PVC; wait for them; report each result.
-
-        A Job that already succeeded with the same spec is not run again. A failed or changed Job is
-        deleted and recreated (a Job's template is immutable).
-
-        Raises:
-            NotFound: the namespace or PVC is missing.
-            NotReady: a Job failed (with the diagnosed cause: gated model, no such repo, ...) or timed out.
-        """
-        spec = rendered.spec
-        models = select_models(rendered, names)
-        ns = spec.namespace
-        self.cluster.server_version()
-        notes = check_pvc(self.cluster, spec, 1)
-        del notes
-        deadline = self.now() + timeout_s
-        by_id: dict[str, Model] = {}
-        for m in models:
-            by_id.setdefault(m.model_id, m)  # two models on one HF id download once
-        jobs = {m.model_id: cachejob.cache_job(spec, m) for m in by_id.values()}
-        results: dict[str, cachejob.CacheJobStatus] = {}
-        for model_id, job in jobs.items():
-            m = by_id[model_id]
-            jname = job["metadata"]["name"]
-            live = self.cluster.get("batch/v1", "Job", jname, ns)
-            if live is not None and cachejob.same_job(live, job) and cachejob.job_state(live) == "Succeeded":
-                results[model_id] = cachejob.CacheJobStatus(m.name, model_id, jname, "cached",
-                                                            "already downloaded by an earlier job")
-                continue
-            if live is not None:
-                self.cluster.delete("batch/v1", "Job", jname, ns)
-                while self.cluster.get("batch/v1", "Job", jname, ns) is not None:
-                    if self.now() >= deadline:
-                        raise NotReady(f"Job {ns}/{jname} is still being deleted", hint="retry in a moment")
-                    self.sleep(min(1.0, self.poll_s))
-            self.cluster.apply(job)
-        running = [mid for mid in jobs if mid not in results]
-        while running:
-            for model_id in list(running):
-                m, jname = by_id[model_id], jobs[model_id]["metadata"]["name"]
-                live = self.cluster.get("batch/v1", "Job", jname, ns)
-                state = cachejob.job_state(live) if live is not None else "Pending"
-                pods = self.cluster.pods(ns, label_selector=f"job-name={jname}")
-                if state == "Succeeded":
-                    results[model_id] = cachejob.CacheJobStatus(m.name, model_id, jname, "downloaded",
-                                                                self._job_message(ns, pods))
-                    running.remove(model_id)
-                    continue
-                # Fail fast on what retries cannot fix (image, missing Secret, no node); a crashed
-                # download is retried by the Job (backoffLimit) and judged when the Job fails.
-                problems = [f for p in pods for f in readiness.pod_problems(p, container=cachejob.CONTAINER)
-                            if f.fatal and f.rank in (readiness.RANK_IMAGE_OR_CONFIG, readiness.RANK_UNSCHEDULABLE)]
-                problems += self._attach_problems(ns, pods)
-                if state == "Failed" or problems:
-                    cause = min(problems, key=lambda f: f.rank).text if problems else self._job_failure(ns, pods)
-                    raise NotReady(f"cache Job {ns}/{jname} for {model_id} failed: {cause}",
-                                   hint=f"`oc logs job/{jname} -n {ns}`")
-            if progress is not None:
-                done = len(jobs) - len(running)
-                progress(f"cache: {done}/{len(jobs)} downloaded" + (f"; downloading {running[0]}" if running else ""),
-                         done / len(jobs) if jobs else 1.0)
-            if not running:
-                break
-            remaining = deadline - self.now()
-            if remaining <= 0:
-                raise NotReady(f"timed out after {_duration(timeout_s)} downloading {', '.join(running)}",
-                               hint="large models take long: raise --timeout; the Jobs keep running")
-            self.sleep(min(self.poll_s, remaining))
-        ordered = tuple(results[mid] for mid in jobs)
-        return cachejob.CacheWarmResult(namespace=ns, pvc=spec.cache.pvc, hf_home=spec.cache.hf_home, jobs=ordered)
-
-    def _attach_problems(self, ns: str, pods: Sequence[Manifest]) -> list[readiness.Finding]:
-        """Multi-Attach events of pods still creating (a ReadWriteOnce PVC held by pods on another node)."""
-        out: list[readiness.Finding] = []
-        for p in pods:
-            creating = any(dig(cs, "state", "waiting", "reason") == "ContainerCreating"
-                           for cs in dig(p, "status", "containerStatuses", default=[]) or [])
-            if not creating:
-                continue
-            for e in self.cluster.events(ns, field_selector=f"involvedObject.name={p['metadata']['name']}"):
-                attach = readiness.multi_attach(e, fix="stop the predictors (or warm the cache before deploying), "
-                                                "or use a ReadWriteMany PVC")
-                if attach is not None:
-                    out.append(attach)
-        return out
-
-    def _job_message(self, ns: str, pods: Sequence[Manifest]) -> str:
-        for p in pods:
-            for cs in dig(p, "status", "containerStatuses", default=[]) or []:
-                msg = dig(cs, "state", "terminated", "message", default="") or ""
-                for line in reversed(str(msg).splitlines()):
-                    if cachejob.DONE_MARKER in line:
-                        # "poolserve-cache: downloaded <repo> to <path> (<size> in <s>)" -> "to <path> (...)"
-                        _, _, rest = line.partition(cachejob.DONE_MARKER)
-                        return rest.strip().partition(" ")[2] or rest.strip()
-        return ""
-
-    def _job_failure(self, ns: str, pods: Sequence[Manifest]) -> str:
-        from poolserve.diagnose import diagnose
-
-        for p in sorted(pods, key=lambda p: dig(p, "metadata", "creationTimestamp", default="") or "", reverse=True):
-            lines: list[str] = []
-            for cs in dig(p, "status", "containerStatuses", default=[]) or []:
-                msg = dig(cs, "state", "terminated", "message", default="") or ""
-                lines += str(msg).splitlines()
-            if not lines:
-                try:
-                    lines = list(self.cluster.logs(ns, p["metadata"]["name"], container=cachejob.CONTAINER,
-                                                   tail_lines=LOG_TAIL))
-                except NotFound:
-                    lines = []
-            diag = diagnose(lines)
-            if diag is not None:
-                return str(diag)
-            if lines:
-                return lines[-1].strip()
-        return "the Job failed (backoffLimit reached)"
+        """Download the models into the cache PVC with a Job each: see :func:`poolserve.cluster.cachejob.warm`."""
+        return cachejob.warm(self.cluster, rendered, names, timeout_s=timeout_s, progress=progress,
+                             sleep=self.sleep, now=self.now, poll_s=self.poll_s)
 
 
 def _crashing(p: Manifest) -> bool:
@@ -676,11 +544,6 @@ def _crashing(p: Manifest) -> bool:
         if cs.get("name") == kserve.CONTAINER_NAME and dig(cs, "state", "waiting", "reason") == "CrashLoopBackOff":
             return True
     return False
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def describe(obj: Manifest) -> str:
