@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from poolserve.baseline import sentence_transformers_baseline
-from poolserve.bench import Workload, make_query
+from poolserve.workload import Workload, make_query
 from poolserve.metrics import report_from_json, report_to_json
 
 

@@ -19,20 +19,12 @@ from typer.testing import CliRunner
 
 import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve.baseline import measure
-from poolserve.bench import (
-    BenchProgress,
-    Bounds,
-    StubServer,
-    Workload,
-    bench,
-    make_text,
-    run_self_test,
-    run_setting,
-)
+from poolserve.bench import StubServer, bench, run_self_test, run_setting
 from poolserve.cli.app import app, state
 from poolserve.errors import EndpointError, SpecError
 from poolserve.metrics import BaselineResult, report_from_json
 from poolserve.target import Endpoint
+from poolserve.workload import BenchProgress, Bounds, Workload, make_text
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "http://bench.test"

@@ -20,21 +20,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.text import Text
 
-from poolserve.bench import (
-    DEFAULT_BATCH_SIZES,
-    DEFAULT_DOCUMENTS,
-    DEFAULT_INPUT_TOKENS,
-    DEFAULT_REQUESTS,
-    BaselineFn,
-    BenchProgress,
-    BenchTask,
-    Bounds,
-    ProgressCallback,
-    bench,
-    iter_settings,
-    self_test_report,
-    unserved_settings,
-)
+from poolserve.bench import bench, self_test_report
 from poolserve.cli.app import ConfigOpt, SetOpt, TargetOpt, command, err, out
 from poolserve.cli.ops import ContextOpt, KubeconfigOpt, get_target, load, parse_duration
 from poolserve.client import check_url
@@ -44,13 +30,26 @@ from poolserve.metrics import (
     baseline_for,
     ceiling_for,
     compare,
+    iter_settings,
     ratio,
     report_from_json,
     report_to_json,
+    unserved_settings,
 )
 from poolserve.render import Rendered
 from poolserve.spec import DEFAULT_CONFIG, Model, PoolSpec
 from poolserve.target import Endpoint
+from poolserve.workload import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_DOCUMENTS,
+    DEFAULT_INPUT_TOKENS,
+    DEFAULT_REQUESTS,
+    BaselineFn,
+    BenchProgress,
+    BenchTask,
+    Bounds,
+    ProgressCallback,
+)
 
 
 def parse_ints(text: str, option: str) -> list[int]:
