@@ -17,10 +17,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve.baseline import measure
 from poolserve.bench import StubServer, bench, run_self_test, run_setting
-from poolserve.cli.app import app, state
+from poolserve.cli.app import app, create_app
 from poolserve.errors import EndpointError, SpecError
 from poolserve.metrics import BaselineResult, report_from_json
 from poolserve.target import Endpoint
@@ -335,8 +334,8 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
             assert name == "msmarco-reranker"
             return Endpoint(url=stub.url, served_model="served-ce")
 
-    monkeypatch.setitem(state, "target_factory", lambda name, options: FakeTarget())
-    r = runner.invoke(app, ["bench", "msmarco-reranker", "-c", str(ROOT / "poolserve.yaml"), "--target", "local",
+    wired = create_app(target_factory=lambda name, options: FakeTarget())
+    r = runner.invoke(wired, ["bench", "msmarco-reranker", "-c", str(ROOT / "poolserve.yaml"), "--target", "local",
                             "--concurrency", "1", "--documents", "3", "-n", "2", "-o", "-"])
     assert r.exit_code == 0, r.output
     report = report_from_json(r.stdout)

@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 import poolserve
-import poolserve.cli  # registers the commands
 from poolserve import yamlio
 from poolserve.cli.app import app
 from test_render import crd_dir
@@ -191,7 +190,7 @@ def test_check_does_not_depend_on_how_the_config_path_is_spelled(project: Path) 
 def test_wait_timeout_defaults_per_target() -> None:
     from types import SimpleNamespace
 
-    from poolserve.cli.ops import CLUSTER_TIMEOUT_S, wait_timeout
+    from poolserve.actions.common import CLUSTER_TIMEOUT_S, wait_timeout
     from poolserve.spec import parse_spec
 
     spec = parse_spec((ROOT / "poolserve.yaml").read_text(), overrides={"local.startup_timeout_s": 42})

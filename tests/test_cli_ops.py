@@ -15,9 +15,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
-from poolserve.cli import ops
-from poolserve.cli.app import app, state
+from poolserve.cli.app import create_app
 from poolserve.cluster.base import conflict, invalid, unauthorized
 from poolserve.cluster.fake import FakeCluster, cluster_for, ready_controller
 from poolserve.cluster.fake_objects import condition, deployment, isvc_status, later, pod
@@ -41,6 +39,7 @@ class Env:
         self.sleeps: list[float] = []
         self.on_sleep: Callable[[float], None] | None = None
         self.t = 0.0
+        self.app: Any = None
 
     def sleep(self, s: float) -> None:
         self.sleeps.append(s)
@@ -49,7 +48,7 @@ class Env:
             self.on_sleep(self.t)
 
     def run(self, *args: str) -> Any:
-        return runner.invoke(app, [*args, "-c", str(self.path / "poolserve.yaml")])
+        return runner.invoke(self.app, [*args, "-c", str(self.path / "poolserve.yaml")])
 
 
 @pytest.fixture
@@ -62,9 +61,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
         assert name == "cluster"
         return ClusterTarget(e.fake, sleep=e.sleep, now=lambda: e.t, clock=lambda: later(420), poll_s=5)
 
-    monkeypatch.setitem(state, "target_factory", factory)
     # A fixed-width console: the golden text must not depend on the terminal running pytest.
-    monkeypatch.setattr(ops, "out", Console(width=200, soft_wrap=True, color_system=None, force_terminal=False))
+    e.app = create_app(target_factory=factory,
+                       out=Console(width=200, soft_wrap=True, color_system=None, force_terminal=False))
     monkeypatch.delenv("POOLSERVE_TARGET", raising=False)
     return e
 

@@ -27,3 +27,12 @@ def test_cli_start_does_not_import_heavy_libraries() -> None:
             "print(','.join(m for m in ('kubernetes', 'vllm', 'torch', 'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_cli_app_imports_no_command_dependencies() -> None:
+    # `poolserve --version` and `render` must not pay for httpx, asyncio, the cluster client or torch:
+    # a command imports them when it runs.
+    code = ("import sys, poolserve.cli.app\n"
+            "print(','.join(m for m in ('httpx', 'asyncio', 'kubernetes', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

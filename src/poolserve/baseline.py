@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from poolserve.workload import BaselineFn
 from poolserve.errors import SpecError
 from poolserve.hfcache import snapshot_path
 from poolserve.metrics import BaselineResult
+from poolserve.workload import BaselineFn
 
 LIBRARY = "sentence-transformers"
 BASELINES = (LIBRARY,)

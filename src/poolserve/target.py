@@ -11,10 +11,12 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from poolserve.errors import SpecError
-from poolserve.render import Rendered
+
+if TYPE_CHECKING:
+    from poolserve.render import Rendered
 
 TargetName = Literal["cluster", "local"]
 TARGET_ENV = "POOLSERVE_TARGET"

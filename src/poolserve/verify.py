@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from poolserve import probes, vllm_api
+from poolserve.catalog import lookup
 from poolserve.errors import EndpointError
 from poolserve.spec import Model, Task, Version, format_version
 
@@ -168,6 +169,28 @@ def expectations_for(model: Model, *, served_model: str | None = None) -> Expect
         max_model_len=model.max_model_len,
         score_range=score_range,
         chunked_processing=bool(pc.get("enable_chunked_processing")),
+    )
+
+
+def expectations_for_id(name: str, task: Task, model_id: str | None, vllm_version: Version, *,
+                        served_model: str | None = None) -> Expectations:
+    """What the checks expect of a model that is not in the config (``test --url`` without NAME).
+
+    Only what the catalog knows of ``model_id`` (dimensions, normalization, score range, max length);
+    the vLLM version decides which score/rerank routes are checked.
+    """
+    entry = lookup(model_id) if model_id else None
+    normalized = ("normalize" in entry.pooling.lower() or None) if entry and entry.pooling and task == "embed" \
+        else None
+    return Expectations(
+        name=name,
+        task=task,
+        vllm_version=vllm_version,
+        served_model=served_model,
+        dimensions=entry.dimensions if entry and task == "embed" else None,
+        normalized=normalized,
+        max_model_len=entry.max_model_len if entry else None,
+        score_range=(0.0, 1.0) if entry and task == "score" and entry.score_output == "sigmoid" else None,
     )
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from poolserve.spec import Version
+if TYPE_CHECKING:
+    from poolserve.spec import Version
 
 EMBEDDINGS = "/v1/embeddings"
 SCORE_PATHS = ("/score", "/v1/score")

@@ -79,6 +79,8 @@ class CacheWarmResult:
     pvc: str
     hf_home: str
     jobs: tuple[CacheJobStatus, ...]
+    offline: bool = False
+    """``cache.offline``: the serving pods run with ``HF_HUB_OFFLINE=1``, from this cache alone."""
 
 
 def job_name(model: Model) -> str:
@@ -247,7 +249,8 @@ def warm(cluster: Cluster, rendered: Rendered, names: Sequence[str], *, timeout_
                            hint="large models take long: raise --timeout; the Jobs keep running")
         sleep(min(poll_s, remaining))
     ordered = tuple(results[mid] for mid in jobs)
-    return CacheWarmResult(namespace=ns, pvc=spec.cache.pvc, hf_home=spec.cache.hf_home, jobs=ordered)
+    return CacheWarmResult(namespace=ns, pvc=spec.cache.pvc, hf_home=spec.cache.hf_home, jobs=ordered,
+                           offline=spec.cache.offline)
 
 def _attach_problems(cluster: Cluster, ns: str, pods: Sequence[Manifest]) -> list[readiness.Finding]:
     """Multi-Attach events of pods still creating (a ReadWriteOnce PVC held by pods on another node)."""
