@@ -474,6 +474,31 @@ def test_logs_follow_ends_when_the_server_stops(stub: tuple[LocalTarget, PoolSpe
     assert lines[-1].endswith("Application shutdown complete.")  # written after following began
 
 
+def test_logs_follow_reads_what_the_server_wrote_just_before_it_exited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race behind a flaky follow: the last read hits the end of the log, the server writes its last
+    # line and exits, and only then does the follower see it gone. It must still print that line.
+    from poolserve.local.process import VllmProcess
+
+    spec = _spec(tmp_path)
+    log = tmp_path / "state" / "logs" / f"{MINILM}.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("INFO:     Application startup complete.\n")
+    write_state(tmp_path / "state" / "local-state.json", LocalState({MINILM: LocalEntry(
+        name=MINILM, pid=4242, pgid=4242, port=1, url="http://127.0.0.1:1", log=str(log), started_at=0.0, argv=(),
+        served_model=MINILM, runtime="r", fingerprint="f")}))
+
+    def exits_after_its_last_line(self: VllmProcess) -> bool:
+        with log.open("a") as f:
+            f.write("INFO:     Application shutdown complete.\n")
+        return False
+
+    monkeypatch.setattr(VllmProcess, "alive", exits_after_its_last_line)
+    lines = list(LocalTarget().logs(render(spec), MINILM, follow=True, poll_s=0.01, sleep=lambda s: None))
+    assert lines == ["INFO:     Application startup complete.", "INFO:     Application shutdown complete."]
+
+
 def test_deploy_without_wait_then_wait(tmp_path: Path, stub_python: str) -> None:
     spec = _spec(tmp_path, **{"local.python": stub_python, "local.env": {"STUB_DELAY_S": "1.5"}})
     rendered = render(spec)

@@ -306,6 +306,7 @@ class LocalTarget:
             raise fs_error(err, "read the log", path) from err
         with f:
             partial = ""
+            gone = not follow or proc is None
             while True:
                 chunk = f.readline()
                 if chunk:
@@ -314,10 +315,15 @@ class LocalTarget:
                         yield partial.rstrip("\n")
                         partial = ""
                     continue
-                if not follow or proc is None or not proc.alive():
+                if gone:
                     if partial:
                         yield partial
                     return
+                if proc is not None and not proc.alive():
+                    # It may have written its last lines after our last read and before it exited:
+                    # read to the end once more before stopping.
+                    gone = True
+                    continue
                 sleep(poll_s)
 
     def delete(self, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
