@@ -208,7 +208,7 @@ def _finish(s: Session, report: BenchReport, previous: BenchReport | None, outpu
 def bench_cmd(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Model name from the config (optional with --url or "
-                                               "--self-test).", show_default=False, metavar="[NAME]")] = None,
+                                               "--self-test).", show_default=False, metavar="NAME")] = None,
     config: ConfigOpt = Path(DEFAULT_CONFIG),
     target: TargetOpt = None,
     url: Annotated[str | None, typer.Option("--url", help="Benchmark this base URL instead of the target's "

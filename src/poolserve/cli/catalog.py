@@ -15,7 +15,7 @@ from poolserve.errors import SpecError
 def catalog_cmd(
     ctx: typer.Context,
     model_id: Annotated[str | None, typer.Argument(help="A Hugging Face model id to show in full.",
-                                                   metavar="[MODEL_ID]")] = None,
+                                                   metavar="MODEL_ID")] = None,
     output: TableOrJsonOpt = TableOrJson.table,
 ) -> None:
     """List known-good vLLM pooling models, or show what one model needs."""

@@ -78,7 +78,7 @@ def explain_lines(row: Mapping[str, Any]) -> list[str]:
 def explain_cmd(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(help="Models to show (default: all).", show_default=False,
-                                                      metavar="[NAME]...")] = None,
+                                                      metavar="NAME")] = None,
     config: ConfigOpt = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
     output: OutputOpt = Output.table,

@@ -79,7 +79,7 @@ ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig co
 KubeconfigOpt = Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", metavar="FILE",
                                                    help="kubeconfig file (cluster target).")]
 NamesArg = Annotated[list[str] | None, typer.Argument(help="Model names from the config (default: all).",
-                                                      show_default=False, metavar="[NAME]...")]
+                                                      show_default=False, metavar="NAME")]
 TimeoutOpt = Annotated[str | None, typer.Option(
     "--timeout", help="How long to wait, e.g. 900s, 15m. Default: 15m on a cluster; locally the config's "
     "local.startup_timeout_s (600 s).", show_default=False, metavar="DURATION")]

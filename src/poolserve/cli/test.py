@@ -44,7 +44,7 @@ def test_cmd(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(
         help="Model name from the config (optional with --url: then --task says which checks apply).",
-        show_default=False, metavar="[NAME]")] = None,
+        show_default=False, metavar="NAME")] = None,
     config: ConfigOpt = Path(DEFAULT_CONFIG),
     url: Annotated[str | None, typer.Option(
         "--url", help="Base URL of the served model, e.g. https://<route-host> (default: ask the target).",
