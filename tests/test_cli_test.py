@@ -201,6 +201,32 @@ def test_unknown_model_name(project: Path) -> None:
     assert "no model named 'nope'" in error_line(r.stderr)
 
 
+def test_url_without_name_needs_no_config_like_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `bench --url` never needed NAME; `test --url` takes --task/--model instead, and reads no config.
+    monkeypatch.chdir(tmp_path)  # no poolserve.yaml here
+    fake = serve(monkeypatch, embedder())
+    r = runner.invoke(app, ["test", "--url", URL, "--task", "embed", "--model", MINILM, "-o", "json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert (report["task"], report["served_model"], report["name"]) == ("embed", MINILM, MINILM)
+    assert all(b is None or b.get("model") == MINILM for _, _, b in fake.calls)
+    # What to expect comes from the catalog entry of --model: all-MiniLM-L6-v2 has 384 dimensions.
+    serve(monkeypatch, FakeVllm(served=(MINILM,), dims=128))
+    r = runner.invoke(app, ["test", "--url", URL, "--task", "embed", "--model", MINILM])
+    assert r.exit_code == 1
+    assert "384" in error_line(r.stderr) and "128" in error_line(r.stderr)
+
+
+def test_without_name_or_task_says_what_to_give(project: Path) -> None:
+    r = runner.invoke(app, ["test"])
+    assert r.exit_code == 2
+    assert error_line(r.stderr) == "error: give a model NAME from the config, or --url URL with --task embed|score"
+    r = runner.invoke(app, ["test", "--url", URL])
+    assert r.exit_code == 2
+    assert error_line(r.stderr) == ("error: without NAME, give --task embed or --task score (and --model for the "
+                                    "served name)")
+
+
 class Ref:
     def __init__(self, fake: FakeVllm, source: str) -> None:
         self.fake, self.source = fake, source

@@ -457,6 +457,36 @@ def test_cli_cache_import_and_list(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not a model directory (no config.json)" in bad.output
 
 
+def test_default_target_points_at_the_local_one_when_the_model_runs_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After the local demo, `poolserve test minilm-embedding` (no --target) used to end in exit 3,
+    # "the kubernetes Python client is not installed", with no word of the model running right here.
+    state = tmp_path / "s"
+    write_state(state / "local-state.json", LocalState({MINILM: LocalEntry(
+        name=MINILM, pid=4242, pgid=4242, port=1, url="http://127.0.0.1:1", log=str(tmp_path / "l"),
+        started_at=0.0, argv=(), served_model=MINILM, runtime="r", fingerprint="f")}))
+    monkeypatch.delenv("POOLSERVE_TARGET", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    sets = ["-c", str(CONFIG), "--set", f"local.state_dir={state}"]
+    hint = (f"error: {MINILM} is deployed locally, but --target defaults to cluster: add --target local (or export "
+            "POOLSERVE_TARGET=local); the cluster target said: ")
+
+    r = _cli("status", MINILM, *sets)  # the cluster extra installed, no kubeconfig
+    assert r.exit_code == 3, r.output
+    assert r.stderr.startswith(hint + f"kubeconfig {tmp_path / 'no-kubeconfig'} does not exist")
+    assert r.stderr.count("\n") == 1
+    for unrelated in (["status", "--target", "cluster", MINILM], ["status", "granite-embedding"]):
+        r = _cli(*unrelated, *sets)
+        assert r.exit_code == 3 and "--target local" not in r.stderr, r.output
+
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # the cluster extra not installed
+    r = _cli("test", MINILM, *sets)
+    assert r.exit_code == 11, r.output  # a missing extra, not an unreachable cluster (3)
+    assert r.stderr == (hint + "the kubernetes Python client is not installed: install the cluster extra: pip "
+                        "install -e '.[cluster]' in the poolserve checkout\n")
+
+
 def test_logs_follow_ends_when_the_server_stops(stub: tuple[LocalTarget, PoolSpec, Rendered]) -> None:
     import threading
 

@@ -121,7 +121,7 @@ def _expectations(req: VerifyRequest, model: Model | None, served: str | None) -
         return expectations_for(model, served_model=served)
     version = image_version(DEFAULT_IMAGE)
     assert version is not None  # the pinned default image's tag is a version
-    return expectations_for_id(req.name or served or "model", parse_task(req.task), req.served_model, version,
+    return expectations_for_id(req.name or served or "endpoint", parse_task(req.task), req.served_model, version,
                                served_model=served)
 
 

@@ -99,7 +99,8 @@ def test_cmd(
     if output == "json":
         typer.echo(dumps(report, "json"), nl=False)
     else:
-        s.err().print(Text(f"{report.name} ({report.task}) at {report.url}, model {report.served_model}, "
+        served = report.served_model or "(server default model)"
+        s.err().print(Text(f"{report.name} ({report.task}) at {report.url}, model {served}, "
                            f"vLLM {report.vllm_version}" + (f", reference {report.reference}" if report.reference
                                                            else "")))
         s.out().print(check_table(report))
