@@ -6,10 +6,8 @@ The public API is imported lazily so ``import poolserve`` stays cheap.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-DEFAULT_CONFIG = "poolserve.yaml"
-"""The config file every command reads unless ``-c``/``$POOLSERVE_CONFIG`` names another."""
 
-__all__ = ["DEFAULT_CONFIG", "__version__", "load_spec", "render"]
+__all__ = ["__version__", "load_spec", "render"]
 
 
 def __getattr__(name: str) -> object:

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from poolserve import DEFAULT_CONFIG, catalog
+from poolserve import catalog
+from poolserve.defaults import DEFAULT_CONFIG
 from poolserve.errors import SpecError
 from poolserve.yamlio import load_with_lines
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from poolserve.defaults import TARGET_ENV
 from poolserve.errors import SpecError
 
 if TYPE_CHECKING:
     from poolserve.render import Rendered
 
 TargetName = Literal["cluster", "local"]
-TARGET_ENV = "POOLSERVE_TARGET"
 Phase = Literal["Ready", "Loading", "Failed", "Stopped", "NotDeployed", "Unknown"]
 
 

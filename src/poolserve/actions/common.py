@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolserve import DEFAULT_CONFIG
+from poolserve.defaults import DEFAULT_CONFIG, TARGET_ENV
 from poolserve.errors import ClusterUnreachable, LocalRunError, MissingDependency, SpecError
-from poolserve.target import TARGET_ENV, Target, TargetFactory, TargetName, TargetOptions, target_name
+from poolserve.target import Target, TargetFactory, TargetName, TargetOptions, target_name
 
 if TYPE_CHECKING:
     from poolserve.cluster.target import ClusterTarget

@@ -24,8 +24,6 @@ from poolserve.spec import DEFAULT_IMAGE, Model, PoolSpec, Task, image_version
 from poolserve.target import Endpoint
 from poolserve.verify import CheckResult, Expectations, Reference, VerifyReport
 
-TOKEN_ENV = "POOLSERVE_TOKEN"
-
 Notify = Callable[[Literal["note", "warning"], str], None]
 """``notify(kind, message)``: what the user should read while the checks run (a URL fixed, TLS off)."""
 

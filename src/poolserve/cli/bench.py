@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from poolserve import DEFAULT_CONFIG
 from poolserve.cli.options import (
+    CONFIG,
     ConfigOpt,
     ContextOpt,
     KubeconfigOpt,
@@ -28,6 +28,7 @@ from poolserve.cli.options import (
     source,
     where,
 )
+from poolserve.defaults import TOKEN_ENV
 from poolserve.errors import SpecError
 from poolserve.workload import DEFAULT_DOCUMENTS, DEFAULT_INPUT_TOKENS
 
@@ -209,11 +210,11 @@ def bench_cmd(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Model name from the config (optional with --url or "
                                                "--self-test).", show_default=False, metavar="NAME")] = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     target: TargetOpt = None,
     url: Annotated[str | None, typer.Option("--url", help="Benchmark this base URL instead of the target's "
                                             "endpoint, e.g. http://127.0.0.1:8000.", metavar="URL")] = None,
-    token: Annotated[str | None, typer.Option("--token", envvar="POOLSERVE_TOKEN", metavar="TOKEN",
+    token: Annotated[str | None, typer.Option("--token", envvar=TOKEN_ENV, metavar="TOKEN",
                                               help="Bearer token for --url.")] = None,
     task_opt: Annotated[str | None, typer.Option("--task", help="embed or score, with --url when NAME is not in "
                                                  "the config (required then; without NAME default embed).",

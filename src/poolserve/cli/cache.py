@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from poolserve import DEFAULT_CONFIG
-from poolserve.cli.options import ConfigOpt, Output, OutputOpt, SetOpt, session, source
+from poolserve.cli.options import CONFIG, ConfigOpt, Output, OutputOpt, SetOpt, session, source
 
 
 def size_text(n: int) -> str:
@@ -26,7 +25,7 @@ def import_cmd(
     model_id: Annotated[str, typer.Argument(help="Hugging Face id to file it under, e.g. "
                                             "sentence-transformers/all-MiniLM-L6-v2.", metavar="MODEL_ID")],
     path: Annotated[Path, typer.Argument(help="Local model directory (with config.json).", metavar="DIR")],
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     link: Annotated[bool, typer.Option("--link", help="Symlink the files instead of copying them.")] = False,
     set_: SetOpt = None,
 ) -> None:
@@ -42,7 +41,7 @@ def import_cmd(
 
 def list_cmd(
     ctx: typer.Context,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     set_: SetOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:

@@ -7,13 +7,12 @@ fields the server defaults ignored) and exits 1 when anything differs, like ``ku
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from poolserve import DEFAULT_CONFIG
 from poolserve.cli.options import (
+    CONFIG,
     ConfigOpt,
     ContextOpt,
     KubeconfigOpt,
@@ -31,7 +30,7 @@ from poolserve.cli.options import (
 def diff_cmd(
     ctx: typer.Context,
     names: NamesArg = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
@@ -60,7 +59,7 @@ def diff_cmd(
 def warm_cmd(
     ctx: typer.Context,
     names: NamesArg = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     timeout: Annotated[str, typer.Option("--timeout", help="How long to wait for the download Jobs, e.g. 60m.",
                                          metavar="DURATION")] = "60m",
     context: ContextOpt = None,

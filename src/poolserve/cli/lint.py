@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from poolserve import DEFAULT_CONFIG
 from poolserve.cli.options import (
+    CONFIG,
     ConfigOpt,
     Output,
     OutputOpt,
@@ -20,6 +20,7 @@ from poolserve.cli.options import (
     session,
     source,
 )
+from poolserve.defaults import CRD_DIR_ENV
 from poolserve.errors import LintError
 
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
@@ -27,8 +28,8 @@ _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 
 def lint_cmd(
     ctx: typer.Context,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
-    crd_dir: Annotated[Path | None, typer.Option("--crd-dir", envvar="POOLSERVE_CRD_DIR", metavar="DIR",
+    config: ConfigOpt = CONFIG,
+    crd_dir: Annotated[Path | None, typer.Option("--crd-dir", envvar=CRD_DIR_ENV, metavar="DIR",
                                                  help="Directory with the KServe CRDs "
                                                  "(serving.kserve.io_servingruntimes.yaml, "
                                                  "serving.kserve.io_inferenceservices.yaml) to validate against.")]
@@ -79,7 +80,7 @@ def explain_cmd(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(help="Models to show (default: all).", show_default=False,
                                                       metavar="NAME")] = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     set_: SetOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:

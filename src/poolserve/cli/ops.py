@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from poolserve import DEFAULT_CONFIG
 from poolserve.cli.options import (
+    CONFIG,
     ConfigOpt,
     ContextOpt,
     KubeconfigOpt,
@@ -33,7 +32,7 @@ from poolserve.errors import SpecError
 def deploy_cmd(
     ctx: typer.Context,
     names: NamesArg = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     target: TargetOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the models are ready.")] = True,
     timeout: TimeoutOpt = None,
@@ -71,7 +70,7 @@ def deploy_cmd(
 def status_cmd(
     ctx: typer.Context,
     names: NamesArg = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     target: TargetOpt = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every 2 s until interrupted.")] = False,
     context: ContextOpt = None,
@@ -105,7 +104,7 @@ def status_cmd(
 def wait_cmd(
     ctx: typer.Context,
     names: NamesArg = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     target: TargetOpt = None,
     timeout: TimeoutOpt = None,
     context: ContextOpt = None,
@@ -127,7 +126,7 @@ def wait_cmd(
 def logs_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name.", metavar="NAME")],
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     target: TargetOpt = None,
     previous: Annotated[bool, typer.Option("--previous", "-p", help="The previous (crashed) container's log.")]
     = False,
@@ -148,7 +147,7 @@ def logs_cmd(
 def delete_cmd(
     ctx: typer.Context,
     names: NamesArg = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     target: TargetOpt = None,
     runtimes: Annotated[bool, typer.Option("--runtimes", help="Also delete ServingRuntimes no remaining "
                                            "InferenceService uses (cluster target).")] = False,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from poolserve.actions.common import Edges, Source, Where
+from poolserve.defaults import CONFIG_ENV, DEFAULT_CONFIG
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from poolserve.target import ProgressFn
 
 PIPE_WIDTH = 200
+CONFIG = Path(DEFAULT_CONFIG)
 
 
 class Session:
@@ -67,7 +69,7 @@ def session(ctx: typer.Context | Any) -> Session:
     return obj
 
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Config file.", envvar="POOLSERVE_CONFIG",
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Config file.", envvar=CONFIG_ENV,
                                          show_default=True, metavar="FILE")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", help="Override a config key, e.g. --set namespace=dev (repeatable).", metavar="KEY=VALUE")]

@@ -7,15 +7,14 @@ from typing import Annotated
 
 import typer
 
-from poolserve import DEFAULT_CONFIG
-from poolserve.cli.options import ConfigOpt, SetOpt, session, source
+from poolserve.cli.options import CONFIG, ConfigOpt, SetOpt, session, source
 
 DEFAULT_OUT = "manifests/kserve"
 
 
 def render_cmd(
     ctx: typer.Context,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     output: Annotated[str, typer.Option("--output", "-o", help="Directory to write, or - for one YAML stream "
                                         "on stdout.", metavar="DIR")] = DEFAULT_OUT,
     check: Annotated[bool, typer.Option("--check", help="Write nothing; print the diff and exit 1 if the "

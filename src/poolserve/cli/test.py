@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from poolserve import DEFAULT_CONFIG
 from poolserve.cli.options import (
+    CONFIG,
     ConfigOpt,
     ContextOpt,
     KubeconfigOpt,
@@ -18,15 +17,13 @@ from poolserve.cli.options import (
     source,
     where,
 )
+from poolserve.defaults import TOKEN_ENV
 from poolserve.errors import SpecError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from poolserve.verify import VerifyReport
-
-TOKEN_ENV = "POOLSERVE_TOKEN"
-
 
 def check_table(report: VerifyReport) -> Table:
     """One row per check: result, latency, what was seen."""
@@ -45,7 +42,7 @@ def test_cmd(
     name: Annotated[str | None, typer.Argument(
         help="Model name from the config (optional with --url: then --task says which checks apply).",
         show_default=False, metavar="NAME")] = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    config: ConfigOpt = CONFIG,
     url: Annotated[str | None, typer.Option(
         "--url", help="Base URL of the served model, e.g. https://<route-host> (default: ask the target).",
         metavar="URL")] = None,
