@@ -170,12 +170,6 @@ def error_message(body: Any) -> str | None:
     return None
 
 
-def served_model_ids(body: Any) -> list[str]:
-    """Model ids listed by ``/v1/models``."""
-    data = _require(body, "data", "models")
-    return [str(d.get("id")) for d in data if isinstance(d, Mapping)]
-
-
 @dataclass(frozen=True)
 class ServedModel:
     """One entry of ``/v1/models``: the served name and, when vLLM reports it, its max_model_len."""

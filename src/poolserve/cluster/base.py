@@ -90,12 +90,6 @@ def ref(kind: str, name: str, namespace: str | None = None) -> str:
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
-def obj_ref(obj: Manifest) -> str:
-    """:func:`ref` of a manifest."""
-    meta = obj.get("metadata") or {}
-    return ref(str(obj.get("kind", "?")), str(meta.get("name", "?")), meta.get("namespace"))
-
-
 @dataclass(frozen=True)
 class Access:
     """Answer of a SelfSubjectAccessReview."""

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from poolserve import kserve, yamlio
 from poolserve.cluster import cachejob, readiness
-from poolserve.cluster.base import LOG_TAIL, Cluster, dig, duration, kind_of, ref
+from poolserve.cluster.base import LOG_TAIL, Cluster, dig, duration, kind_of
 from poolserve.cluster.preflight import preflight
 from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError
 from poolserve.kserve import (
@@ -544,9 +544,3 @@ def _crashing(p: Manifest) -> bool:
         if cs.get("name") == kserve.CONTAINER_NAME and dig(cs, "state", "waiting", "reason") == "CrashLoopBackOff":
             return True
     return False
-
-
-def describe(obj: Manifest) -> str:
-    """``InferenceService ns/name`` for a manifest (used in CLI messages)."""
-    meta = obj.get("metadata") or {}
-    return ref(str(obj.get("kind")), str(meta.get("name")), meta.get("namespace"))
