@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from poolserve import vllm_api
-from poolserve.client import InsecureTransportWarning, PoolClient, backoff_delays, check_url
-from poolserve.errors import EndpointError, SpecError
+from poolserve.client import PoolClient, backoff_delays, check_url
+from poolserve.errors import EndpointError, InsecureTransportWarning, SpecError
 from poolserve.target import Endpoint
 from support.fake_vllm import FakeVllm, not_found_route, vllm_error
 

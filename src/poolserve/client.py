@@ -31,7 +31,7 @@ bad_response       the reply is not JSON or not the shape vLLM sends
 =================  ===========================================================================
 
 Nothing here prints: an explicit ``insecure=True`` (and a bearer token sent over plain HTTP to
-another host) is reported with :func:`warnings.warn` (:class:`InsecureTransportWarning`).
+another host) is reported with :func:`warnings.warn` (:class:`~poolserve.errors.InsecureTransportWarning`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any, Literal
 import httpx
 
 from poolserve import vllm_api
-from poolserve.errors import EndpointError, SpecError
+from poolserve.errors import EndpointError, InsecureTransportWarning, SpecError
 from poolserve.target import Endpoint
 
 Kind = Literal[
@@ -66,10 +66,6 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 INGRESS_CA_HINT = ("pass --ca-file with the CA that signed it (OpenShift default Routes: "
                    "oc -n openshift-config-managed get configmap default-ingress-cert "
                    "-o jsonpath='{.data.ca-bundle\\.crt}' > ingress-ca.crt), or --insecure")
-
-
-class InsecureTransportWarning(UserWarning):
-    """TLS verification is off, or a token is about to travel over plain HTTP."""
 
 
 def check_url(url: str, option: str = "--url") -> str:
@@ -236,7 +232,7 @@ class PoolClient:
             None omits it (vLLM >= 0.8 then uses the only model).
         token: bearer token (never logged or shown in ``repr``).
         ca_file: PEM bundle to trust for https (e.g. the OpenShift ingress CA).
-        insecure: skip TLS verification (explicit opt-in; warns with :class:`InsecureTransportWarning`).
+        insecure: skip TLS verification (explicit opt-in; warns with :class:`~poolserve.errors.InsecureTransportWarning`).
         timeout_s: read/write timeout of one request.
         connect_timeout_s: connect timeout.
         retries: how often to retry after a failed connect (refused, unknown host, timeout) or HTTP 503.

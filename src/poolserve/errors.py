@@ -142,3 +142,8 @@ class CheckFailed(PoolserveError):
     """``poolserve test`` ran, and at least one check failed."""
 
     exit_code = 1
+
+
+class InsecureTransportWarning(UserWarning):
+    """TLS verification is off, or a token is about to travel over plain HTTP (printed as ``warning:``)."""
+

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from poolserve.actions.common import Duration, Edges, Source, Where, config_model, on_target, parse_duration, parse_task
-from poolserve.errors import CheckFailed, SpecError
+from poolserve.errors import CheckFailed, InsecureTransportWarning, SpecError
 from poolserve.spec import DEFAULT_IMAGE, Model, PoolSpec, Task, image_version
 from poolserve.target import Endpoint
 from poolserve.verify import CheckResult, Expectations, Reference, VerifyReport
@@ -134,7 +134,7 @@ def verify_model(req: VerifyRequest, edges: Edges, *, notify: Notify | None = No
         EndpointError: the endpoint cannot be used (connection, TLS, 401/403, ...).
         NotFound, NotReady: the target says the model is not deployed / not ready.
     """
-    from poolserve.client import InsecureTransportWarning, PoolClient, check_url
+    from poolserve.client import PoolClient, check_url
     from poolserve.verify import verify
 
     def say(kind: Literal["note", "warning"], message: str) -> None:
