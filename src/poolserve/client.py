@@ -232,7 +232,8 @@ class PoolClient:
             None omits it (vLLM >= 0.8 then uses the only model).
         token: bearer token (never logged or shown in ``repr``).
         ca_file: PEM bundle to trust for https (e.g. the OpenShift ingress CA).
-        insecure: skip TLS verification (explicit opt-in; warns with :class:`~poolserve.errors.InsecureTransportWarning`).
+        insecure: skip TLS verification (explicit opt-in; warns with
+            :class:`~poolserve.errors.InsecureTransportWarning`).
         timeout_s: read/write timeout of one request.
         connect_timeout_s: connect timeout.
         retries: how often to retry after a failed connect (refused, unknown host, timeout) or HTTP 503.
