@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need (scripts/setup-venv.sh), then run every check CI runs:
-# the manifest drift check, ruff, mypy, and pytest (real vLLM tests included; cluster tests skip
-# unless KUBECONFIG reaches a cluster with KServe).
+# the manifest drift check, ruff, mypy, and pytest (real vLLM tests and the envtest control-plane
+# tests included; `cluster` tests skip unless KUBECONFIG reaches a cluster with KServe).
+# With CI=true a missing asset (KServe CRDs, control-plane binaries) fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
@@ -10,6 +11,12 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 if [ -z "${POOLSERVE_CRD_DIR:-}" ] && [ -d ../shared/crds/kserve-v0.20.0 ]; then
   POOLSERVE_CRD_DIR=$(cd ../shared/crds/kserve-v0.20.0 && pwd)
   export POOLSERVE_CRD_DIR
+fi
+# Control-plane binaries for the envtest tests: $KUBEBUILDER_ASSETS, else ../shared/envtest's xz files
+# unpacked once into ~/.cache/poolserve/envtest/ (outside the repository).
+if [ -z "${KUBEBUILDER_ASSETS:-}" ] && [ -d ../shared/envtest ]; then
+  KUBEBUILDER_ASSETS=$(.venv/bin/python tests/support/assets.py ../shared/envtest)
+  export KUBEBUILDER_ASSETS
 fi
 echo "== manifests/kserve up to date"
 .venv/bin/poolserve render --check

@@ -23,6 +23,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "poolserve.yaml"
 SERVER_FIXTURES = frozenset({"minilm_server", "reranker_server"})
+ENVTEST_FIXTURES = frozenset({"envtest"})
+"""The session fixture every envtest fixture (``kube``, ``ns``) depends on: item.fixturenames is the closure."""
+
+# The envtest cluster (control plane, KServe CRDs, GPU nodes, simulated KServe and kubelet).
+pytest_plugins = ["support.envcluster"]
 MINILM_NAME = "minilm-embedding"
 RERANKER_NAME = "msmarco-reranker"
 
@@ -35,9 +40,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A test that asks for a real server is a vllm test, whether or not it says so:
     # `-m "not vllm"` must never start vLLM.
+    # Likewise a test on the envtest cluster is an envtest test: `-m "not envtest"` starts no control plane.
     for item in items:
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if SERVER_FIXTURES & names:
             item.add_marker(pytest.mark.vllm)
+        if ENVTEST_FIXTURES & names:
+            item.add_marker(pytest.mark.envtest)
+    # The envtest tests run last, one after the other: the control plane (session-scoped) then starts
+    # after everything else and stops with the session, instead of idling beside the vLLM tests.
+    items.sort(key=lambda item: item.get_closest_marker("envtest") is not None)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import poolserve
 from poolserve import yamlio
 from poolserve.cli.app import app
-from test_render import crd_dir
+from support.assets import crd_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -180,6 +180,17 @@ def test_diff_exit_codes(env: Env) -> None:
     assert "1 of 3 objects differ" in r.stderr
 
 
+def test_diff_shows_the_conflict_note(env: Env) -> None:
+    env.run("deploy", "--no-wait")
+    env.fake.edit("InferenceService", "minilm", NS, {"spec": {"predictor": {"minReplicas": 2}}})
+    r = env.run("diff", "minilm")
+    assert r.exit_code == 1
+    # Printed literally: rich used to take the bracketed note for markup and drop it.
+    assert ("inferenceservice/embeddings/minilm would be configured [apply needs --force-conflicts (conflict "
+            'applying InferenceService embeddings/minilm: Apply failed with 1 conflict: conflict with "kubectl-edit"'
+            ) in r.stderr
+
+
 def test_cache_warm(env: Env) -> None:
     def finish(t: float) -> None:
         for job in env.fake.all("Job"):

@@ -22,7 +22,8 @@ def test_apply_creates_then_is_a_no_op(fake: FakeCluster) -> None:
     created = fake.apply(CM)
     assert created["data"] == {"a": "1", "b": "2"}
     assert created["metadata"]["managedFields"] == [
-        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsType": "FieldsV1"}]
+        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:data": {"f:a": {}, "f:b": {}}}}]
     again = fake.apply(CM)
     assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
     changed = fake.apply({**CM, "data": {"a": "1", "b": "3"}})

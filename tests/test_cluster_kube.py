@@ -19,7 +19,7 @@ pytest.importorskip("kubernetes")
 
 from poolserve.cluster.base import kind_info
 from poolserve.cluster.kube import KubeCluster, Request, translate
-from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound
+from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady
 
 Reply = tuple[int, Any]
 
@@ -273,9 +273,18 @@ def test_access_review(stub: Stub, kube: KubeCluster) -> None:
     (429, "Too many requests", ClusterUnreachable, "HTTP 429 on list pods: Too many requests"),
     (503, '{"kind":"Status","message":"etcdserver: leader changed"}', ClusterUnreachable, "leader changed"),
     (400, '{"kind":"Status","message":"bad selector"}', Invalid, "Pod ns/pods rejected: bad selector (HTTP 400)"),
+    # Bodies as kube-apiserver v1.36 sent them (tests/test_cluster_contract.py observes them live).
+    (500, '{"kind":"Status","status":"Failure","message":"failed to create typed patch object (ns/p; /v1, '
+     'Kind=Pod): .spec.bogus: field not declared in schema","code":500}', Invalid,
+     "Pod ns/p rejected: .spec.bogus: field not declared in schema"),
+    (403, '{"kind":"Status","status":"Failure","message":"pods \\"p\\" is forbidden: unable to create new content '
+     'in namespace ns because it is being terminated","reason":"Forbidden","details":{"name":"p","kind":"pods",'
+     '"causes":[{"reason":"NamespaceTerminating","message":"namespace ns is being terminated","field":'
+     '"metadata.namespace"}]},"code":403}', NotReady, "namespace ns is being deleted (Terminating)"),
 ])
 def test_translate_other_statuses(code: int, body: str, cls: type, text: str) -> None:
-    err = translate(code, body, Request("list", kind_info("v1", "Pod"), None, "ns"), "https://api:6443")
+    name = "p" if code in (403, 500) else None
+    err = translate(code, body, Request("list", kind_info("v1", "Pod"), name, "ns"), "https://api:6443")
     assert isinstance(err, cls)
     assert text in str(err)
 

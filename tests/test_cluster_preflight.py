@@ -98,6 +98,16 @@ def test_missing_namespace_that_deploy_would_create_still_needs_the_pvc(spec: Po
         run(fake, spec, runtimes_only=True)  # only a full deploy applies the Namespace
 
 
+def test_a_terminating_namespace_fails_before_anything_is_applied(spec: PoolSpec) -> None:
+    fake = cluster_for(spec)
+    fake.set_status("Namespace", "embeddings", None, {"phase": "Terminating"})
+    with pytest.raises(NotReady) as exc:
+        run(fake, spec)
+    assert str(exc.value).startswith("namespace embeddings is being deleted (Terminating): nothing new can be "
+                                     "created in it (wait until it is gone")
+    assert not fake.verbs("apply")
+
+
 def test_unlabelled_namespace_without_patch_permission(spec: PoolSpec) -> None:
     fake = cluster_for(spec, labelled=False)
     fake.denied.add(("patch", "namespaces"))

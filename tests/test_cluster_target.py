@@ -778,3 +778,48 @@ def test_cache_warm_needs_the_pvc(spec: PoolSpec, rendered: Rendered, clock: Clo
 def test_conflict_error_builder_is_one_line() -> None:
     err = conflict("InferenceService", "m", NS, "Apply failed with 1 conflict")
     assert "\n" not in str(err) and err.exit_code == 6
+
+
+def test_deploy_refuses_an_inference_service_still_being_deleted(clock: Clock) -> None:
+    spec, rendered = make()
+    fake = cluster_for(spec, controller=ready_controller)
+    tgt = ClusterTarget(fake, sleep=clock.sleep, now=clock.now, clock=lambda: later(60))
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
+    fake.edit("InferenceService", "minilm", NS, {"metadata": {"finalizers": ["odh.inferenceservice.finalizers"]}},
+              manager="odh-model-controller")
+    assert tgt.delete(rendered, ["minilm"]).changes[0].action == "deleted"
+    with pytest.raises(NotReady) as exc:
+        tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
+    assert str(exc.value).startswith(f"InferenceService {NS}/minilm is still being deleted (waiting for finalizers: "
+                                     "odh.inferenceservice.finalizers); applied before the failure: namespace/")
+    (st,) = tgt.status(rendered, ["minilm"])
+    assert st.phase == "Terminating"
+    with pytest.raises(NotReady, match="is being deleted"):
+        tgt.wait(rendered, ["minilm"], timeout_s=60)
+    fake.finalize("InferenceService", "minilm", NS, "odh.inferenceservice.finalizers")
+    assert tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60).changes[-1].action == "created"
+
+
+def test_a_controller_writing_between_read_and_apply_does_not_make_a_no_op_configured(clock: Clock) -> None:
+    """Seen on the envtest cluster: KServe's status updates (and its finalizer) land between deploy's get and
+    its apply, so the resourceVersion moves though poolserve changed nothing."""
+    spec, rendered = make()
+
+    class Busy(FakeCluster):
+        def apply(self, obj: Any, *, dry_run: bool = False, force: bool = False) -> Any:
+            meta = obj["metadata"]
+            if obj["kind"] == "InferenceService" and self.stored(obj["kind"], meta["name"], meta["namespace"]):
+                self.set_status(obj["kind"], meta["name"], meta["namespace"], {"observedGeneration": 1})
+                self.edit(obj["kind"], meta["name"], meta["namespace"],
+                          {"metadata": {"finalizers": ["inferenceservice.finalizers"]}}, manager="manager")
+            return super().apply(obj, dry_run=dry_run, force=force)
+
+    fake = cluster_for(spec)
+    busy = Busy(list(fake.all()))
+    tgt = ClusterTarget(busy, sleep=clock.sleep, now=clock.now, clock=lambda: later(60))
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
+    again = tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
+    assert {c.action for c in again.changes} == {"unchanged"}, again.changes
+    _, changed = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
+    third = tgt.deploy(changed, ["minilm"], wait=False, timeout_s=60)
+    assert {c.name: c.action for c in third.changes}["minilm"] == "configured"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +111,30 @@ def test_runtime_without_kserve_container() -> None:
 def test_merge_containers_ignores_empty_overlay_fields() -> None:
     merged = merge_containers(RUNTIME_C, {"args": [], "env": None, "command": []})
     assert merged["args"] == RUNTIME_C["args"] and merged["command"] == RUNTIME_C["command"]
+
+
+@pytest.mark.parametrize("spec_path", [Path(__file__).resolve().parents[1] / "poolserve.yaml",
+                                       *sorted((Path(__file__).parent / "specs").glob("*.yaml"))],
+                         ids=lambda p: p.stem)
+def test_compose_agrees_with_kserves_own_merge(spec_path: Path) -> None:
+    """compose() against an independent reading of KServe v0.20's MergeRuntimeContainers/MergePodSpec.
+
+    ``support.kserve_sim.predictor_objects`` was written from KServe's source for the envtest cluster, not
+    from compose(); the Deployment builder's defaults (setDefaultPodSpec) are all that may differ.
+    """
+    from poolserve.render import render
+    from poolserve.spec import load_spec
+    from support.kserve_sim import predictor_objects
+
+    rendered = render(load_spec(spec_path))
+    runtimes = {o["metadata"]["name"]: o for o in rendered.manifests if o["kind"] == "ServingRuntime"}
+    isvcs = [o for o in rendered.manifests if o["kind"] == "InferenceService"]
+    assert isvcs
+    for isvc in isvcs:
+        sr = runtimes[isvc["spec"]["predictor"]["model"]["runtime"]]
+        deployment, _, _ = predictor_objects({**isvc, "metadata": {**isvc["metadata"], "uid": "uid-1"}}, sr)
+        pod = deployment["spec"]["template"]["spec"]
+        composed = compose(sr, isvc)
+        defaults = {"imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log"}
+        assert pod["containers"][0] == {**defaults, **composed.container}, isvc["metadata"]["name"]
+        assert pod.get("volumes") == composed.volumes, isvc["metadata"]["name"]

@@ -9,7 +9,7 @@ import pytest
 from poolserve.lint import Finding, lint
 from poolserve.render import render
 from poolserve.spec import load_spec, parse_spec
-from test_render import crd_dir
+from support.assets import crd_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = """\

@@ -85,6 +85,15 @@ def test_multi_attach_is_one_finding_with_the_fix_for_the_pod_at_hand() -> None:
     assert readiness.multi_attach(event(NS, "Pod", "p", "FailedMount", "timed out waiting for the condition")) is None
 
 
+def test_a_deleted_isvc_is_terminating_whatever_its_last_status_says() -> None:
+    obj = isvc(status=isvc_status(NAME, NS))
+    obj["metadata"].update(deletionTimestamp="2026-01-01T00:04:00Z",
+                           finalizers=["odh.inferenceservice.finalizers"])
+    st = status_of(obj, deployments=[deployment(NAME, NS)], pods=[pod(NAME, NS)])
+    assert (st.phase, st.ready) == ("Terminating", False)
+    assert st.reason == "being deleted (waiting for finalizers: odh.inferenceservice.finalizers)"
+
+
 def test_not_deployed() -> None:
     st = status_of(None)
     assert st.phase == "NotDeployed" and not st.ready

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,21 +10,11 @@ from poolserve import kserve, yamlio
 from poolserve.lint import validate_against_crds
 from poolserve.render import file_texts, render
 from poolserve.spec import load_spec
+from support.assets import crd_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "tests" / "specs").glob("*.yaml"))
 GOLDEN = ROOT / "tests" / "golden"
-
-
-def crd_dir() -> Path:
-    """KServe CRDs: $POOLSERVE_CRD_DIR, else ../shared/crds/kserve-v0.20.0 beside the repo."""
-    env = os.environ.get("POOLSERVE_CRD_DIR")
-    path = Path(env) if env else ROOT.parent / "shared" / "crds" / "kserve-v0.20.0"
-    if not path.is_dir():
-        if env:
-            pytest.fail(f"POOLSERVE_CRD_DIR={env} does not exist")
-        pytest.skip("KServe CRDs not found (set POOLSERVE_CRD_DIR)")
-    return path
 
 
 def _all_text(spec_path: Path) -> str:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from poolserve.render import Rendered
 
 TargetName = Literal["cluster", "local"]
-Phase = Literal["Ready", "Loading", "Failed", "Stopped", "NotDeployed", "Unknown"]
+Phase = Literal["Ready", "Loading", "Failed", "Stopped", "Terminating", "NotDeployed", "Unknown"]
 
 
 @dataclass(frozen=True)

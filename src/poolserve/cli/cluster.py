@@ -36,6 +36,8 @@ def diff_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Show what deploy would change on the cluster; exit 1 if anything differs (like kubectl diff)."""
+    from rich.markup import escape
+
     from poolserve.actions.diff import DiffRequest, diff
 
     s = session(ctx)
@@ -48,7 +50,8 @@ def diff_cmd(
         ns = f"{d.namespace}/" if d.namespace else ""
         verdict = {"create": "would be created", "update": "would be configured", "none": "unchanged"}[d.action]
         note = f" [{d.note}]" if d.note else ""
-        s.err().print(f"{d.kind.lower()}/{ns}{d.name} {verdict}{note}", highlight=False,
+        # escape: rich would take "[apply needs --force-conflicts ...]" for markup and print nothing.
+        s.err().print(escape(f"{d.kind.lower()}/{ns}{d.name} {verdict}{note}"), highlight=False,
                       style="dim" if d.action == "none" else None)
     if changed:
         s.err().print(f"{len(changed)} of {len(diffs)} objects differ", highlight=False)

@@ -119,13 +119,15 @@ def where(target: str | None, context: str | None = None, kubeconfig: str | None
 @contextmanager
 def progress_display(err: Console) -> Iterator[ProgressFn]:
     """A progress bar on stderr; yields the callback targets call while they wait (one line each when piped)."""
+    from rich.markup import escape
+
     if not err.is_terminal:
         last: dict[str, str] = {}
 
         def plain(message: str, fraction: float | None) -> None:
             if last.get("m") != message:
                 last["m"] = message
-                err.print(f"… {message}", highlight=False)
+                err.print(f"… {escape(message)}", highlight=False)  # reasons may hold "[...]"
 
         yield plain
         return
@@ -136,7 +138,7 @@ def progress_display(err: Console) -> Iterator[ProgressFn]:
         task = bar.add_task("starting", total=1.0)
 
         def update(message: str, fraction: float | None) -> None:
-            bar.update(task, description=message, completed=fraction if fraction is not None else 0,
+            bar.update(task, description=escape(message), completed=fraction if fraction is not None else 0,
                        total=1.0 if fraction is not None else None)
 
         yield update

@@ -48,7 +48,7 @@ def _age(seconds: float | None) -> str:
 
 
 _PHASE_STYLE = {"Ready": "green", "Loading": "yellow", "Failed": "bold red", "Stopped": "dim",
-                "NotDeployed": "dim", "Unknown": "yellow"}
+                "Terminating": "yellow", "NotDeployed": "dim", "Unknown": "yellow"}
 
 
 def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:

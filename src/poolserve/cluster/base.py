@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound
+from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady
 from poolserve.kserve import GROUP, ISVC_KIND, SR_KIND, Manifest
 
 FIELD_MANAGER = "poolserve"
@@ -194,6 +194,13 @@ def namespace_missing(namespace: str) -> NotFound:
     """Creating a namespaced object in a namespace that does not exist."""
     return NotFound(f"namespace {namespace} does not exist",
                     hint=f"create it (`oc new-project {namespace}`) or set namespace in the config")
+
+
+def namespace_terminating(namespace: str) -> NotReady:
+    """Creating an object in a namespace that is being deleted (403 ``NamespaceTerminating``)."""
+    return NotReady(f"namespace {namespace} is being deleted (Terminating): nothing new can be created in it",
+                    hint="wait until it is gone (`oc get namespace " + namespace + "`), then deploy again; "
+                    "or use another namespace")
 
 
 def one_line(text: str, limit: int = 400) -> str:

@@ -8,7 +8,12 @@
 - Server-side apply semantics close enough to report created/configured/unchanged: field ownership
   per manager, conflicts with other managers (unless ``force``), fields we stopped applying are
   removed, no-op applies keep the resourceVersion, dry runs persist nothing, mutating webhooks
-  (:func:`kserve_defaulter`: ``deploymentMode`` -> ``Standard``, the ``modelFormat`` annotation).
+  (:func:`kserve_defaulter`: ``deploymentMode`` -> ``Standard``, the ``modelFormat`` annotation),
+  an optional schema check (:attr:`FakeCluster.validator`).
+- The API server's other rules poolserve meets, in one step: finalizers hold a deleted object
+  (:meth:`FakeCluster.finalize`), dependents go with their owner, a deleted namespace is
+  ``Terminating`` (no new content) until empty, unsupported field selectors are refused.
+  ``tests/test_cluster_contract.py`` runs the same assertions against a real API server.
 - Optional :attr:`FakeCluster.controller`: called after each real apply; :func:`ready_controller`
   plays KServe and makes every InferenceService ready (Deployment, pod, Service, status).
 - :func:`cluster_for`: a fake seeded for a config (CRDs, namespace, cache PVC, a GPU node).
@@ -31,10 +36,13 @@ from poolserve.cluster.base import (
     Cluster,
     Kind,
     conflict,
+    dig,
+    invalid,
     kind_info,
     kind_missing,
     kind_of,
     namespace_missing,
+    namespace_terminating,
     ref,
 )
 from poolserve.cluster.fake_objects import (
@@ -170,15 +178,53 @@ def _selector_matches(selector: str | None, labels: Mapping[str, str]) -> bool:
     return True
 
 
+# Field labels the API server accepts in a fieldSelector, per kind (besides metadata.name/namespace);
+# anything else is 400 "field label not supported" (kubernetes pkg/apis/core/v1/conversion.go,
+# pkg/apis/batch/v1/conversion.go). Custom resources support only metadata.name/namespace.
+_FIELD_LABELS: dict[str, frozenset[str]] = {
+    "Event": frozenset({"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                        "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                        "reason", "reportingComponent", "source", "type"}),
+    "Pod": frozenset({"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                      "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs",
+                      "status.nominatedNodeName"}),
+    "Namespace": frozenset({"status.phase"}),
+    "Node": frozenset({"spec.unschedulable"}),
+    "Secret": frozenset({"type"}),
+    "Job": frozenset({"status.successful"}),
+}
+_FIELD_ALIASES = {"source": "source.component"}
+
+
+def _unsupported_field(kind: str, selector: str | None) -> str | None:
+    """The first field label of ``selector`` the API server would refuse for ``kind``, if any."""
+    for term in (t.strip() for t in (selector or "").split(",") if t.strip()):
+        label = term.partition("=")[0].rstrip("!").strip()
+        if label not in ("metadata.name", "metadata.namespace") and label not in _FIELD_LABELS.get(kind, ()):
+            return label
+    return None
+
+
 def _fields_match(selector: str | None, obj: Manifest) -> bool:
     if not selector:
         return True
     for term in (t.strip() for t in selector.split(",")):
         key, _, want = term.partition("=")
-        found, value = _get_path(obj, tuple(key.strip().split(".")))
+        key = _FIELD_ALIASES.get(key.strip(), key.strip())
+        found, value = _get_path(obj, tuple(key.split(".")))
         if not found or str(value) != want.strip():
             return False
     return True
+
+
+def _fields_v1(paths: Iterable[Path_]) -> dict[str, Any]:
+    """The ``fieldsV1`` set of owned leaf paths (``{"f:spec": {"f:replicas": {}}}``; lists are atomic here)."""
+    out: dict[str, Any] = {}
+    for path in sorted(paths):
+        cur = out
+        for key in path:
+            cur = cur.setdefault(f"f:{key}", {})
+    return out
 
 
 _Key = tuple[str, str | None, str]
@@ -201,6 +247,9 @@ class FakeCluster:
     """``(verb, resource)`` pairs the access review refuses: ``("create", "inferenceservices.serving.kserve.io")``."""
     pod_logs: dict[tuple[str, str, bool], builtins.list[str]] = field(default_factory=dict)
     """``(pod, container, previous)`` -> lines."""
+    validator: Callable[[Manifest], builtins.list[str]] | None = None
+    """The API server's schema check on apply (``".spec.x: problem"`` per error; e.g. from the KServe
+    CRDs): a rejected object is :class:`~poolserve.errors.Invalid` naming the field. None accepts anything."""
 
     def __post_init__(self) -> None:
         self._store: dict[_Key, Manifest] = {}
@@ -248,16 +297,32 @@ class FakeCluster:
         """Another client updates fields (an Update operation): it then owns them."""
         obj = self._find(kind, name, namespace)
         key = self._key(kind_of(obj), name, namespace)
+        spec_changed = False
         for path, value in _leaves(dict(changes)).items():
+            spec_changed |= path[0] not in ("metadata", "status") and _get_path(obj, path) != (True, value)
             _set_path(obj, path, value)
             self._owners[key][path] = {manager}
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
-        obj["metadata"]["generation"] = int(obj["metadata"].get("generation", 1)) + 1
+        if spec_changed:  # as the API server: metadata-only changes leave the generation alone
+            obj["metadata"]["generation"] = int(obj["metadata"].get("generation", 1)) + 1
+
+    def finalize(self, kind: str, name: str, namespace: str | None, finalizer: str) -> None:
+        """Remove ``finalizer`` as its controller would; an object being deleted goes when none is left."""
+        obj = self._find(kind, name, namespace)
+        key = self._key(kind_of(obj), name, namespace)
+        left = [f for f in obj["metadata"].get("finalizers") or [] if f != finalizer]
+        if left:
+            obj["metadata"]["finalizers"] = left
+        else:
+            obj["metadata"].pop("finalizers", None)
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+        if obj["metadata"].get("deletionTimestamp") and not left:
+            self._drop(key)
 
     def remove(self, kind: str, name: str, namespace: str | None = None) -> None:
         """Delete an object (and its dependents) without recording a call, as a controller would."""
         for key in [k for k in self._store if k[0] == kind and k[2] == name and k[1] == namespace]:
-            self._remove(key)
+            self._drop(key, hard=True)
 
     def stored(self, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
         """The stored object (a copy) without recording a call."""
@@ -290,11 +355,17 @@ class FakeCluster:
         meta = obj.get("metadata", {})
         name, namespace = str(meta.get("name", "")), meta.get("namespace") if k.namespaced else None
         self._enter(Call("apply", k.kind, namespace, name, dry_run=dry_run, force=force), k)
-        if k.namespaced and namespace and self._store.get(("Namespace", None, namespace)) is None:
+        ns_obj = self._store.get(("Namespace", None, namespace)) if k.namespaced and namespace else None
+        if k.namespaced and namespace and ns_obj is None:
             raise namespace_missing(namespace)
         key = self._key(k, name, namespace)
         applied = _applied_leaves(obj)
         live = self._store.get(key)
+        if live is None and dig(ns_obj, "status", "phase") == "Terminating" and namespace:
+            raise namespace_terminating(namespace)  # NamespaceLifecycle admission: no new content
+        problems = self.validator(obj) if self.validator is not None else []
+        if problems:
+            raise invalid(k.kind, name, namespace, problems[0])  # what server-side apply's typed patch reports
         owners = {p: set(m) for p, m in self._owners.get(key, {}).items()}
         if live is None:
             new: Manifest = {"apiVersion": k.api_version, "kind": k.kind,
@@ -360,6 +431,9 @@ class FakeCluster:
         ns = namespace if k.namespaced else None
         sel = ";".join(s for s in (label_selector, field_selector) if s) or None
         self._enter(Call("list", kind, ns, selector=sel), k)
+        bad = _unsupported_field(kind, field_selector)
+        if bad is not None:
+            raise invalid(kind, k.plural, ns, f"field label not supported: {bad} (HTTP 400)")
         return [
             self._render(o, self._owners.get(key, {}))
             for key, o in sorted(self._store.items(), key=lambda kv: (kv[0][1] or "", kv[0][2]))
@@ -369,14 +443,19 @@ class FakeCluster:
         ]
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        """See :meth:`Cluster.delete` (cascades to dependents by ownerReferences, and namespace contents)."""
+        """See :meth:`Cluster.delete`, with the API server's semantics in one step.
+
+        An object with finalizers is only marked (``deletionTimestamp``) until :meth:`finalize` removes
+        the last one; dependents (ownerReferences) go with their owner (background propagation); a
+        namespace turns ``Terminating``, its contents are deleted, and it goes once it is empty.
+        """
         k = kind_info(api_version, kind)
         ns = namespace if k.namespaced else None
         self._enter(Call("delete", kind, ns, name), k)
         key = self._key(k, name, ns)
         if key not in self._store:
             return False
-        self._remove(key)
+        self._delete(key)
         return True
 
     def pods(self, namespace: str, *, label_selector: str | None = None) -> builtins.list[Manifest]:
@@ -433,12 +512,35 @@ class FakeCluster:
         out = copy.deepcopy(obj)
         managers = sorted({m for ms in owners.values() for m in ms})
         out.setdefault("metadata", {})["managedFields"] = [
-            {"manager": m, "operation": "Apply" if m == FIELD_MANAGER else "Update", "fieldsType": "FieldsV1"}
+            {"manager": m, "operation": "Apply" if m == FIELD_MANAGER else "Update", "fieldsType": "FieldsV1",
+             "fieldsV1": _fields_v1(p for p, ms in owners.items() if m in ms)}
             for m in managers
         ]
         return out
 
-    def _remove(self, key: _Key) -> None:
+    def _delete(self, key: _Key) -> None:
+        obj = self._store.get(key)
+        if obj is None:
+            return
+        meta = obj["metadata"]
+        if key[0] == "Namespace" or meta.get("finalizers"):
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = ts(self.clock())
+                meta["resourceVersion"] = str(next(self._rv))
+            if key[0] != "Namespace":
+                return
+            obj.setdefault("status", {})["phase"] = "Terminating"
+            for other in [k_ for k_ in self._store if k_[1] == key[2]]:
+                self._delete(other)
+            self._collect_namespace(key[2])
+            return
+        self._drop(key)
+
+    def _drop(self, key: _Key, *, hard: bool = False) -> None:
+        """The object is gone: its dependents are deleted, and a Terminating namespace goes with its last object.
+
+        ``hard`` (:meth:`remove`): dependents, and a namespace's contents, go at once, finalizers or not.
+        """
         obj = self._store.pop(key, None)
         self._owners.pop(key, None)
         if obj is None:
@@ -446,9 +548,21 @@ class FakeCluster:
         uid = obj["metadata"].get("uid")
         for other_key, other in list(self._store.items()):
             owned = any(r.get("uid") == uid for r in other.get("metadata", {}).get("ownerReferences") or [])
-            in_ns = key[0] == "Namespace" and other_key[1] == key[2]
-            if owned or in_ns:
-                self._remove(other_key)
+            if hard and (owned or (key[0] == "Namespace" and other_key[1] == key[2])):
+                self._drop(other_key, hard=True)
+            elif owned:
+                self._delete(other_key)
+        if key[1] is not None:
+            self._collect_namespace(key[1])
+
+    def _collect_namespace(self, namespace: str) -> None:
+        ns_key: _Key = ("Namespace", None, namespace)
+        ns_obj = self._store.get(ns_key)
+        if ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp") and not any(
+                k_[1] == namespace for k_ in self._store):
+            self._store.pop(ns_key)
+            self._owners.pop(ns_key, None)
+
 
 
 if TYPE_CHECKING:
@@ -479,9 +593,10 @@ def ready_objects(fake: FakeCluster, isvc: Manifest, *, headless: bool = False) 
         dep["metadata"]["generation"] = gen
         dep["status"]["observedGeneration"] = gen
         fake.remove("Deployment", predictor_name(name), ns)
-    fake.seed(dep, manager="manager")
+    stored_dep = fake.seed(dep, manager="manager")  # the pods' ownerReference needs its uid
     for i in range(replicas):
-        fake.seed(pod(name, ns, name=f"{predictor_name(name)}-5d9f7c8b6d-{i:05d}", owner=dep, created=fake.clock()),
+        fake.seed(pod(name, ns, name=f"{predictor_name(name)}-5d9f7c8b6d-{i:05d}", owner=stored_dep,
+                      created=fake.clock()),
                   manager="kubelet")
     if fake.stored("Service", predictor_name(name), ns) is None:
         fake.seed(service(name, ns, headless=headless, owner=live), manager="manager")

@@ -35,6 +35,7 @@ from poolserve.cluster.base import (
     kind_missing,
     kind_of,
     namespace_missing,
+    namespace_terminating,
     one_line,
     ref,
     unauthorized,
@@ -44,6 +45,7 @@ from poolserve.errors import ClusterUnreachable, MissingDependency, NotFound, Po
 from poolserve.kserve import Manifest
 
 DEFAULT_TIMEOUT_S = 30.0
+_TYPED_PATCH = "failed to create typed patch object"
 INSTALL_HINT = "install the cluster extra: pip install -e '.[cluster]' in the poolserve checkout"
 
 
@@ -69,11 +71,14 @@ def translate(status: int, body: str, req: Request, server: str) -> PoolserveErr
     """An HTTP error response -> the PoolserveError a user reads (pure; unit-tested directly).
 
     - 401: credentials rejected (expired ``oc login`` token) -> ClusterUnreachable.
-    - 403 from an admission webhook -> Invalid with the webhook's message; other 403 -> Forbidden
-      naming the verb and resource.
+    - 403 from an admission webhook -> Invalid with the webhook's message; 403 ``NamespaceTerminating``
+      (creating in a namespace being deleted) -> NotReady; other 403 -> Forbidden naming the verb and
+      resource.
     - 404 without a Status naming the object (``404 page not found``): the kind is not served ->
       NotFound "KServe is not installed"; a missing namespace -> NotFound naming it.
     - 409 -> Conflict explaining ``--force-conflicts``; 400/422 -> Invalid with the server's message.
+    - 500 "failed to create typed patch object": server-side apply refused the object against its
+      schema (a wrong type, a field not declared in the CRD) -> Invalid naming the field.
     - 500 "failed calling webhook" and other 5xx/429 -> ClusterUnreachable.
     """
     data = _status_body(body)
@@ -85,6 +90,10 @@ def translate(status: int, body: str, req: Request, server: str) -> PoolserveErr
     if status == 403:
         if "admission webhook" in message:
             return invalid(k.kind, obj_name, ns, f"{message} (HTTP 403)")
+        causes = (data.get("details") or {}).get("causes") or []
+        if ns and (any(c.get("reason") == "NamespaceTerminating" for c in causes if isinstance(c, dict))
+                   or "because it is being terminated" in message):
+            return namespace_terminating(ns)
         return forbidden(req.verb, k, ns, name, message)
     if status == 404:
         details = data.get("details") or {}
@@ -97,6 +106,10 @@ def translate(status: int, body: str, req: Request, server: str) -> PoolserveErr
         return conflict(k.kind, obj_name, ns, f"{message} (HTTP 409)")
     if status in (400, 422):
         return invalid(k.kind, obj_name, ns, f"{message} (HTTP {status})")
+    if status == 500 and _TYPED_PATCH in message:
+        # "failed to create typed patch object (ns/name; group/version, Kind=K): .spec.x: field not declared
+        # in schema": the part after the object is the field and the problem.
+        return invalid(k.kind, obj_name, ns, message.split("): ", 1)[-1])
     if status >= 500 and "failed calling webhook" in message:
         return ClusterUnreachable(f"{ref(k.kind, obj_name, ns)}: an admission webhook could not be called: {message}",
                                   hint="is the KServe controller running? ask the cluster admin")

@@ -1,11 +1,12 @@
 """Checks before ``deploy`` touches anything: each failure is one line that says what to do.
 
 In order: the API answers (and accepts the credentials); the KServe CRDs are installed (and which
-versions they serve); the namespace exists (and carries the dashboard labels, or the user may add
-them); the cache PVC exists, is Bound and its access mode fits the pods that mount it; the nodes have
-enough allocatable GPUs for what the models ask; and a SelfSubjectAccessReview allows create and
-patch on every kind deploy applies. A check that cannot run for lack of permission (regular
-OpenShift users may not read CRDs or list nodes) becomes a note, not a failure.
+versions they serve); the namespace exists, is not being deleted, and carries the dashboard labels
+(or the user may add them); the cache PVC exists, is Bound and its access mode fits the pods that
+mount it; the nodes have enough allocatable GPUs for what the models ask; and a
+SelfSubjectAccessReview allows create and patch on every kind deploy applies. A check that cannot
+run for lack of permission (regular OpenShift users may not read CRDs or list nodes) becomes a note,
+not a failure.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from poolserve.cluster.base import Cluster, Kind, dig, forbidden, kind_info, kind_missing, kind_of
+from poolserve.cluster.base import (
+    Cluster,
+    Kind,
+    dig,
+    forbidden,
+    kind_info,
+    kind_missing,
+    kind_of,
+    namespace_terminating,
+)
 from poolserve.errors import Forbidden, NotFound, NotReady
 from poolserve.kserve import GROUP, ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
 from poolserve.spec import Model, PoolSpec, resolve_models
@@ -90,6 +100,9 @@ def namespace_state(cluster: Cluster, spec: PoolSpec, rendered_ns: Manifest | No
         if exists:
             notes.append(f"cannot read namespace {ns} (forbidden): its dashboard labels were not checked")
             return True, False, notes
+    if dig(live, "status", "phase") == "Terminating":
+        # The API server refuses new objects in it (403 NamespaceTerminating): say so before applying anything.
+        raise namespace_terminating(ns)
     if not exists:
         if rendered_ns is None or not cluster.access("create", ns_kind, name=ns).allowed:
             raise NotFound(f"namespace {ns} does not exist",

@@ -16,6 +16,8 @@ Deployment, pods, events and Service, and the ServingRuntimes that exist) into t
   CrashLoopBackOff with vLLM's diagnosed error beats a generic "MinimumReplicasUnavailable").
 - A crash is explained by :func:`poolserve.diagnose.diagnose` on the termination message (the runtime
   sets ``FallbackToLogsOnError``) or, when given, the previous container's log.
+- An InferenceService with a ``deletionTimestamp`` is Terminating, whatever its (last) status says:
+  it disappears once its finalizers (KServe's, odh-model-controller's) are done.
 - What is judged (a fatal finding makes ``wait`` fail at once): only pods of the Deployment's newest
   ReplicaSet (a rolling update keeps the old, maybe crash-looping, pod until the new one is ready);
   OOMKilled only while the container is down (terminated, or crash-looping after it); the 600 s
@@ -190,6 +192,10 @@ def model_status(
     # first downloads): while a pod is still starting without restarts, the deadline is not a failure.
     starting = any(_starting(p) for p in current)
 
+    # Being deleted: its old status (maybe Ready) says nothing any more; it goes once its finalizers are done.
+    if _meta(isvc).get("deletionTimestamp"):
+        return replace(base, phase="Terminating", ready=False, reason=terminating_reason(isvc))
+
     # Stopped (serving.kserve.io/stop): not a failure.
     pred = conds.get("PredictorReady") or {}
     if (_meta(isvc).get("annotations") or {}).get(STOP_ANNOTATION) == "true" or pred.get("reason") == "Stopped":
@@ -337,6 +343,12 @@ def model_status(
         else:
             reason = "waiting for the predictor to become ready"
     return replace(base, phase=phase, reason=reason, details=tuple(details[:MAX_DETAILS]))
+
+
+def terminating_reason(obj: Manifest) -> str:
+    """Why a deleted object is still there: ``being deleted (waiting for finalizers: a, b)``."""
+    finalizers = ", ".join(str(f) for f in _meta(obj).get("finalizers") or [])
+    return "being deleted" + (f" (waiting for finalizers: {finalizers})" if finalizers else "")
 
 
 def multi_attach(event: Manifest, *, fix: str = MULTI_ATTACH_FIX) -> Finding | None:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from poolserve import kserve, yamlio
 from poolserve.cluster import cachejob, readiness
-from poolserve.cluster.base import LOG_TAIL, Cluster, dig, duration, kind_of
+from poolserve.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, dig, duration, kind_of, ref
 from poolserve.cluster.preflight import preflight
 from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError
 from poolserve.kserve import (
@@ -122,13 +122,32 @@ def _covers(live: Any, wanted: Any) -> bool:
     return bool(live == wanted)
 
 
-def same_object(before: Manifest, after: Manifest, *, dry_run: bool) -> bool:
-    """Did an apply leave the object as it was? resourceVersion when real, content on dry runs."""
+def _applied_fields(obj: Manifest) -> Any:
+    """The ``fieldsV1`` of our server-side apply entry in ``managedFields`` (None when absent)."""
+    for entry in dig(obj, "metadata", "managedFields", default=[]) or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
+            return entry.get("fieldsV1")
+    return None
+
+
+def same_object(before: Manifest, after: Manifest, applied: Manifest, *, dry_run: bool) -> bool:
+    """Did applying ``applied`` leave the object as it was (``before`` read just before, ``after`` the answer)?
+
+    The same resourceVersion says so at once. A different one may come from another writer in
+    between: KServe updates an InferenceService's status (and adds its finalizer) while poolserve reads
+    and applies. So it is also unchanged when only server-owned fields moved, or when everything we
+    apply was already there, our set of fields is the same and the generation did not move.
+    """
     rv_before = dig(before, "metadata", "resourceVersion")
     rv_after = dig(after, "metadata", "resourceVersion")
-    if not dry_run and rv_before and rv_after:
-        return bool(rv_before == rv_after)
-    return strip_server_fields(before) == strip_server_fields(after)
+    if not dry_run and rv_before and rv_before == rv_after:
+        return True
+    if strip_server_fields(before) == strip_server_fields(after):
+        return True
+    ours = _applied_fields(before)
+    return (ours is not None and ours == _applied_fields(after)
+            and dig(before, "metadata", "generation") == dig(after, "metadata", "generation")
+            and _covers(strip_server_fields(before), strip_server_fields(applied)))
 
 
 @dataclass(frozen=True)
@@ -257,6 +276,10 @@ class ClusterTarget:
         name = obj["metadata"]["name"]
         ns = obj["metadata"].get("namespace") if k.namespaced else None
         live = self.cluster.get(k.api_version, k.kind, name, ns)
+        if live is not None and dig(live, "metadata", "deletionTimestamp"):
+            # Applying to it succeeds and changes nothing: it would still disappear a moment later.
+            raise NotReady(f"{ref(k.kind, name, ns)} is still {readiness.terminating_reason(live)}",
+                           hint="wait until it is gone (a `poolserve delete` moments ago?), then deploy again")
         if options.dry_run == "client":
             same = live is not None and _covers(strip_server_fields(live), strip_server_fields(obj))
             action = "created" if live is None else ("unchanged" if same else "configured")
@@ -265,7 +288,7 @@ class ClusterTarget:
         result = self.cluster.apply(obj, dry_run=dry, force=options.force_conflicts)
         if live is None:
             return ObjectChange(k.kind, name, ns, "created")
-        if same_object(live, result, dry_run=dry):
+        if same_object(live, result, obj, dry_run=dry):
             return ObjectChange(k.kind, name, ns, "unchanged")
         return ObjectChange(k.kind, name, ns, "configured")
 
@@ -381,6 +404,9 @@ class ClusterTarget:
                 if s.phase == "NotDeployed":
                     raise NotFound(f"InferenceService {spec.namespace}/{s.name} does not exist",
                                    hint=f"run `poolserve deploy {s.name}`")
+                if s.phase == "Terminating":
+                    raise NotReady(f"InferenceService {spec.namespace}/{s.name} is {s.reason}",
+                                   hint="wait until it is gone, then deploy again")
                 if s.phase in ("Failed", "Stopped"):
                     raise NotReady(f"{s.name} cannot become ready: {s.reason}",
                                    hint=f"`poolserve status {s.name}` shows the evidence; "
