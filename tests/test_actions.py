@@ -10,7 +10,7 @@ import pytest
 from poolserve.actions.common import Edges, Source, Where, on_target
 from poolserve.actions.deploy import DeployRequest, deploy
 from poolserve.actions.status import StatusRequest, status, watch
-from poolserve.cluster.fake import cluster_for, ready_controller
+from poolserve.cluster.fake_kserve import cluster_for, ready_controller
 from poolserve.cluster.target import ClusterTarget
 from poolserve.errors import ClusterUnreachable, MissingDependency, SpecError
 from poolserve.local.state import LocalEntry, LocalState, write_state

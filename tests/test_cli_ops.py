@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from poolserve.cli.app import create_app
 from poolserve.cluster.base import conflict, invalid, unauthorized
-from poolserve.cluster.fake import FakeCluster, cluster_for, ready_controller
+from poolserve.cluster.fake import FakeCluster
+from poolserve.cluster.fake_kserve import cluster_for, ready_controller
 from poolserve.cluster.fake_objects import condition, deployment, isvc_status, later, pod
 from poolserve.cluster.target import ClusterTarget
 from poolserve.spec import parse_spec

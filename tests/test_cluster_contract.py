@@ -21,7 +21,7 @@ import pytest
 
 from conftest import CONFIG
 from poolserve.cluster.base import FIELD_MANAGER, Cluster, kind_info
-from poolserve.cluster.fake import cluster_for
+from poolserve.cluster.fake_kserve import cluster_for
 from poolserve.cluster.fake_objects import event
 from poolserve.cluster.target import ClusterTarget
 from poolserve.errors import Conflict, Invalid, NotFound, NotReady
@@ -360,7 +360,7 @@ def test_a_deleted_namespace_terminates_then_is_finalized(b: Backend) -> None:
 def test_deleting_an_inference_service_removes_what_kserve_made_for_it(b: Backend) -> None:
     tgt = target(b)
     if b.name == "fake":
-        from poolserve.cluster.fake import ready_controller
+        from poolserve.cluster.fake_kserve import ready_controller
 
         b.extra["fake"].controller = ready_controller
     tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30)

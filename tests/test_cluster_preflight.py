@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from poolserve.cluster.base import forbidden, kind_info
-from poolserve.cluster.fake import FakeCluster, cluster_for
+from poolserve.cluster.fake import FakeCluster
+from poolserve.cluster.fake_kserve import cluster_for
 from poolserve.cluster.fake_objects import crd, node
 from poolserve.cluster.preflight import PreflightReport, crd_versions, preflight
 from poolserve.cluster.target import ClusterTarget, deploy_objects

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from poolserve.cluster.base import conflict, invalid, unauthorized, unreachable
-from poolserve.cluster.fake import FakeCluster, cluster_for, ready_controller, ready_objects
+from poolserve.cluster.fake import FakeCluster
+from poolserve.cluster.fake_kserve import cluster_for, ready_controller, ready_objects
 from poolserve.cluster.fake_objects import condition, deployment, event, isvc_status, later, pod
 from poolserve.cluster.target import ClusterTarget, deploy_objects
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady, PoolserveError
