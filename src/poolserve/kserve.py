@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from poolserve import vllm
+from poolserve import storage, vllm
 from poolserve.errors import LintError
-from poolserve.spec import Model, PoolSpec, Runtime, format_version
+from poolserve.spec import HPA_METRICS, Model, PoolSpec, Runtime, format_version
 
 Manifest = dict[str, Any]
 
@@ -47,6 +47,17 @@ ENABLE_AUTH = "security.opendatahub.io/enable-auth"
 VISIBILITY = "networking.kserve.io/visibility"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 MODELMESH_ENABLED = "modelmesh-enabled"
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"  # hpa (default) | keda | external | none
+HARDWARE_PROFILE_NAME = "opendatahub.io/hardware-profile-name"
+HARDWARE_PROFILE_NAMESPACE = "opendatahub.io/hardware-profile-namespace"
+ISVC_POD_LABEL = "serving.kserve.io/inferenceservice"  # KServe's label on the predictor pods (buildObjectMeta)
+# KServe's metrics annotations (pkg/constants): where kserve-container serves Prometheus metrics, and the
+# pod mutator's switch that, when "true", rewrites prometheus.io/port to queue-proxy's 9091: a port raw
+# mode's pods do not have (metrics_aggregate_injector.go InjectMetricsAggregator).
+KSERVE_PROMETHEUS_PORT = "prometheus.kserve.io/port"
+KSERVE_PROMETHEUS_PATH = "prometheus.kserve.io/path"
+ENABLE_PROMETHEUS_SCRAPING = "serving.kserve.io/enable-prometheus-scraping"
+MONITORING_API_VERSION = "monitoring.coreos.com/v1"
 
 TMP_HOME = "/tmp/home"
 TMP_CACHE = "/tmp/cache"
@@ -55,6 +66,10 @@ SHM_SIZE = "2Gi"
 
 def _labels() -> dict[str, str]:
     return {DASHBOARD_LABEL: "true", "app.kubernetes.io/managed-by": "poolserve"}
+
+
+def _managed() -> dict[str, str]:
+    return {"app.kubernetes.io/managed-by": "poolserve"}
 
 
 def runtime_env(spec: PoolSpec, runtime: Runtime) -> list[dict[str, Any]]:
@@ -93,8 +108,12 @@ def _probe(*, period_s: int, failures: int, timeout_s: int) -> dict[str, Any]:
     }
 
 
-def serving_runtime(spec: PoolSpec, runtime: Runtime) -> Manifest:
-    """The ServingRuntime for ``runtime``: vLLM's OpenAI server on 8080 with the shared cache PVC."""
+def serving_runtime(spec: PoolSpec, runtime: Runtime, *, hardware_profile: tuple[str, str] | None = None) -> Manifest:
+    """The ServingRuntime for ``runtime``: vLLM's OpenAI server on 8080 with the shared cache PVC.
+
+    ``hardware_profile`` (name, namespace): the profile every model on this runtime uses; the 2.x
+    dashboard reads it from the runtime (3.x from the InferenceService).
+    """
     annotations = {
         DISPLAY_NAME: runtime.display_name,
         # What the dashboard's "Serving runtime" column shows; without it: "Unknown Serving Runtime".
@@ -109,6 +128,8 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime) -> Manifest:
         annotations[RUNTIME_SCOPE] = "project" if spec.dashboard.templates_namespace == spec.namespace else "global"
     if runtime.accelerator:
         annotations[RECOMMENDED_ACCELERATORS] = json.dumps([runtime.accelerator])
+    if hardware_profile is not None:
+        annotations[HARDWARE_PROFILE_NAME], annotations[HARDWARE_PROFILE_NAMESPACE] = hardware_profile
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": runtime.image,
@@ -189,6 +210,11 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
     if model.expose:
         labels[VISIBILITY] = "exposed"  # odh-model-controller then creates a Route
     predictor: dict[str, Any] = {"minReplicas": model.replicas, "maxReplicas": model.max_replicas}
+    scaling = _scaling(model, predictor)
+    if model.deployment_strategy:
+        predictor["deploymentStrategy"] = {"type": model.deployment_strategy}
+    if model.image_pull_secrets:
+        predictor["imagePullSecrets"] = [{"name": n} for n in model.image_pull_secrets]
     if model.node_selector:
         predictor["nodeSelector"] = dict(model.node_selector)
     if model.tolerations:
@@ -208,7 +234,29 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
     resources = model_resources(model)
     if resources:
         model_spec["resources"] = resources
+    if model.storage_uri is not None:
+        # KServe mounts or downloads the model to /mnt/models (vllm.model_args points --model there).
+        model_spec["storageUri"] = model.storage_uri.uri
+        if model.data_connection:
+            # The storage initializer reads this entry of the `storage-config` Secret, which
+            # odh-model-controller builds from the namespace's data connections (secret_controller.go):
+            # a reference, never a credential.
+            model_spec["storage"] = {"key": model.data_connection}
     predictor["model"] = model_spec
+    annotations = {
+        DISPLAY_NAME: model.display_name,
+        # RawDeployment works on every KServe; >= 0.17 rewrites it to its new name "Standard".
+        DEPLOYMENT_MODE: "RawDeployment",
+        # Always explicit: the 3.x dashboard treats a missing value as "auth on".
+        ENABLE_AUTH: "true" if model.auth else "false",
+    }
+    annotations.update(scaling)
+    if model.hardware_profile is not None:
+        # OpenShift AI 3.x: the dashboard shows and edits the profile from these; its webhook fills in the
+        # profile's node selector and tolerations, and resources the model leaves unset.
+        annotations[HARDWARE_PROFILE_NAME], annotations[HARDWARE_PROFILE_NAMESPACE] = model.hardware_profile
+    if spec.monitoring.enabled:
+        annotations.update(monitoring_annotations())
     return {
         "apiVersion": ISVC_API_VERSION,
         "kind": ISVC_KIND,
@@ -216,15 +264,101 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
             "name": model.name,
             "namespace": model.namespace,
             "labels": labels,
-            "annotations": {
-                DISPLAY_NAME: model.display_name,
-                # RawDeployment works on every KServe; >= 0.17 rewrites it to its new name "Standard".
-                DEPLOYMENT_MODE: "RawDeployment",
-                # Always explicit: the 3.x dashboard treats a missing value as "auth on".
-                ENABLE_AUTH: "true" if model.auth else "false",
-            },
+            "annotations": annotations,
         },
         "spec": {"predictor": predictor},
+    }
+
+
+def queue_query(model: Model) -> str:
+    """PromQL for the requests in flight (running + waiting) on the model's predictor pods.
+
+    ``max by (pod, engine)`` before the sum: on OpenShift AI odh-model-controller's ServiceMonitor
+    ``<isvc>-metrics`` may scrape the same pods as poolserve's PodMonitor; duplicated series must
+    not double the count. Pod names are ``<isvc>-predictor-<replicaset hash>-<suffix>``.
+    """
+    sel = f'namespace="{model.namespace}",pod=~"{model.name}-predictor-[a-z0-9]+-[a-z0-9]+"'
+    return (f"sum(max by (pod, engine) (vllm:num_requests_running{{{sel}}} + "
+            f"vllm:num_requests_waiting{{{sel}}}))")
+
+
+def _scaling(model: Model, predictor: dict[str, Any]) -> dict[str, str]:
+    """Autoscaler fields on ``predictor``; returns the annotations they need.
+
+    Without ``autoscaling`` nothing is rendered and KServe's default applies: class ``hpa``, CPU at 80 %
+    between minReplicas and maxReplicas (pinned, so inert, when they are equal).
+    """
+    a = model.autoscaling
+    if a is None:
+        return {}
+    if a.metric in HPA_METRICS:
+        # KServe's raw-mode HPA (hpa_reconciler.go getHPAMetrics): utilisation of the container's request.
+        predictor["scaleMetric"] = a.metric
+        predictor["scaleTarget"] = a.target
+        return {AUTOSCALER_CLASS: "hpa"}
+    external: dict[str, Any] = {
+        "metric": {"backend": "prometheus", "serverAddress": a.prometheus_url, "query": queue_query(model),
+                   # The Thanos querier's tenancy port only answers queries scoped to a namespace.
+                   "namespace": model.namespace},
+        # KServe passes `value` to KEDA as the trigger's threshold; KEDA's default metricType AverageValue
+        # divides the query's total by it: the target is requests in flight per replica.
+        "target": {"type": "Value", "value": str(a.target)},
+    }
+    if a.authentication:
+        external["authenticationRef"] = {"authModes": "bearer", "authenticationRef": {"name": a.authentication}}
+    predictor["autoScaling"] = {"metrics": [{"type": "External", "external": external}]}
+    return {AUTOSCALER_CLASS: "keda"}
+
+
+def monitoring_annotations() -> dict[str, str]:
+    """Prometheus annotations for the predictor pods (they reach the pods through KServe's buildObjectMeta)."""
+    return {
+        "prometheus.io/scrape": "true",
+        KSERVE_PROMETHEUS_PORT: str(vllm.PORT),
+        KSERVE_PROMETHEUS_PATH: "/metrics",
+        # Keep the runtime's prometheus.io/port 8080: "true" here points it at queue-proxy, absent in raw mode.
+        ENABLE_PROMETHEUS_SCRAPING: "false",
+    }
+
+
+def _predictor_selector(model: Model) -> dict[str, Any]:
+    # KServe's labels on every predictor pod (components/predictor.go buildObjectMeta).
+    return {"matchLabels": {ISVC_POD_LABEL: model.name, "component": "predictor"}}
+
+
+def pod_monitor(model: Model) -> Manifest:
+    """A PodMonitor scraping vLLM's ``/metrics`` on the model's predictor pods.
+
+    A PodMonitor rather than a ServiceMonitor: OpenShift AI replaces the predictor Service's port with
+    kube-rbac-proxy's 8443 when token auth is on, while the pods always serve metrics on the
+    container port ``http`` (8080).
+    """
+    return {
+        "apiVersion": MONITORING_API_VERSION,
+        "kind": "PodMonitor",
+        "metadata": {"name": f"{model.name}-vllm", "namespace": model.namespace, "labels": _managed()},
+        "spec": {
+            "selector": _predictor_selector(model),
+            "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "scheme": "http"}],
+        },
+    }
+
+
+def disruption_budget(model: Model) -> Manifest | None:
+    """The model's PodDisruptionBudget, or None when none is configured or it has one replica."""
+    pdb = model.disruption_budget
+    if pdb is None or model.replicas <= 1:
+        return None
+    spec: dict[str, Any] = {"selector": _predictor_selector(model)}
+    if pdb.min_available is not None:
+        spec["minAvailable"] = pdb.min_available
+    else:
+        spec["maxUnavailable"] = 1 if pdb.max_unavailable is None else pdb.max_unavailable
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": f"{model.name}-predictor", "namespace": model.namespace, "labels": _managed()},
+        "spec": spec,
     }
 
 
@@ -464,5 +598,49 @@ def compose(sr: Manifest, isvc: Manifest) -> Composed:
     merged["env"] = _merge_env(merged.get("env", []), [{"name": "INFERENCE_SERVICE_NAME", "value": name}])
     merged = _substitute_all(merged, isvc["metadata"], where)
     volumes = _merge_by_key(sr["spec"].get("volumes", []), predictor.get("volumes", []), "name")
+    _inject_model_storage(isvc, merged, volumes)
     return Composed(isvc=name, namespace=isvc["metadata"].get("namespace", ""), runtime=sr["metadata"]["name"],
                     container=merged, volumes=volumes)
+
+
+def _inject_model_storage(isvc: Manifest, container: dict[str, Any], volumes: list[dict[str, Any]]) -> None:
+    """What KServe's pod mutating webhook adds to ``kserve-container`` for ``storageUri`` (v0.20).
+
+    pvc://: the claim itself at /mnt/models, read-only, ``subPath`` = the path (``CommonStorageInitialization``);
+    hf://, s3://: an emptyDir there, filled by the storage-initializer init container; oci://: an emptyDir
+    at /mnt for the modelcar's symlink and ``MODEL_INIT_MODE=async`` (``ConfigureModelcarToContainer``).
+    Like ``AddModelMount``, a mount is skipped only when one with the same volume *name* exists: a
+    runtime volume at the same path stays, and the API server refuses the pod (lint reports it).
+    """
+    model = isvc["spec"]["predictor"].get("model", {})
+    uri = model.get("storageUri")
+    if not uri:
+        return
+    try:
+        parsed = storage.parse(uri)
+    except ValueError as err:
+        raise LintError(f"{isvc['metadata'].get('namespace', '')}/{isvc['metadata']['name']}: storageUri: {err}") \
+            from None
+    annotations = isvc["metadata"].get("annotations") or {}
+    read_only = annotations.get("storage.kserve.io/readonly") != "false"  # GetStorageInitializerReadOnlyFlag
+    mount: dict[str, Any]
+    if parsed.scheme == "oci":
+        volume: dict[str, Any] = {"name": storage.MODELCAR_VOLUME, "emptyDir": {}}
+        mount = {"name": storage.MODELCAR_VOLUME, "mountPath": storage.MODELCAR_DIR}
+        container["env"] = _merge_env(container.get("env", []), [{"name": "MODEL_INIT_MODE", "value": "async"}])
+    elif parsed.scheme == "pvc":
+        volume = {"name": storage.PVC_VOLUME, "persistentVolumeClaim": {"claimName": parsed.location}}
+        mount = {"name": storage.PVC_VOLUME, "mountPath": storage.MODEL_DIR}
+        if parsed.path:
+            mount["subPath"] = parsed.path
+    else:
+        volume = {"name": storage.DOWNLOAD_VOLUME, "emptyDir": {}}
+        mount = {"name": storage.DOWNLOAD_VOLUME, "mountPath": storage.MODEL_DIR}
+    if read_only and parsed.scheme != "oci":
+        mount["readOnly"] = True
+    mounts = container.setdefault("volumeMounts", [])
+    if any(m.get("name") == mount["name"] for m in mounts):
+        return
+    mounts.append(mount)
+    if not any(v.get("name") == volume["name"] for v in volumes):
+        volumes.append(volume)

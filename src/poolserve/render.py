@@ -73,14 +73,19 @@ def render(spec: PoolSpec) -> Rendered:
     files: list[RenderedFile] = [RenderedFile(NAMESPACE_FILE, (kserve.namespace(spec),))]
     srs: dict[str, Manifest] = {}
     for rt in runtimes:
-        sr = kserve.serving_runtime(spec, rt)
+        sr = kserve.serving_runtime(spec, rt, hardware_profile=runtime_hardware_profile(rt, models))
         srs[rt.name] = sr
         files.append(RenderedFile(runtime_file_name(rt), (sr,)))
     by_model: dict[str, tuple[Manifest, Manifest]] = {}
     for m in models:
         isvc = kserve.inference_service(spec, m)
         by_model[m.name] = (srs[m.runtime.name], isvc)
-        extra = tuple(kserve.auth_objects(m)) if m.auth else ()
+        extra: list[Manifest] = kserve.auth_objects(m) if m.auth else []
+        pdb = kserve.disruption_budget(m)
+        if pdb is not None:
+            extra.append(pdb)
+        if spec.monitoring.enabled:
+            extra.append(kserve.pod_monitor(m))
         files.append(RenderedFile(model_file_name(m), (isvc, *extra)))
     if spec.dashboard.templates:
         templates = []
@@ -92,6 +97,16 @@ def render(spec: PoolSpec) -> Rendered:
         files.append(RenderedFile(TEMPLATES_FILE, tuple(templates), in_kustomization=False))
     _check_file_names(files)
     return Rendered(files=tuple(files), models=tuple(models), runtimes=tuple(runtimes), objects_by_model=by_model)
+
+
+def runtime_hardware_profile(runtime: Runtime, models: Iterable[Model]) -> tuple[str, str] | None:
+    """The hardware profile to show on a runtime: the one all its models use, else None.
+
+    The 2.x dashboard reads the profile from the ServingRuntime (3.x from the InferenceService), so a
+    runtime shared by models with different profiles (or none) carries none.
+    """
+    profiles = {m.hardware_profile for m in models if m.runtime.name == runtime.name}
+    return profiles.pop() if len(profiles) == 1 else None
 
 
 def _check_file_names(files: list[RenderedFile]) -> None:
