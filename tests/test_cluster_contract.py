@@ -201,13 +201,14 @@ def test_another_managers_change_conflicts_until_forced(b: Backend) -> None:
     isvc = b.obj(ISVC_KIND, MODEL)
     b.cluster.apply(b.obj(SR_KIND, RUNTIME))
     b.cluster.apply(isvc)
-    b.edit(isvc, {"spec": {"predictor": {"minReplicas": 2}}}, "kubectl-edit")
+    # maxReplicas: KServe's validating webhook refuses minReplicas above it (validateReplicas).
+    b.edit(isvc, {"spec": {"predictor": {"maxReplicas": 3}}}, "kubectl-edit")
     with pytest.raises(Conflict) as exc:
         b.cluster.apply(isvc)
     msg = str(exc.value)
     assert "\n" not in msg
     assert f"conflict applying InferenceService {b.ns}/{MODEL}" in msg
-    assert '"kubectl-edit"' in msg and ".spec.predictor.minReplicas" in msg and "--force-conflicts" in msg
+    assert '"kubectl-edit"' in msg and ".spec.predictor.maxReplicas" in msg and "--force-conflicts" in msg
     assert exc.value.exit_code == 6
     # The CLI path: deploy without and with --force-conflicts.
     tgt = target(b)
@@ -217,7 +218,7 @@ def test_another_managers_change_conflicts_until_forced(b: Backend) -> None:
                         options=DeployOptions(force_conflicts=True))
     assert {c.name: c.action for c in forced.changes}[MODEL] == "configured"
     live = b.cluster.get(ISVC_API_VERSION, ISVC_KIND, MODEL, b.ns)
-    assert live is not None and live["spec"]["predictor"]["minReplicas"] == 1
+    assert live is not None and live["spec"]["predictor"]["maxReplicas"] == 1
     assert b.cluster.apply(isvc)["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
 
 

@@ -138,6 +138,31 @@ def install_crds(api: Api, crd_dir: Path) -> None:
                         raise
 
 
+# Operators an OpenShift AI cluster has next to KServe, whose kinds poolserve's objects involve: KEDA
+# (KServe makes a ScaledObject for autoscalerClass keda) and the Prometheus operator (PodMonitor). Their
+# schemas are not needed here, so these CRDs are written here, open (x-kubernetes-preserve-unknown-fields).
+EXTRA_CRDS = (("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
+              ("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"))
+
+
+def install_extra_crds(api: Api) -> None:
+    """Create :data:`EXTRA_CRDS` (names and served versions only)."""
+    for group, version, kind, plural in EXTRA_CRDS:
+        try:
+            api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{group}"},
+                "spec": {"group": group, "scope": "Namespaced",
+                         "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                         "versions": [{"name": version, "served": True, "storage": True,
+                                       "subresources": {"status": {}},
+                                       "schema": {"openAPIV3Schema": {
+                                           "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+        except ApiError as err:
+            if err.status != 409:
+                raise
+
+
 def crds_served(api: Api) -> bool:
     """Both CRDs Established, and their group versions in discovery (``status.conditions`` starts empty)."""
     for name in CRDS:
@@ -145,7 +170,8 @@ def crds_served(api: Api) -> bool:
         conds = (crd.get("status") or {}).get("conditions") or []
         if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
             return False
-    for gv in ("serving.kserve.io/v1beta1", "serving.kserve.io/v1alpha1"):
+    for gv in ("serving.kserve.io/v1beta1", "serving.kserve.io/v1alpha1",
+               *(f"{group}/{version}" for group, version, _, _ in EXTRA_CRDS)):
         found = api.get(f"/apis/{gv}") or {}
         if not found.get("resources"):
             return False
@@ -190,6 +216,7 @@ def start(workdir: Path, assets_dir: Path, crd_dir: Path) -> EnvCluster:
         api = cp.api()
         t1 = time.monotonic()
         install_crds(api, crd_dir)
+        install_extra_crds(api)
         kubelet = Kubelet(cp.api("kubelet", agent="kubelet/v1.36.2"), cert=cp.pki.issue(workdir, "kubelet")[0],
                           key=workdir / "kubelet.key")
         kubelet.start()
