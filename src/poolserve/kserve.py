@@ -310,6 +310,25 @@ def _scaling(model: Model, predictor: dict[str, Any]) -> dict[str, str]:
     return {AUTOSCALER_CLASS: "keda"}
 
 
+HPA_API_VERSION = "autoscaling/v2"
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+
+
+def stale_autoscaler(isvc: Manifest) -> tuple[str, str, str]:
+    """(apiVersion, kind, name) of the autoscaler KServe leaves behind when ``isvc``'s class changes.
+
+    KServe v0.20 names both ``<isvc>-predictor``. Its KEDA reconciler never removes the HPA an earlier
+    class made, and nothing removes a ScaledObject once the class leaves ``keda``
+    (``reconcilers/keda/keda_reconciler.go``, ``reconcilers/hpa/hpa_reconciler.go shouldDeleteHPA``): two
+    autoscalers then fight over the Deployment's replicas (KEDA's admission webhook also refuses a
+    ScaledObject for a Deployment an HPA already scales).
+    """
+    name = f"{isvc['metadata']['name']}-predictor"
+    if (isvc["metadata"].get("annotations") or {}).get(AUTOSCALER_CLASS) == "keda":
+        return HPA_API_VERSION, "HorizontalPodAutoscaler", name
+    return KEDA_API_VERSION, "ScaledObject", name
+
+
 def monitoring_annotations() -> dict[str, str]:
     """Prometheus annotations for the predictor pods (they reach the pods through KServe's buildObjectMeta)."""
     return {

@@ -39,6 +39,8 @@ class Rendered:
     runtimes: tuple[Runtime, ...]
     objects_by_model: Mapping[str, tuple[Manifest, Manifest]] = field(default_factory=dict)
     """model name -> (ServingRuntime, InferenceService)."""
+    companions: Mapping[str, tuple[Manifest, ...]] = field(default_factory=dict)
+    """model name -> what is rendered with its InferenceService: auth objects, PodDisruptionBudget, PodMonitor."""
 
     @property
     def manifests(self) -> list[Manifest]:
@@ -77,6 +79,7 @@ def render(spec: PoolSpec) -> Rendered:
         srs[rt.name] = sr
         files.append(RenderedFile(runtime_file_name(rt), (sr,)))
     by_model: dict[str, tuple[Manifest, Manifest]] = {}
+    companions: dict[str, tuple[Manifest, ...]] = {}
     for m in models:
         isvc = kserve.inference_service(spec, m)
         by_model[m.name] = (srs[m.runtime.name], isvc)
@@ -86,6 +89,7 @@ def render(spec: PoolSpec) -> Rendered:
             extra.append(pdb)
         if spec.monitoring.enabled:
             extra.append(kserve.pod_monitor(m))
+        companions[m.name] = tuple(extra)
         files.append(RenderedFile(model_file_name(m), (isvc, *extra)))
     if spec.dashboard.templates:
         templates = []
@@ -96,7 +100,8 @@ def render(spec: PoolSpec) -> Rendered:
                 templates.append(kserve.template(spec, rt, srs[rt.name]))
         files.append(RenderedFile(TEMPLATES_FILE, tuple(templates), in_kustomization=False))
     _check_file_names(files)
-    return Rendered(files=tuple(files), models=tuple(models), runtimes=tuple(runtimes), objects_by_model=by_model)
+    return Rendered(files=tuple(files), models=tuple(models), runtimes=tuple(runtimes), objects_by_model=by_model,
+                    companions=companions)
 
 
 def runtime_hardware_profile(runtime: Runtime, models: Iterable[Model]) -> tuple[str, str] | None:

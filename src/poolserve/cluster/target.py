@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from poolserve import cachejob, kserve, readiness, yamlio
 from poolserve.cluster.base import FIELD_MANAGER, Cluster, dig, kind_of, ref
-from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError, SpecError
+from poolserve.errors import Conflict, Forbidden, NotFound, NotReady, PoolserveError, SpecError
 from poolserve.kserve import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
 from poolserve.preflight import check_pvc, preflight
 from poolserve.render import Rendered
@@ -81,12 +81,13 @@ def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: b
     """Exactly the rendered objects ``deploy`` applies, in render order.
 
     All manifests when no names are given; otherwise the namespace, the runtimes the named models
-    use, their InferenceServices and auth objects. ``runtimes_only``: just the ServingRuntimes.
+    use, their InferenceServices and what is rendered with them (auth objects, disruption budgets,
+    PodMonitors). ``runtimes_only``: just the ServingRuntimes.
     """
     models = select_models(rendered, names)
     runtimes = {m.runtime.name for m in models}
     isvcs = {m.name for m in models}
-    auth = {(o["kind"], o["metadata"]["name"]) for m in models if m.auth for o in kserve.auth_objects(m)}
+    auth = {(o["kind"], o["metadata"]["name"]) for m in models for o in rendered.companions.get(m.name, ())}
     out: list[Manifest] = []
     for obj in rendered.manifests:
         kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
@@ -272,6 +273,8 @@ class ClusterTarget:
                 raise _partial_failure(err, changes, obj, objects[i + 1:]) from err
         if options.dry_run is None:
             self._record_rollouts(spec.namespace, changes, before)
+        if options.dry_run != "client":
+            changes += self._retire_stale_autoscalers(objects, dry_run=options.dry_run == "server", notes=notes)
         if changes and all(c.action == "unchanged" for c in changes):
             notes.append(f"no changes: all {len(changes)} objects already match the config")
         statuses: list[ModelStatus] = []
@@ -300,6 +303,36 @@ class ClusterTarget:
         if same_object(live, result, obj, dry_run=dry):
             return ObjectChange(k.kind, name, ns, "unchanged")
         return ObjectChange(k.kind, name, ns, "configured")
+
+    def _retire_stale_autoscalers(self, objects: Sequence[Manifest], *, dry_run: bool,
+                                  notes: list[str]) -> list[ObjectChange]:
+        """Delete the HPA or ScaledObject KServe left from an InferenceService's previous autoscaler class."""
+        out: list[ObjectChange] = []
+        for isvc in objects:
+            if isvc.get("kind") != ISVC_KIND:
+                continue
+            api_version, kind, name = kserve.stale_autoscaler(isvc)
+            ns = isvc["metadata"].get("namespace")
+            try:
+                live = self.cluster.get(api_version, kind, name, ns)
+            except NotFound:  # KEDA not installed: there is no ScaledObject to leave behind
+                continue
+            owners = dig(live, "metadata", "ownerReferences", default=None) or []
+            if not any(o.get("kind") == ISVC_KIND and o.get("name") == isvc["metadata"]["name"] for o in owners):
+                continue
+            why = (f"{ref(kind, name, ns)} is left from {isvc['metadata']['name']}'s previous autoscaler; KServe "
+                   "does not remove it and two autoscalers would fight over the replicas")
+            if dry_run:
+                notes.append(f"{why}: deploy removes it")
+                continue
+            try:
+                self.cluster.delete(api_version, kind, name, ns)
+            except Forbidden:
+                notes.append(f"{why}: you may not delete it; ask an admin to `oc delete {kind.lower()} -n {ns} "
+                             f"{name}`")
+                continue
+            out.append(ObjectChange(kind, name, ns, "deleted", note="left by the previous autoscaler class"))
+        return out
 
     def _generations(self, namespace: str) -> dict[str, int]:
         """Predictor Deployment name -> metadata.generation, from one list call."""
@@ -449,7 +482,7 @@ class ClusterTarget:
 
     def delete(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
                force: bool = False) -> DeleteResult:
-        """Delete the InferenceServices (and auth objects); with ``runtimes`` also unused runtimes.
+        """Delete the InferenceServices (and what is rendered with them); with ``runtimes`` also unused runtimes.
 
         A runtime another InferenceService still uses is kept unless ``force``.
         """
@@ -460,12 +493,10 @@ class ClusterTarget:
         for m in models:
             existed = self.cluster.delete(ISVC_API_VERSION, ISVC_KIND, m.name, ns)
             changes.append(ObjectChange(ISVC_KIND, m.name, ns, "deleted" if existed else "absent"))
-            if m.auth:
-                for obj in kserve.auth_objects(m):
-                    k = kind_of(obj)
-                    existed = self.cluster.delete(k.api_version, k.kind, obj["metadata"]["name"], ns)
-                    changes.append(ObjectChange(k.kind, obj["metadata"]["name"], ns,
-                                                "deleted" if existed else "absent"))
+            for obj in rendered.companions.get(m.name, ()):
+                k = kind_of(obj)
+                existed = self.cluster.delete(k.api_version, k.kind, obj["metadata"]["name"], ns)
+                changes.append(ObjectChange(k.kind, obj["metadata"]["name"], ns, "deleted" if existed else "absent"))
         candidates = list(dict.fromkeys(
             [r.name for r in rendered.runtimes] if not names else [m.runtime.name for m in models]))
         if not runtimes:
