@@ -261,7 +261,7 @@ def model_status(
             recent = when is None or (now - when).total_seconds() <= RECENT_EVENT_S
             findings.append(Finding(9, recent and reason == "InternalError", f"{reason}: {_first_line(msg)}"))
         elif reason == "FailedCreate":
-            findings.append(Finding(10, True, f"FailedCreate: {_first_line(msg)}"))
+            findings.append(Finding(10, True, f"FailedCreate: {_first_line(msg)}{create_failure_hint(msg)}"))
         elif reason in ("FailedMount", "FailedAttachVolume"):
             findings.append(Finding(12, False, f"{reason}: {_first_line(msg)}"))
 
@@ -288,9 +288,9 @@ def model_status(
         rf = dconds.get("ReplicaFailure")
         if rf and rf.get("status") == "True":
             details.append(f"deployment ReplicaFailure {rf.get('reason')}: {rf.get('message')}")
+            rf_msg = str(rf.get("message", ""))
             findings.append(Finding(4, True, f"ReplicaFailure ({rf.get('reason')}): "
-                                    f"{_first_line(rf.get('message', ''))}: raise the namespace quota or lower "
-                                    "the resources"))
+                                    f"{_first_line(rf_msg)}{create_failure_hint(rf_msg)}"))
         prog = dconds.get("Progressing") or {}
         deadline = int(dig(dep, "spec", "progressDeadlineSeconds", default=PROGRESS_DEADLINE_S) or PROGRESS_DEADLINE_S)
         if prog.get("status") == "False" and prog.get("reason") == "ProgressDeadlineExceeded":
@@ -551,6 +551,22 @@ def _event_time(e: Manifest) -> datetime | None:
 def _model_states(status: Mapping[str, Any]) -> str:
     states = dig(status, "modelStatus", "states", default={}) or {}
     return f"{states.get('activeModelState') or '-'} -> {states.get('targetModelState') or '-'}"
+
+
+def create_failure_hint(message: str) -> str:
+    """What to do when the ReplicaSet cannot create a predictor pod, from the API server's refusal."""
+    if "exceeded quota" in message:
+        return ": raise the namespace quota or lower the resources"
+    if "storage-config" in message:
+        # KServe's pod mutator reads a data connection's credential from this Secret, which odh-model-controller
+        # builds from the namespace's data connections (credentials.CreateStorageSpecSecretEnvs).
+        return (": KServe reads data_connection from the storage-config Secret: create the data connection in "
+                "the project (OpenShift AI builds storage-config from it), or fix data_connection")
+    if "must be unique" in message or " is invalid: " in message:
+        return ": the predictor pod KServe built is invalid; `poolserve lint` explains which setting causes it"
+    if "admission webhook" in message:
+        return ": a webhook refused the predictor pod"
+    return ""
 
 
 def _first_line(text: str, limit: int = 300) -> str:
