@@ -134,7 +134,8 @@ class AutoscalingSpec(_Strict):
     metric: Literal["cpu", "memory", "queue"]
     """cpu / memory: KServe's HPA on utilisation (percent of the request); queue: KEDA on vLLM's in-flight requests."""
     target: int = Field(ge=1)
-    """cpu / memory: utilisation percent (1-100, KServe's webhook range); queue: requests in flight per replica."""
+    """cpu / memory: utilisation percent (1-100, KServe's webhook range); queue: inputs in flight per replica
+    (vLLM counts each text of a batched request as one request)."""
     prometheus_url: str = DEFAULT_PROMETHEUS_URL
     """queue only: the Prometheus KEDA queries (default: OpenShift's Thanos querier, tenancy port)."""
     authentication: str | None = ODH_KEDA_AUTH
