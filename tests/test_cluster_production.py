@@ -64,7 +64,8 @@ def project(kube: EnvCluster, ns: str, tmp_path: Path) -> Callable[..., Project]
 
 
 def test_dry_run_server_accepts_every_new_spec(project: Callable[..., Project]) -> None:
-    for spec, pvcs in (("autoscaling.yaml", {}), ("storage-uris.yaml", {"hf-cache": ("ReadWriteMany",)}),
+    for spec, pvcs in (("autoscaling.yaml", {}),
+                       ("storage-uris.yaml", {"hf-cache": ("ReadWriteMany",), "model-store": ("ReadWriteMany",)}),
                        ("rwo-rollout.yaml", {"model-cache-rwo": ("ReadWriteOnce",)})):
         p = project(spec, pvcs=pvcs)
         r = p.run("deploy", "--dry-run", "server")

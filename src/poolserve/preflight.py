@@ -80,6 +80,61 @@ def check_kserve(cluster: Cluster, namespace: str) -> tuple[str, tuple[str, ...]
     return ", ".join(found), ()
 
 
+def check_operators(cluster: Cluster, models: Sequence[Model], objects: Sequence[Manifest],
+                    namespace: str) -> list[str]:
+    """The operators the config relies on besides KServe (KEDA, the Prometheus operator); returns notes.
+
+    KEDA for ``autoscaling: queue``, the Prometheus operator for PodMonitors.
+
+    KServe's KEDA reconciler fails every reconcile of such an InferenceService when KEDA's
+    ScaledObject kind is not served (``keda_reconciler.go``); a PodMonitor cannot be applied without its CRD.
+
+    Raises:
+        NotFound: a kind they need is not served.
+    """
+    notes: list[str] = []
+    needs: list[tuple[str, str, str]] = []
+    queue = [m.name for m in models if m.autoscaling is not None and m.autoscaling.metric == "queue"]
+    if queue:
+        needs.append(("keda.sh/v1alpha1", "ScaledObject",
+                      f"autoscaling on the queue ({', '.join(queue)}) needs KEDA: install the Custom Metrics "
+                      "Autoscaler operator and its KedaController (OpenShift), or use metric: cpu"))
+    if any(o.get("kind") == "PodMonitor" for o in objects):
+        needs.append(("monitoring.coreos.com/v1", "PodMonitor",
+                      "monitoring.enabled needs the Prometheus operator's PodMonitor kind (OpenShift: enable "
+                      "user-workload monitoring), or set monitoring.enabled: false"))
+    for api_version, kind, hint in needs:
+        try:
+            cluster.list(api_version, kind, namespace)
+        except NotFound as err:
+            raise NotFound(f"the API server has no {kind} ({api_version}) resource", hint=hint) from err
+        except Forbidden:
+            notes.append(f"cannot check that {kind} ({api_version}) is served: you may not list it here")
+    return notes
+
+
+def check_storage_claims(cluster: Cluster, models: Sequence[Model], namespace: str) -> list[str]:
+    """Each ``pvc://`` storage_uri names a claim that exists (KServe mounts it as is; the pod waits forever).
+
+    Raises:
+        NotFound: naming the model and the claim.
+    """
+    notes: list[str] = []
+    for m in models:
+        uri = m.storage_uri
+        if uri is None or uri.scheme != "pvc":
+            continue
+        try:
+            found = cluster.get("v1", "PersistentVolumeClaim", uri.location, namespace)
+        except Forbidden:
+            notes.append(f"cannot check PersistentVolumeClaim {namespace}/{uri.location} ({m.name}'s storage_uri)")
+            continue
+        if found is None:
+            raise NotFound(f"PersistentVolumeClaim {namespace}/{uri.location} ({m.name}'s storage_uri) does not exist",
+                           hint="create it and copy the model in, or fix storage_uri")
+    return notes
+
+
 def namespace_state(cluster: Cluster, spec: PoolSpec, rendered_ns: Manifest | None) -> tuple[bool, bool, list[str]]:
     """``(exists, needs_apply, notes)`` for the target namespace.
 
@@ -256,6 +311,9 @@ def preflight(cluster: Cluster, spec: PoolSpec, models: Sequence[Model],
                        f"namespace {spec.namespace} is new",
                        hint=f"create the namespace (`oc new-project {spec.namespace}`) and the PVC first")
     all_notes += check_gpus(cluster, models)
+    all_notes += check_operators(cluster, models, objects, spec.namespace)
+    if exists:
+        all_notes += check_storage_claims(cluster, models, spec.namespace)
     check_access(cluster, [o for o in objects if o.get("kind") != "Namespace"], spec.namespace)
     return PreflightReport(server_version=version, kserve=kserve_desc, namespace_exists=exists,
                            namespace_needs_apply=needs_apply, notes=tuple(all_notes))
