@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from poolserve.cluster.base import forbidden, kind_info, kind_missing
-from poolserve.cluster.fake import FakeCluster, cluster_for
-from poolserve.cluster.target import deploy_objects, select_models
+from poolserve.cluster.fake import FakeCluster
+from poolserve.cluster.fake_kserve import cluster_for
+from poolserve.cluster.preflight import PreflightReport, preflight
+from poolserve.cluster.target import deploy_objects
 from poolserve.errors import NotFound
-from poolserve.preflight import PreflightReport, preflight
-from poolserve.render import render
+from poolserve.render import render, select_models
 from poolserve.spec import PoolSpec, parse_spec
 
 SPEC = """\

@@ -47,10 +47,11 @@ ENABLE_AUTH = "security.opendatahub.io/enable-auth"
 VISIBILITY = "networking.kserve.io/visibility"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 MODELMESH_ENABLED = "modelmesh-enabled"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+"""Set by KServe on an InferenceService's predictor Deployment, pods and Service; the value is its name."""
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"  # hpa (default) | keda | external | none
 HARDWARE_PROFILE_NAME = "opendatahub.io/hardware-profile-name"
 HARDWARE_PROFILE_NAMESPACE = "opendatahub.io/hardware-profile-namespace"
-ISVC_POD_LABEL = "serving.kserve.io/inferenceservice"  # KServe's label on the predictor pods (buildObjectMeta)
 # KServe's metrics annotations (pkg/constants): where kserve-container serves Prometheus metrics, and the
 # pod mutator's switch that, when "true", rewrites prometheus.io/port to queue-proxy's 9091: a port raw
 # mode's pods do not have (metrics_aggregate_injector.go InjectMetricsAggregator).
@@ -347,7 +348,7 @@ def monitoring_annotations() -> dict[str, str]:
 
 def _predictor_selector(model: Model) -> dict[str, Any]:
     # KServe's labels on every predictor pod (components/predictor.go buildObjectMeta).
-    return {"matchLabels": {ISVC_POD_LABEL: model.name, "component": "predictor"}}
+    return {"matchLabels": {ISVC_LABEL: model.name, "component": "predictor"}}
 
 
 def pod_monitor(model: Model) -> Manifest:
@@ -402,6 +403,16 @@ def namespace(spec: PoolSpec) -> Manifest:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
+def predictor_name(isvc: str) -> str:
+    """``<isvc>-predictor``: the Deployment and Service KServe's raw mode creates for an InferenceService."""
+    return f"{isvc}-predictor"
+
+
+def token_secret_name(model_name: str) -> str:
+    """``default-<model>-sa``: the token Secret of a model with ``auth`` (named as the dashboard names it)."""
+    return f"default-{model_name}-sa"
+
+
 def auth_objects(model: Model) -> list[Manifest]:
     """What the dashboard creates for token auth.
 
@@ -432,7 +443,7 @@ def auth_objects(model: Model) -> list[Manifest]:
             "kind": "Secret",
             "type": "kubernetes.io/service-account-token",
             "metadata": {
-                "name": f"default-{sa}",
+                "name": token_secret_name(model.name),
                 "namespace": ns,
                 "labels": labels,
                 "annotations": {"kubernetes.io/service-account.name": sa, DISPLAY_NAME: "default"},

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from poolserve import catalog, storage
+from poolserve.defaults import DEFAULT_CONFIG
 from poolserve.errors import SpecError
 from poolserve.yamlio import load_with_lines
 
@@ -23,7 +24,6 @@ Task = Literal["embed", "score"]
 Version = tuple[int, int, int]
 
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
-DEFAULT_CONFIG = "poolserve.yaml"
 
 # KServe raw mode: the selector label ``app=isvc.<name>-predictor`` must fit 63 chars (<= 48) and the
 # default domain template's first host label ``<name>-predictor-<ns>`` must too (name + ns <= 52).
