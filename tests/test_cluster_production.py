@@ -107,6 +107,15 @@ def test_autoscalers_kserve_builds_from_the_rendered_fields(project: Callable[..
     p.wait_for("the disruption controller to count e5-base's 2 ready pods, 1 of them evictable", lambda: (
         (o := p.get("policy/v1", "poddisruptionbudgets", "e5-base-predictor")) and
         (o.get("status") or {}).get("expectedPods") == 2 and o["status"].get("disruptionsAllowed") == 1))
+    # status: ready/desired, and how the count can move.
+    st = p.run("status", "-o", "json")
+    assert st.exit_code == 0, st.stderr
+    rows = {row["name"]: row for row in json.loads(st.stdout)}
+    assert (rows["minilm-embedding"]["replicas_min"], rows["minilm-embedding"]["replicas_max"]) == (1, 4)
+    assert rows["minilm-embedding"]["autoscaler"] == "queue 16/replica"
+    assert rows["e5-base"]["autoscaler"] == "cpu 70%" and rows["e5-base"]["replicas_desired"] == 2
+    table = p.run("status")
+    assert "(2-6 cpu 70%)" in next(ln for ln in table.stdout.splitlines() if ln.startswith("e5-base"))
     # delete takes the budgets and PodMonitors with the InferenceServices.
     r = p.run("delete")
     assert r.exit_code == 0, r.stderr

@@ -293,3 +293,45 @@ def test_lint_hpa_target_range_matches_the_webhook() -> None:
     bad["spec"]["predictor"]["scaleTarget"] = 150  # memory too: Go's && binds tighter than ||
     assert any("[1-100] integer" in p for p in kserve_webhook_problems(bad))
     assert validate_isvc(_standard(bad)) == "the target utilization percentage should be a [1-100] integer"
+
+
+# --- status ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "annotations_only", "expected"),
+    [
+        ("", False, None),  # pinned: KServe's default HPA has min == max
+        ("    max_replicas: 3\n", False, (1, 3, "cpu 80%")),  # KServe's default CPU HPA
+        ("    replicas: 2\n    max_replicas: 5\n    autoscaling: {metric: memory, target: 85}\n", False,
+         (2, 5, "memory 85%")),
+        ("    max_replicas: 4\n    autoscaling: {metric: queue, target: 16}\n", False, (1, 4, "queue 16/replica")),
+        ("    max_replicas: 4\n", True, None),  # autoscalerClass none: fixed at minReplicas
+    ],
+)
+def test_status_says_how_the_replica_count_can_move(extra: str, annotations_only: bool, expected: object) -> None:
+    from poolserve.cluster.readiness import autoscaler_of
+
+    isvc = _isvc(BASE + extra)
+    if annotations_only:
+        isvc["metadata"]["annotations"][kserve.AUTOSCALER_CLASS] = "none"
+    assert autoscaler_of(isvc) == expected
+
+
+def test_status_table_shows_the_range_and_metric() -> None:
+    from rich.console import Console
+
+    from poolserve.cli.output import status_table
+    from poolserve.target import ModelStatus
+
+    rows = [ModelStatus(name="minilm", target="cluster", phase="Ready", ready=True, replicas_ready=2,
+                        replicas_desired=3, replicas_current=3, replicas_min=1, replicas_max=4,
+                        autoscaler="queue 16/replica"),
+            ModelStatus(name="granite", target="cluster", phase="Ready", ready=True, replicas_ready=1,
+                        replicas_desired=1, replicas_current=1)]
+    console = Console(width=200, record=True)
+    console.print(status_table(rows))
+    text = console.export_text()
+    assert "2/3 (1-4 queue 16/replica)" in text
+    granite = next(ln for ln in text.splitlines() if ln.startswith("granite"))
+    assert " 1/1 " in granite and "(" not in granite

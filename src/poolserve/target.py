@@ -50,6 +50,13 @@ class ModelStatus:
     route_url: str | None = None
     replicas_ready: int = 0
     replicas_desired: int = 0
+    """What the Deployment asks for: an autoscaler moves it between ``replicas_min`` and ``replicas_max``."""
+    replicas_current: int = 0
+    """Pods the Deployment has now (ready or not)."""
+    replicas_min: int | None = None
+    replicas_max: int | None = None
+    autoscaler: str | None = None
+    """``queue 16/replica``, ``cpu 70%``, ...: set only when the replica count can change."""
     age_s: float | None = None
     reason: str | None = None
     """Why it is not ready, in one line (``CrashLoopBackOff: --task is not a vLLM flag ...``)."""

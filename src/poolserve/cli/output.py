@@ -51,6 +51,14 @@ _PHASE_STYLE = {"Ready": "green", "Loading": "yellow", "Failed": "bold red", "St
                 "Terminating": "yellow", "NotDeployed": "dim", "Unknown": "yellow"}
 
 
+def _replicas(s: ModelStatus) -> str:
+    """``ready/desired``; an autoscaled model adds its range and what it scales on: ``2/3 (1-4 queue 16/replica)``."""
+    text = f"{s.replicas_ready}/{s.replicas_desired}"
+    if s.autoscaler:
+        text += f" ({s.replicas_min}-{s.replicas_max} {s.autoscaler})"
+    return text
+
+
 def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
     """The ``poolserve status`` table; reasons and evidence follow under it."""
     table = Table(box=None, pad_edge=False)
@@ -61,7 +69,7 @@ def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
     for s in statuses:
         table.add_row(
             s.name, s.target, Text(s.phase, style=_PHASE_STYLE.get(s.phase, "")),
-            f"{s.replicas_ready}/{s.replicas_desired}", s.runtime or "-", s.served_model or "-",
+            _replicas(s), s.runtime or "-", s.served_model or "-",
             s.route_url or s.url or "-", _age(s.age_s),
         )
         if s.reason:
