@@ -118,6 +118,9 @@ class LocalSpec(_Strict):
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     startup_timeout_s: float = Field(default=600, gt=0)
+    pvc_dirs: dict[str, str] = Field(default_factory=dict)
+    """PVC name -> local directory standing in for it (a ``pvc://`` storage_uri's claim, say). Unlisted
+    claims: ``cache_dir`` for the cache PVC, ``<state_dir>/pvc/<claim>`` for others."""
 
 
 # KEDA's Prometheus scaler on OpenShift: the Thanos querier's tenancy port (needs the namespace parameter,

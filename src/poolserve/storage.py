@@ -85,6 +85,8 @@ def parse(uri: str) -> StorageURI:
         model, _, revision = parts[1].partition(":")
         if not _HF_PART.match(parts[0]) or not _HF_PART.match(model):
             raise ValueError(f"{uri!r}: {parts[0]}/{model} is not a Hugging Face repository id")
+        if revision and (not _HF_PART.match(revision) or revision in (".", "..")):
+            raise ValueError(f"{uri!r}: {revision!r} is not a revision (a branch, tag or commit hash)")
         return StorageURI(uri, "hf", f"{parts[0]}/{model}", revision)
     if scheme == "s3":
         bucket, _, key = rest.partition("/")
