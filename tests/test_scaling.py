@@ -335,3 +335,13 @@ def test_status_table_shows_the_range_and_metric() -> None:
     assert "2/3 (1-4 queue 16/replica)" in text
     granite = next(ln for ln in text.splitlines() if ln.startswith("granite"))
     assert " 1/1 " in granite and "(" not in granite
+
+
+def test_a_model_opts_out_of_defaults_with_null() -> None:
+    text = (BASE.replace("defaults:\n", "defaults:\n  max_replicas: 3\n  autoscaling: {metric: queue, target: 8}\n"
+                         "  disruption_budget: {max_unavailable: 1}\n  hardware_profile: nvidia-l4\n")
+            + "    autoscaling: null\n    disruption_budget: null\n    hardware_profile: null\n"
+            + "  - {name: other, model_id: intfloat/e5-base-v2}\n")
+    mine, other = resolve_models(parse_spec(text))
+    assert mine.autoscaling is None and mine.disruption_budget is None and mine.hardware_profile is None
+    assert other.autoscaling is not None and other.disruption_budget is not None and other.hardware_profile

@@ -626,7 +626,7 @@ def _check_model_extras(spec: PoolSpec, m: ModelConfig,
         out.append(((*base, "data_connection"), "needs storage_uri: s3://BUCKET/PATH"))
     if m.data_connection is not None and not _SUBDOMAIN.match(m.data_connection):
         out.append(((*base, "data_connection"), f"{m.data_connection!r} is not a Secret name"))
-    if _first(m.hardware_profile, spec.defaults.hardware_profile) is not None:
+    if _own_or_default(m, spec.defaults, "hardware_profile") is not None:
         # The profile owns scheduling: its webhook (OpenShift AI 3.x) overwrites node selector keys and, when
         # the profile changes, replaces both. Values from defaults: are left out for this model instead.
         for field in ("node_selector", "tolerations"):
@@ -735,9 +735,14 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
     return out
 
 
+def _own_or_default(m: ModelConfig, d: ModelDefaults, key: str) -> Any:
+    """The model's value when it sets the key, even to null (which opts out of ``defaults:``), else the default."""
+    return getattr(m, key) if key in m.model_fields_set else getattr(d, key)
+
+
 def _resolve_extras(spec: PoolSpec, m: ModelConfig) -> dict[str, Any]:
     d = spec.defaults
-    profile: HardwareProfileRef | None = _first(m.hardware_profile, d.hardware_profile)
+    profile: HardwareProfileRef | None = _own_or_default(m, d, "hardware_profile")
     strategy = _first(m.deployment_strategy, d.deployment_strategy)
     if strategy is None and spec.cache.access_mode in ("ReadWriteOnce", "ReadWriteOncePod"):
         strategy = "Recreate"  # a rolling update's surge pod cannot attach the volume on another node
@@ -746,13 +751,13 @@ def _resolve_extras(spec: PoolSpec, m: ModelConfig) -> dict[str, Any]:
     except ValueError as err:  # parse_spec's cross_check reports this with its line; this guards direct callers
         raise SpecError(f"model {m.name}: storage_uri: {err}") from None
     extras: dict[str, Any] = {
-        "autoscaling": _first(m.autoscaling, d.autoscaling),
+        "autoscaling": _own_or_default(m, d, "autoscaling"),
         "hardware_profile": (profile.name, profile.namespace or spec.dashboard.templates_namespace)
         if profile else None,
         "storage_uri": uri,
         "data_connection": m.data_connection,
         "image_pull_secrets": tuple(_first(m.image_pull_secrets, d.image_pull_secrets, ())),
-        "disruption_budget": _first(m.disruption_budget, d.disruption_budget),
+        "disruption_budget": _own_or_default(m, d, "disruption_budget"),
         "deployment_strategy": strategy,
     }
     return extras
