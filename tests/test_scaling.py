@@ -17,19 +17,12 @@ from poolserve.errors import SpecError
 from poolserve.lint import Finding, kserve_webhook_problems, lint
 from poolserve.render import render
 from poolserve.spec import load_spec, parse_spec, resolve_models
+from support.configs import ONE_MODEL
 from support.kserve_sim import autoscaler
 from support.kserve_webhooks import validate_isvc
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = """\
-runtimes:
-  - {name: vllm-embedding-runtime, task: embed}
-defaults:
-  resources: {limits: {memory: 8Gi}}
-models:
-  - name: minilm-embedding
-    model_id: sentence-transformers/all-MiniLM-L6-v2
-"""
+BASE = ONE_MODEL
 
 
 def _isvc(text: str, name: str = "minilm-embedding") -> dict:

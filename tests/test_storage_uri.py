@@ -16,17 +16,10 @@ from poolserve.lint import Finding, lint
 from poolserve.render import render
 from poolserve.spec import load_spec, parse_spec
 from poolserve.vllm import served_model_names
+from support.configs import ONE_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = """\
-runtimes:
-  - {name: vllm-embedding-runtime, task: embed}
-defaults:
-  resources: {limits: {memory: 8Gi}}
-models:
-  - name: minilm-embedding
-    model_id: sentence-transformers/all-MiniLM-L6-v2
-"""
+BASE = ONE_MODEL
 
 
 def _findings(text: str) -> list[Finding]:
