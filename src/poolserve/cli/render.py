@@ -48,6 +48,5 @@ def render_cmd(
         err.print(f"removed {out_dir / name} (no longer in the config)")
     if not result.changed and not result.stale:
         err.print(f"{out_dir}: unchanged")
-    if result.templates_namespace:
-        err.print(f"note: {out_dir}/dashboard-templates.yaml goes to {result.templates_namespace} and needs "
-                  "admin rights; it is not in the kustomization: oc apply -f it separately")
+    for note in result.notes:
+        err.print(f"note: {note}")
