@@ -372,3 +372,19 @@ def test_cli_project_scope_deploy_prints_the_3_5_warning(tmp_path: Path) -> None
     assert r.exit_code == 0, r.stderr
     assert f"template/{NS}/vllm-embedding-runtime created" in r.stderr
     assert "warning: project-scoped Templates (in embeddings): OpenShift AI 3.6+ finds them" in r.stderr
+
+
+def test_a_dashboard_that_disables_custom_runtimes_is_warned_about() -> None:
+    spec, rendered = make()
+    fake = cluster_for(spec)
+    config = {"apiVersion": "opendatahub.io/v1alpha", "kind": "OdhDashboardConfig",
+              "metadata": {"name": "odh-dashboard-config", "namespace": DASH},
+              "spec": {"dashboardConfig": {"disableCustomServingRuntimes": False}}}
+    fake.seed(config)
+    assert target(fake).deploy(rendered, [], wait=False, timeout_s=60).warnings == ()
+    fake.edit("OdhDashboardConfig", "odh-dashboard-config", DASH,
+              {"spec": {"dashboardConfig": {"disableCustomServingRuntimes": True}}})
+    result = target(fake).deploy(rendered, [], wait=False, timeout_s=60)
+    assert result.warnings == (
+        f"OdhDashboardConfig {DASH}/odh-dashboard-config sets disableCustomServingRuntimes: the dashboard ignores "
+        "custom Templates (OpenShift AI 3.5 then labels the runtimes 'Template removed'); an admin can unset it",)

@@ -264,12 +264,13 @@ def check_templates(cluster: Cluster, spec: PoolSpec, templates: Sequence[Manife
                        "OpenShift AI") from err
     except Forbidden:
         live = None
+    dash = spec.dashboard.templates_namespace
+    warnings = [w for w in (custom_runtimes_disabled(cluster, dash),) if w]
     if template_scope(spec) == "project":
-        dash = spec.dashboard.templates_namespace
         return TemplateCheck(warnings=(
             f"project-scoped Templates (in {ns}): OpenShift AI 3.6+ finds them; 3.5 looks only in {dash} and "
             "labels these runtimes 'Template removed' (there, use dashboard.templates_scope: global and an "
-            "admin)",))
+            "admin)", *warnings))
     try:
         if cluster.get("v1", "Namespace", ns) is None:
             raise NotFound(f"namespace {ns} (dashboard.templates_namespace) does not exist: is OpenShift AI "
@@ -278,7 +279,7 @@ def check_templates(cluster: Cluster, spec: PoolSpec, templates: Sequence[Manife
     except Forbidden:
         pass  # project users may not read namespaces; the Templates' apply would say it
     if all(cluster.access(verb, kind, namespace=ns).allowed for verb in ("create", "patch")):
-        return TemplateCheck()
+        return TemplateCheck(warnings=tuple(warnings))
     left: dict[str, tuple[str, str]] = {}
     missing: list[str] = []
     for t in templates:
@@ -308,7 +309,30 @@ def check_templates(cluster: Cluster, spec: PoolSpec, templates: Sequence[Manife
                         hint=f"ask an admin to run `oc apply -f {TEMPLATES_PATH}`, or set "
                         f"dashboard.templates_scope: project to keep the Templates in {spec.namespace}")
     return TemplateCheck(left=left, notes=(f"the dashboard Templates in {ns} are there already (an admin applied "
-                                           "them): left as they are",))
+                                           "them): left as they are",), warnings=tuple(warnings))
+
+
+ODH_CONFIG = ("opendatahub.io/v1alpha", "OdhDashboardConfig", "odh-dashboard-config")
+"""The dashboard's settings object, in its namespace (every user may read it: odh-dashboard
+``manifests/base/rbac/all-users/model-serving-role.yaml``)."""
+
+
+def custom_runtimes_disabled(cluster: Cluster, dashboard_namespace: str) -> str | None:
+    """A warning when the dashboard's ``disableCustomServingRuntimes`` flag is set, else None.
+
+    With it, 3.5's ``useTemplates`` keeps only Templates labelled ``opendatahub.io/ootb``: the wizard
+    does not offer poolserve's, and the "Template removed" check does not find them. Unreadable or
+    absent (Open Data Hub without the object, a plain cluster): no warning.
+    """
+    api_version, kind, name = ODH_CONFIG
+    try:
+        config = cluster.get(api_version, kind, name, dashboard_namespace)
+    except (NotFound, Forbidden):
+        return None
+    if dig(config, "spec", "dashboardConfig", "disableCustomServingRuntimes") is not True:
+        return None
+    return (f"{kind} {dashboard_namespace}/{name} sets disableCustomServingRuntimes: the dashboard ignores custom "
+            "Templates (OpenShift AI 3.5 then labels the runtimes 'Template removed'); an admin can unset it")
 
 
 def check_access(cluster: Cluster, objects: Sequence[Manifest], namespace: str) -> None:
