@@ -23,7 +23,7 @@ def render_cmd(
                                         "did not write.")] = False,
     set_: SetOpt = None,
 ) -> None:
-    """Render the config into KServe manifests (ServingRuntimes, InferenceServices, namespace, kustomization)."""
+    """Render the config into KServe manifests (namespace, dashboard Templates, runtimes, models, kustomization)."""
     from poolserve.actions.render import RenderRequest, drift, render_manifests
 
     req = RenderRequest(source=source(config, set_), output=None if output == "-" else Path(output), check=check,
