@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from poolserve import storage, vllm
 from poolserve.errors import LintError
@@ -32,6 +32,8 @@ ISVC_KIND = "InferenceService"
 SR_PLURAL = "servingruntimes"
 ISVC_PLURAL = "inferenceservices"
 CONTAINER_NAME = "kserve-container"  # the controller fails with InvalidSpec without it
+TEMPLATE_API_VERSION = "template.openshift.io/v1"
+TEMPLATE_KIND = "Template"
 
 # OpenShift AI dashboard keys (odh-dashboard; see LESSONS_LEARNED.md "Dashboard").
 DASHBOARD_LABEL = "opendatahub.io/dashboard"
@@ -123,10 +125,11 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime, *, hardware_profile: tuple
         RUNTIME_VERSION: f"v{format_version(runtime.vllm_version)}",
     }
     if spec.dashboard.templates:
-        # Only with a Template behind it: a dangling template-name shows "Template removed" in 3.x.
+        # Only with a Template behind it: a dangling template-name shows "Template removed" (3.5+).
+        # objects[0].metadata.name: the one name every dashboard version matches (see template()).
         annotations[TEMPLATE_NAME] = runtime.pattern
         # "global": the Template lives in the dashboard namespace; "project": in the model's own.
-        annotations[RUNTIME_SCOPE] = "project" if spec.dashboard.templates_namespace == spec.namespace else "global"
+        annotations[RUNTIME_SCOPE] = template_scope(spec)
     if runtime.accelerator:
         annotations[RECOMMENDED_ACCELERATORS] = json.dumps([runtime.accelerator])
     if hardware_profile is not None:
@@ -452,19 +455,43 @@ def auth_objects(model: Model) -> list[Manifest]:
     ]
 
 
+def template_scope(spec: PoolSpec) -> Literal["global", "project"]:
+    """``project`` when the Templates go to the models' own namespace, else ``global`` (the dashboard's)."""
+    if spec.dashboard.templates_scope == "project" or spec.dashboard.templates_namespace == spec.namespace:
+        return "project"
+    return "global"
+
+
+def template_namespace(spec: PoolSpec) -> str:
+    """Where the Templates go: the dashboard namespace (global scope) or the models' namespace (project)."""
+    return spec.namespace if template_scope(spec) == "project" else spec.dashboard.templates_namespace
+
+
+def template_name(spec: PoolSpec, runtime: Runtime) -> str:
+    """The Template's own ``metadata.name`` for ``runtime``.
+
+    The runtimes' ``opendatahub.io/template-name`` is the Template's ``objects[0].metadata.name``
+    (``runtime.pattern``), the only name odh-dashboard <= 3.3 matches in the dashboard namespace. In the
+    project the dashboard (3.6+, odh-dashboard#9322 ``useFetchTemplate``) GETs the Template *named*
+    template-name, so a project-scoped Template is named exactly that.
+    """
+    return runtime.pattern if template_scope(spec) == "project" else f"{runtime.pattern}-template"
+
+
 def template(spec: PoolSpec, runtime: Runtime, sr: Manifest) -> Manifest:
-    """An OpenShift Template listing ``runtime`` under Settings -> Serving runtimes."""
+    """An OpenShift Template listing ``runtime`` under Settings -> Serving runtimes (and in the deploy wizard)."""
     obj = copy.deepcopy(sr)
     obj["metadata"].pop("namespace", None)
     obj["metadata"]["name"] = runtime.pattern
-    for key in (TEMPLATE_NAME, TEMPLATE_DISPLAY_NAME, RUNTIME_SCOPE):
+    # A model's hardware profile is no part of the runtime the dashboard offers for new deployments.
+    for key in (TEMPLATE_NAME, TEMPLATE_DISPLAY_NAME, RUNTIME_SCOPE, HARDWARE_PROFILE_NAME, HARDWARE_PROFILE_NAMESPACE):
         obj["metadata"]["annotations"].pop(key, None)
     return {
-        "apiVersion": "template.openshift.io/v1",
-        "kind": "Template",
+        "apiVersion": TEMPLATE_API_VERSION,
+        "kind": TEMPLATE_KIND,
         "metadata": {
-            "name": f"{runtime.pattern}-template",
-            "namespace": spec.dashboard.templates_namespace,
+            "name": template_name(spec, runtime),
+            "namespace": template_namespace(spec),
             "labels": {DASHBOARD_LABEL: "true"},
             "annotations": {
                 DISPLAY_NAME: runtime.display_name,

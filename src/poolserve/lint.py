@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from poolserve import kserve, storage, vllm
+from poolserve.dashboard import find_template
 from poolserve.errors import LintError, SpecError
 from poolserve.kserve import Manifest
 from poolserve.render import Rendered
@@ -98,6 +99,8 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     for obj in rendered.manifests:
         by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
     runtimes = by_kind.get(kserve.SR_KIND, {})
+    project = kserve.template_scope(spec) == "project"
+    rendered_templates = ([], rendered.templates) if project else (rendered.templates, [])
     for isvc in by_kind.get(kserve.ISVC_KIND, {}).values():
         subj = _subject(isvc)
         meta = isvc["metadata"]
@@ -123,9 +126,10 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
             if fmt not in formats:
                 out.append(Finding("error", subj, f"modelFormat {fmt!r} is not in runtime {rt_name}'s "
                                                   f"supportedModelFormats {formats}: NoSupportingRuntime"))
-            if sr_ann.get(kserve.TEMPLATE_NAME) and not spec.dashboard.templates:
-                out.append(Finding("warning", _subject(sr), "template-name without a Template: the 3.x dashboard "
-                                                             "labels it 'Template removed'"))
+            name = sr_ann.get(kserve.TEMPLATE_NAME)
+            if name and find_template(name, *rendered_templates) is None:
+                out.append(Finding("warning", _subject(sr), f"template-name {name!r} matches no rendered Template: "
+                                                             "OpenShift AI 3.5+ labels it 'Template removed'"))
         if meta.get("labels", {}).get(kserve.DASHBOARD_LABEL) != "true":
             out.append(Finding("warning", subj, f"no label {kserve.DASHBOARD_LABEL}=true: hidden in the 2.x dashboard"))
         ann = meta.get("annotations", {})
@@ -140,6 +144,7 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
             out.append(Finding("note", subj, "no storageUri and a modelFormat other than 'huggingface': KServe "
                                              "injects its model-agent sidecar and a modelconfig ConfigMap "
                                              "(harmless, costs 100m CPU/100Mi); use model_format: huggingface"))
+    out += _templates(spec)
     ns = by_kind.get("Namespace", {}).get(spec.namespace)
     if ns is not None:
         labels = ns["metadata"].get("labels", {})
@@ -155,6 +160,20 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
                                    f"shared by {', '.join(models)}: deleting any of them in the dashboard also "
                                    "deletes this runtime (runtime_mode: per-model avoids that)"))
     return out
+
+
+def _templates(spec: PoolSpec) -> list[Finding]:
+    """Who may apply the Templates, and the dashboard versions that find them (dashboard.py)."""
+    if not spec.dashboard.templates:
+        return []
+    ns = kserve.template_namespace(spec)
+    subject = f"dashboard-templates.yaml ({ns})"
+    if kserve.template_scope(spec) == "project":
+        return [Finding("warning", subject, "project-scoped Templates: OpenShift AI 3.6+ finds them; 3.5 looks only "
+                        f"in {spec.dashboard.templates_namespace} and labels the runtimes 'Template removed'")]
+    return [Finding("note", subject, f"creating Templates in {ns} needs an OpenShift AI admin: `poolserve deploy` "
+                    "stops first without that right (unless they are there), a project member's `oc apply -k` "
+                    "fails on them; dashboard.templates_scope: project needs no admin")]
 
 
 def fmt_is_mms(isvc: Manifest) -> bool:

@@ -91,8 +91,13 @@ class DashboardSpec(_Strict):
 
     namespace_display_name: str | None = None
     templates: bool = False
-    """Also render Templates so the runtimes appear under Settings -> Serving runtimes."""
+    """Also render (and ``deploy``) a Template per runtime: listed under Settings -> Serving runtimes and
+    offered by the deploy wizard, and without it OpenShift AI 3.5+ labels the runtimes "Template removed"."""
+    templates_scope: Literal["global", "project"] = "global"
+    """``global``: the Templates go to ``templates_namespace`` (creating them there needs an admin);
+    ``project``: to the models' own namespace (a project member may create them; see README)."""
     templates_namespace: str = "redhat-ods-applications"
+    """The dashboard's namespace (Open Data Hub: ``opendatahub``): where global Templates live."""
 
 
 class LocalSpec(_Strict):

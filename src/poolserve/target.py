@@ -62,6 +62,8 @@ class ModelStatus:
     """Why it is not ready, in one line (``CrashLoopBackOff: --task is not a vLLM flag ...``)."""
     details: tuple[str, ...] = ()
     """Evidence: last log lines, conditions, events."""
+    warnings: tuple[str, ...] = ()
+    """What is wrong without keeping the model from serving (the dashboard's "Template removed")."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class DeployResult:
     statuses: tuple[ModelStatus, ...] = ()
     dry_run: str | None = None
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    """What the user should act on although the deploy went through."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """The envtest cluster of the test session: control plane + KServe CRDs + GPU nodes + simulated KServe and kubelet.
 
+OpenShift's Template API is there too, as a CRD standing in for the built-in API (:mod:`support.openshift_api`).
+
 Fixtures (registered by ``tests/conftest.py``; any test using them is marked ``envtest``):
 
 - ``envtest`` (session): :class:`EnvCluster`, started once (about 15 s: 4 s for the processes, most of
@@ -30,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support import assets
+from support import assets, openshift_api
 from support.controlplane import ControlPlane, ControlPlaneError
 from support.controlplane import start as start_control_plane
 from support.kserve_sim import KServe
@@ -217,6 +219,7 @@ def start(workdir: Path, assets_dir: Path, crd_dir: Path) -> EnvCluster:
         t1 = time.monotonic()
         install_crds(api, crd_dir)
         install_extra_crds(api)
+        openshift_api.install(api)  # OpenShift's Template API, for the dashboard Templates
         kubelet = Kubelet(cp.api("kubelet", agent="kubelet/v1.36.2"), cert=cp.pki.issue(workdir, "kubelet")[0],
                           key=workdir / "kubelet.key")
         kubelet.start()
@@ -226,6 +229,7 @@ def start(workdir: Path, assets_dir: Path, crd_dir: Path) -> EnvCluster:
         cert, key = cp.pki.issue(workdir, "kserve-webhook")
         kserve = KServe(cp.api("kserve", agent="manager/v0.20.0"), cert=cert, key=key, ca_file=cp.pki.ca_cert)
         cp.wait("the KServe CRDs Established and discoverable", lambda: crds_served(api), timeout_s=90)
+        cp.wait("the Template CRD Established and discoverable", lambda: openshift_api.served(api), timeout_s=60)
         kserve.start()
         timings["crds_nodes_s"] = time.monotonic() - t1
     except BaseException:

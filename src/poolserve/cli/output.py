@@ -75,6 +75,7 @@ def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
         if s.reason:
             notes.append(Text(f"{s.name}: {s.reason}", style="red" if s.phase == "Failed" else "yellow"))
             notes.extend(Text(f"  {line}", style="dim") for line in s.details)
+        notes.extend(Text(f"{s.name}: warning: {w}", style="yellow") for w in s.warnings)
     return Group(table, *notes) if notes else table
 
 
@@ -88,6 +89,8 @@ def deploy_summary(result: DeployResult | DeleteResult) -> RenderableType:
         style = {"unchanged": "dim", "kept": "yellow", "absent": "dim"}.get(c.action, "")
         lines.append(Text(f"{c.kind.lower()}/{ns}{c.name} {c.action}{suffix}{note}", style=style))
     lines.extend(Text(f"note: {n}", style="cyan") for n in result.notes)
+    if isinstance(result, DeployResult):
+        lines.extend(Text(f"warning: {w}", style="yellow") for w in result.warnings)
     return Group(*lines)
 
 
