@@ -91,3 +91,17 @@ def test_without_keda_or_the_right_to_delete() -> None:
     result = _deploy(SPEC + QUEUE, fake)
     assert any("you may not delete it; ask an admin to `oc delete horizontalpodautoscaler -n embeddings "
                "minilm-predictor`" in n for n in result.notes)
+
+
+def test_a_member_who_may_not_read_the_autoscaler_kinds_still_deploys() -> None:
+    spec = parse_spec(SPEC)
+    fake = cluster_for(spec)
+    fake.errors["get:ScaledObject"] = forbidden("get", kind_info("keda.sh/v1alpha1", "ScaledObject"), NS)
+    result = _deploy(SPEC, fake)
+    assert not result.notes or not any("previous autoscaler" in n for n in result.notes)
+    spec = parse_spec(SPEC + QUEUE)
+    fake = cluster_for(spec)
+    fake.errors["get:HorizontalPodAutoscaler"] = forbidden(
+        "get", kind_info("autoscaling/v2", "HorizontalPodAutoscaler"), NS)
+    result = _deploy(SPEC + QUEUE, fake)
+    assert any("cannot check for HorizontalPodAutoscaler embeddings/minilm-predictor" in n for n in result.notes)

@@ -153,3 +153,10 @@ def test_kserve_pod_mutator_keeps_the_metrics_port_because_scraping_is_false() -
                                                     kserve.ENABLE_PROMETHEUS_SCRAPING: "true"}}
     pod = mutate_pod({"metadata": flipped, "spec": tmpl["spec"]})
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9091"
+
+
+def test_a_runtimes_template_carries_no_models_hardware_profile() -> None:
+    text = "runtime_mode: per-model\ndashboard: {templates: true}\n" + BASE + "    hardware_profile: nvidia-l4\n"
+    (template,) = [o for o in _objects(text) if o["kind"] == "Template"]
+    assert NAME not in template["objects"][0]["metadata"]["annotations"]
+    assert _one(text, "ServingRuntime")["metadata"]["annotations"][NAME] == "nvidia-l4"
