@@ -7,7 +7,7 @@ Never edit these files by hand; change the Python source and run ``make chart`` 
   ``helm install`` rejects what poolserve rejects (misspelt keys, wrong types, bounds, unknown tasks).
 - ``templates/_generated.tpl``: the model catalog (catalog.py), every config key's default and nesting
   (spec.py), and the constants the templates compute with: vLLM flag versions (vllm.py), name limits
-  (spec.py), port and command.
+  (spec.py), port and command, KServe's model directory and volumes (storage.py).
 
 ``--check`` writes nothing, prints a diff and exits 1 when a file is stale (scripts/test.sh runs it).
 """
@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from poolserve import catalog, spec, vllm
+from poolserve import catalog, spec, storage, vllm
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "poolserve"
@@ -181,6 +181,10 @@ def constants() -> dict[str, Any]:
             "convert_reward_removed": list(vllm.CONVERT_REWARD_REMOVED),
         },
         "task_aliases": dict(spec._TASK_ALIASES),
+        # storage.py: where KServe puts a storage_uri's model, and its volumes (the names lint tells apart).
+        "storage": {"model_dir": storage.MODEL_DIR, "modelcar_dir": storage.MODELCAR_DIR,
+                    "pvc_volume": storage.PVC_VOLUME, "download_volume": storage.DOWNLOAD_VOLUME,
+                    "modelcar_volume": storage.MODELCAR_VOLUME},
         "max_name_len": spec.MAX_NAME_LEN,
         "max_name_plus_namespace": spec.MAX_NAME_PLUS_NAMESPACE,
         "name_re": spec.NAME_RE.pattern,

@@ -221,7 +221,9 @@ class ModelDefaults(_Strict):
     env: dict[str, str] | None = None
     extra_args: tuple[str, ...] | None = None
     autoscaling: AutoscalingSpec | None = None
-    hardware_profile: Annotated[HardwareProfileRef | None, BeforeValidator(_profile_ref)] = None
+    # A bare name is the short form of {name: NAME}; the JSON schema (the Helm chart's) says both are accepted.
+    hardware_profile: Annotated[HardwareProfileRef | None, BeforeValidator(
+        _profile_ref, json_schema_input_type=str | HardwareProfileRef | None)] = None
     image_pull_secrets: tuple[str, ...] | None = None
     disruption_budget: DisruptionBudget | None = None
     deployment_strategy: Literal["Recreate", "RollingUpdate"] | None = None

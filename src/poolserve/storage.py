@@ -36,7 +36,10 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _HF_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_OCI_REF = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+(?::[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$")
+# A tag is ASCII ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, the distribution spec's grammar): re.ASCII keeps \w from
+# matching other letters (the Helm chart's Go regexp, where \w is ASCII, agrees).
+_OCI_REF = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+(?::[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$",
+                      re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,7 @@
     "cache": {"class": "CacheSpec", "default": {}},
     "dashboard": {"class": "DashboardSpec", "default": {}},
     "local": {"class": "LocalSpec", "default": {}},
+    "monitoring": {"class": "MonitoringSpec", "default": {}},
     "helm": {"class": "HelmSpec", "default": {}},
     "defaults": {"class": "ModelDefaults", "default": {}},
     "runtimes": {"items": "RuntimeConfig"},
@@ -180,6 +181,7 @@
   "DashboardSpec": {
     "namespace_display_name": {"default": null},
     "templates": {"default": false},
+    "templates_scope": {"default": "global"},
     "templates_namespace": {"default": "redhat-ods-applications"}
   },
   "LocalSpec": {
@@ -192,7 +194,11 @@
     "enforce_eager": {"default": true},
     "extra_args": {"default": []},
     "env": {"default": {}},
-    "startup_timeout_s": {"default": 600}
+    "startup_timeout_s": {"default": 600},
+    "pvc_dirs": {"default": {}}
+  },
+  "MonitoringSpec": {
+    "enabled": {"default": false}
   },
   "HelmSpec": {
     "create_namespace": {"default": false},
@@ -208,7 +214,12 @@
     "expose": {"default": null},
     "auth": {"default": null},
     "env": {"default": null},
-    "extra_args": {"default": null}
+    "extra_args": {"default": null},
+    "autoscaling": {"class": "AutoscalingSpec", "default": null},
+    "hardware_profile": {"class": "HardwareProfileRef", "default": null},
+    "image_pull_secrets": {"default": null},
+    "disruption_budget": {"class": "DisruptionBudget", "default": null},
+    "deployment_strategy": {"default": null}
   },
   "RuntimeConfig": {
     "name": {},
@@ -234,6 +245,11 @@
     "auth": {"default": null},
     "env": {"default": null},
     "extra_args": {"default": null},
+    "autoscaling": {"class": "AutoscalingSpec", "default": null},
+    "hardware_profile": {"class": "HardwareProfileRef", "default": null},
+    "image_pull_secrets": {"default": null},
+    "disruption_budget": {"class": "DisruptionBudget", "default": null},
+    "deployment_strategy": {"default": null},
     "name": {},
     "model_id": {},
     "display_name": {"default": null},
@@ -246,7 +262,9 @@
     "trust_remote_code": {"default": null},
     "hf_overrides": {"default": null},
     "pooler_config": {"default": null},
-    "convert": {"default": null}
+    "convert": {"default": null},
+    "storage_uri": {"default": null},
+    "data_connection": {"default": null}
   },
   "SecretKeyRef": {
     "name": {},
@@ -262,6 +280,20 @@
     "value": {"default": null},
     "effect": {"default": null},
     "toleration_seconds": {"default": null}
+  },
+  "AutoscalingSpec": {
+    "metric": {},
+    "target": {},
+    "prometheus_url": {"default": "https://thanos-querier.openshift-monitoring.svc.cluster.local:9092"},
+    "authentication": {"default": "inference-prometheus-auth"}
+  },
+  "HardwareProfileRef": {
+    "name": {},
+    "namespace": {"default": null}
+  },
+  "DisruptionBudget": {
+    "max_unavailable": {"default": null},
+    "min_available": {"default": null}
   }
 }
 {{- end }}
@@ -288,6 +320,13 @@
     "score": "score",
     "rerank": "score",
     "reranker": "score"
+  },
+  "storage": {
+    "model_dir": "/mnt/models",
+    "modelcar_dir": "/mnt",
+    "pvc_volume": "kserve-pvc-source",
+    "download_volume": "kserve-provision-location",
+    "modelcar_volume": "kserve-provision-location"
   },
   "max_name_len": 48,
   "max_name_plus_namespace": 52,
