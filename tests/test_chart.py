@@ -59,6 +59,59 @@ def test_helm_template_makes_what_poolserve_render_makes(config: Path, tmp_path:
     assert {"Namespace", "ServingRuntime", "InferenceService"} <= kinds
 
 
+# Corners the specs do not reach, where a template could resolve a key differently from spec.py.
+_RT = "runtimes: [{name: embed, task: embed}, {name: rerank, task: score}]\n"
+_MINILM = "model_id: sentence-transformers/all-MiniLM-L6-v2"
+EDGE_CONFIGS = {
+    # A model's null opts out of what defaults: sets (autoscaling, hardware_profile, disruption_budget); a profile
+    # from defaults: leaves defaults:' node selector and tolerations out; a shared runtime whose models use one
+    # profile carries it, one whose models differ carries none.
+    "opt-outs-and-profiles": _RT + f"""\
+defaults:
+  replicas: 2
+  max_replicas: 4
+  autoscaling: {{metric: queue, target: 8, authentication: null}}
+  hardware_profile: nvidia-l4
+  disruption_budget: {{}}
+  node_selector: {{pool: gpu}}
+  tolerations: [{{key: gpu, operator: Exists, effect: NoSchedule}}]
+models:
+  - {{name: a, {_MINILM}}}
+  - {{name: b, {_MINILM}, autoscaling: null, hardware_profile: null, disruption_budget: null, max_replicas: 2}}
+  - {{name: c, model_id: cross-encoder/ms-marco-MiniLM-L12-v2, hardware_profile: {{name: big, namespace: x}},
+      disruption_budget: {{min_available: 0}}, autoscaling: {{metric: cpu, target: 100}}}}
+""",
+    # Project-scoped Templates (named like the runtimes' template-name, in the models' namespace), per-model
+    # runtimes with their model's profile, a ReadWriteOnce cache (Recreate unless a model says otherwise).
+    "project-templates-rwo": _RT + f"""\
+runtime_mode: per-model
+dashboard: {{templates: true, templates_scope: project}}
+cache: {{access_mode: ReadWriteOnce, pvc: store}}
+defaults: {{image_pull_secrets: [pull-a]}}
+models:
+  - {{name: a, {_MINILM}, hardware_profile: {{name: l4}}, storage_uri: 'pvc://store/all-minilm'}}
+  - {{name: b, {_MINILM}, deployment_strategy: RollingUpdate, image_pull_secrets: [],
+      storage_uri: 'oci://registry.local:5000/models/minilm@sha256:{"0" * 64}'}}
+  - {{name: c, {_MINILM}, image_pull_secrets: [pull-b, pull-c], storage_uri: 's3://bucket-1/models/', data_connection: s3-conn}}
+""",
+    # The dashboard's own namespace as the models' namespace: project scope too; monitoring annotations.
+    "templates-in-the-models-namespace": _RT + f"""\
+dashboard: {{templates: true, templates_namespace: vllm-embeddings}}
+monitoring: {{enabled: true}}
+models:
+  - {{name: a, {_MINILM}, storage_uri: 'hf://sentence-transformers/all-MiniLM-L6-v2'}}
+""",
+}
+
+
+@pytest.mark.parametrize("case", EDGE_CONFIGS, ids=str)
+def test_helm_template_resolves_the_corners_like_poolserve(case: str, tmp_path: Path) -> None:
+    config = tmp_path / "poolserve.yaml"
+    config.write_text(EDGE_CONFIGS[case])
+    out = template("-f", config, "--set", "helm.create_namespace=true", "--skip-tests", namespace="vllm-embeddings")
+    assert differences(load_objects(out.stdout), render_objects(config, tmp_path)) == []
+
+
 def test_the_comparison_sees_a_difference(tmp_path: Path) -> None:
     # The parity check itself: one changed arg, one extra label, one missing object are all reported.
     config = ROOT / "tests" / "specs" / "minimal.yaml"

@@ -39,17 +39,21 @@ def kube_helm(kube: EnvCluster, *args: str | Path, check: bool = True) -> subpro
 
 
 PLURALS = {"ServingRuntime": "servingruntimes", "InferenceService": "inferenceservices", "Pod": "pods",
-           "ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings", "Secret": "secrets"}
+           "ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings", "Secret": "secrets",
+           "Template": "templates", "PodDisruptionBudget": "poddisruptionbudgets", "PodMonitor": "podmonitors"}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_install_dry_run_server_is_accepted(kube: EnvCluster, config: Path) -> None:
     spec = load_spec(config)
     ns = kube.namespace(pvc=spec.cache.pvc)
+    dash = None
     args: list[str | Path] = ["install", "poolserve", CHART, "-f", config, "--namespace", ns, "--set",
                               f"namespace={ns}", "--dry-run=server"]
-    if spec.dashboard.templates:
-        args += ["--set", "dashboard.templates=false"]  # no OpenShift Template kind on this API server
+    if spec.dashboard.templates and spec.dashboard.templates_scope == "global":
+        # Global Templates go to the dashboard's namespace: one of this test's own.
+        dash = kube.namespace(f"{ns}-dash", pvc=None)
+        args += ["--set", f"dashboard.templates_namespace={dash}"]
     out = kube_helm(kube, *args)
     assert "STATUS: pending-install" in out.stdout, out.stdout[:500]
     # lookup reached the API server: the namespace exists, without the dashboard's labels.
@@ -61,7 +65,12 @@ def test_install_dry_run_server_is_accepted(kube: EnvCluster, config: Path) -> N
     # helm's --dry-run=server only lets lookup read the cluster; it sends no object (helm/helm#12510). So each
     # object goes to the API server here, as a server-side dry run: CRD schemas, admission, KServe's webhook.
     for obj in [*objects, *(p for p in load_objects(hooks) if not p["spec"].get("serviceAccountName"))]:
-        kube.api.create(path(obj["apiVersion"], PLURALS[obj["kind"]], ns), obj, dryRun="All")
+        kube.api.create(path(obj["apiVersion"], PLURALS[obj["kind"]], obj["metadata"].get("namespace", ns)), obj,
+                        dryRun="All")
+    if spec.dashboard.templates:
+        assert "Template" in {o["kind"] for o in objects}
+    if dash:
+        kube.delete_namespace(dash)
 
 
 def test_what_only_the_api_server_rejects_fails_the_install_not_the_dry_run(kube: EnvCluster, tmp_path: Path) -> None:

@@ -61,6 +61,21 @@ SCHEMA_CASES = {
                        "models[0].tolerations[0].operator", "at '/models/0/tolerations/0/operator'"),
     "string-env-value-expected": (config(f"  - {MINILM}, env: {{NUM: 4}}}}\n"), "models[0].env.NUM",
                                   "at '/models/0/env/NUM': got number, want string"),
+    "unknown-autoscaling-metric": (config(f"  - {MINILM}, autoscaling: {{metric: gpu, target: 5}}}}\n"),
+                                   "models[0].autoscaling.metric", "at '/models/0/autoscaling/metric'"),
+    "autoscaling-target-zero": (config(f"  - {MINILM}, autoscaling: {{metric: queue, target: 0}}}}\n"),
+                                "models[0].autoscaling.target", "at '/models/0/autoscaling/target': minimum"),
+    "autoscaling-without-target": (config(f"  - {MINILM}, autoscaling: {{metric: cpu}}}}\n"),
+                                   "models[0].autoscaling.target", "at '/models/0/autoscaling': missing property 'target'"),
+    "hardware-profile-list": (config(f"  - {MINILM}, hardware_profile: [a]}}\n"), "models[0].hardware_profile",
+                              "at '/models/0/hardware_profile'"),
+    "unknown-deployment-strategy": (config(f"  - {MINILM}, deployment_strategy: BlueGreen}}\n"),
+                                    "models[0].deployment_strategy", "at '/models/0/deployment_strategy'"),
+    "fractional-disruption-budget": (config(f"  - {MINILM}, disruption_budget: {{max_unavailable: 1.5}}}}\n"),
+                                     "models[0].disruption_budget.max_unavailable",
+                                     "at '/models/0/disruption_budget/max_unavailable'"),
+    "monitoring-typo": (config(f"  - {MINILM}}}\n", top="monitoring: {enable: true}\n"), "monitoring.enable",
+                        "at '/monitoring': additional properties 'enable'"),
 }
 
 
@@ -105,6 +120,41 @@ CROSS_CASES = {
     "per-model-clash": config("  - {name: a, model_id: sentence-transformers/all-MiniLM-L6-v2}\n",
                               runtimes="runtimes: [{name: a, task: embed}]\n", top="runtime_mode: per-model\n"),
     "two-problems": config(f"  - {MINILM}, max_model_len: 512}}\n  - {MINILM}}}\n"),
+    # Autoscaling, hardware profiles, pull secrets, disruption budgets, storage URIs (spec._check_extras).
+    "hpa-target-above-100": config(f"  - {MINILM}, max_replicas: 2, autoscaling: {{metric: memory, target: 120}}}}\n"),
+    "prometheus-url-with-cpu": config(
+        f"  - {MINILM}, max_replicas: 2, autoscaling: {{metric: cpu, target: 50, prometheus_url: 'http://p:9090'}}}}\n"),
+    "authentication-null-with-cpu": config(
+        f"  - {MINILM}, max_replicas: 2, autoscaling: {{metric: cpu, target: 50, authentication: null}}}}\n"),
+    "prometheus-url-not-http": config(
+        f"  - {MINILM}, max_replicas: 2, autoscaling: {{metric: queue, target: 5, prometheus_url: 'thanos:9092'}}}}\n"),
+    "bad-trigger-authentication": config(
+        f"  - {MINILM}, max_replicas: 2, autoscaling: {{metric: queue, target: 5, authentication: Bad_Name}}}}\n"),
+    "defaults-autoscaling-url-with-memory": config(
+        f"  - {MINILM}, max_replicas: 2}}\n",
+        top="defaults: {autoscaling: {metric: memory, target: 80, prometheus_url: 'http://p'}}\n"),
+    "bad-hardware-profile-name": config(f"  - {MINILM}, hardware_profile: GPU_L4}}\n"),
+    "bad-hardware-profile-namespace": config(f"  - {MINILM}, hardware_profile: {{name: l4, namespace: a.b}}}}\n"),
+    "bad-pull-secret": config(f"  - {MINILM}, image_pull_secrets: [ok, Not_OK]}}\n"),
+    "pdb-both": config(f"  - {MINILM}, replicas: 2, disruption_budget: {{max_unavailable: 1, min_available: 1}}}}\n"),
+    "pdb-bad-percent": config(f"  - {MINILM}, replicas: 2, disruption_budget: {{max_unavailable: half}}}}\n"),
+    "pdb-negative": config(f"  - {MINILM}, replicas: 2}}\n", top="defaults: {disruption_budget: {min_available: -1}}\n"),
+    "storage-uri-not-a-uri": config(f"  - {MINILM}, storage_uri: /models/minilm}}\n"),
+    "storage-uri-unknown-scheme": config(f"  - {MINILM}, storage_uri: 'gs://bucket/minilm'}}\n"),
+    "storage-uri-bad-claim": config(f"  - {MINILM}, storage_uri: 'pvc://Model_Store/minilm'}}\n"),
+    "storage-uri-dotdot": config(f"  - {MINILM}, storage_uri: 'pvc://store/a/../b'}}\n"),
+    "storage-uri-hf-three-parts": config(f"  - {MINILM}, storage_uri: 'hf://a/b/c'}}\n"),
+    "storage-uri-hf-bad-id": config(f"  - {MINILM}, storage_uri: 'hf://-a/b'}}\n"),
+    "storage-uri-hf-bad-revision": config(f"  - {MINILM}, storage_uri: 'hf://a/b:..'}}\n"),
+    "storage-uri-bad-bucket": config(f"  - {MINILM}, storage_uri: 's3://B/x'}}\n"),
+    "storage-uri-bad-oci": config(f"  - {MINILM}, storage_uri: 'oci://quay.io/me/model'}}\n"),
+    "storage-uri-oci-non-ascii-tag": config(f"  - {MINILM}, storage_uri: 'oci://quay.io/me/model:v\u00e9'}}\n"),
+    "data-connection-without-s3": config(f"  - {MINILM}, storage_uri: 'hf://a/b', data_connection: aws}}\n"),
+    "data-connection-without-uri": config(f"  - {MINILM}, data_connection: aws}}\n"),
+    "data-connection-bad-name": config(f"  - {MINILM}, storage_uri: 's3://bucket/x', data_connection: AWS}}\n"),
+    "node-selector-with-profile": config(f"  - {MINILM}, node_selector: {{gpu: l4}}}}\n",
+                                         top="defaults: {hardware_profile: l4}\n"),
+    "tolerations-with-profile": config(f"  - {MINILM}, hardware_profile: l4, tolerations: [{{key: gpu}}]}}\n"),
 }
 
 

@@ -98,6 +98,20 @@ release namespace (helm install --namespace); a namespace: in the values must be
   {{- fail (printf "namespace: the config says %s but the release namespace is %s: install with --namespace %s (or leave namespace: out of the values)" (include "poolserve.repr" .Values.namespace) (include "poolserve.repr" .Release.Namespace) (toString .Values.namespace)) -}}
 {{- end -}}
 {{- $_ := set $spec "namespace" .Release.Namespace -}}
+{{- /* The keys each model and autoscaling block sets itself, even to null (pydantic's model_fields_set): a model's
+null opts out of defaults: (spec._own_or_default). Helm keeps nulls inside lists and in maps values.yaml lacks. */ -}}
+{{- range $i, $raw := .Values.models -}}
+  {{- $m := index $spec.models $i -}}
+  {{- $_ := set $m "__set" (keys $raw) -}}
+  {{- if kindIs "map" $raw.autoscaling }}{{ $_ := set $m.autoscaling "__set" (keys $raw.autoscaling) }}{{ end -}}
+{{- end -}}
+{{- with .Values.defaults -}}
+  {{- if kindIs "map" .autoscaling }}{{ $_ := set $spec.defaults.autoscaling "__set" (keys .autoscaling) }}{{ end -}}
+{{- end -}}
+{{- /* hardware_profile: NAME is short for {name: NAME} (spec._profile_ref). */ -}}
+{{- range concat (list $spec.defaults) $spec.models -}}
+  {{- if kindIs "string" .hardware_profile }}{{ $_ := set . "hardware_profile" (dict "name" .hardware_profile "namespace" nil) }}{{ end -}}
+{{- end -}}
 {{- /* Task spellings (embedding, rerank, ...) as pydantic normalises them. */ -}}
 {{- $aliases := (include "poolserve.constants" . | fromJson).task_aliases -}}
 {{- range $spec.runtimes }}{{ $_ := set . "task" (get $aliases .task) }}{{ end -}}
@@ -186,8 +200,156 @@ release namespace (helm install --namespace); a namespace: in the values must be
   {{- if lt ($maxReplicas | float64) ($replicas | float64) -}}
     {{- $out = append $out (printf "%s.max_replicas: max_replicas %d is below replicas %d" $at ($maxReplicas | int64) ($replicas | int64)) -}}
   {{- end -}}
+  {{- $out = concat $out (include "poolserve.checkModelExtras" (dict "spec" $spec "m" $m "at" $at) | fromJsonArray) -}}
+{{- end -}}
+{{- $out = concat $out (include "poolserve.checkExtras" (dict "d" $spec.defaults "at" "defaults") | fromJsonArray) -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.checkExtras: spec._check_extras, the keys a defaults: block and a model share (autoscaling, hardware
+profile, pull secrets, disruption budget); .d: the block, .at: its key. */ -}}
+{{- define "poolserve.checkExtras" -}}
+{{- $d := .d -}}{{- $at := .at -}}
+{{- $subdomain := "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" -}}
+{{- $out := list -}}
+{{- with $d.autoscaling -}}
+  {{- $a := . -}}
+  {{- $hpa := has $a.metric (list "cpu" "memory") -}}
+  {{- if and $hpa (gt ($a.target | float64) 100.0) -}}
+    {{- $out = append $out (printf "%s.autoscaling.target: %d is out of KServe's range for metric %s: a utilisation percentage 1-100 (the InferenceService webhook rejects it)" $at ($a.target | int64) $a.metric) -}}
+  {{- end -}}
+  {{- if $hpa -}}
+    {{- range $field := list "prometheus_url" "authentication" -}}
+      {{- if has $field ($a.__set | default list) -}}
+        {{- $out = append $out (printf "%s.autoscaling.%s: only used with metric: queue (KEDA), not %s" $at $field $a.metric) -}}
+      {{- end -}}
+    {{- end -}}
+  {{- else if not (regexMatch "^https?://[^/\\s]+" $a.prometheus_url) -}}
+    {{- $out = append $out (printf "%s.autoscaling.prometheus_url: %s is not an http(s) URL" $at (include "poolserve.repr" $a.prometheus_url)) -}}
+  {{- end -}}
+  {{- if and (not (kindIs "invalid" $a.authentication)) (not (regexMatch $subdomain $a.authentication)) -}}
+    {{- $out = append $out (printf "%s.autoscaling.authentication: %s is not a TriggerAuthentication name" $at (include "poolserve.repr" $a.authentication)) -}}
+  {{- end -}}
+{{- end -}}
+{{- with $d.hardware_profile -}}
+  {{- range $check := list (list "name" .name $subdomain 253) (list "namespace" .namespace "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" 63) -}}
+    {{- $value := index $check 1 -}}
+    {{- if and (not (kindIs "invalid" $value)) (or (not (regexMatch (index $check 2) $value)) (gt (len $value) (index $check 3))) -}}
+      {{- $out = append $out (printf "%s.hardware_profile.%s: %s is not a valid Kubernetes name" $at (index $check 0) (include "poolserve.repr" $value)) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
+{{- range $i, $secret := $d.image_pull_secrets -}}
+  {{- if not (regexMatch $subdomain $secret) -}}
+    {{- $out = append $out (printf "%s.image_pull_secrets[%d]: %s is not a Secret name" $at $i (include "poolserve.repr" $secret)) -}}
+  {{- end -}}
+{{- end -}}
+{{- with $d.disruption_budget -}}
+  {{- $pdb := . -}}
+  {{- if and (not (kindIs "invalid" $pdb.max_unavailable)) (not (kindIs "invalid" $pdb.min_available)) -}}
+    {{- $out = append $out (printf "%s.disruption_budget: set max_unavailable or min_available, not both (a PodDisruptionBudget takes one)" $at) -}}
+  {{- end -}}
+  {{- range $field := list "max_unavailable" "min_available" -}}
+    {{- $value := get $pdb $field -}}
+    {{- if and (kindIs "string" $value) (not (regexMatch "^[0-9]+%$" $value)) -}}
+      {{- $out = append $out (printf "%s.disruption_budget.%s: %s is neither a number of pods nor a percentage like '25%%'" $at $field (include "poolserve.repr" $value)) -}}
+    {{- else if and (not (kindIs "invalid" $value)) (not (kindIs "string" $value)) (lt ($value | float64) 0.0) -}}
+      {{- $out = append $out (printf "%s.disruption_budget.%s: %d is negative" $at $field ($value | int64)) -}}
+    {{- end -}}
+  {{- end -}}
 {{- end -}}
 {{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.checkModelExtras: spec._check_model_extras: the shared keys, then storage_uri and data_connection, and
+node_selector / tolerations next to a hardware profile. */ -}}
+{{- define "poolserve.checkModelExtras" -}}
+{{- $spec := .spec -}}{{- $m := .m -}}{{- $at := .at -}}
+{{- $out := include "poolserve.checkExtras" (dict "d" $m "at" $at) | fromJsonArray -}}
+{{- if not (kindIs "invalid" $m.storage_uri) -}}
+  {{- $uri := include "poolserve.storageURI" $m.storage_uri | fromJson -}}
+  {{- if $uri.error -}}
+    {{- $out = append $out (printf "%s.storage_uri: %s" $at $uri.error) -}}
+  {{- else if and (not (kindIs "invalid" $m.data_connection)) (ne $uri.scheme "s3") -}}
+    {{- $out = append $out (printf "%s.data_connection: only used with s3:// (storage_uri is %s://)" $at $uri.scheme) -}}
+  {{- end -}}
+{{- else if not (kindIs "invalid" $m.data_connection) -}}
+  {{- $out = append $out (printf "%s.data_connection: needs storage_uri: s3://BUCKET/PATH" $at) -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" $m.data_connection)) (not (regexMatch "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" $m.data_connection)) -}}
+  {{- $out = append $out (printf "%s.data_connection: %s is not a Secret name" $at (include "poolserve.repr" $m.data_connection)) -}}
+{{- end -}}
+{{- if include "poolserve.ownOrDefault" (dict "m" $m "d" $spec.defaults "key" "hardware_profile") | fromJson | dig "v" nil -}}
+  {{- range $field := list "node_selector" "tolerations" -}}
+    {{- if get $m $field -}}
+      {{- $out = append $out (printf "%s.%s: %s comes from the hardware profile (its webhook overwrites it); remove %s or hardware_profile" $at $field $field $field) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.ownOrDefault: spec._own_or_default: the model's value when it sets the key, even to null (which opts
+out of defaults:), else the default; as {"v": value}. */ -}}
+{{- define "poolserve.ownOrDefault" -}}
+{{- if has .key (.m.__set | default list) -}}
+{{- toJson (dict "v" (get .m .key)) -}}
+{{- else -}}
+{{- toJson (dict "v" (get .d .key)) -}}
+{{- end -}}
+{{- end }}
+
+{{- /* poolserve.storageURI: storage.parse, a storage_uri as {scheme, location, path, uri}, or {error: why}. */ -}}
+{{- define "poolserve.storageURI" -}}
+{{- $uri := toString . -}}
+{{- $r := include "poolserve.repr" $uri -}}
+{{- $subdomain := "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" -}}
+{{- $hfPart := "^[A-Za-z0-9][A-Za-z0-9._-]*$" -}}
+{{- if not (contains "://" $uri) -}}
+  {{- toJson (dict "error" (printf "%s is not a URI: use pvc://CLAIM/PATH, oci://IMAGE, hf://ORG/MODEL or s3://BUCKET/PATH" $r)) -}}
+{{- else -}}
+  {{- $parts := splitn "://" 2 $uri -}}
+  {{- $scheme := $parts._0 -}}{{- $rest := $parts._1 -}}
+  {{- if not (has $scheme (list "pvc" "oci" "hf" "s3")) -}}
+    {{- toJson (dict "error" (printf "unknown URI scheme %s: poolserve supports pvc://, oci://, hf:// and s3:// (KServe's other schemes are not rendered)" (include "poolserve.repr" (printf "%s://" $scheme)))) -}}
+  {{- else if eq $scheme "pvc" -}}
+    {{- $p := splitn "/" 2 $rest -}}
+    {{- $claim := $p._0 -}}{{- $path := $p._1 | default "" -}}
+    {{- if or (not (regexMatch $subdomain $claim)) (gt (len $claim) 253) -}}
+      {{- toJson (dict "error" (printf "%s: %s is not a PVC name (pvc://CLAIM/PATH)" $r (include "poolserve.repr" $claim))) -}}
+    {{- else if has ".." (splitList "/" $path) -}}
+      {{- toJson (dict "error" (printf "%s: '..' is not allowed in the path (it becomes the mount's subPath)" $r)) -}}
+    {{- else -}}
+      {{- toJson (dict "uri" $uri "scheme" "pvc" "location" $claim "path" (trimAll "/" $path)) -}}
+    {{- end -}}
+  {{- else if eq $scheme "hf" -}}
+    {{- $p := splitList "/" $rest -}}
+    {{- if or (ne (len $p) 2) (has "" $p) -}}
+      {{- toJson (dict "error" (printf "%s: expected hf://OWNER/MODEL[:REVISION] (KServe's storage initializer rejects anything else)" $r)) -}}
+    {{- else -}}
+      {{- $mr := splitn ":" 2 (index $p 1) -}}
+      {{- $model := $mr._0 -}}{{- $revision := $mr._1 | default "" -}}
+      {{- if or (not (regexMatch $hfPart (index $p 0))) (not (regexMatch $hfPart $model)) -}}
+        {{- toJson (dict "error" (printf "%s: %s/%s is not a Hugging Face repository id" $r (index $p 0) $model)) -}}
+      {{- else if and $revision (or (not (regexMatch $hfPart $revision)) (has $revision (list "." ".."))) -}}
+        {{- toJson (dict "error" (printf "%s: %s is not a revision (a branch, tag or commit hash)" $r (include "poolserve.repr" $revision))) -}}
+      {{- else -}}
+        {{- toJson (dict "uri" $uri "scheme" "hf" "location" (printf "%s/%s" (index $p 0) $model) "path" $revision) -}}
+      {{- end -}}
+    {{- end -}}
+  {{- else if eq $scheme "s3" -}}
+    {{- $p := splitn "/" 2 $rest -}}
+    {{- if not (regexMatch "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$" $p._0) -}}
+      {{- toJson (dict "error" (printf "%s: %s is not an S3 bucket name (s3://BUCKET/PATH)" $r (include "poolserve.repr" $p._0))) -}}
+    {{- else -}}
+      {{- toJson (dict "uri" $uri "scheme" "s3" "location" $p._0 "path" (trimAll "/" ($p._1 | default ""))) -}}
+    {{- end -}}
+  {{- else if not (regexMatch "^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$" $rest) -}}
+    {{- toJson (dict "error" (printf "%s: expected oci://REGISTRY/REPOSITORY:TAG (or @sha256:DIGEST), the modelcar image" $r)) -}}
+  {{- else -}}
+    {{- toJson (dict "uri" $uri "scheme" "oci" "location" $rest "path" "") -}}
+  {{- end -}}
+{{- end -}}
 {{- end }}
 
 {{- /* poolserve.runtime: spec._resolve_runtime, a runtime with everything resolved (name: the model's in per-model
@@ -244,6 +406,14 @@ mode), and its container args (vllm.runtime_args). */ -}}
 {{- $env := dict -}}
 {{- range $k, $v := $d.env }}{{ $_ := set $env $k $v }}{{ end -}}
 {{- range $k, $v := $m.env }}{{ $_ := set $env $k $v }}{{ end -}}
+{{- /* spec._resolve_extras. A hardware profile supplies scheduling: defaults:' node selector and tolerations are
+left out for the model (a model's own are a config error). */ -}}
+{{- $profile := (include "poolserve.ownOrDefault" (dict "m" $m "d" $d "key" "hardware_profile") | fromJson).v -}}
+{{- $strategy := (include "poolserve.first" (list $m.deployment_strategy $d.deployment_strategy) | fromJson).v -}}
+{{- if and (not $strategy) (has (toString $spec.cache.access_mode) (list "ReadWriteOnce" "ReadWriteOncePod")) -}}
+  {{- /* A rolling update's surge pod cannot attach the volume on another node. */ -}}
+  {{- $strategy = "Recreate" -}}
+{{- end -}}
 {{- $out := dict
   "name" $m.name
   "namespace" $spec.namespace
@@ -265,13 +435,20 @@ mode), and its container args (vllm.runtime_args). */ -}}
   "gpus" (include "poolserve.first" (list $m.gpus $d.gpus 0) | fromJson).v
   "replicas" $replicas
   "max_replicas" (include "poolserve.first" (list $m.max_replicas $d.max_replicas $replicas) | fromJson).v
-  "node_selector" ((include "poolserve.first" (list $m.node_selector $d.node_selector dict) | fromJson).v)
-  "tolerations" ((include "poolserve.first" (list $m.tolerations $d.tolerations list) | fromJson).v)
+  "node_selector" (ternary dict ((include "poolserve.first" (list $m.node_selector $d.node_selector dict) | fromJson).v) (not (empty $profile)))
+  "tolerations" (ternary list ((include "poolserve.first" (list $m.tolerations $d.tolerations list) | fromJson).v) (not (empty $profile)))
   "expose" $expose
   "auth" (include "poolserve.first" (list $m.auth $d.auth $expose) | fromJson).v
   "env" $env
   "extra_args" ((include "poolserve.first" (list $m.extra_args $d.extra_args list) | fromJson).v)
   "catalog" $entry
+  "autoscaling" (include "poolserve.ownOrDefault" (dict "m" $m "d" $d "key" "autoscaling") | fromJson).v
+  "hardware_profile" (ternary nil (and $profile (list $profile.name ($profile.namespace | default $spec.dashboard.templates_namespace))) (empty $profile))
+  "storage_uri" (ternary nil (and $m.storage_uri (include "poolserve.storageURI" $m.storage_uri | fromJson)) (empty $m.storage_uri))
+  "data_connection" $m.data_connection
+  "image_pull_secrets" ((include "poolserve.first" (list $m.image_pull_secrets $d.image_pull_secrets list) | fromJson).v)
+  "disruption_budget" (include "poolserve.ownOrDefault" (dict "m" $m "d" $d "key" "disruption_budget") | fromJson).v
+  "deployment_strategy" $strategy
 -}}
 {{- $_ := set $out "args" (include "poolserve.modelArgs" (dict "model" $out "constants" .constants) | fromJsonArray) -}}
 {{- toJson $out -}}
@@ -300,6 +477,17 @@ what poolserve rejects: the cross-key rules (spec.cross_check), then poolserve l
 {{- else -}}
   {{- range $spec.runtimes }}{{ $runtimes = append $runtimes (include "poolserve.runtime" (dict "spec" $spec "rt" . "constants" $c) | fromJson) }}{{ end -}}
 {{- end -}}
+{{- /* render.runtime_hardware_profile: the hardware profile all of a runtime's models use, else none (the 2.x dashboard
+reads it from the runtime). */ -}}
+{{- range $rt := $runtimes -}}
+  {{- $profiles := dict -}}
+  {{- range $models }}{{ if eq .runtime.name $rt.name }}{{ $_ := set $profiles (toJson .hardware_profile) .hardware_profile }}{{ end }}{{ end -}}
+  {{- $_ := set $rt "hardware_profile" (ternary (values $profiles | first) nil (eq (len $profiles) 1)) -}}
+{{- end -}}
+{{- /* kserve.template_scope: project when the Templates go to the models' own namespace. */ -}}
+{{- $project := or (eq $spec.dashboard.templates_scope "project") (eq $spec.dashboard.templates_namespace $spec.namespace) -}}
+{{- $_ := set $spec.dashboard "template_scope" (ternary "project" "global" $project) -}}
+{{- $_ := set $spec.dashboard "template_namespace" (ternary $spec.namespace $spec.dashboard.templates_namespace $project) -}}
 {{- $resolved := dict "spec" $spec "runtimes" $runtimes "models" $models -}}
 {{- $errors := include "poolserve.lint" (dict "resolved" $resolved "constants" $c) | fromJsonArray -}}
 {{- if $errors -}}

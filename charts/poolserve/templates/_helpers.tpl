@@ -101,3 +101,31 @@ arbitrary UIDs, the HF cache, no telemetry; then the runtime's own env, merged b
 {{- end -}}
 {{- toYaml $out -}}
 {{- end }}
+
+{{- /* poolserve.queueQuery: kserve.queue_query, PromQL for the requests in flight (running + waiting) on the model's
+predictor pods, deduplicated per pod and engine (two scrapers may scrape the same pods). */ -}}
+{{- define "poolserve.queueQuery" -}}
+{{- $sel := printf "namespace=\"%s\",pod=~\"%s-predictor-[a-z0-9]+-[a-z0-9]+\"" .namespace .name -}}
+{{- printf "sum(max by (pod, engine) (vllm:num_requests_running{%s} + vllm:num_requests_waiting{%s}))" $sel $sel -}}
+{{- end }}
+
+{{- /* poolserve.monitoringAnnotations: kserve.monitoring_annotations, the predictor pods' Prometheus annotations.
+serving.kserve.io/enable-prometheus-scraping "true" would point prometheus.io/port at queue-proxy, absent in raw mode. */ -}}
+{{- define "poolserve.monitoringAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.kserve.io/port: {{ .port | int64 | toString | quote }}
+prometheus.kserve.io/path: /metrics
+serving.kserve.io/enable-prometheus-scraping: "false"
+{{- end }}
+
+{{- /* poolserve.predictorSelector: the labels KServe puts on every predictor pod of the model. */ -}}
+{{- define "poolserve.predictorSelector" -}}
+matchLabels:
+  serving.kserve.io/inferenceservice: {{ .name }}
+  component: predictor
+{{- end }}
+
+{{- /* poolserve.intOrString: a PodDisruptionBudget's count (a whole number) or percentage ("50%", quoted). */ -}}
+{{- define "poolserve.intOrString" -}}
+{{- if kindIs "string" . }}{{ . | quote }}{{ else }}{{ . | int64 }}{{ end -}}
+{{- end }}

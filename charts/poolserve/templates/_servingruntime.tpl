@@ -26,10 +26,17 @@ metadata:
     {{- if and $spec.dashboard.templates (not .embedded) }}
     {{- /* Only with a Template behind it: a dangling template-name shows "Template removed" in 3.x. */}}
     opendatahub.io/template-name: {{ $rt.pattern | quote }}
-    opendatahub.io/serving-runtime-scope: {{ ternary "project" "global" (eq $spec.dashboard.templates_namespace $spec.namespace) }}
+    # global: the Template is in the dashboard's namespace; project: in this one.
+    opendatahub.io/serving-runtime-scope: {{ $spec.dashboard.template_scope }}
     {{- end }}
     {{- with $rt.accelerator }}
     opendatahub.io/recommended-accelerators: {{ list . | toJson | quote }}
+    {{- end }}
+    {{- if and $rt.hardware_profile (not .embedded) }}
+    {{- /* The profile every model on the runtime uses: the 2.x dashboard reads it here (3.x on the InferenceService);
+    a Template offers the runtime for any deployment, so its copy has none. */}}
+    opendatahub.io/hardware-profile-name: {{ index $rt.hardware_profile 0 | quote }}
+    opendatahub.io/hardware-profile-namespace: {{ index $rt.hardware_profile 1 | quote }}
     {{- end }}
 spec:
   # spec.annotations reach the pods: metrics scraping and the dashboard's vLLM metrics page.
@@ -74,15 +81,7 @@ spec:
         allowPrivilegeEscalation: false
         capabilities:
           drop: [ALL]
-      volumeMounts:
-        - name: model-cache
-          mountPath: {{ $spec.cache.mount_path | quote }}
-        - name: tmp-home
-          mountPath: /tmp/home
-        - name: tmp-cache
-          mountPath: /tmp/cache
-        - name: shm
-          mountPath: /dev/shm
+      volumeMounts: {{- include "poolserve.runtimeMounts" $spec | fromJsonArray | toYaml | nindent 8 }}
   volumes:
     - name: model-cache
       persistentVolumeClaim:
@@ -95,4 +94,14 @@ spec:
       emptyDir:
         medium: Memory
         sizeLimit: 2Gi
+{{- end }}
+
+{{- /* poolserve.runtimeMounts: the runtime container's volume mounts, as JSON (lint checks them against KServe's). */ -}}
+{{- define "poolserve.runtimeMounts" -}}
+{{- toJson (list
+  (dict "name" "model-cache" "mountPath" .cache.mount_path)
+  (dict "name" "tmp-home" "mountPath" "/tmp/home")
+  (dict "name" "tmp-cache" "mountPath" "/tmp/cache")
+  (dict "name" "shm" "mountPath" "/dev/shm")
+) -}}
 {{- end }}

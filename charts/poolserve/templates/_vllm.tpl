@@ -44,7 +44,9 @@ ensure_ascii=False) writes it (Go's encoder escapes <, >, & and U+2028/9; Python
 Hugging Face id and the InferenceService name (KServe fills in the .Name placeholder). */ -}}
 {{- define "poolserve.modelArgs" -}}
 {{- $m := .model -}}
-{{- $args := list (printf "--model=%s" $m.model_id) "--served-model-name" $m.model_id "{{.Name}}" -}}
+{{- /* With a storage_uri KServe puts the model at /mnt/models; the served names stay the same. */ -}}
+{{- $source := ternary .constants.storage.model_dir $m.model_id (not (empty $m.storage_uri)) -}}
+{{- $args := list (printf "--model=%s" $source) "--served-model-name" $m.model_id "{{.Name}}" -}}
 {{- if not (kindIs "invalid" $m.max_model_len) }}{{ $args = append $args (printf "--max-model-len=%d" ($m.max_model_len | int64)) }}{{ end -}}
 {{- if $m.dtype }}{{ $args = append $args (printf "--dtype=%s" $m.dtype) }}{{ end -}}
 {{- if not (kindIs "invalid" $m.gpu_memory_utilization) -}}
