@@ -198,6 +198,17 @@ LINT_CASES = {
     "bert-before-0.6.4": config(f"  - {MINILM}}}\n", top="image: vllm/vllm-openai:v0.6.3\n"),
     "bad-placeholder": config(f"  - {MINILM}, extra_args: ['--served-model-name={{{{.Spec.Name}}}}']}}\n"),
     "readwriteoncepod-shared": config(f"  - {MINILM}, replicas: 2}}\n", top="cache: {access_mode: ReadWriteOncePod}\n"),
+    "readwriteoncepod-two-models": config(f"  - {MINILM}}}\n  - {{name: m2, model_id: org/x, task: embed}}\n",
+                                          top="cache: {access_mode: ReadWriteOncePod}\n"),
+    "readwriteoncepod-rolling-update": config(f"  - {MINILM}, deployment_strategy: RollingUpdate}}\n",
+                                              top="cache: {access_mode: ReadWriteOncePod}\n"),
+    "autoscaling-without-room": config(f"  - {MINILM}, replicas: 2, autoscaling: {{metric: queue, target: 4}}}}\n"),
+    "two-mounts-one-path": config(f"  - {MINILM}}}\n", top="cache: {mount_path: /tmp/home/}\n"),
+    "cache-at-the-model-dir": config(f"  - {MINILM}, storage_uri: 'hf://a/b'}}\n", top="cache: {mount_path: /mnt/models}\n"),
+    "cache-inside-the-model-dir": config(f"  - {MINILM}, storage_uri: 'pvc://store/m'}}\n",
+                                         top="cache: {mount_path: /mnt/models/cache}\n"),
+    "cache-at-the-modelcar-dir": config(f"  - {MINILM}, storage_uri: 'oci://quay.io/me/model:1'}}\n",
+                                        top="cache: {mount_path: /mnt}\n"),
 }
 
 

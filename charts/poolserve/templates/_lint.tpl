@@ -130,9 +130,84 @@ installs (and with helm install --dry-run=server).
   {{- if and (eq $m.task "score") (lt $m.version_key (include "poolserve.versionKey" $v.task_embed_score)) -}}
     {{- $out = append $out (printf "%s: vLLM %s cannot serve cross-encoders (needs %s)" $at $ver (join "." $v.task_embed_score)) -}}
   {{- end -}}
+  {{- range include "poolserve.storageProblems" (dict "model" $m "spec" $spec "constants" $c) | fromJsonArray -}}
+    {{- $out = append $out (printf "%s: %s" $at .) -}}
+  {{- end -}}
 {{- end -}}
-{{- if and (eq (toString $spec.cache.access_mode) "ReadWriteOncePod") (gt $totalPods 1) -}}
-  {{- $out = append $out (printf "cache.access_mode: ReadWriteOncePod but up to %d pods mount it: only one pod can ever mount it" $totalPods) -}}
+{{- /* A ReadWriteOncePod cache: one pod at a time, ever (ReadWriteOnce: the same on other nodes, a warning). */ -}}
+{{- $mode := toString $spec.cache.access_mode -}}
+{{- if eq $mode "ReadWriteOncePod" -}}
+  {{- $scaled := false -}}
+  {{- range $i, $m := $r.models -}}
+    {{- if gt ($m.max_replicas | int) 1 -}}
+      {{- $scaled = true -}}
+      {{- $out = append $out (printf "models[%d].max_replicas: max_replicas %d with a %s cache (%s): only one pod can ever mount it" $i ($m.max_replicas | int64) $mode $spec.cache.pvc) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- if and (gt $totalPods 1) (not $scaled) -}}
+    {{- $out = append $out (printf "cache.access_mode: %s but up to %d pods mount it: only one pod can ever mount it" $mode $totalPods) -}}
+  {{- end -}}
+  {{- range $i, $m := $r.models -}}
+    {{- if eq (toString $m.deployment_strategy) "RollingUpdate" -}}
+      {{- $out = append $out (printf "models[%d].deployment_strategy: deployment_strategy RollingUpdate with a %s cache: the surge pod of each rollout cannot attach the volume from another node; leave it unset (Recreate)" $i $mode) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
+{{- /* lint._scaling. (Its KServe webhook checks cannot fail on what the templates render: the cross-key rules keep
+replicas <= max_replicas and HPA targets within 1-100, and the classes and metrics come from the schema's enum.) */ -}}
+{{- range $i, $m := $r.models -}}
+  {{- $a := $m.autoscaling -}}
+  {{- if and $a (le ($m.max_replicas | int) ($m.replicas | int)) -}}
+    {{- $out = append $out (printf "models[%d].autoscaling: autoscaling on %s but max_replicas (%d) <= replicas (%d): the autoscaler can never add a pod; raise max_replicas" $i $a.metric ($m.max_replicas | int64) ($m.replicas | int64)) -}}
+  {{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{- /* poolserve.storageProblems: lint._storage's errors: the composed container's mounts (the runtime's, then the one
+KServe adds for a storage_uri) must have distinct paths, and none may cover KServe's model directory. */ -}}
+{{- define "poolserve.storageProblems" -}}
+{{- $m := .model -}}{{- $s := .constants.storage -}}
+{{- $mounts := include "poolserve.runtimeMounts" .spec | fromJsonArray -}}
+{{- $uri := $m.storage_uri -}}
+{{- $kserveVolumes := list $s.pvc_volume $s.download_volume $s.modelcar_volume -}}
+{{- if $uri -}}
+  {{- if eq $uri.scheme "oci" -}}
+    {{- $mounts = append $mounts (dict "name" $s.modelcar_volume "mountPath" $s.modelcar_dir) -}}
+  {{- else -}}
+    {{- $mounts = append $mounts (dict "name" (ternary $s.pvc_volume $s.download_volume (eq $uri.scheme "pvc")) "mountPath" $s.model_dir) -}}
+  {{- end -}}
+{{- end -}}
+{{- $out := list -}}
+{{- $paths := list -}}{{- $byPath := dict -}}
+{{- range $mounts -}}
+  {{- $path := printf "/%s" (trimAll "/" (toString .mountPath)) -}}
+  {{- if not (hasKey $byPath $path) }}{{ $paths = append $paths $path }}{{ $_ := set $byPath $path list }}{{ end -}}
+  {{- $_ := set $byPath $path (append (get $byPath $path) .name) -}}
+{{- end -}}
+{{- range $path := $paths -}}
+  {{- $names := get $byPath $path -}}
+  {{- $kserve := false -}}
+  {{- range $names }}{{ if has . $kserveVolumes }}{{ $kserve = true }}{{ end }}{{ end -}}
+  {{- if and (gt (len $names) 1) (not (and $uri $kserve)) -}}
+    {{- $out = append $out (printf "volumes %s are all mounted at %s: the API server refuses the pod (volumeMounts mountPath must be unique)" (join ", " $names) $path) -}}
+  {{- end -}}
+{{- end -}}
+{{- if $uri -}}
+  {{- $theirs := ternary $s.modelcar_dir $s.model_dir (eq $uri.scheme "oci") -}}
+  {{- range $mounts -}}
+    {{- if has .name $kserveVolumes }}{{ continue }}{{ end -}}
+    {{- $mine := printf "/%s" (trimAll "/" (toString .mountPath)) -}}
+    {{- $why := "" -}}
+    {{- if eq $mine $theirs -}}
+      {{- $why = printf "the runtime mounts a volume at %s, where KServe mounts the model for %s:// (AddModelMount compares volume names only): the API server refuses the pod, volumeMounts mountPath must be unique" $mine $uri.scheme -}}
+    {{- else if or (eq $mine $s.model_dir) (hasPrefix (printf "%s/" $s.model_dir) $mine) -}}
+      {{- $why = printf "the runtime mounts a volume at %s, inside %s where KServe puts the model for %s://: it hides part of the model" $mine $s.model_dir $uri.scheme -}}
+    {{- end -}}
+    {{- if $why -}}
+      {{- $out = append $out (printf "storage_uri %s: volume %s: %s" $uri.uri .name $why) -}}
+    {{- end -}}
+  {{- end -}}
 {{- end -}}
 {{- toJson $out -}}
 {{- end }}
