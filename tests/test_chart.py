@@ -201,7 +201,9 @@ def test_generated_check_reports_a_stale_file(tmp_path: Path, monkeypatch: pytes
 
 
 def test_helm_lint_strict_is_clean() -> None:
-    for args in ([], ["-f", str(ROOT / "tests" / "specs" / "per-model-secure.yaml"), "--namespace", "search"]):
+    runs: list[list[str]] = [[]]  # values.yaml alone, then each config
+    runs += [["-f", str(c), "--namespace", load_spec(c).namespace] for c in CONFIGS]
+    for args in runs:
         out = helm("lint", "--strict", CHART, *args)
         assert "0 chart(s) failed" in out.stdout
         assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout, out.stdout

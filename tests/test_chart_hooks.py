@@ -119,6 +119,12 @@ def test_hook_image_follows_the_model_then_helm_test_image() -> None:
     assert {p["spec"]["containers"][0]["image"] for p in pods.values()} == {"registry.local/python:3.12"}
 
 
+def test_hook_pods_pull_the_image_with_the_models_pull_secrets() -> None:
+    pods = hook_pods("-f", ROOT / "tests" / "specs" / "rwo-rollout.yaml", namespace="embeddings-dev")
+    assert pods["minilm-embedding"]["spec"]["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert "imagePullSecrets" not in hook_pods("-f", SECURE, namespace="search")["bge-m3"]["spec"]
+
+
 def test_the_script_uses_poolserves_probes() -> None:
     spec = importlib.util.spec_from_file_location("smoke", SMOKE)
     assert spec and spec.loader
