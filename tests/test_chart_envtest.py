@@ -50,6 +50,9 @@ def test_install_dry_run_server_is_accepted(kube: EnvCluster, config: Path) -> N
     dash = None
     args: list[str | Path] = ["install", "poolserve", CHART, "-f", config, "--namespace", ns, "--set",
                               f"namespace={ns}", "--dry-run=server"]
+    for m in spec.models:  # the claims pvc:// storage URIs name (the chart checks that they exist)
+        if m.storage_uri and m.storage_uri.startswith("pvc://"):
+            kube.bound_pvc(ns, m.storage_uri.removeprefix("pvc://").partition("/")[0], ("ReadWriteMany",))
     if spec.dashboard.templates and spec.dashboard.templates_scope == "global":
         # Global Templates go to the dashboard's namespace: one of this test's own.
         dash = kube.namespace(f"{ns}-dash", pvc=None)
@@ -71,6 +74,22 @@ def test_install_dry_run_server_is_accepted(kube: EnvCluster, config: Path) -> N
         assert "Template" in {o["kind"] for o in objects}
     if dash:
         kube.delete_namespace(dash)
+
+
+def test_a_missing_storage_claim_fails_the_install_before_anything_is_created(kube: EnvCluster, tmp_path: Path) -> None:
+    # What poolserve deploy's preflight refuses: a pvc:// storage_uri naming no claim (the pod would wait forever).
+    ns = kube.namespace()
+    values = tmp_path / "values.yaml"
+    values.write_text("models:\n  - name: m\n    model_id: sentence-transformers/all-MiniLM-L6-v2\n"
+                      "    storage_uri: pvc://model-store/minilm\n")
+    for dry_run in (["--dry-run=server"], []):
+        out = kube_helm(kube, "install", "poolserve", CHART, "-f", values, "-n", ns, *dry_run, check=False)
+        assert out.returncode != 0
+        assert f"PersistentVolumeClaim {ns}/model-store (m's storage_uri) does not exist" in out.stderr, out.stderr
+    assert kube.api.list(path("serving.kserve.io/v1beta1", "inferenceservices", ns)) == []
+    assert kube_helm(kube, "list", "-n", ns, "-q").stdout.strip() == ""
+    kube.bound_pvc(ns, "model-store", ("ReadWriteMany",))
+    assert kube_helm(kube, "install", "poolserve", CHART, "-f", values, "-n", ns, "--dry-run=server").returncode == 0
 
 
 def test_what_only_the_api_server_rejects_fails_the_install_not_the_dry_run(kube: EnvCluster, tmp_path: Path) -> None:

@@ -239,3 +239,37 @@ def test_a_namespace_other_than_the_release_namespace_is_refused(tmp_path: Path)
     stderr = helm_error(config(f"  - {MINILM}}}\n", top="namespace: rag\n"), tmp_path, namespace="default")
     assert ("namespace: the config says 'rag' but the release namespace is 'default': install with --namespace rag"
             in stderr)
+
+
+# --------------------------------------------------------------------------------------------------
+# poolserve deploy's preflight, where the chart can see the cluster: the kinds from its API list (helm install,
+# Argo CD's --api-versions); nothing without KServe's among them (plain `helm template`).
+
+KSERVE_API = "serving.kserve.io/v1beta1/InferenceService"
+PREFLIGHT_CASES = {
+    "queue-autoscaling-without-keda": (
+        config(f"  - {MINILM}, max_replicas: 2, autoscaling: {{metric: queue, target: 4}}}}\n"), [],
+        "the API server has no ScaledObject (keda.sh/v1alpha1) resource (autoscaling on the queue (minilm) needs KEDA"),
+    "monitoring-without-the-prometheus-operator": (
+        config(f"  - {MINILM}}}\n", top="monitoring: {enabled: true}\n"), [],
+        "the API server has no PodMonitor (monitoring.coreos.com/v1) resource"),
+    "templates-without-openshift": (
+        config(f"  - {MINILM}}}\n", top="dashboard: {templates: true}\n"), ["monitoring.coreos.com/v1/PodMonitor"],
+        "the API server has no Template (template.openshift.io/v1) resource: dashboard Templates need OpenShift"),
+}
+
+
+@pytest.mark.parametrize("case", PREFLIGHT_CASES, ids=str)
+def test_kinds_the_cluster_lacks_fail_the_install(case: str, tmp_path: Path) -> None:
+    text, apis, says = PREFLIGHT_CASES[case]
+    values = tmp_path / "values.yaml"
+    values.write_text(text)
+    flags = [f"--api-versions={a}" for a in apis]
+    out = template("-f", values, f"--api-versions={KSERVE_API}", *flags, namespace="vllm-embeddings", check=False)
+    assert out.returncode != 0 and out.stdout == ""
+    assert says in out.stderr, out.stderr
+    # Without KServe's API among the versions, Helm knows no cluster: nothing is checked.
+    assert template("-f", values, *flags, namespace="vllm-embeddings").returncode == 0
+    every = ["keda.sh/v1alpha1/ScaledObject", "monitoring.coreos.com/v1/PodMonitor", "template.openshift.io/v1/Template"]
+    assert template("-f", values, f"--api-versions={KSERVE_API}", *[f"--api-versions={a}" for a in every],
+                    namespace="vllm-embeddings").returncode == 0
