@@ -76,7 +76,7 @@ def test_install_dry_run_server_is_accepted(kube: EnvCluster, config: Path) -> N
         kube.delete_namespace(dash)
 
 
-def test_a_missing_storage_claim_fails_the_install_before_anything_is_created(kube: EnvCluster, tmp_path: Path) -> None:
+def test_missing_claims_fail_the_install_before_anything_is_created(kube: EnvCluster, tmp_path: Path) -> None:
     # What poolserve deploy's preflight refuses: a pvc:// storage_uri naming no claim (the pod would wait forever).
     ns = kube.namespace()
     values = tmp_path / "values.yaml"
@@ -90,6 +90,16 @@ def test_a_missing_storage_claim_fails_the_install_before_anything_is_created(ku
     assert kube_helm(kube, "list", "-n", ns, "-q").stdout.strip() == ""
     kube.bound_pvc(ns, "model-store", ("ReadWriteMany",))
     assert kube_helm(kube, "install", "poolserve", CHART, "-f", values, "-n", ns, "--dry-run=server").returncode == 0
+    # The cache PVC too, and its access mode against the pods that mount it.
+    other = kube.namespace(pvc=None)
+    out = kube_helm(kube, "install", "poolserve", CHART, "-f", values, "-n", other, "--dry-run=server", check=False)
+    assert f"PersistentVolumeClaim {other}/vllm-model-cache (cache.pvc) does not exist" in out.stderr, out.stderr
+    kube.bound_pvc(other, "vllm-model-cache", ("ReadWriteOncePod",))
+    out = kube_helm(kube, "install", "poolserve", CHART, "-f", values, "-n", other, "--dry-run=server",
+                    "--set-json", 'models=[{"name": "m", "model_id": "sentence-transformers/all-MiniLM-L6-v2", '
+                    '"max_replicas": 2}]', check=False)
+    assert (f"PersistentVolumeClaim {other}/vllm-model-cache is ReadWriteOncePod but up to 2 pods mount it"
+            in out.stderr), out.stderr
 
 
 def test_what_only_the_api_server_rejects_fails_the_install_not_the_dry_run(kube: EnvCluster, tmp_path: Path) -> None:

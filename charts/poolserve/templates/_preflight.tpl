@@ -6,7 +6,7 @@ a chart can see the cluster:
   operator's PodMonitor, OpenShift's Template): from .Capabilities, which lists the cluster's APIs on
   `helm install/upgrade` and under Argo CD (it passes them with --api-versions). Checked only when
   KServe's own API is among them: `helm template` alone knows no cluster and checks nothing.
-- each pvc:// storage_uri's claim exists: with `lookup`, which reads the cluster on install, upgrade and
+- the cache PVC exists, is not Lost and fits the pods that mount it; each pvc:// storage_uri's claim exists: with `lookup`, which reads the cluster on install, upgrade and
   --dry-run=server, and returns nothing to `helm template` and Argo CD (then nothing is checked).
 
 Each failure is poolserve's message, with its hint in parentheses.
@@ -28,6 +28,22 @@ Each failure is poolserve's message, with its hint in parentheses.
   {{- end -}}
 {{- end -}}
 {{- if lookup "v1" "Namespace" "" $r.spec.namespace -}}
+  {{- /* check_pvc: the cache PVC exists, is not Lost, and is not ReadWriteOncePod under several pods. */ -}}
+  {{- $ns := $r.spec.namespace -}}{{- $name := $r.spec.cache.pvc -}}
+  {{- $pvc := lookup "v1" "PersistentVolumeClaim" $ns $name -}}
+  {{- if not $pvc -}}
+    {{- fail (printf "PersistentVolumeClaim %s/%s (cache.pvc) does not exist (create it (ReadWriteMany, large enough for the models) or set cache.pvc)" $ns $name) -}}
+  {{- end -}}
+  {{- if eq (dig "status" "phase" "" $pvc) "Lost" -}}
+    {{- fail (printf "PersistentVolumeClaim %s/%s is Lost (its volume is gone) (recreate the PVC; the cached models must be downloaded again)" $ns $name) -}}
+  {{- end -}}
+  {{- $modes := dig "status" "accessModes" list $pvc | default (dig "spec" "accessModes" list $pvc) -}}
+  {{- $pods := 0 -}}
+  {{- range $r.models }}{{ $pods = add $pods (.max_replicas | int) }}{{ end -}}
+  {{- if and (not (has "ReadWriteMany" $modes)) (not (has "ReadOnlyMany" $modes)) (has "ReadWriteOncePod" $modes) (gt $pods 1) -}}
+    {{- fail (printf "PersistentVolumeClaim %s/%s is ReadWriteOncePod but up to %d pods mount it (max_replicas of all the config's models) (use a ReadWriteMany PVC (or one PVC per model))" $ns $name $pods) -}}
+  {{- end -}}
+  {{- /* check_storage_claims: each pvc:// storage_uri's claim exists. */ -}}
   {{- range $m := $r.models -}}
     {{- if and $m.storage_uri (eq $m.storage_uri.scheme "pvc") (not (lookup "v1" "PersistentVolumeClaim" $m.namespace $m.storage_uri.location)) -}}
       {{- fail (printf "PersistentVolumeClaim %s/%s (%s's storage_uri) does not exist (create it and copy the model in, or fix storage_uri)" $m.namespace $m.storage_uri.location $m.name) -}}
