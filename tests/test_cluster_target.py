@@ -827,10 +827,11 @@ def test_a_controller_writing_between_read_and_apply_does_not_make_a_no_op_confi
     assert {c.name: c.action for c in third.changes}["minilm"] == "configured"
 
 
-def helm_installed(fake: FakeCluster, rendered: Rendered, release: str | None = "poolserve") -> None:
-    """The rendered objects as a Helm release left them (the chart's labels and Helm's annotations)."""
+def helm_installed(fake: FakeCluster, rendered: Rendered, release: str | None = "poolserve",
+                   kinds: set[str] | None = None) -> None:
+    """The rendered objects (of ``kinds``) as a Helm release left them (the chart's labels and Helm's annotations)."""
     for obj in rendered.manifests:
-        if obj["kind"] == "Namespace":
+        if obj["kind"] == "Namespace" or (kinds is not None and obj["kind"] not in kinds):
             continue
         obj = copy.deepcopy(obj)
         obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "Helm"
@@ -878,6 +879,24 @@ def test_delete_refuses_objects_helm_manages_unless_forced(spec: PoolSpec, rende
     assert calls(fake, "delete") == []
     result = tgt.delete(rendered, ["reranker"], force=True)
     assert ("InferenceService", "reranker", "deleted") in [(c.kind, c.name, c.action) for c in result.changes]
+
+
+def test_delete_refuses_helm_managed_companions_and_templates_too(clock: Clock) -> None:
+    # A budget, a PodMonitor and the runtime's Template go with the model: Helm's are refused like its InferenceService.
+    text = SPEC.replace("defaults: {gpus: 1}", "defaults: {gpus: 1, replicas: 2, disruption_budget: {}}").replace(
+        "namespace: embeddings\n", "namespace: embeddings\nmonitoring: {enabled: true}\n"
+        "dashboard: {templates: true, templates_scope: project}\n")
+    spec, rendered = make(text)
+    fake = cluster_for(spec)
+    target_for(fake, clock).deploy(rendered, [], wait=False, timeout_s=60)
+    helm_kinds = {"PodDisruptionBudget", "PodMonitor", "Template"}
+    helm_installed(fake, render(spec), kinds=helm_kinds)
+    with pytest.raises(Conflict) as err:
+        target_for(fake, clock).delete(rendered, ["reranker"], runtimes=True)
+    # The Template (applied first), the budget and the PodMonitor.
+    assert err.value.message.startswith("Template embeddings/vllm-reranker-runtime (and 2 more) is managed by Helm"), \
+        err.value.message
+    assert calls(fake, "delete") == []
 
 
 def test_poolserves_own_objects_are_not_refused(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:

@@ -572,11 +572,15 @@ class ClusterTarget:
         changes: list[ObjectChange] = []
         notes: list[str] = []
         if not force:
-            # What this delete would remove: the InferenceServices, their auth objects, maybe their runtimes.
+            # What this delete would remove: the InferenceServices and what goes with them (auth objects, budget,
+            # PodMonitor), maybe their runtimes and those runtimes' Templates.
             doomed = {(ISVC_KIND, m.name) for m in models}
-            doomed |= {(o["kind"], o["metadata"]["name"]) for m in models if m.auth for o in kserve.auth_objects(m)}
+            doomed |= {(o["kind"], o["metadata"]["name"]) for m in models for o in rendered.companions.get(m.name, ())}
             if runtimes:
-                doomed |= {(SR_KIND, r.name) for r in (rendered.runtimes if not names else [m.runtime for m in models])}
+                chosen = rendered.runtimes if not names else [m.runtime for m in models]
+                doomed |= {(SR_KIND, r.name) for r in chosen}
+                doomed |= {(TEMPLATE_KIND, t["metadata"]["name"]) for t in rendered.templates
+                           if t["objects"][0]["metadata"]["name"] in {r.pattern for r in chosen}}
             self._refuse_helm_objects([o for o in rendered.manifests
                                        if (o["kind"], o["metadata"]["name"]) in doomed], "uninstall")
         for m in models:
