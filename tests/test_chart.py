@@ -92,7 +92,8 @@ models:
   - {{name: a, {_MINILM}, hardware_profile: {{name: l4}}, storage_uri: 'pvc://store/all-minilm'}}
   - {{name: b, {_MINILM}, deployment_strategy: RollingUpdate, image_pull_secrets: [],
       storage_uri: 'oci://registry.local:5000/models/minilm@sha256:{"0" * 64}'}}
-  - {{name: c, {_MINILM}, image_pull_secrets: [pull-b, pull-c], storage_uri: 's3://bucket-1/models/', data_connection: s3-conn}}
+  - {{name: c, {_MINILM}, image_pull_secrets: [pull-b, pull-c], storage_uri: 's3://bucket-1/models/',
+      data_connection: s3-conn}}
 """,
     # The dashboard's own namespace as the models' namespace: project scope too; monitoring annotations.
     "templates-in-the-models-namespace": _RT + f"""\

@@ -66,7 +66,8 @@ SCHEMA_CASES = {
     "autoscaling-target-zero": (config(f"  - {MINILM}, autoscaling: {{metric: queue, target: 0}}}}\n"),
                                 "models[0].autoscaling.target", "at '/models/0/autoscaling/target': minimum"),
     "autoscaling-without-target": (config(f"  - {MINILM}, autoscaling: {{metric: cpu}}}}\n"),
-                                   "models[0].autoscaling.target", "at '/models/0/autoscaling': missing property 'target'"),
+                                   "models[0].autoscaling.target",
+                                   "at '/models/0/autoscaling': missing property 'target'"),
     "hardware-profile-list": (config(f"  - {MINILM}, hardware_profile: [a]}}\n"), "models[0].hardware_profile",
                               "at '/models/0/hardware_profile'"),
     "unknown-deployment-strategy": (config(f"  - {MINILM}, deployment_strategy: BlueGreen}}\n"),
@@ -138,7 +139,8 @@ CROSS_CASES = {
     "bad-pull-secret": config(f"  - {MINILM}, image_pull_secrets: [ok, Not_OK]}}\n"),
     "pdb-both": config(f"  - {MINILM}, replicas: 2, disruption_budget: {{max_unavailable: 1, min_available: 1}}}}\n"),
     "pdb-bad-percent": config(f"  - {MINILM}, replicas: 2, disruption_budget: {{max_unavailable: half}}}}\n"),
-    "pdb-negative": config(f"  - {MINILM}, replicas: 2}}\n", top="defaults: {disruption_budget: {min_available: -1}}\n"),
+    "pdb-negative": config(f"  - {MINILM}, replicas: 2}}\n",
+                           top="defaults: {disruption_budget: {min_available: -1}}\n"),
     "storage-uri-not-a-uri": config(f"  - {MINILM}, storage_uri: /models/minilm}}\n"),
     "storage-uri-unknown-scheme": config(f"  - {MINILM}, storage_uri: 'gs://bucket/minilm'}}\n"),
     "storage-uri-bad-claim": config(f"  - {MINILM}, storage_uri: 'pvc://Model_Store/minilm'}}\n"),
@@ -204,7 +206,8 @@ LINT_CASES = {
                                               top="cache: {access_mode: ReadWriteOncePod}\n"),
     "autoscaling-without-room": config(f"  - {MINILM}, replicas: 2, autoscaling: {{metric: queue, target: 4}}}}\n"),
     "two-mounts-one-path": config(f"  - {MINILM}}}\n", top="cache: {mount_path: /tmp/home/}\n"),
-    "cache-at-the-model-dir": config(f"  - {MINILM}, storage_uri: 'hf://a/b'}}\n", top="cache: {mount_path: /mnt/models}\n"),
+    "cache-at-the-model-dir": config(f"  - {MINILM}, storage_uri: 'hf://a/b'}}\n",
+                                     top="cache: {mount_path: /mnt/models}\n"),
     "cache-inside-the-model-dir": config(f"  - {MINILM}, storage_uri: 'pvc://store/m'}}\n",
                                          top="cache: {mount_path: /mnt/models/cache}\n"),
     "cache-at-the-modelcar-dir": config(f"  - {MINILM}, storage_uri: 'oci://quay.io/me/model:1'}}\n",
@@ -270,6 +273,7 @@ def test_kinds_the_cluster_lacks_fail_the_install(case: str, tmp_path: Path) -> 
     assert says in out.stderr, out.stderr
     # Without KServe's API among the versions, Helm knows no cluster: nothing is checked.
     assert template("-f", values, *flags, namespace="vllm-embeddings").returncode == 0
-    every = ["keda.sh/v1alpha1/ScaledObject", "monitoring.coreos.com/v1/PodMonitor", "template.openshift.io/v1/Template"]
+    every = ["keda.sh/v1alpha1/ScaledObject", "monitoring.coreos.com/v1/PodMonitor",
+             "template.openshift.io/v1/Template"]
     assert template("-f", values, f"--api-versions={KSERVE_API}", *[f"--api-versions={a}" for a in every],
                     namespace="vllm-embeddings").returncode == 0
