@@ -110,7 +110,8 @@ def test_explain_shows_the_composed_command(project: Path) -> None:
     r = runner.invoke(app, ["explain", "minilm-embedding", "-o", "json"])
     assert r.exit_code == 0
     (row,) = json.loads(r.stdout)
-    assert row["argv"][:5] == ["python", "-m", "vllm.entrypoints.openai.api_server", "--port=8080", "--runner=pooling"]
+    assert row["argv"][:5] == ["vllm", "serve", "sentence-transformers/all-MiniLM-L6-v2", "--port=8080",
+                               "--runner=pooling"]
     assert "minilm-embedding" in row["argv"]  # {{.Name}} substituted
     r = runner.invoke(app, ["explain", "nope"])
     assert r.exit_code == 2 and "no model named 'nope'" in r.stderr

@@ -60,10 +60,13 @@ def test_plan_runs_the_composed_command_with_local_overrides_appended(tmp_path: 
     spec = _spec(tmp_path)
     composed = render(spec).compose(MINILM)
     plan = _plan(spec)
-    # Exactly the cluster's command and args, python swapped, then the local overrides (argparse: last wins).
-    assert plan.argv[0] == "/venv/bin/python"
-    assert list(plan.argv[1:len(composed.argv)]) == composed.argv[1:]
-    assert list(plan.argv[len(composed.argv):]) == [
+    # Exactly the cluster's `vllm serve MODEL ...`, run by vLLM's CLI main under the local interpreter,
+    # then the local overrides (argparse: last wins).
+    assert composed.argv[:3] == ["vllm", "serve", "sentence-transformers/all-MiniLM-L6-v2"]
+    assert plan.argv[:3] == ("/venv/bin/python", "-c", vllm.CLI_LAUNCHER)
+    n = len(composed.argv) + 2
+    assert list(plan.argv[3:n]) == composed.argv[1:]
+    assert list(plan.argv[n:]) == [
         "--port=40001", "--host=127.0.0.1", "--dtype=float32", "--gpu-memory-utilization=0.25", "--enforce-eager"]
     assert "--port=8080" in plan.argv and "--dtype=float16" in plan.argv  # the cluster values stay visible
     assert plan.url == "http://127.0.0.1:40001"
@@ -85,7 +88,7 @@ def test_plan_maps_volumes_and_env_paths(tmp_path: Path) -> None:
     assert set(plan.fresh_dirs) == {run / "tmp-home", run / "tmp-cache"}
     assert local_hf_home(spec) == cache / "huggingface"
     text = "\n".join(plan.overrides)
-    assert "command python -> /venv/bin/python" in text
+    assert "command vllm -> /venv/bin/python -c <vLLM's CLI main>" in text
     assert "--port=8080 -> --port=40001 --host=127.0.0.1" in text
     assert f"volume model-cache (PVC vllm-model-cache, /models) -> {cache}" in text
 
@@ -296,7 +299,7 @@ def test_deploy_status_endpoint_logs_delete(stub: tuple[LocalTarget, PoolSpec, R
     assert record["env"]["HOME"] == str(run / "tmp-home") and (run / "tmp-home").is_dir()
     assert record["env"]["HF_HOME"] == str(tmp_path / "cache" / "huggingface")
     assert record["cwd"] == str(run)
-    assert record["argv"][:2] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert record["argv"][:4] == ["-c", vllm.CLI_LAUNCHER, "serve", "sentence-transformers/all-MiniLM-L6-v2"]
 
     state = read_state(tmp_path / "state" / "local-state.json").models[MINILM]
     assert state.pgid == state.pid and state.served_model == "sentence-transformers/all-MiniLM-L6-v2"

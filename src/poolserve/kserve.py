@@ -112,7 +112,7 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime) -> Manifest:
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": runtime.image,
-        "command": list(vllm.COMMAND),
+        "command": vllm.command(runtime.vllm_version),
         "args": vllm.runtime_args(runtime),
         "env": runtime_env(spec, runtime),
         "ports": [{"containerPort": vllm.PORT, "name": "http", "protocol": "TCP"}],
@@ -199,8 +199,12 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
         "modelFormat": {"name": model.runtime.model_format},
         # Mandatory for the dashboard: without it the runtime column says "Unknown".
         "runtime": model.runtime.name,
-        "args": vllm.model_args(model),
     }
+    command = vllm.model_command(model)
+    if command is not None:
+        # `vllm serve` takes the model first: the InferenceService's command replaces the runtime's.
+        model_spec["command"] = command
+    model_spec["args"] = vllm.model_args(model)
     if model.image:
         model_spec["image"] = model.image
     if model.env:

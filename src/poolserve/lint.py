@@ -180,6 +180,9 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
         ver = format_version(m.vllm_version)
         for p in vllm.check_args(composed.container.get("args", []), m.vllm_version):
             out.append(Finding(p.severity, subj, f"vLLM {ver}: {p.message}"))
+        for p in vllm.check_command(composed.container.get("command", []), composed.container.get("args", []),
+                                    m.vllm_version):
+            out.append(Finding(p.severity, subj, f"vLLM {ver}: {p.message}"))
         for p in vllm.env_problems(composed.env):
             out.append(Finding(p.severity, subj, p.message))
         entry = m.catalog_entry

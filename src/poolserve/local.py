@@ -293,15 +293,14 @@ def plan_launch(
                               run_dir=run_dir)
     overrides: list[str] = []
 
-    argv = list(composed.argv)
-    if argv and PurePosixPath(argv[0]).name in ("python", "python3"):
-        overrides.append(f"command {argv[0]} -> {python}")
-        argv[0] = python
-    mapped_args = [argv[0], *(_map_arg(a, mounts) for a in argv[1:])]
-    changed = [f"{a} -> {b}" for a, b in zip(argv, mapped_args, strict=True) if a != b]
+    composed_argv = list(composed.argv)
+    mapped_args = [*composed_argv[:1], *(_map_arg(a, mounts) for a in composed_argv[1:])]
+    argv, command_note = vllm.launch_argv(mapped_args, python)
+    if command_note:
+        overrides.append(command_note)
+    changed = [f"{a} -> {b}" for a, b in zip(composed_argv, mapped_args, strict=True) if a != b]
     if changed:
         overrides.append("args mapped into local volumes: " + "; ".join(changed))
-    argv = mapped_args
 
     for m in mounts:
         if m.source == "pvc":
