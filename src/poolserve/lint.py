@@ -219,6 +219,40 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     return out
 
 
+BF16_LABELS = ("AMXBF16", "AVX512BF16", "amx_bf16", "avx512_bf16")
+
+
+def _cpu(rendered: Rendered) -> list[Finding]:
+    """Models on ``device: cpu`` runtimes: limits that vLLM's CPU backend sizes itself from, dtype."""
+    out: list[Finding] = []
+    for m in rendered.models:
+        if m.runtime.device != "cpu":
+            continue
+        subj = f"InferenceService {m.namespace}/{m.name}"
+        limits, requests = m.resources.limits, m.resources.requests
+        if "cpu" not in limits:
+            out.append(Finding("warning", subj, "device: cpu without a CPU limit: OMP_NUM_THREADS (from limits.cpu) "
+                                                "becomes the node's CPU count, so vLLM starts a thread per node CPU"))
+        elif "cpu" in requests and str(requests["cpu"]) != str(limits["cpu"]):
+            out.append(Finding("note", subj, f"CPU request {requests['cpu']} below the limit {limits['cpu']}: vLLM "
+                                             f"runs {limits['cpu']} threads but is guaranteed only the request on a "
+                                             "busy node"))
+        if "memory" not in limits:
+            out.append(Finding("warning", subj, "device: cpu without a memory limit: vLLM reads "
+                                                "--gpu-memory-utilization as a share of the whole node's RAM"))
+        dtype = m.dtype or m.runtime.dtype
+        if dtype == "bfloat16":
+            selectors = " ".join(k for k, _ in (*m.runtime.node_selector, *m.node_selector))
+            if not any(label in selectors for label in BF16_LABELS):
+                out.append(Finding("note", subj, "bfloat16 on CPU is fast only with AMX-BF16/AVX512-BF16 (3.2x float32 "
+                                                 "measured; see README 'CPU-only runtimes'): pin such nodes, e.g. "
+                                                 "node_selector feature.node.kubernetes.io/cpu-cpuid.AMXBF16: 'true'"))
+            if m.task == "score":
+                out.append(Finding("warning", subj, "a cross-encoder in bfloat16 on CPU: its scores drifted up to 1.5% "
+                                                    "from float32 here, beyond vLLM's own 1e-2 tolerance"))
+    return out
+
+
 def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> LintReport:
     """Run every offline check. Schema validation runs only when ``crd_dir`` is given."""
     findings: list[Finding] = []
@@ -226,6 +260,7 @@ def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> 
         findings += validate_against_crds(rendered.manifests, crd_dir)
     findings += _dashboard(rendered, spec)
     findings += _models(rendered, spec)
+    findings += _cpu(rendered)
     order = {"error": 0, "warning": 1, "note": 2}
     findings.sort(key=lambda f: order[f.severity])
     return LintReport(findings=tuple(findings), schemas_checked=crd_dir is not None)

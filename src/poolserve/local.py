@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from poolserve import hfcache, vllm
+from poolserve import hfcache, kserve, vllm
 from poolserve.diagnose import diagnose
 from poolserve.errors import LocalRunError, NotFound, NotReady, SpecError
 from poolserve.kserve import Composed
@@ -215,6 +215,7 @@ class HostInfo:
 
     cpu_flags: frozenset[str] = frozenset()
     cpu_count: int | None = None
+    memory_bytes: int | None = None
 
     @classmethod
     def detect(cls) -> HostInfo:
@@ -228,7 +229,16 @@ class HostInfo:
                         break
         except OSError:
             pass
-        return cls(cpu_flags=flags, cpu_count=os.cpu_count())
+        memory: int | None = None
+        try:
+            with open("/proc/meminfo", encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("MemTotal:"):
+                        memory = int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+        return cls(cpu_flags=flags, cpu_count=os.cpu_count(), memory_bytes=memory)
 
 
 def local_dtype(setting: str | None, host: HostInfo, task: str = "embed") -> tuple[str | None, str | None]:
@@ -271,6 +281,7 @@ def plan_launch(
     model_cached: Callable[[Path], bool],
     host: HostInfo = HostInfo(),
     task: str = "embed",
+    device: str = "gpu",
 ) -> LaunchPlan:
     """Map the container KServe would run onto this machine (pure, except ``model_cached``).
 
@@ -286,6 +297,9 @@ def plan_launch(
         model_cached: ``model_cached(hf_home)`` is True when the model is in that hub cache.
         host: CPU flags and core count, for ``local.dtype: auto`` and ``local.reserved_cpus``.
         task: the model's task (``local.dtype: auto`` keeps cross-encoders at float32).
+        device: the runtime's device. A ``cpu`` runtime's container already has CPU settings, so it runs
+            as rendered: the ``local:`` CPU adjustments (dtype, gpu_memory_utilization, enforce_eager,
+            reserved_cpus) are for GPU runtimes run on this CPU and are not applied.
     """
     name = composed.isvc
     run_dir = state_dir / "run" / name
@@ -321,21 +335,38 @@ def plan_launch(
         env[key] = mapped if mapped is not None else value
     if remapped:
         overrides.append("env paths mapped the same way: " + ", ".join(remapped))
-    missing = [e["name"] for e in composed.container.get("env", []) if "valueFrom" in e]
+    downward: list[str] = []
+    for e in composed.container.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("resourceFieldRef")
+        if ref is not None:  # the Downward API: the kubelet fills it from the container's resources
+            env[e["name"]] = kserve.resource_field(composed.container, ref, node_cpus=host.cpu_count or 1,
+                                                   node_memory_bytes=host.memory_bytes or 0)
+            downward.append(f"{e['name']}={env[e['name']]}")
+    if downward:
+        overrides.append(f"env from the container's resources (Downward API): {' '.join(downward)}"
+                         + (f" (this machine has {host.cpu_count} CPUs)" if host.cpu_count else ""))
+    missing = [e["name"] for e in composed.container.get("env", [])
+               if "valueFrom" in e and "resourceFieldRef" not in e["valueFrom"]]
     if missing:
         overrides.append(f"env {', '.join(missing)} comes from a Secret on the cluster: locally only if set in "
                          "your environment")
 
     local_args = [f"--port={port}", f"--host={HOST}"]
     overrides.append(f"--port={vllm.PORT} -> --port={port} --host={HOST}")
-    dtype, why = local_dtype(local.dtype, host, task)
+    on_cpu = device == "cpu"
+    if on_cpu:
+        overrides.append("device: cpu runtime: runs with its own CPU settings (local dtype, "
+                         "gpu_memory_utilization, enforce_eager and reserved_cpus are not applied); "
+                         "without a memory limit here, --gpu-memory-utilization is a fraction of this "
+                         "machine's RAM (in a pod: of its memory limit)")
+    dtype, why = local_dtype(None if on_cpu else local.dtype, host, task)
     if dtype is not None:
         local_args.append(f"--dtype={dtype}")
     if why:
         overrides.append(why)
-    if local.gpu_memory_utilization is not None:
+    if local.gpu_memory_utilization is not None and not on_cpu:
         local_args.append(f"--gpu-memory-utilization={local.gpu_memory_utilization:g}")
-    if local.enforce_eager:
+    if local.enforce_eager and not on_cpu:
         local_args.append("--enforce-eager")
     local_args.extend(local.extra_args)
     settings = local_args[2:]
@@ -354,7 +385,7 @@ def plan_launch(
         overrides.append(f"{model_id} is not in the local cache ({hf_home}): "
                          + ("HF_HUB_OFFLINE is set, so vLLM will fail" if offline else "vLLM will download it")
                          + f"; `poolserve cache import {model_id} DIR` uses local weights")
-    reserved = reserved_cpus(local.reserved_cpus, host)
+    reserved = None if on_cpu else reserved_cpus(local.reserved_cpus, host)
     if reserved is not None and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in local.env:
         env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)
         overrides.append(f"VLLM_CPU_NUM_OF_RESERVED_CPU={reserved}"
@@ -544,7 +575,7 @@ class LocalTarget:
             python=spec.local.python or sys.executable, port=port, cache_dir=local_cache_dir(spec),
             state_dir=state_dir,
             model_cached=lambda hf_home: hfcache.snapshot_path(hf_home, model.model_id) is not None,
-            host=self._host, task=model.task,
+            host=self._host, task=model.task, device=model.runtime.device,
         )
 
     # -- Target protocol -----------------------------------------------------------------------

@@ -60,7 +60,7 @@ def model_command(model: Model) -> list[str] | None:
     """The InferenceService's command, or None to keep the runtime's.
 
     ``vllm serve`` takes the model as its first positional argument: it refuses ``--served-model-name``
-    when the first argument after ``serve`` is an option (vllm#34973, 2026-02; in 0.28 and 0.32), and
+    when the first argument after ``serve`` is an option (vllm#34973, 2026-02; in 0.17.0 and later), and
     ``--model`` is deprecated there (0.11.1+). KServe appends the InferenceService's args after the runtime's,
     so the model cannot come first through args; a command on the InferenceService replaces the
     runtime's whole (KServe merges ``command`` atomically), which puts it right after ``serve``.
@@ -140,6 +140,8 @@ def runtime_args(runtime: Runtime) -> list[str]:
         args.append(f"--dtype={runtime.dtype}")
     if runtime.gpu_memory_utilization is not None:
         args.append(f"--gpu-memory-utilization={runtime.gpu_memory_utilization:g}")
+    if runtime.enforce_eager:
+        args.append("--enforce-eager")
     args.extend(runtime.extra_args)
     return args
 
