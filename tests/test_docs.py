@@ -43,3 +43,20 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test.sh" in readme and "scripts/test.sh" in ci
     assert "scripts/local-demo.sh" in readme and (ROOT / "scripts" / "local-demo.sh").is_file()
+
+
+def test_every_config_key_is_in_the_readme_config_reference() -> None:
+    from pydantic import BaseModel
+
+    from poolserve import spec
+
+    readme = (ROOT / "README.md").read_text()
+    reference = readme.split("## Config reference", 1)[1].split("\n## ", 1)[0]
+    nested = {"requests", "limits", "key", "operator", "value", "effect", "toleration_seconds", "name"}
+    missing: list[str] = []
+    for cls in (spec.PoolSpec, spec.CacheSpec, spec.DashboardSpec, spec.LocalSpec, spec.RuntimeConfig,
+                spec.ModelDefaults, spec.ModelConfig, spec.SecretKeyRef):
+        assert issubclass(cls, BaseModel)
+        missing += [f"{cls.__name__}.{key}" for key in cls.model_fields
+                    if key not in nested and f"{key}:" not in reference]
+    assert missing == [], f"README 'Config reference' does not mention: {missing}"

@@ -9,7 +9,7 @@ import pytest
 
 CORE = ["poolserve.spec", "poolserve.catalog", "poolserve.vllm", "poolserve.kserve", "poolserve.render",
         "poolserve.lint", "poolserve.diagnose", "poolserve.protocol", "poolserve.probes", "poolserve.target",
-        "poolserve.verify", "poolserve.readiness", "poolserve.metrics", "poolserve.cachejob"]
+        "poolserve.verify", "poolserve.readiness", "poolserve.metrics", "poolserve.cachejob", "poolserve.sizing"]
 EDGES = ["kubernetes", "httpx", "rich", "vllm", "torch", "sentence_transformers"]
 
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from poolserve import kserve, vllm
+from poolserve import kserve, sizing, vllm
 from poolserve.errors import LintError, SpecError
 from poolserve.kserve import Manifest
 from poolserve.render import Rendered
@@ -253,6 +253,34 @@ def _cpu(rendered: Rendered) -> list[Finding]:
     return out
 
 
+def _gpu_sharing(rendered: Rendered) -> list[Finding]:
+    """GPU settings that waste or overcommit a GPU, from :mod:`poolserve.sizing`'s estimates."""
+    out: list[Finding] = []
+    for m in rendered.models:
+        subj = f"InferenceService {m.namespace}/{m.name}"
+        p = sizing.plan_model(m)
+        util = p.utilization
+        if p.device == "whole GPU" and util is not None and util < sizing.FIT_FRACTION:
+            out.append(Finding("note", subj, f"--gpu-memory-utilization={util:g} on a whole, unshared GPU shares "
+                                             "nothing: the pod gets the entire GPU (see `poolserve plan`; share with "
+                                             "mig_profile or gpu_shared, or use a device: cpu runtime)"))
+        if p.estimate is None:
+            continue
+        if p.fits is False:
+            out.append(Finding("warning", subj, f"estimated {p.estimate.need_gib:.2f} GiB does not fit the "
+                                                f"{p.device} ({p.gpu_memory_gib:.1f} GiB): see `poolserve plan`"))
+        if p.device == "time-sliced GPU" and util is not None and util > 0.5:
+            out.append(Finding("warning", subj, f"time-sliced GPU with --gpu-memory-utilization={util:g}: vLLM "
+                                                f"needs {util:.0%} of the GPU free at startup, so a second pod on it "
+                                                "cannot start; size it with `poolserve plan`"))
+        if p.estimate.has_kv_cache and util is not None and p.gpu_memory_gib is not None \
+                and util * p.gpu_memory_gib < p.estimate.need_gib:
+            out.append(Finding("warning", subj, f"--gpu-memory-utilization={util:g} leaves less than the estimated "
+                                                f"{p.estimate.need_gib:.2f} GiB this decoder needs with its KV cache: "
+                                                "vLLM stops with 'No available memory for the cache blocks'"))
+    return out
+
+
 def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> LintReport:
     """Run every offline check. Schema validation runs only when ``crd_dir`` is given."""
     findings: list[Finding] = []
@@ -260,6 +288,7 @@ def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> 
         findings += validate_against_crds(rendered.manifests, crd_dir)
     findings += _dashboard(rendered, spec)
     findings += _models(rendered, spec)
+    findings += _gpu_sharing(rendered)
     findings += _cpu(rendered)
     order = {"error": 0, "warning": 1, "note": 2}
     findings.sort(key=lambda f: order[f.severity])
