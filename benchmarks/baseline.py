@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from poolserve.baseline import sentence_transformers_baseline
-from poolserve.bench import Workload, make_query
 from poolserve.metrics import report_from_json, report_to_json
+from poolserve.workload import Workload, make_query
 
 
 def main() -> None:

@@ -59,6 +59,11 @@ Query it:
   curl -s $URL/v1/embeddings -H 'Content-Type: application/json' \\
     -d '{"model": "$MODEL_ID", "input": ["hello world"]}'
 
+Prove it answers correctly (every command targets the cluster unless told otherwise; or
+export POOLSERVE_TARGET=local once for this shell):
+
+  $POOLSERVE test --target local $NAME
+
 Status / logs / stop:
 
   $POOLSERVE status --target local

@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 
-from poolserve.local import LocalTarget, local_hf_home
+from poolserve.local.plan import local_hf_home
+from poolserve.local.target import LocalTarget
 from poolserve.render import render
 from poolserve.spec import load_spec
 
@@ -85,7 +86,7 @@ def deploy_time(state_dir: Path, overrides: dict[str, Any]) -> tuple[float, Loca
     spec = load_spec("poolserve.yaml", {"local.state_dir": str(state_dir), **overrides})
     target = LocalTarget()
     start = time.monotonic()
-    target.deploy(spec, render(spec), [NAME], wait=True, timeout_s=900)
+    target.deploy(render(spec), [NAME], wait=True, timeout_s=900)
     return time.monotonic() - start, target, spec
 
 
@@ -113,11 +114,11 @@ def main() -> None:
         for i, (label, overrides) in enumerate(variants):
             secs, target, spec = deploy_time(work / f"state-{i}", overrides)
             try:
-                entry = target.endpoint(spec, render(spec), NAME)
+                entry = target.endpoint(render(spec), NAME)
                 report[label] = {"deploy_to_ready_s": round(secs, 1),
                                  "embeddings_per_s": throughput(entry.url, entry.served_model or NAME, n, settings)}
             finally:
-                target.delete(spec, render(spec), [])
+                target.delete(render(spec), [])
             print(json.dumps({label: report[label]}), file=sys.stderr, flush=True)
         # Startup with torch.compile: a cold compile cache, then a warm one (kept across runs).
         compile_cache = work / "vllm-cache"
@@ -125,12 +126,12 @@ def main() -> None:
             secs, target, spec = deploy_time(work / f"state-compile-{i}", {"local.enforce_eager": False,
                                                     "local.env": {"VLLM_CACHE_ROOT": str(compile_cache)}})
             try:
-                entry = target.endpoint(spec, render(spec), NAME)
+                entry = target.endpoint(render(spec), NAME)
                 report[label] = {"deploy_to_ready_s": round(secs, 1)}
                 if "warm" in label:
                     report[label]["embeddings_per_s"] = throughput(entry.url, entry.served_model or NAME, n, settings)
             finally:
-                target.delete(spec, render(spec), [])
+                target.delete(render(spec), [])
             print(json.dumps({label: report[label]}), file=sys.stderr, flush=True)
     finally:
         report["logs"] = str(work)  # server logs of every run, for the phase timings

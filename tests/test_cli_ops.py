@@ -15,20 +15,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
-from poolserve.cli import ops
-from poolserve.cli.app import app, state
+from poolserve.cli.app import create_app
 from poolserve.cluster.base import conflict, invalid, unauthorized
-from poolserve.cluster.fake import (
-    FakeCluster,
-    cluster_for,
-    condition,
-    deployment,
-    isvc_status,
-    later,
-    pod,
-    ready_controller,
-)
+from poolserve.cluster.fake import FakeCluster
+from poolserve.cluster.fake_kserve import cluster_for, ready_controller
+from poolserve.cluster.fake_objects import condition, deployment, isvc_status, later, pod
 from poolserve.cluster.target import ClusterTarget
 from poolserve.spec import parse_spec
 from test_cluster_target import NS, SPEC  # one cluster fixture config for target and CLI tests
@@ -49,6 +40,7 @@ class Env:
         self.sleeps: list[float] = []
         self.on_sleep: Callable[[float], None] | None = None
         self.t = 0.0
+        self.app: Any = None
 
     def sleep(self, s: float) -> None:
         self.sleeps.append(s)
@@ -57,7 +49,7 @@ class Env:
             self.on_sleep(self.t)
 
     def run(self, *args: str) -> Any:
-        return runner.invoke(app, [*args, "-c", str(self.path / "poolserve.yaml")])
+        return runner.invoke(self.app, [*args, "-c", str(self.path / "poolserve.yaml")])
 
 
 @pytest.fixture
@@ -70,9 +62,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
         assert name == "cluster"
         return ClusterTarget(e.fake, sleep=e.sleep, now=lambda: e.t, clock=lambda: later(420), poll_s=5)
 
-    monkeypatch.setitem(state, "target_factory", factory)
     # A fixed-width console: the golden text must not depend on the terminal running pytest.
-    monkeypatch.setattr(ops, "out", Console(width=200, soft_wrap=True, color_system=None, force_terminal=False))
+    e.app = create_app(target_factory=factory,
+                       out=Console(width=200, soft_wrap=True, color_system=None, force_terminal=False))
     monkeypatch.delenv("POOLSERVE_TARGET", raising=False)
     return e
 

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
-from poolserve.cli.app import app, state
-from poolserve.cli.test import base_url
+from poolserve.actions.test import base_url
+from poolserve.cli.app import create_app
 from poolserve.reference import INSTALL_HINT
 from poolserve.target import Endpoint
 from support.fake_vllm import FakeVllm
@@ -25,6 +24,15 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 RERANKER = "cross-encoder/ms-marco-MiniLM-L12-v2"
 URL = "http://127.0.0.1:18080"
 runner = CliRunner()
+app = create_app()
+_wired: dict[str, Any] = {}
+
+
+def wire(monkeypatch: pytest.MonkeyPatch, **edges: Any) -> None:
+    """The app under test acts with these edges (added to those this test wired before)."""
+    merged = {**_wired, **edges}
+    monkeypatch.setitem(globals(), "_wired", merged)
+    monkeypatch.setitem(globals(), "app", create_app(**merged))
 
 
 @pytest.fixture
@@ -36,7 +44,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, fake: FakeVllm) -> FakeVllm:
-    monkeypatch.setitem(state, "http_transport", fake.transport)
+    wire(monkeypatch, http_transport=fake.transport)
     return fake
 
 
@@ -133,7 +141,7 @@ class FakeTarget:
         self._endpoint = endpoint
         self.asked: list[str] = []
 
-    def endpoint(self, spec: Any, rendered: Any, name: str) -> Endpoint:
+    def endpoint(self, rendered: Any, name: str) -> Endpoint:
         self.asked.append(name)
         return self._endpoint
 
@@ -141,7 +149,7 @@ class FakeTarget:
 def test_endpoint_and_token_from_the_target(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = serve(monkeypatch, FakeVllm(served=("minilm-embedding",), token="from-target"))
     tgt = FakeTarget(Endpoint(url=URL, served_model="minilm-embedding", token="from-target"))
-    monkeypatch.setitem(state, "target_factory", lambda name, options: tgt)
+    wire(monkeypatch, target_factory=lambda name, options: tgt)
     r = runner.invoke(app, ["test", "minilm-embedding", "--target", "local"])
     assert r.exit_code == 0, r.output
     assert tgt.asked == ["minilm-embedding"]
@@ -193,6 +201,32 @@ def test_unknown_model_name(project: Path) -> None:
     assert "no model named 'nope'" in error_line(r.stderr)
 
 
+def test_url_without_name_needs_no_config_like_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `bench --url` never needed NAME; `test --url` takes --task/--model instead, and reads no config.
+    monkeypatch.chdir(tmp_path)  # no poolserve.yaml here
+    fake = serve(monkeypatch, embedder())
+    r = runner.invoke(app, ["test", "--url", URL, "--task", "embed", "--model", MINILM, "-o", "json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert (report["task"], report["served_model"], report["name"]) == ("embed", MINILM, MINILM)
+    assert all(b is None or b.get("model") == MINILM for _, _, b in fake.calls)
+    # What to expect comes from the catalog entry of --model: all-MiniLM-L6-v2 has 384 dimensions.
+    serve(monkeypatch, FakeVllm(served=(MINILM,), dims=128))
+    r = runner.invoke(app, ["test", "--url", URL, "--task", "embed", "--model", MINILM])
+    assert r.exit_code == 1
+    assert "384" in error_line(r.stderr) and "128" in error_line(r.stderr)
+
+
+def test_without_name_or_task_says_what_to_give(project: Path) -> None:
+    r = runner.invoke(app, ["test"])
+    assert r.exit_code == 2
+    assert error_line(r.stderr) == "error: give a model NAME from the config, or --url URL with --task embed|score"
+    r = runner.invoke(app, ["test", "--url", URL])
+    assert r.exit_code == 2
+    assert error_line(r.stderr) == ("error: without NAME, give --task embed or --task score (and --model for the "
+                                    "served name)")
+
+
 class Ref:
     def __init__(self, fake: FakeVllm, source: str) -> None:
         self.fake, self.source = fake, source
@@ -212,7 +246,7 @@ def test_reference_loader_gets_model_and_task(project: Path, monkeypatch: pytest
         asked.append((source, task, list(homes)))
         return Ref(fake, source)
 
-    monkeypatch.setitem(state, "reference_loader", loader)
+    wire(monkeypatch, reference_loader=loader)
     r = runner.invoke(app, ["test", "msmarco-reranker", "--url", URL, "--reference"])
     assert r.exit_code == 0, r.output
     assert asked[0][:2] == (RERANKER, "score")
@@ -241,7 +275,7 @@ def test_reference_help_names_the_checkout_install() -> None:
 
 
 def test_headline_prefers_a_failed_call() -> None:
-    from poolserve.cli.test import headline
+    from poolserve.actions.test import headline
     from poolserve.verify import CheckResult
 
     models = CheckResult("models", False, "'x' is not served here")

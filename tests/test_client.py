@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from poolserve import protocol
-from poolserve.client import InsecureTransportWarning, PoolClient, backoff_delays, check_url
-from poolserve.errors import EndpointError, SpecError
+from poolserve import vllm_api
+from poolserve.client import PoolClient, backoff_delays, check_url
+from poolserve.errors import EndpointError, InsecureTransportWarning, SpecError
 from poolserve.target import Endpoint
 from support.fake_vllm import FakeVllm, not_found_route, vllm_error
 
@@ -41,7 +41,7 @@ def test_embed_sends_model_token_and_parses_in_input_order() -> None:
     c, _ = client_for(fake, token="s3cret")
     res = c.embed(["a b", "c d e"])
     assert len(res.vectors) == 2 and len(res.vectors[0]) == 384
-    assert res.usage == protocol.Usage(prompt_tokens=9, total_tokens=9)
+    assert res.usage == vllm_api.Usage(prompt_tokens=9, total_tokens=9)
     method, path, body = fake.calls[-1]
     assert (method, path) == ("POST", "/v1/embeddings")
     assert body == {"input": ["a b", "c d e"], "model": "minilm"}

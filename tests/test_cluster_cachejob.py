@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from poolserve import cachejob
+from poolserve.cluster import cachejob
 from poolserve.spec import parse_spec
 
 SPEC = """\

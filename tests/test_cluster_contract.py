@@ -21,7 +21,8 @@ import pytest
 
 from conftest import CONFIG
 from poolserve.cluster.base import FIELD_MANAGER, Cluster, kind_info
-from poolserve.cluster.fake import cluster_for, event
+from poolserve.cluster.fake_kserve import cluster_for
+from poolserve.cluster.fake_objects import event
 from poolserve.cluster.target import ClusterTarget
 from poolserve.errors import Conflict, Invalid, NotFound, NotReady
 from poolserve.kserve import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
@@ -174,13 +175,13 @@ def test_the_kserve_defaulter_runs_on_apply_and_its_defaults_are_not_changes(b: 
 
 def test_deploy_reports_created_then_unchanged_then_configured(b: Backend) -> None:
     tgt = target(b)
-    first = tgt.deploy(b.spec, b.rendered, [MODEL], wait=False, timeout_s=30)
+    first = tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30)
     assert {c.kind: c.action for c in first.changes if c.kind != "Namespace"} == {
         SR_KIND: "created", ISVC_KIND: "created"}
-    second = tgt.deploy(b.spec, b.rendered, [MODEL], wait=False, timeout_s=30)
+    second = tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30)
     assert {c.action for c in second.changes} == {"unchanged"}, second.changes
     spec = load_spec(CONFIG, {"namespace": b.ns, "models.0.max_model_len": 128})
-    third = tgt.deploy(spec, render(spec), [MODEL], wait=False, timeout_s=30)
+    third = tgt.deploy(render(spec), [MODEL], wait=False, timeout_s=30)
     assert {c.kind: c.action for c in third.changes if c.kind != "Namespace"} == {
         SR_KIND: "unchanged", ISVC_KIND: "configured"}
 
@@ -212,8 +213,8 @@ def test_another_managers_change_conflicts_until_forced(b: Backend) -> None:
     # The CLI path: deploy without and with --force-conflicts.
     tgt = target(b)
     with pytest.raises(Conflict):
-        tgt.deploy(b.spec, b.rendered, [MODEL], wait=False, timeout_s=30)
-    forced = tgt.deploy(b.spec, b.rendered, [MODEL], wait=False, timeout_s=30,
+        tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30)
+    forced = tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30,
                         options=DeployOptions(force_conflicts=True))
     assert {c.name: c.action for c in forced.changes}[MODEL] == "configured"
     live = b.cluster.get(ISVC_API_VERSION, ISVC_KIND, MODEL, b.ns)
@@ -223,7 +224,7 @@ def test_another_managers_change_conflicts_until_forced(b: Backend) -> None:
 
 def test_server_dry_run_stores_nothing(b: Backend) -> None:
     tgt = target(b)
-    dry = tgt.deploy(b.spec, b.rendered, [MODEL], wait=False, timeout_s=30, options=DeployOptions(dry_run="server"))
+    dry = tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30, options=DeployOptions(dry_run="server"))
     assert {c.kind: c.action for c in dry.changes if c.kind != "Namespace"} == {SR_KIND: "created",
                                                                                 ISVC_KIND: "created"}
     assert b.cluster.get(ISVC_API_VERSION, ISVC_KIND, MODEL, b.ns) is None
@@ -266,9 +267,9 @@ def test_a_crd_schema_rejection_is_one_line_naming_the_object_and_field(b: Backe
 
 def test_status_lists_each_kind_once(b: Backend) -> None:
     tgt = target(b)
-    tgt.deploy(b.spec, b.rendered, [], wait=False, timeout_s=30)
+    tgt.deploy(b.rendered, [], wait=False, timeout_s=30)
     before = b.lists()
-    statuses = tgt.status(b.spec, b.rendered, [])
+    statuses = tgt.status(b.rendered, [])
     assert [s.name for s in statuses] == [m.name for m in b.spec.models]
     made = b.lists() - before
     assert made == Counter({"inferenceservices": 1, "servingruntimes": 1, "deployments": 1, "pods": 1, "events": 1,
@@ -293,7 +294,7 @@ def test_event_field_selectors(b: Backend) -> None:
 
 
 def test_label_selectors(b: Backend) -> None:
-    target(b).deploy(b.spec, b.rendered, [], wait=False, timeout_s=30)
+    target(b).deploy(b.rendered, [], wait=False, timeout_s=30)
     isvcs = b.cluster.list(ISVC_API_VERSION, ISVC_KIND, b.ns, label_selector="app.kubernetes.io/managed-by=poolserve")
     assert len(isvcs) == 3
     assert all(o["apiVersion"] == ISVC_API_VERSION and o["kind"] == ISVC_KIND for o in isvcs)
@@ -359,18 +360,18 @@ def test_a_deleted_namespace_terminates_then_is_finalized(b: Backend) -> None:
 def test_deleting_an_inference_service_removes_what_kserve_made_for_it(b: Backend) -> None:
     tgt = target(b)
     if b.name == "fake":
-        from poolserve.cluster.fake import ready_controller
+        from poolserve.cluster.fake_kserve import ready_controller
 
         b.extra["fake"].controller = ready_controller
-    tgt.deploy(b.spec, b.rendered, [MODEL], wait=False, timeout_s=30)
-    tgt.wait(b.spec, b.rendered, [MODEL], timeout_s=30)
+    tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30)
+    tgt.wait(b.rendered, [MODEL], timeout_s=30)
     assert b.cluster.get("apps/v1", "Deployment", f"{MODEL}-predictor", b.ns) is not None
-    result = tgt.delete(b.spec, b.rendered, [MODEL], runtimes=True)
+    result = tgt.delete(b.rendered, [MODEL], runtimes=True)
     assert {(c.kind, c.action) for c in result.changes} == {(ISVC_KIND, "deleted"), (SR_KIND, "deleted")}
     b.settle(lambda: b.cluster.get(ISVC_API_VERSION, ISVC_KIND, MODEL, b.ns) is None, "the InferenceService gone")
     b.settle(lambda: not b.cluster.list("apps/v1", "Deployment", b.ns) and not b.cluster.pods(b.ns),
              "its Deployment and pods collected")
-    again = tgt.delete(b.spec, b.rendered, [MODEL], runtimes=True)
+    again = tgt.delete(b.rendered, [MODEL], runtimes=True)
     assert {(c.kind, c.action) for c in again.changes} == {(ISVC_KIND, "absent"), (SR_KIND, "absent")}
 
 

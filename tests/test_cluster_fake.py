@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from poolserve.cluster.base import FIELD_MANAGER, kind_info, unreachable
-from poolserve.cluster.fake import FakeCluster, event, namespace_obj, pod
+from poolserve.cluster.fake import FakeCluster
+from poolserve.cluster.fake_objects import event, namespace_obj, pod
 from poolserve.errors import ClusterUnreachable, Conflict, NotFound
 
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ns"},

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from poolserve.cluster.base import forbidden, kind_info
-from poolserve.cluster.fake import FakeCluster, cluster_for, crd, node
-from poolserve.cluster.target import ClusterTarget, deploy_objects, select_models
+from poolserve.cluster.fake import FakeCluster
+from poolserve.cluster.fake_kserve import cluster_for
+from poolserve.cluster.fake_objects import crd, node
+from poolserve.cluster.preflight import PreflightReport, crd_versions, preflight
+from poolserve.cluster.target import ClusterTarget, deploy_objects
 from poolserve.errors import Forbidden, NotFound, NotReady
-from poolserve.preflight import PreflightReport, crd_versions, preflight
-from poolserve.render import render
+from poolserve.render import render, select_models
 from poolserve.spec import PoolSpec, parse_spec
 
 SPEC = """\
@@ -120,7 +122,7 @@ def test_unlabelled_namespace_without_patch_permission(spec: PoolSpec) -> None:
 def test_unlabelled_namespace_is_applied_when_allowed(spec: PoolSpec) -> None:
     fake = cluster_for(spec, labelled=False)
     assert run(fake, spec).namespace_needs_apply
-    result = ClusterTarget(fake).deploy(spec, render(spec), ["minilm"], wait=False, timeout_s=1)
+    result = ClusterTarget(fake).deploy(render(spec), ["minilm"], wait=False, timeout_s=1)
     assert result.changes[0].kind == "Namespace" and result.changes[0].action == "configured"
     ns = fake.stored("Namespace", "embeddings")
     assert ns is not None and ns["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"

@@ -80,26 +80,26 @@ def test_deploy_diff_status_delete(kube: object, namespace: str) -> None:
     rendered = render(spec)
     tgt = ClusterTarget(kube)
 
-    dry = tgt.deploy(spec, rendered, [], wait=False, timeout_s=60, options=DeployOptions(dry_run="server"))
+    dry = tgt.deploy(rendered, [], wait=False, timeout_s=60, options=DeployOptions(dry_run="server"))
     assert {c.kind for c in dry.changes if c.action == "created"} == {"ServingRuntime", "InferenceService"}
     assert kube.get("serving.kserve.io/v1beta1", "InferenceService", "minilm", namespace) is None
 
-    assert {d.action for d in tgt.diff(spec, rendered, []) if d.kind != "Namespace"} == {"create"}
+    assert {d.action for d in tgt.diff(rendered, []) if d.kind != "Namespace"} == {"create"}
 
-    first = tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    first = tgt.deploy(rendered, [], wait=False, timeout_s=60)
     assert {c.name: c.action for c in first.changes}["minilm"] == "created"
-    second = tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    second = tgt.deploy(rendered, [], wait=False, timeout_s=60)
     assert {c.action for c in second.changes} == {"unchanged"}, second.changes
     # The server's defaults (Standard, the modelFormat annotation) are not differences.
-    assert [d.diff for d in tgt.diff(spec, rendered, []) if d.action != "none"] == []
+    assert [d.diff for d in tgt.diff(rendered, []) if d.action != "none"] == []
 
-    (st,) = tgt.status(spec, rendered, [])
+    (st,) = tgt.status(rendered, [])
     assert st.phase in ("Loading", "Ready", "Failed")
     if os.environ.get("POOLSERVE_CLUSTER_WAIT") == "1":
-        (ready,) = tgt.wait(spec, rendered, ["minilm"], timeout_s=1800)
+        (ready,) = tgt.wait(rendered, ["minilm"], timeout_s=1800)
         assert ready.ready and ready.url
-        assert any("Uvicorn running" in line or "Started server" in line for line in tgt.logs(spec, "minilm"))
+        assert any("Uvicorn running" in line or "Started server" in line for line in tgt.logs(render(spec), "minilm"))
 
-    deleted = tgt.delete(spec, rendered, [], runtimes=True)
+    deleted = tgt.delete(rendered, [], runtimes=True)
     assert {(c.kind, c.action) for c in deleted.changes} == {("InferenceService", "deleted"),
                                                             ("ServingRuntime", "deleted")}

@@ -11,18 +11,9 @@ from typing import Any
 import pytest
 
 from poolserve.cluster.base import conflict, invalid, unauthorized, unreachable
-from poolserve.cluster.fake import (
-    FakeCluster,
-    cluster_for,
-    condition,
-    deployment,
-    event,
-    isvc_status,
-    later,
-    pod,
-    ready_controller,
-    ready_objects,
-)
+from poolserve.cluster.fake import FakeCluster
+from poolserve.cluster.fake_kserve import cluster_for, ready_controller, ready_objects
+from poolserve.cluster.fake_objects import condition, deployment, event, isvc_status, later, pod
 from poolserve.cluster.target import ClusterTarget, deploy_objects
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady, PoolserveError
 from poolserve.render import Rendered, render
@@ -100,7 +91,7 @@ def test_deploy_creates_everything_then_a_second_run_changes_nothing(spec: PoolS
                                                                      clock: Clock) -> None:
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
-    first = tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    first = tgt.deploy(rendered, [], wait=False, timeout_s=60)
     actions = {(c.kind, c.name): c.action for c in first.changes}
     assert actions[("Namespace", NS)] == "unchanged"  # labelled already: not applied at all
     assert actions[("ServingRuntime", "vllm-embedding-runtime")] == "created"
@@ -111,7 +102,7 @@ def test_deploy_creates_everything_then_a_second_run_changes_nothing(spec: PoolS
     assert {o["kind"] for o in applied} >= {"ServingRuntime", "InferenceService", "ServiceAccount", "Role"}
 
     fake.calls.clear()
-    second = tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    second = tgt.deploy(rendered, [], wait=False, timeout_s=60)
     assert {c.action for c in second.changes} == {"unchanged"}
     assert any(n.startswith("no changes: all") for n in second.notes)
     # Still applied (server-side apply is the idempotent operation), nothing written.
@@ -120,7 +111,7 @@ def test_deploy_creates_everything_then_a_second_run_changes_nothing(spec: PoolS
 
 def test_deploy_applies_exactly_the_rendered_objects(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
-    target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60)
+    target_for(fake, clock).deploy(rendered, [], wait=False, timeout_s=60)
     for obj in rendered.manifests:
         if obj["kind"] == "Namespace":
             continue
@@ -138,14 +129,14 @@ def test_deploy_applies_exactly_the_rendered_objects(spec: PoolSpec, rendered: R
 def test_deploying_one_model_applies_its_runtime_and_nothing_else(spec: PoolSpec, rendered: Rendered,
                                                                   clock: Clock) -> None:
     fake = cluster_for(spec)
-    result = target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    result = target_for(fake, clock).deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     assert [(c.kind, c.name) for c in result.changes] == [
         ("Namespace", NS), ("ServingRuntime", "vllm-embedding-runtime"), ("InferenceService", "minilm")]
 
 
 def test_runtimes_only(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
-    result = target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60,
+    result = target_for(fake, clock).deploy(rendered, [], wait=False, timeout_s=60,
                                             options=DeployOptions(runtimes_only=True))
     assert [(c.kind, c.action) for c in result.changes] == [("ServingRuntime", "created")] * 2
     assert fake.all("InferenceService") == []
@@ -153,7 +144,7 @@ def test_runtimes_only(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None
 
 def test_server_dry_run_persists_nothing(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
-    result = target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=True, timeout_s=60,
+    result = target_for(fake, clock).deploy(rendered, ["minilm"], wait=True, timeout_s=60,
                                             options=DeployOptions(dry_run="server"))
     assert result.dry_run == "server"
     assert [c.action for c in result.changes] == ["unchanged", "created", "created"]
@@ -165,10 +156,10 @@ def test_server_dry_run_persists_nothing(spec: PoolSpec, rendered: Rendered, clo
 def test_client_dry_run_never_applies(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     fake.calls.clear()
     changed, _ = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
-    result = tgt.deploy(changed, render(changed), [], wait=False, timeout_s=60,
+    result = tgt.deploy(render(changed), [], wait=False, timeout_s=60,
                         options=DeployOptions(dry_run="client"))
     assert calls(fake, "apply") == []
     actions = {c.name: c.action for c in result.changes}
@@ -181,7 +172,7 @@ def test_changed_config_is_configured_and_wait_holds_until_kserve_rolls_it_out(
         spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=True, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=True, timeout_s=60)
     fake.controller = None  # KServe is slow to notice the change
     changed, _ = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
     seen: list[str] = []
@@ -193,7 +184,7 @@ def test_changed_config_is_configured_and_wait_holds_until_kserve_rolls_it_out(
             ready_objects(fake, isvc)
 
     clock.on_sleep = reconcile
-    result = tgt.deploy(changed, render(changed), ["minilm"], wait=True, timeout_s=60,
+    result = tgt.deploy(render(changed), ["minilm"], wait=True, timeout_s=60,
                         progress=lambda m, f: seen.append(m))
     assert {c.name: c.action for c in result.changes}["minilm"] == "configured"
     assert result.statuses[0].ready
@@ -207,7 +198,7 @@ def test_changed_runtime_holds_wait_until_kserve_rolls_out_every_model_using_it(
         spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, [], wait=True, timeout_s=60)
+    tgt.deploy(rendered, [], wait=True, timeout_s=60)
     fake.controller = None  # KServe is slow to notice the change
     changed, _ = make(SPEC.replace("{name: vllm-embedding-runtime, task: embed}",
                                    "{name: vllm-embedding-runtime, task: embed, env: {VLLM_LOGGING_LEVEL: DEBUG}}"))
@@ -220,7 +211,7 @@ def test_changed_runtime_holds_wait_until_kserve_rolls_out_every_model_using_it(
                 ready_objects(fake, isvc)
 
     clock.on_sleep = reconcile
-    result = tgt.deploy(changed, render(changed), ["minilm"], wait=True, timeout_s=60)
+    result = tgt.deploy(render(changed), ["minilm"], wait=True, timeout_s=60)
     actions = {c.name: c.action for c in result.changes}
     assert (actions["vllm-embedding-runtime"], actions["minilm"]) == ("configured", "unchanged")
     assert result.statuses[0].ready
@@ -233,12 +224,12 @@ def test_changed_runtime_marks_unselected_models_using_it_as_rolling_out(
         spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, [], wait=True, timeout_s=60)
+    tgt.deploy(rendered, [], wait=True, timeout_s=60)
     fake.controller = None
     changed, _ = make(SPEC.replace("{name: vllm-embedding-runtime, task: embed}",
                                    "{name: vllm-embedding-runtime, task: embed, env: {VLLM_LOGGING_LEVEL: DEBUG}}"))
-    tgt.deploy(changed, render(changed), ["minilm"], wait=False, timeout_s=60)
-    phases = {s.name: s.phase for s in tgt.status(changed, render(changed), [])}
+    tgt.deploy(render(changed), ["minilm"], wait=False, timeout_s=60)
+    phases = {s.name: s.phase for s in tgt.status(render(changed), [])}
     assert phases == {"minilm": "Loading", "granite": "Loading", "reranker": "Ready"}
 
 
@@ -247,9 +238,9 @@ def test_a_fast_controller_does_not_hold_wait_for_the_grace_period(
     # The Deployment generation is read before applying: a controller that rolls out at once is seen at once.
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=True, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=True, timeout_s=60)
     changed, _ = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
-    result = tgt.deploy(changed, render(changed), ["minilm"], wait=True, timeout_s=60)
+    result = tgt.deploy(render(changed), ["minilm"], wait=True, timeout_s=60)
     assert {c.name: c.action for c in result.changes}["minilm"] == "configured"
     assert result.statuses[0].ready
     assert clock.sleeps == []
@@ -257,7 +248,7 @@ def test_a_fast_controller_does_not_hold_wait_for_the_grace_period(
 
 def test_deploy_wait_reports_ready_statuses(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
-    result = target_for(fake, clock).deploy(spec, rendered, [], wait=True, timeout_s=60)
+    result = target_for(fake, clock).deploy(rendered, [], wait=True, timeout_s=60)
     assert [s.phase for s in result.statuses] == ["Ready"] * 3
     assert clock.sleeps == []  # checked before sleeping: ready at once, never slept
     reranker = result.statuses[2]
@@ -268,10 +259,10 @@ def test_conflict_with_another_manager_explains_force_conflicts(spec: PoolSpec, 
                                                                 clock: Clock) -> None:
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     fake.edit("InferenceService", "minilm", NS, {"spec": {"predictor": {"minReplicas": 3}}}, manager="kubectl-edit")
     with pytest.raises(Conflict) as exc:
-        tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+        tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     msg = str(exc.value)
     assert "conflict applying InferenceService embeddings/minilm" in msg
     assert '"kubectl-edit"' in msg and ".spec.predictor.minReplicas" in msg
@@ -279,7 +270,7 @@ def test_conflict_with_another_manager_explains_force_conflicts(spec: PoolSpec, 
     assert "applied before the failure: namespace/embeddings unchanged, servingruntime/vllm-embedding-runtime " \
            "unchanged; not applied: inferenceservice/minilm" in msg
     assert "\n" not in msg
-    forced = tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60,
+    forced = tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60,
                         options=DeployOptions(force_conflicts=True))
     assert {c.name: c.action for c in forced.changes}["minilm"] == "configured"
     assert fake.stored("InferenceService", "minilm", NS)["spec"]["predictor"]["minReplicas"] == 1
@@ -292,7 +283,7 @@ def test_webhook_rejection_shows_the_webhook_message_and_what_was_applied(spec: 
                "the 'name' field is not allowed in standard predictor")
     fake.errors["apply:InferenceService/granite"] = invalid("InferenceService", "granite", NS, webhook)
     with pytest.raises(Invalid) as exc:
-        target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60)
+        target_for(fake, clock).deploy(rendered, [], wait=False, timeout_s=60)
     msg = str(exc.value)
     assert msg.startswith("InferenceService embeddings/granite rejected: admission webhook")
     assert "not allowed in standard predictor" in msg
@@ -305,7 +296,7 @@ def test_first_apply_failing_says_nothing_was_applied(spec: PoolSpec, rendered: 
     fake = cluster_for(spec)
     fake.errors["apply"] = invalid("ServingRuntime", "vllm-embedding-runtime", NS, "spec.containers: Required value")
     with pytest.raises(Invalid) as exc:
-        target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+        target_for(fake, clock).deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     assert str(exc.value).endswith("spec.containers: Required value; applied before the failure: namespace/embeddings "
                                    "unchanged; not applied: servingruntime/vllm-embedding-runtime, "
                                    "inferenceservice/minilm")
@@ -315,7 +306,7 @@ def test_nothing_applied_when_the_namespace_apply_fails(spec: PoolSpec, rendered
     fake = cluster_for(spec, labelled=False)
     fake.errors["apply:Namespace"] = invalid("Namespace", NS, None, "metadata.labels: Invalid value")
     with pytest.raises(Invalid, match="nothing was applied; not applied: namespace/embeddings, servingruntime/"):
-        target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+        target_for(fake, clock).deploy(rendered, ["minilm"], wait=False, timeout_s=60)
 
 
 @pytest.mark.parametrize(("error", "cls", "text"), [
@@ -328,7 +319,7 @@ def test_unreachable_or_expired_token_stops_before_anything(spec: PoolSpec, rend
     fake = cluster_for(spec)
     fake.errors["server_version"] = error
     with pytest.raises(cls, match=text.replace("(", r"\(").replace(")", r"\)").replace("`", ".")):
-        target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60)
+        target_for(fake, clock).deploy(rendered, [], wait=False, timeout_s=60)
     assert calls(fake, "apply") == []
 
 
@@ -337,16 +328,16 @@ def test_kserve_not_installed(spec: PoolSpec, rendered: Rendered, clock: Clock) 
     for crd in list(fake.all("CustomResourceDefinition")):
         fake.remove("CustomResourceDefinition", crd["metadata"]["name"])
     with pytest.raises(NotFound, match="KServe is not installed"):
-        target_for(fake, clock).deploy(spec, rendered, [], wait=False, timeout_s=60)
+        target_for(fake, clock).deploy(rendered, [], wait=False, timeout_s=60)
     with pytest.raises(NotFound, match="KServe is not installed"):
-        target_for(fake, clock).status(spec, rendered, [])
+        target_for(fake, clock).status(rendered, [])
 
 
 def test_access_review_refusal_names_verb_and_resource(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
     fake.denied.add(("create", "inferenceservices.serving.kserve.io"))
     with pytest.raises(Forbidden) as exc:
-        target_for(fake, clock).deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+        target_for(fake, clock).deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     assert "you may not create inferenceservices.serving.kserve.io in namespace embeddings" in str(exc.value)
     assert calls(fake, "apply") == []
 
@@ -360,7 +351,7 @@ def test_403_from_the_api_during_apply_keeps_the_message(spec: PoolSpec, rendere
         'roles.rbac.authorization.k8s.io "reranker-view-role" is forbidden: user "dev" is attempting to grant '
         "RBAC permissions not currently held")
     with pytest.raises(Forbidden) as exc:
-        target_for(fake, clock).deploy(spec, rendered, ["reranker"], wait=False, timeout_s=60)
+        target_for(fake, clock).deploy(rendered, ["reranker"], wait=False, timeout_s=60)
     assert "you may not apply (patch) roles.rbac.authorization.k8s.io/reranker-view-role" in str(exc.value)
     assert "attempting to grant RBAC permissions" in str(exc.value)
     assert exc.value.exit_code == 4
@@ -373,9 +364,9 @@ def test_403_from_the_api_during_apply_keeps_the_message(spec: PoolSpec, rendere
 def test_status_makes_one_list_call_per_kind(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    tgt.deploy(rendered, [], wait=False, timeout_s=60)
     fake.calls.clear()
-    statuses = tgt.status(spec, rendered, [])
+    statuses = tgt.status(rendered, [])
     assert [s.name for s in statuses] == ["minilm", "granite", "reranker"]
     assert all(s.ready for s in statuses)
     lists = sorted(c.kind for c in fake.calls if c.verb == "list")
@@ -385,7 +376,7 @@ def test_status_makes_one_list_call_per_kind(spec: PoolSpec, rendered: Rendered,
 
 def test_status_of_not_deployed_models(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
-    statuses = target_for(fake, clock).status(spec, rendered, ["minilm"])
+    statuses = target_for(fake, clock).status(rendered, ["minilm"])
     assert statuses[0].phase == "NotDeployed"
 
 
@@ -393,14 +384,14 @@ def test_status_reads_the_previous_log_when_the_termination_message_is_empty(
         spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     fake.set_status("InferenceService", "minilm", NS, isvc_status("minilm", NS, ready=False))
     p = pod("minilm", NS, ready=False, restarts=5, waiting=("CrashLoopBackOff", "back-off"),
             last_terminated=("Error", "", 1))
     fake.seed(p)
     fake.pod_logs[(p["metadata"]["name"], "kserve-container", True)] = [
         "INFO loading", "huggingface_hub.errors.GatedRepoError: 401 Client Error: Access to model x is restricted"]
-    st = tgt.status(spec, rendered, ["minilm"])[0]
+    st = tgt.status(rendered, ["minilm"])[0]
     assert st.phase == "Failed"
     assert "the model is gated or private" in (st.reason or "")
     assert ("Pod", p["metadata"]["name"]) in calls(fake, "logs")
@@ -410,9 +401,9 @@ def test_status_reports_a_runtime_deleted_by_the_dashboard(spec: PoolSpec, rende
                                                            clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     fake.remove("ServingRuntime", "vllm-embedding-runtime", NS)  # the dashboard's Delete
-    st = tgt.status(spec, rendered, ["minilm"])[0]
+    st = tgt.status(rendered, ["minilm"])[0]
     assert st.phase == "Failed"
     assert "poolserve deploy --runtimes-only" in (st.reason or "")
 
@@ -436,7 +427,7 @@ def seed_failure(fake: FakeCluster, name: str, *, pods: list[dict[str, Any]] | N
 def deployed(spec: PoolSpec, rendered: Rendered, clock: Clock) -> tuple[FakeCluster, ClusterTarget]:
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     return fake, tgt
 
 
@@ -447,7 +438,7 @@ def test_wait_fails_fast_on_crashloop_with_the_diagnosis(deployed: tuple[FakeClu
         pod("minilm", NS, ready=False, restarts=3, waiting=("CrashLoopBackOff", "back-off 40s"),
             last_terminated=("Error", TASK_CRASH, 2))])
     with pytest.raises(NotReady) as exc:
-        tgt.wait(spec, rendered, ["minilm"], timeout_s=900)
+        tgt.wait(rendered, ["minilm"], timeout_s=900)
     msg = str(exc.value)
     assert msg.startswith("minilm cannot become ready: CrashLoopBackOff: vLLM rejected a flag (--task=embed)")
     assert "poolserve logs minilm --previous" in msg
@@ -475,7 +466,7 @@ def test_wait_fails_fast(deployed: tuple[FakeCluster, ClusterTarget], spec: Pool
     fake, tgt = deployed
     seed_failure(fake, "minilm", **state)
     with pytest.raises(NotReady, match=expected):
-        tgt.wait(spec, rendered, ["minilm"], timeout_s=900)
+        tgt.wait(rendered, ["minilm"], timeout_s=900)
     assert clock.sleeps == []
 
 
@@ -487,7 +478,7 @@ def test_wait_keeps_waiting_past_the_progress_deadline_while_the_model_loads(
     seed_failure(fake, "minilm", dep=dep, pods=[pod("minilm", NS, ready=False)],
                  predictor=condition("PredictorReady", "False", "ProgressDeadlineExceeded", "timed out progressing"))
     with pytest.raises(NotReady) as exc:
-        tgt.wait(spec, rendered, ["minilm"], timeout_s=30)
+        tgt.wait(rendered, ["minilm"], timeout_s=30)
     assert str(exc.value).startswith("timed out after 30s waiting for 1 model: minilm: Loading "
                                      "(ProgressDeadlineExceeded: not ready after the Deployment's 600 s deadline")
     assert sum(clock.sleeps) == 30
@@ -499,7 +490,7 @@ def test_wait_times_out_with_the_reason(deployed: tuple[FakeCluster, ClusterTarg
     seed_failure(fake, "minilm", pods=[pod("minilm", NS, ready=False)])
     progress: list[tuple[str, float | None]] = []
     with pytest.raises(NotReady) as exc:
-        tgt.wait(spec, rendered, ["minilm"], timeout_s=30, progress=lambda m, f: progress.append((m, f)))
+        tgt.wait(rendered, ["minilm"], timeout_s=30, progress=lambda m, f: progress.append((m, f)))
     assert str(exc.value).startswith("timed out after 30s waiting for 1 model: minilm: Loading (loading the model")
     assert "--timeout" in str(exc.value)
     assert sum(clock.sleeps) == 30 and max(clock.sleeps) <= 5
@@ -509,7 +500,7 @@ def test_wait_times_out_with_the_reason(deployed: tuple[FakeCluster, ClusterTarg
 
 def test_wait_for_a_model_that_is_not_deployed(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     with pytest.raises(NotFound, match="poolserve deploy granite"):
-        target_for(cluster_for(spec), clock).wait(spec, rendered, ["granite"], timeout_s=60)
+        target_for(cluster_for(spec), clock).wait(rendered, ["granite"], timeout_s=60)
 
 
 def test_wait_until_ready(deployed: tuple[FakeCluster, ClusterTarget], spec: PoolSpec, rendered: Rendered,
@@ -524,7 +515,7 @@ def test_wait_until_ready(deployed: tuple[FakeCluster, ClusterTarget], spec: Poo
             ready_objects(fake, isvc)
 
     clock.on_sleep = become_ready
-    statuses = tgt.wait(spec, rendered, ["minilm"], timeout_s=600)
+    statuses = tgt.wait(rendered, ["minilm"], timeout_s=600)
     assert statuses[0].ready
     assert clock.t == 15
 
@@ -553,7 +544,7 @@ def test_wait_after_fixing_a_crash_is_not_failed_by_the_old_replicasets_pod(
             ready_objects(fake, isvc)
 
     clock.on_sleep = rolled_out
-    assert tgt.wait(spec, rendered, ["minilm"], timeout_s=600)[0].ready
+    assert tgt.wait(rendered, ["minilm"], timeout_s=600)[0].ready
     assert clock.t == 20
     assert ("Pod", old["metadata"]["name"]) not in calls(fake, "logs")
 
@@ -569,8 +560,8 @@ def test_logs_of_the_newest_predictor_pod(spec: PoolSpec, clock: Clock) -> None:
     fake.pod_logs[("minilm-predictor-new", "kserve-container", False)] = ["INFO: Started server process"]
     fake.pod_logs[("minilm-predictor-new", "kserve-container", True)] = ["error: unrecognized arguments: --task"]
     tgt = target_for(fake, clock)
-    assert list(tgt.logs(spec, "minilm")) == ["INFO: Started server process"]
-    assert list(tgt.logs(spec, "minilm", previous=True)) == ["error: unrecognized arguments: --task"]
+    assert list(tgt.logs(render(spec), "minilm")) == ["INFO: Started server process"]
+    assert list(tgt.logs(render(spec), "minilm", previous=True)) == ["error: unrecognized arguments: --task"]
     logs_calls = [c for c in fake.calls if c.verb == "logs"]
     assert logs_calls[-1].name == "minilm-predictor-new"
     assert dict(logs_calls[-1].extra) == {"container": "kserve-container", "previous": True, "follow": False}
@@ -580,17 +571,17 @@ def test_logs_without_pods_or_previous_container(spec: PoolSpec, clock: Clock) -
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
     with pytest.raises(NotFound, match="no predictor pod for InferenceService embeddings/minilm"):
-        tgt.logs(spec, "minilm")
+        tgt.logs(render(spec), "minilm")
     fake.seed(pod("minilm", NS))
     with pytest.raises(NotFound, match="has not restarted"):
-        tgt.logs(spec, "minilm", previous=True)
+        tgt.logs(render(spec), "minilm", previous=True)
 
 
 def test_delete_keeps_runtimes_unless_asked(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
-    result = tgt.delete(spec, rendered, ["reranker"])
+    tgt.deploy(rendered, [], wait=False, timeout_s=60)
+    result = tgt.delete(rendered, ["reranker"])
     assert [(c.kind, c.name, c.action) for c in result.changes] == [
         ("InferenceService", "reranker", "deleted"), ("ServiceAccount", "reranker-sa", "deleted"),
         ("Role", "reranker-view-role", "deleted"), ("RoleBinding", "reranker-view", "deleted"),
@@ -603,14 +594,14 @@ def test_delete_keeps_runtimes_unless_asked(spec: PoolSpec, rendered: Rendered, 
 def test_delete_never_removes_a_runtime_another_model_uses(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
-    result = tgt.delete(spec, rendered, ["minilm", "reranker"], runtimes=True)
+    tgt.deploy(rendered, [], wait=False, timeout_s=60)
+    result = tgt.delete(rendered, ["minilm", "reranker"], runtimes=True)
     by = {(c.kind, c.name): c for c in result.changes}
     kept = by[("ServingRuntime", "vllm-embedding-runtime")]
     assert kept.action == "kept" and kept.note == "used by granite; --force deletes it anyway"
     assert by[("ServingRuntime", "vllm-reranker-runtime")].action == "deleted"
     assert fake.stored("ServingRuntime", "vllm-embedding-runtime", NS) is not None
-    forced = tgt.delete(spec, rendered, ["minilm"], runtimes=True, force=True)
+    forced = tgt.delete(rendered, ["minilm"], runtimes=True, force=True)
     by = {(c.kind, c.name): c for c in forced.changes}
     assert by[("InferenceService", "minilm")].action == "absent"
     assert by[("ServingRuntime", "vllm-embedding-runtime")].action == "deleted"
@@ -620,13 +611,13 @@ def test_delete_never_removes_a_runtime_another_model_uses(spec: PoolSpec, rende
 def test_endpoint_prefers_the_route_and_reads_the_token(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
-    ep = tgt.endpoint(spec, rendered, "reranker")
+    tgt.deploy(rendered, [], wait=False, timeout_s=60)
+    ep = tgt.endpoint(rendered, "reranker")
     assert ep.url == "https://reranker-embeddings.apps.example.com"
     assert ep.served_model == "cross-encoder/ms-marco-MiniLM-L12-v2"
     assert ep.token == "fake-token"
     assert "fake-token" not in repr(ep)
-    internal = tgt.endpoint(spec, rendered, "minilm")
+    internal = tgt.endpoint(rendered, "minilm")
     assert internal.url == "http://minilm-predictor.embeddings.svc.cluster.local"
     assert internal.token is None
 
@@ -635,10 +626,10 @@ def test_endpoint_of_missing_or_unready_models(spec: PoolSpec, rendered: Rendere
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
     with pytest.raises(NotFound, match="InferenceService embeddings/minilm does not exist"):
-        tgt.endpoint(spec, rendered, "minilm")
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+        tgt.endpoint(rendered, "minilm")
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     with pytest.raises(NotReady, match="is not ready"):
-        tgt.endpoint(spec, rendered, "minilm")
+        tgt.endpoint(rendered, "minilm")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -649,11 +640,11 @@ def test_diff_after_deploy_is_empty_despite_server_defaults(spec: PoolSpec, rend
                                                             clock: Clock) -> None:
     fake = cluster_for(spec, controller=ready_controller)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, [], wait=False, timeout_s=60)
+    tgt.deploy(rendered, [], wait=False, timeout_s=60)
     live = fake.stored("InferenceService", "minilm", NS)
     assert live is not None and live["metadata"]["annotations"]["modelFormat"] == "huggingface"
     fake.calls.clear()
-    diffs = tgt.diff(spec, rendered, [])
+    diffs = tgt.diff(rendered, [])
     assert {d.action for d in diffs} == {"none"}, [d.diff for d in diffs if d.diff]
     assert all(c.dry_run for c in fake.calls if c.verb == "apply" and c.kind != "Namespace")
 
@@ -661,9 +652,9 @@ def test_diff_after_deploy_is_empty_despite_server_defaults(spec: PoolSpec, rend
 def test_diff_shows_what_apply_would_change(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     changed, _ = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
-    diffs = {d.name: d for d in tgt.diff(changed, render(changed), [])}
+    diffs = {d.name: d for d in tgt.diff(render(changed), [])}
     assert diffs["minilm"].action == "update"
     changed_lines = [ln for ln in diffs["minilm"].diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
     assert [ln[0] + ln[1:].strip() for ln in changed_lines] == ["-- --max-model-len=256", "+- --max-model-len=128"]
@@ -676,16 +667,16 @@ def test_diff_shows_what_apply_would_change(spec: PoolSpec, rendered: Rendered, 
 def test_diff_flags_fields_owned_by_another_manager(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec)
     tgt = target_for(fake, clock)
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     fake.edit("InferenceService", "minilm", NS, {"spec": {"predictor": {"minReplicas": 2}}})
-    d = next(d for d in tgt.diff(spec, rendered, ["minilm"]) if d.name == "minilm")
+    d = next(d for d in tgt.diff(rendered, ["minilm"]) if d.name == "minilm")
     assert d.action == "update" and "minReplicas" in d.diff
     assert d.note is not None and "--force-conflicts" in d.note
 
 
 def test_diff_of_unlabelled_namespace(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
     fake = cluster_for(spec, labelled=False)
-    d = next(d for d in target_for(fake, clock).diff(spec, rendered, []) if d.kind == "Namespace")
+    d = next(d for d in target_for(fake, clock).diff(rendered, []) if d.kind == "Namespace")
     assert d.action == "update" and "+    opendatahub.io/dashboard: 'true'" in d.diff
 
 
@@ -713,13 +704,13 @@ def test_cache_warm_runs_a_job_per_model_and_skips_completed_ones(spec: PoolSpec
 
     clock.on_sleep = finish
     progress: list[str] = []
-    result = tgt.warm_cache(spec, rendered, ["minilm", "reranker"], timeout_s=600,
+    result = tgt.warm_cache(rendered, ["minilm", "reranker"], timeout_s=600,
                             progress=lambda m, f: progress.append(m))
     assert [(j.model, j.state) for j in result.jobs] == [("minilm", "downloaded"), ("reranker", "downloaded")]
     assert result.jobs[0].message == "to /models/huggingface/hub/... (90.9 MB in 12 s)"
     assert [n for k, n in calls(fake, "apply")] == ["poolserve-cache-minilm", "poolserve-cache-reranker"]
     assert progress[-1] == "cache: 2/2 downloaded"
-    again = tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
+    again = tgt.warm_cache(rendered, ["minilm"], timeout_s=600)
     assert again.jobs[0].state == "cached"
     assert len(calls(fake, "apply")) == 2
 
@@ -738,7 +729,7 @@ def test_cache_warm_reports_a_gated_model(spec: PoolSpec, rendered: Rendered, cl
 
     clock.on_sleep = fail
     with pytest.raises(NotReady) as exc:
-        tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
+        tgt.warm_cache(rendered, ["minilm"], timeout_s=600)
     assert "cache Job embeddings/poolserve-cache-minilm for sentence-transformers/all-MiniLM-L6-v2 failed" in str(
         exc.value)
     assert "gated or private" in str(exc.value) and "hf_token_secret" in str(exc.value)
@@ -758,7 +749,7 @@ def test_cache_warm_fails_fast_on_a_missing_token_secret(clock: Clock) -> None:
     clock.on_sleep = stuck
     assert all(o["kind"] != "Job" for o in deploy_objects(rendered, []))  # cache Jobs are not deployed
     with pytest.raises(NotReady, match='secret "hf-token" not found'):
-        tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
+        tgt.warm_cache(rendered, ["minilm"], timeout_s=600)
 
 
 def test_cache_warm_fails_fast_when_the_rwo_pvc_is_attached_elsewhere(spec: PoolSpec, rendered: Rendered,
@@ -774,7 +765,7 @@ def test_cache_warm_fails_fast_when_the_rwo_pvc_is_attached_elsewhere(spec: Pool
 
     clock.on_sleep = stuck
     with pytest.raises(NotReady, match=r"Multi-Attach: .* ReadWriteOnce and mounted on another node"):
-        tgt.warm_cache(spec, rendered, ["minilm"], timeout_s=600)
+        tgt.warm_cache(rendered, ["minilm"], timeout_s=600)
     assert clock.t == 5
 
 
@@ -782,7 +773,7 @@ def test_cache_warm_needs_the_pvc(spec: PoolSpec, rendered: Rendered, clock: Clo
     fake = cluster_for(spec)
     fake.remove("PersistentVolumeClaim", "model-cache", NS)
     with pytest.raises(NotFound, match="PersistentVolumeClaim embeddings/model-cache"):
-        target_for(fake, clock).warm_cache(spec, rendered, [], timeout_s=60)
+        target_for(fake, clock).warm_cache(rendered, [], timeout_s=60)
 
 
 def test_conflict_error_builder_is_one_line() -> None:
@@ -794,20 +785,20 @@ def test_deploy_refuses_an_inference_service_still_being_deleted(clock: Clock) -
     spec, rendered = make()
     fake = cluster_for(spec, controller=ready_controller)
     tgt = ClusterTarget(fake, sleep=clock.sleep, now=clock.now, clock=lambda: later(60))
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     fake.edit("InferenceService", "minilm", NS, {"metadata": {"finalizers": ["odh.inferenceservice.finalizers"]}},
               manager="odh-model-controller")
-    assert tgt.delete(spec, rendered, ["minilm"]).changes[0].action == "deleted"
+    assert tgt.delete(rendered, ["minilm"]).changes[0].action == "deleted"
     with pytest.raises(NotReady) as exc:
-        tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+        tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     assert str(exc.value).startswith(f"InferenceService {NS}/minilm is still being deleted (waiting for finalizers: "
                                      "odh.inferenceservice.finalizers); applied before the failure: namespace/")
-    (st,) = tgt.status(spec, rendered, ["minilm"])
+    (st,) = tgt.status(rendered, ["minilm"])
     assert st.phase == "Terminating"
     with pytest.raises(NotReady, match="is being deleted"):
-        tgt.wait(spec, rendered, ["minilm"], timeout_s=60)
+        tgt.wait(rendered, ["minilm"], timeout_s=60)
     fake.finalize("InferenceService", "minilm", NS, "odh.inferenceservice.finalizers")
-    assert tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60).changes[-1].action == "created"
+    assert tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60).changes[-1].action == "created"
 
 
 def test_a_controller_writing_between_read_and_apply_does_not_make_a_no_op_configured(clock: Clock) -> None:
@@ -827,9 +818,9 @@ def test_a_controller_writing_between_read_and_apply_does_not_make_a_no_op_confi
     fake = cluster_for(spec)
     busy = Busy(list(fake.all()))
     tgt = ClusterTarget(busy, sleep=clock.sleep, now=clock.now, clock=lambda: later(60))
-    tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
-    again = tgt.deploy(spec, rendered, ["minilm"], wait=False, timeout_s=60)
+    tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
+    again = tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
     assert {c.action for c in again.changes} == {"unchanged"}, again.changes
-    changed_spec, changed = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
-    third = tgt.deploy(changed_spec, changed, ["minilm"], wait=False, timeout_s=60)
+    _, changed = make(SPEC.replace("max_model_len: 256", "max_model_len: 128"))
+    third = tgt.deploy(changed, ["minilm"], wait=False, timeout_s=60)
     assert {c.name: c.action for c in third.changes}["minilm"] == "configured"

@@ -11,7 +11,8 @@ import pytest
 from poolserve import kserve
 from poolserve.errors import SpecError
 from poolserve.lint import Finding, lint
-from poolserve.local import HostInfo, plan_launch
+from poolserve.local.plan import plan_launch
+from poolserve.machine import HostInfo
 from poolserve.render import render
 from poolserve.spec import load_spec, parse_spec, resolve_models
 
@@ -132,7 +133,7 @@ def test_local_target_runs_a_cpu_runtime_as_rendered_apart_from_port_and_paths(t
     plan = plan_launch(composed, model_id="sentence-transformers/all-MiniLM-L6-v2", local=spec.local,
                        cache_pvc=spec.cache.pvc, python="/venv/bin/python", port=40001,
                        cache_dir=tmp_path / "cache", state_dir=tmp_path / "s", model_cached=lambda _: True,
-                       host=HostInfo(cpu_flags=frozenset({"amx_bf16"}), cpu_count=2, memory_bytes=24 * 2**30),
+                       host=HostInfo(cpu_flags=frozenset({"amx_bf16"}), cpu_count=2, ram_gib=24.0),
                        task="embed", device="cpu")
     # The composed args, then only --port/--host: no local dtype, memory share, eager flag or reserved CPUs.
     assert list(plan.argv[3:]) == [*composed.argv[1:], "--port=40001", "--host=127.0.0.1"]

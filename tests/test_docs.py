@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer.main
 
-import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]

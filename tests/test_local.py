@@ -16,20 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from poolserve import hfcache, vllm
-from poolserve.errors import LocalRunError, NotFound, NotReady, SpecError
-from poolserve.local import (
-    HostInfo,
-    LaunchPlan,
-    LocalEntry,
-    LocalState,
-    LocalTarget,
-    local_hf_home,
-    plan_launch,
-    read_state,
-    served_name,
-    write_state,
-)
-from poolserve.process import LocalStartError, group_members
+from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
+from poolserve.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
+from poolserve.local.process import group_members
+from poolserve.local.state import LocalEntry, LocalState, read_state, write_state
+from poolserve.local.target import LocalTarget
+from poolserve.machine import HostInfo
 from poolserve.render import Rendered, render
 from poolserve.spec import PoolSpec, load_spec
 from poolserve.target import DeployOptions
@@ -209,14 +201,14 @@ def test_a_state_dir_owned_by_another_user_is_one_line(tmp_path: Path, monkeypat
     state = tmp_path / "state"
     _deny_writes_under(monkeypatch, state)
     with pytest.raises(LocalRunError) as ei:  # _locked cannot create the directory
-        LocalTarget().delete(spec, render(spec), [])
+        LocalTarget().delete(render(spec), [])
     assert str(ei.value).startswith(f"{state}: cannot create the local state lock: Permission denied "
                                     "(run poolserve as the user that owns it")
     monkeypatch.undo()
     state.mkdir()
     _deny_writes_under(monkeypatch, state)
     with pytest.raises(LocalRunError, match=r"\.local-state\.lock: cannot create the local state lock"):
-        LocalTarget().delete(spec, render(spec), [])
+        LocalTarget().delete(render(spec), [])
     with pytest.raises(LocalRunError) as ei:
         write_state(state / "local-state.json", LocalState())
     assert str(ei.value).startswith(f"{state / 'local-state.json'}: cannot write the local state: "
@@ -248,7 +240,7 @@ def test_cache_dirs_that_cannot_be_created_fail_deploy_in_one_line(
     spec = _spec(tmp_path, **{"local.python": stub_python})
     _deny_writes_under(monkeypatch, tmp_path / "cache")
     with pytest.raises(LocalRunError) as ei:
-        LocalTarget().deploy(spec, render(spec), [MINILM], wait=False, timeout_s=1)
+        LocalTarget().deploy(render(spec), [MINILM], wait=False, timeout_s=1)
     assert str(ei.value).startswith(f"{tmp_path / 'cache'}: cannot prepare the directories of {MINILM}: "
                                     "Permission denied")
     assert read_state(tmp_path / "state" / "local-state.json").models == {}  # nothing was started
@@ -282,13 +274,13 @@ def stub(tmp_path: Path, stub_python: str) -> Iterator[tuple[LocalTarget, PoolSp
                               "local.env": {"STUB_RECORD": str(tmp_path / "record.json"), "STUB_CHILD": "1"}})
     target = LocalTarget()
     yield target, spec, render(spec)
-    target.delete(spec, render(spec), [])
+    target.delete(render(spec), [])
 
 
 def test_deploy_status_endpoint_logs_delete(stub: tuple[LocalTarget, PoolSpec, Rendered], tmp_path: Path) -> None:
     target, spec, rendered = stub
     seen: list[str] = []
-    result = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60, progress=lambda m, f: seen.append(m))
+    result = target.deploy(rendered, [MINILM], wait=True, timeout_s=60, progress=lambda m, f: seen.append(m))
     assert [(c.name, c.action) for c in result.changes] == [(MINILM, "started")]
     assert result.statuses[0].phase == "Ready" and result.statuses[0].ready
     assert any(n.startswith(f"{MINILM}: --port=8080 -> --port=") for n in result.notes)
@@ -303,22 +295,22 @@ def test_deploy_status_endpoint_logs_delete(stub: tuple[LocalTarget, PoolSpec, R
 
     state = read_state(tmp_path / "state" / "local-state.json").models[MINILM]
     assert state.pgid == state.pid and state.served_model == "sentence-transformers/all-MiniLM-L6-v2"
-    endpoint = target.endpoint(spec, rendered, MINILM)
+    endpoint = target.endpoint(rendered, MINILM)
     assert endpoint.url == state.url and endpoint.served_model == state.served_model
 
     # Another invocation (a new LocalTarget) finds it through the state file.
     other = LocalTarget()
-    statuses = {s.name: s for s in other.status(spec, rendered, [])}
+    statuses = {s.name: s for s in other.status(rendered, [])}
     assert statuses[MINILM].phase == "Ready" and statuses[MINILM].url == state.url
     assert statuses["granite-embedding"].phase == "NotDeployed"
-    assert any("Application startup complete" in ln for ln in other.logs(spec, MINILM))
+    assert any("Application startup complete" in ln for ln in other.logs(render(spec), MINILM))
 
     members = group_members(state.pgid)
     assert len(members) == 2  # server + child, one group
-    deleted = other.delete(spec, rendered, [MINILM])
+    deleted = other.delete(rendered, [MINILM])
     assert [(c.name, c.action) for c in deleted.changes] == [(MINILM, "stopped")]
     assert group_members(state.pgid) == []
-    assert other.status(spec, rendered, [MINILM])[0].phase == "NotDeployed"
+    assert other.status(rendered, [MINILM])[0].phase == "NotDeployed"
     assert read_state(tmp_path / "state" / "local-state.json").models == {}
 
 
@@ -326,16 +318,16 @@ def test_redeploy_is_unchanged_and_a_config_change_restarts_on_the_same_port(
     stub: tuple[LocalTarget, PoolSpec, Rendered], tmp_path: Path
 ) -> None:
     target, spec, rendered = stub
-    first = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
-    again = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    first = target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
+    again = target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
     assert [c.action for c in again.changes] == ["unchanged"] and again.notes == ()
     changed = spec.model_copy(update={"local": spec.local.model_copy(update={"extra_args": ("--max-num-seqs=4",)})})
-    result = LocalTarget().deploy(changed, render(changed), [MINILM], wait=True, timeout_s=60)
+    result = LocalTarget().deploy(render(changed), [MINILM], wait=True, timeout_s=60)
     assert [c.action for c in result.changes] == ["configured"]
     assert result.statuses[0].url == first.statuses[0].url
     assert "--max-num-seqs=4" in json.loads((tmp_path / "record.json").read_text())["argv"]
     # The previous run's log is kept for `logs --previous`.
-    assert any("Application shutdown complete" in ln for ln in target.logs(changed, MINILM, previous=True))
+    assert any("Application shutdown complete" in ln for ln in target.logs(render(changed), MINILM, previous=True))
 
 
 def test_redeploy_after_the_model_was_downloaded_keeps_the_server(
@@ -344,14 +336,14 @@ def test_redeploy_after_the_model_was_downloaded_keeps_the_server(
     # The server inherits the caller's environment; scripts/test.sh exports HF_HUB_OFFLINE=1 itself.
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     target, spec, rendered = stub
-    first = target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    first = target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
     assert "HF_HUB_OFFLINE" not in json.loads((tmp_path / "record.json").read_text())["env"]
     # What vLLM's first start leaves behind: the model in the hub cache.
     repo = hfcache.repo_dir(tmp_path / "cache" / "huggingface", spec.model(MINILM).model_id)
     (repo / "snapshots" / "abc").mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc")
-    again = LocalTarget().deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    again = LocalTarget().deploy(rendered, [MINILM], wait=True, timeout_s=60)
     assert [c.action for c in again.changes] == ["unchanged"]
     assert again.statuses[0].url == first.statuses[0].url
 
@@ -365,31 +357,31 @@ def test_a_crash_fails_deploy_fast_and_status_keeps_the_diagnosis(
     rendered = render(spec)
     target = LocalTarget()
     with pytest.raises(LocalStartError) as info:
-        target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=600)
+        target.deploy(rendered, [MINILM], wait=True, timeout_s=600)
     assert info.value.returncode == 1 and "max_model_len 512 is above the model's limit" in str(info.value)
-    status = LocalTarget().status(spec, rendered, [MINILM])[0]
+    status = LocalTarget().status(rendered, [MINILM])[0]
     assert status.phase == "Failed" and not status.ready
     assert "exited: max_model_len 512 is above the model's limit" in (status.reason or "")
     assert status.details[-1] == crash
     with pytest.raises(NotReady, match="max_model_len 512"):
-        target.endpoint(spec, rendered, MINILM)
-    deleted = target.delete(spec, rendered, [])
+        target.endpoint(rendered, MINILM)
+    deleted = target.delete(rendered, [])
     assert [(c.name, c.action) for c in deleted.changes] == [(MINILM, "deleted")]
 
 
 def test_a_process_that_died_later_is_reported_stale(stub: tuple[LocalTarget, PoolSpec, Rendered]) -> None:
     target, spec, rendered = stub
-    target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
     pgid = read_state(Path(spec.local.state_dir) / "local-state.json").models[MINILM].pgid
     os.killpg(pgid, signal.SIGKILL)
     for _ in range(100):
         if not group_members(pgid):
             break
         time.sleep(0.05)
-    status = LocalTarget().status(spec, rendered, [MINILM])[0]
+    status = LocalTarget().status(rendered, [MINILM])[0]
     assert status.phase == "Failed" and "no known cause recognised" in (status.reason or "")
     # Redeploying replaces the stale entry.
-    result = LocalTarget().deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    result = LocalTarget().deploy(rendered, [MINILM], wait=True, timeout_s=60)
     assert [c.action for c in result.changes] == ["started"] and result.statuses[0].phase == "Ready"
 
 
@@ -397,9 +389,9 @@ def test_cluster_only_options_are_refused_in_one_line(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     with pytest.raises(SpecError, match="--dry-run is for the cluster target; `poolserve explain` shows the "
                                         "container --target local runs"):
-        LocalTarget().deploy(spec, render(spec), [], wait=False, timeout_s=1, options=DeployOptions(dry_run="client"))
+        LocalTarget().deploy(render(spec), [], wait=False, timeout_s=1, options=DeployOptions(dry_run="client"))
     with pytest.raises(SpecError, match="no ServingRuntimes"):
-        LocalTarget().deploy(spec, render(spec), [], wait=False, timeout_s=1, options=DeployOptions(runtimes_only=True))
+        LocalTarget().deploy(render(spec), [], wait=False, timeout_s=1, options=DeployOptions(runtimes_only=True))
 
 
 def test_missing_vllm_names_the_checkout_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -407,7 +399,7 @@ def test_missing_vllm_names_the_checkout_install(tmp_path: Path, monkeypatch: py
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(LocalRunError, match=r"vLLM is not installed for .*: pip install -e '\.\[local\]' in the "
                                             "poolserve checkout"):
-        LocalTarget().deploy(spec, render(spec), [MINILM], wait=False, timeout_s=1)
+        LocalTarget().deploy(render(spec), [MINILM], wait=False, timeout_s=1)
 
 
 def test_missing_things_are_not_found(tmp_path: Path) -> None:
@@ -415,14 +407,14 @@ def test_missing_things_are_not_found(tmp_path: Path) -> None:
     rendered = render(spec)
     target = LocalTarget()
     with pytest.raises(NotFound, match="minilm-embedding is not running locally"):
-        target.endpoint(spec, rendered, MINILM)
+        target.endpoint(rendered, MINILM)
     with pytest.raises(NotFound, match="no local log"):
-        list(target.logs(spec, MINILM))
+        list(target.logs(render(spec), MINILM))
     with pytest.raises(NotFound, match="no model is deployed locally"):
-        target.wait(spec, rendered, [], timeout_s=1)
+        target.wait(rendered, [], timeout_s=1)
     with pytest.raises(SpecError, match="no model named 'nope'"):
-        target.status(spec, rendered, ["nope"])
-    assert [c.action for c in target.delete(spec, rendered, [MINILM]).changes] == ["absent"]
+        target.status(rendered, ["nope"])
+    assert [c.action for c in target.delete(rendered, [MINILM]).changes] == ["absent"]
 
 
 # -- CLI ----------------------------------------------------------------------------------------
@@ -468,20 +460,76 @@ def test_cli_cache_import_and_list(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not a model directory (no config.json)" in bad.output
 
 
+def test_default_target_points_at_the_local_one_when_the_model_runs_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After the local demo, `poolserve test minilm-embedding` (no --target) used to end in exit 3,
+    # "the kubernetes Python client is not installed", with no word of the model running right here.
+    state = tmp_path / "s"
+    write_state(state / "local-state.json", LocalState({MINILM: LocalEntry(
+        name=MINILM, pid=4242, pgid=4242, port=1, url="http://127.0.0.1:1", log=str(tmp_path / "l"),
+        started_at=0.0, argv=(), served_model=MINILM, runtime="r", fingerprint="f")}))
+    monkeypatch.delenv("POOLSERVE_TARGET", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    sets = ["-c", str(CONFIG), "--set", f"local.state_dir={state}"]
+    hint = (f"error: {MINILM} is deployed locally, but --target defaults to cluster: add --target local (or export "
+            "POOLSERVE_TARGET=local); the cluster target said: ")
+
+    r = _cli("status", MINILM, *sets)  # the cluster extra installed, no kubeconfig
+    assert r.exit_code == 3, r.output
+    assert r.stderr.startswith(hint + f"kubeconfig {tmp_path / 'no-kubeconfig'} does not exist")
+    assert r.stderr.count("\n") == 1
+    for unrelated in (["status", "--target", "cluster", MINILM], ["status", "granite-embedding"]):
+        r = _cli(*unrelated, *sets)
+        assert r.exit_code == 3 and "--target local" not in r.stderr, r.output
+
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # the cluster extra not installed
+    r = _cli("test", MINILM, *sets)
+    assert r.exit_code == 11, r.output  # a missing extra, not an unreachable cluster (3)
+    assert r.stderr == (hint + "the kubernetes Python client is not installed: install the cluster extra: pip "
+                        "install -e '.[cluster]' in the poolserve checkout\n")
+
+
 def test_logs_follow_ends_when_the_server_stops(stub: tuple[LocalTarget, PoolSpec, Rendered]) -> None:
     import threading
 
-    target, spec, rendered = stub
-    target.deploy(spec, rendered, [MINILM], wait=True, timeout_s=60)
+    target, _, rendered = stub
+    target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
     lines: list[str] = []
-    follower = threading.Thread(target=lambda: lines.extend(LocalTarget().logs(spec, MINILM, follow=True, poll_s=0.05)))
+    follower = threading.Thread(
+        target=lambda: lines.extend(LocalTarget().logs(rendered, MINILM, follow=True, poll_s=0.05)))
     follower.start()
     time.sleep(0.3)
-    target.delete(spec, rendered, [MINILM])
+    target.delete(rendered, [MINILM])
     follower.join(timeout=10)
     assert not follower.is_alive()
     assert any("Application startup complete" in ln for ln in lines)
     assert lines[-1].endswith("Application shutdown complete.")  # written after following began
+
+
+def test_logs_follow_reads_what_the_server_wrote_just_before_it_exited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race behind a flaky follow: the last read hits the end of the log, the server writes its last
+    # line and exits, and only then does the follower see it gone. It must still print that line.
+    from poolserve.local.process import VllmProcess
+
+    spec = _spec(tmp_path)
+    log = tmp_path / "state" / "logs" / f"{MINILM}.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("INFO:     Application startup complete.\n")
+    write_state(tmp_path / "state" / "local-state.json", LocalState({MINILM: LocalEntry(
+        name=MINILM, pid=4242, pgid=4242, port=1, url="http://127.0.0.1:1", log=str(log), started_at=0.0, argv=(),
+        served_model=MINILM, runtime="r", fingerprint="f")}))
+
+    def exits_after_its_last_line(self: VllmProcess) -> bool:
+        with log.open("a") as f:
+            f.write("INFO:     Application shutdown complete.\n")
+        return False
+
+    monkeypatch.setattr(VllmProcess, "alive", exits_after_its_last_line)
+    lines = list(LocalTarget().logs(render(spec), MINILM, follow=True, poll_s=0.01, sleep=lambda s: None))
+    assert lines == ["INFO:     Application startup complete.", "INFO:     Application shutdown complete."]
 
 
 def test_deploy_without_wait_then_wait(tmp_path: Path, stub_python: str) -> None:
@@ -489,12 +537,12 @@ def test_deploy_without_wait_then_wait(tmp_path: Path, stub_python: str) -> None
     rendered = render(spec)
     target = LocalTarget()
     try:
-        result = target.deploy(spec, rendered, [MINILM], wait=False, timeout_s=60)
+        result = target.deploy(rendered, [MINILM], wait=False, timeout_s=60)
         assert result.statuses[0].phase == "Loading" and "starting (pid" in (result.statuses[0].reason or "")
-        statuses = LocalTarget().wait(spec, rendered, [], timeout_s=60)
+        statuses = LocalTarget().wait(rendered, [], timeout_s=60)
         assert [(s.name, s.phase) for s in statuses] == [(MINILM, "Ready")]
     finally:
-        target.delete(spec, rendered, [])
+        target.delete(rendered, [])
 
 
 def test_auto_dtype_and_reserved_cpus_follow_the_host(tmp_path: Path) -> None:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.errors import NotReady
-from poolserve.process import (
-    LocalStartError,
+from poolserve.errors import LocalStartError, NotReady
+from poolserve.local.process import (
     VllmProcess,
     free_port,
     group_members,

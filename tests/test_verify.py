@@ -13,10 +13,9 @@ import pytest
 
 from poolserve import hfcache, probes
 from poolserve.client import PoolClient
-from poolserve.errors import EndpointError
+from poolserve.errors import EndpointError, ReferenceUnavailable
 from poolserve.reference import (
     INSTALL_HINT,
-    ReferenceUnavailable,
     apply_activation,
     cross_encoder_activation,
     default_hf_homes,

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
-from poolserve.bench import Bounds, bench
+from poolserve.bench import bench
 from poolserve.cli.app import app
 from poolserve.metrics import report_from_json
+from poolserve.workload import Bounds
 
 pytestmark = pytest.mark.vllm
 

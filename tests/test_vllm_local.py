@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from poolserve import probes, protocol
-from poolserve.local import LocalTarget, read_state
-from poolserve.process import LocalStartError, group_members, pid_alive
+from poolserve import probes, vllm_api
+from poolserve.errors import LocalStartError
+from poolserve.local.process import group_members, pid_alive
+from poolserve.local.state import read_state
+from poolserve.local.target import LocalTarget
 from poolserve.render import render
 from poolserve.spec import load_spec
 
@@ -53,15 +55,15 @@ def test_a_bad_flag_fails_fast_with_the_diagnosis(own_spec: Any) -> None:
     target = LocalTarget()
     try:
         with pytest.raises(LocalStartError) as info:
-            target.deploy(spec, rendered, ["minilm-embedding"], wait=True, timeout_s=600)
+            target.deploy(rendered, ["minilm-embedding"], wait=True, timeout_s=600)
         assert info.value.returncode == 2  # argparse
         assert info.value.diagnosis is not None
         assert info.value.diagnosis.cause == "vLLM rejected a flag (--no-such-flag)"
         assert any("unrecognized arguments: --no-such-flag" in ln for ln in info.value.log_tail)
-        status = target.status(spec, rendered, ["minilm-embedding"])[0]
+        status = target.status(rendered, ["minilm-embedding"])[0]
         assert status.phase == "Failed" and "vLLM rejected a flag (--no-such-flag)" in (status.reason or "")
     finally:
-        target.delete(spec, rendered, [])
+        target.delete(rendered, [])
 
 
 def test_max_model_len_above_the_limit_is_diagnosed(own_spec: Any) -> None:
@@ -73,12 +75,12 @@ def test_max_model_len_above_the_limit_is_diagnosed(own_spec: Any) -> None:
     target = LocalTarget()
     try:
         with pytest.raises(LocalStartError) as info:
-            target.deploy(spec, rendered, ["msmarco-reranker"], wait=True, timeout_s=600)
+            target.deploy(rendered, ["msmarco-reranker"], wait=True, timeout_s=600)
         assert info.value.diagnosis is not None
         assert info.value.diagnosis.cause == "max_model_len 1024 is above the model's limit"
         assert "last log lines" in str(info.value)
     finally:
-        target.delete(spec, rendered, [])
+        target.delete(rendered, [])
 
 
 def test_delete_stops_every_process_of_the_server(own_spec: Any) -> None:
@@ -86,13 +88,13 @@ def test_delete_stops_every_process_of_the_server(own_spec: Any) -> None:
     rendered = render(spec)
     target = LocalTarget()
     try:
-        target.deploy(spec, rendered, ["minilm-embedding"], wait=True, timeout_s=spec.local.startup_timeout_s)
+        target.deploy(rendered, ["minilm-embedding"], wait=True, timeout_s=spec.local.startup_timeout_s)
         entry = read_state(Path(spec.local.state_dir) / "local-state.json").models["minilm-embedding"]
         members = group_members(entry.pgid)
         assert entry.pid in members and len(members) >= 3  # API server, EngineCore, worker (+ resource tracker)
     finally:
         # A fresh target, as a later `poolserve delete --target local` would be.
-        result = LocalTarget().delete(spec, rendered, [])
+        result = LocalTarget().delete(rendered, [])
     assert [(c.name, c.action) for c in result.changes] == [("minilm-embedding", "stopped")]
     assert group_members(entry.pgid) == []
     assert not any(pid_alive(p) for p in members)
@@ -102,9 +104,9 @@ def test_minilm_embeddings_match_sentence_transformers(minilm_server: Any) -> No
     from sentence_transformers import SentenceTransformer
 
     texts = list(probes.EMBED_TEXTS)
-    body = _post(minilm_server.endpoint.url + protocol.EMBEDDINGS,
-                 protocol.embed_request(texts, minilm_server.endpoint.served_model))
-    served = protocol.parse_embeddings(body)
+    body = _post(minilm_server.endpoint.url + vllm_api.EMBEDDINGS,
+                 vllm_api.embed_request(texts, minilm_server.endpoint.served_model))
+    served = vllm_api.parse_embeddings(body)
     assert served.model == minilm_server.model_id
     reference = SentenceTransformer(str(minilm_server.model_dir), device="cpu").encode(texts)
     assert len(served.vectors) == len(texts) and len(served.vectors[0]) == 384
@@ -115,10 +117,10 @@ def test_minilm_embeddings_match_sentence_transformers(minilm_server: Any) -> No
 
 
 def test_minilm_answers_under_its_isvc_name_and_redeploy_is_unchanged(minilm_server: Any) -> None:
-    body = _post(minilm_server.endpoint.url + protocol.EMBEDDINGS, protocol.embed_request(["hi"], minilm_server.name))
+    body = _post(minilm_server.endpoint.url + vllm_api.EMBEDDINGS, vllm_api.embed_request(["hi"], minilm_server.name))
     assert len(body["data"][0]["embedding"]) == 384
     s = minilm_server
-    result = s.target.deploy(s.spec, s.rendered, [s.name], wait=True, timeout_s=60)
+    result = s.target.deploy(s.rendered, [s.name], wait=True, timeout_s=60)
     assert [c.action for c in result.changes] == ["unchanged"]
     assert result.statuses[0].phase == "Ready" and result.statuses[0].url == s.endpoint.url
 
@@ -127,9 +129,9 @@ def test_reranker_matches_sentence_transformers_cross_encoder(reranker_server: A
     from sentence_transformers import CrossEncoder
 
     docs = list(probes.RERANK_DOCUMENTS)
-    body = _post(reranker_server.endpoint.url + protocol.RERANK_PATHS[0],
-                 protocol.rerank_request(probes.RERANK_QUERY, docs, reranker_server.endpoint.served_model))
-    ranked = protocol.parse_rerank(body)
+    body = _post(reranker_server.endpoint.url + vllm_api.RERANK_PATHS[0],
+                 vllm_api.rerank_request(probes.RERANK_QUERY, docs, reranker_server.endpoint.served_model))
+    ranked = vllm_api.parse_rerank(body)
     assert ranked.model == reranker_server.model_id
     reference = CrossEncoder(str(reranker_server.model_dir), device="cpu").predict(
         [(probes.RERANK_QUERY, d) for d in docs])

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve import probes
 from poolserve.cli.app import app
 from poolserve.client import PoolClient

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from poolserve.bench import BaselineFn
 from poolserve.errors import SpecError
 from poolserve.hfcache import snapshot_path
 from poolserve.metrics import BaselineResult
+from poolserve.workload import BaselineFn
 
 LIBRARY = "sentence-transformers"
 BASELINES = (LIBRARY,)
@@ -85,7 +85,7 @@ def measure(encode: Callable[[Sequence[Any]], object], items: Sequence[Any], bat
 def sentence_transformers_baseline(model: str, *, task: str = "embed", dtype: str = "float32",
                                    min_texts: int = 64, min_time_s: float = 5.0, max_time_s: float = 60.0,
                                    threads: int | None = None) -> BaselineFn:
-    """A :data:`~poolserve.bench.BaselineFn` running sentence-transformers in this process.
+    """A :data:`~poolserve.workload.BaselineFn` running sentence-transformers in this process.
 
     Args:
         model: a model directory or a hub id (resolved offline through ``HF_HOME`` when set so).

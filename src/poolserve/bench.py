@@ -9,10 +9,7 @@ flight then are cancelled and counted as ``time_cap`` errors; the window ends at
 has a cap of the same length of its own; when it hits it, the report says so in a note. A failed
 request is data (a :class:`~poolserve.metrics.RequestResult` with an ``error_kind``), never an exception.
 
-Inputs are deterministic: text ``i`` is ``input_tokens - 2`` words drawn (seeded by ``i``) from
-words that the BERT WordPiece vocabulary keeps whole, so all-MiniLM-L6-v2 counts ``input_tokens``
-tokens with [CLS] and [SEP]; other tokenizers count a few more or less, and the report states the
-server's own count (``tokens_per_text``).
+What each request sends and when a setting stops are :mod:`poolserve.workload` (pure).
 
 :func:`self_test` measures the generator's own ceiling against :class:`StubServer`, a canned
 ``/v1/embeddings`` + ``/rerank`` server on 127.0.0.1 (in a thread of this process, so the ceiling is
@@ -25,20 +22,20 @@ import asyncio
 import json
 import os
 import platform
-import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import httpx
 
-from poolserve import protocol
+from poolserve import vllm_api
 from poolserve.client import classify_response, classify_transport_error
 from poolserve.errors import SpecError
+from poolserve.machine import HostInfo
 from poolserve.metrics import (
     BaselineResult,
     BenchReport,
@@ -49,106 +46,25 @@ from poolserve.metrics import (
     summarize,
 )
 from poolserve.target import Endpoint
+from poolserve.workload import (
+    _BODY_POOL,
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_INPUT_TOKENS,
+    BaselineFn,
+    BenchProgress,
+    BenchTask,
+    Bounds,
+    ProgressCallback,
+    Workload,
+    make_query,
+    settings_grid,
+)
 
-BenchTask = Literal["embed", "score"]
 Clock = Callable[[], float]
 
-DEFAULT_CONCURRENCY = (1, 4, 16, 64)
-DEFAULT_BATCH_SIZES = (1, 8, 32)
-DEFAULT_REQUESTS = 200
-DEFAULT_INPUT_TOKENS = 128
-DEFAULT_DOCUMENTS = 8
-DEFAULT_MAX_TIME_S = 300.0
-RERANK_PATH = "/v1/rerank"
-QUERY_WORDS = 12
-_BODY_POOL = 64
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_fp16",
               "amx_int8", "amx_tile")
-
-# Words the BERT uncased WordPiece vocabulary keeps whole (checked with all-MiniLM-L6-v2's tokenizer).
-_WORDS_TEXT = """
-able about above act add after again against ago air all also always among an and animal answer any
-appear are area as ask at back base be beauty been before began begin behind best better between big
-bird black blue boat body book both box boy bring brought build busy but by call came can car care
-carry cause center certain change check children city class clear close cold color come common
-complete contain correct could country course cover cross cry cut dark day decide deep develop did
-differ direct distant do does dog done door down draw drive dry during each early earth ease east
-eat end enough even ever every example eye face fact fall family far farm fast father feel feet few
-field figure fill final find fine fire first fish five fly follow food foot for force form found
-four free friend from front full game gave get girl give go gold good got govern great green ground
-group grow had half hand happen hard has have head hear heard heat help her here high him his hold
-home horse hot hour house how hundred idea if in inch interest is island just keep kind king knew
-know land language large last late laugh lay lead learn leave left less let letter life light like
-line list listen little live long look love low machine made main make man many map mark may me mean
-measure men might mile mind minute miss money moon more morning most mother mountain move much music
-must my name near need never new next night no north note nothing notice noun now number object
-ocean of off often oh old on once one only open or order other our out over own page paint paper
-part pass pattern people person picture piece place plain plan plane plant play point port pose
-possible pound power press problem produce product pull put question quick rain ran reach read ready
-real record red remember rest right river road rock room round rule run said same saw say school
-science sea second see seem self sentence serve set several shape she ship short should show side
-simple since sing six slow small snow so some song soon sound south space special spell stand star
-start state stay step still stood stop story street strong study such sun sure surface system table
-tail take talk teach tell ten test than the their them then there these they thing think this those
-though thought thousand three through time tire to together told too took top toward town travel
-tree true try turn two under unit until up us use usual verb very voice vowel wait walk want war
-warm was watch water way we week well went were west what wheel when where which while white who
-whole why will wind with wonder wood word work world would write year yes young your
-"""
-WORDS = tuple(_WORDS_TEXT.split())
-
-
-# ----------------------------------------------------------------------------------------------------
-# Inputs
-
-
-def make_text(index: int, input_tokens: int) -> str:
-    """Deterministic text ``index`` of about ``input_tokens`` tokens (special tokens included)."""
-    rng = random.Random(index)
-    return " ".join(rng.choice(WORDS) for _ in range(max(1, input_tokens - 2)))
-
-
-def make_texts(count: int, input_tokens: int, *, start: int = 0) -> list[str]:
-    """Texts ``start .. start+count-1`` (see :func:`make_text`)."""
-    return [make_text(i, input_tokens) for i in range(start, start + count)]
-
-
-def make_query(index: int = 0) -> str:
-    """The rerank query: a short deterministic text."""
-    return make_text(1_000_000 + index, QUERY_WORDS + 2)
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What each request of a setting sends."""
-
-    task: BenchTask
-    model: str | None
-    input_tokens: int
-    batch_size: int
-    """Texts per embeddings request, or documents per rerank request."""
-
-    def texts(self, request_index: int) -> list[str]:
-        """The texts (or documents) of request ``request_index``; the pool cycles."""
-        i = request_index % _BODY_POOL
-        return make_texts(self.batch_size, self.input_tokens, start=i * self.batch_size)
-
-    def path(self) -> str:
-        """The URL path requests go to."""
-        return protocol.EMBEDDINGS if self.task == "embed" else RERANK_PATH
-
-    def body(self, request_index: int) -> bytes:
-        """The encoded JSON body of request ``request_index``."""
-        texts = self.texts(request_index)
-        if self.task == "embed":
-            data = protocol.embed_request(texts, self.model)
-        else:
-            data = protocol.rerank_request(make_query(request_index % _BODY_POOL), texts, self.model)
-        return json.dumps(data).encode()
-
-    def pool_texts(self) -> list[str]:
-        """Every distinct text this workload sends (what the in-process baseline encodes)."""
-        return make_texts(_BODY_POOL * self.batch_size, self.input_tokens)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -162,7 +78,7 @@ def _error_kind(err: BaseException) -> str:
         return "connect"
     if isinstance(err, httpx.TransportError):
         return "transport"
-    if isinstance(err, protocol.ProtocolError | json.JSONDecodeError | UnicodeDecodeError):
+    if isinstance(err, vllm_api.ProtocolError | json.JSONDecodeError | UnicodeDecodeError):
         return "bad_response"
     return type(err).__name__
 
@@ -172,15 +88,15 @@ def _check(workload: Workload, response: httpx.Response) -> tuple[int, str | Non
     try:
         data = response.json()
     except ValueError as err:
-        raise protocol.ProtocolError(f"response is not JSON: {err}") from None
+        raise vllm_api.ProtocolError(f"response is not JSON: {err}") from None
     if workload.task == "embed":
-        emb = protocol.parse_embeddings(data)
+        emb = vllm_api.parse_embeddings(data)
         got, usage = len(emb.vectors), emb.usage
     else:
-        rr = protocol.parse_rerank(data)
+        rr = vllm_api.parse_rerank(data)
         got, usage = len(rr.results), rr.usage
     if got != workload.batch_size:
-        raise protocol.ProtocolError(f"expected {workload.batch_size} results, got {got}")
+        raise vllm_api.ProtocolError(f"expected {workload.batch_size} results, got {got}")
     return (usage.prompt_tokens if usage else 0), None
 
 
@@ -198,7 +114,7 @@ async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, s
         if response.status_code >= 400:
             detail = None
             try:
-                detail = protocol.error_message(response.json())
+                detail = vllm_api.error_message(response.json())
             except ValueError:
                 detail = response.text[:200] or None
             return RequestResult(False, clock() - t0, start_s, workload.batch_size, 0,
@@ -213,46 +129,6 @@ async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, s
 # ----------------------------------------------------------------------------------------------------
 # One setting
 
-
-@dataclass(frozen=True)
-class BenchProgress:
-    """A progress event: ``done`` of ``total`` (None in duration mode; then ``fraction`` is time)."""
-
-    phase: Literal["warmup", "measure", "self-test", "baseline"]
-    setting: Setting
-    index: int
-    """0-based number of this setting in the sweep."""
-    settings: int
-    done: int
-    total: int | None
-    fraction: float | None
-
-
-ProgressCallback = Callable[[BenchProgress], None]
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """When a setting stops: after ``requests`` measured requests or ``duration_s``, and at ``max_time_s``."""
-
-    requests: int | None = DEFAULT_REQUESTS
-    duration_s: float | None = None
-    warmup: int | None = None
-    """Warm-up requests (default: one per worker, at least 2)."""
-    max_time_s: float = DEFAULT_MAX_TIME_S
-    """Hard limit of the measurement, counted from its start; the warm-up has a cap of its own this long."""
-
-    def __post_init__(self) -> None:
-        if (self.requests is None) == (self.duration_s is None):
-            raise SpecError("bench: give either a request count or a duration, not both and not neither")
-        if self.requests is not None and self.requests < 1:
-            raise SpecError(f"bench: --requests {self.requests}: must be at least 1")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise SpecError(f"bench: --duration {self.duration_s}: must be positive")
-        if self.warmup is not None and self.warmup < 0:
-            raise SpecError(f"bench: --warmup {self.warmup}: must be 0 or more")
-        if self.max_time_s <= 0:
-            raise SpecError(f"bench: time cap {self.max_time_s}: must be positive")
 
 
 async def _closed_loop(client: httpx.AsyncClient, workload: Workload, concurrency: int, *, count: int | None,
@@ -431,21 +307,6 @@ async def _sweep(endpoint: Endpoint, task: BenchTask, model: str | None, setting
     return reports, version, notes
 
 
-def settings_grid(concurrency: Sequence[int], batch_sizes: Sequence[int]) -> list[Setting]:
-    """Every (concurrency, batch size) pair, batch size outer, concurrency inner.
-
-    Raises:
-        SpecError: if a value is not a positive integer.
-    """
-    for name, values in (("concurrency", concurrency), ("batch size", batch_sizes)):
-        if not values or any(v < 1 for v in values):
-            raise SpecError(f"bench: {name} values must be positive integers, got {list(values)}")
-    return [Setting(c, b) for b in batch_sizes for c in concurrency]
-
-
-BaselineFn = Callable[[Sequence[str], int, str | None], BaselineResult]
-"""``baseline(texts, batch_size, query)`` -> texts/s of direct in-process inference (see poolserve.baseline)."""
-
 
 def bench(
     endpoint: Endpoint,
@@ -454,7 +315,7 @@ def bench(
     model: str | None = None,
     concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    bounds: Bounds = Bounds(),
+    bounds: Bounds = Bounds(),  # noqa: B008 - frozen
     input_tokens: int = DEFAULT_INPUT_TOKENS,
     timeout_s: float = 120.0,
     self_test: bool = False,
@@ -515,11 +376,6 @@ def bench(
         warmup_requests=bounds.warmup,
         label=label, self_test=ceiling, baseline=tuple(base), notes=tuple(notes),
     )
-
-
-def unserved_settings(report: BenchReport) -> list[SettingReport]:
-    """The measured settings in which not one request succeeded (their rates say nothing)."""
-    return [s for s in iter_settings(report) if s.requests == 0]
 
 
 def _notes(reports: Sequence[SettingReport], ceiling: Sequence[SettingReport]) -> list[str]:
@@ -590,11 +446,11 @@ class StubServer:
             self.requests += 1
             count = self.requests
         if method == "GET":
-            if path == protocol.HEALTH:
+            if path == vllm_api.HEALTH:
                 return 200, b""
             if path == "/version":
                 return 200, b'{"version":"stub"}'
-            if path == protocol.MODELS:
+            if path == vllm_api.MODELS:
                 return 200, json.dumps({"object": "list", "data": [{"id": self.model}]}).encode()
             return 404, b'{"detail":"Not Found"}'
         try:
@@ -603,13 +459,13 @@ class StubServer:
             return 400, b'{"error":{"message":"bad json"}}'
         with self._lock:
             self.models_seen.add(req.get("model"))
-        if path == protocol.EMBEDDINGS:
+        if path == vllm_api.EMBEDDINGS:
             if self.fail_every and count % self.fail_every == 0:
                 return 503, b'{"error":{"message":"stub: injected failure"}}'
             inputs = req.get("input")
             n = 1 if isinstance(inputs, str) else len(inputs or [])
             return 200, self._body("embed", n)
-        if path in protocol.RERANK_PATHS:
+        if path in vllm_api.RERANK_PATHS:
             return 200, self._body("rerank", len(req.get("documents") or []))
         return 404, b'{"detail":"Not Found"}'
 
@@ -656,7 +512,7 @@ class StubServer:
 
 
 def run_self_test(*, task: BenchTask = "embed", concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
-                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, bounds: Bounds = Bounds(),
+                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, bounds: Bounds = Bounds(),  # noqa: B008 - frozen
                   input_tokens: int = DEFAULT_INPUT_TOKENS,
                   progress: ProgressCallback | None = None) -> list[SettingReport]:
     """The generator's own ceiling: the same sweep against a :class:`StubServer` that answers instantly.
@@ -672,7 +528,7 @@ def run_self_test(*, task: BenchTask = "embed", concurrency: Sequence[int] = DEF
 
 
 def self_test_report(*, task: BenchTask = "embed", concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
-                     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, bounds: Bounds = Bounds(),
+                     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, bounds: Bounds = Bounds(),  # noqa: B008 - frozen
                      input_tokens: int = DEFAULT_INPUT_TOKENS, timestamp: str | None = None,
                      progress: ProgressCallback | None = None) -> BenchReport:
     """``poolserve bench --self-test`` without an endpoint: a report holding only the ceiling."""
@@ -688,51 +544,21 @@ def self_test_report(*, task: BenchTask = "embed", concurrency: Sequence[int] = 
 # The machine
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _cpuinfo_field(text: str, key: str) -> str | None:
-    for line in text.splitlines():
-        name, sep, value = line.partition(":")
-        if sep and name.strip() == key:
-            return value.strip()
-    return None
-
-
-def _meminfo_gib(text: str) -> float | None:
-    value = _cpuinfo_field(text, "MemTotal")
-    if not value:
-        return None
-    try:
-        return round(int(value.split()[0]) / 1024 / 1024, 1)
-    except ValueError:
-        return None
-
-
 def machine_info() -> MachineInfo:
     """CPU model, cores, RAM, OS, Python and load average of this machine (Linux /proc; best effort)."""
-    cpuinfo = _read("/proc/cpuinfo")
-    flags = set((_cpuinfo_field(cpuinfo, "flags") or "").split())
+    host = HostInfo.detect()
     try:
         load: tuple[float, float, float] | None = os.getloadavg()
     except OSError:
         load = None
     return MachineInfo(
-        cpu_model=_cpuinfo_field(cpuinfo, "model name") or platform.processor() or None,
-        cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        ram_gib=_meminfo_gib(_read("/proc/meminfo")),
+        cpu_model=host.cpu_model,
+        cores=host.usable_cores,
+        ram_gib=host.ram_gib,
         os=f"{platform.system()} {platform.release()}",
         python=platform.python_version(),
         load_avg=tuple(round(x, 2) for x in load) if load else None,  # type: ignore[arg-type]
-        cpu_flags=tuple(f for f in _CPU_FLAGS if f in flags),
+        cpu_flags=tuple(f for f in _CPU_FLAGS if f in host.cpu_flags),
     )
 
 
-def iter_settings(report: BenchReport) -> Iterator[SettingReport]:
-    """The report's settings, batch size outer, concurrency inner (the table order)."""
-    yield from sorted(report.settings, key=lambda s: (s.batch_size, s.concurrency))

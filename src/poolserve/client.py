@@ -2,7 +2,7 @@
 
 :class:`PoolClient` is sync, over :class:`httpx.Client` (the transport is injectable, so tests
 use :class:`httpx.MockTransport`). Request bodies and response parsing come from
-:mod:`poolserve.protocol`. It retries with exponential backoff only when no connection could be made
+:mod:`poolserve.vllm_api`. It retries with exponential backoff only when no connection could be made
 (connection refused, unknown host, connect timeout; not TLS failures) and on HTTP 503, so a request
 that may have reached a live server (a disconnect or reset after sending) is never repeated. It
 turns every failure into one :class:`~poolserve.errors.EndpointError` whose ``kind`` names what went
@@ -31,7 +31,7 @@ bad_response       the reply is not JSON or not the shape vLLM sends
 =================  ===========================================================================
 
 Nothing here prints: an explicit ``insecure=True`` (and a bearer token sent over plain HTTP to
-another host) is reported with :func:`warnings.warn` (:class:`InsecureTransportWarning`).
+another host) is reported with :func:`warnings.warn` (:class:`~poolserve.errors.InsecureTransportWarning`).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from typing import Any, Literal
 
 import httpx
 
-from poolserve import protocol
-from poolserve.errors import EndpointError, SpecError
+from poolserve import vllm_api
+from poolserve.errors import EndpointError, InsecureTransportWarning, SpecError
 from poolserve.target import Endpoint
 
 Kind = Literal[
@@ -66,10 +66,6 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 INGRESS_CA_HINT = ("pass --ca-file with the CA that signed it (OpenShift default Routes: "
                    "oc -n openshift-config-managed get configmap default-ingress-cert "
                    "-o jsonpath='{.data.ca-bundle\\.crt}' > ingress-ca.crt), or --insecure")
-
-
-class InsecureTransportWarning(UserWarning):
-    """TLS verification is off, or a token is about to travel over plain HTTP."""
 
 
 def check_url(url: str, option: str = "--url") -> str:
@@ -161,7 +157,7 @@ def _is_html(resp: httpx.Response) -> bool:
 
 
 _WRONG_TASK = {
-    protocol.EMBEDDINGS: "the served model has no embeddings API: since vLLM 0.16 a cross-encoder "
+    vllm_api.EMBEDDINGS: "the served model has no embeddings API: since vLLM 0.16 a cross-encoder "
                          "(a score/rerank model) has no /v1/embeddings route; call score/rerank instead, "
                          "or point at an embedding model",
 }
@@ -175,7 +171,7 @@ def classify_response(resp: httpx.Response, method: str, path: str, *, token_sen
     status = resp.status_code
     url = str(resp.request.url)
     body = _json_or_none(resp)
-    server_msg = protocol.error_message(body)
+    server_msg = vllm_api.error_message(body)
     msg_text = server_msg or ""
     where = f"{method} {url}: HTTP {status}"
     quoted = f' (server said: "{_one_line(msg_text)}")' if msg_text else ""
@@ -201,7 +197,7 @@ def classify_response(resp: httpx.Response, method: str, path: str, *, token_sen
             return err("the request names a model this server does not serve", "model_not_found",
                        "use a name that /v1/models lists, i.e. one of vLLM's --served-model-name")
         if isinstance(body, Mapping) and body.get("detail") == "Not Found" and (
-                path == protocol.EMBEDDINGS or path in protocol.SCORE_PATHS or path in protocol.RERANK_PATHS):
+                path == vllm_api.EMBEDDINGS or path in vllm_api.SCORE_PATHS or path in vllm_api.RERANK_PATHS):
             return err(_WRONG_TASK.get(path, _WRONG_TASK_SCORE), "wrong_task")
         what = "an HTML page (a router or proxy, not vLLM)" if _is_html(resp) else "not found"
         return err(f"{what}: nothing at {path} behind this base URL", "not_found",
@@ -236,7 +232,8 @@ class PoolClient:
             None omits it (vLLM >= 0.8 then uses the only model).
         token: bearer token (never logged or shown in ``repr``).
         ca_file: PEM bundle to trust for https (e.g. the OpenShift ingress CA).
-        insecure: skip TLS verification (explicit opt-in; warns with :class:`InsecureTransportWarning`).
+        insecure: skip TLS verification (explicit opt-in; warns with
+            :class:`~poolserve.errors.InsecureTransportWarning`).
         timeout_s: read/write timeout of one request.
         connect_timeout_s: connect timeout.
         retries: how often to retry after a failed connect (refused, unknown host, timeout) or HTTP 503.
@@ -374,31 +371,31 @@ class PoolClient:
         data = self.request_json(method, path, body)
         try:
             return parse(data)
-        except protocol.ProtocolError as err:
+        except vllm_api.ProtocolError as err:
             raise EndpointError(f"{method} {self.url}{path}: {err}", status=200, url=self.url + path,
                                 kind="bad_response") from err
 
     # -- API ------------------------------------------------------------------------------------
 
-    def embed(self, texts: Sequence[str] | str, *, truncate_prompt_tokens: int | None = None) -> protocol.Embeddings:
+    def embed(self, texts: Sequence[str] | str, *, truncate_prompt_tokens: int | None = None) -> vllm_api.Embeddings:
         """``POST /v1/embeddings``: one vector per text, in input order."""
-        body = protocol.embed_request(texts, self.model, truncate_prompt_tokens=truncate_prompt_tokens)
-        return self._parsed("POST", protocol.EMBEDDINGS, body, protocol.parse_embeddings)  # type: ignore[no-any-return]
+        body = vllm_api.embed_request(texts, self.model, truncate_prompt_tokens=truncate_prompt_tokens)
+        return self._parsed("POST", vllm_api.EMBEDDINGS, body, vllm_api.parse_embeddings)  # type: ignore[no-any-return]
 
-    def score(self, query: str, docs: Sequence[str], *, path: str = protocol.SCORE_PATHS[0]) -> protocol.Scores:
+    def score(self, query: str, docs: Sequence[str], *, path: str = vllm_api.SCORE_PATHS[0]) -> vllm_api.Scores:
         """``POST /score`` (or ``path="/v1/score"``): one score per document, in document order."""
-        body = protocol.score_request(query, docs, self.model)
-        return self._parsed("POST", path, body, protocol.parse_scores)  # type: ignore[no-any-return]
+        body = vllm_api.score_request(query, docs, self.model)
+        return self._parsed("POST", path, body, vllm_api.parse_scores)  # type: ignore[no-any-return]
 
     def rerank(self, query: str, docs: Sequence[str], top_n: int | None = None, *,
-               path: str = protocol.RERANK_PATHS[0]) -> protocol.Reranked:
+               path: str = vllm_api.RERANK_PATHS[0]) -> vllm_api.Reranked:
         """``POST /rerank`` (or ``/v1/rerank``, ``/v2/rerank``): results best first; ``top_n`` limits them."""
-        body = protocol.rerank_request(query, docs, self.model, top_n)
-        return self._parsed("POST", path, body, protocol.parse_rerank)  # type: ignore[no-any-return]
+        body = vllm_api.rerank_request(query, docs, self.model, top_n)
+        return self._parsed("POST", path, body, vllm_api.parse_rerank)  # type: ignore[no-any-return]
 
-    def served_models(self) -> list[protocol.ServedModel]:
+    def served_models(self) -> list[vllm_api.ServedModel]:
         """``GET /v1/models`` with each entry's ``max_model_len``."""
-        return self._parsed("GET", protocol.MODELS, None, protocol.served_models)  # type: ignore[no-any-return]
+        return self._parsed("GET", vllm_api.MODELS, None, vllm_api.served_models)  # type: ignore[no-any-return]
 
     def models(self) -> list[str]:
         """``GET /v1/models``: the served model names."""
@@ -410,9 +407,9 @@ class PoolClient:
         Raises:
             EndpointError: connection, TLS, auth and any other unexpected answer.
         """
-        resp = self.send("GET", protocol.HEALTH, retry=False)
+        resp = self.send("GET", vllm_api.HEALTH, retry=False)
         if resp.status_code == 200:
             return True
         if resp.status_code == RETRY_STATUS:
             return False
-        raise classify_response(resp, "GET", protocol.HEALTH, token_sent=self._token_sent)
+        raise classify_response(resp, "GET", vllm_api.HEALTH, token_sent=self._token_sent)

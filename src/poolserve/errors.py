@@ -7,6 +7,12 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from poolserve.diagnose import Diagnosis
+
 
 class PoolserveError(Exception):
     """Base class: a failure the user can act on. ``str(err)`` is one line."""
@@ -17,6 +23,14 @@ class PoolserveError(Exception):
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message} ({hint})")
+
+    def with_message(self, message: str) -> Self:
+        """The same error (same class, exit code, hint and details) saying ``message`` instead."""
+        new = type(self).__new__(type(self))  # not copy.copy: it would call __init__ with args alone
+        new.__dict__.update(self.__dict__)
+        new.message = message
+        new.args = (message if self.hint is None else f"{message} ({self.hint})",)
+        return new
 
 
 class SpecError(PoolserveError):
@@ -101,7 +115,35 @@ class LocalRunError(PoolserveError):
     exit_code = 10
 
 
+class LocalStartError(LocalRunError):
+    """The vLLM process exited while starting. The message ends with the log tail."""
+
+    def __init__(self, message: str, *, diagnosis: Diagnosis | None, log_tail: Sequence[str],
+                 returncode: int | None) -> None:
+        self.diagnosis = diagnosis
+        self.log_tail = tuple(log_tail)
+        self.returncode = returncode
+        super().__init__(message)
+
+
+class ReferenceUnavailable(PoolserveError):
+    """The reference model cannot be computed here (extra not installed, model not found)."""
+
+    exit_code = 2
+
+
+class MissingDependency(PoolserveError):
+    """An optional dependency (an extra such as ``cluster``) is not installed for what was asked."""
+
+    exit_code = 11
+
+
 class CheckFailed(PoolserveError):
     """``poolserve test`` ran, and at least one check failed."""
 
     exit_code = 1
+
+
+class InsecureTransportWarning(UserWarning):
+    """TLS verification is off, or a token is about to travel over plain HTTP (printed as ``warning:``)."""
+

@@ -48,6 +48,8 @@ ENABLE_AUTH = "security.opendatahub.io/enable-auth"
 VISIBILITY = "networking.kserve.io/visibility"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 MODELMESH_ENABLED = "modelmesh-enabled"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+"""Set by KServe on an InferenceService's predictor Deployment, pods and Service; the value is its name."""
 
 TMP_HOME = "/tmp/home"
 TMP_CACHE = "/tmp/cache"
@@ -277,6 +279,16 @@ def namespace(spec: PoolSpec) -> Manifest:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
+def predictor_name(isvc: str) -> str:
+    """``<isvc>-predictor``: the Deployment and Service KServe's raw mode creates for an InferenceService."""
+    return f"{isvc}-predictor"
+
+
+def token_secret_name(model_name: str) -> str:
+    """``default-<model>-sa``: the token Secret of a model with ``auth`` (named as the dashboard names it)."""
+    return f"default-{model_name}-sa"
+
+
 def auth_objects(model: Model) -> list[Manifest]:
     """What the dashboard creates for token auth.
 
@@ -307,7 +319,7 @@ def auth_objects(model: Model) -> list[Manifest]:
             "kind": "Secret",
             "type": "kubernetes.io/service-account-token",
             "metadata": {
-                "name": f"default-{sa}",
+                "name": token_secret_name(model.name),
                 "namespace": ns,
                 "labels": labels,
                 "annotations": {"kubernetes.io/service-account.name": sa, DISPLAY_NAME: "default"},

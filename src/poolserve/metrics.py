@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -324,3 +324,13 @@ def report_from_json(text: str, source: str = "report") -> BenchReport:
     except json.JSONDecodeError as err:
         raise SpecError(f"{source}: not JSON: {err}") from None
     return report_from_dict(data, source)
+
+
+def iter_settings(report: BenchReport) -> Iterator[SettingReport]:
+    """The report's settings, batch size outer, concurrency inner (the table order)."""
+    yield from sorted(report.settings, key=lambda s: (s.batch_size, s.concurrency))
+
+
+def unserved_settings(report: BenchReport) -> list[SettingReport]:
+    """The measured settings in which not one request succeeded (their rates say nothing)."""
+    return [s for s in iter_settings(report) if s.requests == 0]

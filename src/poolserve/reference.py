@@ -23,17 +23,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from poolserve import hfcache
-from poolserve.errors import PoolserveError
+from poolserve.errors import ReferenceUnavailable
 from poolserve.spec import Task
 
 INSTALL_HINT = "pip install -e '.[reference]' in the poolserve checkout"
 Activation = Literal["identity", "sigmoid", "softmax"]
-
-
-class ReferenceUnavailable(PoolserveError):
-    """The reference model cannot be computed here (extra not installed, model not found)."""
-
-    exit_code = 2
 
 
 def cross_encoder_activation(config: Mapping[str, Any]) -> Activation:

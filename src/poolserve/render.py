@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from poolserve import kserve, yamlio
@@ -32,8 +32,9 @@ class RenderedFile:
 
 @dataclass(frozen=True)
 class Rendered:
-    """Everything ``render`` produces for one config."""
+    """Everything ``render`` produces for one config, and the config it came from."""
 
+    spec: PoolSpec
     files: tuple[RenderedFile, ...]
     models: tuple[Model, ...]
     runtimes: tuple[Runtime, ...]
@@ -53,6 +54,21 @@ class Rendered:
             known = ", ".join(self.objects_by_model)
             raise SpecError(f"no model named {name!r} in the config (models: {known})") from None
         return kserve.compose(sr, isvc)
+
+
+def select_models(rendered: Rendered, names: Sequence[str]) -> list[Model]:
+    """The named models (all when ``names`` is empty), in config order.
+
+    Raises:
+        SpecError: for a name the config does not have.
+    """
+    if not names:
+        return list(rendered.models)
+    by_name = {m.name: m for m in rendered.models}
+    for n in names:
+        if n not in by_name:
+            raise SpecError(f"no model named {n!r} in the config (models: {', '.join(by_name)})")
+    return [m for m in rendered.models if m.name in set(names)]
 
 
 def runtime_file_name(runtime: Runtime) -> str:
@@ -91,7 +107,8 @@ def render(spec: PoolSpec) -> Rendered:
                 templates.append(kserve.template(spec, rt, srs[rt.name]))
         files.append(RenderedFile(TEMPLATES_FILE, tuple(templates), in_kustomization=False))
     _check_file_names(files)
-    return Rendered(files=tuple(files), models=tuple(models), runtimes=tuple(runtimes), objects_by_model=by_model)
+    return Rendered(spec=spec, files=tuple(files), models=tuple(models), runtimes=tuple(runtimes),
+                    objects_by_model=by_model)
 
 
 def _check_file_names(files: list[RenderedFile]) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from poolserve import catalog
+from poolserve.defaults import DEFAULT_CONFIG
 from poolserve.errors import SpecError
 from poolserve.yamlio import load_with_lines
 
@@ -23,7 +24,6 @@ Task = Literal["embed", "score"]
 Version = tuple[int, int, int]
 
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
-DEFAULT_CONFIG = "poolserve.yaml"
 Device = Literal["gpu", "cpu"]
 
 # vLLM's official CPU images, per release (docs/getting_started/installation/cpu.x86.inc.md): Docker Hub

@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
 
+from poolserve.defaults import TARGET_ENV
 from poolserve.errors import SpecError
-from poolserve.render import Rendered
-from poolserve.spec import PoolSpec
+
+if TYPE_CHECKING:
+    from poolserve.render import Rendered
 
 TargetName = Literal["cluster", "local"]
-TARGET_ENV = "POOLSERVE_TARGET"
 Phase = Literal["Ready", "Loading", "Failed", "Stopped", "Terminating", "NotDeployed", "Unknown"]
 
 
@@ -95,18 +97,30 @@ class DeployOptions:
     force_conflicts: bool = False
 
 
+@dataclass(frozen=True)
+class TargetOptions:
+    """How to reach a target: kube context/kubeconfig for the cluster, state dir for the local one."""
+
+    context: str | None = None
+    kubeconfig: str | None = None
+    state_dir: Path | None = None
+
+
 ProgressFn = Callable[[str, float | None], None]
 """``progress(message, fraction_or_None)``: called by waits; the CLI draws it, tests record it."""
 
 
 class Target(Protocol):
-    """A place models are deployed to."""
+    """A place models are deployed to.
+
+    Every verb takes the :class:`~poolserve.render.Rendered` config (which carries its
+    :class:`~poolserve.spec.PoolSpec`), so the objects and the config they came from cannot disagree.
+    """
 
     name: TargetName
 
     def deploy(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -118,13 +132,12 @@ class Target(Protocol):
         """Start (or apply) the named models (all when ``names`` is empty)."""
         ...
 
-    def status(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
+    def status(self, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
         """State of the named models (all when empty)."""
         ...
 
     def wait(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -134,18 +147,22 @@ class Target(Protocol):
         """Block until the models are ready; raise NotReady with a diagnosis when one fails or time runs out."""
         ...
 
-    def logs(self, spec: PoolSpec, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
+    def logs(self, rendered: Rendered, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
         """Log lines of the model's server."""
         ...
 
-    def delete(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
+    def delete(self, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
                force: bool = False) -> DeleteResult:
         """Stop/remove the named models (all when empty)."""
         ...
 
-    def endpoint(self, spec: PoolSpec, rendered: Rendered, name: str) -> Endpoint:
+    def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """Where model ``name`` answers HTTP; raises NotReady/NotFound when it does not run."""
         ...
+
+
+TargetFactory = Callable[[TargetName, TargetOptions], Target]
+"""Builds the target called by name (the CLI's builds the real ones; tests inject fakes)."""
 
 
 def target_name(explicit: str | None) -> TargetName:

@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from poolserve import probes, protocol
+from poolserve import probes, vllm_api
+from poolserve.catalog import lookup
 from poolserve.errors import EndpointError
 from poolserve.spec import Model, Task, Version, format_version
 
@@ -53,21 +54,21 @@ class PoolAPI(Protocol):
         """200 -> True, 503 -> False."""
         ...
 
-    def served_models(self) -> list[protocol.ServedModel]:
+    def served_models(self) -> list[vllm_api.ServedModel]:
         """``/v1/models``."""
         ...
 
     def embed(self, texts: Sequence[str] | str, *, truncate_prompt_tokens: int | None = None
-              ) -> protocol.Embeddings:
+              ) -> vllm_api.Embeddings:
         """``/v1/embeddings``."""
         ...
 
-    def score(self, query: str, docs: Sequence[str], *, path: str = ...) -> protocol.Scores:
+    def score(self, query: str, docs: Sequence[str], *, path: str = ...) -> vllm_api.Scores:
         """``/score``."""
         ...
 
     def rerank(self, query: str, docs: Sequence[str], top_n: int | None = None, *, path: str = ...
-               ) -> protocol.Reranked:
+               ) -> vllm_api.Reranked:
         """``/rerank``."""
         ...
 
@@ -168,6 +169,28 @@ def expectations_for(model: Model, *, served_model: str | None = None) -> Expect
         max_model_len=model.max_model_len,
         score_range=score_range,
         chunked_processing=bool(pc.get("enable_chunked_processing")),
+    )
+
+
+def expectations_for_id(name: str, task: Task, model_id: str | None, vllm_version: Version, *,
+                        served_model: str | None = None) -> Expectations:
+    """What the checks expect of a model that is not in the config (``test --url`` without NAME).
+
+    Only what the catalog knows of ``model_id`` (dimensions, normalization, score range, max length);
+    the vLLM version decides which score/rerank routes are checked.
+    """
+    entry = lookup(model_id) if model_id else None
+    normalized = ("normalize" in entry.pooling.lower() or None) if entry and entry.pooling and task == "embed" \
+        else None
+    return Expectations(
+        name=name,
+        task=task,
+        vllm_version=vllm_version,
+        served_model=served_model,
+        dimensions=entry.dimensions if entry and task == "embed" else None,
+        normalized=normalized,
+        max_model_len=entry.max_model_len if entry else None,
+        score_range=(0.0, 1.0) if entry and task == "score" and entry.score_output == "sigmoid" else None,
     )
 
 
@@ -286,7 +309,7 @@ class _Runner:
         return bool(why)
 
 
-def _check_models(r: _Runner, client: PoolAPI, expect: Expectations) -> protocol.ServedModel | None:
+def _check_models(r: _Runner, client: PoolAPI, expect: Expectations) -> vllm_api.ServedModel | None:
     served, ms, err = r.call(client.served_models)
     if err or served is None:
         r.add("models", False, str(err), ms)
@@ -303,7 +326,7 @@ def _check_models(r: _Runner, client: PoolAPI, expect: Expectations) -> protocol
     return None
 
 
-def _check_embed(r: _Runner, client: PoolAPI, expect: Expectations, served: protocol.ServedModel | None,
+def _check_embed(r: _Runner, client: PoolAPI, expect: Expectations, served: vllm_api.ServedModel | None,
                  reference: Reference | None, notes: list[str]) -> None:
     texts = list(probes.EMBED_TEXTS)
     single: list[float] | None = None
@@ -411,7 +434,7 @@ def _margin(scores: Sequence[float]) -> str:
     return f"relevant {rel:.4f} > others max {others:.4f}"
 
 
-def _rerank_problems(res: protocol.Reranked, expect: Expectations, n_docs: int, top_n: int | None,
+def _rerank_problems(res: vllm_api.Reranked, expect: Expectations, n_docs: int, top_n: int | None,
                      scores: Sequence[float] | None) -> list[str]:
     want = min(top_n, n_docs) if top_n else n_docs
     hits = res.results
@@ -444,10 +467,10 @@ def _check_score(r: _Runner, client: PoolAPI, expect: Expectations, reference: R
     query, docs = probes.RERANK_QUERY, list(probes.RERANK_DOCUMENTS)
     v = expect.vllm_version
     base_scores: list[float] | None = None
-    if v < protocol.SCORE_SINCE:
+    if v < vllm_api.SCORE_SINCE:
         notes.append(f"/score not checked: vLLM {format_version(v)} predates it (0.6.5)")
     else:
-        for path in protocol.SCORE_PATHS:
+        for path in vllm_api.SCORE_PATHS:
             name = f"score {path}"
             if r.skip_if_blocked(name, "score"):
                 continue
@@ -459,15 +482,15 @@ def _check_score(r: _Runner, client: PoolAPI, expect: Expectations, reference: R
             if not problems and base_scores is not None:
                 diff = max(abs(a - b) for a, b in zip(res.scores, base_scores, strict=True))
                 if diff > SAME_SCORE_TOL:
-                    problems.append(f"differs from {protocol.SCORE_PATHS[0]} by {diff:.2e}")
+                    problems.append(f"differs from {vllm_api.SCORE_PATHS[0]} by {diff:.2e}")
             if not problems and base_scores is None:
                 base_scores = list(res.scores)
             r.add(name, not problems, "; ".join(problems) or
                   f"{len(res.scores)} scores, {_margin(res.scores)}", ms)
-    if v < protocol.RERANK_SINCE:
+    if v < vllm_api.RERANK_SINCE:
         notes.append(f"/rerank not checked: vLLM {format_version(v)} predates it (0.7.0)")
     else:
-        for path in protocol.RERANK_PATHS:
+        for path in vllm_api.RERANK_PATHS:
             name = f"rerank {path}"
             if r.skip_if_blocked(name, "rerank"):
                 continue
@@ -488,7 +511,7 @@ def _check_score(r: _Runner, client: PoolAPI, expect: Expectations, reference: R
                 r.add("rerank top_n", not problems, "; ".join(problems) or
                       f"top_n={TOP_N}: {len(res_r.results)} results, relevant first", ms)
     if reference is not None and not r.skip_if_blocked("reference score", "score"):
-        if v < protocol.SCORE_SINCE:
+        if v < vllm_api.SCORE_SINCE:
             return
         res, ms, err = r.call(lambda: client.score(query, docs))
         if err or res is None:

@@ -13,8 +13,7 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-import poolserve.cli  # noqa: F401 - registers the commands
-from poolserve.cli.app import app, state
+from poolserve.cli.app import create_app, default_target_factory
 
 runner = CliRunner()
 
@@ -24,18 +23,13 @@ def cli(*args: str, kubeconfig: Path, config: Path, poll_s: float | None = 0.5) 
     from poolserve.cluster.kube import KubeCluster
     from poolserve.cluster.target import ClusterTarget
 
-    default = state["target_factory"]
-
     def factory(name: Any, options: Any) -> Any:
         if name != "cluster" or poll_s is None:
-            return default(name, options)
+            return default_target_factory(name, options)
         return ClusterTarget(KubeCluster(context=options.context, kubeconfig=options.kubeconfig), poll_s=poll_s)
 
-    state["target_factory"] = factory
-    try:
-        return runner.invoke(app, [*args, "-c", str(config), "--kubeconfig", str(kubeconfig)])
-    finally:
-        state["target_factory"] = default
+    app = create_app(target_factory=factory)
+    return runner.invoke(app, [*args, "-c", str(config), "--kubeconfig", str(kubeconfig)])
 
 
 def error_line(r: Result) -> str:

@@ -1,98 +1,106 @@
-"""The typer app, shared options and the error boundary.
+"""The typer app: :func:`create_app` wires the commands to their edges; the error boundary lives here.
 
-Command modules (one per command, in this package) register on :data:`app`; they parse options,
-call core or action functions, and hand results to :mod:`poolserve.output`. No logic lives here.
+Each command module (one per group of verbs, in this package) only parses options, calls one action
+(:mod:`poolserve.actions`) and prints its result. :func:`create_app` is where the edges come in, the
+way Helm's ``cmd/`` builds its ``action.Configuration``: the target factory (the real cluster and
+local targets by default), the HTTP transport and the reference loader; tests pass fakes, and the
+consoles to print to. Importing this module imports no command's dependencies (httpx, asyncio,
+kubernetes, rich tables, pydantic): each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
-import enum
-import functools
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+import typer.core
 
-from poolserve.errors import PoolserveError, SpecError
+from poolserve.actions.common import Edges, ReferenceLoader
+from poolserve.cli import bench as bench_cmd
+from poolserve.cli import cache, catalog, cluster, lint, ops, render
+from poolserve.cli import test as test_cmd
+from poolserve.cli.options import Session, session
+from poolserve.errors import PoolserveError
+from poolserve.target import Target, TargetFactory, TargetName, TargetOptions
 
-app = typer.Typer(
-    name="poolserve",
-    help="Deploy vLLM pooling models (embeddings, rerankers) on KServe / OpenShift AI, run them locally, "
-    "and prove they work.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+if TYPE_CHECKING:
+    from rich.console import Console
+
+HELP = ("Deploy vLLM pooling models (embeddings, rerankers) on KServe / OpenShift AI, run them locally, "
+        "and prove they work.")
+
+COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
+    ("deploy", ops.deploy_cmd),
+    ("status", ops.status_cmd),
+    ("wait", ops.wait_cmd),
+    ("logs", ops.logs_cmd),
+    ("delete", ops.delete_cmd),
+    ("bench", bench_cmd.bench_cmd),
+    ("catalog", catalog.catalog_cmd),
+    ("diff", cluster.diff_cmd),
+    ("lint", lint.lint_cmd),
+    ("explain", lint.explain_cmd),
+    ("render", render.render_cmd),
+    ("test", test_cmd.test_cmd),
 )
-cache_app = typer.Typer(help="The model cache: import local model dirs, list, warm the cluster PVC.",
-                        no_args_is_help=True)
-app.add_typer(cache_app, name="cache")
-
-# Data on stdout, narration on stderr: `poolserve render -o - | oc apply -f -` works.
-# Piped output (scripts, CI logs) gets whole lines instead of rich's 80-column fallback, which folds
-# tables of model ids and URLs into unreadable columns.
-_PIPE_WIDTH = 200
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
-
-ConfigOpt = Annotated[
-    Path, typer.Option("--config", "-c", help="Config file.", envvar="POOLSERVE_CONFIG", show_default=True)
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a config key, e.g. --set namespace=dev (repeatable)."),
-]
-TargetOpt = Annotated[
-    str | None,
-    typer.Option("--target", "-t", help="cluster (KServe) or local (vLLM processes here). "
-                 "Default: $POOLSERVE_TARGET, else cluster.", show_default=False),
-]
-class Output(enum.StrEnum):
-    """``-o`` values (a str enum: compares equal to the plain strings)."""
-
-    table = "table"
-    json = "json"
-    yaml = "yaml"
+CACHE_COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
+    ("import", cache.import_cmd),
+    ("list", cache.list_cmd),
+    ("warm", cluster.warm_cmd),
+)
 
 
-class TableOrJson(enum.StrEnum):
-    """``-o`` values of commands without a YAML form."""
+def default_target_factory(name: TargetName, options: TargetOptions) -> Target:
+    """The real targets: vLLM processes here (``local``), or KServe through the kubeconfig (``cluster``).
 
-    table = "table"
-    json = "json"
+    Imported when first used: the local target needs no Kubernetes client, the cluster target no
+    vLLM, and ``poolserve render`` neither.
+    """
+    if name == "local":
+        from poolserve.local.target import LocalTarget
 
+        local: Target = LocalTarget(state_dir=options.state_dir)
+        return local
+    from poolserve.cluster.kube import KubeCluster
+    from poolserve.cluster.target import ClusterTarget
 
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")]
-TableOrJsonOpt = Annotated[TableOrJson, typer.Option("--output", "-o", help="table or json.")]
-
-def _default_target_factory(name: Any, options: Any) -> Any:
-    from poolserve.targets import make_target
-
-    return make_target(name, options)
-
-
-# Process-wide CLI state. Tests replace "target_factory" to inject a fake cluster or local target.
-state: dict[str, Any] = {"debug": False, "target_factory": _default_target_factory}
+    cluster_target: Target = ClusterTarget(KubeCluster(context=options.context, kubeconfig=options.kubeconfig))
+    return cluster_target
 
 
-def parse_sets(values: list[str] | None) -> dict[str, Any]:
-    """``["a.b=1"]`` -> ``{"a.b": 1}`` (values parsed as YAML scalars)."""
-    import yaml
+class _Flagless:
+    """Flags show no value type in ``--help`` (typer prints ``<bool>``, as if ``--debug`` took a value)."""
 
-    out_: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SpecError(f"--set {item!r}: expected KEY=VALUE")
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class Command(_Flagless, typer.core.TyperCommand):
+    """A poolserve command."""
+
+
+class Group(_Flagless, typer.core.TyperGroup):
+    """The ``poolserve`` group and ``poolserve cache``; the root one is the error boundary."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; a PoolserveError prints ``error: <message>`` on stderr and exits with its code."""
         try:
-            out_[key.strip()] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError as e:
-            problem = getattr(e, "problem", None) or "invalid YAML"
-            raise SpecError(f"--set {key.strip()}: the value {raw!r} is not valid YAML ({problem})") from None
-    return out_
+            return super().invoke(ctx)
+        except PoolserveError as e:
+            if ctx.parent is not None:
+                raise  # the root group reports it
+            from rich.markup import escape
+
+            current = session(ctx)
+            if current.debug:
+                current.err().print_exception()
+            current.err().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+            raise typer.Exit(e.exit_code) from None
 
 
 def _print_version(value: bool) -> None:
@@ -103,51 +111,45 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
                                           callback=_print_version)] = False,
 ) -> None:
-    state["debug"] = debug
+    ctx.obj = session(ctx).invocation(debug=debug)
 
 
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a command: a PoolserveError prints ``error: <message>`` on stderr and exits with its code."""
+def create_app(*, target_factory: TargetFactory | None = None, http_transport: Any = None,
+               reference_loader: ReferenceLoader | None = None, out: Console | None = None,
+               err: Console | None = None) -> typer.Typer:
+    """The ``poolserve`` CLI, acting with the given edges.
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PoolserveError as e:
-            if state["debug"]:
-                err.print_exception()
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-            raise typer.Exit(e.exit_code) from None
+    Args:
+        target_factory: builds ``--target`` (default: :func:`default_target_factory`).
+        http_transport: an ``httpx.BaseTransport`` for every request ``test`` makes (default: the network).
+        reference_loader: loads ``test --reference``'s model (default: sentence-transformers).
+        out: console for data (default: stdout, whole lines when piped).
+        err: console for narration and errors (default: stderr, whole lines when piped).
+    """
+    edges = Edges(target_factory=target_factory or default_target_factory, http_transport=http_transport,
+                  reference_loader=reference_loader)
+    app = typer.Typer(name="poolserve", help=HELP, cls=Group, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False, context_settings={"obj": Session(edges, out=out, err=err)})
+    app.callback()(_root)
+    for name, fn in COMMANDS:
+        app.command(name, cls=Command)(fn)
+    cache_app = typer.Typer(help="The model cache: import local model dirs, list, warm the cluster PVC.",
+                            cls=Group, no_args_is_help=True)
+    for name, fn in CACHE_COMMANDS:
+        cache_app.command(name, cls=Command)(fn)
+    app.add_typer(cache_app, name="cache")
+    return app
 
-    return wrapper
 
-
-def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``@command()``: register on :data:`app` with the error boundary."""
-
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return app.command(*args, **kwargs)(handle_errors(fn))
-
-    return deco
-
-
-def cache_command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``@cache_command()``: register under ``poolserve cache`` with the error boundary."""
-
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return cache_app.command(*args, **kwargs)(handle_errors(fn))
-
-    return deco
+app = create_app()
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``poolserve`` script."""
-    from poolserve import cli as _commands  # noqa: F401 - registers the commands
-
     app(args=argv)

@@ -1,62 +1,48 @@
 """``poolserve bench``: throughput and latency of a deployed model, against a baseline and the client's ceiling.
 
-Parses options, finds the endpoint (``--url``, or the target's), calls :func:`poolserve.bench.bench`,
-prints the table on stdout and narration on stderr, writes ``-o`` JSON and ``--plot`` PNG.
+Parses options, calls :func:`poolserve.actions.bench.benchmark`, prints the table on stdout and
+narration on stderr, writes ``-o`` JSON and ``--plot`` PNG (both checked before the sweep).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console, Group, RenderableType
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from poolserve.bench import (
-    DEFAULT_BATCH_SIZES,
-    DEFAULT_DOCUMENTS,
-    DEFAULT_INPUT_TOKENS,
-    DEFAULT_REQUESTS,
-    BaselineFn,
-    BenchProgress,
-    BenchTask,
-    Bounds,
-    ProgressCallback,
-    bench,
-    iter_settings,
-    self_test_report,
-    unserved_settings,
+from poolserve.cli.options import (
+    CONFIG,
+    ConfigOpt,
+    ContextOpt,
+    KubeconfigOpt,
+    Session,
+    SetOpt,
+    TargetOpt,
+    session,
+    source,
+    where,
 )
-from poolserve.cli.app import ConfigOpt, SetOpt, TargetOpt, command, err, out
-from poolserve.cli.ops import ContextOpt, KubeconfigOpt, get_target, load, parse_duration
-from poolserve.client import check_url
-from poolserve.errors import EndpointError, SpecError
-from poolserve.metrics import (
-    BenchReport,
-    baseline_for,
-    ceiling_for,
-    compare,
-    ratio,
-    report_from_json,
-    report_to_json,
-)
-from poolserve.render import Rendered
-from poolserve.spec import DEFAULT_CONFIG, Model, PoolSpec
-from poolserve.target import Endpoint
+from poolserve.defaults import TOKEN_ENV
+from poolserve.errors import SpecError
+from poolserve.workload import DEFAULT_DOCUMENTS, DEFAULT_INPUT_TOKENS
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from poolserve.metrics import BenchReport
+    from poolserve.workload import ProgressCallback
 
 
-def parse_ints(text: str, option: str) -> list[int]:
-    """``"1,4,16"`` -> ``[1, 4, 16]``; a one-line SpecError naming ``option`` otherwise."""
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """``"1,4,16"`` -> ``(1, 4, 16)``; a one-line SpecError naming ``option`` otherwise."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise SpecError(f"{option} {text!r}: expected comma-separated integers like 1,4,16") from None
     if not values or any(v < 1 for v in values):
@@ -74,6 +60,12 @@ def _x(value: float | None) -> str:
 
 def bench_table(report: BenchReport, previous: BenchReport | None = None) -> RenderableType:
     """The per-setting table, then the baseline and the generator's ceiling."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from poolserve.metrics import baseline_for, ceiling_for, compare, iter_settings, ratio
+
     has_base = bool(report.baseline)
     has_ceiling = bool(report.self_test)
     cols = ["CONC", "BATCH", "REQ/S", "TEXTS/S", "TOK/S", "P50 MS", "P90 MS", "P99 MS", "ERRORS"]
@@ -127,8 +119,10 @@ def _describe(report: BenchReport) -> str:
 
 
 @contextmanager
-def _progress() -> Iterator[ProgressCallback]:
+def _progress(err: Console) -> Iterator[ProgressCallback]:
     """A bar per setting on a terminal (stderr); one line per setting otherwise."""
+    from poolserve.workload import BenchProgress
+
     seen: set[tuple[str, int]] = set()
     if not err.is_terminal:
         def plain(ev: BenchProgress) -> None:
@@ -140,6 +134,8 @@ def _progress() -> Iterator[ProgressCallback]:
 
         yield plain
         return
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
         tasks: dict[tuple[str, int], TaskID] = {}
@@ -156,172 +152,6 @@ def _progress() -> Iterator[ProgressCallback]:
             bar.update(tasks[key], completed=ev.fraction or 0.0, count=count)
 
         yield update
-
-
-def _baseline(kind: str | None, model: str | None, task: BenchTask, dtype: str,
-              hf_homes: Sequence[Path]) -> BaselineFn | None:
-    if kind is None:
-        return None
-    from poolserve import baseline as bl
-
-    if kind not in bl.BASELINES:
-        raise SpecError(f"--baseline {kind!r}: use {', '.join(bl.BASELINES)}")
-    if not model:
-        raise SpecError("--baseline needs the model: give NAME from the config, or --model")
-    return bl.sentence_transformers_baseline(bl.resolve_model_path(model, hf_homes), task=task, dtype=dtype)
-
-
-@command("bench")
-def bench_cmd(
-    name: Annotated[str | None, typer.Argument(help="Model name from the config (optional with --url or "
-                                               "--self-test).", show_default=False)] = None,
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
-    target: TargetOpt = None,
-    url: Annotated[str | None, typer.Option("--url", help="Benchmark this base URL instead of the target's "
-                                            "endpoint, e.g. http://127.0.0.1:8000.")] = None,
-    token: Annotated[str | None, typer.Option("--token", envvar="POOLSERVE_TOKEN",
-                                              help="Bearer token for --url.")] = None,
-    task_opt: Annotated[str | None, typer.Option("--task", help="embed or score, with --url when NAME is not in "
-                                                 "the config (required then; without NAME default embed).")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Model name sent in requests, with --url when NAME "
-                                              "is not in the config.")] = None,
-    concurrency: Annotated[str, typer.Option("--concurrency", help="Requests in flight, one setting each.")]
-    = "1,4,16,64",
-    batch_size: Annotated[str | None, typer.Option("--batch-size", help="Texts per embeddings request, one "
-                                                   "setting each (default 1,8,32).")] = None,
-    requests: Annotated[int | None, typer.Option("--requests", "-n", help="Measured requests per setting "
-                                                 "(default 200 unless --duration).")] = None,
-    duration: Annotated[str | None, typer.Option("--duration", help="Measure each setting this long "
-                                                 "instead, e.g. 30s.")] = None,
-    warmup: Annotated[int | None, typer.Option("--warmup", help="Warm-up requests per setting, left out "
-                                               "(default: max(2, concurrency)).")] = None,
-    time_cap: Annotated[str, typer.Option("--time-cap", help="Hard limit of each setting's measurement (the "
-                                          "warm-up has its own cap of the same length); requests in flight then "
-                                          "count as time_cap errors.")] = "5m",
-    input_tokens: Annotated[int, typer.Option("--input-tokens", help="Tokens per text (approximate).")]
-    = DEFAULT_INPUT_TOKENS,
-    documents: Annotated[str, typer.Option("--documents", help="Documents per rerank request (rerankers), "
-                                           "one setting each.")] = str(DEFAULT_DOCUMENTS),
-    output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON report here "
-                                                     "('-' for stdout instead of the table).")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart (needs the 'plot' extra: matplotlib).")]
-    = None,
-    compare_file: Annotated[Path | None, typer.Option("--compare", help="A previous JSON report: show "
-                                                      "ratios against it.")] = None,
-    baseline: Annotated[str | None, typer.Option("--baseline", help="Also encode the same texts in-process, "
-                                                 "after the load: sentence-transformers (needs the 'reference' "
-                                                 "extra).")] = None,
-    baseline_dtype: Annotated[str, typer.Option("--baseline-dtype", help="dtype of the baseline model.")]
-    = "float32",
-    self_test: Annotated[bool, typer.Option("--self-test", help="Measure the generator's own ceiling "
-                                            "against a canned local server (alone without NAME/--url).")]
-    = False,
-    label: Annotated[str | None, typer.Option("--label", help="Name of this run in comparisons and plots.")]
-    = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    set_: SetOpt = None,
-) -> None:
-    """Benchmark a deployed model: throughput, latency p50/p90/p99 and errors per concurrency x batch size."""
-    if url is not None:
-        check_url(url)
-    _check_writable(output_file, "--output")
-    _check_writable(plot, "--plot")
-    conc = parse_ints(concurrency, "--concurrency")
-    if requests is not None and duration is not None:
-        raise SpecError("give --requests or --duration, not both")
-    bounds = Bounds(requests=None if duration else (DEFAULT_REQUESTS if requests is None else requests),
-                    duration_s=parse_duration(duration, "--duration") if duration else None,
-                    warmup=warmup, max_time_s=parse_duration(time_cap, "--time-cap"))
-    previous = (report_from_json(_read(compare_file), str(compare_file)) if compare_file else None)
-    if plot is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise SpecError("--plot needs matplotlib: pip install -e '.[plot]' in the poolserve checkout")
-
-    if name is None and url is None:
-        if not self_test:
-            raise SpecError("give a model NAME from the config, --url URL, or --self-test")
-        sizes = parse_ints(batch_size, "--batch-size") if batch_size else list(DEFAULT_BATCH_SIZES)
-        with _progress() as progress:
-            report = self_test_report(concurrency=conc, batch_sizes=sizes, bounds=bounds,
-                                      input_tokens=input_tokens, progress=progress)
-        _finish(report, previous, output_file, plot)
-        return
-
-    task: BenchTask = "embed"
-    hf_homes: list[Path] = [Path(os.environ["HF_HOME"])] if os.environ.get("HF_HOME") else []
-    endpoint = Endpoint(url=url.rstrip("/"), token=token) if url else None
-    found = _config_model(name, config, set_, with_url=endpoint is not None)
-    if found is not None:
-        # NAME from the config gives the task, the model id and (without --url) the target's endpoint.
-        spec, rendered, m = found
-        task = m.task
-        model = model or m.model_id
-        if baseline is not None:
-            from poolserve.local import local_hf_home
-
-            hf_homes = [local_hf_home(spec), *hf_homes]  # the local target's cache (the PVC's layout)
-        if endpoint is None:
-            endpoint = get_target(target, context, kubeconfig).endpoint(spec, rendered, m.name)
-            model = endpoint.served_model or model
-    if endpoint is None:
-        raise SpecError("give a model NAME from the config, or --url")
-    if name is not None and found is None and task_opt is None:
-        raise SpecError(f"{name!r} is not a model in {config}: with --url give --task embed or --task score "
-                        "(and --model for the served name)")
-    if task_opt is not None:
-        if task_opt not in ("embed", "score", "rerank"):
-            raise SpecError(f"--task {task_opt!r}: use embed or score")
-        task = "score" if task_opt == "rerank" else task_opt  # type: ignore[assignment]
-    if task == "score":
-        if batch_size is not None:
-            raise SpecError("--batch-size applies to embedding models; use --documents for rerankers")
-        sizes = parse_ints(documents, "--documents")
-    else:
-        sizes = parse_ints(batch_size, "--batch-size") if batch_size else list(DEFAULT_BATCH_SIZES)
-    base = _baseline(baseline, model, task, baseline_dtype, hf_homes)
-    err.print(f"benchmarking {model or '(server default model)'} at {endpoint.url}: concurrency {conc}, "
-              f"{'documents' if task == 'score' else 'batch size'} {sizes}", highlight=False)
-    with _progress() as progress:
-        report = bench(endpoint, task=task, model=model, concurrency=conc, batch_sizes=sizes, bounds=bounds,
-                       input_tokens=input_tokens, self_test=self_test, baseline=base, label=label,
-                       progress=progress)
-    _finish(report, previous, output_file, plot)
-    _fail_if_unserved(report)
-
-
-def _fail_if_unserved(report: BenchReport) -> None:
-    """Exit non-zero (after the report is out) when a setting had not one successful request."""
-    bad = unserved_settings(report)
-    if not bad:
-        return
-    first = bad[0]
-    kinds = ", ".join(f"{k} x{v}" for k, v in first.errors_by_kind.items()) or "no request finished"
-    example = " ".join(next(iter(first.error_examples.values()), "").split())
-    raise EndpointError(f"{report.endpoint}: {len(bad)} of {len(report.settings)} settings had no successful "
-                        f"request; c={first.concurrency} b={first.batch_size}: {kinds}"
-                        + (f" ({example})" if example else ""), url=report.endpoint)
-
-
-def _config_model(name: str | None, config: Path, set_: list[str] | None, *, with_url: bool,
-                  ) -> tuple[PoolSpec, Rendered, Model] | None:
-    """NAME's spec, rendering and model; None when there is no NAME, or with --url when the config lacks it.
-
-    Without --url NAME must be in the config (its target gives the endpoint). With --url the config is
-    optional: a NAME it does not define is benchmarked from --task/--model alone, so --task is required.
-    """
-    if name is None:
-        return None
-    if not with_url:
-        spec, rendered, _ = load(config, set_, [name])
-        return spec, rendered, spec.model(name)
-    if config.is_file():
-        spec, rendered, _ = load(config, set_, [])
-        if any(m.name == name for m in spec.models):
-            return spec, rendered, spec.model(name)
-    return None
 
 
 def _check_writable(path: Path | None, option: str) -> None:
@@ -345,7 +175,13 @@ def _read(path: Path) -> str:
         raise SpecError(f"{path}: cannot read the report: {e.strerror or e}") from None
 
 
-def _finish(report: BenchReport, previous: BenchReport | None, output_file: Path | None, plot: Path | None) -> None:
+def _finish(s: Session, report: BenchReport, previous: BenchReport | None, output_file: Path | None,
+            plot: Path | None) -> None:
+    from rich.console import Console
+
+    from poolserve.metrics import report_to_json
+
+    err, out = s.err(), s.out()
     err.print(_describe(report), highlight=False)
     if output_file is not None and str(output_file) == "-":
         typer.echo(report_to_json(report), nl=False)
@@ -368,3 +204,84 @@ def _finish(report: BenchReport, previous: BenchReport | None, output_file: Path
         err.print(f"wrote {plot}", highlight=False)
     for note in report.notes:
         err.print(f"note: {note}", style="yellow", highlight=False)
+
+
+def bench_cmd(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Model name from the config (optional with --url or "
+                                               "--self-test).", show_default=False, metavar="NAME")] = None,
+    config: ConfigOpt = CONFIG,
+    target: TargetOpt = None,
+    url: Annotated[str | None, typer.Option("--url", help="Benchmark this base URL instead of the target's "
+                                            "endpoint, e.g. http://127.0.0.1:8000.", metavar="URL")] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar=TOKEN_ENV, metavar="TOKEN",
+                                              help="Bearer token for --url.")] = None,
+    task_opt: Annotated[str | None, typer.Option("--task", help="embed or score, with --url when NAME is not in "
+                                                 "the config (required then; without NAME default embed).",
+                                                 metavar="TASK")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name sent in requests, with --url when NAME "
+                                              "is not in the config.", metavar="MODEL")] = None,
+    concurrency: Annotated[str, typer.Option("--concurrency", help="Requests in flight, one setting each.",
+                                             metavar="N,N,...")] = "1,4,16,64",
+    batch_size: Annotated[str | None, typer.Option("--batch-size", help="Texts per embeddings request, one "
+                                                   "setting each (default 1,8,32).", metavar="N,N,...")] = None,
+    requests: Annotated[int | None, typer.Option("--requests", "-n", help="Measured requests per setting "
+                                                 "(default 200 unless --duration).", metavar="N")] = None,
+    duration: Annotated[str | None, typer.Option("--duration", help="Measure each setting this long "
+                                                 "instead, e.g. 30s.", metavar="DURATION")] = None,
+    warmup: Annotated[int | None, typer.Option("--warmup", help="Warm-up requests per setting, left out "
+                                               "(default: max(2, concurrency)).", metavar="N")] = None,
+    time_cap: Annotated[str, typer.Option("--time-cap", help="Hard limit of each setting's measurement (the "
+                                          "warm-up has its own cap of the same length); requests in flight then "
+                                          "count as time_cap errors.", metavar="DURATION")] = "5m",
+    input_tokens: Annotated[int, typer.Option("--input-tokens", help="Tokens per text (approximate).",
+                                              metavar="N")] = DEFAULT_INPUT_TOKENS,
+    documents: Annotated[str, typer.Option("--documents", help="Documents per rerank request (rerankers), "
+                                           "one setting each.", metavar="N,N,...")] = str(DEFAULT_DOCUMENTS),
+    output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON report here "
+                                                     "('-' for stdout instead of the table).", metavar="FILE")]
+    = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart (needs the 'plot' extra: "
+                                              "matplotlib).", metavar="FILE")] = None,
+    compare_file: Annotated[Path | None, typer.Option("--compare", help="A previous JSON report: show "
+                                                      "ratios against it.", metavar="FILE")] = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Also encode the same texts in-process, "
+                                                 "after the load: sentence-transformers (needs the 'reference' "
+                                                 "extra).", metavar="LIBRARY")] = None,
+    baseline_dtype: Annotated[str, typer.Option("--baseline-dtype", help="dtype of the baseline model.",
+                                                metavar="DTYPE")] = "float32",
+    self_test: Annotated[bool, typer.Option("--self-test", help="Measure the generator's own ceiling "
+                                            "against a canned local server (alone without NAME/--url).")]
+    = False,
+    label: Annotated[str | None, typer.Option("--label", help="Name of this run in comparisons and plots.",
+                                              metavar="TEXT")] = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Benchmark a deployed model: throughput, latency p50/p90/p99 and errors per concurrency x batch size."""
+    from poolserve.actions.bench import BenchRequest, benchmark, unserved
+    from poolserve.metrics import report_from_json
+
+    s = session(ctx)
+    _check_writable(output_file, "--output")
+    _check_writable(plot, "--plot")
+    req = BenchRequest(
+        name=name, source=source(config, set_), where=where(target, context, kubeconfig), url=url, token=token,
+        task=task_opt, model=model, concurrency=parse_ints(concurrency, "--concurrency"),
+        batch_sizes=parse_ints(batch_size, "--batch-size") if batch_size else None,
+        documents=parse_ints(documents, "--documents"), requests=requests, duration=duration, warmup=warmup,
+        time_cap=time_cap, input_tokens=input_tokens, baseline=baseline, baseline_dtype=baseline_dtype,
+        self_test=self_test, label=label)
+    previous = report_from_json(_read(compare_file), str(compare_file)) if compare_file else None
+    if plot is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise SpecError("--plot needs matplotlib: pip install -e '.[plot]' in the poolserve checkout")
+    with _progress(s.err()) as progress:
+        report = benchmark(req, s.edges, progress=progress, notify=lambda m: s.err().print(m, highlight=False))
+    _finish(s, report, previous, output_file, plot)
+    problem = unserved(report)
+    if problem is not None:
+        raise problem

@@ -1,9 +1,4 @@
-"""``poolserve cache import`` / ``cache list``: the local model cache (the local stand-in for the cache PVC).
-
-Models land where the local target's ``HF_HOME`` points: ``cache.hf_home`` mapped into
-``local.cache_dir``, in the Hugging Face hub layout, so ``--model=<hf id>`` with
-``HF_HUB_OFFLINE=1`` resolves locally exactly as it does from the PVC on a cluster.
-"""
+"""``poolserve cache import`` / ``cache list``: the local model cache (the local stand-in for the cache PVC)."""
 
 from __future__ import annotations
 
@@ -12,13 +7,11 @@ from typing import Annotated
 
 import typer
 
-from poolserve.cli.app import ConfigOpt, Output, OutputOpt, SetOpt, cache_command, err, parse_sets
-from poolserve.errors import SpecError
-from poolserve.output import dumps
-from poolserve.spec import DEFAULT_CONFIG, load_spec
+from poolserve.cli.options import CONFIG, ConfigOpt, Output, OutputOpt, SetOpt, session, source
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """``2048`` -> ``2.0 KiB``."""
     value = float(n)
     for unit in ("B", "KiB", "MiB"):
         if value < 1024:
@@ -27,53 +20,47 @@ def _size(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
-@cache_command("import")
 def import_cmd(
+    ctx: typer.Context,
     model_id: Annotated[str, typer.Argument(help="Hugging Face id to file it under, e.g. "
-                                            "sentence-transformers/all-MiniLM-L6-v2.")],
-    path: Annotated[Path, typer.Argument(help="Local model directory (with config.json).")],
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+                                            "sentence-transformers/all-MiniLM-L6-v2.", metavar="MODEL_ID")],
+    path: Annotated[Path, typer.Argument(help="Local model directory (with config.json).", metavar="DIR")],
+    config: ConfigOpt = CONFIG,
     link: Annotated[bool, typer.Option("--link", help="Symlink the files instead of copying them.")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Lay a local model directory out as a Hugging Face hub cache entry in the local model cache."""
-    from poolserve.hfcache import import_model
-    from poolserve.local import local_hf_home
+    from poolserve.actions.cache import ImportRequest, import_model
 
-    spec = load_spec(config, parse_sets(set_))
-    if not path.is_dir():
-        raise SpecError(f"{path}: not a directory (expected a model directory with config.json)")
-    hf_home = local_hf_home(spec)
-    cached = import_model(hf_home, model_id, path, link=link)
-    err.print(f"imported {model_id} ({_size(cached.size_bytes)}, revision {cached.revision[:12]}) "
-              f"into HF_HOME={hf_home}", highlight=False)
-    typer.echo(str(cached.path))
+    done = import_model(ImportRequest(model_id, path, source=source(config, set_), link=link))
+    m = done.model
+    session(ctx).err().print(f"imported {model_id} ({size_text(m.size_bytes)}, revision {m.revision[:12]}) "
+                             f"into HF_HOME={done.hf_home}", highlight=False)
+    typer.echo(str(m.path))
 
 
-@cache_command("list")
 def list_cmd(
-    config: ConfigOpt = Path(DEFAULT_CONFIG),
+    ctx: typer.Context,
+    config: ConfigOpt = CONFIG,
     set_: SetOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """List the models in the local model cache."""
-    from poolserve.hfcache import list_models
-    from poolserve.local import local_hf_home
+    from poolserve.actions.cache import list_models
+    from poolserve.cli.output import columns, dumps
 
-    spec = load_spec(config, parse_sets(set_))
-    hf_home = local_hf_home(spec)
-    models = list_models(hf_home)
+    listing = list_models(source(config, set_))
     if output != "table":
         data = [{"model_id": m.model_id, "revision": m.revision, "size_bytes": m.size_bytes, "path": str(m.path)}
-                for m in models]
+                for m in listing.models]
         typer.echo(dumps(data, output), nl=False)
         return
-    if not models:
-        err.print(f"no models in {hf_home} (add one with `poolserve cache import MODEL_ID DIR`)", highlight=False)
+    if not listing.models:
+        session(ctx).err().print(f"no models in {listing.hf_home} (add one with `poolserve cache import MODEL_ID "
+                                 "DIR`)", highlight=False)
         return
     # Plain columns, not a rich Table: ids and paths stay whole (copy-pasteable) at any width, even piped.
-    rows = [("MODEL", "REVISION", "SIZE", "PATH")]
-    rows += [(m.model_id, m.revision[:12], _size(m.size_bytes), str(m.path)) for m in models]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
-        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)), r[3]]))
+    for line in columns([("MODEL", "REVISION", "SIZE", "PATH"),
+                         *((m.model_id, m.revision[:12], size_text(m.size_bytes), str(m.path))
+                           for m in listing.models)]):
+        typer.echo(line)

@@ -7,20 +7,23 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from poolserve.catalog import CATALOG, lookup
-from poolserve.cli.app import TableOrJson, TableOrJsonOpt, command, out
+from poolserve.cli.options import TableOrJson, TableOrJsonOpt, session
 from poolserve.errors import SpecError
-from poolserve.spec import format_version
 
 
-@command("catalog")
 def catalog_cmd(
-    model_id: Annotated[str | None, typer.Argument(help="A Hugging Face model id to show in full.")] = None,
+    ctx: typer.Context,
+    model_id: Annotated[str | None, typer.Argument(help="A Hugging Face model id to show in full.",
+                                                   metavar="MODEL_ID")] = None,
     output: TableOrJsonOpt = TableOrJson.table,
 ) -> None:
     """List known-good vLLM pooling models, or show what one model needs."""
+    from rich.table import Table
+
+    from poolserve.catalog import CATALOG, lookup
+    from poolserve.spec import format_version
+
     if model_id is not None:
         entry = lookup(model_id)
         if entry is None:
@@ -32,6 +35,7 @@ def catalog_cmd(
     if output == "json":
         typer.echo(json.dumps([asdict(e) | {"required_flags": e.required_flags} for e in entries], indent=2))
         return
+    out = session(ctx).out()
     if model_id is not None:
         e = entries[0]
         rows = [

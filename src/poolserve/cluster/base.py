@@ -21,6 +21,9 @@ from poolserve.kserve import GROUP, ISVC_KIND, SR_KIND, Manifest
 FIELD_MANAGER = "poolserve"
 """Field manager of every server-side apply (``kubectl get -o yaml --show-managed-fields`` shows it)."""
 
+LOG_TAIL = 60
+"""Log lines read to diagnose a crashed container (the previous predictor, a failed cache Job)."""
+
 KSERVE_HINT = "KServe is not installed (or not this version): install KServe / enable the OpenShift AI " \
               "single-model serving platform (KServe), then retry"
 
@@ -85,12 +88,6 @@ def kind_of(obj: Manifest) -> Kind:
 def ref(kind: str, name: str, namespace: str | None = None) -> str:
     """``InferenceService ns/name``: how messages name an object."""
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
-
-
-def obj_ref(obj: Manifest) -> str:
-    """:func:`ref` of a manifest."""
-    meta = obj.get("metadata") or {}
-    return ref(str(obj.get("kind", "?")), str(meta.get("name", "?")), meta.get("namespace"))
 
 
 @dataclass(frozen=True)
@@ -225,3 +222,9 @@ def dig(obj: Any, *path: str | int, default: Any = None) -> Any:
                 return default
             cur = cur[key]
     return cur
+
+
+def duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``, ``42`` -> ``42s`` (for timeout messages)."""
+    s = int(seconds)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

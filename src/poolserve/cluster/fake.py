@@ -1,7 +1,7 @@
 """An in-memory :class:`~poolserve.cluster.base.Cluster` for tests (shipped, like Helm's ``pkg/kube/fake``).
 
-- Seeded objects and statuses (:meth:`FakeCluster.seed`, :meth:`FakeCluster.set_status`), plus builders
-  for realistic KServe status objects (:func:`deployment`, :func:`pod`, :func:`event`, ...).
+- Seeded objects and statuses (:meth:`FakeCluster.seed`, :meth:`FakeCluster.set_status`); realistic
+  objects to seed come from :mod:`poolserve.cluster.fake_objects` (:func:`~poolserve.cluster.fake_objects.pod`, ...).
 - Every call is recorded in :attr:`FakeCluster.calls` (verb, kind, namespace, name, flags).
 - Injectable errors per verb: ``fake.errors["apply"] = Conflict(...)``; also ``"apply:InferenceService"``
   and ``"apply:InferenceService/minilm"`` for one kind or object, ``"*"`` for every call.
@@ -14,8 +14,10 @@
   (:meth:`FakeCluster.finalize`), dependents go with their owner, a deleted namespace is
   ``Terminating`` (no new content) until empty, unsupported field selectors are refused.
   ``tests/test_cluster_contract.py`` runs the same assertions against a real API server.
-- Optional :attr:`FakeCluster.controller`: called after each real apply; :func:`ready_controller`
-  plays KServe and makes every InferenceService ready (Deployment, pod, Service, status).
+- Optional :attr:`FakeCluster.controller`: called after each real apply;
+  :func:`poolserve.cluster.fake_kserve.ready_controller` plays KServe and makes every
+  InferenceService ready, and :func:`~poolserve.cluster.fake_kserve.cluster_for` seeds a fake for a
+  config.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from __future__ import annotations
 import builtins
 import copy
 import itertools
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from poolserve import kserve
@@ -45,20 +46,16 @@ from poolserve.cluster.base import (
     namespace_terminating,
     ref,
 )
+from poolserve.cluster.fake_objects import (
+    EPOCH,
+    ts,
+)
 from poolserve.errors import NotFound
 from poolserve.kserve import Manifest
-from poolserve.spec import PoolSpec
 
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 Path_ = tuple[str, ...]
 Defaulter = Callable[[Manifest], None]
 Controller = Callable[["FakeCluster", Manifest], None]
-ISVC_LABEL = "serving.kserve.io/inferenceservice"
-
-
-def ts(when: datetime) -> str:
-    """RFC 3339 timestamp as the API server writes it."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -561,307 +558,3 @@ class FakeCluster:
 
 if TYPE_CHECKING:
     _: Cluster = FakeCluster()
-
-
-# --------------------------------------------------------------------------------------------------
-# Builders for realistic KServe / Kubernetes objects (raw deployment mode, kserve v0.20 shapes).
-
-
-def condition(type_: str, status: str, reason: str | None = None, message: str | None = None,
-              *, when: datetime = EPOCH) -> dict[str, Any]:
-    """A status condition."""
-    out: dict[str, Any] = {"type": type_, "status": status, "lastTransitionTime": ts(when)}
-    if reason:
-        out["reason"] = reason
-    if message:
-        out["message"] = message
-    return out
-
-
-def owner_ref(owner: Manifest) -> dict[str, Any]:
-    """An ownerReference to ``owner`` (controller=true)."""
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
-            "uid": owner["metadata"].get("uid", ""), "controller": True, "blockOwnerDeletion": True}
-
-
-def isvc_status(name: str, namespace: str, *, ready: bool = True, route: str | None = None,
-                runtime: str | None = None, predictor: dict[str, Any] | None = None,
-                transition: str | None = None, active: str | None = None, target: str | None = None,
-                failure: dict[str, Any] | None = None, copies: int | None = None) -> dict[str, Any]:
-    """An InferenceService status as the raw-mode controller writes it (ODH URL rules).
-
-    Args:
-        name: InferenceService name.
-        namespace: its namespace.
-        ready: Ready/PredictorReady/IngressReady all True (else PredictorReady False, MinimumReplicasUnavailable).
-        route: external URL (``visibility: exposed``) for ``status.url``; else the internal one.
-        runtime: ``status.servingRuntimeName``.
-        predictor: overrides the PredictorReady condition.
-        transition: ``modelStatus.transitionStatus`` (default UpToDate when ready, InProgress otherwise).
-        active: ``modelStatus.states.activeModelState``.
-        target: ``modelStatus.states.targetModelState``.
-        failure: ``modelStatus.lastFailureInfo``.
-        copies: ``modelStatus.copies.totalCopies``.
-    """
-    internal = f"http://{name}-predictor.{namespace}.svc.cluster.local"
-    pred = predictor or (condition("PredictorReady", "True") if ready else condition(
-        "PredictorReady", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."))
-    ready_cond = condition("Ready", "True") if pred["status"] == "True" else condition(
-        "Ready", pred["status"], pred.get("reason"), pred.get("message"))
-    states = {"activeModelState": active or ("Loaded" if ready else "Pending"),
-              "targetModelState": target or ("Loaded" if ready else "Loading")}
-    model_status: dict[str, Any] = {
-        "transitionStatus": transition or ("UpToDate" if ready else "InProgress"),
-        "states": states,
-        "copies": {"totalCopies": copies if copies is not None else (1 if ready else 0)},
-    }
-    if failure:
-        model_status["lastFailureInfo"] = failure
-    out: dict[str, Any] = {
-        "url": route or internal,
-        "address": {"url": internal},
-        "conditions": [condition("IngressReady", "True"), pred, ready_cond],
-        "modelStatus": model_status,
-        "observedGeneration": 1,
-        "deploymentMode": "Standard",
-        "components": {"predictor": {"latestCreatedRevision": "1"}},
-    }
-    if runtime:
-        out["servingRuntimeName"] = runtime
-    return out
-
-
-def deployment(isvc: str, namespace: str, *, replicas: int = 1, ready: int | None = None,
-               updated: int | None = None, available: int | None = None, generation: int = 1,
-               observed: int | None = None, conditions: builtins.list[dict[str, Any]] | None = None,
-               owner: Manifest | None = None, containers: builtins.list[dict[str, Any]] | None = None,
-               created: datetime = EPOCH) -> Manifest:
-    """The predictor Deployment ``<isvc>-predictor`` (ready by default)."""
-    ready_n = replicas if ready is None else ready
-    avail = ready_n if available is None else available
-    conds = conditions if conditions is not None else [
-        condition("Available", "True" if avail >= replicas else "False",
-                  "MinimumReplicasAvailable" if avail >= replicas else "MinimumReplicasUnavailable"),
-        condition("Progressing", "True", "NewReplicaSetAvailable" if ready_n >= replicas else "ReplicaSetUpdated"),
-    ]
-    labels = {"serving.kserve.io/inferenceservice": isvc, "component": "predictor", "app": f"isvc.{isvc}-predictor"}
-    meta: dict[str, Any] = {"name": f"{isvc}-predictor", "namespace": namespace, "labels": labels,
-                            "generation": generation, "creationTimestamp": ts(created)}
-    if owner is not None:
-        meta["ownerReferences"] = [owner_ref(owner)]
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-        "spec": {"replicas": replicas, "progressDeadlineSeconds": 600,
-                 "selector": {"matchLabels": {"app": labels["app"]}},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": containers or [{"name": kserve.CONTAINER_NAME}]}}},
-        "status": {"observedGeneration": generation if observed is None else observed, "replicas": replicas,
-                   "updatedReplicas": replicas if updated is None else updated, "readyReplicas": ready_n,
-                   "availableReplicas": avail, "conditions": conds},
-    }
-
-
-def pod(isvc: str, namespace: str, *, name: str | None = None, ready: bool = True, phase: str | None = None,
-        waiting: tuple[str, str] | None = None, terminated: tuple[str, str, int] | None = None,
-        last_terminated: tuple[str, str, int] | None = None, restarts: int = 0,
-        unschedulable: str | None = None, node: str | None = "gpu-node-1", created: datetime = EPOCH,
-        owner: Manifest | None = None, container: str = kserve.CONTAINER_NAME,
-        labels: Mapping[str, str] | None = None) -> Manifest:
-    """A predictor pod.
-
-    Args:
-        isvc: InferenceService name (labels ``serving.kserve.io/inferenceservice`` and ``app``).
-        namespace: its namespace.
-        name: pod name (default ``<isvc>-predictor-5d9f7c8b6d-x7k2p``).
-        ready: container ready.
-        phase: pod phase (default Running, or Pending when waiting on ContainerCreating/unschedulable).
-        waiting: ``(reason, message)`` of kserve-container's waiting state (CrashLoopBackOff, ImagePullBackOff, ...).
-        terminated: ``(reason, message, exitCode)`` of its current terminated state.
-        last_terminated: ``(reason, message, exitCode)`` of ``lastState.terminated`` (OOMKilled, Error).
-        restarts: restartCount.
-        unschedulable: PodScheduled=False/Unschedulable with this scheduler message.
-        node: spec.nodeName (None when unscheduled).
-        created: creationTimestamp.
-        owner: the owning object for ownerReferences (cascade delete in the fake).
-        container: the container's name.
-        labels: pod labels (default: the predictor labels of ``isvc``).
-    """
-    state: dict[str, Any]
-    if waiting:
-        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
-    elif terminated:
-        state = {"terminated": {"reason": terminated[0], "message": terminated[1], "exitCode": terminated[2]}}
-    else:
-        state = {"running": {"startedAt": ts(created)}}
-    cstatus: dict[str, Any] = {"name": container, "ready": ready and not (waiting or terminated),
-                               "restartCount": restarts, "state": state, "image": "vllm/vllm-openai:v0.32.0"}
-    if last_terminated:
-        cstatus["lastState"] = {"terminated": {"reason": last_terminated[0], "message": last_terminated[1],
-                                               "exitCode": last_terminated[2]}}
-    conditions = [condition("PodScheduled", "True")]
-    is_ready = bool(cstatus["ready"])
-    if unschedulable:
-        conditions = [condition("PodScheduled", "False", "Unschedulable", unschedulable)]
-        node = None
-        is_ready = False
-    conditions.append(condition("Ready", "True" if is_ready else "False",
-                                None if is_ready else "ContainersNotReady"))
-    if labels is None:
-        labels = {ISVC_LABEL: isvc, "component": "predictor", "app": f"isvc.{isvc}-predictor"}
-    meta: dict[str, Any] = {"name": name or f"{isvc}-predictor-5d9f7c8b6d-x7k2p", "namespace": namespace,
-                            "labels": dict(labels), "creationTimestamp": ts(created)}
-    if owner is not None:
-        meta["ownerReferences"] = [owner_ref(owner)]
-    pending = unschedulable or (waiting and waiting[0] == "ContainerCreating")
-    status: dict[str, Any] = {
-        "phase": phase or ("Pending" if pending else "Running"),
-        "conditions": conditions,
-    }
-    if not unschedulable:
-        status["containerStatuses"] = [cstatus]
-    spec: dict[str, Any] = {"containers": [{"name": container}]}
-    if node:
-        spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
-
-
-def event(namespace: str, kind: str, name: str, reason: str, message: str, *, type_: str = "Warning",
-          count: int = 1, when: datetime = EPOCH, uid: str | None = None) -> Manifest:
-    """An Event about ``kind/name``."""
-    return {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": f"{name}.{uid or format(zlib.crc32(f'{reason}{message}'.encode()), 'x')}",
-                     "namespace": namespace, "creationTimestamp": ts(when)},
-        "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
-        "reason": reason, "message": message, "type": type_, "count": count,
-        "firstTimestamp": ts(when), "lastTimestamp": ts(when),
-    }
-
-
-def service(isvc: str, namespace: str, *, headless: bool = False, owner: Manifest | None = None) -> Manifest:
-    """The predictor Service ``<isvc>-predictor`` (port 80 -> 8080; headless: clusterIP None)."""
-    meta: dict[str, Any] = {"name": f"{isvc}-predictor", "namespace": namespace,
-                            "labels": {"serving.kserve.io/inferenceservice": isvc}}
-    if owner is not None:
-        meta["ownerReferences"] = [owner_ref(owner)]
-    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-            "spec": {"clusterIP": "None" if headless else "172.30.12.34",
-                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-                     "selector": {"app": f"isvc.{isvc}-predictor"}}}
-
-
-def pvc(name: str, namespace: str, *, phase: str = "Bound", access_modes: tuple[str, ...] = ("ReadWriteMany",),
-        size: str = "50Gi") -> Manifest:
-    """A PersistentVolumeClaim."""
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"accessModes": list(access_modes), "resources": {"requests": {"storage": size}}},
-            "status": {"phase": phase, "accessModes": list(access_modes) if phase == "Bound" else []}}
-
-
-def node(name: str, *, gpus: int = 1, resource: str = "nvidia.com/gpu") -> Manifest:
-    """A Node with ``gpus`` allocatable ``resource``."""
-    alloc = {"cpu": "15500m", "memory": "60Gi", "pods": "250"}
-    if gpus:
-        alloc[resource] = str(gpus)
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {"allocatable": alloc}}
-
-
-def namespace_obj(name: str, labels: Mapping[str, str] | None = None) -> Manifest:
-    """A Namespace."""
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels or {})},
-            "status": {"phase": "Active"}}
-
-
-def crd(plural: str, kind: str, version: str, *, labels: Mapping[str, str] | None = None) -> Manifest:
-    """A CustomResourceDefinition of the KServe group."""
-    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{kserve.GROUP}", "labels": dict(labels or {})},
-            "spec": {"group": kserve.GROUP, "names": {"kind": kind, "plural": plural}, "scope": "Namespaced",
-                     "versions": [{"name": version, "served": True, "storage": True}]}}
-
-
-def kserve_crds(labels: Mapping[str, str] | None = None) -> builtins.list[Manifest]:
-    """The InferenceService and ServingRuntime CRDs."""
-    return [crd("inferenceservices", kserve.ISVC_KIND, "v1beta1", labels=labels),
-            crd("servingruntimes", kserve.SR_KIND, "v1alpha1", labels=labels)]
-
-
-def ready_objects(fake: FakeCluster, isvc: Manifest, *, headless: bool = False) -> None:
-    """Make ``isvc`` (already stored) ready the way KServe's raw reconciler would."""
-    meta = isvc["metadata"]
-    name, ns = meta["name"], meta["namespace"]
-    runtime = isvc["spec"]["predictor"]["model"].get("runtime")
-    replicas = int(isvc["spec"]["predictor"].get("minReplicas") or 1)
-    sr = fake.stored(kserve.SR_KIND, runtime, ns) if runtime else None
-    if runtime and sr is None:
-        fake.set_status(kserve.ISVC_KIND, name, ns, isvc_status(
-            name, ns, ready=False, transition="InvalidSpec", active="", target="FailedToLoad",
-            predictor=condition("PredictorReady", "False", "RuntimeNotRecognized",
-                                "Waiting for runtime to become available"),
-            failure={"reason": "RuntimeNotRecognized", "message": "Waiting for runtime to become available"}))
-        return
-    containers = [kserve.compose(sr, isvc).container] if sr is not None else None
-    live = fake.stored(kserve.ISVC_KIND, name, ns) or isvc
-    dep = deployment(name, ns, replicas=replicas, owner=live, containers=containers, created=fake.clock())
-    prev = fake.stored("Deployment", f"{name}-predictor", ns)
-    if prev is not None:
-        gen = int(prev["metadata"].get("generation", 1)) + (prev["spec"] != dep["spec"])
-        dep["metadata"]["generation"] = gen
-        dep["status"]["observedGeneration"] = gen
-        fake.remove("Deployment", f"{name}-predictor", ns)
-    stored_dep = fake.seed(dep, manager="manager")  # the pods' ownerReference needs its uid
-    for i in range(replicas):
-        fake.seed(pod(name, ns, name=f"{name}-predictor-5d9f7c8b6d-{i:05d}", owner=stored_dep,
-                      created=fake.clock()),
-                  manager="kubelet")
-    if fake.stored("Service", f"{name}-predictor", ns) is None:
-        fake.seed(service(name, ns, headless=headless, owner=live), manager="manager")
-    route = None
-    if (meta.get("labels") or {}).get(kserve.VISIBILITY) == "exposed":
-        route = f"https://{name}-{ns}.apps.example.com"
-    fake.set_status(kserve.ISVC_KIND, name, ns, isvc_status(name, ns, route=route, runtime=runtime, copies=replicas))
-    if (meta.get("annotations") or {}).get(kserve.ENABLE_AUTH) == "true":
-        secret = fake.stored("Secret", f"default-{name}-sa", ns)
-        if secret is not None and "data" not in secret:
-            fake.seed({**secret, "data": {"token": "ZmFrZS10b2tlbg=="}}, manager="kube-controller-manager")
-
-
-def ready_controller(fake: FakeCluster, obj: Manifest) -> None:
-    """A :data:`Controller` that makes every applied InferenceService ready (and fills token Secrets)."""
-    if obj.get("kind") == kserve.ISVC_KIND:
-        ready_objects(fake, obj)
-    elif obj.get("kind") == "Secret" and obj.get("type") == "kubernetes.io/service-account-token":
-        stored = fake.stored("Secret", obj["metadata"]["name"], obj["metadata"].get("namespace"))
-        if stored is not None and "data" not in stored:
-            fake.seed({**stored, "data": {"token": "ZmFrZS10b2tlbg=="}}, manager="kube-controller-manager")
-
-
-def later(seconds: float) -> datetime:
-    """``EPOCH + seconds`` (for ages and event times in tests)."""
-    return EPOCH + timedelta(seconds=seconds)
-
-
-def cluster_for(spec: PoolSpec, *, gpus: int = 8, pvc_modes: tuple[str, ...] = ("ReadWriteMany",),
-                pvc_phase: str = "Bound", labelled: bool = True, controller: Controller | None = None,
-                **kwargs: Any) -> FakeCluster:
-    """A FakeCluster ready for ``spec``: KServe CRDs, the namespace, its cache PVC and one GPU node.
-
-    Args:
-        spec: the config whose namespace and PVC to create.
-        gpus: allocatable ``nvidia.com/gpu`` on the node (0: no GPU node).
-        pvc_modes: the PVC's access modes.
-        pvc_phase: the PVC's phase.
-        labelled: the namespace already carries the dashboard labels poolserve renders.
-        controller: see :attr:`FakeCluster.controller` (e.g. :func:`ready_controller`).
-        **kwargs: passed to :class:`FakeCluster`.
-    """
-    fake = FakeCluster(controller=controller, **kwargs)
-    labels = (kserve.namespace(spec)["metadata"]["labels"] if labelled else {})
-    ns = namespace_obj(spec.namespace, labels)
-    if labelled and spec.dashboard.namespace_display_name:
-        ns["metadata"]["annotations"] = {kserve.DISPLAY_NAME: spec.dashboard.namespace_display_name}
-    fake.seed_all([*kserve_crds(), ns, pvc(spec.cache.pvc, spec.namespace, phase=pvc_phase, access_modes=pvc_modes),
-                   node("gpu-node-1", gpus=gpus)])
-    fake.seed({"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": "default", "namespace": spec.namespace}})
-    return fake

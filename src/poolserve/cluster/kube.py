@@ -41,7 +41,7 @@ from poolserve.cluster.base import (
     unauthorized,
     unreachable,
 )
-from poolserve.errors import ClusterUnreachable, NotFound, PoolserveError
+from poolserve.errors import ClusterUnreachable, MissingDependency, NotFound, PoolserveError
 from poolserve.kserve import Manifest
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -152,7 +152,7 @@ class KubeCluster:
             from kubernetes import client as client_mod
             from kubernetes import config as config_mod
         except ImportError:
-            raise ClusterUnreachable(f"the kubernetes Python client is not installed: {INSTALL_HINT}") from None
+            raise MissingDependency(f"the kubernetes Python client is not installed: {INSTALL_HINT}") from None
         client: Any = client_mod  # typed differently across releases: treat as untyped
         config: Any = config_mod
         path = self.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")

@@ -5,12 +5,12 @@
 in-memory :class:`~poolserve.cluster.fake.FakeCluster`); its clock and sleep are injectable, so waits
 are tested without waiting.
 
-- ``deploy`` runs :func:`poolserve.preflight.preflight`, then server-side applies exactly the rendered
+- ``deploy`` runs :func:`poolserve.cluster.preflight.preflight`, then server-side applies exactly the rendered
   objects of the selected models (their InferenceServices and auth objects, the runtimes they use and
   the namespace), reporting created/configured/unchanged per object. A failure part-way names what
   was applied before it and what was not.
 - ``status`` makes one list call per kind for the namespace (not one per model) and derives each
-  model's state with :func:`poolserve.readiness.model_status`.
+  model's state with :func:`poolserve.cluster.readiness.model_status`.
 - ``wait`` polls status against a monotonic deadline, checks before it sleeps, and fails fast with the
   diagnosis when a model cannot start (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...).
 """
@@ -26,13 +26,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from poolserve import cachejob, kserve, readiness, yamlio
-from poolserve.cluster.base import FIELD_MANAGER, Cluster, dig, kind_of, ref
-from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError, SpecError
-from poolserve.kserve import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
-from poolserve.preflight import check_pvc, preflight
-from poolserve.render import Rendered
-from poolserve.spec import Model, PoolSpec
+from poolserve import kserve, yamlio
+from poolserve.cluster import cachejob, readiness
+from poolserve.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, dig, duration, kind_of, ref
+from poolserve.cluster.preflight import preflight
+from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError
+from poolserve.kserve import (
+    ISVC_API_VERSION,
+    ISVC_KIND,
+    ISVC_LABEL,
+    SR_API_VERSION,
+    SR_KIND,
+    Manifest,
+    predictor_name,
+    token_secret_name,
+)
+from poolserve.render import Rendered, select_models
+from poolserve.spec import Model
 from poolserve.target import (
     DeleteResult,
     DeployOptions,
@@ -44,12 +54,10 @@ from poolserve.target import (
     TargetName,
 )
 
-ISVC_LABEL = readiness.ISVC_LABEL
 POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
 """After an InferenceService changed, how long ``status`` waits for KServe to touch its Deployment
 before trusting the (still old) Ready condition."""
-LOG_TAIL = 60
 SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink")
 MODEL_FORMAT_ANNOTATION = "modelFormat"
 
@@ -60,21 +68,6 @@ def _utcnow() -> datetime:
 
 # --------------------------------------------------------------------------------------------------
 # Pure helpers: selection, comparison, diff.
-
-
-def select_models(rendered: Rendered, names: Sequence[str]) -> list[Model]:
-    """The named models (all when ``names`` is empty), in config order.
-
-    Raises:
-        SpecError: for a name the config does not have.
-    """
-    if not names:
-        return list(rendered.models)
-    by_name = {m.name: m for m in rendered.models}
-    for n in names:
-        if n not in by_name:
-            raise SpecError(f"no model named {n!r} in the config (models: {', '.join(by_name)})")
-    return [m for m in rendered.models if m.name in set(names)]
 
 
 def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: bool = False) -> list[Manifest]:
@@ -189,9 +182,7 @@ def _partial_failure(err: PoolserveError, done: Sequence[ObjectChange], failed: 
     applied = ", ".join(f"{c.kind.lower()}/{c.name} {c.action}" for c in done)
     rest = ", ".join(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in (failed, *pending))
     what = f"applied before the failure: {applied}" if done else "nothing was applied"
-    new = type(err).__new__(type(err))
-    PoolserveError.__init__(new, f"{err.message}; {what}; not applied: {rest}", hint=err.hint)
-    return new
+    return err.with_message(f"{err.message}; {what}; not applied: {rest}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,7 +229,6 @@ class ClusterTarget:
 
     def deploy(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -254,6 +244,7 @@ class ClusterTarget:
                 failure's message lists what was applied before it and what was not.
             NotReady: with ``wait``, when a model fails or the timeout passes.
         """
+        spec = rendered.spec
         models = select_models(rendered, names)
         objects = deploy_objects(rendered, names, runtimes_only=options.runtimes_only)
         report = preflight(self.cluster, spec, [] if options.runtimes_only else models, objects)
@@ -276,7 +267,7 @@ class ClusterTarget:
             notes.append(f"no changes: all {len(changes)} objects already match the config")
         statuses: list[ModelStatus] = []
         if wait and options.dry_run is None and not options.runtimes_only and models:
-            statuses = self.wait(spec, rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
+            statuses = self.wait(rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
                             dry_run=options.dry_run, notes=tuple(notes))
 
@@ -319,7 +310,7 @@ class ClusterTarget:
                 if readiness.runtime_of(isvc) in runtimes and not dig(isvc, "metadata", "deletionTimestamp"):
                     isvcs.add(isvc["metadata"]["name"])
         for name in sorted(isvcs):
-            self._rollouts[name] = (before.get(f"{name}-predictor", 0), self.now())
+            self._rollouts[name] = (before.get(predictor_name(name), 0), self.now())
 
     # ---------------------------------------------------------------------------------------------
     # status / wait
@@ -335,8 +326,9 @@ class ClusterTarget:
         services = {o["metadata"]["name"]: o for o in c.list("v1", "Service", namespace, label_selector=ISVC_LABEL)}
         return Snapshot(isvcs, runtimes, deployments, pods, events, services)
 
-    def status(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
+    def status(self, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
         """State of the named models (all when empty), from one list call per kind."""
+        spec = rendered.spec
         models = select_models(rendered, names)
         snap = self.snapshot(spec.namespace)
         return [self._model_status(m.name, spec.namespace, snap) for m in models]
@@ -348,11 +340,11 @@ class ClusterTarget:
         deployments, pods = of(snap.deployments), of(snap.pods)
         kwargs: dict[str, Any] = {
             "isvc": snap.isvcs.get(name), "now": self.clock(), "deployments": deployments, "pods": pods,
-            "events": snap.events, "service": snap.services.get(f"{name}-predictor"), "runtimes": snap.runtimes,
+            "events": snap.events, "service": snap.services.get(predictor_name(name)), "runtimes": snap.runtimes,
             "rollout_pending": self._rollout_pending(name, deployments),
         }
         st = readiness.model_status(name, **kwargs)
-        dep = next((d for d in deployments if d["metadata"]["name"] == f"{name}-predictor"), None)
+        dep = next((d for d in deployments if d["metadata"]["name"] == predictor_name(name)), None)
         crashed = [p for p in readiness.split_rollout(pods, dep)[0] if _crashing(p)]
         if st.phase == "Failed" and crashed and "CrashLoopBackOff: kserve-container exited" in (st.reason or ""):
             # The termination message did not explain the crash: read the previous container's log.
@@ -373,7 +365,7 @@ class ClusterTarget:
         if pending is None:
             return False
         gen_before, since = pending
-        dep = next((d for d in deployments if d["metadata"]["name"] == f"{name}-predictor"), None)
+        dep = next((d for d in deployments if d["metadata"]["name"] == predictor_name(name)), None)
         gen_now = int(dig(dep, "metadata", "generation", default=0) or 0)
         if gen_now != gen_before or self.now() - since >= ROLLOUT_GRACE_S:
             del self._rollouts[name]
@@ -382,7 +374,6 @@ class ClusterTarget:
 
     def wait(
         self,
-        spec: PoolSpec,
         rendered: Rendered,
         names: Sequence[str],
         *,
@@ -395,10 +386,11 @@ class ClusterTarget:
             NotReady: a model failed (with the diagnosis), was stopped, or ``timeout_s`` passed.
             NotFound: a model is not deployed.
         """
+        spec = rendered.spec
         models = select_models(rendered, names)
         deadline = self.now() + timeout_s
         while True:
-            statuses = self.status(spec, rendered, [m.name for m in models])
+            statuses = self.status(rendered, [m.name for m in models])
             ready = [s for s in statuses if s.ready]
             waiting = [s for s in statuses if not s.ready]
             if progress is not None:
@@ -422,7 +414,7 @@ class ClusterTarget:
             remaining = deadline - self.now()
             if remaining <= 0:
                 summary = "; ".join(f"{s.name}: {s.phase}{f' ({s.reason})' if s.reason else ''}" for s in waiting)
-                raise NotReady(f"timed out after {_duration(timeout_s)} waiting for {len(waiting)} model"
+                raise NotReady(f"timed out after {duration(timeout_s)} waiting for {len(waiting)} model"
                                f"{'s' if len(waiting) > 1 else ''}: {summary}",
                                hint="raise --timeout for slow first downloads; `poolserve status` shows why")
             self.sleep(min(self.poll_s, remaining))
@@ -430,12 +422,13 @@ class ClusterTarget:
     # ---------------------------------------------------------------------------------------------
     # logs / delete / endpoint
 
-    def logs(self, spec: PoolSpec, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
+    def logs(self, rendered: Rendered, name: str, *, previous: bool = False, follow: bool = False) -> Iterator[str]:
         """The kserve-container log of the newest predictor pod.
 
         Raises:
             NotFound: no pod (not deployed, or scaled to zero) or no previous container.
         """
+        spec = rendered.spec
         spec.model(name)
         ns = spec.namespace
         pods = self.cluster.pods(ns, label_selector=f"{ISVC_LABEL}={name}")
@@ -447,12 +440,13 @@ class ClusterTarget:
         return self.cluster.logs(ns, newest["metadata"]["name"], container=kserve.CONTAINER_NAME,
                                  previous=previous, follow=follow)
 
-    def delete(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
+    def delete(self, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
                force: bool = False) -> DeleteResult:
         """Delete the InferenceServices (and auth objects); with ``runtimes`` also unused runtimes.
 
         A runtime another InferenceService still uses is kept unless ``force``.
         """
+        spec = rendered.spec
         models = select_models(rendered, names)
         ns = spec.namespace
         changes: list[ObjectChange] = []
@@ -493,13 +487,14 @@ class ClusterTarget:
             changes.append(ObjectChange(SR_KIND, rt, ns, "deleted" if existed else "absent", note=note))
         return DeleteResult(target="cluster", changes=tuple(changes), notes=tuple(notes))
 
-    def endpoint(self, spec: PoolSpec, rendered: Rendered, name: str) -> Endpoint:
+    def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """The route URL when exposed, else the internal URL; the SA token when the model has auth.
 
         Raises:
             NotFound: the InferenceService (or its token Secret) does not exist.
             NotReady: it is not ready, or its token is not filled in yet.
         """
+        spec = rendered.spec
         model = spec.model(name)
         ns = spec.namespace
         isvc = self.cluster.get(ISVC_API_VERSION, ISVC_KIND, name, ns)
@@ -508,7 +503,7 @@ class ClusterTarget:
         conds = {c.get("type"): c.get("status") for c in dig(isvc, "status", "conditions", default=[]) or []}
         if conds.get("Ready") != "True":
             raise NotReady(f"InferenceService {ns}/{name} is not ready", hint=f"see `poolserve status {name}`")
-        internal, route = readiness.urls(isvc, self.cluster.get("v1", "Service", f"{name}-predictor", ns))
+        internal, route = readiness.urls(isvc, self.cluster.get("v1", "Service", predictor_name(name), ns))
         url = route or internal
         if not url:
             raise NotReady(f"InferenceService {ns}/{name} has no URL in its status yet")
@@ -517,7 +512,7 @@ class ClusterTarget:
                         token=token)
 
     def _token(self, model: Model) -> str:
-        name = f"default-{model.name}-sa"
+        name = token_secret_name(model.name)
         secret = self.cluster.get("v1", "Secret", name, model.namespace)
         if secret is None:
             raise NotFound(f"token Secret {model.namespace}/{name} of {model.name} (auth: true) does not exist",
@@ -531,7 +526,7 @@ class ClusterTarget:
     # ---------------------------------------------------------------------------------------------
     # diff
 
-    def diff(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str]) -> list[ObjectDiff]:
+    def diff(self, rendered: Rendered, names: Sequence[str]) -> list[ObjectDiff]:
         """What ``deploy`` would change: server-side dry-run apply vs the live object, per object.
 
         The Namespace is compared locally (project users may not patch namespaces). A field another
@@ -563,124 +558,11 @@ class ClusterTarget:
     # ---------------------------------------------------------------------------------------------
     # cache warm
 
-    def warm_cache(self, spec: PoolSpec, rendered: Rendered, names: Sequence[str], *, timeout_s: float,
+    def warm_cache(self, rendered: Rendered, names: Sequence[str], *, timeout_s: float,
                    progress: ProgressFn | None = None) -> cachejob.CacheWarmResult:
-        """Run one download Job per model into the cache PVC; wait for them; report each result.
-
-        A Job that already succeeded with the same spec is not run again. A failed or changed Job is
-        deleted and recreated (a Job's template is immutable).
-
-        Raises:
-            NotFound: the namespace or PVC is missing.
-            NotReady: a Job failed (with the diagnosed cause: gated model, no such repo, ...) or timed out.
-        """
-        models = select_models(rendered, names)
-        ns = spec.namespace
-        self.cluster.server_version()
-        notes = check_pvc(self.cluster, spec, 1)
-        del notes
-        deadline = self.now() + timeout_s
-        by_id: dict[str, Model] = {}
-        for m in models:
-            by_id.setdefault(m.model_id, m)  # two models on one HF id download once
-        jobs = {m.model_id: cachejob.cache_job(spec, m) for m in by_id.values()}
-        results: dict[str, cachejob.CacheJobStatus] = {}
-        for model_id, job in jobs.items():
-            m = by_id[model_id]
-            jname = job["metadata"]["name"]
-            live = self.cluster.get("batch/v1", "Job", jname, ns)
-            if live is not None and cachejob.same_job(live, job) and cachejob.job_state(live) == "Succeeded":
-                results[model_id] = cachejob.CacheJobStatus(m.name, model_id, jname, "cached",
-                                                            "already downloaded by an earlier job")
-                continue
-            if live is not None:
-                self.cluster.delete("batch/v1", "Job", jname, ns)
-                while self.cluster.get("batch/v1", "Job", jname, ns) is not None:
-                    if self.now() >= deadline:
-                        raise NotReady(f"Job {ns}/{jname} is still being deleted", hint="retry in a moment")
-                    self.sleep(min(1.0, self.poll_s))
-            self.cluster.apply(job)
-        running = [mid for mid in jobs if mid not in results]
-        while running:
-            for model_id in list(running):
-                m, jname = by_id[model_id], jobs[model_id]["metadata"]["name"]
-                live = self.cluster.get("batch/v1", "Job", jname, ns)
-                state = cachejob.job_state(live) if live is not None else "Pending"
-                pods = self.cluster.pods(ns, label_selector=f"job-name={jname}")
-                if state == "Succeeded":
-                    results[model_id] = cachejob.CacheJobStatus(m.name, model_id, jname, "downloaded",
-                                                                self._job_message(ns, pods))
-                    running.remove(model_id)
-                    continue
-                # Fail fast on what retries cannot fix (image, missing Secret, no node); a crashed
-                # download is retried by the Job (backoffLimit) and judged when the Job fails.
-                problems = [f for p in pods for f in readiness.pod_problems(p, container=cachejob.CONTAINER)
-                            if f.fatal and f.rank in (readiness.RANK_IMAGE_OR_CONFIG, readiness.RANK_UNSCHEDULABLE)]
-                problems += self._attach_problems(ns, pods)
-                if state == "Failed" or problems:
-                    cause = min(problems, key=lambda f: f.rank).text if problems else self._job_failure(ns, pods)
-                    raise NotReady(f"cache Job {ns}/{jname} for {model_id} failed: {cause}",
-                                   hint=f"`oc logs job/{jname} -n {ns}`")
-            if progress is not None:
-                done = len(jobs) - len(running)
-                progress(f"cache: {done}/{len(jobs)} downloaded" + (f"; downloading {running[0]}" if running else ""),
-                         done / len(jobs) if jobs else 1.0)
-            if not running:
-                break
-            remaining = deadline - self.now()
-            if remaining <= 0:
-                raise NotReady(f"timed out after {_duration(timeout_s)} downloading {', '.join(running)}",
-                               hint="large models take long: raise --timeout; the Jobs keep running")
-            self.sleep(min(self.poll_s, remaining))
-        ordered = tuple(results[mid] for mid in jobs)
-        return cachejob.CacheWarmResult(namespace=ns, pvc=spec.cache.pvc, hf_home=spec.cache.hf_home, jobs=ordered)
-
-    def _attach_problems(self, ns: str, pods: Sequence[Manifest]) -> list[readiness.Finding]:
-        """Multi-Attach events of pods still creating (a ReadWriteOnce PVC held by pods on another node)."""
-        out: list[readiness.Finding] = []
-        for p in pods:
-            creating = any(dig(cs, "state", "waiting", "reason") == "ContainerCreating"
-                           for cs in dig(p, "status", "containerStatuses", default=[]) or [])
-            if not creating:
-                continue
-            for e in self.cluster.events(ns, field_selector=f"involvedObject.name={p['metadata']['name']}"):
-                attach = readiness.multi_attach(e, fix="stop the predictors (or warm the cache before deploying), "
-                                                "or use a ReadWriteMany PVC")
-                if attach is not None:
-                    out.append(attach)
-        return out
-
-    def _job_message(self, ns: str, pods: Sequence[Manifest]) -> str:
-        for p in pods:
-            for cs in dig(p, "status", "containerStatuses", default=[]) or []:
-                msg = dig(cs, "state", "terminated", "message", default="") or ""
-                for line in reversed(str(msg).splitlines()):
-                    if cachejob.DONE_MARKER in line:
-                        # "poolserve-cache: downloaded <repo> to <path> (<size> in <s>)" -> "to <path> (...)"
-                        _, _, rest = line.partition(cachejob.DONE_MARKER)
-                        return rest.strip().partition(" ")[2] or rest.strip()
-        return ""
-
-    def _job_failure(self, ns: str, pods: Sequence[Manifest]) -> str:
-        from poolserve.diagnose import diagnose
-
-        for p in sorted(pods, key=lambda p: dig(p, "metadata", "creationTimestamp", default="") or "", reverse=True):
-            lines: list[str] = []
-            for cs in dig(p, "status", "containerStatuses", default=[]) or []:
-                msg = dig(cs, "state", "terminated", "message", default="") or ""
-                lines += str(msg).splitlines()
-            if not lines:
-                try:
-                    lines = list(self.cluster.logs(ns, p["metadata"]["name"], container=cachejob.CONTAINER,
-                                                   tail_lines=LOG_TAIL))
-                except NotFound:
-                    lines = []
-            diag = diagnose(lines)
-            if diag is not None:
-                return str(diag)
-            if lines:
-                return lines[-1].strip()
-        return "the Job failed (backoffLimit reached)"
+        """Download the models into the cache PVC with a Job each: see :func:`poolserve.cluster.cachejob.warm`."""
+        return cachejob.warm(self.cluster, rendered, names, timeout_s=timeout_s, progress=progress,
+                             sleep=self.sleep, now=self.now, poll_s=self.poll_s)
 
 
 def _crashing(p: Manifest) -> bool:
@@ -688,14 +570,3 @@ def _crashing(p: Manifest) -> bool:
         if cs.get("name") == kserve.CONTAINER_NAME and dig(cs, "state", "waiting", "reason") == "CrashLoopBackOff":
             return True
     return False
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def describe(obj: Manifest) -> str:
-    """``InferenceService ns/name`` for a manifest (used in CLI messages)."""
-    meta = obj.get("metadata") or {}
-    return ref(str(obj.get("kind")), str(meta.get("name")), meta.get("namespace"))

@@ -81,3 +81,9 @@ def deploy_summary(result: DeployResult | DeleteResult) -> RenderableType:
         lines.append(Text(f"{c.kind.lower()}/{ns}{c.name} {c.action}{suffix}{note}", style=style))
     lines.extend(Text(f"note: {n}", style="cyan") for n in result.notes)
     return Group(*lines)
+
+
+def columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Plain aligned columns, the last one unpadded: ids and paths stay whole (copy-pasteable) at any width."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]) for r in rows]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from poolserve.spec import Version
+if TYPE_CHECKING:
+    from poolserve.spec import Version
 
 EMBEDDINGS = "/v1/embeddings"
 SCORE_PATHS = ("/score", "/v1/score")
@@ -167,12 +168,6 @@ def error_message(body: Any) -> str | None:
     if "detail" in body:
         return str(body["detail"])
     return None
-
-
-def served_model_ids(body: Any) -> list[str]:
-    """Model ids listed by ``/v1/models``."""
-    data = _require(body, "data", "models")
-    return [str(d.get("id")) for d in data if isinstance(d, Mapping)]
 
 
 @dataclass(frozen=True)

@@ -23,24 +23,13 @@ from pathlib import Path
 
 import httpx
 
-from poolserve.diagnose import Diagnosis, diagnose
-from poolserve.errors import LocalRunError, NotReady
+from poolserve.diagnose import diagnose
+from poolserve.errors import LocalRunError, LocalStartError, NotReady
 from poolserve.target import ProgressFn
 
 TAIL_LINES = 30
 HealthCheck = Callable[[str], bool]
 """``healthy(url) -> bool``: True when ``GET url`` answered 200."""
-
-
-class LocalStartError(LocalRunError):
-    """The vLLM process exited while starting. The message ends with the log tail."""
-
-    def __init__(self, message: str, *, diagnosis: Diagnosis | None, log_tail: Sequence[str],
-                 returncode: int | None) -> None:
-        self.diagnosis = diagnosis
-        self.log_tail = tuple(log_tail)
-        self.returncode = returncode
-        super().__init__(message)
 
 
 def free_port(host: str = "127.0.0.1", *, avoid: Sequence[int] = ()) -> int:

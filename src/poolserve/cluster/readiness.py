@@ -36,11 +36,10 @@ from typing import Any
 
 from poolserve.cluster.base import dig
 from poolserve.diagnose import Diagnosis, diagnose
-from poolserve.kserve import CONTAINER_NAME, DEPLOYMENT_MODE, Manifest
+from poolserve.kserve import CONTAINER_NAME, DEPLOYMENT_MODE, ISVC_LABEL, Manifest, predictor_name
 from poolserve.target import ModelStatus, Phase
 from poolserve.vllm import served_model_names
 
-ISVC_LABEL = "serving.kserve.io/inferenceservice"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 """Set by the Deployment controller on each ReplicaSet's pods: which rollout a pod belongs to."""
 STOP_ANNOTATION = "serving.kserve.io/stop"
@@ -125,7 +124,7 @@ def urls(isvc: Manifest, service: Manifest | None = None) -> tuple[str | None, s
     headless = service is not None and dig(service, "spec", "clusterIP") == "None"
     internal = dig(isvc, "status", "address", "url")
     if not internal and service is not None:
-        internal = f"http://{_meta(service).get('name', f'{name}-predictor')}.{ns}.svc.cluster.local"
+        internal = f"http://{_meta(service).get('name', predictor_name(name))}.{ns}.svc.cluster.local"
     if internal and headless and not _has_port(internal):
         internal = f"{internal.rstrip('/')}:8080"
     url = dig(isvc, "status", "url")
@@ -171,7 +170,7 @@ def model_status(
                            reason=f"not deployed (run `poolserve deploy {name}`)")
     status = isvc.get("status") or {}
     conds = {c.get("type"): c for c in status.get("conditions") or []}
-    dep = next((d for d in deployments if _meta(d).get("name") == f"{name}-predictor"), None)
+    dep = next((d for d in deployments if _meta(d).get("name") == predictor_name(name)), None)
     if dep is None and deployments:
         dep = deployments[0]
     internal, route = urls(isvc, service)
@@ -530,7 +529,7 @@ def _about(e: Manifest, isvc: str, pod_names: Collection[Any]) -> bool:
     if kind == "Pod":
         return name in pod_names
     if kind in ("Deployment", "ReplicaSet"):
-        return name == f"{isvc}-predictor" or name.startswith(f"{isvc}-predictor-")
+        return name == predictor_name(isvc) or name.startswith(predictor_name(isvc) + "-")
     return False
 
 
