@@ -223,9 +223,6 @@ def plan_model(model: Model) -> ModelPlan:
     est = estimate(model, shape, memory)
     statements: list[str] = []
     fits = None if memory is None else est.need_gib <= FIT_FRACTION * memory
-    kind = "decoder with a KV cache" if est.has_kv_cache else "encoder-only: vLLM allocates no KV cache"
-    statements.append(f"estimate {_gib(est.need_gib)} ({kind}; {est.dtype}, profile batch {est.batched_tokens} "
-                      "tokens)")
     if not est.has_kv_cache and util is not None:
         statements.append(f"--gpu-memory-utilization={util:g} does not cap or reserve this model's memory: vLLM only "
                           f"checks at startup that {util:.0%} of the device is free, then uses what it needs")

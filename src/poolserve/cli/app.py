@@ -18,7 +18,7 @@ import typer.core
 
 from poolserve.actions.common import Edges, ReferenceLoader
 from poolserve.cli import bench as bench_cmd
-from poolserve.cli import cache, catalog, cluster, lint, ops, render
+from poolserve.cli import cache, catalog, cluster, lint, ops, plan, render
 from poolserve.cli import test as test_cmd
 from poolserve.cli.options import Session, session
 from poolserve.errors import PoolserveError
@@ -41,6 +41,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("diff", cluster.diff_cmd),
     ("lint", lint.lint_cmd),
     ("explain", lint.explain_cmd),
+    ("plan", plan.plan_cmd),
     ("render", render.render_cmd),
     ("test", test_cmd.test_cmd),
 )
