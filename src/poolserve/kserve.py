@@ -47,6 +47,9 @@ KSERVE_RUNTIME = "opendatahub.io/kserve-runtime"
 ENABLE_AUTH = "security.opendatahub.io/enable-auth"
 VISIBILITY = "networking.kserve.io/visibility"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+STOP_ANNOTATION = "serving.kserve.io/stop"
+"""KServe deletes a stopped InferenceService's workload (constants.StopAnnotationKey); the dashboard's
+Stop/Start buttons set it to "true"/"false" (odh-dashboard ``patchDeploymentStoppedStatus``)."""
 MODELMESH_ENABLED = "modelmesh-enabled"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 """Set by KServe on an InferenceService's predictor Deployment, pods and Service; the value is its name."""
@@ -54,6 +57,12 @@ ISVC_LABEL = "serving.kserve.io/inferenceservice"
 TMP_HOME = "/tmp/home"
 TMP_CACHE = "/tmp/cache"
 SHM_SIZE = "2Gi"
+
+
+def is_stopped(obj: Mapping[str, Any] | None) -> bool:
+    """KServe's ``GetForceStopRuntime``: the stop annotation is ``true``, in any case (v0.20 pkg/utils/utils.go)."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(STOP_ANNOTATION, "")).lower() == "true"
 
 
 def _labels() -> dict[str, str]:
@@ -252,6 +261,8 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
                 DEPLOYMENT_MODE: "RawDeployment",
                 # Always explicit: the 3.x dashboard treats a missing value as "auth on".
                 ENABLE_AUTH: "true" if model.auth else "false",
+                # Only when stopped: a running model's manifest stays as it was before stop/start existed.
+                **({STOP_ANNOTATION: "true"} if model.stopped else {}),
             },
         },
         "spec": {"predictor": predictor},

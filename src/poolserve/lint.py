@@ -206,6 +206,10 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
             out.append(Finding("error", subj, f"vLLM {ver} cannot serve cross-encoders (needs 0.6.5)"))
         if m.gpus and not m.runtime.accelerator:
             out.append(Finding("warning", subj, "gpus set but the runtime has no accelerator; using nvidia.com/gpu"))
+        if m.stopped:
+            out.append(Finding("note", subj, f"stopped: true: deployed with {kserve.STOP_ANNOTATION}=\"true\", so "
+                                             f"KServe keeps it without pods; `poolserve start {m.name}` starts it "
+                                             "until the next deploy"))
         limits = m.resources.limits
         if "memory" not in limits:
             out.append(Finding("warning", subj, "no memory limit: vLLM sizes its cache from the node's memory"))

@@ -213,6 +213,8 @@ class ModelConfig(ModelDefaults):
     hf_overrides: dict[str, Any] | None = None
     pooler_config: dict[str, Any] | None = None
     convert: Literal["embed", "classify"] | None = None
+    stopped: bool = False
+    """Deploy it stopped: ``serving.kserve.io/stop: "true"`` (the dashboard's Stop), no pods; locally no process."""
 
 
 class PoolSpec(_Strict):
@@ -299,6 +301,7 @@ class Model:
     mig_profile: str | None = None
     gpu_memory_gib: float | None = None
     gpu_shared: bool = False
+    stopped: bool = False
 
     @property
     def gpu_resource(self) -> str | None:
@@ -684,6 +687,7 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
                 mig_profile=None if runtime.device == "cpu" else _first(m.mig_profile, d.mig_profile),
                 gpu_memory_gib=_first(m.gpu_memory_gib, d.gpu_memory_gib),
                 gpu_shared=bool(_first(m.gpu_shared, d.gpu_shared, False)),
+                stopped=m.stopped,
             )
         )
     return out

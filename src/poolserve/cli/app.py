@@ -36,6 +36,8 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("wait", ops.wait_cmd),
     ("logs", ops.logs_cmd),
     ("delete", ops.delete_cmd),
+    ("stop", ops.stop_cmd),
+    ("start", ops.start_cmd),
     ("bench", bench_cmd.bench_cmd),
     ("catalog", catalog.catalog_cmd),
     ("diff", cluster.diff_cmd),
