@@ -114,6 +114,25 @@ def test_lint_cpu_models_need_cpu_and_memory_limits() -> None:
                in f.message for f in found)
     assert any(f.severity == "warning" and "share of the whole node's RAM" in f.message for f in found)
     assert not [f for f in _findings(CPU.format(tag="v0.32.0")) if f.severity != "note"]
+    # A hardware profile supplies the limits on OpenShift AI 3.x (its webhook fills in unset resources);
+    # OMP_NUM_THREADS follows them through the Downward API.
+    profiled = _findings(text + "    hardware_profile: cpu-small\n")
+    assert not any("limit" in f.message and f.severity == "warning" for f in profiled)
+
+
+def test_cpu_runtime_combines_with_storage_uri_autoscaling_and_stopped() -> None:
+    text = CPU.format(tag="v0.32.0") + (
+        "    storage_uri: pvc://model-store/minilm\n    max_replicas: 3\n"
+        "    autoscaling: {metric: queue, target: 8}\n    stopped: true\n")
+    objs = _objects(text)
+    isvc, composed = objs["InferenceService"], objs["composed"]
+    ann = isvc["metadata"]["annotations"]
+    assert ann[kserve.STOP_ANNOTATION] == "true" and ann[kserve.AUTOSCALER_CLASS] == "keda"
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"] == "pvc://model-store/minilm" and model["command"] == ["vllm", "serve", "/mnt/models"]
+    assert composed.container["image"] == "vllm/vllm-openai-cpu:v0.32.0-x86_64"
+    assert "nvidia.com" not in repr(objs)
+    assert not [f for f in _findings(text) if f.severity == "error"]
 
 
 def test_lint_bfloat16_on_cpu() -> None:

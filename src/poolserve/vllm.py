@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from poolserve import storage
 from poolserve.spec import Model, Runtime, Version, format_version
 
 PORT = 8080
@@ -52,8 +53,11 @@ def command(version: Version) -> list[str]:
 
 
 def model_source(model: Model) -> str:
-    """What vLLM loads: the Hugging Face id, resolved through ``HF_HOME`` on the cache PVC."""
-    return model.model_id
+    """What vLLM loads: the Hugging Face id (through ``HF_HOME`` on the cache PVC), or /mnt/models.
+
+    With a ``storage_uri`` KServe puts the model in /mnt/models; the served names stay the same.
+    """
+    return storage.MODEL_DIR if model.storage_uri is not None else model.model_id
 
 
 def model_command(model: Model) -> list[str] | None:
