@@ -40,6 +40,8 @@ class LocalEntry:
     fingerprint: str
     ticks: int | None = None
     """The pid's start time in clock ticks since boot: tells our process from a recycled pid."""
+    stopped: bool = False
+    """Stopped on purpose (``poolserve stop``, or ``stopped: true`` in the config): not restarted by ``wait``."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -111,7 +112,7 @@ class LocalTarget:
             python=spec.local.python or sys.executable, port=port, cache_dir=local_cache_dir(spec),
             state_dir=state_dir,
             model_cached=lambda hf_home: hfcache.snapshot_path(hf_home, model.model_id) is not None,
-            host=self._host, task=model.task, storage_uri=model.storage_uri,
+            host=self._host, task=model.task, device=model.runtime.device, storage_uri=model.storage_uri,
             hf_snapshot=lambda repo, revision: hfcache.snapshot_path(local_hf_home(spec), repo, revision),
         )
 
@@ -135,12 +136,17 @@ class LocalTarget:
                 state/cache directories cannot be written (e.g. ``.poolserve`` owned by another user).
             NotReady: a server was still starting after ``timeout_s`` (it keeps running).
         """
-        spec = rendered.spec
         if options.dry_run:
             raise SpecError("--dry-run is for the cluster target; `poolserve explain` shows the container "
                             "--target local runs (deploy lists the local overrides)")
         if options.runtimes_only:
             raise SpecError("--runtimes-only is for the cluster target: the local target has no ServingRuntimes")
+        return self._run(rendered, names, wait=wait, timeout_s=timeout_s, progress=progress, start_stopped=False)
+
+    def _run(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
+             progress: ProgressFn | None, start_stopped: bool) -> DeployResult:
+        """Deploy's work; ``start_stopped`` also starts models the config marks ``stopped: true`` (``start``)."""
+        spec = rendered.spec
         selected = list(names) or [m.name for m in spec.models]
         for n in selected:
             spec.model(n)
@@ -149,6 +155,9 @@ class LocalTarget:
         notes: list[str] = []
         to_wait: list[LocalEntry] = []
         for name in selected:
+            if spec.model(name).stopped and not start_stopped:
+                changes.append(self._stop_one(spec, name, reason="stopped: true in the config"))
+                continue
             with locked(state_dir):
                 state = read_state(state_path)
                 entry = state.models.get(name)
@@ -207,6 +216,60 @@ class LocalTarget:
                           started_at=self._now(), argv=plan.argv, served_model=plan.served_model,
                           runtime=plan.runtime, fingerprint=plan.fingerprint, ticks=proc.ticks or start_ticks(proc.pid))
 
+    def _stop_one(self, spec: PoolSpec, name: str, *, reason: str) -> ObjectChange:
+        """Stop ``name``'s process group and keep its entry, marked stopped (``status`` says Stopped)."""
+        state_dir, state_path = self._paths(spec)
+        with locked(state_dir):
+            state = read_state(state_path)
+            entry = state.models.get(name)
+            if entry is None:
+                return ObjectChange(KIND, name, None, "unchanged", f"{reason}: not started")
+            if entry.stopped and not self._process(entry).alive():
+                return ObjectChange(KIND, name, None, "unchanged", "already stopped")
+            result = self._process(entry).stop()
+            self._started.pop(name, None)
+            write_state(state_path, LocalState({**state.models, name: replace(entry, stopped=True)}))
+        how = "SIGKILL after the grace period" if result.killed else "SIGTERM"
+        return ObjectChange(KIND, name, None, "stopped",
+                            f"{reason}; pid {entry.pid}, {how}" if result.was_running else f"{reason}; was not running")
+
+    def stop(self, rendered: Rendered, names: Sequence[str]) -> DeployResult:
+        """Stop each named model's process group; it stays in the state as Stopped until ``start``.
+
+        Raises:
+            NotFound: a model was never deployed locally.
+            LocalRunError: the state cannot be locked, read or written.
+        """
+        spec = rendered.spec
+        _, state_path = self._paths(spec)
+        selected = self._names(spec, names, read_state(state_path)) if names else [m.name for m in spec.models]
+        state = read_state(state_path)
+        for name in selected:
+            if name not in state.models and not spec.model(name).stopped:
+                raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
+        changes = [self._stop_one(spec, name, reason="stopped") for name in selected]
+        return DeployResult(target="local", changes=tuple(changes), statuses=tuple(self.status(rendered, selected)))
+
+    def start(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
+              progress: ProgressFn | None = None) -> DeployResult:
+        """Start the named models' processes again, even those the config marks ``stopped: true``.
+
+        Raises:
+            NotFound: a model was never deployed locally.
+            LocalRunError, NotReady: as ``deploy``.
+        """
+        spec = rendered.spec
+        _, state_path = self._paths(spec)
+        state = read_state(state_path)
+        selected = list(names) or [n for n in (m.name for m in spec.models) if n in state.models]
+        for name in selected:
+            if name not in state.models and not spec.model(name).stopped:
+                raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
+        result = self._run(rendered, selected, wait=wait, timeout_s=timeout_s, progress=progress, start_stopped=True)
+        notes = [*result.notes, *(f"{n}: stopped: true in the config: the next `poolserve deploy --target local` stops "
+                                  "it again" for n in selected if spec.model(n).stopped)]
+        return replace(result, notes=tuple(notes))
+
     def _wait_entries(self, entries: Sequence[LocalEntry], timeout_s: float, progress: ProgressFn | None) -> None:
         deadline = time.monotonic() + timeout_s
         for entry in entries:
@@ -223,9 +286,12 @@ class LocalTarget:
             entry = state.models.get(name)
             if entry is None:
                 model = spec.model(name)
-                out.append(ModelStatus(name=name, target="local", phase="NotDeployed", ready=False,
-                                       runtime=model.runtime.name, served_model=model.model_id,
-                                       replicas_desired=1))
+                stopped = model.stopped
+                out.append(ModelStatus(name=name, target="local", phase="Stopped" if stopped else "NotDeployed",
+                                       ready=False, runtime=model.runtime.name, served_model=model.model_id,
+                                       replicas_desired=0 if stopped else 1,
+                                       reason=f"stopped: true in the config: `poolserve start --target local {name}`"
+                                       if stopped else None))
                 continue
             out.append(self._entry_status(entry))
         return out
@@ -235,6 +301,9 @@ class LocalTarget:
         base: dict[str, Any] = {"name": entry.name, "target": "local", "runtime": entry.runtime,
                                 "served_model": entry.served_model, "url": entry.url, "replicas_desired": 1,
                                 "age_s": max(0.0, self._now() - entry.started_at)}
+        if entry.stopped and not proc.alive():
+            return ModelStatus(**{**base, "replicas_desired": 0}, phase="Stopped", ready=False,
+                               reason=f"stopped: `poolserve start --target local {entry.name}` starts it")
         if proc.alive():
             if self._healthy(entry.url + "/health"):
                 return ModelStatus(**base, phase="Ready", ready=True, replicas_ready=1)
@@ -279,8 +348,11 @@ class LocalTarget:
         for name in selected:
             entry = state.models.get(name)
             if entry is None:
-                spec.model(name)
+                if spec.model(name).stopped:
+                    continue  # stopped on purpose: nothing to wait for
                 raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
+            if entry.stopped:
+                continue
             entries.append(entry)
         self._wait_entries(entries, timeout_s, progress)
         return self.status(rendered, selected)
@@ -375,7 +447,7 @@ class LocalTarget:
             raise NotFound(f"{name} is not running locally: `poolserve deploy --target local {name}`")
         if not self._process(entry).alive():
             st = self._entry_status(entry)
-            raise NotReady(f"{name}: {st.reason}")
+            raise NotReady(f"{name} is {st.phase.lower()}: {st.reason}")
         if not self._healthy(entry.url + "/health"):
             raise NotReady(f"{name} is still starting (pid {entry.pid}): `poolserve wait --target local {name}`")
         return Endpoint(url=entry.url, served_model=entry.served_model)
