@@ -165,11 +165,32 @@ def catalog_data() -> dict[str, Any]:
     return out
 
 
+def _cpu_images() -> dict[str, Any]:
+    """spec.cpu_image as data: from which version which image, with %s for the version ("0.32.0")."""
+    first = spec.CPU_IMAGE_DOCKERHUB
+    before = (first[0], first[1] - 1, 0) if first[1] else (first[0] - 1, 99, 0)
+    out: dict[str, Any] = {"from": list(first)}
+    for key, version in (("from_then", first), ("before", before)):
+        text = ".".join(map(str, version))
+        image = spec.cpu_image(version)
+        if image.count(text) != 1:
+            raise SystemExit(f"cpu_image{version}: {image!r} does not name the version once")
+        out[key] = image.replace(text, "%s")
+    return out
+
+
 def constants() -> dict[str, Any]:
     """The numbers and names the templates compute with."""
     return {
         "port": vllm.PORT,
-        "command": list(vllm.COMMAND),
+        # The server command per version: `vllm serve` from serve_entrypoint, the api_server module before.
+        "serve_command": list(vllm.SERVE_COMMAND),
+        "api_server_command": list(vllm.API_SERVER_COMMAND),
+        # device: cpu (spec.py): the runtime settings' defaults per device, the CPU image per version.
+        "device_defaults": {"gpu": dict(spec.GPU_DEFAULTS), "cpu": dict(spec.CPU_DEFAULTS)},
+        "cpu_image": _cpu_images(),
+        "cpu_arch_selector": dict(spec.CPU_ARCH_SELECTOR),
+        "mig_profile_re": spec.MIG_PROFILE_RE.pattern,
         "versions": {
             "runner_flag": list(vllm.RUNNER_FLAG),
             "task_removed": list(vllm.TASK_REMOVED),
@@ -179,6 +200,8 @@ def constants() -> dict[str, Any]:
             "override_pooler_removed": list(vllm.OVERRIDE_POOLER_REMOVED),
             "normalize_removed": list(vllm.NORMALIZE_REMOVED),
             "convert_reward_removed": list(vllm.CONVERT_REWARD_REMOVED),
+            "serve_entrypoint": list(vllm.SERVE_ENTRYPOINT),
+            "api_server_deprecated": list(vllm.API_SERVER_DEPRECATED),
         },
         "task_aliases": dict(spec._TASK_ALIASES),
         # storage.py: where KServe puts a storage_uri's model, and its volumes (the names lint tells apart).

@@ -215,6 +215,9 @@
     "auth": {"default": null},
     "env": {"default": null},
     "extra_args": {"default": null},
+    "mig_profile": {"default": null},
+    "gpu_memory_gib": {"default": null},
+    "gpu_shared": {"default": null},
     "autoscaling": {"class": "AutoscalingSpec", "default": null},
     "hardware_profile": {"class": "HardwareProfileRef", "default": null},
     "image_pull_secrets": {"default": null},
@@ -225,12 +228,16 @@
     "name": {},
     "display_name": {"default": null},
     "task": {},
+    "device": {"default": "gpu"},
     "image": {"default": null},
     "vllm_version": {"default": null},
     "model_format": {"default": "huggingface"},
     "dtype": {"default": "float16"},
     "gpu_memory_utilization": {"default": 0.3},
     "accelerator": {"default": "nvidia.com/gpu"},
+    "enforce_eager": {"default": false},
+    "node_selector": {"default": null},
+    "tolerations": {"items": "Toleration", "default": []},
     "extra_args": {"default": []},
     "env": {"default": {}}
   },
@@ -245,6 +252,9 @@
     "auth": {"default": null},
     "env": {"default": null},
     "extra_args": {"default": null},
+    "mig_profile": {"default": null},
+    "gpu_memory_gib": {"default": null},
+    "gpu_shared": {"default": null},
     "autoscaling": {"class": "AutoscalingSpec", "default": null},
     "hardware_profile": {"class": "HardwareProfileRef", "default": null},
     "image_pull_secrets": {"default": null},
@@ -263,6 +273,7 @@
     "hf_overrides": {"default": null},
     "pooler_config": {"default": null},
     "convert": {"default": null},
+    "stopped": {"default": false},
     "storage_uri": {"default": null},
     "data_connection": {"default": null}
   },
@@ -302,7 +313,24 @@
 {{- define "poolserve.constants" -}}
 {
   "port": 8080,
-  "command": ["python", "-m", "vllm.entrypoints.openai.api_server"],
+  "serve_command": ["vllm", "serve"],
+  "api_server_command": ["python", "-m", "vllm.entrypoints.openai.api_server"],
+  "device_defaults": {
+    "gpu": {
+      "dtype": "float16",
+      "gpu_memory_utilization": 0.3,
+      "accelerator": "nvidia.com/gpu",
+      "enforce_eager": false
+    },
+    "cpu": {"dtype": "float32", "gpu_memory_utilization": 0.5, "accelerator": null, "enforce_eager": true}
+  },
+  "cpu_image": {
+    "from": [0, 20, 0],
+    "from_then": "vllm/vllm-openai-cpu:v%s-x86_64",
+    "before": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v%s"
+  },
+  "cpu_arch_selector": {"kubernetes.io/arch": "amd64"},
+  "mig_profile_re": "^(\\d+)g\\.(\\d+)gb(\\+me)?$",
   "versions": {
     "runner_flag": [0, 10, 1],
     "task_removed": [0, 13, 0],
@@ -311,7 +339,9 @@
     "pooler_config": [0, 11, 0],
     "override_pooler_removed": [0, 12, 0],
     "normalize_removed": [0, 16, 0],
-    "convert_reward_removed": [0, 16, 0]
+    "convert_reward_removed": [0, 16, 0],
+    "serve_entrypoint": [0, 11, 1],
+    "api_server_deprecated": [0, 29, 0]
   },
   "task_aliases": {
     "embed": "embed",
