@@ -102,6 +102,24 @@ monitoring: {{enabled: true}}
 models:
   - {{name: a, {_MINILM}, storage_uri: 'hf://sentence-transformers/all-MiniLM-L6-v2'}}
 """,
+    # Runtimes per device and version: a CPU runtime on an older vLLM (the ECR image, the api_server module)
+    # with settings set to null (they do not fall back to the device's), a GPU runtime with CPU-like settings,
+    # models whose own image is newer or older than their runtime's (the command follows the model's), and
+    # MIG slices with and without gpus.
+    "devices-and-commands": f"""\
+image: vllm/vllm-openai:v0.10.2
+runtimes:
+  - {{name: cpu-old, task: embed, device: cpu, dtype: null, gpu_memory_utilization: null, node_selector: {{}}}}
+  - {{name: gpu, task: score, enforce_eager: true, accelerator: null, image: 'vllm/vllm-openai:v0.32.0'}}
+  - {{name: cpu-new, task: embed, device: cpu, vllm_version: '0.20.0', enforce_eager: false,
+     tolerations: [{{key: cpu, operator: Exists}}]}}
+defaults: {{gpus: 2}}
+models:
+  - {{name: a, {_MINILM}, runtime: cpu-old, image: 'vllm/vllm-openai:v0.32.0'}}
+  - {{name: b, model_id: cross-encoder/ms-marco-MiniLM-L12-v2, image: 'vllm/vllm-openai:v0.11.0', mig_profile: 3g.40gb}}
+  - {{name: c, model_id: cross-encoder/ms-marco-MiniLM-L12-v2, mig_profile: 1g.10gb+me, gpus: null}}
+  - {{name: d, {_MINILM}, runtime: cpu-new, storage_uri: 'hf://sentence-transformers/all-MiniLM-L6-v2'}}
+""",
 }
 
 

@@ -54,6 +54,12 @@ SCHEMA_CASES = {
                      "runtimes[0].task: invalid value 'embedd'", "at '/runtimes/0/task': value must be one of"),
     "gpu-memory-above-1": (config(f"  - {MINILM}, gpu_memory_utilization: 1.5}}\n"),
                            "models[0].gpu_memory_utilization:", "at '/models/0/gpu_memory_utilization': maximum"),
+    "unknown-device": (config(f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed, device: tpu}]\n"),
+                       "runtimes[0].device", "at '/runtimes/0/device'"),
+    "gpu-memory-gib-zero": (config(f"  - {MINILM}, gpu_memory_gib: 0}}\n"), "models[0].gpu_memory_gib",
+                            "at '/models/0/gpu_memory_gib'"),
+    "stopped-not-a-boolean": (config(f"  - {MINILM}, stopped: maybe}}\n"), "models[0].stopped",
+                              "at '/models/0/stopped'"),
     "unknown-runtime-mode": (config(f"  - {MINILM}}}\n", top="runtime_mode: shard\n"), "runtime_mode: invalid value",
                              "at '/runtime_mode': value must be one of 'shared', 'per-model'"),
     "no-models": (config("  []\n"), "models:", "at '/models': minItems: got 0, want 1"),
@@ -157,6 +163,16 @@ CROSS_CASES = {
     "node-selector-with-profile": config(f"  - {MINILM}, node_selector: {{gpu: l4}}}}\n",
                                          top="defaults: {hardware_profile: l4}\n"),
     "tolerations-with-profile": config(f"  - {MINILM}, hardware_profile: l4, tolerations: [{{key: gpu}}]}}\n"),
+    # CPU runtimes and MIG slices.
+    "cpu-runtime-with-accelerator": config(
+        f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed, device: cpu, accelerator: nvidia.com/gpu}]\n"),
+    "cpu-runtime-model-with-gpus": config(f"  - {MINILM}, gpus: 1}}\n",
+                                          runtimes="runtimes: [{name: a, task: embed, device: cpu}]\n"),
+    "cpu-runtime-model-with-mig": config(f"  - {MINILM}, mig_profile: 1g.10gb}}\n",
+                                         runtimes="runtimes: [{name: a, task: embed, device: cpu}]\n"),
+    "bad-mig-profile": config(f"  - {MINILM}, mig_profile: 1g10gb}}\n"),
+    "bad-defaults-mig-profile": config(f"  - {MINILM}}}\n", top="defaults: {mig_profile: half}\n"),
+    "mig-with-zero-gpus": config(f"  - {MINILM}, mig_profile: 2g.20gb, gpus: 0}}\n"),
 }
 
 
@@ -210,6 +226,9 @@ LINT_CASES = {
                                      top="cache: {mount_path: /mnt/models}\n"),
     "cache-inside-the-model-dir": config(f"  - {MINILM}, storage_uri: 'pvc://store/m'}}\n",
                                          top="cache: {mount_path: /mnt/models/cache}\n"),
+    "model-flag-with-vllm-serve": config(f"  - {MINILM}, extra_args: ['--model=/models/minilm']}}\n"),
+    "model-flag-on-the-runtime-with-vllm-serve": config(
+        f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed, extra_args: ['--model', 'x']}]\n"),
     "cache-at-the-modelcar-dir": config(f"  - {MINILM}, storage_uri: 'oci://quay.io/me/model:1'}}\n",
                                         top="cache: {mount_path: /mnt}\n"),
 }

@@ -105,6 +105,10 @@ null opts out of defaults: (spec._own_or_default). Helm keeps nulls inside lists
   {{- $_ := set $m "__set" (keys $raw) -}}
   {{- if kindIs "map" $raw.autoscaling }}{{ $_ := set $m.autoscaling "__set" (keys $raw.autoscaling) }}{{ end -}}
 {{- end -}}
+{{- /* A runtime's device decides the defaults of the settings it does not set (RuntimeConfig.setting). */ -}}
+{{- range $i, $raw := .Values.runtimes -}}
+  {{- $_ := set (index $spec.runtimes $i) "__set" (keys $raw) -}}
+{{- end -}}
 {{- with .Values.defaults -}}
   {{- if kindIs "map" .autoscaling }}{{ $_ := set $spec.defaults.autoscaling "__set" (keys .autoscaling) }}{{ end -}}
 {{- end -}}
@@ -141,6 +145,9 @@ null opts out of defaults: (spec._own_or_default). Helm keeps nulls inside lists
   {{- $_ := set $runtimeIndex $rt.name $i -}}
   {{- if or (not (regexMatch $c.name_re $rt.name)) (gt (len $rt.name) 63) -}}
     {{- $out = append $out (printf "runtimes[%d].name: %s is not a valid Kubernetes name" $i (include "poolserve.repr" $rt.name)) -}}
+  {{- end -}}
+  {{- if and (eq $rt.device "cpu") (has "accelerator" ($rt.__set | default list)) $rt.accelerator -}}
+    {{- $out = append $out (printf "runtimes[%d].accelerator: runtime %s has device: cpu: it has no accelerator (remove accelerator, or use device: gpu)" $i (include "poolserve.repr" $rt.name)) -}}
   {{- end -}}
   {{- if not (include "poolserve.runtimeVersion" (dict "spec" $spec "rt" $rt) | fromJson).v -}}
     {{- $key := ternary (printf "runtimes[%d].vllm_version" $i) (printf "runtimes[%d].image" $i) (not (empty $rt.vllm_version)) -}}
@@ -187,6 +194,33 @@ null opts out of defaults: (spec._own_or_default). Helm keeps nulls inside lists
       {{- $out = append $out (printf "%s.task: %s: task %s needs a runtime with task: %s; none under runtimes" $at $m.name (include "poolserve.repr" $task) $task) -}}
     {{- else if gt (len $candidates) 1 -}}
       {{- $out = append $out (printf "%s.runtime: %s: several runtimes serve %s (%s): name one with runtime:" $at $m.name (include "poolserve.repr" $task) (join ", " $candidates)) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- /* The model's runtime (the one it names, else the first of its task): device: cpu takes no GPU or MIG slice. */ -}}
+  {{- $rtIndex := -1 -}}
+  {{- if not (kindIs "invalid" $m.runtime) -}}
+    {{- if hasKey $runtimeIndex $m.runtime }}{{ $rtIndex = get $runtimeIndex $m.runtime | int }}{{ end -}}
+  {{- else -}}
+    {{- range $j, $rt := $spec.runtimes }}{{ if and (lt $rtIndex 0) (eq $rt.task $task) }}{{ $rtIndex = $j }}{{ end }}{{ end -}}
+  {{- end -}}
+  {{- $onCpu := and (ge $rtIndex 0) (eq (index $spec.runtimes (max $rtIndex 0)).device "cpu") -}}
+  {{- $mig := (include "poolserve.first" (list $m.mig_profile $spec.defaults.mig_profile) | fromJson).v -}}
+  {{- if and (not (kindIs "invalid" $mig)) (not (regexMatch $c.mig_profile_re (toString $mig))) -}}
+    {{- $where := ternary (printf "%s.mig_profile" $at) "defaults.mig_profile" (not (kindIs "invalid" $m.mig_profile)) -}}
+    {{- $out = append $out (printf "%s: %s is not a MIG profile like 1g.10gb or 3g.40gb (nvidia-smi mig -lgip)" $where (include "poolserve.repr" $mig)) -}}
+  {{- end -}}
+  {{- if $onCpu -}}
+    {{- $rtName := (index $spec.runtimes $rtIndex).name -}}
+    {{- if $m.gpus -}}
+      {{- $out = append $out (printf "%s.gpus: runtime %s has device: cpu: its models cannot use GPUs (set gpus: 0, or use a device: gpu runtime)" $at (include "poolserve.repr" $rtName)) -}}
+    {{- end -}}
+    {{- if $m.mig_profile -}}
+      {{- $out = append $out (printf "%s.mig_profile: runtime %s has device: cpu: no MIG slice" $at (include "poolserve.repr" $rtName)) -}}
+    {{- end -}}
+  {{- else if not (kindIs "invalid" $mig) -}}
+    {{- $gpus := (include "poolserve.first" (list $m.gpus $spec.defaults.gpus) | fromJson).v -}}
+    {{- if and (not (kindIs "invalid" $gpus)) (eq ($gpus | float64) 0.0) -}}
+      {{- $out = append $out (printf "%s.gpus: gpus: 0 with mig_profile %s: a MIG slice is a GPU (unset gpus, or set it to the number of slices)" $at (include "poolserve.repr" $mig)) -}}
     {{- end -}}
   {{- end -}}
   {{- if and $entry $m.max_model_len (gt ($m.max_model_len | float64) ($entry.max_model_len | float64)) -}}
@@ -355,24 +389,41 @@ out of defaults:), else the default; as {"v": value}. */ -}}
 {{- /* poolserve.runtime: spec._resolve_runtime, a runtime with everything resolved (name: the model's in per-model
 mode), and its container args (vllm.runtime_args). */ -}}
 {{- define "poolserve.runtime" -}}
-{{- $spec := .spec -}}{{- $rt := .rt -}}
+{{- $spec := .spec -}}{{- $rt := .rt -}}{{- $c := .constants -}}
 {{- $version := (include "poolserve.runtimeVersion" (dict "spec" $spec "rt" $rt) | fromJson).v -}}
+{{- $cpu := eq $rt.device "cpu" -}}
+{{- /* RuntimeConfig.setting: the config's value when the runtime sets the key (even to null), else its device's. */ -}}
+{{- $settings := dict -}}
+{{- range $key, $default := get $c.device_defaults $rt.device -}}
+  {{- $_ := set $settings $key (ternary (get $rt $key) $default (has $key ($rt.__set | default list))) -}}
+{{- end -}}
+{{- $image := $rt.image | default $spec.image -}}
+{{- if and $cpu (kindIs "invalid" $rt.image) -}}
+  {{- /* spec.cpu_image: vLLM's official CPU image of the same release. */ -}}
+  {{- $image = printf (ternary $c.cpu_image.from_then $c.cpu_image.before (ge (include "poolserve.versionKey" $version) (include "poolserve.versionKey" $c.cpu_image.from))) (join "." $version) -}}
+{{- end -}}
+{{- $kind := ternary "Embedding" "Reranker" (eq $rt.task "embed") -}}
 {{- $out := dict
   "name" (.name | default $rt.name)
   "pattern" $rt.name
-  "display_name" ($rt.display_name | default (ternary "vLLM Embedding Runtime" "vLLM Reranker Runtime" (eq $rt.task "embed")))
+  "display_name" ($rt.display_name | default (printf "vLLM %s%s Runtime" (ternary "CPU " "" $cpu) $kind))
   "task" $rt.task
-  "image" ($rt.image | default $spec.image)
+  "device" $rt.device
+  "image" $image
   "vllm_version" $version
   "version_key" (include "poolserve.versionKey" $version)
   "model_format" $rt.model_format
-  "dtype" $rt.dtype
-  "gpu_memory_utilization" $rt.gpu_memory_utilization
-  "accelerator" $rt.accelerator
+  "dtype" $settings.dtype
+  "gpu_memory_utilization" $settings.gpu_memory_utilization
+  "accelerator" $settings.accelerator
+  "enforce_eager" $settings.enforce_eager
+  "node_selector" (ternary (ternary $c.cpu_arch_selector dict $cpu) $rt.node_selector (kindIs "invalid" $rt.node_selector))
+  "tolerations" ($rt.tolerations | default list)
   "extra_args" $rt.extra_args
   "env" $rt.env
 -}}
 {{- $_ := set $out "args" (include "poolserve.runtimeArgs" (dict "runtime" $out "constants" .constants) | fromJsonArray) -}}
+{{- $_ := set $out "command" (include "poolserve.command" (dict "version_key" $out.version_key "constants" .constants) | fromJsonArray) -}}
 {{- toJson $out -}}
 {{- end }}
 
@@ -432,7 +483,9 @@ left out for the model (a model's own are a config error). */ -}}
   "pooler_config" $m.pooler_config
   "convert" (include "poolserve.first" (list $m.convert (and $entry $entry.convert)) | fromJson).v
   "resources" $resources
-  "gpus" (include "poolserve.first" (list $m.gpus $d.gpus 0) | fromJson).v
+  "gpus" (ternary 0 (include "poolserve.first" (list $m.gpus $d.gpus 0) | fromJson).v (eq $runtime.device "cpu"))
+  "mig_profile" (ternary nil (include "poolserve.first" (list $m.mig_profile $d.mig_profile) | fromJson).v (eq $runtime.device "cpu"))
+  "stopped" $m.stopped
   "replicas" $replicas
   "max_replicas" (include "poolserve.first" (list $m.max_replicas $d.max_replicas $replicas) | fromJson).v
   "node_selector" (ternary dict ((include "poolserve.first" (list $m.node_selector $d.node_selector dict) | fromJson).v) (not (empty $profile)))
@@ -451,6 +504,7 @@ left out for the model (a model's own are a config error). */ -}}
   "deployment_strategy" $strategy
 -}}
 {{- $_ := set $out "args" (include "poolserve.modelArgs" (dict "model" $out "constants" .constants) | fromJsonArray) -}}
+{{- $_ := set $out "command" (include "poolserve.modelCommand" (dict "model" $out "constants" .constants) | fromJson).v -}}
 {{- toJson $out -}}
 {{- end }}
 

@@ -41,12 +41,18 @@ opendatahub.io/dashboard: "true"
 {{- end }}
 
 {{- /* poolserve.resources: kserve.model_resources, the model's requests and limits with gpus as the runtime's
-accelerator (default nvidia.com/gpu), as YAML; empty when there are none. */ -}}
+accelerator (default nvidia.com/gpu) or its MIG slice, as YAML; empty when there are none. */ -}}
 {{- define "poolserve.resources" -}}
 {{- $requests := dict -}}{{- $limits := dict -}}
 {{- range $k, $v := .resources.requests }}{{ $_ := set $requests $k (include "poolserve.quantity" $v) }}{{ end -}}
 {{- range $k, $v := .resources.limits }}{{ $_ := set $limits $k (include "poolserve.quantity" $v) }}{{ end -}}
-{{- if .gpus -}}
+{{- /* Model.gpu_resource and gpu_count: a MIG slice (gpus of them, one when unset), else whole GPUs. */ -}}
+{{- if .mig_profile -}}
+  {{- $key := printf "nvidia.com/mig-%s" .mig_profile -}}
+  {{- $count := ternary (.gpus | int64) 1 (not (empty .gpus)) -}}
+  {{- $_ := set $requests $key ($count | toString) -}}
+  {{- $_ := set $limits $key ($count | toString) -}}
+{{- else if .gpus -}}
   {{- $key := .runtime.accelerator | default "nvidia.com/gpu" -}}
   {{- $_ := set $requests $key (.gpus | int64 | toString) -}}
   {{- $_ := set $limits $key (.gpus | int64 | toString) -}}
@@ -77,6 +83,11 @@ arbitrary UIDs, the HF cache, no telemetry; then the runtime's own env, merged b
 {{- if $cache.offline }}{{ $env = append $env (dict "name" "HF_HUB_OFFLINE" "value" "1") }}{{ end -}}
 {{- with $cache.hf_token_secret -}}
   {{- $env = append $env (dict "name" "HF_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" .name "key" .key))) -}}
+{{- end -}}
+{{- if eq .runtime.device "cpu" -}}
+  {{- /* kserve.cpu_env: vLLM's CPU threads unpinned, as many as the container's CPU limit (Downward API). */ -}}
+  {{- $env = append $env (dict "name" "VLLM_CPU_OMP_THREADS_BIND" "value" "nobind") -}}
+  {{- $env = append $env (dict "name" "OMP_NUM_THREADS" "valueFrom" (dict "resourceFieldRef" (dict "containerName" "kserve-container" "resource" "limits.cpu" "divisor" "1"))) -}}
 {{- end -}}
 {{- range $name, $value := .runtime.env -}}
   {{- $replaced := false -}}

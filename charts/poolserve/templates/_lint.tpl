@@ -63,6 +63,33 @@ installs (and with helm install --dry-run=server).
 {{- toJson $out -}}
 {{- end }}
 
+{{- /* poolserve.commandProblems: vllm.check_command's errors: the server command for the version, and where the model
+is given (`vllm serve MODEL`, the api_server module's --model). */ -}}
+{{- define "poolserve.commandProblems" -}}
+{{- $c := .constants -}}{{- $v := $c.versions -}}{{- $key := .version_key -}}
+{{- $command := .command -}}
+{{- $rest := concat (rest $command) .args -}}
+{{- $modelFlag := false -}}
+{{- range $rest }}{{ if regexMatch "^--model(=.*)?$" . }}{{ $modelFlag = true }}{{ end }}{{ end -}}
+{{- $out := list -}}
+{{- if and (ge (len $command) 2) (eq (toJson (slice $command 0 2)) (toJson $c.serve_command)) -}}
+  {{- $after := rest $rest -}}
+  {{- $positional := and $after (not (hasPrefix "-" (first $after))) -}}
+  {{- if and $modelFlag (lt $key (include "poolserve.versionKey" $v.serve_entrypoint)) -}}
+    {{- $out = append $out (printf "`vllm serve` in vLLM %s refuses --model (ValueError 'provide the model as a positional argument'); it takes the model first" .ver) -}}
+  {{- else if and $modelFlag $positional -}}
+    {{- $out = append $out "--model next to `vllm serve`'s positional model: vLLM moves --model to the front and rejects the other as an unrecognized argument" -}}
+  {{- else if and (not $modelFlag) (not $positional) -}}
+    {{- $out = append $out "`vllm serve` needs the model as its first argument: with --served-model-name it refuses to start (vllm#34973), without it serves vLLM's default model" -}}
+  {{- end -}}
+{{- else if and (ge (len $command) 3) (eq (toJson (slice $command 1 3)) (toJson (rest $c.api_server_command))) -}}
+  {{- if not $modelFlag -}}
+    {{- $out = append $out "the api_server module takes the model only as --model: it ignores a positional model and serves vLLM's default model" -}}
+  {{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
 {{- /* poolserve.placeholderProblems: kserve.compose's check that KServe can fill in every {{ ... }} placeholder
 (it templates only ObjectMeta fields; anything else fails the InferenceService with InvalidSpec). */ -}}
 {{- define "poolserve.placeholderProblems" -}}
@@ -103,6 +130,10 @@ installs (and with helm install --dry-run=server).
     {{- continue -}}
   {{- end -}}
   {{- range include "poolserve.flagProblems" (dict "args" $args "version_key" $m.version_key "ver" $ver "constants" $c) | fromJsonArray -}}
+    {{- $out = append $out (printf "%s: vLLM %s: %s" $at $ver .) -}}
+  {{- end -}}
+  {{- /* KServe runs the InferenceService's command when it has one (merged whole), else the runtime's. */ -}}
+  {{- range include "poolserve.commandProblems" (dict "command" ($m.command | default $m.runtime.command) "args" $args "version_key" $m.version_key "ver" $ver "constants" $c) | fromJsonArray -}}
     {{- $out = append $out (printf "%s: vLLM %s: %s" $at $ver .) -}}
   {{- end -}}
   {{- if hasKey $m.env "PYTHONPATH" -}}

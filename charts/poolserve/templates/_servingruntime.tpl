@@ -39,6 +39,13 @@ metadata:
     opendatahub.io/hardware-profile-namespace: {{ index $rt.hardware_profile 1 | quote }}
     {{- end }}
 spec:
+  {{- with $rt.node_selector }}
+  # KServe merges it into every model's pod (a model's own node_selector keys win).
+  nodeSelector: {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $rt.tolerations }}
+  tolerations: {{- include "poolserve.tolerations" . | nindent 4 }}
+  {{- end }}
   # spec.annotations reach the pods: metrics scraping and the dashboard's vLLM metrics page.
   annotations:
     opendatahub.io/kserve-runtime: vllm
@@ -52,7 +59,7 @@ spec:
   containers:
     - name: kserve-container
       image: {{ $rt.image | quote }}
-      command: {{- toYaml .constants.command | nindent 8 }}
+      command: {{- toYaml $rt.command | nindent 8 }}
       args: {{- toYaml $rt.args | nindent 8 }}
       env: {{- include "poolserve.runtimeEnv" (dict "spec" $spec "runtime" $rt) | nindent 8 }}
       ports:

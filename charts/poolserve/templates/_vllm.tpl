@@ -37,6 +37,7 @@ ensure_ascii=False) writes it (Go's encoder escapes <, >, & and U+2028/9; Python
 {{- if not (kindIs "invalid" $rt.gpu_memory_utilization) -}}
   {{- $args = append $args (printf "--gpu-memory-utilization=%s" (include "poolserve.g" $rt.gpu_memory_utilization)) -}}
 {{- end -}}
+{{- if $rt.enforce_eager }}{{ $args = append $args "--enforce-eager" }}{{ end -}}
 {{- toJson (concat $args $rt.extra_args) -}}
 {{- end }}
 
@@ -44,9 +45,13 @@ ensure_ascii=False) writes it (Go's encoder escapes <, >, & and U+2028/9; Python
 Hugging Face id and the InferenceService name (KServe fills in the .Name placeholder). */ -}}
 {{- define "poolserve.modelArgs" -}}
 {{- $m := .model -}}
-{{- /* With a storage_uri KServe puts the model at /mnt/models; the served names stay the same. */ -}}
-{{- $source := ternary .constants.storage.model_dir $m.model_id (not (empty $m.storage_uri)) -}}
-{{- $args := list (printf "--model=%s" $source) "--served-model-name" $m.model_id "{{.Name}}" -}}
+{{- /* `vllm serve` takes the model first, in the InferenceService's command (poolserve.modelCommand); the api_server
+module only as --model. */ -}}
+{{- $args := list -}}
+{{- if lt $m.version_key (include "poolserve.versionKey" .constants.versions.serve_entrypoint) -}}
+  {{- $args = append $args (printf "--model=%s" (include "poolserve.modelSource" (dict "model" $m "constants" .constants))) -}}
+{{- end -}}
+{{- $args = concat $args (list "--served-model-name" $m.model_id "{{.Name}}") -}}
 {{- if not (kindIs "invalid" $m.max_model_len) }}{{ $args = append $args (printf "--max-model-len=%d" ($m.max_model_len | int64)) }}{{ end -}}
 {{- if $m.dtype }}{{ $args = append $args (printf "--dtype=%s" $m.dtype) }}{{ end -}}
 {{- if not (kindIs "invalid" $m.gpu_memory_utilization) -}}
@@ -61,4 +66,33 @@ Hugging Face id and the InferenceService name (KServe fills in the .Name placeho
   {{- $args = append $args (printf "%s=%s" $flag (include "poolserve.json" $m.pooler_config)) -}}
 {{- end -}}
 {{- toJson (concat $args $m.extra_args) -}}
+{{- end }}
+
+{{- /* poolserve.modelSource: vllm.model_source, what vLLM loads: the Hugging Face id (through HF_HOME on the cache PVC),
+or /mnt/models where KServe puts a storage_uri's model. */ -}}
+{{- define "poolserve.modelSource" -}}
+{{- ternary .constants.storage.model_dir .model.model_id (not (empty .model.storage_uri)) -}}
+{{- end }}
+
+{{- /* poolserve.command: vllm.command, the server command for a version key: `vllm serve` from 0.11.1, the
+api_server module before. */ -}}
+{{- define "poolserve.command" -}}
+{{- $c := .constants -}}
+{{- toJson (ternary $c.serve_command $c.api_server_command (ge .version_key (include "poolserve.versionKey" $c.versions.serve_entrypoint))) -}}
+{{- end }}
+
+{{- /* poolserve.modelCommand: vllm.model_command, the InferenceService's command as {"v": [...]}, or {} to keep the
+runtime's. `vllm serve` refuses --served-model-name before the model (vllm#34973), and KServe appends the
+model's args after the runtime's, so the model goes into a command of its own, which replaces the runtime's
+whole. An older per-model image on a newer runtime gets the api_server module back. */ -}}
+{{- define "poolserve.modelCommand" -}}
+{{- $c := .constants -}}{{- $m := .model -}}
+{{- $serve := include "poolserve.versionKey" $c.versions.serve_entrypoint -}}
+{{- if ge $m.version_key $serve -}}
+  {{- toJson (dict "v" (append $c.serve_command (include "poolserve.modelSource" (dict "model" $m "constants" $c)))) -}}
+{{- else if ge $m.runtime.version_key $serve -}}
+  {{- toJson (dict "v" $c.api_server_command) -}}
+{{- else -}}
+  {{- "{}" -}}
+{{- end -}}
 {{- end }}
