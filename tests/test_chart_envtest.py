@@ -233,3 +233,39 @@ def test_create_namespace_keeps_the_namespace_on_uninstall(kube: EnvCluster) -> 
     finally:
         kube.delete_namespace(ns)
 
+
+
+def test_stop_and_start_leave_helms_inferenceservices_to_helm(kube: EnvCluster, ns: str, tmp_path: Path) -> None:
+    # poolserve start would take the stop annotation over from Helm (server-side apply, forced), and the next
+    # helm upgrade of a model the values mark stopped then fails: "conflict with \"poolserve\"". So stop and
+    # start refuse, naming the values key; the values and helm upgrade stop and start a Helm release.
+    config = tmp_path / "poolserve.yaml"
+    config.write_text((ROOT / "tests" / "specs" / "stopped.yaml").read_text().replace(
+        "namespace: stopped-models\n", f"namespace: {ns}\n"))
+
+    def run(*args: str) -> Any:
+        return cli(*args, kubeconfig=kube.kubeconfig, config=config)
+
+    def stop_annotation(model: str) -> str | None:
+        isvc = kube.api.get(path("serving.kserve.io/v1beta1", "inferenceservices", ns, model))
+        return (isvc["metadata"].get("annotations") or {}).get("serving.kserve.io/stop")
+
+    kube_helm(kube, "install", "poolserve", CHART, "-f", config, "-n", ns)
+    assert stop_annotation("reranker") == "true" and stop_annotation("minilm") is None
+    for verb, model in (("start", "reranker"), ("stop", "minilm")):
+        r = run(verb, model, *(["--no-wait"] if verb == "start" else []))
+        assert r.exit_code == 6, r.stdout + r.stderr
+        assert error_line(r) == (f"error: InferenceService {ns}/{model} is managed by Helm (release poolserve): set "
+                                 f"models[].stopped in the values and use `helm upgrade poolserve -n {ns}`, or "
+                                 "--force to take it over")
+    assert stop_annotation("reranker") == "true" and stop_annotation("minilm") is None
+    # The values say it: Helm drops the annotation it applied, and KServe starts the model.
+    config.write_text(config.read_text().replace("    stopped: true\n", ""))
+    kube_helm(kube, "upgrade", "poolserve", CHART, "-f", config, "-n", ns)
+    assert stop_annotation("reranker") is None
+    # --force flips it anyway, like the dashboard's Stop; Helm leaves an annotation it never applied.
+    assert run("stop", "minilm", "--force").exit_code == 0
+    assert stop_annotation("minilm") == "true"
+    kube_helm(kube, "upgrade", "poolserve", CHART, "-f", config, "-n", ns)
+    assert stop_annotation("minilm") == "true"
+    kube_helm(kube, "uninstall", "poolserve", "-n", ns)

@@ -173,12 +173,15 @@ class Target(Protocol):
         """Where model ``name`` answers HTTP; raises NotReady/NotFound when it does not run."""
         ...
 
-    def stop(self, rendered: Rendered, names: Sequence[str]) -> DeployResult:
-        """Stop the named deployed models (all when empty) without removing them: no pods, no process."""
+    def stop(self, rendered: Rendered, names: Sequence[str], *, force: bool = False) -> DeployResult:
+        """Stop the named deployed models (all when empty) without removing them: no pods, no process.
+
+        ``force``: also models whose InferenceService Helm manages (cluster).
+        """
         ...
 
     def start(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
-              progress: ProgressFn | None = None) -> DeployResult:
+              progress: ProgressFn | None = None, force: bool = False) -> DeployResult:
         """Start stopped models again (whatever the config's ``stopped`` says); optionally wait until ready."""
         ...
 

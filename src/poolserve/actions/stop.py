@@ -23,6 +23,8 @@ class StopRequest:
     wait: bool = True
     """``start`` only: wait until the models are ready."""
     timeout: Duration | None = None
+    force: bool = False
+    """Also flip InferenceServices Helm manages (otherwise refused: ``helm upgrade`` would then conflict)."""
 
 
 def stop(req: StopRequest, edges: Edges) -> DeployResult:
@@ -34,7 +36,7 @@ def stop(req: StopRequest, edges: Edges) -> DeployResult:
     rendered = req.source.load(req.names)
     target = edges.target(req.where)
     with on_target(req.where, rendered, req.names):
-        return target.stop(rendered, req.names)
+        return target.stop(rendered, req.names, force=req.force)
 
 
 def start(req: StopRequest, edges: Edges, *, progress: ProgressFn | None = None) -> DeployResult:
@@ -48,4 +50,5 @@ def start(req: StopRequest, edges: Edges, *, progress: ProgressFn | None = None)
     target = edges.target(req.where)
     with on_target(req.where, rendered, req.names):
         return target.start(rendered, req.names, wait=req.wait,
-                            timeout_s=wait_timeout(req.timeout, rendered.spec, target), progress=progress)
+                            timeout_s=wait_timeout(req.timeout, rendered.spec, target), progress=progress,
+                            force=req.force)

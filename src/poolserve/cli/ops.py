@@ -186,6 +186,9 @@ def stop_cmd(
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
     output: OutputOpt = Output.table,
+    force: Annotated[bool, typer.Option("--force", help="Also models whose InferenceService Helm manages "
+                                        "(cluster target; otherwise refused: set stopped: in the values and "
+                                        "helm upgrade).")] = False,
 ) -> None:
     """Stop models without deleting them: serving.kserve.io/stop=true (cluster), or stop the process (local)."""
     from poolserve.actions.stop import StopRequest, stop
@@ -193,7 +196,7 @@ def stop_cmd(
 
     s = session(ctx)
     result = stop(StopRequest(names=tuple(names), source=source(config, set_),
-                              where=where(target, context, kubeconfig)), s.edges)
+                              where=where(target, context, kubeconfig), force=force), s.edges)
     if output != "table":
         typer.echo(dumps(result, output), nl=False)
         return
@@ -212,6 +215,9 @@ def start_cmd(
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
     output: OutputOpt = Output.table,
+    force: Annotated[bool, typer.Option("--force", help="Also models whose InferenceService Helm manages "
+                                        "(cluster target; otherwise refused: set stopped: in the values and "
+                                        "helm upgrade).")] = False,
 ) -> None:
     """Start stopped models: serving.kserve.io/stop=false (cluster), or start the process (local)."""
     from poolserve.actions.stop import StopRequest, start
@@ -219,7 +225,7 @@ def start_cmd(
 
     s = session(ctx)
     req = StopRequest(names=tuple(names), source=source(config, set_), where=where(target, context, kubeconfig),
-                      wait=wait, timeout=timeout)
+                      wait=wait, timeout=timeout, force=force)
     with progress_display(s.err()) as progress:
         result = start(req, s.edges, progress=progress)
     if output != "table":

@@ -296,7 +296,7 @@ class ClusterTarget:
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
                             dry_run=options.dry_run, notes=tuple(notes), warnings=report.warnings)
 
-    def _refuse_helm_objects(self, objects: Sequence[Manifest], verb: str) -> None:
+    def _refuse_helm_objects(self, objects: Sequence[Manifest], verb: str, *, advice: str = "") -> None:
         """Change nothing when Helm manages any of ``objects``: two tools must never fight over one object.
 
         Raises:
@@ -314,7 +314,7 @@ class ClusterTarget:
             what, how, ns = owned[0]
             more = f" (and {len(owned) - 1} more)" if len(owned) > 1 else ""
             release = how.removeprefix("release ") if how.startswith("release ") else "RELEASE"
-            raise Conflict(f"{what}{more} is managed by Helm ({how}): use `helm {verb} {release}"
+            raise Conflict(f"{what}{more} is managed by Helm ({how}): {advice}use `helm {verb} {release}"
                            f"{f' -n {ns}' if ns else ''}`, or --force to take it over")
 
     def _apply(self, obj: Manifest, options: DeployOptions) -> ObjectChange:
@@ -542,26 +542,33 @@ class ClusterTarget:
     # ---------------------------------------------------------------------------------------------
     # stop / start
 
-    def stop(self, rendered: Rendered, names: Sequence[str]) -> DeployResult:
+    def stop(self, rendered: Rendered, names: Sequence[str], *, force: bool = False) -> DeployResult:
         """Set ``serving.kserve.io/stop: "true"`` on the InferenceServices; KServe then deletes their pods.
 
         Raises:
             NotFound: a model is not deployed.
             NotReady: a model is being deleted.
+            Conflict: Helm manages a model's InferenceService (unless ``force``).
         """
-        changes = [self._set_stopped(rendered.spec.namespace, m.name, True) for m in select_models(rendered, names)]
+        models = select_models(rendered, names)
+        if not force:
+            self._refuse_helm_stop(rendered, models)
+        changes = [self._set_stopped(rendered.spec.namespace, m.name, True) for m in models]
         return DeployResult(target="cluster", changes=tuple(changes),
                             statuses=tuple(self.status(rendered, [c.name for c in changes])))
 
     def start(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
-              progress: ProgressFn | None = None) -> DeployResult:
+              progress: ProgressFn | None = None, force: bool = False) -> DeployResult:
         """Set ``serving.kserve.io/stop: "false"`` (as the dashboard's Start does); optionally wait until ready.
 
         Raises:
             NotFound: a model is not deployed.
             NotReady: a model is being deleted, or (``wait``) fails to start or the timeout passes.
+            Conflict: Helm manages a model's InferenceService (unless ``force``).
         """
         models = select_models(rendered, names)
+        if not force:
+            self._refuse_helm_stop(rendered, models)
         changes = [self._set_stopped(rendered.spec.namespace, m.name, False) for m in models]
         started = [c.name for c in changes]
         statuses = (self.wait(rendered, started, timeout_s=timeout_s, progress=progress) if wait
@@ -569,6 +576,20 @@ class ClusterTarget:
         notes = [f"{m.name}: stopped: true in the config: the next `poolserve deploy` stops it again"
                  for m in models if m.stopped]
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses), notes=tuple(notes))
+
+    def _refuse_helm_stop(self, rendered: Rendered, models: Sequence[Model]) -> None:
+        """Flip nothing on InferenceServices Helm manages.
+
+        poolserve would own the stop annotation, and the next ``helm upgrade`` of a model the values
+        mark ``stopped`` would fail on the conflict.
+
+        Raises:
+            Conflict: naming the first such InferenceService, the ``stopped`` key and the helm command.
+        """
+        wanted = {m.name for m in models}
+        self._refuse_helm_objects([isvc for _, isvc in rendered.objects_by_model.values()
+                                   if isvc["metadata"]["name"] in wanted], "upgrade",
+                                  advice="set models[].stopped in the values and ")
 
     def _set_stopped(self, namespace: str, name: str, stopped: bool) -> ObjectChange:
         """Flip the stop annotation with server-side apply, as field manager poolserve, touching nothing else.

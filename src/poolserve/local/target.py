@@ -233,8 +233,8 @@ class LocalTarget:
         return ObjectChange(KIND, name, None, "stopped",
                             f"{reason}; pid {entry.pid}, {how}" if result.was_running else f"{reason}; was not running")
 
-    def stop(self, rendered: Rendered, names: Sequence[str]) -> DeployResult:
-        """Stop each named model's process group; it stays in the state as Stopped until ``start``.
+    def stop(self, rendered: Rendered, names: Sequence[str], *, force: bool = False) -> DeployResult:
+        """Stop each named model's process group; it stays in the state as Stopped until ``start`` (``force``: unused).
 
         Raises:
             NotFound: a model was never deployed locally.
@@ -251,8 +251,8 @@ class LocalTarget:
         return DeployResult(target="local", changes=tuple(changes), statuses=tuple(self.status(rendered, selected)))
 
     def start(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
-              progress: ProgressFn | None = None) -> DeployResult:
-        """Start the named models' processes again, even those the config marks ``stopped: true``.
+              progress: ProgressFn | None = None, force: bool = False) -> DeployResult:
+        """Start the named models' processes again, even those the config marks ``stopped: true`` (``force``: unused).
 
         Raises:
             NotFound: a model was never deployed locally.
