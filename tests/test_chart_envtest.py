@@ -235,6 +235,25 @@ def test_create_namespace_keeps_the_namespace_on_uninstall(kube: EnvCluster) -> 
 
 
 
+def test_wait_after_an_inference_service_that_came_before_its_runtime(kube: EnvCluster, ns: str,
+                                                                    tmp_path: Path) -> None:
+    # helm install creates the InferenceServices before the ServingRuntimes (kinds Helm does not know are
+    # installed alphabetically). KServe may reconcile in between: InvalidSpec, RuntimeNotRecognized and an
+    # InternalError event, then it retries. `poolserve wait` must not call that a failure once the runtime is there.
+    config = tmp_path / "poolserve.yaml"
+    config.write_text("runtimes: [{name: vllm-embedding-runtime, task: embed}]\n"
+                      f"namespace: {ns}\nmodels: [{{name: m, model_id: sentence-transformers/all-MiniLM-L6-v2}}]\n")
+    objects = load_objects(helm("template", "poolserve", CHART, "-f", config, "-n", ns, "--skip-tests").stdout)
+    by_kind = {o["kind"]: o for o in objects}
+    isvc_path = path("serving.kserve.io/v1beta1", "inferenceservices", ns)
+    kube.api.create(isvc_path, by_kind["InferenceService"])
+    kube.wait("KServe's RuntimeNotRecognized", lambda: (kube.api.get(f"{isvc_path}/m").get("status") or {}).get(
+        "modelStatus", {}).get("lastFailureInfo", {}).get("reason") == "RuntimeNotRecognized", timeout_s=30)
+    kube.api.create(path("serving.kserve.io/v1alpha1", "servingruntimes", ns), by_kind["ServingRuntime"])
+    r = cli("wait", "--timeout", "90s", kubeconfig=kube.kubeconfig, config=config)
+    assert r.exit_code == 0, r.stdout + r.stderr
+
+
 def test_stop_and_start_leave_helms_inferenceservices_to_helm(kube: EnvCluster, ns: str, tmp_path: Path) -> None:
     # poolserve start would take the stop annotation over from Helm (server-side apply, forced), and the next
     # helm upgrade of a model the values mark stopped then fails: "conflict with \"poolserve\"". So stop and

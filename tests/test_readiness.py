@@ -402,6 +402,23 @@ def test_missing_runtime_is_reported_with_the_fix() -> None:
     assert "poolserve deploy --runtimes-only" in st.reason
 
 
+def test_a_runtime_created_after_its_inference_service_is_not_a_failure() -> None:
+    # helm install creates the InferenceServices before the ServingRuntimes (unknown kinds go alphabetically):
+    # KServe's first reconcile fails (InvalidSpec, RuntimeNotRecognized, an InternalError event) and is retried.
+    status = not_ready_status(predictor=condition("PredictorReady", "False", "RuntimeNotRecognized",
+                                                  "Waiting for runtime to become available"))
+    status["modelStatus"] = {"transitionStatus": "InvalidSpec", "lastFailureInfo": {
+        "reason": "RuntimeNotRecognized", "message": "Waiting for runtime to become available"}}
+    msg = ("fails to reconcile component: No ServingRuntimes or ClusterServingRuntimes with the name: "
+           "vllm-embedding-runtime")
+    internal = event(NS, "InferenceService", NAME, "InternalError", msg, when=later(1))
+    st = status_of(isvc(status=status), events=[internal], runtimes={"vllm-embedding-runtime"})
+    assert st.phase == "Loading", st.reason
+    # Still missing: the same status fails the model, naming the fix.
+    st = status_of(isvc(status=status), events=[internal], runtimes=set())
+    assert st.phase == "Failed" and "ServingRuntime vllm-embedding-runtime is missing" in (st.reason or "")
+
+
 def test_missing_runtime_beats_a_stale_ready_condition() -> None:
     st = status_of(isvc(status=isvc_status(NAME, NS)), deployments=[deployment(NAME, NS)], pods=[pod(NAME, NS)],
                    runtimes=set())

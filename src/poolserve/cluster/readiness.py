@@ -53,6 +53,8 @@ TEMPLATE_HASH_LABEL = "pod-template-hash"
 """Set by the Deployment controller on each ReplicaSet's pods: which rollout a pod belongs to."""
 PROGRESS_DEADLINE_S = 600  # KServe's default progressDeadlineSeconds for the predictor Deployment
 RECENT_EVENT_S = 600
+MISSING_RUNTIME_ERROR = "No ServingRuntimes or ClusterServingRuntimes with the name"
+"""KServe's reconcile error (InternalError event) for an InferenceService whose runtime it cannot find."""
 """InferenceService Warning events older than this are shown but do not fail the model (they live 1 h)."""
 NO_STATUS_GRACE_S = 120
 MAX_DETAILS = 14
@@ -222,6 +224,10 @@ def model_status(
 
     # 0. A runtime the ISVC names but that does not exist (the dashboard's Delete removes it).
     rt = dig(isvc, "spec", "predictor", "model", "runtime")
+    # KServe reconciled before the runtime existed, and it exists now: a Helm install creates the
+    # InferenceServices first (kinds it does not know go in alphabetical order). KServe's reconcile failed and is
+    # retried, so its RuntimeNotRecognized status and InternalError event are stale, not fatal.
+    runtime_back = bool(rt) and runtimes is not None and rt in runtimes
     if rt and runtimes is not None and rt not in runtimes:
         findings.append(Finding(0, True, f"ServingRuntime {rt} is missing (deleting a deployment in the "
                                 "dashboard also deletes its runtime): run `poolserve deploy --runtimes-only`"))
@@ -252,7 +258,8 @@ def model_status(
         head = f"{failure.get('reason', 'Failure')}: {diag.evidence if diag else _last_line(msg)}".rstrip(": ")
         details.append(f"lastFailureInfo {head}" + (f" (exit code {failure['exitCode']})"
                                                     if failure.get("exitCode") is not None else ""))
-        fatal = transition in ("BlockedByFailedLoad", "InvalidSpec")
+        fatal = transition in ("BlockedByFailedLoad", "InvalidSpec") and not (
+            runtime_back and failure.get("reason") == "RuntimeNotRecognized")
         findings.append(Finding(7, fatal, f"{failure.get('reason', 'Failure')}: {diag}" if diag else head))
 
     # 3. Warning events about the ISVC, its Deployment, ReplicaSets and pods: of this incarnation only
@@ -276,7 +283,9 @@ def model_status(
         elif inv.get("kind") == "InferenceService":
             when = _event_time(e)
             recent = when is None or (now - when).total_seconds() <= RECENT_EVENT_S
-            findings.append(Finding(9, recent and reason == "InternalError", f"{reason}: {_first_line(msg)}"))
+            stale = runtime_back and MISSING_RUNTIME_ERROR in msg
+            findings.append(Finding(9, recent and reason == "InternalError" and not stale,
+                                    f"{reason}: {_first_line(msg)}"))
         elif reason == "FailedCreate":
             findings.append(Finding(10, True, f"FailedCreate: {_first_line(msg)}{create_failure_hint(msg)}"))
         elif reason in ("FailedMount", "FailedAttachVolume"):
