@@ -118,6 +118,30 @@ class LocalSpec(_Strict):
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     startup_timeout_s: float = Field(default=600, gt=0)
+    restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
+    """Like a pod's ``restartPolicy``: ``Always`` restarts a server that exits or fails its liveness probe,
+    with Kubernetes' CrashLoopBackOff delays; ``Never`` leaves it down (for debugging a crash)."""
+    termination_grace_period_s: float = Field(default=30, ge=0)
+    """Like ``terminationGracePeriodSeconds``: how long ``delete`` (and a restart) waits after SIGTERM
+    before it kills the server's process group."""
+
+
+class ProbeConfig(_Strict):
+    """One HTTP probe of ``/health`` (Kubernetes' names in snake case; unset keys keep poolserve's defaults)."""
+
+    period_s: int | None = Field(default=None, ge=1)
+    timeout_s: int | None = Field(default=None, ge=1)
+    failure_threshold: int | None = Field(default=None, ge=1)
+    initial_delay_s: int | None = Field(default=None, ge=0)
+
+
+class ProbesConfig(_Strict):
+    """The runtime container's probes. Defaults: startup every 10 s x 180 (30 min for a first download),
+    readiness every 10 s x 3, liveness every 30 s x 5 (timeout 10 s)."""
+
+    startup: ProbeConfig = Field(default_factory=ProbeConfig)
+    readiness: ProbeConfig = Field(default_factory=ProbeConfig)
+    liveness: ProbeConfig = Field(default_factory=ProbeConfig)
 
 
 class RuntimeConfig(_Strict):
@@ -134,6 +158,7 @@ class RuntimeConfig(_Strict):
     accelerator: str | None = "nvidia.com/gpu"
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
 
 
 class ModelDefaults(_Strict):
@@ -213,6 +238,7 @@ class Runtime:
     env: tuple[tuple[str, str], ...]
     pattern: str
     """The ``runtimes[].name`` this runtime was made from (equal to ``name`` in shared mode)."""
+    probes: ProbesConfig = ProbesConfig()
 
 
 @dataclass(frozen=True)
@@ -527,6 +553,7 @@ def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None)
         extra_args=tuple(rt.extra_args),
         env=tuple(rt.env.items()),
         pattern=rt.name,
+        probes=rt.probes,
     )
 
 

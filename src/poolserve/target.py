@@ -55,6 +55,10 @@ class ModelStatus:
     """Why it is not ready, in one line (``CrashLoopBackOff: --task is not a vLLM flag ...``)."""
     details: tuple[str, ...] = ()
     """Evidence: last log lines, conditions, events."""
+    restarts: int | None = None
+    """Container restarts (the pods' ``restartCount``; the local supervisor's count); None when unknown."""
+    last_termination: str | None = None
+    """How the last container ended: ``Error (exit 1): <diagnosis>``, ``OOMKilled (...)``."""
 
 
 @dataclass(frozen=True)
