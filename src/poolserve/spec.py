@@ -136,8 +136,11 @@ class ProbeConfig(_Strict):
 
 
 class ProbesConfig(_Strict):
-    """The runtime container's probes. Defaults: startup every 10 s x 180 (30 min for a first download),
-    readiness every 10 s x 3, liveness every 30 s x 5 (timeout 10 s)."""
+    """The runtime container's probes.
+
+    Defaults: startup every 10 s x 180 (30 min for a first download), readiness every 10 s x 3, liveness
+    every 30 s x 5 (timeout 10 s). The local target runs them too.
+    """
 
     startup: ProbeConfig = Field(default_factory=ProbeConfig)
     readiness: ProbeConfig = Field(default_factory=ProbeConfig)
@@ -238,7 +241,7 @@ class Runtime:
     env: tuple[tuple[str, str], ...]
     pattern: str
     """The ``runtimes[].name`` this runtime was made from (equal to ``name`` in shared mode)."""
-    probes: ProbesConfig = ProbesConfig()
+    probes: ProbesConfig = ProbesConfig()  # noqa: RUF009 - frozen pydantic model, shared safely
 
 
 @dataclass(frozen=True)

@@ -52,20 +52,23 @@ _PHASE_STYLE = {"Ready": "green", "Loading": "yellow", "Failed": "bold red", "St
 
 
 def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
-    """The ``poolserve status`` table; reasons and evidence follow under it."""
+    """The ``poolserve status`` table; reasons, the last termination and evidence follow under it."""
     table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "TARGET", "STATUS", "REPLICAS", "RUNTIME", "MODEL", "URL", "AGE"):
+    for column in ("NAME", "TARGET", "STATUS", "REPLICAS", "RESTARTS", "RUNTIME", "MODEL", "URL", "AGE"):
         # Never truncate ids and URLs: users copy them. Narrow terminals wrap them instead.
         table.add_column(column, overflow="fold", no_wrap=column not in ("MODEL", "URL", "RUNTIME"))
     notes: list[RenderableType] = []
     for s in statuses:
         table.add_row(
             s.name, s.target, Text(s.phase, style=_PHASE_STYLE.get(s.phase, "")),
-            f"{s.replicas_ready}/{s.replicas_desired}", s.runtime or "-", s.served_model or "-",
-            s.route_url or s.url or "-", _age(s.age_s),
+            f"{s.replicas_ready}/{s.replicas_desired}", "-" if s.restarts is None else str(s.restarts),
+            s.runtime or "-", s.served_model or "-", s.route_url or s.url or "-", _age(s.age_s),
         )
         if s.reason:
             notes.append(Text(f"{s.name}: {s.reason}", style="red" if s.phase == "Failed" else "yellow"))
+        if s.last_termination and s.phase != "Failed" and s.last_termination not in (s.reason or ""):
+            notes.append(Text(f"{s.name}: last termination: {s.last_termination}", style="dim"))
+        if s.reason:
             notes.extend(Text(f"  {line}", style="dim") for line in s.details)
     return Group(table, *notes) if notes else table
 

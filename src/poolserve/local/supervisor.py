@@ -276,6 +276,7 @@ class Supervisor:
         self._next_fast_poll = 0.0
         self._oom_at_start: tuple[int | None, int | None] = (None, None)
         self._killed_by: Literal["liveness", "startup", "delete"] | None = None
+        self._kill_detail = ""
         self.status = PodStatus(name=spec.name, uid=spec.uid, supervisor_pid=os.getpid(),
                                 supervisor_ticks=start_ticks(os.getpid()), restart_policy=spec.restart_policy,
                                 port=spec.port, waiting_reason="ContainerCreating", updated_at=now())
@@ -446,6 +447,7 @@ class Supervisor:
         grace = probe.termination_grace_period_s if probe.termination_grace_period_s is not None \
             else self.spec.grace_s
         self._killed_by = why
+        self._kill_detail = detail
         self._event("Normal", "Killing", f"Container failed {why} probe ({detail}), will be "
                     + ("restarted" if self.spec.restart_policy != "Never" else "stopped (restartPolicy Never)"))
         rc = self._terminate(grace)
@@ -485,7 +487,7 @@ class Supervisor:
         if killed_by == "delete":
             message = "stopped by poolserve delete"
         elif killed_by is not None:
-            message = f"killed after its {killed_by} probe failed ({run.probe_error or 'see events'})"
+            message = f"killed after its {killed_by} probe failed {self._failures(killed_by)}: {self._kill_detail}"
         elif diag is not None:
             message = str(diag)
         else:
@@ -501,6 +503,11 @@ class Supervisor:
         self.container = None
         self._event("Warning" if killed_by != "delete" else "Normal", "Terminated", term.describe())
         self._record(term)
+
+    def _failures(self, kind: str) -> str:
+        counter = self.counters.get(kind)
+        n = counter.failures if counter is not None else 0
+        return f"{n} time{'s' if n != 1 else ''}"
 
     def _record(self, term: Termination) -> None:
         """A container ended: keep it as the last termination and schedule the restart the policy asks for."""
