@@ -69,6 +69,11 @@ _RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"\[Errno 30\] Read-only file system: '([^']*)'"), "read-only file system at {0}",
      "HOME, HF_HOME and the caches must be writable (a read-only model cache needs the model already in it "
      "and cache.offline: true)"),
+    (re.compile(r"SafetensorError: Error while deserializing header|HeaderTooLarge|MetadataIncompleteBuffer|"
+                r"incomplete metadata, file not fully covered"),
+     "the model's weight files are incomplete or corrupt (a download or copy cut short?)",
+     "remove that snapshot from the cache and import or download it again (`poolserve cache import`, "
+     "`poolserve cache warm`)"),
     (re.compile(r"\[Errno 28\] No space left on device"), "no space left on device",
      "free space in the model cache (local.cache_dir / the cache PVC) or the state directory"),
 )
