@@ -288,8 +288,16 @@ class Supervisor:
         self.stop_requested = True
 
     def run(self) -> int:
-        """Supervise until deleted (exit 0) or until the restart policy keeps the server down (exit 0)."""
-        self._publish()
+        """Supervise until deleted (exit 0) or until the restart policy keeps the server down (exit 0).
+
+        Exit 1 without starting anything when the first status cannot be written (nobody could see it).
+        """
+        try:
+            self._write(self.status)
+        except OSError as err:
+            print(f"cannot write the status of {self.spec.name}: {err}; not starting", file=sys.stderr, flush=True)
+            return 1
+        self._written = self.status
         self._start()
         while True:
             now = self._now()

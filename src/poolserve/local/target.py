@@ -57,6 +57,7 @@ from poolserve.local.state import (
     read_pod,
     read_state,
     stop_path,
+    write_pod,
     write_state,
     write_stop,
 )
@@ -216,6 +217,20 @@ class LocalTarget:
         selected = list(names) or [m.name for m in spec.models]
         for n in selected:
             spec.model(n)
+        try:
+            return self._deploy(rendered, selected, wait=wait, timeout_s=timeout_s, progress=progress)
+        except KeyboardInterrupt:
+            state = read_state(self._paths(spec)[1])
+            started = [n for n in selected if n in state.models]
+            keep = (f"{', '.join(started)} keep{'s' if len(started) == 1 else ''} starting under "
+                    f"{'its supervisor' if len(started) == 1 else 'their supervisors'}; `poolserve status --target "
+                    f"local` shows them, `poolserve delete --target local {' '.join(started)}` stops them"
+                    if started else "nothing was started")
+            raise Interrupted(f"interrupted: {keep}") from None
+
+    def _deploy(self, rendered: Rendered, selected: Sequence[str], *, wait: bool, timeout_s: float,
+                progress: ProgressFn | None) -> DeployResult:
+        spec = rendered.spec
         state_dir, state_path = self._paths(spec)
         changes: list[ObjectChange] = []
         notes: list[str] = []
@@ -283,10 +298,24 @@ class LocalTarget:
         entry = LocalEntry(name=plan.name, pid=0, pgid=0, port=plan.port, url=plan.url, log=str(log),
                            started_at=self._now(), argv=plan.argv, served_model=plan.served_model,
                            runtime=plan.runtime, fingerprint=plan.fingerprint, uid=uid)
+        creating = PodStatus(name=plan.name, uid=uid, supervisor_pid=0, supervisor_ticks=None,
+                             restart_policy=plan.restart_policy, port=plan.port, waiting_reason="ContainerCreating",
+                             updated_at=self._now())
         with _no_interrupts():
             # Recorded first: a supervisor only runs while its uid is in the state file, so whatever
-            # interrupts us from here on leaves either nothing running or something `delete` finds.
-            write_state(state_path, LocalState({**state.models, plan.name: entry}))
+            # interrupts us from here on leaves either nothing running or something `delete` finds. Its first
+            # status is written here too, so a state dir that cannot take it (full, read-only) fails in one
+            # line before anything starts.
+            try:
+                write_pod(state_dir, creating)
+            except OSError as err:
+                raise fs_error(err, f"write the status of {plan.name}", pod_path(state_dir, plan.name)) from err
+            try:
+                write_state(state_path, LocalState({**state.models, plan.name: entry}))
+            except LocalRunError:
+                with contextlib.suppress(OSError):
+                    pod_path(state_dir, plan.name).unlink()
+                raise
             popen = self._spawn_supervisor(spec, {**os.environ, **plan.env}, logs / f"{plan.name}.supervisor.log")
             entry = replace(entry, pid=popen.pid, pgid=popen.pid, ticks=start_ticks(popen.pid))
             write_state(state_path, LocalState({**state.models, plan.name: entry}))
@@ -310,17 +339,26 @@ class LocalTarget:
         return popen
 
     def _await_supervisor(self, entry: LocalEntry, state_dir: Path, popen: subprocess.Popen[bytes]) -> None:
-        """Wait for the new supervisor's first status (it started the server, or said why not)."""
+        """Wait for the new supervisor's first status (it started the server, or said why not).
+
+        Raises:
+            LocalRunError: the supervisor exited, or said nothing in time (then it is stopped).
+        """
+        log = state_dir / "logs" / f"{entry.name}.supervisor.log"
         deadline = time.monotonic() + SUPERVISOR_START_S
-        while time.monotonic() < deadline:
+        while True:
             pod = read_pod(state_dir, entry.name)
-            if pod is not None and pod.uid == entry.uid and pod.waiting_reason != "ContainerCreating":
+            if pod is not None and pod.uid == entry.uid and pod.supervisor_pid and \
+                    pod.waiting_reason != "ContainerCreating":
                 return
             if popen.poll() is not None:
-                tail = read_tail(state_dir / "logs" / f"{entry.name}.supervisor.log", 5)
+                tail = read_tail(log, 5)
                 raise LocalRunError(f"{entry.name}: the supervisor exited with code {popen.returncode} before it "
-                                    f"started the server: {tail[-1] if tail else '(no output)'}; see "
-                                    f"{state_dir / 'logs' / (entry.name + '.supervisor.log')}")
+                                    f"started the server: {tail[-1] if tail else '(no output)'}; see {log}")
+            if time.monotonic() >= deadline:
+                self._finish_stop(state_dir, self._ask_to_stop(state_dir, entry, 0.0))
+                raise LocalRunError(f"{entry.name}: the supervisor did not report within {SUPERVISOR_START_S:g}s "
+                                    f"(stopped); see {log}")
             time.sleep(0.05)
 
     # -- status --------------------------------------------------------------------------------
@@ -460,20 +498,19 @@ class LocalTarget:
             if name not in state.models:
                 spec.model(name)
                 raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
-        self._wait_names(spec, selected, timeout_s, progress)
+        try:
+            self._wait_names(spec, selected, timeout_s, progress)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted: the servers keep starting under their supervisors (`poolserve status "
+                              "--target local`)") from None
         return self.status(rendered, selected)
 
     def _wait_names(self, spec: PoolSpec, names: Sequence[str], timeout_s: float,
                     progress: ProgressFn | None) -> None:
         state_dir, state_path = self._paths(spec)
         deadline = time.monotonic() + timeout_s
-        try:
-            for name in names:
-                self._wait_one(state_dir, state_path, name, deadline, timeout_s, progress)
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted: {', '.join(names)} keep starting under their supervisors; `poolserve status --target "
-                f"local` shows them, `poolserve delete --target local {' '.join(names)}` stops them") from None
+        for name in names:
+            self._wait_one(state_dir, state_path, name, deadline, timeout_s, progress)
 
     def _wait_one(self, state_dir: Path, state_path: Path, name: str, deadline: float, timeout_s: float,
                   progress: ProgressFn | None) -> None:
