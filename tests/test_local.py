@@ -270,15 +270,6 @@ def test_cli_state_dir_owned_by_another_user_exits_10_in_one_line(
 
 
 @pytest.fixture
-def stub_python(tmp_path: Path) -> str:
-    """An executable that stands for the container's ``python``: runs the stub server with the same args."""
-    path = tmp_path / "stub-python"
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STUB}" "$@"\n')
-    path.chmod(0o755)
-    return str(path)
-
-
-@pytest.fixture
 def stub(tmp_path: Path, stub_python: str) -> Iterator[tuple[LocalTarget, PoolSpec, Rendered]]:
     spec = _spec(tmp_path, **{"local.python": stub_python,
                               "local.env": {"STUB_RECORD": str(tmp_path / "record.json"), "STUB_CHILD": "1"}})

@@ -66,14 +66,6 @@ def marked(mark: str) -> list[int]:
     return out
 
 
-@pytest.fixture
-def stub_python(tmp_path: Path) -> str:
-    path = tmp_path / "stub-python"
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STUB}" "$@"\n')
-    path.chmod(0o755)
-    return str(path)
-
-
 class Local:
     """One test's local deployment: its config overrides, target, and a mark on every process it starts."""
 

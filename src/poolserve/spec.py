@@ -7,6 +7,7 @@ keys. Errors name the file, the line and the key (``poolserve.yaml:14: models[0]
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -449,9 +450,31 @@ def runtime_version(spec: PoolSpec, rt: RuntimeConfig) -> Version | None:
     return image_version(spec.image)
 
 
+_SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "APIKEY"})
+_SECRET_PAIRS = frozenset({("API", "KEY"), ("ACCESS", "KEY"), ("PRIVATE", "KEY"), ("SECRET", "KEY")})
+
+
+def secret_like(name: str) -> bool:
+    """An env var name that usually holds a secret (``HF_TOKEN``, ``VLLM_API_KEY``), not ``TOKENIZERS_PARALLELISM``."""
+    words = name.upper().replace("-", "_").split("_")
+    return bool(_SECRET_WORDS & set(words)) or any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
+def _secret_env(env: Mapping[str, str] | None, base: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    # Rendered env values land in manifests/kserve/ (committed, readable by anyone with `get` on the objects).
+    return [((*base, "env", k), f"{k} looks like a secret, and its value would be written into the rendered "
+             "manifests: use cache.hf_token_secret for the HF token (a Secret reference, rendered as secretKeyRef), "
+             "or local.env for the local target (never rendered)") for k in (env or {}) if secret_like(k)]
+
+
 def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
     """Rules that span several keys. Returns ``[(key_path, message)]``; empty when valid."""
     out: list[tuple[tuple[str | int, ...], str]] = []
+    out += _secret_env(spec.defaults.env, ("defaults",))
+    for i, rt in enumerate(spec.runtimes):
+        out += _secret_env(rt.env, ("runtimes", i))
+    for i, m in enumerate(spec.models):
+        out += _secret_env(m.env, ("models", i))
     if not NAME_RE.match(spec.namespace) or len(spec.namespace) > 63:
         out.append((("namespace",), f"{spec.namespace!r} is not a valid namespace name (DNS-1123 label)"))
     if spec.vllm_version is not None and parse_version(spec.vllm_version) is None:

@@ -200,7 +200,7 @@ def locked(state_dir: Path) -> Iterator[None]:
     lock = state_dir / ".local-state.lock"
     try:
         make_private_dir(state_dir)
-        f = lock.open("a")
+        f = os.fdopen(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "a")
     except OSError as err:
         raise fs_error(err, "create the local state lock", err.filename or lock) from err
     with f:
