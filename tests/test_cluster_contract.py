@@ -202,13 +202,14 @@ def test_another_managers_change_conflicts_until_forced(b: Backend) -> None:
     isvc = b.obj(ISVC_KIND, MODEL)
     b.cluster.apply(b.obj(SR_KIND, RUNTIME))
     b.cluster.apply(isvc)
-    b.edit(isvc, {"spec": {"predictor": {"minReplicas": 2}}}, "kubectl-edit")
+    # maxReplicas: KServe's validating webhook refuses minReplicas above it (validateReplicas).
+    b.edit(isvc, {"spec": {"predictor": {"maxReplicas": 3}}}, "kubectl-edit")
     with pytest.raises(Conflict) as exc:
         b.cluster.apply(isvc)
     msg = str(exc.value)
     assert "\n" not in msg
     assert f"conflict applying InferenceService {b.ns}/{MODEL}" in msg
-    assert '"kubectl-edit"' in msg and ".spec.predictor.minReplicas" in msg and "--force-conflicts" in msg
+    assert '"kubectl-edit"' in msg and ".spec.predictor.maxReplicas" in msg and "--force-conflicts" in msg
     assert exc.value.exit_code == 6
     # The CLI path: deploy without and with --force-conflicts.
     tgt = target(b)
@@ -218,7 +219,7 @@ def test_another_managers_change_conflicts_until_forced(b: Backend) -> None:
                         options=DeployOptions(force_conflicts=True))
     assert {c.name: c.action for c in forced.changes}[MODEL] == "configured"
     live = b.cluster.get(ISVC_API_VERSION, ISVC_KIND, MODEL, b.ns)
-    assert live is not None and live["spec"]["predictor"]["minReplicas"] == 1
+    assert live is not None and live["spec"]["predictor"]["maxReplicas"] == 1
     assert b.cluster.apply(isvc)["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
 
 
@@ -378,3 +379,45 @@ def test_deleting_an_inference_service_removes_what_kserve_made_for_it(b: Backen
 def test_access_review_allows_the_admin(b: Backend) -> None:
     assert b.cluster.access("create", kind_info(ISVC_API_VERSION, ISVC_KIND), namespace=b.ns).allowed
     assert b.cluster.server_version().startswith("v1.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Dashboard Templates (OpenShift's Template API; on envtest a CRD standing in for it, support.openshift_api).
+
+
+def test_templates_are_applied_found_by_status_missed_when_gone_and_kept_while_named(b: Backend) -> None:
+    dash = f"{b.ns}-dash"
+    b.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": dash}})
+    # Runtime names unique to the test: a global Template may be named from any namespace.
+    spec = load_spec(CONFIG, {"namespace": b.ns, "runtime_mode": "per-model", "dashboard.templates": True,
+                              "dashboard.templates_namespace": dash, "runtimes.0.name": f"{b.ns}-embed",
+                              "runtimes.1.name": f"{b.ns}-rerank"})
+    rendered = render(spec)
+    embed_t, rerank_t = f"{b.ns}-embed-template", f"{b.ns}-rerank-template"
+    tgt = target(b)
+    result = tgt.deploy(rendered, [], wait=False, timeout_s=30)
+    assert [(c.kind, c.namespace, c.name, c.action) for c in result.changes if c.kind == "Template"] == [
+        ("Template", dash, embed_t, "created"), ("Template", dash, rerank_t, "created")]
+    live = b.cluster.get("template.openshift.io/v1", "Template", embed_t, dash)
+    assert live is not None and live["objects"][0]["metadata"]["name"] == f"{b.ns}-embed"
+    assert {c.action for c in tgt.deploy(rendered, [], wait=False, timeout_s=30).changes} == {"unchanged"}
+
+    before = b.lists()
+    assert [s.warnings for s in tgt.status(rendered, [])] == [(), (), ()]
+    assert (b.lists() - before)["templates"] == 2  # the dashboard namespace and the project, once each
+
+    assert b.cluster.delete("template.openshift.io/v1", "Template", embed_t, dash) is True
+    warnings = {s.name: s.warnings for s in tgt.status(rendered, [])}
+    assert warnings[MODEL] and warnings["granite-embedding"] and warnings["msmarco-reranker"] == ()
+    assert warnings[MODEL][0].startswith(f"runtime {MODEL} names Template '{b.ns}-embed' "
+                                         f"(opendatahub.io/template-name) but no Template in {dash} or {b.ns}")
+
+    tgt.deploy(rendered, [MODEL], wait=False, timeout_s=30)
+    first = tgt.delete(rendered, [MODEL], runtimes=True)
+    change = next(c for c in first.changes if c.kind == "Template")
+    assert (change.name, change.action, change.note) == (embed_t, "kept", f"named by {b.ns}/granite-embedding")
+    rest = tgt.delete(rendered, [], runtimes=True)
+    assert {(c.name, c.action) for c in rest.changes if c.kind == "Template"} == {(embed_t, "deleted"),
+                                                                                  (rerank_t, "deleted")}
+    b.settle(lambda: b.cluster.list("template.openshift.io/v1", "Template", dash) == [], "the Templates gone")
+    b.cluster.delete("v1", "Namespace", dash)

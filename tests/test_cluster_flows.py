@@ -160,19 +160,20 @@ def test_deploy_options_diff_and_conflicts_against_the_live_objects(project: Pro
     diff = p.run("diff")
     assert diff.exit_code == 1 and f"inferenceservice/{p.ns}/{MINILM} would be created" in diff.stderr
     assert p.run("deploy", "--no-wait").exit_code == 0
-    # Someone scales a predictor by hand (an Update by another field manager).
+    # Someone lets a predictor scale further by hand (an Update by another field manager). Raising
+    # minReplicas above maxReplicas instead is refused by KServe's validating webhook.
     p.kube.api.merge_patch(path("serving.kserve.io/v1beta1", "inferenceservices", p.ns, MINILM),
-                           {"spec": {"predictor": {"minReplicas": 2}}}, fieldManager="kubectl-edit")
+                           {"spec": {"predictor": {"maxReplicas": 3}}}, fieldManager="kubectl-edit")
     diff = p.run("diff")
     assert diff.exit_code == 1
-    assert "-    minReplicas: 2\n+    minReplicas: 1" in diff.stdout
+    assert "-    maxReplicas: 3\n+    maxReplicas: 1" in diff.stdout
     assert f"inferenceservice/{p.ns}/{MINILM} would be configured [apply needs --force-conflicts" in diff.stderr
     r = p.run("deploy", "--no-wait")
     assert r.exit_code == 6
     assert error_line(r).startswith(f'error: conflict applying InferenceService {p.ns}/{MINILM}: Apply failed with 1 '
                                     'conflict: conflict with "kubectl-edit" using serving.kserve.io/v1beta1: '
-                                    ".spec.predictor.minReplicas")
-    # --no-wait: a minReplicas change leaves the Deployment's generation alone until the HPA acts, so a wait
+                                    ".spec.predictor.maxReplicas")
+    # --no-wait: a maxReplicas change leaves the Deployment's generation alone until the HPA acts, so a wait
     # would hold the old Ready for ROLLOUT_GRACE_S (30 s).
     r = p.run("deploy", "--force-conflicts", "--no-wait")
     assert r.exit_code == 0, r.stderr

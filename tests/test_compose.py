@@ -113,18 +113,25 @@ def test_merge_containers_ignores_empty_overlay_fields() -> None:
     assert merged["args"] == RUNTIME_C["args"] and merged["command"] == RUNTIME_C["command"]
 
 
+def _storage_config(namespace: str, name: str) -> dict[str, object] | None:
+    """A ``storage-config`` Secret with the entries the specs' data connections name."""
+    return {"data": {"default": "e30=", "aws-models": "e30="}} if name == "storage-config" else None
+
+
 @pytest.mark.parametrize("spec_path", [Path(__file__).resolve().parents[1] / "poolserve.yaml",
                                        *sorted((Path(__file__).parent / "specs").glob("*.yaml"))],
                          ids=lambda p: p.stem)
 def test_compose_agrees_with_kserves_own_merge(spec_path: Path) -> None:
     """compose() against an independent reading of KServe v0.20's MergeRuntimeContainers/MergePodSpec.
 
-    ``support.kserve_sim.predictor_objects`` was written from KServe's source for the envtest cluster, not
-    from compose(); the Deployment builder's defaults (setDefaultPodSpec) are all that may differ.
+    ``support.kserve_sim.predictor_objects`` and the pod mutator ``support.kserve_webhooks.mutate_pod``
+    (storageUri: the storage initializer or modelcar) were written from KServe's source for the envtest
+    cluster, not from compose(); the Deployment builder's defaults (setDefaultPodSpec) are all that may differ.
     """
     from poolserve.render import render
     from poolserve.spec import load_spec
     from support.kserve_sim import predictor_objects
+    from support.kserve_webhooks import mutate_pod
 
     rendered = render(load_spec(spec_path))
     runtimes = {o["metadata"]["name"]: o for o in rendered.manifests if o["kind"] == "ServingRuntime"}
@@ -133,7 +140,9 @@ def test_compose_agrees_with_kserves_own_merge(spec_path: Path) -> None:
     for isvc in isvcs:
         sr = runtimes[isvc["spec"]["predictor"]["model"]["runtime"]]
         deployment, _, _ = predictor_objects({**isvc, "metadata": {**isvc["metadata"], "uid": "uid-1"}}, sr)
-        pod = deployment["spec"]["template"]["spec"]
+        template = deployment["spec"]["template"]
+        pod = mutate_pod({"metadata": {**template["metadata"], "namespace": "ns"}, "spec": template["spec"]},
+                         secret=_storage_config)["spec"]
         composed = compose(sr, isvc)
         defaults = {"imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log"}
         assert pod["containers"][0] == {**defaults, **composed.container}, isvc["metadata"]["name"]

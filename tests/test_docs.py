@@ -42,3 +42,30 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test.sh" in readme and "scripts/test.sh" in ci
     assert "scripts/local-demo.sh" in readme and (ROOT / "scripts" / "local-demo.sh").is_file()
+
+
+def _config_keys(model: type, prefix: str = "") -> list[str]:
+    """Every key of the config schema, as ``parent.key`` paths (nested models expanded)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    out: list[str] = []
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        out.append(prefix + name)
+        for arg in [field.annotation, *typing.get_args(field.annotation)]:
+            for inner in [arg, *typing.get_args(arg)]:
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    out += _config_keys(inner, f"{prefix}{name}.")
+    return out
+
+
+def test_every_config_key_is_in_the_readme_config_reference() -> None:
+    from poolserve.spec import PoolSpec
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Config reference", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    import re
+
+    missing = sorted({key for key in _config_keys(PoolSpec) if not re.search(rf"\b{key.rsplit('.', 1)[-1]}\b", block)})
+    assert not missing, f"README 'Config reference' lacks: {', '.join(missing)}"

@@ -96,6 +96,30 @@ def test_shared_runtime_note_explains_dashboard_delete() -> None:
     assert not _has(_findings("runtime_mode: per-model\n" + text), "note", "deleting any of them")
 
 
+def test_templates_say_who_may_apply_them_and_which_dashboards_find_project_ones() -> None:
+    glob = _findings("dashboard: {templates: true}\n" + BASE)
+    assert [(f.severity, f.subject) for f in glob if "Template" in f.message] == [
+        ("note", "dashboard-templates.yaml (redhat-ods-applications)")]
+    assert _has(glob, "note", "creating Templates in redhat-ods-applications needs an OpenShift AI admin")
+    project = _findings("dashboard: {templates: true, templates_scope: project}\n" + BASE)
+    assert _has(project, "warning", "project-scoped Templates: OpenShift AI 3.6+ finds them; 3.5 looks only in "
+                                    "redhat-ods-applications and labels the runtimes 'Template removed'")
+    assert not _has(_findings(BASE), "note", "Template")
+
+
+def test_a_template_name_no_rendered_template_matches_warns() -> None:
+    spec = parse_spec("dashboard: {templates: true}\n" + BASE)
+    rendered = render(spec)
+    assert not any("matches no rendered Template" in f.message for f in lint(spec, rendered).findings)
+    tampered = render(spec)
+    for t in tampered.templates:
+        t["objects"][0]["metadata"]["name"] += "-renamed"
+        t["metadata"]["name"] += "-renamed"
+    findings = list(lint(spec, tampered).findings)
+    assert _has(findings, "warning", "template-name 'vllm-embedding-runtime' matches no rendered Template: "
+                                     "OpenShift AI 3.5+ labels it 'Template removed'")
+
+
 @pytest.mark.parametrize("spec", sorted((ROOT / "tests" / "specs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_example_specs_lint_without_errors(spec: Path) -> None:
     s = load_spec(spec)

@@ -372,7 +372,24 @@ def test_replica_failure_quota() -> None:
         condition("Progressing", "True", "ReplicaSetUpdated")])
     st = status_of(isvc(status=not_ready_status()), deployments=[dep])
     assert st.phase == "Failed"
-    assert "exceeded quota" in (st.reason or "") and "quota" in (st.reason or "")
+    assert "exceeded quota" in (st.reason or "") and "raise the namespace quota" in (st.reason or "")
+
+
+@pytest.mark.parametrize(("message", "hint"), [
+    # The API server's refusal when a runtime volume sits where KServe's pod mutator mounts the model.
+    ('Pod "m-predictor-5d9f-x" is invalid: spec.containers[0].volumeMounts[5].mountPath: Invalid value: '
+     '"/mnt/models": must be unique', "the predictor pod KServe built is invalid; `poolserve lint` explains"),
+    # KServe's pod mutator, for a data connection without its storage-config entry.
+    ('admission webhook "inferenceservice.kserve-webhook-server.pod-mutator" denied the request: can\'t read '
+     'storage secret storage-config: secrets "storage-config" not found',
+     "KServe reads data_connection from the storage-config Secret"),
+])
+def test_replica_failure_says_why_the_pod_cannot_be_created(message: str, hint: str) -> None:
+    dep = deployment(NAME, NS, ready=0, conditions=[condition("ReplicaFailure", "True", "FailedCreate", message),
+                                                    condition("Progressing", "True", "ReplicaSetUpdated")])
+    st = status_of(isvc(status=not_ready_status()), deployments=[dep])
+    assert st.phase == "Failed"
+    assert hint in (st.reason or "") and "quota" not in (st.reason or ""), st.reason
 
 
 def test_missing_runtime_is_reported_with_the_fix() -> None:

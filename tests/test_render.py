@@ -131,7 +131,6 @@ def test_exposed_model_gets_auth_objects_and_no_secret_values() -> None:
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in env
     assert sr["metadata"]["annotations"][kserve.TEMPLATE_NAME] == "vllm-embedding-runtime"
     templates = next(f for f in rendered.files if f.name == "dashboard-templates.yaml")
-    assert not templates.in_kustomization
     names = [t["objects"][0]["metadata"]["name"] for t in templates.objects]
     assert names == ["vllm-embedding-runtime", "vllm-reranker-runtime"]
 
@@ -154,10 +153,33 @@ def test_a_secret_in_a_rendered_env_is_refused() -> None:
     load_spec(ROOT / "tests" / "specs" / "per-model-secure.yaml", {"runtimes.0.env": {"TOKENIZERS_PARALLELISM": "0"}})
 
 
+def test_templates_are_applied_with_the_rest_and_before_the_runtimes_that_name_them() -> None:
+    rendered = render(load_spec(ROOT / "tests" / "specs" / "per-model-secure.yaml"))
+    kinds = [o["kind"] for o in rendered.manifests]
+    assert kinds.index("Template") < kinds.index("ServingRuntime")
+    assert [t["metadata"]["name"] for t in rendered.templates] == ["vllm-embedding-runtime-template",
+                                                                  "vllm-reranker-runtime-template"]
+    texts = file_texts(rendered, "x.yaml")
+    kust = yamlio.load_all(texts["kustomization.yaml"])[0]
+    assert kust["resources"][:2] == ["namespace.yaml", "dashboard-templates.yaml"]
+    assert "needs an OpenShift AI admin" in texts["dashboard-templates.yaml"].splitlines()[1]
+    assert render(load_spec(ROOT / "poolserve.yaml")).templates == []
+
+
 def test_project_scoped_templates() -> None:
     path = ROOT / "tests" / "specs" / "per-model-secure.yaml"
-    sr = next(o for o in render(load_spec(path)).manifests if o["kind"] == "ServingRuntime")
+    rendered = render(load_spec(path))
+    sr = next(o for o in rendered.manifests if o["kind"] == "ServingRuntime")
     assert sr["metadata"]["annotations"][kserve.RUNTIME_SCOPE] == "global"
-    spec = load_spec(path, {"dashboard.templates_namespace": "search"})
-    sr = next(o for o in render(spec).manifests if o["kind"] == "ServingRuntime")
-    assert sr["metadata"]["annotations"][kserve.RUNTIME_SCOPE] == "project"
+    assert {t["metadata"]["namespace"] for t in rendered.templates} == {"redhat-ods-applications"}
+    for overrides in ({"dashboard.templates_scope": "project"}, {"dashboard.templates_namespace": "search"}):
+        rendered = render(load_spec(path, overrides))
+        srs = [o for o in rendered.manifests if o["kind"] == "ServingRuntime"]
+        assert {sr["metadata"]["annotations"][kserve.RUNTIME_SCOPE] for sr in srs} == {"project"}
+        # In the project the dashboard GETs the Template *named* template-name: the two names are one.
+        for t in rendered.templates:
+            assert t["metadata"]["namespace"] == "search"
+            assert t["metadata"]["name"] == t["objects"][0]["metadata"]["name"]
+        assert {sr["metadata"]["annotations"][kserve.TEMPLATE_NAME] for sr in srs} == {
+            t["metadata"]["name"] for t in rendered.templates}
+        assert "OpenShift AI 3.6+ finds them" in file_texts(rendered, "x")["dashboard-templates.yaml"]

@@ -122,11 +122,14 @@ def list_models(hf_home: Path) -> list[CachedModel]:
     return out
 
 
-def snapshot_path(hf_home: Path, model_id: str) -> Path | None:
-    """The directory ``refs/main`` points at, or None when the model is not cached."""
+def snapshot_path(hf_home: Path, model_id: str, revision: str = "") -> Path | None:
+    """The snapshot of ``revision`` (a branch, tag or commit; ``""``: ``main``), or None when not cached."""
     repo = repo_dir(hf_home, model_id)
-    ref = repo / "refs" / "main"
-    if not ref.is_file():
+    ref = repo / "refs" / (revision or "main")
+    if ref.is_file():
+        snap = repo / "snapshots" / ref.read_text().strip()
+    elif revision and "/" not in revision:
+        snap = repo / "snapshots" / revision  # a commit hash names its snapshot directly
+    else:
         return None
-    snap = repo / "snapshots" / ref.read_text().strip()
     return snap if snap.is_dir() else None

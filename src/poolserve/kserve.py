@@ -16,11 +16,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from poolserve import vllm
+from poolserve import storage, vllm
 from poolserve.errors import LintError
-from poolserve.spec import Model, PoolSpec, Runtime, format_version
+from poolserve.spec import HPA_METRICS, Model, PoolSpec, Runtime, format_version
 
 Manifest = dict[str, Any]
 
@@ -32,6 +32,8 @@ ISVC_KIND = "InferenceService"
 SR_PLURAL = "servingruntimes"
 ISVC_PLURAL = "inferenceservices"
 CONTAINER_NAME = "kserve-container"  # the controller fails with InvalidSpec without it
+TEMPLATE_API_VERSION = "template.openshift.io/v1"
+TEMPLATE_KIND = "Template"
 
 # OpenShift AI dashboard keys (odh-dashboard; see LESSONS_LEARNED.md "Dashboard").
 DASHBOARD_LABEL = "opendatahub.io/dashboard"
@@ -49,6 +51,16 @@ DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 MODELMESH_ENABLED = "modelmesh-enabled"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 """Set by KServe on an InferenceService's predictor Deployment, pods and Service; the value is its name."""
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"  # hpa (default) | keda | external | none
+HARDWARE_PROFILE_NAME = "opendatahub.io/hardware-profile-name"
+HARDWARE_PROFILE_NAMESPACE = "opendatahub.io/hardware-profile-namespace"
+# KServe's metrics annotations (pkg/constants): where kserve-container serves Prometheus metrics, and the
+# pod mutator's switch that, when "true", rewrites prometheus.io/port to queue-proxy's 9091: a port raw
+# mode's pods do not have (metrics_aggregate_injector.go InjectMetricsAggregator).
+KSERVE_PROMETHEUS_PORT = "prometheus.kserve.io/port"
+KSERVE_PROMETHEUS_PATH = "prometheus.kserve.io/path"
+ENABLE_PROMETHEUS_SCRAPING = "serving.kserve.io/enable-prometheus-scraping"
+MONITORING_API_VERSION = "monitoring.coreos.com/v1"
 
 TMP_HOME = "/tmp/home"
 TMP_CACHE = "/tmp/cache"
@@ -57,6 +69,10 @@ SHM_SIZE = "2Gi"
 
 def _labels() -> dict[str, str]:
     return {DASHBOARD_LABEL: "true", "app.kubernetes.io/managed-by": "poolserve"}
+
+
+def _managed() -> dict[str, str]:
+    return {"app.kubernetes.io/managed-by": "poolserve"}
 
 
 def runtime_env(spec: PoolSpec, runtime: Runtime) -> list[dict[str, Any]]:
@@ -109,8 +125,12 @@ def _probe(runtime: Runtime, kind: str) -> dict[str, Any]:
     return probe
 
 
-def serving_runtime(spec: PoolSpec, runtime: Runtime) -> Manifest:
-    """The ServingRuntime for ``runtime``: vLLM's OpenAI server on 8080 with the shared cache PVC."""
+def serving_runtime(spec: PoolSpec, runtime: Runtime, *, hardware_profile: tuple[str, str] | None = None) -> Manifest:
+    """The ServingRuntime for ``runtime``: vLLM's OpenAI server on 8080 with the shared cache PVC.
+
+    ``hardware_profile`` (name, namespace): the profile every model on this runtime uses; the 2.x
+    dashboard reads it from the runtime (3.x from the InferenceService).
+    """
     annotations = {
         DISPLAY_NAME: runtime.display_name,
         # What the dashboard's "Serving runtime" column shows; without it: "Unknown Serving Runtime".
@@ -119,12 +139,15 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime) -> Manifest:
         RUNTIME_VERSION: f"v{format_version(runtime.vllm_version)}",
     }
     if spec.dashboard.templates:
-        # Only with a Template behind it: a dangling template-name shows "Template removed" in 3.x.
+        # Only with a Template behind it: a dangling template-name shows "Template removed" (3.5+).
+        # objects[0].metadata.name: the one name every dashboard version matches (see template()).
         annotations[TEMPLATE_NAME] = runtime.pattern
         # "global": the Template lives in the dashboard namespace; "project": in the model's own.
-        annotations[RUNTIME_SCOPE] = "project" if spec.dashboard.templates_namespace == spec.namespace else "global"
+        annotations[RUNTIME_SCOPE] = template_scope(spec)
     if runtime.accelerator:
         annotations[RECOMMENDED_ACCELERATORS] = json.dumps([runtime.accelerator])
+    if hardware_profile is not None:
+        annotations[HARDWARE_PROFILE_NAME], annotations[HARDWARE_PROFILE_NAMESPACE] = hardware_profile
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": runtime.image,
@@ -203,6 +226,11 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
     if model.expose:
         labels[VISIBILITY] = "exposed"  # odh-model-controller then creates a Route
     predictor: dict[str, Any] = {"minReplicas": model.replicas, "maxReplicas": model.max_replicas}
+    scaling = _scaling(model, predictor)
+    if model.deployment_strategy:
+        predictor["deploymentStrategy"] = {"type": model.deployment_strategy}
+    if model.image_pull_secrets:
+        predictor["imagePullSecrets"] = [{"name": n} for n in model.image_pull_secrets]
     if model.node_selector:
         predictor["nodeSelector"] = dict(model.node_selector)
     if model.tolerations:
@@ -222,7 +250,29 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
     resources = model_resources(model)
     if resources:
         model_spec["resources"] = resources
+    if model.storage_uri is not None:
+        # KServe mounts or downloads the model to /mnt/models (vllm.model_args points --model there).
+        model_spec["storageUri"] = model.storage_uri.uri
+        if model.data_connection:
+            # The storage initializer reads this entry of the `storage-config` Secret, which
+            # odh-model-controller builds from the namespace's data connections (secret_controller.go):
+            # a reference, never a credential.
+            model_spec["storage"] = {"key": model.data_connection}
     predictor["model"] = model_spec
+    annotations = {
+        DISPLAY_NAME: model.display_name,
+        # RawDeployment works on every KServe; >= 0.17 rewrites it to its new name "Standard".
+        DEPLOYMENT_MODE: "RawDeployment",
+        # Always explicit: the 3.x dashboard treats a missing value as "auth on".
+        ENABLE_AUTH: "true" if model.auth else "false",
+    }
+    annotations.update(scaling)
+    if model.hardware_profile is not None:
+        # OpenShift AI 3.x: the dashboard shows and edits the profile from these; its webhook fills in the
+        # profile's node selector and tolerations, and resources the model leaves unset.
+        annotations[HARDWARE_PROFILE_NAME], annotations[HARDWARE_PROFILE_NAMESPACE] = model.hardware_profile
+    if spec.monitoring.enabled:
+        annotations.update(monitoring_annotations())
     return {
         "apiVersion": ISVC_API_VERSION,
         "kind": ISVC_KIND,
@@ -230,15 +280,125 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
             "name": model.name,
             "namespace": model.namespace,
             "labels": labels,
-            "annotations": {
-                DISPLAY_NAME: model.display_name,
-                # RawDeployment works on every KServe; >= 0.17 rewrites it to its new name "Standard".
-                DEPLOYMENT_MODE: "RawDeployment",
-                # Always explicit: the 3.x dashboard treats a missing value as "auth on".
-                ENABLE_AUTH: "true" if model.auth else "false",
-            },
+            "annotations": annotations,
         },
         "spec": {"predictor": predictor},
+    }
+
+
+def queue_query(model: Model) -> str:
+    """PromQL for the requests in flight (running + waiting) on the model's predictor pods.
+
+    For a pooling model vLLM schedules and finishes a request within one engine step, so right after each
+    step, when the gauges are set, ``running`` is about 0 and ``waiting`` holds the load (measured on vLLM
+    0.32: 0 running and up to 999 waiting under 1024 queued texts; each text of a batched request counts).
+    The sum still counts a request that spans steps (a chunked long input), which ``waiting`` alone would
+    drop while the server is busy. ``max by (pod, engine)`` before the sum: on OpenShift AI
+    odh-model-controller's ServiceMonitor ``<isvc>-metrics`` may scrape the same pods as poolserve's
+    PodMonitor; duplicated series must not double the count. Pod names are
+    ``<isvc>-predictor-<replicaset hash>-<suffix>``.
+    """
+    sel = f'namespace="{model.namespace}",pod=~"{model.name}-predictor-[a-z0-9]+-[a-z0-9]+"'
+    return (f"sum(max by (pod, engine) (vllm:num_requests_running{{{sel}}} + "
+            f"vllm:num_requests_waiting{{{sel}}}))")
+
+
+def _scaling(model: Model, predictor: dict[str, Any]) -> dict[str, str]:
+    """Autoscaler fields on ``predictor``; returns the annotations they need.
+
+    Without ``autoscaling`` nothing is rendered and KServe's default applies: class ``hpa``, CPU at 80 %
+    between minReplicas and maxReplicas (pinned, so inert, when they are equal).
+    """
+    a = model.autoscaling
+    if a is None:
+        return {}
+    if a.metric in HPA_METRICS:
+        # KServe's raw-mode HPA (hpa_reconciler.go getHPAMetrics): utilisation of the container's request.
+        predictor["scaleMetric"] = a.metric
+        predictor["scaleTarget"] = a.target
+        return {AUTOSCALER_CLASS: "hpa"}
+    external: dict[str, Any] = {
+        "metric": {"backend": "prometheus", "serverAddress": a.prometheus_url, "query": queue_query(model),
+                   # The Thanos querier's tenancy port only answers queries scoped to a namespace.
+                   "namespace": model.namespace},
+        # KServe passes `value` to KEDA as the trigger's threshold; KEDA's default metricType AverageValue
+        # divides the query's total by it: the target is requests in flight per replica.
+        "target": {"type": "Value", "value": str(a.target)},
+    }
+    if a.authentication:
+        external["authenticationRef"] = {"authModes": "bearer", "authenticationRef": {"name": a.authentication}}
+    predictor["autoScaling"] = {"metrics": [{"type": "External", "external": external}]}
+    return {AUTOSCALER_CLASS: "keda"}
+
+
+HPA_API_VERSION = "autoscaling/v2"
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+
+
+def stale_autoscaler(isvc: Manifest) -> tuple[str, str, str]:
+    """(apiVersion, kind, name) of the autoscaler KServe leaves behind when ``isvc``'s class changes.
+
+    KServe v0.20 names both ``<isvc>-predictor``. Its KEDA reconciler never removes the HPA an earlier
+    class made, and nothing removes a ScaledObject once the class leaves ``keda``
+    (``reconcilers/keda/keda_reconciler.go``, ``reconcilers/hpa/hpa_reconciler.go shouldDeleteHPA``): two
+    autoscalers then fight over the Deployment's replicas (KEDA's admission webhook also refuses a
+    ScaledObject for a Deployment an HPA already scales).
+    """
+    name = f"{isvc['metadata']['name']}-predictor"
+    if (isvc["metadata"].get("annotations") or {}).get(AUTOSCALER_CLASS) == "keda":
+        return HPA_API_VERSION, "HorizontalPodAutoscaler", name
+    return KEDA_API_VERSION, "ScaledObject", name
+
+
+def monitoring_annotations() -> dict[str, str]:
+    """Prometheus annotations for the predictor pods (they reach the pods through KServe's buildObjectMeta)."""
+    return {
+        "prometheus.io/scrape": "true",
+        KSERVE_PROMETHEUS_PORT: str(vllm.PORT),
+        KSERVE_PROMETHEUS_PATH: "/metrics",
+        # Keep the runtime's prometheus.io/port 8080: "true" here points it at queue-proxy, absent in raw mode.
+        ENABLE_PROMETHEUS_SCRAPING: "false",
+    }
+
+
+def _predictor_selector(model: Model) -> dict[str, Any]:
+    # KServe's labels on every predictor pod (components/predictor.go buildObjectMeta).
+    return {"matchLabels": {ISVC_LABEL: model.name, "component": "predictor"}}
+
+
+def pod_monitor(model: Model) -> Manifest:
+    """A PodMonitor scraping vLLM's ``/metrics`` on the model's predictor pods.
+
+    A PodMonitor rather than a ServiceMonitor: OpenShift AI replaces the predictor Service's port with
+    kube-rbac-proxy's 8443 when token auth is on, while the pods always serve metrics on the
+    container port ``http`` (8080).
+    """
+    return {
+        "apiVersion": MONITORING_API_VERSION,
+        "kind": "PodMonitor",
+        "metadata": {"name": f"{model.name}-vllm", "namespace": model.namespace, "labels": _managed()},
+        "spec": {
+            "selector": _predictor_selector(model),
+            "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "scheme": "http"}],
+        },
+    }
+
+
+def disruption_budget(model: Model) -> Manifest | None:
+    """The model's PodDisruptionBudget, or None when none is configured or it has one replica."""
+    pdb = model.disruption_budget
+    if pdb is None or model.replicas <= 1:
+        return None
+    spec: dict[str, Any] = {"selector": _predictor_selector(model)}
+    if pdb.min_available is not None:
+        spec["minAvailable"] = pdb.min_available
+    else:
+        spec["maxUnavailable"] = 1 if pdb.max_unavailable is None else pdb.max_unavailable
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": f"{model.name}-predictor", "namespace": model.namespace, "labels": _managed()},
+        "spec": spec,
     }
 
 
@@ -307,19 +467,43 @@ def auth_objects(model: Model) -> list[Manifest]:
     ]
 
 
+def template_scope(spec: PoolSpec) -> Literal["global", "project"]:
+    """``project`` when the Templates go to the models' own namespace, else ``global`` (the dashboard's)."""
+    if spec.dashboard.templates_scope == "project" or spec.dashboard.templates_namespace == spec.namespace:
+        return "project"
+    return "global"
+
+
+def template_namespace(spec: PoolSpec) -> str:
+    """Where the Templates go: the dashboard namespace (global scope) or the models' namespace (project)."""
+    return spec.namespace if template_scope(spec) == "project" else spec.dashboard.templates_namespace
+
+
+def template_name(spec: PoolSpec, runtime: Runtime) -> str:
+    """The Template's own ``metadata.name`` for ``runtime``.
+
+    The runtimes' ``opendatahub.io/template-name`` is the Template's ``objects[0].metadata.name``
+    (``runtime.pattern``), the only name odh-dashboard <= 3.3 matches in the dashboard namespace. In the
+    project the dashboard (3.6+, odh-dashboard#9322 ``useFetchTemplate``) GETs the Template *named*
+    template-name, so a project-scoped Template is named exactly that.
+    """
+    return runtime.pattern if template_scope(spec) == "project" else f"{runtime.pattern}-template"
+
+
 def template(spec: PoolSpec, runtime: Runtime, sr: Manifest) -> Manifest:
-    """An OpenShift Template listing ``runtime`` under Settings -> Serving runtimes."""
+    """An OpenShift Template listing ``runtime`` under Settings -> Serving runtimes (and in the deploy wizard)."""
     obj = copy.deepcopy(sr)
     obj["metadata"].pop("namespace", None)
     obj["metadata"]["name"] = runtime.pattern
-    for key in (TEMPLATE_NAME, TEMPLATE_DISPLAY_NAME, RUNTIME_SCOPE):
+    # A model's hardware profile is no part of the runtime the dashboard offers for new deployments.
+    for key in (TEMPLATE_NAME, TEMPLATE_DISPLAY_NAME, RUNTIME_SCOPE, HARDWARE_PROFILE_NAME, HARDWARE_PROFILE_NAMESPACE):
         obj["metadata"]["annotations"].pop(key, None)
     return {
-        "apiVersion": "template.openshift.io/v1",
-        "kind": "Template",
+        "apiVersion": TEMPLATE_API_VERSION,
+        "kind": TEMPLATE_KIND,
         "metadata": {
-            "name": f"{runtime.pattern}-template",
-            "namespace": spec.dashboard.templates_namespace,
+            "name": template_name(spec, runtime),
+            "namespace": template_namespace(spec),
             "labels": {DASHBOARD_LABEL: "true"},
             "annotations": {
                 DISPLAY_NAME: runtime.display_name,
@@ -488,5 +672,49 @@ def compose(sr: Manifest, isvc: Manifest) -> Composed:
     merged["env"] = _merge_env(merged.get("env", []), [{"name": "INFERENCE_SERVICE_NAME", "value": name}])
     merged = _substitute_all(merged, isvc["metadata"], where)
     volumes = _merge_by_key(sr["spec"].get("volumes", []), predictor.get("volumes", []), "name")
+    _inject_model_storage(isvc, merged, volumes)
     return Composed(isvc=name, namespace=isvc["metadata"].get("namespace", ""), runtime=sr["metadata"]["name"],
                     container=merged, volumes=volumes)
+
+
+def _inject_model_storage(isvc: Manifest, container: dict[str, Any], volumes: list[dict[str, Any]]) -> None:
+    """What KServe's pod mutating webhook adds to ``kserve-container`` for ``storageUri`` (v0.20).
+
+    pvc://: the claim itself at /mnt/models, read-only, ``subPath`` = the path (``CommonStorageInitialization``);
+    hf://, s3://: an emptyDir there, filled by the storage-initializer init container; oci://: an emptyDir
+    at /mnt for the modelcar's symlink and ``MODEL_INIT_MODE=async`` (``ConfigureModelcarToContainer``).
+    Like ``AddModelMount``, a mount is skipped only when one with the same volume *name* exists: a
+    runtime volume at the same path stays, and the API server refuses the pod (lint reports it).
+    """
+    model = isvc["spec"]["predictor"].get("model", {})
+    uri = model.get("storageUri")
+    if not uri:
+        return
+    try:
+        parsed = storage.parse(uri)
+    except ValueError as err:
+        raise LintError(f"{isvc['metadata'].get('namespace', '')}/{isvc['metadata']['name']}: storageUri: {err}") \
+            from None
+    annotations = isvc["metadata"].get("annotations") or {}
+    read_only = annotations.get("storage.kserve.io/readonly") != "false"  # GetStorageInitializerReadOnlyFlag
+    mount: dict[str, Any]
+    if parsed.scheme == "oci":
+        volume: dict[str, Any] = {"name": storage.MODELCAR_VOLUME, "emptyDir": {}}
+        mount = {"name": storage.MODELCAR_VOLUME, "mountPath": storage.MODELCAR_DIR}
+        container["env"] = _merge_env(container.get("env", []), [{"name": "MODEL_INIT_MODE", "value": "async"}])
+    elif parsed.scheme == "pvc":
+        volume = {"name": storage.PVC_VOLUME, "persistentVolumeClaim": {"claimName": parsed.location}}
+        mount = {"name": storage.PVC_VOLUME, "mountPath": storage.MODEL_DIR}
+        if parsed.path:
+            mount["subPath"] = parsed.path
+    else:
+        volume = {"name": storage.DOWNLOAD_VOLUME, "emptyDir": {}}
+        mount = {"name": storage.DOWNLOAD_VOLUME, "mountPath": storage.MODEL_DIR}
+    if read_only and parsed.scheme != "oci":
+        mount["readOnly"] = True
+    mounts = container.setdefault("volumeMounts", [])
+    if any(m.get("name") == mount["name"] for m in mounts):
+        return
+    mounts.append(mount)
+    if not any(v.get("name") == volume["name"] for v in volumes):
+        volumes.append(volume)

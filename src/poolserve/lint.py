@@ -13,11 +13,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from poolserve import kserve, vllm
+from poolserve import kserve, storage, vllm
+from poolserve.dashboard import find_template
 from poolserve.errors import LintError, SpecError
 from poolserve.kserve import Manifest
 from poolserve.render import Rendered
-from poolserve.spec import MAX_NAME_LEN, MAX_NAME_PLUS_NAMESPACE, PoolSpec, format_version
+from poolserve.spec import MAX_NAME_LEN, MAX_NAME_PLUS_NAMESPACE, Model, PoolSpec, format_version
 
 Severity = Literal["error", "warning", "note"]
 CRD_FILES = {
@@ -98,6 +99,8 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     for obj in rendered.manifests:
         by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
     runtimes = by_kind.get(kserve.SR_KIND, {})
+    project = kserve.template_scope(spec) == "project"
+    rendered_templates = ([], rendered.templates) if project else (rendered.templates, [])
     for isvc in by_kind.get(kserve.ISVC_KIND, {}).values():
         subj = _subject(isvc)
         meta = isvc["metadata"]
@@ -123,9 +126,10 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
             if fmt not in formats:
                 out.append(Finding("error", subj, f"modelFormat {fmt!r} is not in runtime {rt_name}'s "
                                                   f"supportedModelFormats {formats}: NoSupportingRuntime"))
-            if sr_ann.get(kserve.TEMPLATE_NAME) and not spec.dashboard.templates:
-                out.append(Finding("warning", _subject(sr), "template-name without a Template: the 3.x dashboard "
-                                                             "labels it 'Template removed'"))
+            name = sr_ann.get(kserve.TEMPLATE_NAME)
+            if name and find_template(name, *rendered_templates) is None:
+                out.append(Finding("warning", _subject(sr), f"template-name {name!r} matches no rendered Template: "
+                                                             "OpenShift AI 3.5+ labels it 'Template removed'"))
         if meta.get("labels", {}).get(kserve.DASHBOARD_LABEL) != "true":
             out.append(Finding("warning", subj, f"no label {kserve.DASHBOARD_LABEL}=true: hidden in the 2.x dashboard"))
         ann = meta.get("annotations", {})
@@ -140,6 +144,7 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
             out.append(Finding("note", subj, "no storageUri and a modelFormat other than 'huggingface': KServe "
                                              "injects its model-agent sidecar and a modelconfig ConfigMap "
                                              "(harmless, costs 100m CPU/100Mi); use model_format: huggingface"))
+    out += _templates(spec)
     ns = by_kind.get("Namespace", {}).get(spec.namespace)
     if ns is not None:
         labels = ns["metadata"].get("labels", {})
@@ -155,6 +160,20 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
                                    f"shared by {', '.join(models)}: deleting any of them in the dashboard also "
                                    "deletes this runtime (runtime_mode: per-model avoids that)"))
     return out
+
+
+def _templates(spec: PoolSpec) -> list[Finding]:
+    """Who may apply the Templates, and the dashboard versions that find them (dashboard.py)."""
+    if not spec.dashboard.templates:
+        return []
+    ns = kserve.template_namespace(spec)
+    subject = f"dashboard-templates.yaml ({ns})"
+    if kserve.template_scope(spec) == "project":
+        return [Finding("warning", subject, "project-scoped Templates: OpenShift AI 3.6+ finds them; 3.5 looks only "
+                        f"in {spec.dashboard.templates_namespace} and labels the runtimes 'Template removed'")]
+    return [Finding("note", subject, f"creating Templates in {ns} needs an OpenShift AI admin: `poolserve deploy` "
+                    "stops first without that right (unless they are there), a project member's `oc apply -k` "
+                    "fails on them; dashboard.templates_scope: project needs no admin")]
 
 
 def fmt_is_mms(isvc: Manifest) -> bool:
@@ -204,15 +223,154 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
         if m.gpus and not m.runtime.accelerator:
             out.append(Finding("warning", subj, "gpus set but the runtime has no accelerator; using nvidia.com/gpu"))
         limits = m.resources.limits
-        if "memory" not in limits:
+        if "memory" not in limits and m.hardware_profile is None:  # a profile may supply it
             out.append(Finding("warning", subj, "no memory limit: vLLM sizes its cache from the node's memory"))
+        out += _storage(m, composed, spec, subj)
     mode = spec.cache.access_mode
-    if mode in ("ReadWriteOnce", "ReadWriteOncePod") and total_pods > 1:
+    scaled = [m for m in rendered.models if m.max_replicas > 1]
+    if mode in ("ReadWriteOnce", "ReadWriteOncePod"):
         sev: Severity = "error" if mode == "ReadWriteOncePod" else "warning"
-        out.append(Finding(sev, f"PersistentVolumeClaim {spec.namespace}/{spec.cache.pvc}",
-                           f"{mode} but up to {total_pods} pods mount it: "
-                           + ("only one pod can ever mount it" if sev == "error" else
-                              "all of them must run on one node (Multi-Attach errors otherwise); use ReadWriteMany")))
+        for m in scaled:
+            how = "autoscaled" if m.autoscaling else "its"
+            out.append(Finding(sev, f"InferenceService {m.namespace}/{m.name}",
+                               f"max_replicas {m.max_replicas} with a {mode} cache ({spec.cache.pvc}): "
+                               + ("only one pod can ever mount it" if sev == "error" else
+                                  f"{how} pods must run on one node (Multi-Attach errors otherwise); "
+                                  "use ReadWriteMany")))
+        if total_pods > 1 and not scaled:
+            out.append(Finding(sev, f"PersistentVolumeClaim {spec.namespace}/{spec.cache.pvc}",
+                               f"{mode} but up to {total_pods} pods mount it: "
+                               + ("only one pod can ever mount it" if sev == "error" else
+                                  "all of them must run on one node (Multi-Attach errors otherwise); "
+                                  "use ReadWriteMany")))
+        for m in rendered.models:
+            if m.deployment_strategy == "RollingUpdate":
+                out.append(Finding(sev, f"InferenceService {m.namespace}/{m.name}",
+                                   f"deployment_strategy RollingUpdate with a {mode} cache: the surge pod of each "
+                                   "rollout cannot attach the volume from another node; leave it unset (Recreate)"))
+    return out
+
+
+def _storage(m: Model, composed: kserve.Composed, spec: PoolSpec, subj: str) -> list[Finding]:
+    """storage_uri against what KServe's pod webhook and the API server do with it."""
+    out: list[Finding] = []
+    mounts = composed.container.get("volumeMounts", [])
+    kserve_volumes = (storage.PVC_VOLUME, storage.DOWNLOAD_VOLUME, storage.MODELCAR_VOLUME)
+    by_path: dict[str, list[str]] = {}
+    for mount in mounts:
+        by_path.setdefault("/" + str(mount.get("mountPath", "")).strip("/"), []).append(str(mount.get("name")))
+    for path, names in by_path.items():
+        if len(names) > 1 and not (m.storage_uri and any(n in kserve_volumes for n in names)):
+            out.append(Finding("error", subj, f"volumes {', '.join(names)} are all mounted at {path}: the API "
+                                              "server refuses the pod (volumeMounts mountPath must be unique)"))
+    if m.storage_uri is None:
+        return out
+    for mount in mounts:
+        if mount.get("name") in kserve_volumes:
+            continue
+        why = storage.mount_conflict(m.storage_uri, str(mount.get("mountPath", "")))
+        if why:
+            out.append(Finding("error", subj, f"storage_uri {m.storage_uri.uri}: volume {mount.get('name')}: {why}"))
+    uri = m.storage_uri
+    if uri.scheme == "pvc" and uri.location == spec.cache.pvc:
+        out.append(Finding("warning", subj, f"storage_uri names {spec.cache.pvc}, the claim the runtime already "
+                                            f"mounts at {spec.cache.mount_path}: KServe adds a second volume for "
+                                            "the same claim and the pod can hang in ContainerCreating "
+                                            "(kubernetes/kubernetes#127004); load it without storage_uri, or "
+                                            "use another claim"))
+    if uri.scheme == "hf" and spec.cache.hf_token_secret is not None:
+        out.append(Finding("note", subj, "cache.hf_token_secret reaches vLLM, not KServe's storage initializer "
+                                         "that downloads hf:// models: a gated repository fails to download"))
+    if uri.scheme == "s3" and m.data_connection is None:
+        out.append(Finding("note", subj, "s3:// without data_connection: KServe's storage initializer uses the "
+                                         "predictor's service account credentials or the storage-config "
+                                         "Secret's default entry"))
+    return out
+
+
+def _scaling(spec: PoolSpec, rendered: Rendered) -> list[Finding]:
+    """Autoscaling, hardware profiles, disruption budgets and monitoring: what KServe and OpenShift AI do."""
+    out: list[Finding] = []
+    for m in rendered.models:
+        subj = f"InferenceService {m.namespace}/{m.name}"
+        a = m.autoscaling
+        if a is not None and m.max_replicas <= m.replicas:
+            out.append(Finding("error", subj, f"autoscaling on {a.metric} but max_replicas ({m.max_replicas}) <= "
+                                              f"replicas ({m.replicas}): the autoscaler can never add a pod; raise "
+                                              "max_replicas"))
+        elif a is None and m.max_replicas > m.replicas:
+            out.append(Finding("warning", subj, f"max_replicas {m.max_replicas} > replicas {m.replicas} without "
+                                                "autoscaling: KServe's default HPA scales on CPU at 80 % of the "
+                                                "request, which says little about a GPU-bound vLLM server; set "
+                                                "autoscaling: {metric: queue, target: N}"))
+        if a is not None and a.metric == "queue" and not spec.monitoring.enabled:
+            out.append(Finding("note", subj, "autoscaling on the queue: KEDA reads vLLM's metrics from Prometheus, "
+                                             "so something must scrape the pods (on OpenShift AI "
+                                             "odh-model-controller's ServiceMonitor <isvc>-metrics; elsewhere "
+                                             "monitoring: {enabled: true})"))
+        if m.hardware_profile is not None:
+            name, ns = m.hardware_profile
+            out.append(Finding("note", subj, f"hardware profile {ns}/{name}: on OpenShift AI 3.x its webhook adds "
+                                             "the profile's node selector and tolerations, and the resources this "
+                                             "model leaves unset (set ones win); poolserve renders no node selector "
+                                             "or tolerations for it. 2.x has no such webhook"))
+        pdb = m.disruption_budget
+        if pdb is not None and m.replicas <= 1:
+            out.append(Finding("note", subj, "disruption_budget not rendered: with one replica a "
+                                             "PodDisruptionBudget either blocks every node drain or protects nothing"))
+        elif pdb is not None and (pdb.max_unavailable in (0, "0%") or (
+                isinstance(pdb.min_available, int) and pdb.min_available >= m.replicas) or pdb.min_available == "100%"):
+            out.append(Finding("warning", subj, "the disruption budget allows no eviction at all: node drains and "
+                                                "cluster upgrades wait on these pods forever"))
+    if spec.monitoring.enabled:
+        out.append(Finding("note", "config", "monitoring: on OpenShift AI odh-model-controller already creates a "
+                                             "Service and ServiceMonitor <isvc>-metrics for every InferenceService "
+                                             "whose runtime sets prometheus.io/port (poolserve's do): with the "
+                                             "PodMonitors too, each pod is scraped twice"))
+    for isvc in rendered.manifests:
+        if isvc.get("kind") == kserve.ISVC_KIND:
+            out += [Finding("error", _subject(isvc), msg) for msg in kserve_webhook_problems(isvc)]
+    return out
+
+
+def kserve_webhook_problems(isvc: Manifest) -> list[str]:
+    """What KServe v0.20's InferenceService validating webhook would refuse in ``isvc`` (scaling rules).
+
+    Source: ``pkg/apis/serving/v1beta1/inference_service_validation.go`` (validateInferenceServiceAutoscaler,
+    validateAutoScalingCompExtension and its HPA / KEDA variants) and ``component.go`` validateReplicas.
+    """
+    out: list[str] = []
+    ann = isvc.get("metadata", {}).get("annotations") or {}
+    predictor = isvc.get("spec", {}).get("predictor", {})
+    cls = ann.get(kserve.AUTOSCALER_CLASS)
+    if cls is not None and cls not in ("hpa", "keda", "external", "none"):
+        out.append(f"[{cls}] is not a supported autoscaler class type (KServe webhook "
+                   "validateInferenceServiceAutoscaler)")
+    lo, hi = predictor.get("minReplicas"), predictor.get("maxReplicas", 0)
+    if isinstance(lo, int) and isinstance(hi, int) and hi and lo > hi:
+        out.append("'MinReplicas' cannot be greater than MaxReplicas (KServe webhook validateReplicas)")
+    metric = predictor.get("scaleMetric", "cpu")
+    target = predictor.get("scaleTarget")
+    metrics = (predictor.get("autoScaling") or {}).get("metrics") or []
+    if cls == "hpa":
+        if metric not in ("cpu", "memory"):
+            out.append(f"[{metric}] is not a supported metric (KServe webhook validateScalingHPACompExtension)")
+        if isinstance(target, int) and not 1 <= target <= 100:
+            out.append("the target utilization percentage should be a [1-100] integer (KServe webhook "
+                       "validateScalingHPACompExtension)")
+        if any(x.get("type") != "Resource" for x in metrics):
+            out.append("invalid HPA metric source type: valid metric source types are Resource (KServe webhook "
+                       "validateScalingHPACompExtension)")
+    elif cls == "keda":
+        if "scaleMetric" in predictor:
+            out.append("ScaleMetric is not supported for KEDA (KServe webhook validateScalingKedaCompExtension)")
+        for x in metrics:
+            ext = x.get("external") if x.get("type") == "External" else None
+            if ext is not None and not (ext.get("metric") or {}).get("query"):
+                out.append("the query should not be empty (KServe webhook validateScalingKedaCompExtension)")
+            if ext is not None and (ext.get("target") or {}).get("value") is None:
+                out.append("the target threshold value should not be empty (KServe webhook "
+                           "validateScalingKedaCompExtension)")
     return out
 
 
@@ -223,6 +381,7 @@ def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> 
         findings += validate_against_crds(rendered.manifests, crd_dir)
     findings += _dashboard(rendered, spec)
     findings += _models(rendered, spec)
+    findings += _scaling(spec, rendered)
     order = {"error": 0, "warning": 1, "note": 2}
     findings.sort(key=lambda f: order[f.severity])
     return LintReport(findings=tuple(findings), schemas_checked=crd_dir is not None)

@@ -27,7 +27,8 @@ class RenderedFile:
 
     name: str
     objects: tuple[Manifest, ...]
-    in_kustomization: bool = True
+    comment: str = ""
+    """Lines (each starting with ``#``) written after the header: what a reader of the file must know."""
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,18 @@ class Rendered:
     runtimes: tuple[Runtime, ...]
     objects_by_model: Mapping[str, tuple[Manifest, Manifest]] = field(default_factory=dict)
     """model name -> (ServingRuntime, InferenceService)."""
+    companions: Mapping[str, tuple[Manifest, ...]] = field(default_factory=dict)
+    """model name -> what is rendered with its InferenceService: auth objects, PodDisruptionBudget, PodMonitor."""
 
     @property
     def manifests(self) -> list[Manifest]:
-        """Every object that ``deploy`` applies, in apply order (Templates excluded: other namespace)."""
-        return [o for f in self.files if f.in_kustomization for o in f.objects]
+        """Every object that ``deploy`` applies, in apply order (Templates before the runtimes that name them)."""
+        return [o for f in self.files for o in f.objects]
+
+    @property
+    def templates(self) -> list[Manifest]:
+        """The dashboard Templates (empty unless ``dashboard.templates``)."""
+        return [o for o in self.manifests if o.get("kind") == kserve.TEMPLATE_KIND]
 
     def compose(self, name: str) -> kserve.Composed:
         """The container KServe would run for model ``name``."""
@@ -87,28 +95,53 @@ def render(spec: PoolSpec) -> Rendered:
     models = resolve_models(spec)
     runtimes = all_runtimes(spec)
     files: list[RenderedFile] = [RenderedFile(NAMESPACE_FILE, (kserve.namespace(spec),))]
-    srs: dict[str, Manifest] = {}
+    srs = {rt.name: kserve.serving_runtime(spec, rt, hardware_profile=runtime_hardware_profile(rt, models))
+           for rt in runtimes}
+    if spec.dashboard.templates:
+        # Before the runtimes: applied in file order, no runtime names a Template that is not there yet.
+        templates: dict[str, Manifest] = {}
+        for rt in runtimes:
+            templates.setdefault(rt.pattern, kserve.template(spec, rt, srs[rt.name]))
+        files.append(RenderedFile(TEMPLATES_FILE, tuple(templates.values()), _templates_comment(spec)))
     for rt in runtimes:
-        sr = kserve.serving_runtime(spec, rt)
-        srs[rt.name] = sr
-        files.append(RenderedFile(runtime_file_name(rt), (sr,)))
+        files.append(RenderedFile(runtime_file_name(rt), (srs[rt.name],)))
     by_model: dict[str, tuple[Manifest, Manifest]] = {}
+    companions: dict[str, tuple[Manifest, ...]] = {}
     for m in models:
         isvc = kserve.inference_service(spec, m)
         by_model[m.name] = (srs[m.runtime.name], isvc)
-        extra = tuple(kserve.auth_objects(m)) if m.auth else ()
+        extra: list[Manifest] = kserve.auth_objects(m) if m.auth else []
+        pdb = kserve.disruption_budget(m)
+        if pdb is not None:
+            extra.append(pdb)
+        if spec.monitoring.enabled:
+            extra.append(kserve.pod_monitor(m))
+        companions[m.name] = tuple(extra)
         files.append(RenderedFile(model_file_name(m), (isvc, *extra)))
-    if spec.dashboard.templates:
-        templates = []
-        seen: set[str] = set()
-        for rt in runtimes:
-            if rt.pattern not in seen:
-                seen.add(rt.pattern)
-                templates.append(kserve.template(spec, rt, srs[rt.name]))
-        files.append(RenderedFile(TEMPLATES_FILE, tuple(templates), in_kustomization=False))
     _check_file_names(files)
     return Rendered(spec=spec, files=tuple(files), models=tuple(models), runtimes=tuple(runtimes),
-                    objects_by_model=by_model)
+                    objects_by_model=by_model, companions=companions)
+
+
+def runtime_hardware_profile(runtime: Runtime, models: Iterable[Model]) -> tuple[str, str] | None:
+    """The hardware profile to show on a runtime: the one all its models use, else None.
+
+    The 2.x dashboard reads the profile from the ServingRuntime (3.x from the InferenceService), so a
+    runtime shared by models with different profiles (or none) carries none.
+    """
+    profiles = {m.hardware_profile for m in models if m.runtime.name == runtime.name}
+    return profiles.pop() if len(profiles) == 1 else None
+
+
+def _templates_comment(spec: PoolSpec) -> str:
+    ns = kserve.template_namespace(spec)
+    if kserve.template_scope(spec) == "project":
+        return (f"# Project-scoped dashboard Templates, in {ns} with the models: OpenShift AI 3.6+ finds them;\n"
+                "# 3.5 looks only in the dashboard namespace and labels the runtimes 'Template removed'.\n")
+    return (f"# Dashboard Templates, in {ns}: creating them needs an OpenShift AI admin (oc apply -f this file).\n"
+            "# Without them OpenShift AI 3.5+ labels the runtimes 'Template removed'. A project member's\n"
+            "# `oc apply -k` fails on them; `poolserve deploy` checks first. No admin needed with\n"
+            "# dashboard.templates_scope: project.\n")
 
 
 def _check_file_names(files: list[RenderedFile]) -> None:
@@ -126,14 +159,14 @@ def kustomization(files: Iterable[RenderedFile]) -> Manifest:
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [f.name for f in files if f.in_kustomization],
+        "resources": [f.name for f in files],
     }
 
 
 def file_texts(rendered: Rendered, source: str) -> dict[str, str]:
     """File name -> exact file content (header + YAML), including ``kustomization.yaml``."""
     header = HEADER.format(source=source)
-    out = {f.name: header + yamlio.dump_all(f.objects) for f in rendered.files}
+    out = {f.name: header + f.comment + yamlio.dump_all(f.objects) for f in rendered.files}
     out[KUSTOMIZATION] = header + yamlio.dump(kustomization(rendered.files))
     return out
 

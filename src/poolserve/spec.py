@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from poolserve import catalog
+from poolserve import catalog, storage
 from poolserve.defaults import DEFAULT_CONFIG
 from poolserve.errors import SpecError
 from poolserve.yamlio import load_with_lines
@@ -92,8 +92,13 @@ class DashboardSpec(_Strict):
 
     namespace_display_name: str | None = None
     templates: bool = False
-    """Also render Templates so the runtimes appear under Settings -> Serving runtimes."""
+    """Also render (and ``deploy``) a Template per runtime: listed under Settings -> Serving runtimes and
+    offered by the deploy wizard, and without it OpenShift AI 3.5+ labels the runtimes "Template removed"."""
+    templates_scope: Literal["global", "project"] = "global"
+    """``global``: the Templates go to ``templates_namespace`` (creating them there needs an admin);
+    ``project``: to the models' own namespace (a project member may create them; see README)."""
     templates_namespace: str = "redhat-ods-applications"
+    """The dashboard's namespace (Open Data Hub: ``opendatahub``): where global Templates live."""
 
 
 class LocalSpec(_Strict):
@@ -119,6 +124,9 @@ class LocalSpec(_Strict):
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     startup_timeout_s: float = Field(default=600, gt=0)
+    pvc_dirs: dict[str, str] = Field(default_factory=dict)
+    """PVC name -> local directory standing in for it (a ``pvc://`` storage_uri's claim, say). Unlisted
+    claims: ``cache_dir`` for the cache PVC, ``<state_dir>/pvc/<claim>`` for others."""
     restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
     """Like a pod's ``restartPolicy``: ``Always`` restarts a server that exits or fails its liveness probe,
     with Kubernetes' CrashLoopBackOff delays; ``Never`` leaves it down (for debugging a crash)."""
@@ -146,6 +154,53 @@ class ProbesConfig(_Strict):
     startup: ProbeConfig = Field(default_factory=ProbeConfig)
     readiness: ProbeConfig = Field(default_factory=ProbeConfig)
     liveness: ProbeConfig = Field(default_factory=ProbeConfig)
+
+
+# KEDA's Prometheus scaler on OpenShift: the Thanos querier's tenancy port (needs the namespace parameter,
+# which poolserve renders) and the TriggerAuthentication odh-model-controller creates in each namespace
+# with an InferenceService that scales on an external Prometheus metric (kserve_keda_reconciler.go).
+DEFAULT_PROMETHEUS_URL = "https://thanos-querier.openshift-monitoring.svc.cluster.local:9092"
+ODH_KEDA_AUTH = "inference-prometheus-auth"
+HPA_METRICS = ("cpu", "memory")
+
+
+class AutoscalingSpec(_Strict):
+    """How KServe scales a model between ``replicas`` and ``max_replicas``."""
+
+    metric: Literal["cpu", "memory", "queue"]
+    """cpu / memory: KServe's HPA on utilisation (percent of the request); queue: KEDA on vLLM's in-flight requests."""
+    target: int = Field(ge=1)
+    """cpu / memory: utilisation percent (1-100, KServe's webhook range); queue: inputs in flight per replica
+    (vLLM counts each text of a batched request as one request)."""
+    prometheus_url: str = DEFAULT_PROMETHEUS_URL
+    """queue only: the Prometheus KEDA queries (default: OpenShift's Thanos querier, tenancy port)."""
+    authentication: str | None = ODH_KEDA_AUTH
+    """queue only: KEDA TriggerAuthentication name (bearer token); null for an unauthenticated Prometheus."""
+
+
+class HardwareProfileRef(_Strict):
+    """An OpenShift AI hardware profile (``infrastructure.opendatahub.io`` HardwareProfile)."""
+
+    name: str
+    namespace: str | None = None
+    """Default: ``dashboard.templates_namespace`` (the dashboard namespace, where global profiles live)."""
+
+
+def _profile_ref(v: Any) -> Any:
+    return {"name": v} if isinstance(v, str) else v
+
+
+class DisruptionBudget(_Strict):
+    """A PodDisruptionBudget for the model's pods (rendered when ``replicas`` > 1). Set one of the two."""
+
+    max_unavailable: int | str | None = None
+    min_available: int | str | None = None
+
+
+class MonitoringSpec(_Strict):
+    """Prometheus scraping of vLLM's ``/metrics`` (OpenShift user-workload monitoring, prometheus-operator)."""
+
+    enabled: bool = False
 
 
 class RuntimeConfig(_Strict):
@@ -178,6 +233,13 @@ class ModelDefaults(_Strict):
     auth: bool | None = None
     env: dict[str, str] | None = None
     extra_args: tuple[str, ...] | None = None
+    autoscaling: AutoscalingSpec | None = None
+    hardware_profile: Annotated[HardwareProfileRef | None, BeforeValidator(_profile_ref)] = None
+    image_pull_secrets: tuple[str, ...] | None = None
+    disruption_budget: DisruptionBudget | None = None
+    deployment_strategy: Literal["Recreate", "RollingUpdate"] | None = None
+    """None: Recreate with a ReadWriteOnce(Pod) cache (a rolling update's surge pod cannot attach it), else
+    KServe's RollingUpdate."""
 
 
 class ModelConfig(ModelDefaults):
@@ -196,6 +258,11 @@ class ModelConfig(ModelDefaults):
     hf_overrides: dict[str, Any] | None = None
     pooler_config: dict[str, Any] | None = None
     convert: Literal["embed", "classify"] | None = None
+    storage_uri: str | None = None
+    """pvc://, oci://, hf:// or s3://: KServe puts the model at /mnt/models and vLLM loads it from there."""
+    data_connection: str | None = None
+    """s3:// only: the data-connection Secret whose credential KServe's storage initializer uses (a name,
+    never a value)."""
 
 
 class PoolSpec(_Strict):
@@ -208,6 +275,7 @@ class PoolSpec(_Strict):
     cache: CacheSpec = Field(default_factory=CacheSpec)
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
     local: LocalSpec = Field(default_factory=LocalSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     defaults: ModelDefaults = Field(default_factory=ModelDefaults)
     runtimes: tuple[RuntimeConfig, ...] = Field(min_length=1)
     models: tuple[ModelConfig, ...] = Field(min_length=1)
@@ -276,6 +344,15 @@ class Model:
     env: tuple[tuple[str, str], ...]
     extra_args: tuple[str, ...]
     catalog_entry: catalog.CatalogEntry | None
+    autoscaling: AutoscalingSpec | None = None
+    hardware_profile: tuple[str, str] | None = None
+    """(name, namespace) of the OpenShift AI hardware profile; it then supplies node selector and tolerations."""
+    storage_uri: storage.StorageURI | None = None
+    data_connection: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    disruption_budget: DisruptionBudget | None = None
+    deployment_strategy: str | None = None
+    """``Recreate`` / ``RollingUpdate``; None leaves KServe's default (RollingUpdate 25%/25%)."""
 
 
 _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -540,6 +617,79 @@ def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
         max_replicas = _first(m.max_replicas, spec.defaults.max_replicas, replicas)
         if max_replicas < replicas:
             out.append(((*base, "max_replicas"), f"max_replicas {max_replicas} is below replicas {replicas}"))
+        out += _check_model_extras(spec, m, base)
+    out += _check_extras(spec.defaults, ("defaults",))
+    return out
+
+
+_PERCENT = re.compile(r"^[0-9]+%$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # object names: Secret, HardwareProfile, ...
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # namespaces
+
+
+def _check_extras(d: ModelDefaults, base: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Keys a ``defaults:`` block and a model share: autoscaling, hardware profile, pull secrets, PDB."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    a = d.autoscaling
+    if a is not None:
+        key = (*base, "autoscaling")
+        if a.metric in HPA_METRICS and a.target > 100:
+            # validateScalingHPACompExtension (inference_service_validation.go): 1-100 for both metrics.
+            out.append(((*key, "target"), f"{a.target} is out of KServe's range for metric {a.metric}: a "
+                        "utilisation percentage 1-100 (the InferenceService webhook rejects it)"))
+        if a.metric in HPA_METRICS:
+            for field in ("prometheus_url", "authentication"):
+                if field in a.model_fields_set:
+                    out.append(((*key, field), f"only used with metric: queue (KEDA), not {a.metric}"))
+        elif not re.match(r"^https?://[^/\s]+", a.prometheus_url):
+            out.append(((*key, "prometheus_url"), f"{a.prometheus_url!r} is not an http(s) URL"))
+        if a.authentication is not None and not _SUBDOMAIN.match(a.authentication):
+            out.append(((*key, "authentication"), f"{a.authentication!r} is not a TriggerAuthentication name"))
+    hp = d.hardware_profile
+    if hp is not None:
+        checks = (("name", hp.name, _SUBDOMAIN, 253), ("namespace", hp.namespace, _LABEL, 63))
+        for field, value, pattern, limit in checks:
+            if value is not None and (not pattern.match(value) or len(value) > limit):
+                out.append(((*base, "hardware_profile", field), f"{value!r} is not a valid Kubernetes name"))
+    for i, secret in enumerate(d.image_pull_secrets or ()):
+        if not _SUBDOMAIN.match(secret):
+            out.append(((*base, "image_pull_secrets", i), f"{secret!r} is not a Secret name"))
+    pdb = d.disruption_budget
+    if pdb is not None:
+        key = (*base, "disruption_budget")
+        if pdb.max_unavailable is not None and pdb.min_available is not None:
+            out.append((key, "set max_unavailable or min_available, not both (a PodDisruptionBudget takes one)"))
+        for field in ("max_unavailable", "min_available"):
+            value = getattr(pdb, field)
+            if isinstance(value, str) and not _PERCENT.match(value):
+                out.append(((*key, field), f"{value!r} is neither a number of pods nor a percentage like '25%'"))
+            elif isinstance(value, int) and value < 0:
+                out.append(((*key, field), f"{value} is negative"))
+    return out
+
+
+def _check_model_extras(spec: PoolSpec, m: ModelConfig,
+                        base: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    out = _check_extras(m, base)
+    if m.storage_uri is not None:
+        try:
+            parsed = storage.parse(m.storage_uri)
+        except ValueError as err:
+            out.append(((*base, "storage_uri"), str(err)))
+        else:
+            if m.data_connection is not None and parsed.scheme != "s3":
+                out.append(((*base, "data_connection"), f"only used with s3:// (storage_uri is {parsed.scheme}://)"))
+    elif m.data_connection is not None:
+        out.append(((*base, "data_connection"), "needs storage_uri: s3://BUCKET/PATH"))
+    if m.data_connection is not None and not _SUBDOMAIN.match(m.data_connection):
+        out.append(((*base, "data_connection"), f"{m.data_connection!r} is not a Secret name"))
+    if _own_or_default(m, spec.defaults, "hardware_profile") is not None:
+        # The profile owns scheduling: its webhook (OpenShift AI 3.x) overwrites node selector keys and, when
+        # the profile changes, replaces both. Values from defaults: are left out for this model instead.
+        for field in ("node_selector", "tolerations"):
+            if getattr(m, field):
+                out.append(((*base, field), f"{field} comes from the hardware profile (its webhook overwrites "
+                            f"it); remove {field} or hardware_profile"))
     return out
 
 
@@ -600,6 +750,7 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
             raise SpecError(f"model {m.name}: cannot tell the vLLM version of image {image!r}")
         replicas = _first(m.replicas, d.replicas, 1)
         expose = bool(_first(m.expose, d.expose, False))
+        extras = _resolve_extras(spec, m)
         env = dict(d.env or {})
         env.update(m.env or {})
         out.append(
@@ -626,17 +777,48 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
                 replicas=replicas,
                 max_replicas=_first(m.max_replicas, d.max_replicas, replicas),
                 # None means "not set": a model's {} / [] clears what defaults: sets.
-                node_selector=tuple(sorted(_first(m.node_selector, d.node_selector, {}).items())),
-                tolerations=tuple(_first(m.tolerations, d.tolerations, ())),
+                # A hardware profile supplies scheduling (see _check_model_extras): defaults: are left out.
+                node_selector=() if extras["hardware_profile"] else tuple(
+                    sorted(_first(m.node_selector, d.node_selector, {}).items())),
+                tolerations=() if extras["hardware_profile"] else tuple(_first(m.tolerations, d.tolerations, ())),
                 expose=expose,
                 # Exposed routes get token auth unless the config says otherwise.
                 auth=bool(_first(m.auth, d.auth, expose)),
                 env=tuple(env.items()),
                 extra_args=tuple(_first(m.extra_args, d.extra_args, ())),
                 catalog_entry=entry,
+                **extras,
             )
         )
     return out
+
+
+def _own_or_default(m: ModelConfig, d: ModelDefaults, key: str) -> Any:
+    """The model's value when it sets the key, even to null (which opts out of ``defaults:``), else the default."""
+    return getattr(m, key) if key in m.model_fields_set else getattr(d, key)
+
+
+def _resolve_extras(spec: PoolSpec, m: ModelConfig) -> dict[str, Any]:
+    d = spec.defaults
+    profile: HardwareProfileRef | None = _own_or_default(m, d, "hardware_profile")
+    strategy = _first(m.deployment_strategy, d.deployment_strategy)
+    if strategy is None and spec.cache.access_mode in ("ReadWriteOnce", "ReadWriteOncePod"):
+        strategy = "Recreate"  # a rolling update's surge pod cannot attach the volume on another node
+    try:
+        uri = storage.parse(m.storage_uri) if m.storage_uri else None
+    except ValueError as err:  # parse_spec's cross_check reports this with its line; this guards direct callers
+        raise SpecError(f"model {m.name}: storage_uri: {err}") from None
+    extras: dict[str, Any] = {
+        "autoscaling": _own_or_default(m, d, "autoscaling"),
+        "hardware_profile": (profile.name, profile.namespace or spec.dashboard.templates_namespace)
+        if profile else None,
+        "storage_uri": uri,
+        "data_connection": m.data_connection,
+        "image_pull_secrets": tuple(_first(m.image_pull_secrets, d.image_pull_secrets, ())),
+        "disruption_budget": _own_or_default(m, d, "disruption_budget"),
+        "deployment_strategy": strategy,
+    }
+    return extras
 
 
 def runtimes_in_use(models: Sequence[Model]) -> list[Runtime]:

@@ -50,11 +50,20 @@ class ModelStatus:
     route_url: str | None = None
     replicas_ready: int = 0
     replicas_desired: int = 0
+    """What the Deployment asks for: an autoscaler moves it between ``replicas_min`` and ``replicas_max``."""
+    replicas_current: int = 0
+    """Pods the Deployment has now (ready or not)."""
+    replicas_min: int | None = None
+    replicas_max: int | None = None
+    autoscaler: str | None = None
+    """``queue 16/replica``, ``cpu 70%``, ...: set only when the replica count can change."""
     age_s: float | None = None
     reason: str | None = None
     """Why it is not ready, in one line (``CrashLoopBackOff: --task is not a vLLM flag ...``)."""
     details: tuple[str, ...] = ()
     """Evidence: last log lines, conditions, events."""
+    warnings: tuple[str, ...] = ()
+    """What is wrong without keeping the model from serving (the dashboard's "Template removed")."""
     restarts: int | None = None
     """Container restarts (the pods' ``restartCount``; the local supervisor's count); None when unknown."""
     last_termination: str | None = None
@@ -81,6 +90,8 @@ class DeployResult:
     statuses: tuple[ModelStatus, ...] = ()
     dry_run: str | None = None
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    """What the user should act on although the deploy went through."""
 
 
 @dataclass(frozen=True)

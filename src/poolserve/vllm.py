@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from poolserve import storage
 from poolserve.spec import Model, Runtime, Version, format_version
 
 PORT = 8080
@@ -75,7 +76,9 @@ def model_args(model: Model) -> list[str]:
     v = model.vllm_version
     # Served under the HF id (what the plan's clients send) and the InferenceService name
     # (the OpenShift AI convention, --served-model-name={{.Name}}). Responses carry the first.
-    args = [f"--model={model.model_id}", "--served-model-name", model.model_id, "{{.Name}}"]
+    # With a storage_uri KServe puts the model at /mnt/models; the served names stay the same.
+    source = storage.MODEL_DIR if model.storage_uri is not None else model.model_id
+    args = [f"--model={source}", "--served-model-name", model.model_id, "{{.Name}}"]
     if model.max_model_len is not None:
         args.append(f"--max-model-len={model.max_model_len}")
     if model.dtype:

@@ -1,5 +1,7 @@
 """The envtest cluster of the test session: control plane + KServe CRDs + GPU nodes + simulated KServe and kubelet.
 
+OpenShift's Template API is there too, as a CRD standing in for the built-in API (:mod:`support.openshift_api`).
+
 Fixtures (registered by ``tests/conftest.py``; any test using them is marked ``envtest``):
 
 - ``envtest`` (session): :class:`EnvCluster`, started once (about 15 s: 4 s for the processes, most of
@@ -30,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support import assets
+from support import assets, openshift_api
 from support.controlplane import ControlPlane, ControlPlaneError
 from support.controlplane import start as start_control_plane
 from support.kserve_sim import KServe
@@ -138,6 +140,31 @@ def install_crds(api: Api, crd_dir: Path) -> None:
                         raise
 
 
+# Operators an OpenShift AI cluster has next to KServe, whose kinds poolserve's objects involve: KEDA
+# (KServe makes a ScaledObject for autoscalerClass keda) and the Prometheus operator (PodMonitor). Their
+# schemas are not needed here, so these CRDs are written here, open (x-kubernetes-preserve-unknown-fields).
+EXTRA_CRDS = (("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
+              ("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"))
+
+
+def install_extra_crds(api: Api) -> None:
+    """Create :data:`EXTRA_CRDS` (names and served versions only)."""
+    for group, version, kind, plural in EXTRA_CRDS:
+        try:
+            api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{group}"},
+                "spec": {"group": group, "scope": "Namespaced",
+                         "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                         "versions": [{"name": version, "served": True, "storage": True,
+                                       "subresources": {"status": {}},
+                                       "schema": {"openAPIV3Schema": {
+                                           "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+        except ApiError as err:
+            if err.status != 409:
+                raise
+
+
 def crds_served(api: Api) -> bool:
     """Both CRDs Established, and their group versions in discovery (``status.conditions`` starts empty)."""
     for name in CRDS:
@@ -145,7 +172,8 @@ def crds_served(api: Api) -> bool:
         conds = (crd.get("status") or {}).get("conditions") or []
         if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
             return False
-    for gv in ("serving.kserve.io/v1beta1", "serving.kserve.io/v1alpha1"):
+    for gv in ("serving.kserve.io/v1beta1", "serving.kserve.io/v1alpha1",
+               *(f"{group}/{version}" for group, version, _, _ in EXTRA_CRDS)):
         found = api.get(f"/apis/{gv}") or {}
         if not found.get("resources"):
             return False
@@ -190,6 +218,8 @@ def start(workdir: Path, assets_dir: Path, crd_dir: Path) -> EnvCluster:
         api = cp.api()
         t1 = time.monotonic()
         install_crds(api, crd_dir)
+        install_extra_crds(api)
+        openshift_api.install(api)  # OpenShift's Template API, for the dashboard Templates
         kubelet = Kubelet(cp.api("kubelet", agent="kubelet/v1.36.2"), cert=cp.pki.issue(workdir, "kubelet")[0],
                           key=workdir / "kubelet.key")
         kubelet.start()
@@ -199,6 +229,7 @@ def start(workdir: Path, assets_dir: Path, crd_dir: Path) -> EnvCluster:
         cert, key = cp.pki.issue(workdir, "kserve-webhook")
         kserve = KServe(cp.api("kserve", agent="manager/v0.20.0"), cert=cert, key=key, ca_file=cp.pki.ca_cert)
         cp.wait("the KServe CRDs Established and discoverable", lambda: crds_served(api), timeout_s=90)
+        cp.wait("the Template CRD Established and discoverable", lambda: openshift_api.served(api), timeout_s=60)
         kserve.start()
         timings["crds_nodes_s"] = time.monotonic() - t1
     except BaseException:

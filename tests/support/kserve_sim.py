@@ -9,6 +9,9 @@ KServe v0.20.0's source (kserve/kserve tag v0.20.0), NOT from poolserve's own
   ``Standard`` and the ``modelFormat`` annotation
   (``pkg/apis/serving/v1beta1/inference_service_defaults.go``: ``DefaultInferenceService``,
   ``setPredictorModelDefaults``).
+- The validating webhook ``inferenceservice.kserve-webhook-server.validator`` and the pod mutator
+  ``inferenceservice.kserve-webhook-server.pod-mutator`` (storageUri: storage initializer, PVC mount,
+  modelcar; metrics annotations), from :mod:`support.kserve_webhooks`.
 - The InferenceService reconciler (``pkg/controller/v1beta1/inferenceservice/controller.go``): the
   ``inferenceservice.finalizers`` finalizer, the predictor, the ingress status, ``updateStatus``
   with its ``InferenceServiceReady`` / ``InternalError`` events.
@@ -17,8 +20,10 @@ KServe v0.20.0's source (kserve/kserve tag v0.20.0), NOT from poolserve's own
   ``MergeRuntimeContainers``, ``MergePodSpec``, ``ReplacePlaceholders``; ``pkg/utils/container_merge.go``),
   the Deployment (``.../reconcilers/deployment/deployment_reconciler.go``: ``createRawDefaultDeployment``,
   ``setDefaultPodSpec``, ``setDefaultDeploymentSpec``), the Service
-  (``.../reconcilers/service/service_reconciler.go``: ``createDefaultSvc``), the HPA
-  (``.../reconcilers/hpa/hpa_reconciler.go``: ``createHPA``), the URL and address
+  (``.../reconcilers/service/service_reconciler.go``: ``createDefaultSvc``), the autoscaler by class
+  (``.../reconcilers/autoscaler/autoscaler_reconciler.go``; HPA: ``hpa/hpa_reconciler.go createHPA``,
+  deleted for none/external; KEDA ScaledObject: ``keda/keda_reconciler.go createKedaScaledObject``, which
+  leaves an earlier HPA alone), the URL and address
   (``.../reconcilers/ingress/kube_ingress_reconciler.go``, ``httproute_reconciler.go``: ``createRawURL``,
   ``createAddress``) with upstream's default ingress config (``example.com``,
   ``{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}``, ingress creation disabled: there is no
@@ -28,8 +33,9 @@ KServe v0.20.0's source (kserve/kserve tag v0.20.0), NOT from poolserve's own
   (Ready = PredictorReady and IngressReady; ``knative.dev/pkg/apis/condition_set.go``).
 
 Not simulated: Knative/Serverless and ModelMesh modes, multi-node (workerSpec), transformers and
-explainers, storage initializers (``storageUri``), the ``serving.kserve.io/stop`` annotation, canary
-rollouts, KEDA, ClusterServingRuntimes and runtime auto-selection. The real controller-manager does
+explainers, the ``serving.kserve.io/stop`` annotation, canary rollouts, KEDA's own operator (nothing
+acts on a ScaledObject), ClusterServingRuntimes and runtime auto-selection. The simulated kubelet runs
+no init containers (a storage initializer or modelcar-init "succeeds" at once). The real controller-manager does
 the rest: ReplicaSets and pods from the Deployment, HPA scaling, garbage collection.
 """
 
@@ -45,6 +51,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from support.kserve_webhooks import WebhookDenied, mutate_pod, storage_annotations, validate_isvc
 from support.kubeapi import Api, ApiError, Obj, PollingController, expected, path
 from support.network import LoopbackServer, reply
 
@@ -58,7 +65,7 @@ AUTOSCALER_CLASS = f"{GROUP}/autoscalerClass"
 MODEL_FORMAT = "modelFormat"
 # constants.ServiceAnnotationDisallowedList (pkg/constants/constants.go)
 DISALLOWED_ANNOTATIONS = ("autoscaling.knative.dev/min-scale", "autoscaling.knative.dev/max-scale",
-                          "serving.kserve.io/storage-initializer-sourceuri",
+                          "internal.serving.kserve.io/storage-initializer-sourceuri",
                           "kubectl.kubernetes.io/last-applied-configuration", MODEL_FORMAT)
 INGRESS_DOMAIN = "example.com"
 # ComponentExtensionSpec and the predictor implementations: the rest of PredictorSpec is its inline PodSpec.
@@ -231,7 +238,13 @@ def predictor_objects(isvc: Obj, runtime: Obj) -> tuple[Obj, Obj, Obj]:
     # builder then adds app to the same map, so the Service carries it too (createRawDefaultDeployment).
     labels = _union(sr.get("labels"), meta.get("labels"), predictor.get("labels"),
                     {ISVC_LABEL: name, "component": "predictor"}, {"app": app})
-    annotations = _union(_filtered(sr.get("annotations")), _filtered(meta.get("annotations")),
+    # buildPredictorResources: the ISVC's annotations (filtered), then the storage annotations the pod
+    # mutator reads; buildObjectMeta: runtime < those < predictor's.
+    try:
+        storage = storage_annotations(model)
+    except WebhookDenied as err:
+        raise InvalidSpec("InvalidPredictorSpec", str(err), str(err)) from err
+    annotations = _union(_filtered(sr.get("annotations")), {**_filtered(meta.get("annotations")), **storage},
                          _filtered(predictor.get("annotations")))
     _default_pod_spec(pod)
     owner = {"apiVersion": isvc["apiVersion"], "kind": isvc["kind"], "name": name, "uid": meta["uid"],
@@ -263,15 +276,58 @@ def predictor_objects(isvc: Obj, runtime: Obj) -> tuple[Obj, Obj, Obj]:
     service = {"apiVersion": "v1", "kind": "Service", "metadata": copy.deepcopy(obj_meta),
                "spec": {"selector": {"app": app}, "ports": [{k: v for k, v in p.items() if v is not None}
                                                              for p in ports]}}
+    return deployment, service, autoscaler(predictor, obj_meta, annotations.get(AUTOSCALER_CLASS, "hpa"))
+
+
+def autoscaler(predictor: Obj, obj_meta: Obj, cls: str) -> Obj | None:
+    """The autoscaler object for ``cls`` (``autoscaler_reconciler.go createAutoscaler``), None for none/external.
+
+    hpa: ``hpa_reconciler.go createHPA`` / ``getHPAMetrics``; keda: ``keda_reconciler.go createKedaScaledObject`` /
+    ``getKedaMetrics`` (no stabilization windows: the upstream autoscaler config sets none).
+    """
     min_r = max(int(predictor.get("minReplicas") or 1), 1)
+    if cls == "keda":
+        triggers = []
+        for m in (predictor.get("autoScaling") or {}).get("metrics") or []:
+            if m.get("type") == "External":
+                ext = m["external"]
+                trigger: Obj = {"type": ext["metric"].get("backend", ""), "metadata": {
+                    "serverAddress": ext["metric"].get("serverAddress", ""), "query": ext["metric"].get("query", ""),
+                    "threshold": str(ext.get("target", {}).get("value", "0"))}}
+                if trigger["type"] == "prometheus" and ext["metric"].get("namespace"):
+                    trigger["metadata"]["namespace"] = ext["metric"]["namespace"]
+                auth = ext.get("authenticationRef")
+                if auth:
+                    if auth.get("authModes"):
+                        trigger["metadata"]["authModes"] = auth["authModes"]
+                    if (auth.get("authenticationRef") or {}).get("name"):
+                        trigger["authenticationRef"] = {"name": auth["authenticationRef"]["name"]}
+                triggers.append(trigger)
+            elif m.get("type") == "Resource":
+                res = m["resource"]
+                target = res.get("target") or {}
+                value = str(target.get("averageUtilization") or (80 if res["name"] == "cpu" else 0))
+                triggers.append({"type": res["name"], "metadata": {"value": value},
+                                 "metricType": target.get("type", "Utilization")})
+        return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                "metadata": {k: copy.deepcopy(obj_meta[k]) for k in ("name", "namespace", "labels", "annotations",
+                                                                    "ownerReferences")},
+                "spec": {"scaleTargetRef": {"name": obj_meta["name"]}, "triggers": triggers, "minReplicaCount": min_r,
+                         "maxReplicaCount": max(int(predictor.get("maxReplicas") or 0), min_r)}}
+    if cls in ("none", "external"):
+        return None
     max_r = max(int(predictor.get("maxReplicas") or 0), min_r)
-    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": copy.deepcopy(obj_meta),
-           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": predictor_name},
-                    "minReplicas": min_r, "maxReplicas": max_r,
-                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                        "type": "Utilization", "averageUtilization": int(predictor.get("scaleTarget") or 80)}}}],
-                    "behavior": {}}}
-    return deployment, service, hpa
+    metric = predictor.get("scaleMetric", "cpu")
+    metrics: list[Obj] = []
+    if metric == "cpu":
+        metrics.append({"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": int(predictor.get("scaleTarget") or 80)}}})
+    elif metric == "memory" and predictor.get("scaleTarget") is not None:  # no default target for memory
+        metrics.append({"type": "Resource", "resource": {"name": "memory", "target": {
+            "type": "Utilization", "averageUtilization": int(predictor["scaleTarget"])}}})
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": copy.deepcopy(obj_meta),
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": obj_meta["name"]},
+                     "minReplicas": min_r, "maxReplicas": max_r, "metrics": metrics, "behavior": {}}}
 
 
 def _default_pod_spec(pod: Obj) -> None:
@@ -460,7 +516,8 @@ class KServe(PollingController):
         super().__init__(api, interval_s)
         self.reconciles = 0
         self._events: dict[tuple[str, str, str, str], Obj] = {}
-        self.webhook = _Defaulter(cert, key)
+        self.webhook = _Defaulter(cert, key, secret=lambda ns, name: self.api.get(path("v1", "secrets", ns, name)),
+                                  errors=self.errors)
         self.ca_file = ca_file
 
     def start(self) -> None:
@@ -477,9 +534,31 @@ class KServe(PollingController):
                            "resources": ["inferenceservices"]}],
                 "sideEffects": "None", "admissionReviewVersions": ["v1", "v1beta1"], "failurePolicy": "Fail",
                 "timeoutSeconds": 10,
+            }, {
+                # config/webhook/manifests.yaml: every pod labelled with an InferenceService, at creation.
+                "name": "inferenceservice.kserve-webhook-server.pod-mutator",
+                "clientConfig": {"url": f"https://127.0.0.1:{self.webhook.port}/mutate-pods", "caBundle": ca},
+                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+                "objectSelector": {"matchExpressions": [{"key": ISVC_LABEL, "operator": "Exists"}]},
+                "namespaceSelector": {"matchExpressions": [{"key": "control-plane", "operator": "DoesNotExist"}]},
+                "reinvocationPolicy": "IfNeeded", "sideEffects": "None", "admissionReviewVersions": ["v1", "v1beta1"],
+                "failurePolicy": "Fail", "timeoutSeconds": 10,
             }],
         }
         self.api.create("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", config)
+        self.api.create("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", {
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "inferenceservice.serving.kserve.io"},
+            "webhooks": [{
+                "name": "inferenceservice.kserve-webhook-server.validator",
+                "clientConfig": {"url": f"https://127.0.0.1:{self.webhook.port}/validate-inferenceservices",
+                                 "caBundle": ca},
+                "rules": [{"apiGroups": [GROUP], "apiVersions": ["v1beta1"], "operations": ["CREATE", "UPDATE"],
+                           "resources": ["inferenceservices"]}],
+                "sideEffects": "None", "admissionReviewVersions": ["v1", "v1beta1"], "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+            }],
+        })
         self.start_loop()
 
     def stop(self) -> None:
@@ -578,10 +657,23 @@ class KServe(PollingController):
                               f"specified runtime {rt_name} does not support specified framework/version")
         status["servingRuntimeName"] = rt_name
         status.pop("clusterServingRuntimeName", None)
-        deployment, service, hpa = predictor_objects(isvc, runtime)
+        deployment, service, scaler = predictor_objects(isvc, runtime)
         self._ensure(path("v1", "services", ns), service, ("spec",))
         dep = self._ensure(path("apps/v1", "deployments", ns), deployment, ("spec",), keep=("replicas",))
-        self._ensure(path("autoscaling/v2", "horizontalpodautoscalers", ns), hpa, ("spec",))
+        hpa_path = path("autoscaling/v2", "horizontalpodautoscalers", ns)
+        if scaler is not None and scaler["kind"] == "ScaledObject":
+            # keda_reconciler.go: fails the reconcile when KEDA's CRD is not installed.
+            self._ensure(path("keda.sh/v1alpha1", "scaledobjects", ns), scaler, ("spec",))
+        elif scaler is not None:
+            self._ensure(hpa_path, scaler, ("spec",))
+        if scaler is None:
+            # shouldDeleteHPA: an HPA KServe made goes when the class becomes none/external. Not for keda: the
+            # KEDA reconciler leaves an earlier HPA alone (keda_reconciler.go), and nothing removes a
+            # ScaledObject when the class leaves keda.
+            live = self.api.get(f"{hpa_path}/{name}-predictor")
+            if live is not None and any(o.get("kind") == "InferenceService"
+                                        for o in live["metadata"].get("ownerReferences") or []):
+                self.api.delete(f"{hpa_path}/{name}-predictor")
         propagate_raw_status(status, dep, f"http://{name}-predictor-{ns}.{INGRESS_DOMAIN}")
         pods = sorted(listed.pods.get((ns, f"isvc.{name}-predictor"), []),
                       key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
@@ -683,10 +775,17 @@ def default_isvc(isvc: Obj) -> list[Obj]:
 
 
 class _Defaulter:
-    """HTTPS on 127.0.0.1 answering AdmissionReview v1 for InferenceServices."""
+    """HTTPS on 127.0.0.1 answering AdmissionReview v1 for KServe's webhooks, by path.
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    ``/mutate-serving-kserve-io-v1beta1-inferenceservice`` (defaulter), ``/validate-inferenceservices``
+    (validator), ``/mutate-pods`` (pod mutator; ``secret(namespace, name)`` reads Secrets for it).
+    A simulation bug is kept in ``errors`` and answered with HTTP 500.
+    """
+
+    def __init__(self, cert: Path, key: Path, *, secret: Any = None, errors: list[str] | None = None) -> None:
         self.calls: list[Obj] = []
+        self.secret = secret
+        self.errors = errors if errors is not None else []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -696,12 +795,16 @@ class _Defaulter:
                 review = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 req = review["request"]
                 owner.calls.append({"operation": req.get("operation"), "dryRun": req.get("dryRun"),
-                                    "name": req.get("name")})
-                ops = default_isvc(req.get("object") or {})
-                resp: Obj = {"uid": req["uid"], "allowed": True}
-                if ops:
-                    resp["patchType"] = "JSONPatch"
-                    resp["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
+                                    "name": req.get("name"), "path": self.path,
+                                    "kind": (req.get("kind") or {}).get("kind")})
+                try:
+                    resp = owner.answer(self.path, req)
+                except Exception:  # a bug in the simulation, not an admission decision
+                    import traceback
+
+                    owner.errors.append(traceback.format_exc())
+                    reply(self, 500, b"simulated webhook failed", {"Content-Type": "text/plain"})
+                    return
                 data = json.dumps({"apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
                                    "kind": "AdmissionReview", "response": resp}).encode()
                 reply(self, 200, data, {"Content-Type": "application/json"})
@@ -712,6 +815,30 @@ class _Defaulter:
         self.server = LoopbackServer(Handler, tls=(cert, key), name="kserve-webhook")
         self.port = self.server.port
         self.httpd = self.server.httpd
+
+    def answer(self, url_path: str, req: Obj) -> Obj:
+        obj = req.get("object") or {}
+        resp: Obj = {"uid": req["uid"], "allowed": True}
+        ops: list[Obj] = []
+        if url_path.startswith("/validate-inferenceservices"):
+            problem = validate_isvc(obj)
+            if problem:
+                return {**resp, "allowed": False, "status": {"code": 403, "reason": "Forbidden", "message": problem}}
+        elif url_path.startswith("/mutate-pods"):
+            if not obj.get("metadata", {}).get("namespace"):
+                obj = {**obj, "metadata": {**obj.get("metadata", {}), "namespace": req.get("namespace", "")}}
+            try:
+                mutated = mutate_pod(obj, secret=self.secret)
+            except WebhookDenied as err:  # admission.Errored(500, err) in the pod mutator
+                return {**resp, "allowed": False, "status": {"code": 500, "message": str(err)}}
+            ops = [{"op": "replace", "path": "/spec", "value": mutated["spec"]},
+                   {"op": "add", "path": "/metadata/annotations", "value": mutated["metadata"]["annotations"]}]
+        else:
+            ops = default_isvc(obj)
+        if ops:
+            resp["patchType"] = "JSONPatch"
+            resp["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
+        return resp
 
     def start(self) -> None:
         """Serving since construction: the webhook's URL needs the port first."""

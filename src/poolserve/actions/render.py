@@ -12,9 +12,13 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poolserve.actions.common import Source
 from poolserve.errors import DriftError, SpecError
+
+if TYPE_CHECKING:
+    from poolserve.spec import PoolSpec
 
 DEFAULT_OUT = Path("manifests/kserve")
 
@@ -46,7 +50,9 @@ class RenderResult:
     diffs: tuple[str, ...] = ()
     """With ``check``: a unified diff per changed or stale file."""
     templates_namespace: str | None = None
-    """Set when ``dashboard-templates.yaml`` was rendered: it goes to this namespace, apart."""
+    """Set when ``dashboard-templates.yaml`` was rendered: the namespace its Templates go to."""
+    notes: tuple[str, ...] = ()
+    """What the user must know about what was written (who may apply the Templates)."""
 
 
 def _existing(out_dir: Path) -> dict[str, str]:
@@ -113,8 +119,30 @@ def render_manifests(req: RenderRequest) -> RenderResult:
         raise SpecError(f"{out_dir}/{foreign[0]} was not written by poolserve and would be replaced: move it, "
                         "or pass --force" + (f" ({len(foreign)} such files)" if len(foreign) > 1 else ""))
     _write_atomically(out_dir, texts, stale)
-    templates = rendered.spec.dashboard.templates_namespace if rendered.spec.dashboard.templates else None
-    return RenderResult(out_dir=out_dir, changed=tuple(changed), stale=tuple(stale), templates_namespace=templates)
+    from poolserve.kserve import template_namespace
+
+    spec = rendered.spec
+    templates = template_namespace(spec) if spec.dashboard.templates else None
+    return RenderResult(out_dir=out_dir, changed=tuple(changed), stale=tuple(stale), templates_namespace=templates,
+                        notes=tuple(templates_notes(spec, out_dir)))
+
+
+def templates_notes(spec: PoolSpec, out_dir: Path) -> list[str]:
+    """Who may apply the rendered Templates, and what happens when nobody does."""
+    from poolserve.kserve import template_namespace, template_scope
+    from poolserve.render import TEMPLATES_FILE
+
+    if not spec.dashboard.templates:
+        return []
+    ns = template_namespace(spec)
+    path = out_dir / TEMPLATES_FILE
+    if template_scope(spec) == "project":
+        return [f"{path}: project-scoped Templates in {ns}, applied with the rest (`poolserve deploy`, "
+                "`oc apply -k`); OpenShift AI 3.5 does not look there and labels the runtimes 'Template removed'"]
+    return [f"{path} goes to {ns}: creating Templates there needs an OpenShift AI admin "
+            f"(`oc apply -f {path}`); `poolserve deploy` checks first, a project member's `oc apply -k` fails "
+            "on it, and without it OpenShift AI 3.5+ labels the runtimes 'Template removed' "
+            "(dashboard.templates_scope: project needs no admin)"]
 
 
 def drift(req: RenderRequest, result: RenderResult) -> DriftError | None:

@@ -51,6 +51,14 @@ _PHASE_STYLE = {"Ready": "green", "Loading": "yellow", "Failed": "bold red", "St
                 "Terminating": "yellow", "NotDeployed": "dim", "Unknown": "yellow"}
 
 
+def _replicas(s: ModelStatus) -> str:
+    """``ready/desired``; an autoscaled model adds its range and what it scales on: ``2/3 (1-4 queue 16/replica)``."""
+    text = f"{s.replicas_ready}/{s.replicas_desired}"
+    if s.autoscaler:
+        text += f" ({s.replicas_min}-{s.replicas_max} {s.autoscaler})"
+    return text
+
+
 def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
     """The ``poolserve status`` table; reasons, the last termination and evidence follow under it."""
     table = Table(box=None, pad_edge=False)
@@ -61,8 +69,8 @@ def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
     for s in statuses:
         table.add_row(
             s.name, s.target, Text(s.phase, style=_PHASE_STYLE.get(s.phase, "")),
-            f"{s.replicas_ready}/{s.replicas_desired}", "-" if s.restarts is None else str(s.restarts),
-            s.runtime or "-", s.served_model or "-", s.route_url or s.url or "-", _age(s.age_s),
+            _replicas(s), "-" if s.restarts is None else str(s.restarts), s.runtime or "-", s.served_model or "-",
+            s.route_url or s.url or "-", _age(s.age_s),
         )
         if s.reason:
             notes.append(Text(f"{s.name}: {s.reason}", style="red" if s.phase == "Failed" else "yellow"))
@@ -70,6 +78,7 @@ def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
             notes.append(Text(f"{s.name}: last termination: {s.last_termination}", style="dim"))
         if s.reason:
             notes.extend(Text(f"  {line}", style="dim") for line in s.details)
+        notes.extend(Text(f"{s.name}: warning: {w}", style="yellow") for w in s.warnings)
     return Group(table, *notes) if notes else table
 
 
@@ -83,6 +92,8 @@ def deploy_summary(result: DeployResult | DeleteResult) -> RenderableType:
         style = {"unchanged": "dim", "kept": "yellow", "absent": "dim"}.get(c.action, "")
         lines.append(Text(f"{c.kind.lower()}/{ns}{c.name} {c.action}{suffix}{note}", style=style))
     lines.extend(Text(f"note: {n}", style="cyan") for n in result.notes)
+    if isinstance(result, DeployResult):
+        lines.extend(Text(f"warning: {w}", style="yellow") for w in result.warnings)
     return Group(*lines)
 
 

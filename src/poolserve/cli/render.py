@@ -23,7 +23,7 @@ def render_cmd(
                                         "did not write.")] = False,
     set_: SetOpt = None,
 ) -> None:
-    """Render the config into KServe manifests (ServingRuntimes, InferenceServices, namespace, kustomization)."""
+    """Render the config into KServe manifests (namespace, dashboard Templates, runtimes, models, kustomization)."""
     from poolserve.actions.render import RenderRequest, drift, render_manifests
 
     req = RenderRequest(source=source(config, set_), output=None if output == "-" else Path(output), check=check,
@@ -48,6 +48,5 @@ def render_cmd(
         err.print(f"removed {out_dir / name} (no longer in the config)")
     if not result.changed and not result.stale:
         err.print(f"{out_dir}: unchanged")
-    if result.templates_namespace:
-        err.print(f"note: {out_dir}/dashboard-templates.yaml goes to {result.templates_namespace} and needs "
-                  "admin rights; it is not in the kustomization: oc apply -f it separately")
+    for note in result.notes:
+        err.print(f"note: {note}")

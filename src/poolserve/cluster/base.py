@@ -224,6 +224,13 @@ def dig(obj: Any, *path: str | int, default: Any = None) -> Any:
     return cur
 
 
+def covers(live: Any, wanted: Any) -> bool:
+    """Every field of ``wanted`` has the same value in ``live`` (lists compared whole)."""
+    if isinstance(wanted, dict):
+        return isinstance(live, dict) and all(k in live and covers(live[k], v) for k, v in wanted.items())
+    return bool(live == wanted)
+
+
 def duration(seconds: float) -> str:
     """``75`` -> ``1m15s``, ``42`` -> ``42s`` (for timeout messages)."""
     s = int(seconds)

@@ -229,13 +229,16 @@ class FakeCluster:
     version: str = "v1.31.4"
     kserve: bool = True
     """False: the serving.kserve.io kinds are not served (KServe not installed)."""
+    openshift: bool = True
+    """False: OpenShift's API groups (``template.openshift.io``, ``route.openshift.io``) are not served."""
     defaulters: tuple[Defaulter, ...] = (kserve_defaulter,)
     controller: Controller | None = None
     clock: Callable[[], datetime] = lambda: EPOCH
     calls: list[Call] = field(default_factory=list)
     errors: dict[str, BaseException] = field(default_factory=dict)
-    denied: set[tuple[str, str]] = field(default_factory=set)
-    """``(verb, resource)`` pairs the access review refuses: ``("create", "inferenceservices.serving.kserve.io")``."""
+    denied: set[tuple[str, ...]] = field(default_factory=set)
+    """What the access review refuses: ``(verb, resource)`` everywhere, e.g. ``("create",
+    "inferenceservices.serving.kserve.io")``, or ``(verb, resource, namespace)`` in one namespace."""
     pod_logs: dict[tuple[str, str, bool], builtins.list[str]] = field(default_factory=dict)
     """``(pod, container, previous)`` -> lines."""
     validator: Callable[[Manifest], builtins.list[str]] | None = None
@@ -475,7 +478,7 @@ class FakeCluster:
     def access(self, verb: str, kind: Kind, *, namespace: str | None = None, name: str | None = None) -> Access:
         """See :meth:`Cluster.access`."""
         self._enter(Call("access", kind.kind, namespace, name, extra=(("verb", verb),)))
-        if (verb, kind.resource) in self.denied:
+        if (verb, kind.resource) in self.denied or (verb, kind.resource, namespace) in self.denied:
             return Access(False, f"RBAC: no role grants {verb} on {kind.resource}")
         return Access(True, "")
 
@@ -488,6 +491,8 @@ class FakeCluster:
             if err is not None:
                 raise err
         if kind is not None and not self.kserve and kind.group == kserve.GROUP:
+            raise kind_missing(kind.api_version, kind.kind)
+        if kind is not None and not self.openshift and kind.group.endswith(".openshift.io"):
             raise kind_missing(kind.api_version, kind.kind)
 
     def _key(self, k: Kind, name: str, namespace: str | None) -> _Key:

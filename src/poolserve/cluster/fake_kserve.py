@@ -83,6 +83,8 @@ def cluster_for(spec: PoolSpec, *, gpus: int = 8, pvc_modes: tuple[str, ...] = (
                 **kwargs: Any) -> FakeCluster:
     """A FakeCluster ready for ``spec``: KServe CRDs, the namespace, its cache PVC and one GPU node.
 
+    With global dashboard Templates, the dashboard namespace (``dashboard.templates_namespace``) too.
+
     Args:
         spec: the config whose namespace and PVC to create.
         gpus: allocatable ``nvidia.com/gpu`` on the node (0: no GPU node).
@@ -101,4 +103,6 @@ def cluster_for(spec: PoolSpec, *, gpus: int = 8, pvc_modes: tuple[str, ...] = (
                    node("gpu-node-1", gpus=gpus)])
     fake.seed({"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": "default", "namespace": spec.namespace}})
+    if spec.dashboard.templates and kserve.template_scope(spec) == "global":
+        fake.seed(namespace_obj(spec.dashboard.templates_namespace, {}))
     return fake

@@ -3,7 +3,9 @@
 In order: the API answers (and accepts the credentials); the KServe CRDs are installed (and which
 versions they serve); the namespace exists, is not being deleted, and carries the dashboard labels
 (or the user may add them); the cache PVC exists, is Bound and its access mode fits the pods that
-mount it; the nodes have enough allocatable GPUs for what the models ask; and a
+mount it; the nodes have enough allocatable GPUs for what the models ask; the dashboard Templates
+can be applied (OpenShift's Template API is served, the dashboard namespace exists, and a
+SelfSubjectAccessReview allows creating Templates there, else they are already there); and a
 SelfSubjectAccessReview allows create and patch on every kind deploy applies. A check that cannot
 run for lack of permission (regular OpenShift users may not read CRDs or list nodes) becomes a note,
 not a failure.
@@ -11,12 +13,13 @@ not a failure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from poolserve.cluster.base import (
     Cluster,
     Kind,
+    covers,
     dig,
     forbidden,
     kind_info,
@@ -24,8 +27,20 @@ from poolserve.cluster.base import (
     kind_of,
     namespace_terminating,
 )
+from poolserve.dashboard import TEMPLATES_PATH, find_template
 from poolserve.errors import Forbidden, NotFound, NotReady
-from poolserve.kserve import GROUP, ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
+from poolserve.kserve import (
+    GROUP,
+    ISVC_API_VERSION,
+    ISVC_KIND,
+    SR_API_VERSION,
+    SR_KIND,
+    TEMPLATE_API_VERSION,
+    TEMPLATE_KIND,
+    Manifest,
+    template_namespace,
+    template_scope,
+)
 from poolserve.spec import Model, PoolSpec, resolve_models
 
 ISVC_CRD = f"inferenceservices.{GROUP}"
@@ -44,6 +59,10 @@ class PreflightReport:
     namespace_needs_apply: bool
     """The rendered Namespace labels/annotations differ from the live ones (so it must be applied)."""
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    templates_left: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Template name -> (action, note) for the Templates deploy must not apply: the user may not
+    create them in the dashboard namespace, but an admin already did (``unchanged`` or ``kept``)."""
 
 
 def crd_versions(crd: Manifest) -> str:
@@ -78,6 +97,61 @@ def check_kserve(cluster: Cluster, namespace: str) -> tuple[str, tuple[str, ...]
         cluster.list(SR_API_VERSION, SR_KIND, namespace)
         return "installed (versions unknown: you may not read CRDs)", ()
     return ", ".join(found), ()
+
+
+def check_operators(cluster: Cluster, models: Sequence[Model], objects: Sequence[Manifest],
+                    namespace: str) -> list[str]:
+    """The operators the config relies on besides KServe (KEDA, the Prometheus operator); returns notes.
+
+    KEDA for ``autoscaling: queue``, the Prometheus operator for PodMonitors.
+
+    KServe's KEDA reconciler fails every reconcile of such an InferenceService when KEDA's
+    ScaledObject kind is not served (``keda_reconciler.go``); a PodMonitor cannot be applied without its CRD.
+
+    Raises:
+        NotFound: a kind they need is not served.
+    """
+    notes: list[str] = []
+    needs: list[tuple[str, str, str]] = []
+    queue = [m.name for m in models if m.autoscaling is not None and m.autoscaling.metric == "queue"]
+    if queue:
+        needs.append(("keda.sh/v1alpha1", "ScaledObject",
+                      f"autoscaling on the queue ({', '.join(queue)}) needs KEDA: install the Custom Metrics "
+                      "Autoscaler operator and its KedaController (OpenShift), or use metric: cpu"))
+    if any(o.get("kind") == "PodMonitor" for o in objects):
+        needs.append(("monitoring.coreos.com/v1", "PodMonitor",
+                      "monitoring.enabled needs the Prometheus operator's PodMonitor kind (OpenShift: enable "
+                      "user-workload monitoring), or set monitoring.enabled: false"))
+    for api_version, kind, hint in needs:
+        try:
+            cluster.list(api_version, kind, namespace)
+        except NotFound as err:
+            raise NotFound(f"the API server has no {kind} ({api_version}) resource", hint=hint) from err
+        except Forbidden:
+            notes.append(f"cannot check that {kind} ({api_version}) is served: you may not list it here")
+    return notes
+
+
+def check_storage_claims(cluster: Cluster, models: Sequence[Model], namespace: str) -> list[str]:
+    """Each ``pvc://`` storage_uri names a claim that exists (KServe mounts it as is; the pod waits forever).
+
+    Raises:
+        NotFound: naming the model and the claim.
+    """
+    notes: list[str] = []
+    for m in models:
+        uri = m.storage_uri
+        if uri is None or uri.scheme != "pvc":
+            continue
+        try:
+            found = cluster.get("v1", "PersistentVolumeClaim", uri.location, namespace)
+        except Forbidden:
+            notes.append(f"cannot check PersistentVolumeClaim {namespace}/{uri.location} ({m.name}'s storage_uri)")
+            continue
+        if found is None:
+            raise NotFound(f"PersistentVolumeClaim {namespace}/{uri.location} ({m.name}'s storage_uri) does not exist",
+                           hint="create it and copy the model in, or fix storage_uri")
+    return notes
 
 
 def namespace_state(cluster: Cluster, spec: PoolSpec, rendered_ns: Manifest | None) -> tuple[bool, bool, list[str]]:
@@ -209,6 +283,113 @@ def check_gpus(cluster: Cluster, models: Sequence[Model]) -> list[str]:
     return notes
 
 
+@dataclass(frozen=True)
+class TemplateCheck:
+    """What :func:`check_templates` found: Templates to leave alone, notes and warnings."""
+
+    left: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def check_templates(cluster: Cluster, spec: PoolSpec, templates: Sequence[Manifest]) -> TemplateCheck:
+    """The dashboard Templates deploy would apply can be applied, or are there already.
+
+    Project scope: the Template API is served (the access review runs with the project's other
+    kinds); a warning says OpenShift AI 3.5 does not look in the project. Global scope: the API is
+    served, the dashboard namespace exists, and a SelfSubjectAccessReview allows create and patch on
+    Templates there; if not, every Template must already be there (an admin applied it), found as the
+    dashboard finds it, and deploy leaves them alone.
+
+    Raises:
+        NotFound: the Template API is not served (not OpenShift), or the dashboard namespace is missing.
+        Forbidden: the user may not create Templates in the dashboard namespace and some are missing:
+            one line naming the admin command and the project-scoped alternative.
+    """
+    if not templates:
+        return TemplateCheck()
+    ns = template_namespace(spec)
+    kind = kind_info(TEMPLATE_API_VERSION, TEMPLATE_KIND)
+    live: list[Manifest] | None
+    try:
+        live = cluster.list(TEMPLATE_API_VERSION, TEMPLATE_KIND, ns)
+    except NotFound as err:
+        raise NotFound(f"the API server has no {TEMPLATE_KIND} ({TEMPLATE_API_VERSION}) resource: dashboard "
+                       "Templates need OpenShift", hint="set dashboard.templates: false on a cluster without "
+                       "OpenShift AI") from err
+    except Forbidden:
+        live = None
+    dash = spec.dashboard.templates_namespace
+    warnings = [w for w in (custom_runtimes_disabled(cluster, dash),) if w]
+    if template_scope(spec) == "project":
+        return TemplateCheck(warnings=(
+            f"project-scoped Templates (in {ns}): OpenShift AI 3.6+ finds them; 3.5 looks only in {dash} and "
+            "labels these runtimes 'Template removed' (there, use dashboard.templates_scope: global and an "
+            "admin)", *warnings))
+    try:
+        if cluster.get("v1", "Namespace", ns) is None:
+            raise NotFound(f"namespace {ns} (dashboard.templates_namespace) does not exist: is OpenShift AI "
+                           "installed?", hint="set dashboard.templates_namespace to the dashboard's namespace "
+                           "(Open Data Hub: opendatahub)")
+    except Forbidden:
+        pass  # project users may not read namespaces; the Templates' apply would say it
+    if all(cluster.access(verb, kind, namespace=ns).allowed for verb in ("create", "patch")):
+        return TemplateCheck(warnings=tuple(warnings))
+    left: dict[str, tuple[str, str]] = {}
+    missing: list[str] = []
+    for t in templates:
+        name = t["metadata"]["name"]
+        runtime = t["objects"][0]["metadata"]["name"]
+        try:
+            found = (find_template(runtime, live, []) if live is not None
+                     else cluster.get(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, ns))
+        except Forbidden:
+            found = None
+        if found is None:
+            missing.append(name)
+        elif found["metadata"]["name"] != name:
+            left[name] = ("kept", f"found as Template {found['metadata']['name']}, which the dashboard matches; "
+                          "you may not create Templates here")
+        elif covers(found, t):
+            left[name] = ("unchanged", "matches the config; you may not update Templates here (an admin applied it)")
+        else:
+            left[name] = ("kept", f"differs from the config and you may not update it: ask an admin to run "
+                          f"`oc apply -f {TEMPLATES_PATH}`")
+    if missing:
+        what = (f"the dashboard Template {missing[0]} is" if len(missing) == 1
+                else f"the dashboard Templates {', '.join(missing)} are")
+        raise Forbidden(f"forbidden: you may not create templates.template.openshift.io in namespace {ns} "
+                        f"(SelfSubjectAccessReview), and {what} not there: OpenShift AI 3.5+ would label the "
+                        "runtimes 'Template removed'",
+                        hint=f"ask an admin to run `oc apply -f {TEMPLATES_PATH}`, or set "
+                        f"dashboard.templates_scope: project to keep the Templates in {spec.namespace}")
+    return TemplateCheck(left=left, notes=(f"the dashboard Templates in {ns} are there already (an admin applied "
+                                           "them): left as they are",), warnings=tuple(warnings))
+
+
+ODH_CONFIG = ("opendatahub.io/v1alpha", "OdhDashboardConfig", "odh-dashboard-config")
+"""The dashboard's settings object, in its namespace (every user may read it: odh-dashboard
+``manifests/base/rbac/all-users/model-serving-role.yaml``)."""
+
+
+def custom_runtimes_disabled(cluster: Cluster, dashboard_namespace: str) -> str | None:
+    """A warning when the dashboard's ``disableCustomServingRuntimes`` flag is set, else None.
+
+    With it, 3.5's ``useTemplates`` keeps only Templates labelled ``opendatahub.io/ootb``: the wizard
+    does not offer poolserve's, and the "Template removed" check does not find them. Unreadable or
+    absent (Open Data Hub without the object, a plain cluster): no warning.
+    """
+    api_version, kind, name = ODH_CONFIG
+    try:
+        config = cluster.get(api_version, kind, name, dashboard_namespace)
+    except (NotFound, Forbidden):
+        return None
+    if dig(config, "spec", "dashboardConfig", "disableCustomServingRuntimes") is not True:
+        return None
+    return (f"{kind} {dashboard_namespace}/{name} sets disableCustomServingRuntimes: the dashboard ignores custom "
+            "Templates (OpenShift AI 3.5 then labels the runtimes 'Template removed'); an admin can unset it")
+
+
 def check_access(cluster: Cluster, objects: Sequence[Manifest], namespace: str) -> None:
     """SelfSubjectAccessReview: create and patch (server-side apply needs both) for each kind applied.
 
@@ -256,6 +437,13 @@ def preflight(cluster: Cluster, spec: PoolSpec, models: Sequence[Model],
                        f"namespace {spec.namespace} is new",
                        hint=f"create the namespace (`oc new-project {spec.namespace}`) and the PVC first")
     all_notes += check_gpus(cluster, models)
-    check_access(cluster, [o for o in objects if o.get("kind") != "Namespace"], spec.namespace)
+    all_notes += check_operators(cluster, models, objects, spec.namespace)
+    if exists:
+        all_notes += check_storage_claims(cluster, models, spec.namespace)
+    templates = check_templates(cluster, spec, [o for o in objects if o.get("kind") == TEMPLATE_KIND])
+    all_notes += templates.notes
+    check_access(cluster, [o for o in objects if o.get("kind") != "Namespace"
+                           and (o["metadata"].get("namespace") or spec.namespace) == spec.namespace], spec.namespace)
     return PreflightReport(server_version=version, kserve=kserve_desc, namespace_exists=exists,
-                           namespace_needs_apply=needs_apply, notes=tuple(all_notes))
+                           namespace_needs_apply=needs_apply, notes=tuple(all_notes), warnings=templates.warnings,
+                           templates_left=templates.left)

@@ -36,7 +36,7 @@ from typing import Any
 
 from poolserve.cluster.base import dig
 from poolserve.diagnose import Diagnosis, diagnose, meaningful
-from poolserve.kserve import CONTAINER_NAME, DEPLOYMENT_MODE, ISVC_LABEL, Manifest, predictor_name
+from poolserve.kserve import AUTOSCALER_CLASS, CONTAINER_NAME, DEPLOYMENT_MODE, ISVC_LABEL, Manifest, predictor_name
 from poolserve.target import ModelStatus, Phase
 from poolserve.vllm import served_model_names
 
@@ -179,11 +179,15 @@ def model_status(
     desired = int(dig(dep, "spec", "replicas", default=0) or 0) if dep else int(
         dig(isvc, "spec", "predictor", "minReplicas", default=1) or 1)
     ready_n = int(dig(dep, "status", "readyReplicas", default=0) or 0) if dep else 0
+    pods_n = int(dig(dep, "status", "replicas", default=0) or 0) if dep else 0
+    scaling = autoscaler_of(isvc)
     current, old = split_rollout(pods, dep)
     restarts, last_term = restart_summary(current, logs or {})
     base = ModelStatus(name=name, target="cluster", phase="Loading", ready=False, runtime=runtime_of(isvc),
                        served_model=served_model_name(isvc) or name, url=internal, route_url=route,
-                       replicas_ready=ready_n, replicas_desired=desired, age_s=age, restarts=restarts,
+                       replicas_ready=ready_n, replicas_desired=desired, replicas_current=pods_n,
+                       replicas_min=scaling[0] if scaling else None, replicas_max=scaling[1] if scaling else None,
+                       autoscaler=scaling[2] if scaling else None, age_s=age, restarts=restarts,
                        last_termination=last_term)
 
     details: list[str] = []
@@ -262,7 +266,7 @@ def model_status(
             recent = when is None or (now - when).total_seconds() <= RECENT_EVENT_S
             findings.append(Finding(9, recent and reason == "InternalError", f"{reason}: {_first_line(msg)}"))
         elif reason == "FailedCreate":
-            findings.append(Finding(10, True, f"FailedCreate: {_first_line(msg)}"))
+            findings.append(Finding(10, True, f"FailedCreate: {_first_line(msg)}{create_failure_hint(msg)}"))
         elif reason in ("FailedMount", "FailedAttachVolume"):
             findings.append(Finding(12, False, f"{reason}: {_first_line(msg)}"))
 
@@ -289,9 +293,9 @@ def model_status(
         rf = dconds.get("ReplicaFailure")
         if rf and rf.get("status") == "True":
             details.append(f"deployment ReplicaFailure {rf.get('reason')}: {rf.get('message')}")
+            rf_msg = str(rf.get("message", ""))
             findings.append(Finding(4, True, f"ReplicaFailure ({rf.get('reason')}): "
-                                    f"{_first_line(rf.get('message', ''))}: raise the namespace quota or lower "
-                                    "the resources"))
+                                    f"{_first_line(rf_msg)}{create_failure_hint(rf_msg)}"))
         prog = dconds.get("Progressing") or {}
         deadline = int(dig(dep, "spec", "progressDeadlineSeconds", default=PROGRESS_DEADLINE_S) or PROGRESS_DEADLINE_S)
         if prog.get("status") == "False" and prog.get("reason") == "ProgressDeadlineExceeded":
@@ -592,6 +596,47 @@ def _event_time(e: Manifest) -> datetime | None:
 def _model_states(status: Mapping[str, Any]) -> str:
     states = dig(status, "modelStatus", "states", default={}) or {}
     return f"{states.get('activeModelState') or '-'} -> {states.get('targetModelState') or '-'}"
+
+
+def autoscaler_of(isvc: Manifest) -> tuple[int, int, str] | None:
+    """``(min, max, what it scales on)`` when KServe may change the model's replica count, else None.
+
+    KServe raises minReplicas below 1 to 1 and maxReplicas below min to min (hpa_reconciler.go createHPA,
+    keda_reconciler.go); class ``hpa`` (the default) scales on CPU at 80 % unless scaleMetric/scaleTarget
+    say otherwise; ``none`` and ``external`` leave the count alone.
+    """
+    predictor = dig(isvc, "spec", "predictor", default={}) or {}
+    lo = max(int(predictor.get("minReplicas") or 1), 1)
+    hi = max(int(predictor.get("maxReplicas") or 0), lo)
+    cls = (dig(isvc, "metadata", "annotations", default={}) or {}).get(AUTOSCALER_CLASS, "hpa")
+    if lo == hi or cls in ("none", "external"):
+        return None
+    if cls == "keda":
+        metrics = dig(predictor, "autoScaling", "metrics", default=[]) or []
+        ext = next((m.get("external") for m in metrics if m.get("type") == "External"), None)
+        query = str(dig(ext, "metric", "query", default="") or "")
+        value = dig(ext, "target", "value")
+        what = "queue" if "vllm:num_requests_waiting" in query else "keda"
+        return lo, hi, f"{what} {value}/replica" if value is not None else what
+    metric = predictor.get("scaleMetric") or "cpu"
+    target = predictor.get("scaleTarget") or (80 if metric == "cpu" else None)
+    return lo, hi, f"{metric} {target}%" if target is not None else metric
+
+
+def create_failure_hint(message: str) -> str:
+    """What to do when the ReplicaSet cannot create a predictor pod, from the API server's refusal."""
+    if "exceeded quota" in message:
+        return ": raise the namespace quota or lower the resources"
+    if "storage-config" in message:
+        # KServe's pod mutator reads a data connection's credential from this Secret, which odh-model-controller
+        # builds from the namespace's data connections (credentials.CreateStorageSpecSecretEnvs).
+        return (": KServe reads data_connection from the storage-config Secret: create the data connection in "
+                "the project (OpenShift AI builds storage-config from it), or fix data_connection")
+    if "must be unique" in message or " is invalid: " in message:
+        return ": the predictor pod KServe built is invalid; `poolserve lint` explains which setting causes it"
+    if "admission webhook" in message:
+        return ": a webhook refused the predictor pod"
+    return ""
 
 
 def _first_line(text: str, limit: int = 300) -> str:

@@ -10,7 +10,9 @@ are tested without waiting.
   the namespace), reporting created/configured/unchanged per object. A failure part-way names what
   was applied before it and what was not.
 - ``status`` makes one list call per kind for the namespace (not one per model) and derives each
-  model's state with :func:`poolserve.cluster.readiness.model_status`.
+  model's state with :func:`poolserve.cluster.readiness.model_status`; when a runtime names a dashboard
+  Template, it lists the Templates of the dashboard namespace and the project (once each) and warns
+  when the dashboard would find none (:func:`poolserve.dashboard.template_warning`).
 - ``wait`` polls status against a monotonic deadline, checks before it sleeps, and fails fast with the
   diagnosis when a model cannot start (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...).
 """
@@ -22,23 +24,28 @@ import copy
 import difflib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from poolserve import kserve, yamlio
 from poolserve.cluster import cachejob, readiness
-from poolserve.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, dig, duration, kind_of, ref
+from poolserve.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, covers, dig, duration, kind_of, ref
 from poolserve.cluster.preflight import preflight
-from poolserve.errors import Conflict, NotFound, NotReady, PoolserveError
+from poolserve.dashboard import TEMPLATES_PATH, matches, template_name_of, template_warning
+from poolserve.errors import Conflict, Forbidden, NotFound, NotReady, PoolserveError
 from poolserve.kserve import (
     ISVC_API_VERSION,
     ISVC_KIND,
     ISVC_LABEL,
     SR_API_VERSION,
     SR_KIND,
+    TEMPLATE_API_VERSION,
+    TEMPLATE_KIND,
     Manifest,
     predictor_name,
+    template_namespace,
+    template_scope,
     token_secret_name,
 )
 from poolserve.render import Rendered, select_models
@@ -73,18 +80,23 @@ def _utcnow() -> datetime:
 def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: bool = False) -> list[Manifest]:
     """Exactly the rendered objects ``deploy`` applies, in render order.
 
-    All manifests when no names are given; otherwise the namespace, the runtimes the named models
-    use, their InferenceServices and auth objects. ``runtimes_only``: just the ServingRuntimes.
+    All manifests when no names are given; otherwise the namespace, the dashboard Templates and the
+    runtimes the named models use, their InferenceServices and what is rendered with them (auth objects,
+    disruption budgets, PodMonitors). ``runtimes_only``: just the Templates and the ServingRuntimes.
     """
     models = select_models(rendered, names)
     runtimes = {m.runtime.name for m in models}
+    patterns = {m.runtime.pattern for m in models}
     isvcs = {m.name for m in models}
-    auth = {(o["kind"], o["metadata"]["name"]) for m in models if m.auth for o in kserve.auth_objects(m)}
+    auth = {(o["kind"], o["metadata"]["name"]) for m in models for o in rendered.companions.get(m.name, ())}
     out: list[Manifest] = []
     for obj in rendered.manifests:
         kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
         if kind == SR_KIND:
             if not names or name in runtimes:
+                out.append(obj)
+        elif kind == TEMPLATE_KIND:
+            if not names or obj["objects"][0]["metadata"]["name"] in patterns:
                 out.append(obj)
         elif runtimes_only:
             continue
@@ -115,13 +127,6 @@ def strip_server_fields(obj: Manifest) -> Manifest:
     return out
 
 
-def _covers(live: Any, wanted: Any) -> bool:
-    """Every field of ``wanted`` has the same value in ``live`` (lists compared whole)."""
-    if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(k in live and _covers(live[k], v) for k, v in wanted.items())
-    return bool(live == wanted)
-
-
 def _applied_fields(obj: Manifest) -> Any:
     """The ``fieldsV1`` of our server-side apply entry in ``managedFields`` (None when absent)."""
     for entry in dig(obj, "metadata", "managedFields", default=[]) or []:
@@ -147,7 +152,7 @@ def same_object(before: Manifest, after: Manifest, applied: Manifest, *, dry_run
     ours = _applied_fields(before)
     return (ours is not None and ours == _applied_fields(after)
             and dig(before, "metadata", "generation") == dig(after, "metadata", "generation")
-            and _covers(strip_server_fields(before), strip_server_fields(applied)))
+            and covers(strip_server_fields(before), strip_server_fields(applied)))
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,7 @@ class Snapshot:
     """The namespace's live objects, one list call per kind."""
 
     isvcs: Mapping[str, Manifest]
-    runtimes: frozenset[str]
+    runtimes: Mapping[str, Manifest]
     deployments: Sequence[Manifest]
     pods: Sequence[Manifest]
     events: Sequence[Manifest]
@@ -257,19 +262,26 @@ class ClusterTarget:
             if obj.get("kind") == "Namespace" and not report.namespace_needs_apply:
                 changes.append(ObjectChange("Namespace", obj["metadata"]["name"], None, "unchanged"))
                 continue
+            left = report.templates_left.get(obj["metadata"]["name"]) if obj.get("kind") == TEMPLATE_KIND else None
+            if left is not None:  # an admin applied it; this user may not touch it
+                changes.append(ObjectChange(TEMPLATE_KIND, obj["metadata"]["name"], obj["metadata"]["namespace"],
+                                            left[0], note=left[1]))  # type: ignore[arg-type]
+                continue
             try:
                 changes.append(self._apply(obj, options))
             except PoolserveError as err:
                 raise _partial_failure(err, changes, obj, objects[i + 1:]) from err
         if options.dry_run is None:
             self._record_rollouts(spec.namespace, changes, before)
+        if options.dry_run != "client":
+            changes += self._retire_stale_autoscalers(objects, dry_run=options.dry_run == "server", notes=notes)
         if changes and all(c.action == "unchanged" for c in changes):
             notes.append(f"no changes: all {len(changes)} objects already match the config")
         statuses: list[ModelStatus] = []
         if wait and options.dry_run is None and not options.runtimes_only and models:
             statuses = self.wait(rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
-                            dry_run=options.dry_run, notes=tuple(notes))
+                            dry_run=options.dry_run, notes=tuple(notes), warnings=report.warnings)
 
     def _apply(self, obj: Manifest, options: DeployOptions) -> ObjectChange:
         k = kind_of(obj)
@@ -281,7 +293,7 @@ class ClusterTarget:
             raise NotReady(f"{ref(k.kind, name, ns)} is still {readiness.terminating_reason(live)}",
                            hint="wait until it is gone (a `poolserve delete` moments ago?), then deploy again")
         if options.dry_run == "client":
-            same = live is not None and _covers(strip_server_fields(live), strip_server_fields(obj))
+            same = live is not None and covers(strip_server_fields(live), strip_server_fields(obj))
             action = "created" if live is None else ("unchanged" if same else "configured")
             return ObjectChange(k.kind, name, ns, action)  # type: ignore[arg-type]
         dry = options.dry_run == "server"
@@ -291,6 +303,42 @@ class ClusterTarget:
         if same_object(live, result, obj, dry_run=dry):
             return ObjectChange(k.kind, name, ns, "unchanged")
         return ObjectChange(k.kind, name, ns, "configured")
+
+    def _retire_stale_autoscalers(self, objects: Sequence[Manifest], *, dry_run: bool,
+                                  notes: list[str]) -> list[ObjectChange]:
+        """Delete the HPA or ScaledObject KServe left from an InferenceService's previous autoscaler class."""
+        out: list[ObjectChange] = []
+        for isvc in objects:
+            if isvc.get("kind") != ISVC_KIND:
+                continue
+            api_version, kind, name = kserve.stale_autoscaler(isvc)
+            ns = isvc["metadata"].get("namespace")
+            try:
+                live = self.cluster.get(api_version, kind, name, ns)
+            except NotFound:  # KEDA not installed: there is no ScaledObject to leave behind
+                continue
+            except Forbidden:
+                # Project members often may not read KEDA's kinds; a stale HPA matters only for a keda model.
+                if kind == "HorizontalPodAutoscaler":
+                    notes.append(f"cannot check for {ref(kind, name, ns)} left by a previous autoscaler: you may "
+                                 "not read HorizontalPodAutoscalers")
+                continue
+            owners = dig(live, "metadata", "ownerReferences", default=None) or []
+            if not any(o.get("kind") == ISVC_KIND and o.get("name") == isvc["metadata"]["name"] for o in owners):
+                continue
+            why = (f"{ref(kind, name, ns)} is left from {isvc['metadata']['name']}'s previous autoscaler; KServe "
+                   "does not remove it and two autoscalers would fight over the replicas")
+            if dry_run:
+                notes.append(f"{why}: deploy removes it")
+                continue
+            try:
+                self.cluster.delete(api_version, kind, name, ns)
+            except Forbidden:
+                notes.append(f"{why}: you may not delete it; ask an admin to `oc delete {kind.lower()} -n {ns} "
+                             f"{name}`")
+                continue
+            out.append(ObjectChange(kind, name, ns, "deleted", note="left by the previous autoscaler class"))
+        return out
 
     def _generations(self, namespace: str) -> dict[str, int]:
         """Predictor Deployment name -> metadata.generation, from one list call."""
@@ -319,7 +367,7 @@ class ClusterTarget:
         """List each kind once: InferenceServices, ServingRuntimes, Deployments, pods, Warning events, Services."""
         c = self.cluster
         isvcs = {o["metadata"]["name"]: o for o in c.list(ISVC_API_VERSION, ISVC_KIND, namespace)}
-        runtimes = frozenset(o["metadata"]["name"] for o in c.list(SR_API_VERSION, SR_KIND, namespace))
+        runtimes = {o["metadata"]["name"]: o for o in c.list(SR_API_VERSION, SR_KIND, namespace)}
         deployments = c.list("apps/v1", "Deployment", namespace, label_selector=ISVC_LABEL)
         pods = c.pods(namespace, label_selector=ISVC_LABEL)
         events = c.events(namespace, field_selector="type=Warning")
@@ -331,7 +379,41 @@ class ClusterTarget:
         spec = rendered.spec
         models = select_models(rendered, names)
         snap = self.snapshot(spec.namespace)
-        return [self._model_status(m.name, spec.namespace, snap) for m in models]
+        statuses = [self._model_status(m.name, spec.namespace, snap) for m in models]
+        warnings = self._template_warnings(rendered, {s.runtime for s in statuses if s.runtime}, snap)
+        return [replace(s, warnings=(*s.warnings, warnings[s.runtime])) if s.runtime in warnings else s
+                for s in statuses]
+
+    def _template_warnings(self, rendered: Rendered, used: set[str], snap: Snapshot) -> dict[str, str]:
+        """Runtime name -> the "Template removed" warning, for the used runtimes that name a Template.
+
+        Lists the Templates of the dashboard namespace and of the project once each, and only when some
+        runtime names one. No Template API (not OpenShift): no dashboard, no warning.
+        """
+        spec = rendered.spec
+        named = {n: sr for n, sr in snap.runtimes.items() if n in used and template_name_of(sr)}
+        if not named:
+            return {}
+        dash_ns = spec.dashboard.templates_namespace
+        listed = True
+        try:
+            dash = self.cluster.list(TEMPLATE_API_VERSION, TEMPLATE_KIND, dash_ns)
+        except NotFound:
+            return {}
+        except Forbidden:
+            dash, listed = [], False
+        try:
+            project = dash if dash_ns == spec.namespace else self.cluster.list(
+                TEMPLATE_API_VERSION, TEMPLATE_KIND, spec.namespace)
+        except Forbidden:
+            project = []
+        out: dict[str, str] = {}
+        for name, sr in named.items():
+            warning = template_warning(spec, sr, dashboard_templates=dash, project_templates=project,
+                                       dashboard_listed=listed)
+            if warning is not None:
+                out[name] = warning
+        return out
 
     def _model_status(self, name: str, namespace: str, snap: Snapshot) -> ModelStatus:
         def of(objs: Sequence[Manifest]) -> list[Manifest]:
@@ -447,7 +529,7 @@ class ClusterTarget:
 
     def delete(self, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
                force: bool = False) -> DeleteResult:
-        """Delete the InferenceServices (and auth objects); with ``runtimes`` also unused runtimes.
+        """Delete the InferenceServices (and what is rendered with them); with ``runtimes`` also unused runtimes.
 
         A runtime another InferenceService still uses is kept unless ``force``.
         """
@@ -459,12 +541,10 @@ class ClusterTarget:
         for m in models:
             existed = self.cluster.delete(ISVC_API_VERSION, ISVC_KIND, m.name, ns)
             changes.append(ObjectChange(ISVC_KIND, m.name, ns, "deleted" if existed else "absent"))
-            if m.auth:
-                for obj in kserve.auth_objects(m):
-                    k = kind_of(obj)
-                    existed = self.cluster.delete(k.api_version, k.kind, obj["metadata"]["name"], ns)
-                    changes.append(ObjectChange(k.kind, obj["metadata"]["name"], ns,
-                                                "deleted" if existed else "absent"))
+            for obj in rendered.companions.get(m.name, ()):
+                k = kind_of(obj)
+                existed = self.cluster.delete(k.api_version, k.kind, obj["metadata"]["name"], ns)
+                changes.append(ObjectChange(k.kind, obj["metadata"]["name"], ns, "deleted" if existed else "absent"))
         candidates = list(dict.fromkeys(
             [r.name for r in rendered.runtimes] if not names else [m.runtime.name for m in models]))
         if not runtimes:
@@ -490,7 +570,47 @@ class ClusterTarget:
             existed = self.cluster.delete(SR_API_VERSION, SR_KIND, rt, ns)
             note = f"was used by {', '.join(using)}" if using else None
             changes.append(ObjectChange(SR_KIND, rt, ns, "deleted" if existed else "absent", note=note))
+        gone = {c.name for c in changes if c.kind == SR_KIND and c.action in ("deleted", "absent")}
+        patterns = {r.pattern for r in rendered.runtimes if r.name in gone}
+        for template in rendered.templates:
+            if template["objects"][0]["metadata"]["name"] in patterns:
+                changes.append(self._delete_template(rendered, template, gone))
         return DeleteResult(target="cluster", changes=tuple(changes), notes=tuple(notes))
+
+    def _delete_template(self, rendered: Rendered, template: Manifest, gone: set[str]) -> ObjectChange:
+        """Delete a dashboard Template poolserve applied, unless a ServingRuntime still names it.
+
+        A runtime names it when its ``opendatahub.io/template-name`` is the Template's
+        ``metadata.name`` or ``objects[0].metadata.name`` (the dashboard's match). A global Template
+        may be named from any project, so the runtimes of every namespace are read; when the user
+        may not list them, it is kept.
+        """
+        spec = rendered.spec
+        name = template["metadata"]["name"]
+        tns = template_namespace(spec)
+        scope_ns = spec.namespace if template_scope(spec) == "project" else None
+        try:
+            runtimes = self.cluster.list(SR_API_VERSION, SR_KIND, scope_ns)
+        except Forbidden:
+            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note="you may not list ServingRuntimes in all "
+                                "namespaces, so runtimes of other projects may still name it")
+        users = sorted(f"{dig(sr, 'metadata', 'namespace')}/{sr['metadata']['name']}" for sr in runtimes
+                       if matches(template, template_name_of(sr) or "")
+                       and not dig(sr, "metadata", "deletionTimestamp")
+                       and not (dig(sr, "metadata", "namespace") == spec.namespace and sr["metadata"]["name"] in gone))
+        if users:
+            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note=f"named by {', '.join(users)}")
+        live = self.cluster.get(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, tns)
+        if live is None:
+            return ObjectChange(TEMPLATE_KIND, name, tns, "absent")
+        if _applied_fields(live) is None:
+            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note="not applied by poolserve")
+        try:
+            existed = self.cluster.delete(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, tns)
+        except Forbidden:
+            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note=f"you may not delete Templates in {tns}: "
+                                f"an admin can (`oc delete template {name} -n {tns}`)")
+        return ObjectChange(TEMPLATE_KIND, name, tns, "deleted" if existed else "absent")
 
     def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """The route URL when exposed, else the internal URL; the SA token when the model has auth.
@@ -556,6 +676,12 @@ class ClusterTarget:
                 except Conflict as err:
                     desired = self.cluster.apply(obj, dry_run=True, force=True)
                     note = f"apply needs --force-conflicts ({err.message})"
+                except Forbidden as err:
+                    if k.kind != TEMPLATE_KIND:
+                        raise
+                    # A project member may read the dashboard's Templates but not write them: compare locally.
+                    desired = copy.deepcopy(obj)
+                    note = f"you may not apply it ({err.message}): an admin runs `oc apply -f {TEMPLATES_PATH}`"
             d = object_diff(live, desired)
             out.append(ObjectDiff(d.kind, d.name, d.namespace, d.action, d.diff, note))
         return out

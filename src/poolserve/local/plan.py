@@ -5,7 +5,10 @@ onto this machine and lists every difference as a printed override:
 
 - ``python`` -> the interpreter running poolserve (or ``local.python``); ``--port=8080`` -> a free
   port and ``--host=127.0.0.1``, appended (argparse keeps the last value of a repeated flag);
-- volumes: the cache PVC -> ``local.cache_dir`` (persistent), other PVCs -> ``<state>/pvc/<claim>``,
+- volumes: the cache PVC -> ``local.cache_dir`` (persistent), other PVCs -> ``local.pvc_dirs[claim]`` or
+  ``<state>/pvc/<claim>``; a ``storage_uri``'s model at /mnt/models: ``pvc://`` through the same claim
+  mapping, ``hf://`` from the local HF cache's snapshot; ``s3://`` and ``oci://`` are refused (nothing
+  here downloads them);
   emptyDirs -> ``<state>/run/<model>/<volume>`` (emptied at each start, like a new pod), the
   memory-backed ``/dev/shm`` -> the host's; env values and args pointing into a mount are
   rewritten the same way (``HF_HOME=/models/huggingface`` -> ``<cache_dir>/huggingface``);
@@ -25,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from poolserve import vllm
-from poolserve.errors import SpecError
+from poolserve import storage, vllm
+from poolserve.errors import LocalRunError, SpecError
 from poolserve.kserve import Composed
 from poolserve.local.lifecycle import Probe, RestartPolicy, probes_of
 from poolserve.machine import HostInfo
@@ -113,16 +116,53 @@ def local_hf_home(spec: PoolSpec) -> Path:
     return local_cache_dir(spec) / rest if rest else local_cache_dir(spec)
 
 
+HfSnapshot = Callable[[str, str], "Path | None"]
+"""``hf_snapshot(repo_id, revision)``: the local HF cache's snapshot directory, or None (``""``: main)."""
+
+
+def _model_storage(composed: Composed, uri: storage.StorageURI, model_id: str,
+                   hf_snapshot: HfSnapshot | None) -> VolumeMapping | None:
+    """The local stand-in for KServe's model volume, for the URIs it cannot be a plain directory for.
+
+    Raises:
+        LocalRunError: for s3:// and oci:// (fetched in the cluster by KServe's storage initializer or
+            modelcar, which do not run here), and an hf:// model missing from the local cache.
+    """
+    name = composed.isvc
+    if uri.scheme in ("s3", "oci"):
+        what = "a modelcar image" if uri.scheme == "oci" else "an S3 bucket"
+        raise LocalRunError(
+            f"{name}: the local target cannot serve storage_uri {uri.uri}: it is {what}, which KServe fetches in "
+            "the cluster (nothing here pulls it)",
+            hint="copy the model into a directory and use storage_uri: pvc://CLAIM/PATH with local.pvc_dirs: "
+                 "{CLAIM: DIR}, or serve it from the HF cache without storage_uri")
+    if uri.scheme != "hf":
+        return None  # pvc://: the claim mapping serves it
+    snap = hf_snapshot(uri.location, uri.path) if hf_snapshot is not None else None
+    if snap is None:
+        rev = f" at revision {uri.path}" if uri.path else ""
+        raise LocalRunError(f"{name}: storage_uri {uri.uri}: {uri.location}{rev} is not in the local HF cache "
+                            "(KServe's storage initializer downloads it in the cluster; nothing does here)",
+                            hint=f"`poolserve cache import {uri.location} DIR` puts local weights there")
+    return VolumeMapping(storage.DOWNLOAD_VOLUME, storage.MODEL_DIR, "other", snap)
+
+
 def _volume_mappings(composed: Composed, *, cache_pvc: str, cache_dir: Path, state_dir: Path,
-                     run_dir: Path) -> list[VolumeMapping]:
+                     run_dir: Path, pvc_dirs: Mapping[str, str] | None = None,
+                     model_dir: VolumeMapping | None = None) -> list[VolumeMapping]:
     volumes = {v["name"]: v for v in composed.volumes}
     out: list[VolumeMapping] = []
     for mount in composed.container.get("volumeMounts", []):
         vol = volumes.get(mount["name"], {})
         sub = mount.get("subPath") or ""
-        if "persistentVolumeClaim" in vol:
+        if model_dir is not None and mount["name"] == model_dir.volume and mount["mountPath"] == model_dir.mount_path:
+            out.append(model_dir)
+        elif "persistentVolumeClaim" in vol:
             claim = vol["persistentVolumeClaim"].get("claimName", mount["name"])
-            base = cache_dir if claim == cache_pvc else state_dir / "pvc" / claim
+            if pvc_dirs and claim in pvc_dirs:
+                base = Path(pvc_dirs[claim]).expanduser().absolute()
+            else:
+                base = cache_dir if claim == cache_pvc else state_dir / "pvc" / claim
             out.append(VolumeMapping(mount["name"], mount["mountPath"], "pvc", base / sub if sub else base, claim))
         elif "emptyDir" in vol and (vol["emptyDir"] or {}).get("medium") == "Memory" \
                 and mount["mountPath"] == "/dev/shm":
@@ -219,6 +259,8 @@ def plan_launch(
     model_cached: Callable[[Path], bool],
     host: HostInfo = HostInfo(),  # noqa: B008 - frozen
     task: str = "embed",
+    storage_uri: storage.StorageURI | None = None,
+    hf_snapshot: HfSnapshot | None = None,
 ) -> LaunchPlan:
     """Map the container KServe would run onto this machine (pure, except ``model_cached``).
 
@@ -234,11 +276,17 @@ def plan_launch(
         model_cached: ``model_cached(hf_home)`` is True when the model is in that hub cache.
         host: CPU flags and core count, for ``local.dtype: auto`` and ``local.reserved_cpus``.
         task: the model's task (``local.dtype: auto`` keeps cross-encoders at float32).
+        storage_uri: the model's ``storage_uri``, whose /mnt/models is mapped as the module says.
+        hf_snapshot: finds an ``hf://`` model in the local HF cache.
+
+    Raises:
+        LocalRunError: a storage_uri this machine cannot serve (see :func:`_model_storage`).
     """
     name = composed.isvc
     run_dir = state_dir / "run" / name
+    model_dir = _model_storage(composed, storage_uri, model_id, hf_snapshot) if storage_uri else None
     mounts = _volume_mappings(composed, cache_pvc=cache_pvc, cache_dir=cache_dir, state_dir=state_dir,
-                              run_dir=run_dir)
+                              run_dir=run_dir, pvc_dirs=local.pvc_dirs, model_dir=model_dir)
     overrides: list[str] = []
 
     argv = list(composed.argv)
@@ -254,7 +302,10 @@ def plan_launch(
     for m in mounts:
         if m.source == "pvc":
             overrides.append(f"volume {m.volume} (PVC {m.claim}, {m.mount_path}) -> {m.local}")
-    empties = [m for m in mounts if m.source in ("emptyDir", "other")]
+    if model_dir is not None:
+        overrides.append(f"storage_uri {storage_uri.uri if storage_uri else ''} ({model_dir.mount_path}) -> "
+                         f"{model_dir.local} (the local HF cache)")
+    empties = [m for m in mounts if m.source in ("emptyDir", "other") and m is not model_dir]
     if empties:
         overrides.append("emptyDirs " + ", ".join(f"{m.volume} ({m.mount_path})" for m in empties)
                          + f" -> {run_dir}/<volume>, emptied at each start")
@@ -298,7 +349,7 @@ def plan_launch(
         env["HF_HUB_OFFLINE"] = "1"
         derived.add("HF_HUB_OFFLINE")
         overrides.append(f"HF_HUB_OFFLINE=1: {model_id} is in the local cache ({hf_home})")
-    elif hf_home and not model_cached(Path(hf_home)) and not model_id.startswith("/"):
+    elif hf_home and storage_uri is None and not model_cached(Path(hf_home)) and not model_id.startswith("/"):
         offline = env.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         overrides.append(f"{model_id} is not in the local cache ({hf_home}): "
                          + ("HF_HUB_OFFLINE is set, so vLLM will fail" if offline else "vLLM will download it")

@@ -34,7 +34,7 @@ from poolserve import hfcache
 from poolserve.diagnose import diagnose
 from poolserve.errors import Interrupted, LocalRunError, LocalStartError, NotFound, NotReady, SpecError
 from poolserve.local.lifecycle import PodStatus, StopRequest, startup_failed
-from poolserve.local.plan import HOST, LaunchPlan, local_cache_dir, local_state_dir, plan_launch
+from poolserve.local.plan import HOST, LaunchPlan, local_cache_dir, local_hf_home, local_state_dir, plan_launch
 from poolserve.local.process import (
     VllmProcess,
     free_port,
@@ -184,7 +184,8 @@ class LocalTarget:
             python=spec.local.python or sys.executable, port=port, cache_dir=local_cache_dir(spec),
             state_dir=state_dir,
             model_cached=lambda hf_home: hfcache.snapshot_path(hf_home, model.model_id) is not None,
-            host=self._host, task=model.task,
+            host=self._host, task=model.task, storage_uri=model.storage_uri,
+            hf_snapshot=lambda repo, revision: hfcache.snapshot_path(local_hf_home(spec), repo, revision),
         )
 
     # -- Target protocol -----------------------------------------------------------------------
