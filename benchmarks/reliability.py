@@ -11,9 +11,13 @@
    present, said plainly when not; ``--soak SECONDS`` re-runs it first with that duration.
 
 Raw results go to benchmarks/results/reliability/ (junit.xml, the JSON the tests wrote). Run it with
-the vLLM lock (it starts real servers), and the exclusive quiet lock when --soak measures:
+the vLLM lock (it starts real servers). The faults and bad inputs are pass/fail; their seconds and
+milliseconds are what the run took under the load the report records, not performance figures. The
+load figures come from soak.py, which measures: with --soak, take the exclusive quiet lock:
 
-    flock /tmp/poolserve-vllm.lock flock -x /tmp/poolserve-quiet.lock .venv/bin/python benchmarks/reliability.py
+    flock /tmp/poolserve-vllm.lock flock -s /tmp/poolserve-quiet.lock .venv/bin/python benchmarks/reliability.py
+    flock /tmp/poolserve-vllm.lock flock -x /tmp/poolserve-quiet.lock \
+        .venv/bin/python benchmarks/reliability.py --soak 120
 
 ``--from-results`` only rewrites the report from the raw results already there (no tests run).
 """
@@ -266,7 +270,9 @@ def main() -> int:
              "What poolserve and the vLLM it deploys survive: faults injected for real, bad inputs sent to a real "
              "server, and sustained load. Regenerate with `benchmarks/reliability.py` (see its docstring for the "
              "locks); the raw results are in `benchmarks/results/reliability/` and `benchmarks/results/soak/`.", "",
-             f"Fault tests: {passed} of {len(cases)} passed.", "",
+             f"Fault tests: {passed} of {len(cases)} passed. Their seconds and the bad inputs' milliseconds are what "
+             "each took on this shared machine under the load recorded below: pass/fail evidence, not performance "
+             "figures (those are the load section's, and benchmarks/README.md's).", "",
              *machine_section(meta["machine"], meta["load_before"], meta["load_after"], meta["generated"]),
              *fault_section(cases, engine), *robustness_section(reports), *load_section()]
     args.out.write_text("\n".join(lines).rstrip() + "\n")
