@@ -250,7 +250,7 @@ def test_a_deploy_waiting_for_a_server_that_another_deploy_replaces_follows_the_
     def waiter() -> None:
         try:
             outcome.append(LocalTarget().wait(slow, [MINILM], timeout_s=60)[0])
-        except Exception as err:  # noqa: BLE001 - the assertion below shows it
+        except Exception as err:  # the assertion below shows it
             outcome.append(err)
 
     t = threading.Thread(target=waiter)
