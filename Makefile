@@ -3,10 +3,12 @@ POOLSERVE ?= .venv/bin/poolserve
 # The *-kserve targets pass --target cluster: they talk to the cluster whatever $POOLSERVE_TARGET says.
 CONFIG ?= poolserve.yaml
 ARGS ?=
+NAMES ?=
 
 .PHONY: help setup test render lint local-demo deploy-kserve-runtimes deploy-kserve-minilm \
         deploy-kserve-granite deploy-kserve-reranker deploy-kserve status-kserve wait-kserve \
-        test-kserve diff-kserve delete-kserve deploy-kserve-dry-run cache-warm-kserve logs-kserve delete-kserve-all
+        test-kserve diff-kserve delete-kserve deploy-kserve-dry-run cache-warm-kserve logs-kserve delete-kserve-all \
+        plan stop-kserve start-kserve
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -22,6 +24,9 @@ render: setup ## Re-render manifests/kserve/ from poolserve.yaml
 
 lint: setup ## Offline checks (CRD schemas with POOLSERVE_CRD_DIR)
 	$(POOLSERVE) lint -c $(CONFIG)
+
+plan: setup ## GPU memory estimates: MIG slice / shared GPU fit, what gpu_memory_utilization does
+	$(POOLSERVE) plan -c $(CONFIG) $(ARGS)
 
 local-demo: ## Serve minilm-embedding locally with vLLM and query it
 	scripts/local-demo.sh
@@ -52,6 +57,12 @@ status-kserve: setup ## InferenceService status, URLs and reasons
 
 wait-kserve: setup ## Wait until every model is ready
 	$(POOLSERVE) wait -c $(CONFIG) --target cluster $(ARGS)
+
+stop-kserve: setup ## Stop models without deleting them (NAMES="minilm-embedding ..."), as the dashboard's Stop
+	$(POOLSERVE) stop -c $(CONFIG) --target cluster $(NAMES) $(ARGS)
+
+start-kserve: setup ## Start stopped models again and wait (NAMES="minilm-embedding ...")
+	$(POOLSERVE) start -c $(CONFIG) --target cluster $(NAMES) $(ARGS)
 
 test-kserve: setup ## Verify every deployed model's outputs
 	for m in $$($(POOLSERVE) explain -c $(CONFIG) -o json | .venv/bin/python -c 'import json,sys; print(" ".join(r["name"] for r in json.load(sys.stdin)))'); do \

@@ -109,7 +109,8 @@ def test_explain_shows_the_composed_command(project: Path) -> None:
     r = runner.invoke(app, ["explain", "minilm-embedding", "-o", "json"])
     assert r.exit_code == 0
     (row,) = json.loads(r.stdout)
-    assert row["argv"][:5] == ["python", "-m", "vllm.entrypoints.openai.api_server", "--port=8080", "--runner=pooling"]
+    assert row["argv"][:5] == ["vllm", "serve", "sentence-transformers/all-MiniLM-L6-v2", "--port=8080",
+                               "--runner=pooling"]
     assert "minilm-embedding" in row["argv"]  # {{.Name}} substituted
     r = runner.invoke(app, ["explain", "nope"])
     assert r.exit_code == 2 and "no model named 'nope'" in r.stderr
@@ -227,6 +228,31 @@ def test_explain_piped_has_whole_lines_without_trailing_spaces(project: Path) ->
     assert lines[0] == "minilm-embedding (runtime vllm-embedding-runtime)"
     assert all(line == line.rstrip() for line in lines), [line for line in lines if line != line.rstrip()]
     argv = next(line for line in lines if line.startswith(" argv"))
-    assert argv.startswith(" argv       python -m vllm.entrypoints.openai.api_server ")
+    assert argv.startswith(" argv       vllm serve sentence-transformers/all-MiniLM-L6-v2 --port=8080 ")
     assert argv.endswith("--max-model-len=256")  # one line, however long
     assert " mounts     /models <- model-cache" in lines
+
+
+def test_plan_says_what_the_gpu_settings_do(project: Path) -> None:
+    r = runner.invoke(app, ["plan", "minilm-embedding"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == "minilm-embedding  sentence-transformers/all-MiniLM-L6-v2  22.7M params"
+    assert "no KV cache (encoder-only)" in r.stdout
+    assert "--gpu-memory-utilization=0.3 on a whole, unshared GPU shares nothing" in r.stdout
+    assert "1g.5gb (A100 40GB)" in r.stdout
+    assert r.stderr.startswith("Estimates, not measurements")
+    rows = json.loads(runner.invoke(app, ["plan", "-o", "json"]).stdout)
+    assert [row["name"] for row in rows] == ["minilm-embedding", "granite-embedding", "msmarco-reranker"]
+    assert rows[1]["estimate"]["weights_gib"] == pytest.approx(278_043_648 * 2 / 2**30)
+    assert 0.5 < rows[0]["estimate"]["need_gib"] < 1.5 and rows[0]["fits"] is None
+    r = runner.invoke(app, ["plan", "nope"])
+    assert r.exit_code == 2 and "no model named 'nope'" in r.stderr
+
+
+def test_plan_on_shared_gpus(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["plan", "-c", str(ROOT / "tests" / "specs" / "gpu-sharing.yaml"), "-o", "json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["qwen3-embedding"]["device"] == "time-sliced GPU"
+    assert rows["qwen3-embedding"]["recommended_utilization"] == rows["qwen3-embedding"]["utilization"] == 0.17
+    assert rows["bge-m3"]["device"] == "MIG 1g.10gb" and rows["bge-m3"]["fits"] is True

@@ -257,3 +257,27 @@ def test_timeout_is_not_ready_exit_8(env: Env) -> None:
     assert one_error_line(r).startswith("error: timed out after 20s waiting for 1 model: minilm: Unknown (the KServe "
                                       "controller has not reported any status")
     assert sum(env.sleeps) == 20
+
+
+def test_stop_and_start_through_the_cli(env: Env) -> None:
+    assert env.run("deploy", "--no-wait").exit_code == 0
+    r = env.run("stop", "minilm")
+    assert r.exit_code == 0, r.output
+    assert f"inferenceservice/{NS}/minilm stopped" in r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("minilm "))
+    assert "Stopped" in row and "0/0" in row
+    rows = {s["name"]: s["phase"] for s in json.loads(env.run("status", "-o", "json").stdout)}
+    assert rows["minilm"] == "Stopped"
+    w = env.run("wait", "minilm")  # nothing to wait for
+    assert w.exit_code == 0 and "Stopped" in w.stdout and env.sleeps == []
+    r = env.run("start", "minilm")
+    assert r.exit_code == 0, r.output
+    assert f"inferenceservice/{NS}/minilm started" in r.stderr and "Ready" in r.stdout
+    assert env.run("stop").exit_code == 2  # names are required
+    r = env.run("stop", "nope")
+    assert r.exit_code == 2 and "no model named 'nope'" in one_error_line(r)
+
+
+def test_stop_of_an_undeployed_model_exits_5(env: Env) -> None:
+    r = env.run("stop", "minilm")
+    assert r.exit_code == 5 and one_error_line(r).startswith(f"error: InferenceService {NS}/minilm does not exist")

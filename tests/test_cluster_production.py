@@ -167,7 +167,7 @@ def test_storage_uris_reach_the_pods_as_kserve_mounts_them(project: Callable[...
     main = pvc["spec"]["containers"][0]
     assert {"name": "kserve-pvc-source", "mountPath": "/mnt/models", "readOnly": True,
             "subPath": "sentence-transformers/all-MiniLM-L6-v2"} in main["volumeMounts"]
-    assert "--model=/mnt/models" in main["args"]
+    assert main["command"] == ["vllm", "serve", "/mnt/models"]
     (oci,) = p.pods("minilm-oci")
     assert [c["name"] for c in oci["spec"]["containers"]] == ["kserve-container", "modelcar"]
     assert oci["spec"]["shareProcessNamespace"] is True
@@ -219,3 +219,51 @@ def test_readwriteonce_cache_rolls_out_with_recreate(project: Callable[..., Proj
                      lambda: p.get("apps/v1", "deployments", "minilm-embedding-predictor"))
     assert isinstance(dep, dict) and dep["spec"]["strategy"] == {"type": "Recreate"}
     assert dep["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "registry-creds"}]
+
+
+CPU_QUEUE_STOPPED = """\
+monitoring: {enabled: true}
+cache: {access_mode: ReadWriteMany}
+runtimes:
+  - {name: vllm-cpu-embedding-runtime, task: embed, device: cpu}
+models:
+  - name: minilm-cpu
+    model_id: sentence-transformers/all-MiniLM-L6-v2
+    storage_uri: pvc://model-store/sentence-transformers/all-MiniLM-L6-v2
+    resources: {requests: {cpu: "2", memory: 4Gi}, limits: {cpu: "2", memory: 4Gi}}
+    max_replicas: 3
+    autoscaling: {metric: queue, target: 8, authentication: null}
+    stopped: true
+"""
+
+
+def test_a_cpu_model_from_a_storage_uri_on_the_queue_deploys_stopped_and_starts(
+        project: Callable[..., Project]) -> None:
+    """device: cpu, storage_uri, KEDA autoscaling and stopped together, as KServe v0.20 handles them."""
+    p = project(CPU_QUEUE_STOPPED, pvcs={"model-store": ("ReadWriteMany",)})
+    r = p.run("deploy", "--dry-run", "server")
+    assert r.exit_code == 0, r.stderr
+    r = p.run("deploy", "--timeout", "60s")  # does not wait for a stopped model
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(p.run("status", "-o", "json").stdout)[0]["phase"] == "Stopped"
+    so = ("keda.sh/v1alpha1", "scaledobjects", "minilm-cpu-predictor")
+    assert p.get(*so) is None and p.get("apps/v1", "deployments", "minilm-cpu-predictor") is None
+
+    r = p.run("start", "minilm-cpu", "--timeout", "60s")
+    assert r.exit_code == 0, r.stderr
+    scaled = p.wait_for("KServe's ScaledObject", lambda: p.get(*so))
+    assert isinstance(scaled, dict) and (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 3)
+    (pod,) = p.pods("minilm-cpu")
+    c = pod["spec"]["containers"][0]
+    assert c["image"] == "vllm/vllm-openai-cpu:v0.32.0-x86_64"
+    assert c["command"] == ["vllm", "serve", "/mnt/models"]  # the model KServe mounted, first after serve
+    assert {"name": "kserve-pvc-source", "mountPath": "/mnt/models", "readOnly": True,
+            "subPath": "sentence-transformers/all-MiniLM-L6-v2"} in c["volumeMounts"]
+    assert not any(k.startswith("nvidia.com/") for k in c["resources"].get("limits", {}))
+
+    r = p.run("stop", "minilm-cpu")
+    assert r.exit_code == 0, r.stderr
+    # keda_reconciler.go deletes the ScaledObject of a stopped InferenceService, as the HPA reconciler does its HPA.
+    p.wait_for("the ScaledObject deleted", lambda: p.get(*so) is None)
+    p.wait_for("the predictor Deployment deleted",
+               lambda: p.get("apps/v1", "deployments", "minilm-cpu-predictor") is None)

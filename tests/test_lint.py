@@ -124,3 +124,9 @@ def test_a_template_name_no_rendered_template_matches_warns() -> None:
 def test_example_specs_lint_without_errors(spec: Path) -> None:
     s = load_spec(spec)
     assert lint(s, render(s), crd_dir=crd_dir()).errors == []
+
+
+def test_stopped_model_is_noted() -> None:
+    found = _findings(BASE.replace("sentence-transformers/all-MiniLM-L6-v2}",
+                                   "sentence-transformers/all-MiniLM-L6-v2, stopped: true}"))
+    assert _has(found, "note", "`poolserve start minilm-embedding` starts it until the next deploy")

@@ -59,10 +59,13 @@ def test_plan_runs_the_composed_command_with_local_overrides_appended(tmp_path: 
     spec = _spec(tmp_path)
     composed = render(spec).compose(MINILM)
     plan = _plan(spec)
-    # Exactly the cluster's command and args, python swapped, then the local overrides (argparse: last wins).
-    assert plan.argv[0] == "/venv/bin/python"
-    assert list(plan.argv[1:len(composed.argv)]) == composed.argv[1:]
-    assert list(plan.argv[len(composed.argv):]) == [
+    # Exactly the cluster's `vllm serve MODEL ...`, run by vLLM's CLI main under the local interpreter,
+    # then the local overrides (argparse: last wins).
+    assert composed.argv[:3] == ["vllm", "serve", "sentence-transformers/all-MiniLM-L6-v2"]
+    assert plan.argv[:3] == ("/venv/bin/python", "-c", vllm.CLI_LAUNCHER)
+    n = len(composed.argv) + 2
+    assert list(plan.argv[3:n]) == composed.argv[1:]
+    assert list(plan.argv[n:]) == [
         "--port=40001", "--host=127.0.0.1", "--dtype=float32", "--gpu-memory-utilization=0.25", "--enforce-eager"]
     assert "--port=8080" in plan.argv and "--dtype=float16" in plan.argv  # the cluster values stay visible
     assert plan.url == "http://127.0.0.1:40001"
@@ -84,7 +87,7 @@ def test_plan_maps_volumes_and_env_paths(tmp_path: Path) -> None:
     assert set(plan.fresh_dirs) == {run / "tmp-home", run / "tmp-cache"}
     assert local_hf_home(spec) == cache / "huggingface"
     text = "\n".join(plan.overrides)
-    assert "command python -> /venv/bin/python" in text
+    assert "command vllm -> /venv/bin/python -c <vLLM's CLI main>" in text
     assert "--port=8080 -> --port=40001 --host=127.0.0.1" in text
     assert f"volume model-cache (PVC vllm-model-cache, /models) -> {cache}" in text
 
@@ -292,7 +295,7 @@ def test_deploy_status_endpoint_logs_delete(stub: tuple[LocalTarget, PoolSpec, R
     assert record["env"]["HOME"] == str(run / "tmp-home") and (run / "tmp-home").is_dir()
     assert record["env"]["HF_HOME"] == str(tmp_path / "cache" / "huggingface")
     assert record["cwd"] == str(run)
-    assert record["argv"][:2] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert record["argv"][:4] == ["-c", vllm.CLI_LAUNCHER, "serve", "sentence-transformers/all-MiniLM-L6-v2"]
 
     state = read_state(tmp_path / "state" / "local-state.json").models[MINILM]
     assert state.pgid == state.pid and state.served_model == "sentence-transformers/all-MiniLM-L6-v2"
@@ -606,3 +609,52 @@ def test_auto_dtype_and_reserved_cpus_follow_the_host(tmp_path: Path) -> None:
     plan = _plan(pinned, host=small_bf16)
     assert plan.argv[-3] == "--dtype=float16" and plan.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"
 
+
+
+# -- stop / start ----------------------------------------------------------------------------------
+
+
+def test_stop_and_start_the_local_process(stub: tuple[LocalTarget, PoolSpec, Rendered], tmp_path: Path) -> None:
+    target, _, rendered = stub
+    target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
+    entry = read_state(tmp_path / "state" / "local-state.json").models[MINILM]
+    stopped = target.stop(rendered, [MINILM])
+    assert [(c.name, c.action) for c in stopped.changes] == [(MINILM, "stopped")]
+    assert group_members(entry.pgid) == []  # the whole process group is gone
+    (st,) = stopped.statuses
+    assert st.phase == "Stopped" and not st.ready and "poolserve start --target local" in (st.reason or "")
+    # The state keeps it (port, log), marked stopped; wait does not wait for it.
+    kept = read_state(tmp_path / "state" / "local-state.json").models[MINILM]
+    assert kept.stopped and kept.port == entry.port
+    assert [s.phase for s in target.wait(rendered, [MINILM], timeout_s=1)] == ["Stopped"]
+    with pytest.raises(NotReady, match="is stopped"):
+        target.endpoint(rendered, MINILM)
+    assert [c.action for c in target.stop(rendered, [MINILM]).changes] == ["unchanged"]
+    started = target.start(rendered, [MINILM], wait=True, timeout_s=60)
+    assert [(c.name, c.action) for c in started.changes] == [(MINILM, "started")]
+    assert started.statuses[0].phase == "Ready"
+    assert not read_state(tmp_path / "state" / "local-state.json").models[MINILM].stopped
+
+
+def test_stopped_in_the_config_is_not_started_by_deploy(stub_python: str, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, **{"local.python": stub_python, "models.0.stopped": True})
+    rendered = render(spec)
+    target = LocalTarget()
+    try:
+        result = target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
+        assert [(c.action, c.note) for c in result.changes] == [
+            ("unchanged", "stopped: true in the config: not started")]
+        assert result.statuses[0].phase == "Stopped"
+        started = target.start(rendered, [MINILM], wait=True, timeout_s=60)
+        assert started.statuses[0].phase == "Ready"
+        assert any("stops it again" in n for n in started.notes)
+        again = target.deploy(rendered, [MINILM], wait=False, timeout_s=60)  # the config is the truth
+        assert [c.action for c in again.changes] == ["stopped"] and again.statuses[0].phase == "Stopped"
+    finally:
+        target.delete(rendered, [])
+
+
+def test_stop_of_a_model_never_deployed_locally(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    with pytest.raises(NotFound, match="is not deployed locally"):
+        LocalTarget().stop(render(spec), [MINILM])

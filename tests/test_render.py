@@ -84,7 +84,7 @@ def test_plan_objects_are_what_kserve_and_the_dashboard_need() -> None:
     for sr in srs.values():
         (c,) = sr["spec"]["containers"]
         assert c["name"] == "kserve-container" and c["ports"][0]["containerPort"] == 8080
-        assert c["command"] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+        assert c["command"] == ["vllm", "serve"]  # v0.32.0: vLLM's own image entrypoint
         assert "--runner=pooling" in c["args"] and not any(a.startswith("--task") for a in c["args"])
         assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
         assert c["startupProbe"]["httpGet"]["path"] == "/health"

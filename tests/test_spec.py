@@ -103,6 +103,16 @@ def test_task_aliases() -> None:
         ("runtimes: []\nmodels: []\n", "f.yaml:1: runtimes: Tuple should have at least 1 item"),
         ("namespace: vllm-embeddings\nnamespace: x\n" + MINIMAL,
          "f.yaml:2: YAML syntax error: duplicate key 'namespace'"),
+        (MINIMAL + "    mig_profile: 10gb\n",
+         "f.yaml:7: models[0].mig_profile: '10gb' is not a MIG profile like 1g.10gb"),
+        ("defaults:\n  mig_profile: huge\n" + MINIMAL, "f.yaml:2: defaults.mig_profile: 'huge' is not a MIG profile"),
+        (MINIMAL + "    gpus: 0\n    mig_profile: 1g.10gb\n",
+         "f.yaml:7: models[0].gpus: gpus: 0 with mig_profile '1g.10gb': a MIG slice is a GPU"),
+        (MINIMAL + "    gpu_memory_gib: -8\n", "f.yaml:7: models[0].gpu_memory_gib: Input should be greater than 0"),
+        (MINIMAL + "    stopped: maybe\n", "f.yaml:7: models[0].stopped: Input should be a valid boolean"),
+        (MINIMAL + "    gpu_shared: 2\n", "f.yaml:7: models[0].gpu_shared: Input should be a valid boolean"),
+        (MINIMAL.replace("task: embed", "task: embed\n    enforce_eager: sometimes"),
+         "f.yaml:4: runtimes[0].enforce_eager: Input should be a valid boolean"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_line_and_key(text: str, expected: str) -> None:

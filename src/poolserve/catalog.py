@@ -18,6 +18,27 @@ Version = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
+class Shape:
+    """The model's size, from its ``config.json`` and parameter count on Hugging Face (for sizing)."""
+
+    params: int
+    """Parameters, all tensors (what vLLM loads; "Model loading took X GiB" = params x dtype bytes).
+
+    BERT/XLM-RoBERTa counts are computed from config.json (embeddings + layers + pooler/classifier) and
+    equal the checkpoints' tensor sizes; ModernBERT, NomicBERT and Qwen3 counts are the model cards'."""
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    gated_mlp: bool = False
+    """SwiGLU/GeGLU feed-forward: its first projection is 2 x ``intermediate`` wide."""
+    causal: bool = False
+    """A decoder (LAST pooling): vLLM gives it a KV cache. Encoder-only models get none."""
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
     """What vLLM needs to serve one pooling model."""
 
@@ -38,6 +59,7 @@ class CatalogEntry:
     query_prefix: str | None = None
     document_prefix: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    shape: Shape | None = None
 
     @property
     def required_flags(self) -> list[str]:
@@ -67,6 +89,7 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
             "--max-model-len=512 fails at startup with 'User-specified max_model_len (512) is greater "
             "than the derived max_model_len'.",
         ),
+        shape=Shape(params=22_713_216, layers=6, hidden=384, intermediate=1536, heads=12, kv_heads=12, head_dim=32),
     ),
     CatalogEntry(
         model_id="ibm-granite/granite-embedding-278m-multilingual",
@@ -75,6 +98,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         max_model_len=512,
         dimensions=768,
         pooling="CLS, from the Sentence-Transformers config",
+        shape=Shape(params=278_043_648, layers=12, hidden=768, intermediate=3072, heads=12, kv_heads=12,
+                    head_dim=64),
     ),
     CatalogEntry(
         model_id="ibm-granite/granite-embedding-english-r2",
@@ -84,6 +109,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         dimensions=768,
         pooling="CLS, from the Sentence-Transformers config",
         min_vllm=(0, 9, 0),
+        shape=Shape(params=149_000_000, layers=22, hidden=768, intermediate=1152, heads=12, kv_heads=12,
+                    head_dim=64, gated_mlp=True),
     ),
     CatalogEntry(
         model_id="cross-encoder/ms-marco-MiniLM-L12-v2",
@@ -96,6 +123,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
             "sbert_ce_default_activation_function=Identity: /score and /rerank return raw logits "
             "(unbounded), exactly like sentence-transformers CrossEncoder.predict.",
         ),
+        shape=Shape(params=33_360_385, layers=12, hidden=384, intermediate=1536, heads=12, kv_heads=12,
+                    head_dim=32),
     ),
     CatalogEntry(
         model_id="BAAI/bge-m3",
@@ -108,6 +137,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
             "Dense embeddings only. Sparse/ColBERT outputs need "
             "--hf-overrides '{\"architectures\":[\"BgeM3EmbeddingModel\"]}' (vLLM >= 0.15) on /pooling.",
         ),
+        shape=Shape(params=567_754_752, layers=24, hidden=1024, intermediate=4096, heads=16, kv_heads=16,
+                    head_dim=64),
     ),
     CatalogEntry(
         model_id="BAAI/bge-reranker-v2-m3",
@@ -116,6 +147,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         max_model_len=8192,
         score_output="sigmoid",
         min_vllm=(0, 6, 5),
+        shape=Shape(params=567_755_777, layers=24, hidden=1024, intermediate=4096, heads=16, kv_heads=16,
+                    head_dim=64),
     ),
     CatalogEntry(
         model_id="intfloat/e5-base-v2",
@@ -126,6 +159,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         pooling="MEAN",
         query_prefix="query: ",
         document_prefix="passage: ",
+        shape=Shape(params=109_482_240, layers=12, hidden=768, intermediate=3072, heads=12, kv_heads=12,
+                    head_dim=64),
     ),
     CatalogEntry(
         model_id="intfloat/e5-large-v2",
@@ -136,6 +171,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         pooling="MEAN",
         query_prefix="query: ",
         document_prefix="passage: ",
+        shape=Shape(params=335_141_888, layers=24, hidden=1024, intermediate=4096, heads=16, kv_heads=16,
+                    head_dim=64),
     ),
     CatalogEntry(
         model_id="Qwen/Qwen3-Embedding-0.6B",
@@ -150,6 +187,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
             "Resolved to the pooling runner automatically from its modules.json since vLLM 0.10.1.",
             "Prefix caching and chunked prefill are on for this causal model.",
         ),
+        shape=Shape(params=595_776_512, layers=28, hidden=1024, intermediate=3072, heads=16, kv_heads=8,
+                    head_dim=128, gated_mlp=True, causal=True),
     ),
     CatalogEntry(
         model_id="Qwen/Qwen3-Reranker-0.6B",
@@ -168,6 +207,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
             "examples/pooling/score/template/ (mount it into the container); before 0.14 clients "
             "must build the prompt themselves.",
         ),
+        shape=Shape(params=595_776_512, layers=28, hidden=1024, intermediate=3072, heads=16, kv_heads=8,
+                    head_dim=128, gated_mlp=True, causal=True),
     ),
     CatalogEntry(
         model_id="nomic-ai/nomic-embed-text-v1.5",
@@ -181,6 +222,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         query_prefix="search_query: ",
         document_prefix="search_document: ",
         notes=("Matryoshka model; clients add the task prefixes.",),
+        shape=Shape(params=137_000_000, layers=12, hidden=768, intermediate=3072, heads=12, kv_heads=12,
+                    head_dim=64, gated_mlp=True),
     ),
 )
 

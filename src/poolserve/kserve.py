@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import html
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from poolserve import storage, vllm
 from poolserve.errors import LintError
-from poolserve.spec import HPA_METRICS, Model, PoolSpec, Runtime, format_version
+from poolserve.spec import HPA_METRICS, Model, PoolSpec, Runtime, Toleration, format_version
 
 Manifest = dict[str, Any]
 
@@ -48,6 +49,9 @@ KSERVE_RUNTIME = "opendatahub.io/kserve-runtime"
 ENABLE_AUTH = "security.opendatahub.io/enable-auth"
 VISIBILITY = "networking.kserve.io/visibility"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+STOP_ANNOTATION = "serving.kserve.io/stop"
+"""KServe deletes a stopped InferenceService's workload (constants.StopAnnotationKey); the dashboard's
+Stop/Start buttons set it to "true"/"false" (odh-dashboard ``patchDeploymentStoppedStatus``)."""
 MODELMESH_ENABLED = "modelmesh-enabled"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 """Set by KServe on an InferenceService's predictor Deployment, pods and Service; the value is its name."""
@@ -65,6 +69,12 @@ MONITORING_API_VERSION = "monitoring.coreos.com/v1"
 TMP_HOME = "/tmp/home"
 TMP_CACHE = "/tmp/cache"
 SHM_SIZE = "2Gi"
+
+
+def is_stopped(obj: Mapping[str, Any] | None) -> bool:
+    """KServe's ``GetForceStopRuntime``: the stop annotation is ``true``, in any case (v0.20 pkg/utils/utils.go)."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(STOP_ANNOTATION, "")).lower() == "true"
 
 
 def _labels() -> dict[str, str]:
@@ -98,8 +108,27 @@ def runtime_env(spec: PoolSpec, runtime: Runtime) -> list[dict[str, Any]]:
     if spec.cache.hf_token_secret is not None:
         ref = spec.cache.hf_token_secret
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if runtime.device == "cpu":
+        env.extend(cpu_env())
     # The runtime's own env wins over these defaults: merged by name like KServe merges env.
     return _merge_env(env, [{"name": name, "value": value} for name, value in runtime.env])
+
+
+def cpu_env() -> list[dict[str, Any]]:
+    """Threads for vLLM's CPU backend: as many as the container's CPU limit, not pinned.
+
+    vLLM's default (``VLLM_CPU_OMP_THREADS_BIND=auto``) starts one OpenMP thread per physical core the
+    process may run on and pins them there (``utils/ompmultiprocessing.py``). A pod without the static
+    CPU manager policy may run on every core of the node while its CFS quota allows only its CPU limit,
+    so that would be dozens of pinned threads sharing a few CPUs' time. ``nobind`` leaves the threads
+    to the scheduler, and ``OMP_NUM_THREADS`` comes from the container's own ``limits.cpu`` (Downward
+    API, rounded up to whole CPUs), so the thread count follows the pod's size.
+    """
+    return [
+        {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
+        {"name": "OMP_NUM_THREADS", "valueFrom": {"resourceFieldRef": {
+            "containerName": CONTAINER_NAME, "resource": "limits.cpu", "divisor": "1"}}},
+    ]
 
 
 PROBE_DEFAULTS: Mapping[str, tuple[int, int, int]] = {
@@ -151,7 +180,7 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime, *, hardware_profile: tuple
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": runtime.image,
-        "command": list(vllm.COMMAND),
+        "command": vllm.command(runtime.vllm_version),
         "args": vllm.runtime_args(runtime),
         "env": runtime_env(spec, runtime),
         "ports": [{"containerPort": vllm.PORT, "name": "http", "protocol": "TCP"}],
@@ -169,6 +198,11 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime, *, hardware_profile: tuple
             {"name": "shm", "mountPath": "/dev/shm"},
         ],
     }
+    pod: dict[str, Any] = {}
+    if runtime.node_selector:
+        pod["nodeSelector"] = dict(runtime.node_selector)
+    if runtime.tolerations:
+        pod["tolerations"] = tolerations(runtime.tolerations)
     return {
         "apiVersion": SR_API_VERSION,
         "kind": SR_KIND,
@@ -179,6 +213,7 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime, *, hardware_profile: tuple
             "annotations": annotations,
         },
         "spec": {
+            **pod,
             # spec.annotations reach the pods: metrics scraping and the dashboard's vLLM metrics page.
             "annotations": {
                 KSERVE_RUNTIME: "vllm",
@@ -208,10 +243,10 @@ def model_resources(model: Model) -> dict[str, Any]:
     """Container resources of the model, with ``gpus`` as ``nvidia.com/gpu`` (or the runtime's accelerator)."""
     requests = {k: _quantity(v) for k, v in model.resources.requests.items()}
     limits = {k: _quantity(v) for k, v in model.resources.limits.items()}
-    if model.gpus:
-        key = model.runtime.accelerator or "nvidia.com/gpu"
-        requests[key] = str(model.gpus)
-        limits[key] = str(model.gpus)
+    key = model.gpu_resource
+    if key is not None:
+        requests[key] = str(model.gpu_count)
+        limits[key] = str(model.gpu_count)
     out: dict[str, Any] = {}
     if requests:
         out["requests"] = requests
@@ -234,15 +269,17 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
     if model.node_selector:
         predictor["nodeSelector"] = dict(model.node_selector)
     if model.tolerations:
-        predictor["tolerations"] = [
-            {_camel(k): v for k, v in t.model_dump(exclude_none=True).items()} for t in model.tolerations
-        ]
+        predictor["tolerations"] = tolerations(model.tolerations)
     model_spec: dict[str, Any] = {
         "modelFormat": {"name": model.runtime.model_format},
         # Mandatory for the dashboard: without it the runtime column says "Unknown".
         "runtime": model.runtime.name,
-        "args": vllm.model_args(model),
     }
+    command = vllm.model_command(model)
+    if command is not None:
+        # `vllm serve` takes the model first: the InferenceService's command replaces the runtime's.
+        model_spec["command"] = command
+    model_spec["args"] = vllm.model_args(model)
     if model.image:
         model_spec["image"] = model.image
     if model.env:
@@ -266,6 +303,9 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
         # Always explicit: the 3.x dashboard treats a missing value as "auth on".
         ENABLE_AUTH: "true" if model.auth else "false",
     }
+    if model.stopped:
+        # Only when stopped: a running model's manifest stays as it was before stop/start existed.
+        annotations[STOP_ANNOTATION] = "true"
     annotations.update(scaling)
     if model.hardware_profile is not None:
         # OpenShift AI 3.x: the dashboard shows and edits the profile from these; its webhook fills in the
@@ -284,6 +324,11 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
         },
         "spec": {"predictor": predictor},
     }
+
+
+def tolerations(items: Sequence[Toleration]) -> list[dict[str, Any]]:
+    """Tolerations as the PodSpec spells them (camelCase keys)."""
+    return [{_camel(k): v for k, v in t.model_dump(exclude_none=True).items()} for t in items]
 
 
 def queue_query(model: Model) -> str:
@@ -649,6 +694,43 @@ def _substitute_all(value: Any, meta: Mapping[str, Any], where: str) -> Any:
     if isinstance(value, dict):
         return {k: _substitute_all(v, meta, where) for k, v in value.items()}
     return value
+
+
+_SUFFIXES = {"m": 10**-3, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
+
+
+def parse_quantity(value: str | int | float) -> float:
+    """A Kubernetes quantity (``500m``, ``2``, ``4Gi``) as a number.
+
+    Raises:
+        ValueError: for a value that is not a quantity.
+    """
+    m = _QUANTITY.match(str(value).strip())
+    if not m or (m.group(2) and m.group(2) not in _SUFFIXES):
+        raise ValueError(f"not a Kubernetes quantity: {value!r}")
+    return float(m.group(1)) * _SUFFIXES.get(m.group(2), 1)
+
+
+def resource_field(container: Mapping[str, Any], ref: Mapping[str, Any], *, node_cpus: float,
+                   node_memory_bytes: float) -> str:
+    """The value the kubelet gives an env ``resourceFieldRef`` of ``container``.
+
+    The resource divided by ``divisor`` and rounded up; an unset limit is the node's allocatable
+    (Kubernetes ``pkg/api/v1/resource/helpers.go ExtractContainerResourceValue``, and the Downward API
+    docs: "If CPU and memory limits are not specified for a container, the kubelet uses the node's
+    allocatable").
+    """
+    kind, _, name = str(ref.get("resource", "")).partition(".")
+    resources = container.get("resources", {})
+    limits, requests = resources.get("limits", {}), resources.get("requests", {})
+    if kind == "limits":
+        value = parse_quantity(limits[name]) if name in limits else (node_cpus if name == "cpu" else node_memory_bytes)
+    else:  # an unset request defaults to the limit (API server defaulting), else 0
+        value = parse_quantity(requests.get(name, limits.get(name, 0)))
+    divisor = parse_quantity(ref.get("divisor", "1") or "1")
+    return str(math.ceil(value / divisor - 1e-9))
 
 
 def compose(sr: Manifest, isvc: Manifest) -> Composed:

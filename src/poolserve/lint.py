@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from poolserve import kserve, storage, vllm
+from poolserve import kserve, sizing, storage, vllm
 from poolserve.dashboard import find_template
 from poolserve.errors import LintError, SpecError
 from poolserve.kserve import Manifest
@@ -199,6 +199,9 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
         ver = format_version(m.vllm_version)
         for p in vllm.check_args(composed.container.get("args", []), m.vllm_version):
             out.append(Finding(p.severity, subj, f"vLLM {ver}: {p.message}"))
+        for p in vllm.check_command(composed.container.get("command", []), composed.container.get("args", []),
+                                    m.vllm_version):
+            out.append(Finding(p.severity, subj, f"vLLM {ver}: {p.message}"))
         for p in vllm.env_problems(composed.env):
             out.append(Finding(p.severity, subj, p.message))
         entry = m.catalog_entry
@@ -222,6 +225,10 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
             out.append(Finding("error", subj, f"vLLM {ver} cannot serve cross-encoders (needs 0.6.5)"))
         if m.gpus and not m.runtime.accelerator:
             out.append(Finding("warning", subj, "gpus set but the runtime has no accelerator; using nvidia.com/gpu"))
+        if m.stopped:
+            out.append(Finding("note", subj, f"stopped: true: deployed with {kserve.STOP_ANNOTATION}=\"true\", so "
+                                             f"KServe keeps it without pods; `poolserve start {m.name}` starts it "
+                                             "until the next deploy"))
         limits = m.resources.limits
         if "memory" not in limits and m.hardware_profile is None:  # a profile may supply it
             out.append(Finding("warning", subj, "no memory limit: vLLM sizes its cache from the node's memory"))
@@ -374,6 +381,69 @@ def kserve_webhook_problems(isvc: Manifest) -> list[str]:
     return out
 
 
+BF16_LABELS = ("AMXBF16", "AVX512BF16", "amx_bf16", "avx512_bf16")
+
+
+def _cpu(rendered: Rendered) -> list[Finding]:
+    """Models on ``device: cpu`` runtimes: limits that vLLM's CPU backend sizes itself from, dtype."""
+    out: list[Finding] = []
+    for m in rendered.models:
+        if m.runtime.device != "cpu":
+            continue
+        subj = f"InferenceService {m.namespace}/{m.name}"
+        limits, requests = m.resources.limits, m.resources.requests
+        profiled = m.hardware_profile is not None  # OpenShift AI 3.x's webhook fills unset limits from it
+        if "cpu" not in limits and not profiled:
+            out.append(Finding("warning", subj, "device: cpu without a CPU limit: OMP_NUM_THREADS (from limits.cpu) "
+                                                "becomes the node's CPU count, so vLLM starts a thread per node CPU"))
+        elif "cpu" in requests and str(requests["cpu"]) != str(limits["cpu"]):
+            out.append(Finding("note", subj, f"CPU request {requests['cpu']} below the limit {limits['cpu']}: vLLM "
+                                             f"runs {limits['cpu']} threads but is guaranteed only the request on a "
+                                             "busy node"))
+        if "memory" not in limits and not profiled:
+            out.append(Finding("warning", subj, "device: cpu without a memory limit: vLLM reads "
+                                                "--gpu-memory-utilization as a share of the whole node's RAM"))
+        dtype = m.dtype or m.runtime.dtype
+        if dtype == "bfloat16":
+            selectors = " ".join(k for k, _ in (*m.runtime.node_selector, *m.node_selector))
+            if not any(label in selectors for label in BF16_LABELS):
+                out.append(Finding("note", subj, "bfloat16 on CPU is fast only with AMX-BF16/AVX512-BF16 (3.2x float32 "
+                                                 "measured; see README 'CPU-only runtimes'): pin such nodes, e.g. "
+                                                 "node_selector feature.node.kubernetes.io/cpu-cpuid.AMXBF16: 'true'"))
+            if m.task == "score":
+                out.append(Finding("warning", subj, "a cross-encoder in bfloat16 on CPU: its scores drifted up to 1.5% "
+                                                    "from float32 here, beyond vLLM's own 1e-2 tolerance"))
+    return out
+
+
+def _gpu_sharing(rendered: Rendered) -> list[Finding]:
+    """GPU settings that waste or overcommit a GPU, from :mod:`poolserve.sizing`'s estimates."""
+    out: list[Finding] = []
+    for m in rendered.models:
+        subj = f"InferenceService {m.namespace}/{m.name}"
+        p = sizing.plan_model(m)
+        util = p.utilization
+        if p.device == "whole GPU" and util is not None and util < sizing.FIT_FRACTION:
+            out.append(Finding("note", subj, f"--gpu-memory-utilization={util:g} on a whole, unshared GPU shares "
+                                             "nothing: the pod gets the entire GPU (see `poolserve plan`; share with "
+                                             "mig_profile or gpu_shared, or use a device: cpu runtime)"))
+        if p.estimate is None:
+            continue
+        if p.fits is False:
+            out.append(Finding("warning", subj, f"estimated {p.estimate.need_gib:.2f} GiB does not fit the "
+                                                f"{p.device} ({p.gpu_memory_gib:.1f} GiB): see `poolserve plan`"))
+        if p.device == "time-sliced GPU" and util is not None and util > 0.5:
+            out.append(Finding("warning", subj, f"time-sliced GPU with --gpu-memory-utilization={util:g}: vLLM "
+                                                f"needs {util:.0%} of the GPU free at startup, so a second pod on it "
+                                                "cannot start; size it with `poolserve plan`"))
+        if p.estimate.has_kv_cache and util is not None and p.gpu_memory_gib is not None \
+                and util * p.gpu_memory_gib < p.estimate.need_gib:
+            out.append(Finding("warning", subj, f"--gpu-memory-utilization={util:g} leaves less than the estimated "
+                                                f"{p.estimate.need_gib:.2f} GiB this decoder needs with its KV cache: "
+                                                "vLLM stops with 'No available memory for the cache blocks'"))
+    return out
+
+
 def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> LintReport:
     """Run every offline check. Schema validation runs only when ``crd_dir`` is given."""
     findings: list[Finding] = []
@@ -381,6 +451,8 @@ def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> 
         findings += validate_against_crds(rendered.manifests, crd_dir)
     findings += _dashboard(rendered, spec)
     findings += _models(rendered, spec)
+    findings += _gpu_sharing(rendered)
+    findings += _cpu(rendered)
     findings += _scaling(spec, rendered)
     order = {"error": 0, "warning": 1, "note": 2}
     findings.sort(key=lambda f: order[f.severity])

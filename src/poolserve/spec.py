@@ -25,6 +25,28 @@ Task = Literal["embed", "score"]
 Version = tuple[int, int, int]
 
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
+Device = Literal["gpu", "cpu"]
+
+# vLLM's official CPU images, per release (docs/getting_started/installation/cpu.x86.inc.md): Docker Hub
+# vllm/vllm-openai-cpu:v<ver>-x86_64 from 0.20.0 (vllm#32032, #34882), AWS ECR before. Both ENTRYPOINT
+# `vllm serve` from 0.11.1 (docker/Dockerfile.cpu), LD_PRELOAD tcmalloc + Intel OpenMP.
+CPU_IMAGE_DOCKERHUB = (0, 20, 0)
+CPU_ARCH_SELECTOR = {"kubernetes.io/arch": "amd64"}
+"""The CPU images are x86_64 builds: keep their pods on x86 nodes (a label every kubelet sets)."""
+# Runtime settings whose default depends on the device (a key set in the config always wins).
+GPU_DEFAULTS: dict[str, Any] = {"dtype": "float16", "gpu_memory_utilization": 0.3, "accelerator": "nvidia.com/gpu",
+                                "enforce_eager": False}
+CPU_DEFAULTS: dict[str, Any] = {"dtype": "float32", "gpu_memory_utilization": 0.5, "accelerator": None,
+                                "enforce_eager": True}
+MIG_PROFILE_RE = re.compile(r"^(\d+)g\.(\d+)gb(\+me)?$")
+
+
+def cpu_image(version: Version) -> str:
+    """The official x86_64 vLLM CPU image for ``version`` (pinned to that release)."""
+    v = ".".join(str(p) for p in version)
+    if version >= CPU_IMAGE_DOCKERHUB:
+        return f"vllm/vllm-openai-cpu:v{v}-x86_64"
+    return f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{v}"
 
 # KServe raw mode: the selector label ``app=isvc.<name>-predictor`` must fit 63 chars (<= 48) and the
 # default domain template's first host label ``<name>-predictor-<ns>`` must too (name + ns <= 52).
@@ -204,20 +226,36 @@ class MonitoringSpec(_Strict):
 
 
 class RuntimeConfig(_Strict):
-    """One ServingRuntime (in ``per-model`` mode: the pattern each model's runtime is made from)."""
+    """One ServingRuntime (in ``per-model`` mode: the pattern each model's runtime is made from).
+
+    ``dtype``, ``gpu_memory_utilization``, ``accelerator`` and ``enforce_eager`` default per
+    ``device`` (:data:`GPU_DEFAULTS`, :data:`CPU_DEFAULTS`); a key set in the config always wins.
+    """
 
     name: str
     display_name: str | None = None
     task: TaskKey
+    device: Device = "gpu"
     image: str | None = None
     vllm_version: str | None = None
     model_format: str = "huggingface"
     dtype: str | None = "float16"
     gpu_memory_utilization: float | None = Field(default=0.3, gt=0, le=1)
     accelerator: str | None = "nvidia.com/gpu"
+    enforce_eager: bool = False
+    node_selector: dict[str, str] | None = None
+    """Pod node selector on the ServingRuntime (KServe merges it into every model's pod; a model's own
+    ``node_selector`` keys win). None: ``kubernetes.io/arch: amd64`` for ``device: cpu``, none for GPUs."""
+    tolerations: tuple[Toleration, ...] = ()
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
+
+    def setting(self, key: str) -> Any:
+        """A device-dependent setting: the config's value when set, else the device's default."""
+        if key in self.model_fields_set:
+            return getattr(self, key)
+        return (CPU_DEFAULTS if self.device == "cpu" else GPU_DEFAULTS)[key]
 
 
 class ModelDefaults(_Strict):
@@ -233,6 +271,14 @@ class ModelDefaults(_Strict):
     auth: bool | None = None
     env: dict[str, str] | None = None
     extra_args: tuple[str, ...] | None = None
+    mig_profile: str | None = None
+    """A MIG slice instead of whole GPUs, e.g. ``1g.10gb``: requests ``nvidia.com/mig-<profile>`` (the GPU
+    operator's ``mixed`` strategy) ``gpus`` times (once when ``gpus`` is unset)."""
+    gpu_memory_gib: float | None = Field(default=None, gt=0, le=4096)
+    """Memory of the GPU model the pods get (for ``poolserve plan`` and lint; a MIG slice's comes from
+    its profile name)."""
+    gpu_shared: bool | None = None
+    """The GPU is time-sliced between pods (the device plugin's ``replicas``): memory is not isolated."""
     autoscaling: AutoscalingSpec | None = None
     hardware_profile: Annotated[HardwareProfileRef | None, BeforeValidator(_profile_ref)] = None
     image_pull_secrets: tuple[str, ...] | None = None
@@ -258,6 +304,8 @@ class ModelConfig(ModelDefaults):
     hf_overrides: dict[str, Any] | None = None
     pooler_config: dict[str, Any] | None = None
     convert: Literal["embed", "classify"] | None = None
+    stopped: bool = False
+    """Deploy it stopped: ``serving.kserve.io/stop: "true"`` (the dashboard's Stop), no pods; locally no process."""
     storage_uri: str | None = None
     """pvc://, oci://, hf:// or s3://: KServe puts the model at /mnt/models and vLLM loads it from there."""
     data_connection: str | None = None
@@ -311,6 +359,10 @@ class Runtime:
     pattern: str
     """The ``runtimes[].name`` this runtime was made from (equal to ``name`` in shared mode)."""
     probes: ProbesConfig = ProbesConfig()  # noqa: RUF009 - frozen pydantic model, shared safely
+    device: Device = "gpu"
+    enforce_eager: bool = False
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -344,6 +396,26 @@ class Model:
     env: tuple[tuple[str, str], ...]
     extra_args: tuple[str, ...]
     catalog_entry: catalog.CatalogEntry | None
+    mig_profile: str | None = None
+    gpu_memory_gib: float | None = None
+    gpu_shared: bool = False
+    stopped: bool = False
+
+    @property
+    def gpu_resource(self) -> str | None:
+        """The extended resource the model's GPUs are requested as, or None when it uses none."""
+        if self.mig_profile:
+            return f"nvidia.com/mig-{self.mig_profile}"
+        if self.gpus:
+            return self.runtime.accelerator or "nvidia.com/gpu"
+        return None
+
+    @property
+    def gpu_count(self) -> int:
+        """How many of :attr:`gpu_resource` each pod requests."""
+        if self.mig_profile:
+            return self.gpus or 1
+        return self.gpus
     autoscaling: AutoscalingSpec | None = None
     hardware_profile: tuple[str, str] | None = None
     """(name, namespace) of the OpenShift AI hardware profile; it then supplies node selector and tolerations."""
@@ -563,6 +635,9 @@ def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
         runtime_names[rt.name] = i
         if not NAME_RE.match(rt.name) or len(rt.name) > 63:
             out.append((("runtimes", i, "name"), f"{rt.name!r} is not a valid Kubernetes name"))
+        if rt.device == "cpu" and "accelerator" in rt.model_fields_set and rt.accelerator:
+            out.append((("runtimes", i, "accelerator"), f"runtime {rt.name!r} has device: cpu: it has no accelerator "
+                        "(remove accelerator, or use device: gpu)"))
         image = rt.image or spec.image
         if runtime_version(spec, rt) is None:
             key = "vllm_version" if rt.vllm_version else "image"
@@ -608,6 +683,24 @@ def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
             elif len(candidates) > 1:
                 out.append(((*base, "runtime"), f"{m.name}: several runtimes serve {task!r} "
                             f"({', '.join(candidates)}): name one with runtime:"))
+        rt_index = runtime_names.get(m.runtime) if m.runtime else next(
+            (j for j, rt in enumerate(spec.runtimes) if rt.task == task), None)
+        on_cpu = rt_index is not None and spec.runtimes[rt_index].device == "cpu"
+        mig = _first(m.mig_profile, spec.defaults.mig_profile)
+        if mig is not None and not MIG_PROFILE_RE.match(mig):
+            where: tuple[str | int, ...] = (*base, "mig_profile") if m.mig_profile is not None else (
+                "defaults", "mig_profile")
+            out.append((where, f"{mig!r} is not a MIG profile like 1g.10gb or 3g.40gb (nvidia-smi mig -lgip)"))
+        if on_cpu:
+            rt_name = spec.runtimes[rt_index].name if rt_index is not None else "?"
+            if m.gpus:
+                out.append(((*base, "gpus"), f"runtime {rt_name!r} has device: cpu: its models cannot use GPUs "
+                            "(set gpus: 0, or use a device: gpu runtime)"))
+            if m.mig_profile:
+                out.append(((*base, "mig_profile"), f"runtime {rt_name!r} has device: cpu: no MIG slice"))
+        elif mig is not None and _first(m.gpus, spec.defaults.gpus) == 0:
+            out.append(((*base, "gpus"), f"gpus: 0 with mig_profile {mig!r}: a MIG slice is a GPU (unset gpus, "
+                        "or set it to the number of slices)"))
         if entry and m.max_model_len and m.max_model_len > entry.max_model_len:
             out.append(((*base, "max_model_len"), f"{m.max_model_len} is above {m.model_id}'s limit of "
                         f"{entry.max_model_len}; vLLM refuses to start (see `poolserve catalog {m.model_id}`)"))
@@ -715,7 +808,12 @@ def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None)
     version = runtime_version(spec, rt)
     if version is None:  # parse_spec's cross_check reports this with its line; this guards direct callers
         raise SpecError(f"runtime {rt.name}: cannot tell the vLLM version of image {image!r}")
-    display = rt.display_name or f"vLLM {'Embedding' if rt.task == 'embed' else 'Reranker'} Runtime"
+    cpu = rt.device == "cpu"
+    if cpu and rt.image is None:
+        image = cpu_image(version)
+    kind = "Embedding" if rt.task == "embed" else "Reranker"
+    display = rt.display_name or (f"vLLM CPU {kind} Runtime" if cpu else f"vLLM {kind} Runtime")
+    node_selector = rt.node_selector if rt.node_selector is not None else (CPU_ARCH_SELECTOR if cpu else {})
     return Runtime(
         name=name or rt.name,
         display_name=display,
@@ -723,13 +821,17 @@ def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None)
         image=image,
         vllm_version=version,
         model_format=rt.model_format,
-        dtype=rt.dtype,
-        gpu_memory_utilization=rt.gpu_memory_utilization,
-        accelerator=rt.accelerator,
+        dtype=rt.setting("dtype"),
+        gpu_memory_utilization=rt.setting("gpu_memory_utilization"),
+        accelerator=rt.setting("accelerator"),
         extra_args=tuple(rt.extra_args),
         env=tuple(rt.env.items()),
         pattern=rt.name,
         probes=rt.probes,
+        device=rt.device,
+        enforce_eager=bool(rt.setting("enforce_eager")),
+        node_selector=tuple(sorted(node_selector.items())),
+        tolerations=tuple(rt.tolerations),
     )
 
 
@@ -773,7 +875,8 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
                 pooler_config=m.pooler_config,
                 convert=_first(m.convert, entry.convert if entry else None),
                 resources=_merge_resources(d.resources, m.resources),
-                gpus=_first(m.gpus, d.gpus, 0),
+                # defaults.gpus is for the GPU models: a model on a CPU runtime takes none.
+                gpus=0 if runtime.device == "cpu" else _first(m.gpus, d.gpus, 0),
                 replicas=replicas,
                 max_replicas=_first(m.max_replicas, d.max_replicas, replicas),
                 # None means "not set": a model's {} / [] clears what defaults: sets.
@@ -787,6 +890,10 @@ def resolve_models(spec: PoolSpec) -> list[Model]:
                 env=tuple(env.items()),
                 extra_args=tuple(_first(m.extra_args, d.extra_args, ())),
                 catalog_entry=entry,
+                mig_profile=None if runtime.device == "cpu" else _first(m.mig_profile, d.mig_profile),
+                gpu_memory_gib=_first(m.gpu_memory_gib, d.gpu_memory_gib),
+                gpu_shared=bool(_first(m.gpu_shared, d.gpu_shared, False)),
+                stopped=m.stopped,
                 **extras,
             )
         )

@@ -175,6 +175,15 @@ class Target(Protocol):
         """Where model ``name`` answers HTTP; raises NotReady/NotFound when it does not run."""
         ...
 
+    def stop(self, rendered: Rendered, names: Sequence[str]) -> DeployResult:
+        """Stop the named deployed models (all when empty) without removing them: no pods, no process."""
+        ...
+
+    def start(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
+              progress: ProgressFn | None = None) -> DeployResult:
+        """Start stopped models again (whatever the config's ``stopped`` says); optionally wait until ready."""
+        ...
+
 
 TargetFactory = Callable[[TargetName, TargetOptions], Target]
 """Builds the target called by name (the CLI's builds the real ones; tests inject fakes)."""

@@ -180,8 +180,10 @@ def crds_served(api: Api) -> bool:
     return True
 
 
-def add_gpu_node(api: Api, name: str, *, gpus: int, kubelet_port: int) -> Obj:
+def add_gpu_node(api: Api, name: str, *, gpus: int, kubelet_port: int, extra: dict[str, str] | None = None) -> Obj:
     """A Node as a kubelet registers it: Ready, ``nvidia.com/gpu`` allocatable, kubelet endpoint on 127.0.0.1.
+
+    ``extra``: more allocatable resources (e.g. ``nvidia.com/mig-1g.10gb`` slices of a MIG node).
 
     Admission gives new nodes the ``node.kubernetes.io/not-ready:NoSchedule`` taint; the node
     lifecycle controller is off here, so it is removed as that controller would once the node is Ready.
@@ -192,7 +194,7 @@ def add_gpu_node(api: Api, name: str, *, gpus: int, kubelet_port: int) -> Obj:
                    "nvidia.com/gpu.present": "true"},
         "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"}}})
     resources = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi",
-                 "nvidia.com/gpu": str(gpus)}
+                 "nvidia.com/gpu": str(gpus), **(extra or {})}
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     api.merge_patch(f"/api/v1/nodes/{name}/status", {"status": {
         "capacity": resources, "allocatable": resources,

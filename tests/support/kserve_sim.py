@@ -31,11 +31,19 @@ KServe v0.20.0's source (kserve/kserve tag v0.20.0), NOT from poolserve's own
 - The status (``pkg/apis/serving/v1beta1/inference_service_status.go``: ``PropagateRawStatus``,
   ``PropagateModelStatus``, ``UpdateModelTransitionStatus``) with knative's living condition set
   (Ready = PredictorReady and IngressReady; ``knative.dev/pkg/apis/condition_set.go``).
+- The ``serving.kserve.io/stop`` annotation (``utils.GetForceStopRuntime``: case-insensitive "true"):
+  the Deployment, Service and HPA the InferenceService controls are deleted and not recreated
+  (``reconcilers/deployment/deployment_reconciler.go`` and ``service/service_reconciler.go``
+  ``check*Exist`` -> ``CheckResultDelete``/``Skipped``, ``hpa/hpa_reconciler.go shouldDeleteHPA``); the
+  predictor clears the status but ``deploymentMode`` and sets PredictorReady False/Stopped
+  (``components/predictor.go``); the ingress reconciler sets IngressReady False/Stopped and no URL
+  (``ingress/kube_ingress_reconciler.go``); the controller keeps a ``Stopped`` condition, True while
+  stopped (``controller.go``). Without the annotation, or ``"false"``, it all comes back.
 
 Not simulated: Knative/Serverless and ModelMesh modes, multi-node (workerSpec), transformers and
-explainers, the ``serving.kserve.io/stop`` annotation, canary rollouts, KEDA's own operator (nothing
-acts on a ScaledObject), ClusterServingRuntimes and runtime auto-selection. The simulated kubelet runs
-no init containers (a storage initializer or modelcar-init "succeeds" at once). The real controller-manager does
+explainers, canary rollouts, KEDA's own operator (nothing acts on a ScaledObject), ClusterServingRuntimes
+and runtime auto-selection. The simulated kubelet runs no init containers (a storage initializer or
+modelcar-init "succeeds" at once). The real controller-manager does
 the rest: ReplicaSets and pods from the Deployment, HPA scaling, garbage collection.
 """
 
@@ -62,6 +70,7 @@ CONTAINER = "kserve-container"
 TRANSFORMER = "transformer-container"
 DEPLOYMENT_MODE = f"{GROUP}/deploymentMode"
 AUTOSCALER_CLASS = f"{GROUP}/autoscalerClass"
+STOP = f"{GROUP}/stop"
 MODEL_FORMAT = "modelFormat"
 # constants.ServiceAnnotationDisallowedList (pkg/constants/constants.go)
 DISALLOWED_ANNOTATIONS = ("autoscaling.knative.dev/min-scale", "autoscaling.knative.dev/max-scale",
@@ -180,6 +189,11 @@ def _union(*maps: Any) -> dict[str, str]:
 
 def _filtered(annotations: Any) -> dict[str, str]:
     return {k: v for k, v in (annotations or {}).items() if k not in DISALLOWED_ANNOTATIONS}
+
+
+def force_stop(obj: Obj) -> bool:
+    """``utils.GetForceStopRuntime`` (pkg/utils/utils.go): the stop annotation equals "true", any case."""
+    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(STOP, "")).lower() == "true"
 
 
 def supports(runtime: Obj, model: Obj) -> bool:
@@ -621,8 +635,18 @@ class KServe(PollingController):
             self._update_status(isvc, old_status, status)
             return
         conds = Conditions(status)
+        stopped = force_stop(isvc)
         if conds.get("Stopped") is None:
             conds.mark("Stopped", "False")
+        stopped_cond = conds.get("Stopped") or {}
+        if stopped and stopped_cond.get("status") == "False":
+            conds.mark("Stopped", "True")
+        elif not stopped and stopped_cond.get("status") == "True":
+            conds.mark("Stopped", "False")
+        if stopped:  # kube_ingress_reconciler.go: no ingress, no URL
+            conds.mark("IngressReady", "False", "Stopped")
+            self._update_status(isvc, old_status, status)
+            return
         # Ingress (kube_ingress_reconciler.go): URL from the domain template, address from the Service.
         status["url"] = f"http://{name}-{ns}.{INGRESS_DOMAIN}"
         svc = self.api.get(path("v1", "services", ns, f"{name}-predictor"))
@@ -658,6 +682,25 @@ class KServe(PollingController):
         status["servingRuntimeName"] = rt_name
         status.pop("clusterServingRuntimeName", None)
         deployment, service, scaler = predictor_objects(isvc, runtime)
+        if force_stop(isvc):
+            # The HPA and the KEDA reconciler both delete their autoscaler while stopped
+            # (hpa_reconciler.go shouldDeleteHPA, keda_reconciler.go Reconcile: forceStopRuntime).
+            stopped = [(path("v1", "services", ns), service), (path("apps/v1", "deployments", ns), deployment)]
+            if scaler is not None and scaler["kind"] == "ScaledObject":
+                stopped.append((path("keda.sh/v1alpha1", "scaledobjects", ns), scaler))
+            elif scaler is not None:
+                stopped.append((path("autoscaling/v2", "horizontalpodautoscalers", ns), scaler))
+            for collection, obj in stopped:
+                self._delete_controlled(collection, obj, meta["uid"])
+            pred = Conditions(status).get("PredictorReady") or {}
+            if pred.get("status") == "False" and pred.get("reason") == "Stopped":
+                return
+            mode = status.get("deploymentMode")
+            status.clear()  # "Clear all statuses" (components/predictor.go), deploymentMode preserved
+            if mode:
+                status["deploymentMode"] = mode
+            Conditions(status).mark("PredictorReady", "False", "Stopped")
+            return
         self._ensure(path("v1", "services", ns), service, ("spec",))
         dep = self._ensure(path("apps/v1", "deployments", ns), deployment, ("spec",), keep=("replicas",))
         hpa_path = path("autoscaling/v2", "horizontalpodautoscalers", ns)
@@ -678,6 +721,13 @@ class KServe(PollingController):
         pods = sorted(listed.pods.get((ns, f"isvc.{name}-predictor"), []),
                       key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
         propagate_model_status(status, pods)
+
+    def _delete_controlled(self, collection: str, desired: Obj, uid: str) -> None:
+        """``CheckResultDelete``: delete the live object when this InferenceService is its controller."""
+        live = self.api.get(f"{collection}/{desired['metadata']['name']}")
+        owners = (live or {}).get("metadata", {}).get("ownerReferences") or []
+        if live is not None and any(o.get("controller") and o.get("uid") == uid for o in owners):
+            self.api.delete(f"{collection}/{desired['metadata']['name']}")
 
     def _ensure(self, collection: str, desired: Obj, compare: tuple[str, ...], keep: tuple[str, ...] = ()) -> Obj:
         """Create, or update when the server-defaulted desired spec differs (the reconcilers' dry-run compare)."""

@@ -18,7 +18,7 @@ import typer.core
 
 from poolserve.actions.common import Edges, ReferenceLoader
 from poolserve.cli import bench as bench_cmd
-from poolserve.cli import cache, catalog, cluster, lint, ops, render
+from poolserve.cli import cache, catalog, cluster, lint, ops, plan, render
 from poolserve.cli import test as test_cmd
 from poolserve.cli.options import Session, session
 from poolserve.errors import PoolserveError
@@ -36,11 +36,14 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("wait", ops.wait_cmd),
     ("logs", ops.logs_cmd),
     ("delete", ops.delete_cmd),
+    ("stop", ops.stop_cmd),
+    ("start", ops.start_cmd),
     ("bench", bench_cmd.bench_cmd),
     ("catalog", catalog.catalog_cmd),
     ("diff", cluster.diff_cmd),
     ("lint", lint.lint_cmd),
     ("explain", lint.explain_cmd),
+    ("plan", plan.plan_cmd),
     ("render", render.render_cmd),
     ("test", test_cmd.test_cmd),
 )

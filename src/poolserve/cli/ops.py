@@ -1,4 +1,4 @@
-"""``deploy``, ``status``, ``wait``, ``logs``, ``delete``: one set of verbs for every target.
+"""``deploy``, ``status``, ``wait``, ``logs``, ``delete``, ``stop``, ``start``: one set of verbs for every target.
 
 ``--target cluster`` (KServe) and ``--target local`` (vLLM processes) both implement
 :class:`poolserve.target.Target`, so the commands cannot drift between them.
@@ -170,3 +170,58 @@ def delete_cmd(
         typer.echo(dumps(result, output), nl=False)
         return
     s.err().print(deploy_summary(result))
+
+
+StopNames = Annotated[list[str], typer.Argument(help="Models to act on.", show_default=False, metavar="NAME...")]
+
+
+def stop_cmd(
+    ctx: typer.Context,
+    names: StopNames,
+    config: ConfigOpt = CONFIG,
+    target: TargetOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    set_: SetOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Stop models without deleting them: serving.kserve.io/stop=true (cluster), or stop the process (local)."""
+    from poolserve.actions.stop import StopRequest, stop
+    from poolserve.cli.output import deploy_summary, dumps, status_table
+
+    s = session(ctx)
+    result = stop(StopRequest(names=tuple(names), source=source(config, set_),
+                              where=where(target, context, kubeconfig)), s.edges)
+    if output != "table":
+        typer.echo(dumps(result, output), nl=False)
+        return
+    s.err().print(deploy_summary(result))
+    s.out().print(status_table(result.statuses))
+
+
+def start_cmd(
+    ctx: typer.Context,
+    names: StopNames,
+    config: ConfigOpt = CONFIG,
+    target: TargetOpt = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the models are ready.")] = True,
+    timeout: TimeoutOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    set_: SetOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Start stopped models: serving.kserve.io/stop=false (cluster), or start the process (local)."""
+    from poolserve.actions.stop import StopRequest, start
+    from poolserve.cli.output import deploy_summary, dumps, status_table
+
+    s = session(ctx)
+    req = StopRequest(names=tuple(names), source=source(config, set_), where=where(target, context, kubeconfig),
+                      wait=wait, timeout=timeout)
+    with progress_display(s.err()) as progress:
+        result = start(req, s.edges, progress=progress)
+    if output != "table":
+        typer.echo(dumps(result, output), nl=False)
+        return
+    s.err().print(deploy_summary(result))
+    s.out().print(status_table(result.statuses))

@@ -23,15 +23,25 @@ from poolserve.cluster.fake_objects import (
     pod,
     pvc,
     service,
+    stopped_isvc_status,
 )
 from poolserve.kserve import Manifest, predictor_name
 from poolserve.spec import PoolSpec
 
 
 def ready_objects(fake: FakeCluster, isvc: Manifest, *, headless: bool = False) -> None:
-    """Make ``isvc`` (already stored) ready the way KServe's raw reconciler would."""
+    """Make ``isvc`` (already stored) ready the way KServe's raw reconciler would (or stopped, when it is)."""
     meta = isvc["metadata"]
     name, ns = meta["name"], meta["namespace"]
+    if kserve.is_stopped(isvc):  # v0.20: the Deployment (with its pods) and Service go, the status says Stopped
+        fake.remove("Deployment", predictor_name(name), ns)
+        for p in fake.all("Pod"):
+            pmeta = p["metadata"]
+            if (pmeta.get("labels") or {}).get(kserve.ISVC_LABEL) == name and pmeta.get("namespace") == ns:
+                fake.remove("Pod", pmeta["name"], ns)
+        fake.remove("Service", predictor_name(name), ns)
+        fake.set_status(kserve.ISVC_KIND, name, ns, stopped_isvc_status())
+        return
     runtime = isvc["spec"]["predictor"]["model"].get("runtime")
     replicas = int(isvc["spec"]["predictor"].get("minReplicas") or 1)
     sr = fake.stored(kserve.SR_KIND, runtime, ns) if runtime else None

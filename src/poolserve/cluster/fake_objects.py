@@ -51,6 +51,20 @@ def owner_ref(owner: Manifest) -> dict[str, Any]:
             "uid": owner["metadata"].get("uid", ""), "controller": True, "blockOwnerDeletion": True}
 
 
+def stopped_isvc_status() -> dict[str, Any]:
+    """A stopped InferenceService's status, as KServe v0.20 leaves it (``serving.kserve.io/stop: "true"``).
+
+    ``components/predictor.go`` clears the whole status but ``deploymentMode`` and sets PredictorReady
+    False/Stopped; the ingress reconciler sets IngressReady False/Stopped (no URL); ``controller.go``
+    sets the Stopped condition True. Ready follows PredictorReady.
+    """
+    return {
+        "conditions": [condition("IngressReady", "False", "Stopped"), condition("PredictorReady", "False", "Stopped"),
+                       condition("Ready", "False", "Stopped"), condition("Stopped", "True")],
+        "deploymentMode": "Standard",
+    }
+
+
 def isvc_status(name: str, namespace: str, *, ready: bool = True, route: str | None = None,
                 runtime: str | None = None, predictor: dict[str, Any] | None = None,
                 transition: str | None = None, active: str | None = None, target: str | None = None,

@@ -249,10 +249,10 @@ def gpu_requests(models: Sequence[Model]) -> dict[str, tuple[int, list[str]]]:
     """Accelerator resource -> (total asked, ``name: n`` per model): gpus x replicas."""
     out: dict[str, tuple[int, list[str]]] = {}
     for m in models:
-        if m.gpus:
-            key = m.runtime.accelerator or "nvidia.com/gpu"
+        key = m.gpu_resource
+        if key is not None:
             total, who = out.get(key, (0, []))
-            out[key] = (total + m.gpus * m.replicas, [*who, f"{m.name}: {m.gpus * m.replicas}"])
+            out[key] = (total + m.gpu_count * m.replicas, [*who, f"{m.name}: {m.gpu_count * m.replicas}"])
     return out
 
 

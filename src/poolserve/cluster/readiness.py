@@ -36,13 +36,21 @@ from typing import Any
 
 from poolserve.cluster.base import dig
 from poolserve.diagnose import Diagnosis, diagnose, meaningful
-from poolserve.kserve import AUTOSCALER_CLASS, CONTAINER_NAME, DEPLOYMENT_MODE, ISVC_LABEL, Manifest, predictor_name
+from poolserve.kserve import (
+    AUTOSCALER_CLASS,
+    CONTAINER_NAME,
+    DEPLOYMENT_MODE,
+    ISVC_LABEL,
+    STOP_ANNOTATION,
+    Manifest,
+    is_stopped,
+    predictor_name,
+)
 from poolserve.target import ModelStatus, Phase
 from poolserve.vllm import served_model_names
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 """Set by the Deployment controller on each ReplicaSet's pods: which rollout a pod belongs to."""
-STOP_ANNOTATION = "serving.kserve.io/stop"
 PROGRESS_DEADLINE_S = 600  # KServe's default progressDeadlineSeconds for the predictor Deployment
 RECENT_EVENT_S = 600
 """InferenceService Warning events older than this are shown but do not fail the model (they live 1 h)."""
@@ -202,11 +210,17 @@ def model_status(
     if _meta(isvc).get("deletionTimestamp"):
         return replace(base, phase="Terminating", ready=False, reason=terminating_reason(isvc))
 
-    # Stopped (serving.kserve.io/stop): not a failure.
+    # Stopped (serving.kserve.io/stop): not a failure. The annotation is what was asked; KServe's
+    # PredictorReady=False/Stopped may lag it either way (v0.20 components/predictor.go clears the status
+    # and sets that reason while stopped, and resumes on its next reconcile).
     pred = conds.get("PredictorReady") or {}
-    if (_meta(isvc).get("annotations") or {}).get(STOP_ANNOTATION) == "true" or pred.get("reason") == "Stopped":
-        return replace(base, phase="Stopped",
-                       reason=f"stopped ({STOP_ANNOTATION}=true): remove the annotation to start it")
+    if is_stopped(isvc):
+        gone = not pods or pred.get("reason") == "Stopped"
+        return replace(base, phase="Stopped", replicas_desired=0, url=None,
+                       reason=f"stopped ({STOP_ANNOTATION}=true{'' if gone else '; KServe is removing its pods'}): "
+                              f"`poolserve start {name}` starts it")
+    if pred.get("reason") == "Stopped":
+        return replace(base, phase="Loading", reason="starting: KServe has not recreated the predictor yet")
 
     # 0. A runtime the ISVC names but that does not exist (the dashboard's Delete removes it).
     rt = dig(isvc, "spec", "predictor", "model", "runtime")

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from poolserve import kserve, yamlio
-from poolserve.cluster import cachejob, readiness
+from poolserve.cluster import cachejob, readiness, ssa
 from poolserve.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, covers, dig, duration, kind_of, ref
 from poolserve.cluster.preflight import preflight
 from poolserve.dashboard import TEMPLATES_PATH, matches, template_name_of, template_warning
@@ -129,10 +129,7 @@ def strip_server_fields(obj: Manifest) -> Manifest:
 
 def _applied_fields(obj: Manifest) -> Any:
     """The ``fieldsV1`` of our server-side apply entry in ``managedFields`` (None when absent)."""
-    for entry in dig(obj, "metadata", "managedFields", default=[]) or []:
-        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
-            return entry.get("fieldsV1")
-    return None
+    return ssa.applied_fields(obj, FIELD_MANAGER)
 
 
 def same_object(before: Manifest, after: Manifest, applied: Manifest, *, dry_run: bool) -> bool:
@@ -469,8 +466,10 @@ class ClusterTarget:
     ) -> list[ModelStatus]:
         """Poll until every named model is Ready.
 
+        A stopped model (``serving.kserve.io/stop``) is not waited for: it is returned as Stopped.
+
         Raises:
-            NotReady: a model failed (with the diagnosis), was stopped, or ``timeout_s`` passed.
+            NotReady: a model failed (with the diagnosis) or ``timeout_s`` passed.
             NotFound: a model is not deployed.
         """
         spec = rendered.spec
@@ -479,12 +478,13 @@ class ClusterTarget:
         while True:
             statuses = self.status(rendered, [m.name for m in models])
             ready = [s for s in statuses if s.ready]
-            waiting = [s for s in statuses if not s.ready]
+            waiting = [s for s in statuses if not s.ready and s.phase != "Stopped"]
             if progress is not None:
                 first = waiting[0] if waiting else None
-                msg = f"{len(ready)}/{len(statuses)} ready" + (
+                stopped = len(statuses) - len(ready) - len(waiting)
+                msg = f"{len(ready)}/{len(statuses)} ready" + (f", {stopped} stopped" if stopped else "") + (
                     f"; {first.name}: {first.phase}{f' ({first.reason})' if first.reason else ''}" if first else "")
-                progress(msg, len(ready) / len(statuses) if statuses else 1.0)
+                progress(msg, (len(statuses) - len(waiting)) / len(statuses) if statuses else 1.0)
             if not waiting:
                 return statuses
             for s in waiting:
@@ -494,7 +494,7 @@ class ClusterTarget:
                 if s.phase == "Terminating":
                     raise NotReady(f"InferenceService {spec.namespace}/{s.name} is {s.reason}",
                                    hint="wait until it is gone, then deploy again")
-                if s.phase in ("Failed", "Stopped"):
+                if s.phase == "Failed":
                     raise NotReady(f"{s.name} cannot become ready: {s.reason}",
                                    hint=f"`poolserve status {s.name}` shows the evidence; "
                                    f"`poolserve logs {s.name} --previous` the crashed log")
@@ -505,6 +505,59 @@ class ClusterTarget:
                                f"{'s' if len(waiting) > 1 else ''}: {summary}",
                                hint="raise --timeout for slow first downloads; `poolserve status` shows why")
             self.sleep(min(self.poll_s, remaining))
+
+    # ---------------------------------------------------------------------------------------------
+    # stop / start
+
+    def stop(self, rendered: Rendered, names: Sequence[str]) -> DeployResult:
+        """Set ``serving.kserve.io/stop: "true"`` on the InferenceServices; KServe then deletes their pods.
+
+        Raises:
+            NotFound: a model is not deployed.
+            NotReady: a model is being deleted.
+        """
+        changes = [self._set_stopped(rendered.spec.namespace, m.name, True) for m in select_models(rendered, names)]
+        return DeployResult(target="cluster", changes=tuple(changes),
+                            statuses=tuple(self.status(rendered, [c.name for c in changes])))
+
+    def start(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
+              progress: ProgressFn | None = None) -> DeployResult:
+        """Set ``serving.kserve.io/stop: "false"`` (as the dashboard's Start does); optionally wait until ready.
+
+        Raises:
+            NotFound: a model is not deployed.
+            NotReady: a model is being deleted, or (``wait``) fails to start or the timeout passes.
+        """
+        models = select_models(rendered, names)
+        changes = [self._set_stopped(rendered.spec.namespace, m.name, False) for m in models]
+        started = [c.name for c in changes]
+        statuses = (self.wait(rendered, started, timeout_s=timeout_s, progress=progress) if wait
+                    else self.status(rendered, started))
+        notes = [f"{m.name}: stopped: true in the config: the next `poolserve deploy` stops it again"
+                 for m in models if m.stopped]
+        return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses), notes=tuple(notes))
+
+    def _set_stopped(self, namespace: str, name: str, stopped: bool) -> ObjectChange:
+        """Flip the stop annotation with server-side apply, as field manager poolserve, touching nothing else.
+
+        The apply configuration is every field poolserve applied before, at its live value
+        (:func:`poolserve.cluster.ssa.extract`), plus the annotation: leaving one out would remove it.
+        ``force`` takes the annotation over from whoever set it last (the dashboard's Stop button);
+        every other field is applied at the value it has, so nothing else can conflict or change.
+        """
+        live = self.cluster.get(ISVC_API_VERSION, ISVC_KIND, name, namespace)
+        if live is None:
+            raise NotFound(f"InferenceService {namespace}/{name} does not exist", hint=f"run `poolserve deploy {name}`")
+        if dig(live, "metadata", "deletionTimestamp"):
+            raise NotReady(f"InferenceService {namespace}/{name} is {readiness.terminating_reason(live)}",
+                           hint="wait until it is gone, then deploy again")
+        if kserve.is_stopped(live) == stopped:
+            return ObjectChange(ISVC_KIND, name, namespace, "unchanged",
+                                "already stopped" if stopped else "already running")
+        obj = ssa.extract(live, FIELD_MANAGER)
+        obj["metadata"].setdefault("annotations", {})[kserve.STOP_ANNOTATION] = "true" if stopped else "false"
+        self.cluster.apply(obj, force=True)
+        return ObjectChange(ISVC_KIND, name, namespace, "stopped" if stopped else "started")
 
     # ---------------------------------------------------------------------------------------------
     # logs / delete / endpoint

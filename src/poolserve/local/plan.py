@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from poolserve import storage, vllm
+from poolserve import kserve, storage, vllm
 from poolserve.errors import LocalRunError, SpecError
 from poolserve.kserve import Composed
 from poolserve.local.lifecycle import Probe, RestartPolicy, probes_of
@@ -259,6 +259,7 @@ def plan_launch(
     model_cached: Callable[[Path], bool],
     host: HostInfo = HostInfo(),  # noqa: B008 - frozen
     task: str = "embed",
+    device: str = "gpu",
     storage_uri: storage.StorageURI | None = None,
     hf_snapshot: HfSnapshot | None = None,
 ) -> LaunchPlan:
@@ -276,6 +277,9 @@ def plan_launch(
         model_cached: ``model_cached(hf_home)`` is True when the model is in that hub cache.
         host: CPU flags and core count, for ``local.dtype: auto`` and ``local.reserved_cpus``.
         task: the model's task (``local.dtype: auto`` keeps cross-encoders at float32).
+        device: the runtime's device. A ``cpu`` runtime's container already has CPU settings, so it runs
+            as rendered: the ``local:`` CPU adjustments (dtype, gpu_memory_utilization, enforce_eager,
+            reserved_cpus) are for GPU runtimes run on this CPU and are not applied.
         storage_uri: the model's ``storage_uri``, whose /mnt/models is mapped as the module says.
         hf_snapshot: finds an ``hf://`` model in the local HF cache.
 
@@ -289,15 +293,14 @@ def plan_launch(
                               run_dir=run_dir, pvc_dirs=local.pvc_dirs, model_dir=model_dir)
     overrides: list[str] = []
 
-    argv = list(composed.argv)
-    if argv and PurePosixPath(argv[0]).name in ("python", "python3"):
-        overrides.append(f"command {argv[0]} -> {python}")
-        argv[0] = python
-    mapped_args = [argv[0], *(_map_arg(a, mounts) for a in argv[1:])]
-    changed = [f"{a} -> {b}" for a, b in zip(argv, mapped_args, strict=True) if a != b]
+    composed_argv = list(composed.argv)
+    mapped_args = [*composed_argv[:1], *(_map_arg(a, mounts) for a in composed_argv[1:])]
+    argv, command_note = vllm.launch_argv(mapped_args, python)
+    if command_note:
+        overrides.append(command_note)
+    changed = [f"{a} -> {b}" for a, b in zip(composed_argv, mapped_args, strict=True) if a != b]
     if changed:
         overrides.append("args mapped into local volumes: " + "; ".join(changed))
-    argv = mapped_args
 
     for m in mounts:
         if m.source == "pvc":
@@ -321,21 +324,38 @@ def plan_launch(
         env[key] = mapped if mapped is not None else value
     if remapped:
         overrides.append("env paths mapped the same way: " + ", ".join(remapped))
-    missing = [e["name"] for e in composed.container.get("env", []) if "valueFrom" in e]
+    downward: list[str] = []
+    for e in composed.container.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("resourceFieldRef")
+        if ref is not None:  # the Downward API: the kubelet fills it from the container's resources
+            env[e["name"]] = kserve.resource_field(composed.container, ref, node_cpus=host.cpu_count or 1,
+                                                   node_memory_bytes=(host.ram_gib or 0) * 2**30)
+            downward.append(f"{e['name']}={env[e['name']]}")
+    if downward:
+        overrides.append(f"env from the container's resources (Downward API): {' '.join(downward)}"
+                         + (f" (this machine has {host.cpu_count} CPUs)" if host.cpu_count else ""))
+    missing = [e["name"] for e in composed.container.get("env", [])
+               if "valueFrom" in e and "resourceFieldRef" not in e["valueFrom"]]
     if missing:
         overrides.append(f"env {', '.join(missing)} comes from a Secret on the cluster: locally only if set in "
                          "your environment")
 
     local_args = [f"--port={port}", f"--host={HOST}"]
     overrides.append(f"--port={vllm.PORT} -> --port={port} --host={HOST}")
-    dtype, why = local_dtype(local.dtype, host, task)
+    on_cpu = device == "cpu"
+    if on_cpu:
+        overrides.append("device: cpu runtime: runs with its own CPU settings (local dtype, "
+                         "gpu_memory_utilization, enforce_eager and reserved_cpus are not applied); "
+                         "without a memory limit here, --gpu-memory-utilization is a fraction of this "
+                         "machine's RAM (in a pod: of its memory limit)")
+    dtype, why = local_dtype(None if on_cpu else local.dtype, host, task)
     if dtype is not None:
         local_args.append(f"--dtype={dtype}")
     if why:
         overrides.append(why)
-    if local.gpu_memory_utilization is not None:
+    if local.gpu_memory_utilization is not None and not on_cpu:
         local_args.append(f"--gpu-memory-utilization={local.gpu_memory_utilization:g}")
-    if local.enforce_eager:
+    if local.enforce_eager and not on_cpu:
         local_args.append("--enforce-eager")
     local_args.extend(local.extra_args)
     settings = local_args[2:]
@@ -354,7 +374,7 @@ def plan_launch(
         overrides.append(f"{model_id} is not in the local cache ({hf_home}): "
                          + ("HF_HUB_OFFLINE is set, so vLLM will fail" if offline else "vLLM will download it")
                          + f"; `poolserve cache import {model_id} DIR` uses local weights")
-    reserved = reserved_cpus(local.reserved_cpus, host)
+    reserved = None if on_cpu else reserved_cpus(local.reserved_cpus, host)
     if reserved is not None and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in local.env:
         env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)
         overrides.append(f"VLLM_CPU_NUM_OF_RESERVED_CPU={reserved}"

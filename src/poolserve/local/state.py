@@ -53,6 +53,8 @@ class LocalEntry:
     uid: str | None = None
     """This deployment's id. Set: ``pid``/``pgid``/``ticks`` are its supervisor's, which runs the server and
     writes ``pods/<name>.json``. None: an entry of poolserve < 0.2, whose ``pid`` is the vLLM server itself."""
+    stopped: bool = False
+    """Stopped on purpose (``poolserve stop``, or ``stopped: true`` in the config): not restarted by ``wait``."""
 
 
 @dataclass(frozen=True)

@@ -327,7 +327,7 @@ class Supervisor:
         return self._desired()
 
     def _entry_is_mine(self) -> bool:
-        """The state file still deploys this model with this uid (a missing or unreadable file: no)."""
+        """The state file still deploys this model with this uid, not stopped (a missing or unreadable file: no)."""
         try:
             data = json.loads((self.state_dir / STATE_FILE).read_text(encoding="utf-8"))
             entry = data["models"].get(self.spec.name)
@@ -335,7 +335,7 @@ class Supervisor:
             return False
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return True  # being rewritten or damaged: keep serving; a missing entry is what stops us
-        return isinstance(entry, dict) and entry.get("uid") == self.spec.uid
+        return isinstance(entry, dict) and entry.get("uid") == self.spec.uid and not entry.get("stopped")
 
     # -- status -------------------------------------------------------------------------------------
 

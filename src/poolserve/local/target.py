@@ -184,7 +184,7 @@ class LocalTarget:
             python=spec.local.python or sys.executable, port=port, cache_dir=local_cache_dir(spec),
             state_dir=state_dir,
             model_cached=lambda hf_home: hfcache.snapshot_path(hf_home, model.model_id) is not None,
-            host=self._host, task=model.task, storage_uri=model.storage_uri,
+            host=self._host, task=model.task, device=model.runtime.device, storage_uri=model.storage_uri,
             hf_snapshot=lambda repo, revision: hfcache.snapshot_path(local_hf_home(spec), repo, revision),
         )
 
@@ -209,17 +209,23 @@ class LocalTarget:
             NotReady: a server was still starting after ``timeout_s`` (it keeps starting).
             Interrupted: Ctrl-C while waiting (the servers keep starting under their supervisors).
         """
-        spec = rendered.spec
         if options.dry_run:
             raise SpecError("--dry-run is for the cluster target; `poolserve explain` shows the container "
                             "--target local runs (deploy lists the local overrides)")
         if options.runtimes_only:
             raise SpecError("--runtimes-only is for the cluster target: the local target has no ServingRuntimes")
+        return self._run(rendered, names, wait=wait, timeout_s=timeout_s, progress=progress, start_stopped=False)
+
+    def _run(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
+             progress: ProgressFn | None, start_stopped: bool) -> DeployResult:
+        """Deploy's work; ``start_stopped`` also starts models the config marks ``stopped: true`` (``start``)."""
+        spec = rendered.spec
         selected = list(names) or [m.name for m in spec.models]
         for n in selected:
             spec.model(n)
         try:
-            return self._deploy(rendered, selected, wait=wait, timeout_s=timeout_s, progress=progress)
+            return self._deploy(rendered, selected, wait=wait, timeout_s=timeout_s, progress=progress,
+                                start_stopped=start_stopped)
         except KeyboardInterrupt:
             state = read_state(self._paths(spec)[1])
             started = [n for n in selected if n in state.models]
@@ -230,13 +236,16 @@ class LocalTarget:
             raise Interrupted(f"interrupted: {keep}") from None
 
     def _deploy(self, rendered: Rendered, selected: Sequence[str], *, wait: bool, timeout_s: float,
-                progress: ProgressFn | None) -> DeployResult:
+                progress: ProgressFn | None, start_stopped: bool) -> DeployResult:
         spec = rendered.spec
         state_dir, state_path = self._paths(spec)
         changes: list[ObjectChange] = []
         notes: list[str] = []
         to_wait: list[str] = []
         for name in selected:
+            if spec.model(name).stopped and not start_stopped:
+                changes.append(self._stop_one(spec, name, reason="stopped: true in the config"))
+                continue
             with locked(state_dir):
                 state = read_state(state_path)
                 entry = state.models.get(name)
@@ -362,6 +371,71 @@ class LocalTarget:
                                     f"(stopped); see {log}")
             time.sleep(0.05)
 
+    def _stop_one(self, spec: PoolSpec, name: str, *, reason: str) -> ObjectChange:
+        """Stop ``name``'s server as ``delete`` does (SIGTERM, grace period, SIGKILL), keeping its entry marked stopped.
+
+        ``status`` then says Stopped; ``start`` starts it again.
+
+        The mark is written first: the supervisor, asked to stop, also sees its entry stopped and exits instead
+        of restarting the server (its restartPolicy does not apply to a stop on purpose).
+        """
+        state_dir, state_path = self._paths(spec)
+        grace = spec.local.termination_grace_period_s
+        with locked(state_dir):
+            state = read_state(state_path)
+            entry = state.models.get(name)
+            if entry is None:
+                return ObjectChange(KIND, name, None, "unchanged", f"{reason}: not started")
+            if entry.stopped and not self._alive(entry):
+                return ObjectChange(KIND, name, None, "unchanged", "already stopped")
+            write_state(state_path, LocalState({**state.models, name: replace(entry, stopped=True)}))
+            if entry.uid is None:  # unsupervised (older poolserve): stop the server itself
+                result = self._process(entry).stop(grace)
+                how = "SIGKILL after the grace period" if result.killed else "SIGTERM"
+                return ObjectChange(KIND, name, None, "stopped", f"{reason}; pid {entry.pid}, {how}"
+                                    if result.was_running else f"{reason}; was not running")
+            stopping = self._ask_to_stop(state_dir, entry, grace)
+        done = self._finish_stop(state_dir, stopping)
+        return ObjectChange(KIND, name, None, "stopped",
+                            f"{reason}; was not running" if done.action == "deleted" else f"{reason}; {done.note}")
+
+    def stop(self, rendered: Rendered, names: Sequence[str]) -> DeployResult:
+        """Stop each named model's process group; it stays in the state as Stopped until ``start``.
+
+        Raises:
+            NotFound: a model was never deployed locally.
+            LocalRunError: the state cannot be locked, read or written.
+        """
+        spec = rendered.spec
+        _, state_path = self._paths(spec)
+        selected = self._names(spec, names, read_state(state_path)) if names else [m.name for m in spec.models]
+        state = read_state(state_path)
+        for name in selected:
+            if name not in state.models and not spec.model(name).stopped:
+                raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
+        changes = [self._stop_one(spec, name, reason="stopped") for name in selected]
+        return DeployResult(target="local", changes=tuple(changes), statuses=tuple(self.status(rendered, selected)))
+
+    def start(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
+              progress: ProgressFn | None = None) -> DeployResult:
+        """Start the named models' processes again, even those the config marks ``stopped: true``.
+
+        Raises:
+            NotFound: a model was never deployed locally.
+            LocalRunError, NotReady: as ``deploy``.
+        """
+        spec = rendered.spec
+        _, state_path = self._paths(spec)
+        state = read_state(state_path)
+        selected = list(names) or [n for n in (m.name for m in spec.models) if n in state.models]
+        for name in selected:
+            if name not in state.models and not spec.model(name).stopped:
+                raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
+        result = self._run(rendered, selected, wait=wait, timeout_s=timeout_s, progress=progress, start_stopped=True)
+        notes = [*result.notes, *(f"{n}: stopped: true in the config: the next `poolserve deploy --target local` stops "
+                                  "it again" for n in selected if spec.model(n).stopped)]
+        return replace(result, notes=tuple(notes))
+
     # -- status --------------------------------------------------------------------------------
 
     def status(self, rendered: Rendered, names: Sequence[str]) -> list[ModelStatus]:
@@ -374,9 +448,12 @@ class LocalTarget:
             entry = state.models.get(name)
             if entry is None:
                 model = spec.model(name)
-                out.append(ModelStatus(name=name, target="local", phase="NotDeployed", ready=False,
-                                       runtime=model.runtime.name, served_model=model.model_id,
-                                       replicas_desired=1))
+                stopped = model.stopped
+                out.append(ModelStatus(name=name, target="local", phase="Stopped" if stopped else "NotDeployed",
+                                       ready=False, runtime=model.runtime.name, served_model=model.model_id,
+                                       replicas_desired=0 if stopped else 1,
+                                       reason=f"stopped: true in the config: `poolserve start --target local {name}`"
+                                       if stopped else None))
                 continue
             out.append(self._entry_status(state_dir, entry))
         return out
@@ -391,6 +468,9 @@ class LocalTarget:
         base = self._base(entry)
         pod = read_pod(state_dir, entry.name)
         supervised = self._supervisor_alive(entry)
+        if entry.stopped and not supervised:
+            return ModelStatus(**{**base, "replicas_desired": 0}, phase="Stopped", ready=False, restarts=0,
+                               reason=f"stopped: `poolserve start --target local {entry.name}` starts it")
         if pod is None or pod.uid != entry.uid:
             if supervised:
                 return ModelStatus(**base, phase="Loading", ready=False, restarts=0,
@@ -453,6 +533,9 @@ class LocalTarget:
         """An entry of poolserve < 0.2: a server without a supervisor."""
         proc = self._process(entry)
         base = self._base(entry)
+        if entry.stopped and not proc.alive():
+            return ModelStatus(**{**base, "replicas_desired": 0}, phase="Stopped", ready=False,
+                               reason=f"stopped: `poolserve start --target local {entry.name}` starts it")
         if proc.alive():
             if self._healthy(entry.url + "/health"):
                 return ModelStatus(**base, phase="Ready", ready=True, replicas_ready=1,
@@ -496,11 +579,14 @@ class LocalTarget:
         if not selected:
             raise NotFound("no model is deployed locally: `poolserve deploy --target local [NAME...]`")
         for name in selected:
-            if name not in state.models:
-                spec.model(name)
+            entry = state.models.get(name)
+            if entry is None:
+                if spec.model(name).stopped:
+                    continue  # stopped on purpose: nothing to wait for
                 raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
+        waiting = [n for n in selected if n in state.models and not state.models[n].stopped]
         try:
-            self._wait_names(spec, selected, timeout_s, progress)
+            self._wait_names(spec, waiting, timeout_s, progress)
         except KeyboardInterrupt:
             raise Interrupted("interrupted: the servers keep starting under their supervisors (`poolserve status "
                               "--target local`)") from None
@@ -770,7 +856,7 @@ class LocalTarget:
         if not st.ready:
             if st.phase == "Loading":
                 raise NotReady(f"{name} is not ready yet ({st.reason}): `poolserve wait --target local {name}`")
-            raise NotReady(f"{name}: {st.reason}")
+            raise NotReady(f"{name} is {st.phase.lower()}: {st.reason}")
         return Endpoint(url=entry.url, served_model=entry.served_model)
 
 
