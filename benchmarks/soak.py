@@ -132,34 +132,6 @@ class Server:
         poolserve("delete", NAME, "--target", "local", *self.sets, check=False)
 
 
-def memory_sampler(pgid_of: Any) -> Any:
-    def sample(t: float) -> bw.Sample:
-        pgid = pgid_of()
-        if pgid is None:
-            return bw.Sample(t_s=t)
-        rss, pss, n = bs.group_memory(pgid)
-        return bw.Sample(t_s=t, rss_mib=rss, pss_mib=pss, processes=n, pgid=pgid)
-
-    return sample
-
-
-def queue_sampler(url: str, pgid_of: Any) -> Any:
-    mem = memory_sampler(pgid_of)
-    client = httpx.Client(base_url=url, timeout=5.0)
-
-    def sample(t: float) -> bw.Sample:
-        s = mem(t)
-        try:
-            r = client.get("/metrics")
-            g = bw.parse_gauges(r.text, bw.QUEUE_GAUGES) if r.status_code == 200 else {}
-        except httpx.HTTPError:
-            g = {}
-        return bw.Sample(t_s=s.t_s, rss_mib=s.rss_mib, pss_mib=s.pss_mib, processes=s.processes, pgid=s.pgid,
-                         running=g.get(bw.QUEUE_GAUGES[0]), waiting=g.get(bw.QUEUE_GAUGES[1]))
-
-    return sample
-
-
 def drain(url: str, limit_s: float = 180.0) -> dict[str, Any]:
     """Seconds until vLLM reports nothing running or waiting, and /health afterwards."""
     t = time.monotonic()
@@ -193,7 +165,7 @@ def soak(endpoint: Endpoint, args: argparse.Namespace, pgid_of: Any) -> dict[str
         log(f"soak {t:5.0f}/{args.duration:.0f} s: {done} requests")
 
     run = asyncio.run(bs.run_load(endpoint, wl, args.concurrency, args.duration, timeout_s=args.soak_timeout,
-                                  warmup=max(2, args.concurrency), sample=memory_sampler(pgid_of),
+                                  warmup=max(2, args.concurrency), sample=bs.ServerSampler(pgid_of),
                                   sample_every_s=args.sample, on_tick=tick if args.verbose else None))
     windows = bw.windows_of(run.results, run.samples, args.duration, args.window)
     lat, mem = bw.latency_drift(windows), bw.memory_drift(windows)
@@ -222,8 +194,15 @@ def soak(endpoint: Endpoint, args: argparse.Namespace, pgid_of: Any) -> dict[str
                           "/ sqrt(2); floors: p50 10% (p99 25%), RSS max(16 MiB, 1%)"},
         "drift_verdicts": {"latency": lat.verdict, "memory": mem.verdict, "latency_p99": p99.verdict},
         "server_process_groups": pgids,
+        "cpu_cores_mean": {k: _mean([w[k] for w in (x.to_dict() for x in windows)])
+                           for k in ("cpu_server_cores", "cpu_client_cores", "cpu_other_cores")},
         "client_cpu_s": round(run.client_cpu_s, 1),
     }
+
+
+def _mean(xs: list[Any]) -> float | None:
+    vs = [x for x in xs if x is not None]
+    return round(sum(vs) / len(vs), 2) if vs else None
 
 
 def _ms(x: float | None) -> float | None:
@@ -236,12 +215,14 @@ def overload(endpoint: Endpoint, args: argparse.Namespace, pgid_of: Any) -> list
         wl = Workload("embed", endpoint.served_model, args.input_tokens, args.batch_size)
         log(f"overload: concurrency {c}, {args.overload_duration:.0f} s, client timeout {args.client_timeout:g} s")
         run = asyncio.run(bs.run_load(endpoint, wl, c, args.overload_duration, timeout_s=args.client_timeout,
-                                      warmup=0, sample=queue_sampler(endpoint.url, pgid_of), sample_every_s=2.0))
+                                      warmup=0, sample=bs.ServerSampler(pgid_of, metrics_url=endpoint.url),
+                                      sample_every_s=2.0))
         after = drain(endpoint.url)
         ok = [r.latency_s for r in run.results if r.ok]
         waiting = [s.waiting for s in run.samples if s.waiting is not None]
         running = [s.running for s in run.samples if s.running is not None]
         rss = [s.rss_mib for s in run.samples if s.rss_mib is not None]
+        other = _mean([s.cpu_other for s in run.samples])
         level = {
             "concurrency": c, "ok": len(ok), "errors": len(run.results) - len(ok),
             "errors_by_kind": bw.errors_by_kind(run.results), "error_classes": bw.classify(run.results),
@@ -252,6 +233,8 @@ def overload(endpoint: Endpoint, args: argparse.Namespace, pgid_of: Any) -> list
             "client_timeout_s": args.client_timeout,
             "vllm_waiting_max": max(waiting, default=None), "vllm_running_max": max(running, default=None),
             "rss_mib_max": round(max(rss), 1) if rss else None,
+            "cpu_cores_mean": {"server": _mean([s.cpu_server for s in run.samples]),
+                               "client": _mean([s.cpu_client for s in run.samples]), "other": other},
             **after,
         }
         log(f"  ok {level['ok']}, errors {level['errors_by_kind']}, p50 {level['p50_ms']} ms, "

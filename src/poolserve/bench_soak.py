@@ -10,6 +10,7 @@ the server batches, with a client timeout.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,3 +150,104 @@ async def run_load(endpoint: Endpoint, workload: Workload, concurrency: int, dur
         if sample is not None:
             samples.append(await asyncio.to_thread(sample, end))
         return LoadRun(tuple(results), tuple(samples), duration_s, end, version, time.process_time() - cpu0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Edges: who used the CPU
+
+
+def _machine_ticks() -> tuple[int, int, int] | None:
+    """(busy, total, cpus) jiffies over every CPU, from ``/proc/stat``."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    v = [int(x) for x in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return sum(v) - v[3] - v[4], sum(v), max(1, cpus)
+
+
+def _process_ticks(pid: int) -> int | None:
+    """Utime + stime of ``pid`` in clock ticks."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class CpuMeter:
+    """Cores used between two calls: the whole machine, one process group (the server), this process.
+
+    The first call only takes the starting point and returns Nones. A process that joins the group
+    counts from its first reading; one that exits takes its last interval with it.
+    """
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._last: tuple[float, tuple[int, int, int] | None, dict[int, int], float] | None = None
+
+    def read(self, pids: list[int]) -> tuple[float | None, float | None, float | None]:
+        """(machine busy cores, group cores, this process's cores) since the previous call."""
+        now = self._clock()
+        machine = _machine_ticks()
+        group = {pid: t for pid in pids if (t := _process_ticks(pid)) is not None}
+        times = os.times()
+        me = times.user + times.system
+        last, self._last = self._last, (now, machine, group, me)
+        if last is None or now <= last[0]:
+            return None, None, None
+        wall = now - last[0]
+        busy = None
+        if machine and last[1] and machine[1] > last[1][1]:
+            busy = (machine[0] - last[1][0]) / (machine[1] - last[1][1]) * machine[2]
+        server = sum(max(0, t - last[2].get(pid, t)) for pid, t in group.items()) / self._hz / wall
+        return busy, server, max(0.0, me - last[3]) / wall
+
+
+class ServerSampler:
+    """What :func:`run_load` samples beside the load.
+
+    The server group's memory and CPU, the machine's CPU, and (with ``metrics_url``) vLLM's queue gauges.
+
+    ``pgid_of()`` names the server's process group at each sample (the local server's can change when
+    it is restarted); None samples only the machine.
+    """
+
+    def __init__(self, pgid_of: Callable[[], int | None], *, metrics_url: str | None = None,
+                 members: Callable[[int], list[int]] | None = None) -> None:
+        if members is None:
+            from poolserve.local.process import group_members
+
+            members = group_members
+        self._pgid_of = pgid_of
+        self._members = members
+        self._cpu = CpuMeter()
+        self._http = httpx.Client(base_url=metrics_url, timeout=5.0) if metrics_url else None
+
+    def __call__(self, t_s: float) -> Sample:
+        """One reading, ``t_s`` seconds into the run."""
+        pgid = self._pgid_of()
+        pids = self._members(pgid) if pgid is not None else []
+        rss = pss = None
+        if pgid is not None:
+            rss, pss, _ = group_memory(pgid, members=lambda _: pids)
+        busy, server, client = self._cpu.read(pids)
+        gauges: dict[str, float] = {}
+        if self._http is not None:
+            try:
+                r = self._http.get("/metrics")
+                if r.status_code == 200:
+                    gauges = parse_gauges(r.text, QUEUE_GAUGES)
+            except httpx.HTTPError:
+                pass
+        return Sample(t_s=t_s, rss_mib=rss, pss_mib=pss, processes=len(pids), pgid=pgid,
+                      running=gauges.get(QUEUE_GAUGES[0]), waiting=gauges.get(QUEUE_GAUGES[1]),
+                      cpu_busy=busy, cpu_server=server if pgid is not None else None, cpu_client=client)
+
+    def close(self) -> None:
+        """Close the metrics client."""
+        if self._http is not None:
+            self._http.close()

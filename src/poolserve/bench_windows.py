@@ -39,6 +39,19 @@ class Sample:
     """vLLM's ``num_requests_running`` gauge (None: not scraped)."""
     waiting: float | None = None
     """vLLM's ``num_requests_waiting`` gauge."""
+    cpu_busy: float | None = None
+    """Cores the whole machine kept busy since the previous sample (0..cores, from ``/proc/stat``)."""
+    cpu_server: float | None = None
+    """Cores the server's process group used since the previous sample."""
+    cpu_client: float | None = None
+    """Cores the load generator used since the previous sample."""
+
+    @property
+    def cpu_other(self) -> float | None:
+        """Cores everything else used: the machine's busy time minus the server's and the client's."""
+        if self.cpu_busy is None or self.cpu_server is None or self.cpu_client is None:
+            return None
+        return max(0.0, self.cpu_busy - self.cpu_server - self.cpu_client)
 
 
 @dataclass(frozen=True)
@@ -55,12 +68,19 @@ class Window:
     """The largest group RSS sampled in the window (None: no sample)."""
     pss_mib: float | None = None
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    cpu_server: float | None = None
+    """Mean cores the server's group used over the window's samples."""
+    cpu_client: float | None = None
+    cpu_other: float | None = None
+    """Mean cores other processes used: anything well above 0 means the window was not measured alone."""
 
     def to_dict(self) -> dict[str, Any]:
         """The window as written to ``soak.json``."""
         return {"t_s": round(self.t_s, 3), "p50_ms": _r(self.p50_ms), "p99_ms": _r(self.p99_ms),
                 "rss_mib": _r(self.rss_mib), "pss_mib": _r(self.pss_mib), "requests": self.requests,
-                "errors": self.errors, "errors_by_kind": dict(self.errors_by_kind)}
+                "errors": self.errors, "errors_by_kind": dict(self.errors_by_kind),
+                "cpu_server_cores": _r(self.cpu_server, 2), "cpu_client_cores": _r(self.cpu_client, 2),
+                "cpu_other_cores": _r(self.cpu_other, 2)}
 
 
 def _r(x: float | None, digits: int = 1) -> float | None:
@@ -93,21 +113,28 @@ def windows_of(results: Sequence[RequestResult], samples: Sequence[Sample], dura
             lat[i].append(r.latency_s)
         else:
             errs[i][r.error_kind or "unknown"] += 1
-    rss: list[list[float]] = [[] for _ in range(count)]
-    pss: list[list[float]] = [[] for _ in range(count)]
+    per: list[list[Sample]] = [[] for _ in range(count)]
     for s in samples:
-        i = slot(s.t_s)
-        if s.rss_mib is not None:
-            rss[i].append(s.rss_mib)
-        if s.pss_mib is not None:
-            pss[i].append(s.pss_mib)
+        per[slot(s.t_s)].append(s)
+
+    def peak(xs: list[float | None]) -> float | None:
+        vs = [x for x in xs if x is not None]
+        return max(vs) if vs else None
+
+    def mean(xs: list[float | None]) -> float | None:
+        vs = [x for x in xs if x is not None]
+        return sum(vs) / len(vs) if vs else None
+
     out = []
     for i in range(count):
         p50, p99 = percentile(lat[i], 50), percentile(lat[i], 99)
+        ss = per[i]
         out.append(Window(t_s=i * window_s, requests=len(lat[i]), errors=sum(errs[i].values()),
                           p50_ms=None if p50 is None else p50 * 1000, p99_ms=None if p99 is None else p99 * 1000,
-                          rss_mib=max(rss[i]) if rss[i] else None, pss_mib=max(pss[i]) if pss[i] else None,
-                          errors_by_kind=dict(sorted(errs[i].items()))))
+                          rss_mib=peak([s.rss_mib for s in ss]), pss_mib=peak([s.pss_mib for s in ss]),
+                          errors_by_kind=dict(sorted(errs[i].items())),
+                          cpu_server=mean([s.cpu_server for s in ss]), cpu_client=mean([s.cpu_client for s in ss]),
+                          cpu_other=mean([s.cpu_other for s in ss])))
     return out
 
 
