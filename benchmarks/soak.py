@@ -273,6 +273,47 @@ def overload_verdict(levels: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + "."
 
 
+def markdown(soak: dict[str, Any] | None, over: dict[str, Any] | None) -> str:
+    """The tables of benchmarks/README.md from soak.json and overload.json."""
+    out: list[str] = []
+    if soak is not None:
+        out += [f"Soak: concurrency {soak['concurrency']}, batch {soak['batch_size']}, "
+                f"{soak['input_tokens']} tokens/text, "
+                f"{soak['duration_s']:.0f} s, {soak['requests']:,} requests ok ({soak['requests_per_s']} req/s), "
+                f"errors {soak['errors_by_kind'] or 0}; p50 {soak['p50_ms']:,} ms, p99 {soak['p99_ms']:,} ms, "
+                f"max {soak['max_ms']:,} ms.", "",
+                "| window s | requests | errors | p50 ms | p99 ms | group RSS MiB | group PSS MiB | server cores "
+                "| client cores | other cores |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for w in soak["windows"]:
+            out.append(f"| {w['t_s']:.0f} | {w['requests']:,} | {w['errors']} | {_f(w['p50_ms'])} | "
+                       f"{_f(w['p99_ms'])} | {_f(w['rss_mib'])} | {_f(w.get('pss_mib'))} | "
+                       f"{_f(w.get('cpu_server_cores'), 2)} | "
+                       f"{_f(w.get('cpu_client_cores'), 2)} | {_f(w.get('cpu_other_cores'), 2)} |")
+        out += ["", f"- latency: {soak['drift']['latency']}", f"- memory: {soak['drift']['memory']}"]
+        detail = soak.get("drift_detail") or {}
+        for k in ("latency_p99", "memory_pss"):
+            if k in detail:
+                out.append(f"- {k.replace('_', ' ')}: {detail[k]}")
+        out.append("")
+    if over is not None:
+        out += ["| concurrency | ok | ok/s | errors | p50 ms | p99 ms | max ms | vLLM waiting (max) "
+                "| queue empty after | /health after | other cores |",
+                "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for lv in over["levels"]:
+            errs = ", ".join(f"{k} {v}" for k, v in lv["errors_by_kind"].items()) or "0"
+            other = (lv.get("cpu_cores_mean") or {}).get("other")
+            out.append(f"| {lv['concurrency']} | {lv['ok']:,} | {lv['ok_per_s']} | {errs} | {_f(lv['p50_ms'])} | "
+                       f"{_f(lv['p99_ms'])} | {_f(lv['max_ms'])} | {_f(lv['vllm_waiting_max'], 0)} | "
+                       f"{lv['drain_s']} s | {lv['health_after']} | {_f(other, 2)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _f(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=360.0, help="soak seconds (default 360)")
@@ -293,7 +334,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=ROOT / ".poolserve" / "soak")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="print the tables of --out's JSON files and exit")
     args = p.parse_args(argv)
+    if args.markdown:
+        def load(name: str) -> dict[str, Any] | None:
+            f = args.out / name
+            return json.loads(f.read_text(encoding="utf-8")) if f.exists() else None
+
+        print(markdown(load("soak.json"), load("overload.json")))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -323,3 +323,62 @@ def test_overload_verdict_names_refusals_and_unclean_errors() -> None:
              "error_classes": {"clean": 3, "unclean": 2}}
     text = script.overload_verdict([level])
     assert "refused 3 requests (http_503)" in text and "2 errors were NOT clean" in text
+
+
+# ----------------------------------------------------------------------------------------------------
+# CPU beside the load
+
+
+def _burn() -> None:
+    t = time.process_time()
+    while time.process_time() - t < 0.05:
+        pass
+
+
+def test_cpu_meter_counts_this_process_and_the_group_from_the_second_reading() -> None:
+    meter = bs.CpuMeter()
+    assert meter.read([os.getpid()]) == (None, None, None)
+    _burn()
+    busy, server, client = meter.read([os.getpid()])
+    assert busy is not None and busy > 0
+    assert server is not None and server > 0   # the "group" here is this very process
+    assert client is not None and client > 0
+    # A pid that was not there at the previous reading counts from now on, not from its start.
+    _, server, _ = meter.read([os.getpid(), 1])
+    assert server is not None and server >= 0
+
+
+def test_other_cpu_is_the_machine_minus_server_and_client() -> None:
+    assert bw.Sample(0, cpu_busy=1.9, cpu_server=1.2, cpu_client=0.3).cpu_other == pytest.approx(0.4)
+    assert bw.Sample(0, cpu_busy=1.0, cpu_server=1.2, cpu_client=0.3).cpu_other == 0.0
+    assert bw.Sample(0, cpu_busy=1.0).cpu_other is None
+    (w,) = bw.windows_of([], [bw.Sample(1, cpu_busy=2.0, cpu_server=1.0, cpu_client=0.2),
+                              bw.Sample(2, cpu_busy=1.0, cpu_server=0.8, cpu_client=0.2), bw.Sample(3)],
+                         duration_s=5, window_s=5)
+    assert w.cpu_server == pytest.approx(0.9) and w.cpu_other == pytest.approx(0.4)
+    assert w.to_dict()["cpu_other_cores"] == 0.4
+
+
+def test_server_sampler_reads_the_group_and_survives_a_server_without_metrics(
+        stub_group: subprocess.Popen[bytes]) -> None:
+    with StubServer() as stub:
+        sampler = bs.ServerSampler(lambda: stub_group.pid, metrics_url=stub.url)
+        first = sampler(0.0)
+        second = sampler(1.0)
+        sampler.close()
+    assert first.pgid == stub_group.pid and first.processes == 2
+    assert first.rss_mib is not None and first.rss_mib > 0
+    assert first.cpu_server is None and second.cpu_server is not None and second.cpu_server >= 0
+    assert second.waiting is None and second.running is None  # the canned server has no /metrics
+    gone = bs.ServerSampler(lambda: None)(0.0)
+    assert gone.rss_mib is None and gone.processes == 0 and gone.cpu_server is None
+
+
+def test_markdown_tables_from_the_result_files(tmp_path: Path) -> None:
+    script = _soak_script()
+    soak = {"concurrency": 64, "batch_size": 1, "input_tokens": 128, "duration_s": 360.0, "requests": 10,
+            "requests_per_s": 1.0, "errors_by_kind": {}, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0,
+            "windows": [{"t_s": 0, "requests": 10, "errors": 0, "p50_ms": 1.0, "p99_ms": 2.0, "rss_mib": 2700.0}],
+            "drift": {"latency": "stable: x", "memory": "rises: y"}}
+    text = script.markdown(soak, None)
+    assert "| 0 | 10 | 0 | 1.0 | 2.0 | 2,700.0 | - |" in text and "- memory: rises: y" in text
