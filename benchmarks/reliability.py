@@ -11,9 +11,13 @@
    present, said plainly when not; ``--soak SECONDS`` re-runs it first with that duration.
 
 Raw results go to benchmarks/results/reliability/ (junit.xml, the JSON the tests wrote). Run it with
-the vLLM lock (it starts real servers), and the exclusive quiet lock when --soak measures:
+the vLLM lock (it starts real servers). The faults and bad inputs are pass/fail; their seconds and
+milliseconds are what the run took under the load the report records, not performance figures. The
+load figures come from soak.py, which measures: with --soak, take the exclusive quiet lock:
 
-    flock /tmp/poolserve-vllm.lock flock -x /tmp/poolserve-quiet.lock .venv/bin/python benchmarks/reliability.py
+    flock /tmp/poolserve-vllm.lock flock -s /tmp/poolserve-quiet.lock .venv/bin/python benchmarks/reliability.py
+    flock /tmp/poolserve-vllm.lock flock -x /tmp/poolserve-quiet.lock \
+        .venv/bin/python benchmarks/reliability.py --soak 120
 
 ``--from-results`` only rewrites the report from the raw results already there (no tests run).
 """
@@ -180,18 +184,33 @@ def _fmt(value: Any) -> str:
     return f"{value:.0f}" if isinstance(value, float) else str(value)
 
 
-def load_section() -> list[str]:
-    lines = ["## Load: soak and overload", ""]
-    soak, over = SOAK_DIR / "soak.json", SOAK_DIR / "overload.json"
+def _machine_line(m: Any) -> str:
+    if not isinstance(m, dict):
+        return md_escape(str(m))
+    flags = m.get("cpu_flags")
+    return (f"{m.get('cpu_model', '?')}, {m.get('cores', m.get('cpu_count', '?'))} cores, {m.get('ram_gib', '?')} GiB"
+            + (f", flags `{' '.join(flags)}`" if isinstance(flags, list) else "")
+            + (f", load {m['load']}" if m.get("load") else ""))
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def load_section(soak_dir: Path = SOAK_DIR) -> list[str]:
+    lines = ["## Load: soak and overload (benchmarks/soak.py)", ""]
+    soak, over = soak_dir / "soak.json", soak_dir / "overload.json"
     if not soak.exists() and not over.exists():
-        return [*lines, f"**No load results**: {soak.relative_to(ROOT)} and {over.relative_to(ROOT)} are absent. "
+        return [*lines, f"**No load results**: {_rel(soak)} and {_rel(over)} are absent. "
                 "Run `benchmarks/soak.py` (or this script with `--soak SECONDS`) to measure them.", ""]
     if soak.exists():
         s = json.loads(soak.read_text())
         errors = s.get("errors_by_kind") or {}
-        lines += [f"Soak ({soak.relative_to(ROOT)}): concurrency {s.get('concurrency')} for {s.get('duration_s')} s, "
-                  f"{s.get('requests')} requests, errors: "
-                  + (", ".join(f"{k} {v}" for k, v in errors.items()) if errors else "none") + ".", ""]
+        lines += [f"Soak ({_rel(soak)}, {s.get('timestamp', '')}): {s.get('model', 'the model')} held at concurrency "
+                  f"{s.get('concurrency')} for {_fmt(s.get('duration_s'))} s: {s.get('requests')} requests"
+                  + (f" ({s['requests_per_s']} req/s, p50 {s.get('p50_ms')} ms, p99 {s.get('p99_ms')} ms, max "
+                     f"{s.get('max_ms')} ms)" if s.get("requests_per_s") is not None else "")
+                  + ", errors: " + (", ".join(f"{k} {v}" for k, v in errors.items()) if errors else "none") + ".", ""]
         drift = s.get("drift") or {}
         if drift:
             lines += [f"- latency drift: {drift.get('latency')}", f"- memory drift: {drift.get('memory')}", ""]
@@ -202,12 +221,12 @@ def load_section() -> list[str]:
                       f"{_fmt(w.get('p99_ms'))} | {_fmt(w.get('rss_mib'))} |" for w in windows]
             lines.append("")
         if s.get("machine"):
-            lines += [f"Soak machine: {md_escape(json.dumps(s['machine']))}", ""]
+            lines += [f"Soak machine: {_machine_line(s['machine'])}", ""]
     else:
-        lines += [f"**No soak result**: {soak.relative_to(ROOT)} is absent.", ""]
+        lines += [f"**No soak result**: {_rel(soak)} is absent.", ""]
     if over.exists():
         o = json.loads(over.read_text())
-        lines += [f"Overload ({over.relative_to(ROOT)}): {o.get('verdict', '')}", "",
+        lines += [f"Overload ({_rel(over)}): {md_escape(str(o.get('verdict', '')))}", "",
                   "| concurrency | ok | errors by kind | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
         for lv in o.get("levels") or []:
             errs = lv.get("errors_by_kind") or {}
@@ -216,7 +235,7 @@ def load_section() -> list[str]:
                          f"{_fmt(lv.get('p99_ms'))} | {_fmt(lv.get('max_ms'))} |")
         lines.append("")
     else:
-        lines += [f"**No overload result**: {over.relative_to(ROOT)} is absent.", ""]
+        lines += [f"**No overload result**: {_rel(over)} is absent.", ""]
     return lines
 
 
@@ -228,6 +247,7 @@ def main() -> int:
     ap.add_argument("--soak", type=int, metavar="SECONDS",
                     help="re-run benchmarks/soak.py with --duration SECONDS first (its default otherwise: not run)")
     ap.add_argument("--out", type=Path, default=REPORT)
+    ap.add_argument("--soak-dir", type=Path, default=SOAK_DIR, help="where soak.py wrote soak.json and overload.json")
     args = ap.parse_args()
 
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -266,9 +286,11 @@ def main() -> int:
              "What poolserve and the vLLM it deploys survive: faults injected for real, bad inputs sent to a real "
              "server, and sustained load. Regenerate with `benchmarks/reliability.py` (see its docstring for the "
              "locks); the raw results are in `benchmarks/results/reliability/` and `benchmarks/results/soak/`.", "",
-             f"Fault tests: {passed} of {len(cases)} passed.", "",
+             f"Fault tests: {passed} of {len(cases)} passed. Their seconds and the bad inputs' milliseconds are what "
+             "each took on this shared machine under the load recorded below: pass/fail evidence, not performance "
+             "figures (those are the load section's, and benchmarks/README.md's).", "",
              *machine_section(meta["machine"], meta["load_before"], meta["load_after"], meta["generated"]),
-             *fault_section(cases, engine), *robustness_section(reports), *load_section()]
+             *fault_section(cases, engine), *robustness_section(reports), *load_section(args.soak_dir)]
     args.out.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 1 if status else 0

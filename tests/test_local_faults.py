@@ -236,6 +236,35 @@ def test_two_different_deploys_at_once_leave_the_last_one(local: Local) -> None:
     eventually(lambda: sorted(marked(local.mark)) == sorted([entry.pid, pod.running.pid]), 10, "one server")
 
 
+def test_a_deploy_waiting_for_a_server_that_another_deploy_replaces_follows_the_new_one(
+        local: Local, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The race behind the test above, made deterministic: the first deploy is still waiting when the second one
+    # stops its server (SIGTERM, exit 143) to start its own. That stop is no crash: the waiter must not report
+    # "vLLM exited while starting", but wait for the server that replaced it.
+    monkeypatch.setattr(local_target, "POLL_S", 0.005)  # look often: the stop's traces last a few milliseconds
+    slow = local.rendered(env={"STUB_DELAY_S": "3"})
+    LocalTarget().deploy(slow, [MINILM], wait=False, timeout_s=60)
+    first = read_state(local.state_dir / "local-state.json").models[MINILM]
+    outcome: list[Any] = []
+
+    def waiter() -> None:
+        try:
+            outcome.append(LocalTarget().wait(slow, [MINILM], timeout_s=60)[0])
+        except Exception as err:  # the assertion below shows it
+            outcome.append(err)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(1.0)
+    LocalTarget().deploy(local.rendered(**{"local.extra_args": ["--max-num-seqs=8"]}), [MINILM], wait=False,
+                         timeout_s=60)
+    t.join(60)
+    (result,) = outcome
+    assert not isinstance(result, BaseException), result
+    assert result.phase == "Ready"
+    assert read_state(local.state_dir / "local-state.json").models[MINILM].uid != first.uid
+
+
 # -- the port ----------------------------------------------------------------------------------------------------
 
 

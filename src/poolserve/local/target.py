@@ -525,6 +525,16 @@ class LocalTarget:
                 return
             pod = read_pod(state_dir, name)
             mine = pod is not None and pod.uid == entry.uid
+            stopped_on_request = mine and pod is not None and pod.last_termination is not None \
+                and pod.last_termination.killed_by == "delete"
+            if stopped_on_request or not self._supervisor_alive(entry):
+                # Asked to stop, or gone: another deploy replacing it (it holds the state lock until the new
+                # one is recorded) or a delete. Wait for that decision and follow it, rather than report the
+                # stop as a crash.
+                with locked(state_dir):
+                    now = read_state(state_path).models.get(name)
+                if now is None or now.uid != entry.uid:
+                    continue
             if mine and pod is not None:
                 if pod.running is not None and pod.running.ready:
                     if progress:
