@@ -52,6 +52,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("envtest") is not None)
 
 
+@pytest.fixture
+def stub_python(tmp_path: Path) -> str:
+    """An executable that stands for the container's ``python``: runs tests/stub_vllm.py with the same args."""
+    import sys
+
+    path = tmp_path / "stub-python"
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).with_name("stub_vllm.py")}" "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
 @dataclass(frozen=True)
 class LocalServer:
     """A model served by local vLLM for the whole session."""

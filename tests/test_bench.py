@@ -166,6 +166,37 @@ def test_the_time_cap_ends_hung_requests() -> None:
     assert s.requests == 99
 
 
+def test_the_request_timeout_bounds_the_whole_request_not_each_phase() -> None:
+    # httpx times each read on its own; a queueing server once held "10 s timeout" requests for 56 s.
+    # MockTransport applies no httpx timeout at all, so only a deadline over the whole request ends this.
+    posts = itertools.count(1)
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and next(posts) == 2:
+            await asyncio.sleep(30)
+        return httpx.Response(200, json=embeddings(1))
+
+    report = bench(Endpoint(URL), concurrency=(1,), batch_sizes=(1,), bounds=Bounds(requests=3, warmup=0),
+                   input_tokens=8, timeout_s=0.3, transport=httpx.MockTransport(slow))
+    s = report.settings[0]
+    assert s.errors_by_kind == {"timeout": 1}
+    assert s.error_examples["timeout"] == "TimeoutError: no complete response within the request timeout"
+    assert s.requests == 2
+
+
+def test_a_transport_error_without_text_is_described() -> None:
+    def fault(i: int, body: dict[str, Any]) -> httpx.Response | None:
+        if i == 1:
+            raise httpx.ReadError("")
+        return None
+
+    report = bench(Endpoint(URL), concurrency=(1,), batch_sizes=(1,), bounds=Bounds(requests=2, warmup=0),
+                   input_tokens=8, transport=httpx.MockTransport(Recorder(fault)))
+    s = report.settings[0]
+    assert s.errors_by_kind == {"transport": 1}
+    assert s.error_examples["transport"] == "ReadError: the connection closed before a response arrived"
+
+
 def test_requests_cut_by_the_time_cap_do_not_stretch_the_window() -> None:
     # Every 5th request hangs past the cap; the measured window cannot be longer than the call took
     # (cut-off requests once ended at twice the elapsed time, halving req/s).

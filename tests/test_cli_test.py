@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -79,7 +80,7 @@ def test_reranker_passes_json(project: Path, monkeypatch: pytest.MonkeyPatch) ->
     data = json.loads(r.stdout)
     assert data["passed"] is True and data["task"] == "score" and data["served_model"] == RERANKER
     assert [c["name"] for c in data["checks"]][-1] == "rerank top_n"
-    assert all(set(c) == {"name", "passed", "detail", "latency_ms"} for c in data["checks"])
+    assert all(set(c) == {"name", "passed", "detail", "latency_ms", "status"} for c in data["checks"])
 
 
 def test_embedding_test_against_a_reranker_server_fails_clearly(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,3 +284,27 @@ def test_headline_prefers_a_failed_call() -> None:
     skipped = CheckResult("embed batch", False, "not run: embed single failed")
     assert headline([models, call, skipped]) == call
     assert headline([models, skipped]) == models
+
+
+def test_robustness_flag_adds_the_bad_input_checks_with_the_server_answers_in_json(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve(monkeypatch, reranker())
+    r = runner.invoke(app, ["test", "msmarco-reranker", "--url", URL, "--robustness", "-o", "json"])
+    assert r.exit_code == 0, r.output
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["robust zero documents"]["status"] == 400
+    assert checks["robust unknown model"]["status"] == 404
+    assert checks["robust batch 2048"]["status"] == 200 and checks["robust healthy after"]["passed"]
+    r = runner.invoke(app, ["test", "msmarco-reranker", "--url", URL])
+    assert "robust" not in r.stdout  # opt-in: 2,048 texts are not sent to a production model by default
+
+
+def test_robustness_failure_exits_1_naming_the_check(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = serve(monkeypatch, embedder())
+    real = fake.embeddings
+    fake.embeddings = lambda body: (  # type: ignore[method-assign]
+        httpx.Response(500, text="Internal Server Error") if body["input"] == [] else real(body))
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "--robustness"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert error_line(r.stderr).startswith(f"error: minilm-embedding: 1 of 15 checks failed at {URL}; "
+                                           "robust empty input: not a clean answer: HTTP 500")

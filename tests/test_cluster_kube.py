@@ -97,9 +97,13 @@ def kubeconfig(path: Path, server: str, token: str = "sha256~test-token") -> Pat
     return path
 
 
+WAITS: list[float] = []
+
+
 @pytest.fixture
 def kube(stub: Stub, tmp_path: Path) -> KubeCluster:
-    return KubeCluster(kubeconfig=str(kubeconfig(tmp_path / "config", stub.url)))
+    WAITS.clear()
+    return KubeCluster(kubeconfig=str(kubeconfig(tmp_path / "config", stub.url)), sleep=WAITS.append)
 
 
 ISVC_PATH = "/apis/serving.kserve.io/v1beta1/namespaces/ns/inferenceservices"
@@ -223,12 +227,14 @@ def test_webhook_unreachable(stub: Stub, kube: KubeCluster) -> None:
 
 
 def test_connection_refused(tmp_path: Path) -> None:
-    kube = KubeCluster(kubeconfig=str(kubeconfig(tmp_path / "config", "http://127.0.0.1:9")), timeout_s=2)
-    kube._api().configuration.retries = 0
+    waits: list[float] = []
+    kube = KubeCluster(kubeconfig=str(kubeconfig(tmp_path / "config", "http://127.0.0.1:9")), timeout_s=2,
+                       sleep=waits.append)
     with pytest.raises(ClusterUnreachable) as exc:
         kube.server_version()
     assert str(exc.value).startswith("cannot reach the Kubernetes API at http://127.0.0.1:9: ")
-    assert "\n" not in str(exc.value)
+    assert "(after 5 attempts)" in str(exc.value) and "\n" not in str(exc.value)
+    assert waits == [0.5, 1.0, 2.0, 4.0]  # nothing was sent: even a POST could be retried
 
 
 def test_bad_kubeconfig_context(stub: Stub, tmp_path: Path) -> None:
@@ -299,3 +305,66 @@ def test_broken_or_missing_kubeconfig_is_one_line(tmp_path: Path) -> None:
         KubeCluster(kubeconfig=str(bad)).server_version()
     with pytest.raises(ClusterUnreachable, match="does not exist"):
         KubeCluster(kubeconfig=str(tmp_path / "nope")).server_version()
+
+
+# -- retries: 429/5xx only for idempotent calls ---------------------------------------------------
+
+def flaky(replies: list[Reply], then: Reply) -> Callable[[Seen], Reply]:
+    """Answer ``replies`` in turn, then ``then`` for ever."""
+    left = list(replies)
+    return lambda seen: left.pop(0) if left else then
+
+
+BUSY = status(429, "TooManyRequests", "Too many requests, please try again later.")
+DOWN = status(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+
+
+def test_get_and_list_are_retried_on_429_and_5xx_with_backoff(stub: Stub, kube: KubeCluster) -> None:
+    stub.routes[("GET", "/version")] = flaky([BUSY, DOWN, status(502, "BadGateway", "bad gateway")],
+                                             (200, {"gitVersion": "v1.36.2"}))
+    assert kube.server_version() == "v1.36.2"
+    assert WAITS == [0.5, 1.0, 2.0] and len(stub.seen) == 4
+    stub.routes[("GET", ISVC_PATH)] = flaky([DOWN], (200, {"items": []}))
+    assert kube.list("serving.kserve.io/v1beta1", "InferenceService", "ns") == []
+
+
+def test_server_side_apply_is_retried_it_is_idempotent(stub: Stub, kube: KubeCluster) -> None:
+    stub.routes[("PATCH", f"{ISVC_PATH}/m")] = flaky([DOWN, status(504, "Timeout", "request timed out")], (200, ISVC))
+    assert kube.apply(ISVC)["metadata"]["name"] == "m"
+    patches = [s for s in stub.seen if s.method == "PATCH"]
+    assert len(patches) == 3 and all(p.body == patches[0].body for p in patches)  # the very same apply
+
+
+def test_post_and_delete_are_never_retried_on_an_answer(stub: Stub, kube: KubeCluster) -> None:
+    stub.routes[("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")] = DOWN
+    with pytest.raises(ClusterUnreachable, match="HTTP 503 on create selfsubjectaccessreviews"):
+        kube.access("get", kind_info("serving.kserve.io/v1beta1", "InferenceService"), namespace="ns")
+    stub.routes[("DELETE", f"{ISVC_PATH}/m")] = BUSY
+    with pytest.raises(ClusterUnreachable, match="HTTP 429"):
+        kube.delete("serving.kserve.io/v1beta1", "InferenceService", "m", "ns")
+    assert WAITS == [] and [s.method for s in stub.seen] == ["POST", "DELETE"]
+
+
+def test_retries_give_up_in_one_line_naming_the_attempts(stub: Stub, kube: KubeCluster) -> None:
+    stub.routes[("GET", "/version")] = DOWN
+    with pytest.raises(ClusterUnreachable) as exc:
+        kube.server_version()
+    text = str(exc.value)
+    assert "HTTP 503" in text and "(after 5 attempts)" in text and "\n" not in text
+    assert WAITS == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_retry_after_is_honoured_and_capped() -> None:
+    from poolserve.cluster.kube import retry_delay
+
+    assert retry_delay(0, "3") == 3.0 and retry_delay(0, "120") == 8.0 and retry_delay(2, None) == 2.0
+    assert retry_delay(1, "Wed, 21 Oct 2015 07:28:00 GMT") == 1.0  # an HTTP date: the backoff
+
+
+def test_a_schema_refusal_is_not_retried(stub: Stub, kube: KubeCluster) -> None:
+    stub.routes[("PATCH", f"{ISVC_PATH}/m")] = status(
+        500, "InternalError", "failed to create typed patch object (ns/m; serving.kserve.io/v1beta1, "
+        "Kind=InferenceService): .spec.x: field not declared in schema")
+    with pytest.raises(Invalid):
+        kube.apply(ISVC)
+    assert WAITS == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.errors import SpecError
+from poolserve.errors import LocalRunError, SpecError
 from poolserve.hfcache import import_model, list_models, snapshot_path
 
 
@@ -35,7 +35,7 @@ def test_import_that_cannot_write_is_one_line(tmp_path: Path, monkeypatch: pytes
         raise PermissionError(13, "Permission denied", str(tmp_path / "hf" / "blocked"))
 
     monkeypatch.setattr(shutil, "copy2", denied)  # the filesystem edge beneath import_model
-    with pytest.raises(SpecError, match=r"cannot import org/m into .*: Permission denied"):
+    with pytest.raises(LocalRunError, match=r"cannot import org/m into .*: Permission denied \(.*/hf/blocked\)"):
         import_model(tmp_path / "hf", "org/m", src)
     assert not list((tmp_path / "hf").rglob("*.tmp"))  # nothing half-written left behind
 

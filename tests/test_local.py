@@ -19,7 +19,7 @@ from poolserve import hfcache, vllm
 from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
 from poolserve.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
 from poolserve.local.process import group_members
-from poolserve.local.state import LocalEntry, LocalState, read_state, write_state
+from poolserve.local.state import LocalEntry, LocalState, read_pod, read_state, write_state
 from poolserve.local.target import LocalTarget
 from poolserve.machine import HostInfo
 from poolserve.render import Rendered, render
@@ -43,6 +43,13 @@ def _plan(spec: PoolSpec, *, port: int = 40001, cached: bool = True, name: str =
                        cache_pvc=spec.cache.pvc, python="/venv/bin/python", port=port,
                        cache_dir=Path(spec.local.cache_dir), state_dir=Path(spec.local.state_dir),
                        model_cached=lambda hf_home: cached, host=host, task=spec.model(name).task)
+
+
+def _eventually(check: Any, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 # -- the plan -----------------------------------------------------------------------------------
@@ -177,7 +184,7 @@ def _deny_writes_under(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     (the tests run as root, so real permissions would not stop them): the edge is os.mkdir and io.open."""
     import io
 
-    real_mkdir, real_open = os.mkdir, io.open
+    real_mkdir, real_open, real_os_open = os.mkdir, io.open, os.open
 
     def denied(path: Any) -> bool:
         return str(path) == str(root) or str(path).startswith(str(root) + os.sep)
@@ -192,8 +199,14 @@ def _deny_writes_under(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, mode, *args, **kw)
 
+    def os_open(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if denied(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_os_open(path, flags, *args, **kw)
+
     monkeypatch.setattr(os, "mkdir", mkdir)
     monkeypatch.setattr(io, "open", open_)
+    monkeypatch.setattr(os, "open", os_open)
 
 
 def test_a_state_dir_owned_by_another_user_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,15 +273,6 @@ def test_cli_state_dir_owned_by_another_user_exits_10_in_one_line(
 
 
 @pytest.fixture
-def stub_python(tmp_path: Path) -> str:
-    """An executable that stands for the container's ``python``: runs the stub server with the same args."""
-    path = tmp_path / "stub-python"
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STUB}" "$@"\n')
-    path.chmod(0o755)
-    return str(path)
-
-
-@pytest.fixture
 def stub(tmp_path: Path, stub_python: str) -> Iterator[tuple[LocalTarget, PoolSpec, Rendered]]:
     spec = _spec(tmp_path, **{"local.python": stub_python,
                               "local.env": {"STUB_RECORD": str(tmp_path / "record.json"), "STUB_CHILD": "1"}})
@@ -305,13 +309,20 @@ def test_deploy_status_endpoint_logs_delete(stub: tuple[LocalTarget, PoolSpec, R
     assert statuses["granite-embedding"].phase == "NotDeployed"
     assert any("Application startup complete" in ln for ln in other.logs(render(spec), MINILM))
 
-    members = group_members(state.pgid)
-    assert len(members) == 2  # server + child, one group
+    # The supervisor runs in a session of its own; the server and its child share another group.
+    pod = read_pod(tmp_path / "state", MINILM)
+    assert pod is not None and pod.running is not None and pod.uid == state.uid
+    assert group_members(state.pgid) == [state.pid]
+    members = group_members(pod.running.pgid)
+    assert len(members) == 2 and pod.running.pid in members
+    assert statuses[MINILM].restarts == 0 and statuses[MINILM].last_termination is None
     deleted = other.delete(rendered, [MINILM])
     assert [(c.name, c.action) for c in deleted.changes] == [(MINILM, "stopped")]
-    assert group_members(state.pgid) == []
+    assert deleted.changes[0].note == f"pid {pod.running.pid}, SIGTERM"
+    assert group_members(pod.running.pgid) == [] and group_members(state.pgid) == []
     assert other.status(rendered, [MINILM])[0].phase == "NotDeployed"
     assert read_state(tmp_path / "state" / "local-state.json").models == {}
+    assert read_pod(tmp_path / "state", MINILM) is None  # forgotten with the entry
 
 
 def test_redeploy_is_unchanged_and_a_config_change_restarts_on_the_same_port(
@@ -359,30 +370,68 @@ def test_a_crash_fails_deploy_fast_and_status_keeps_the_diagnosis(
     with pytest.raises(LocalStartError) as info:
         target.deploy(rendered, [MINILM], wait=True, timeout_s=600)
     assert info.value.returncode == 1 and "max_model_len 512 is above the model's limit" in str(info.value)
+    assert "restartPolicy Always: it restarts with back-off until you fix it" in str(info.value)
     status = LocalTarget().status(rendered, [MINILM])[0]
-    assert status.phase == "Failed" and not status.ready
-    assert "exited: max_model_len 512 is above the model's limit" in (status.reason or "")
+    # Restarted at once (the kubelet's first restart), then in CrashLoopBackOff: Failed either way.
+    assert status.phase == "Failed" and not status.ready and (status.restarts or 0) >= 1
+    assert "max_model_len 512 is above the model's limit" in (status.reason or "")
+    assert (status.last_termination or "").startswith("Error (exit 1): max_model_len 512 is above")
     assert status.details[-1] == crash
     with pytest.raises(NotReady, match="max_model_len 512"):
         target.endpoint(rendered, MINILM)
     deleted = target.delete(rendered, [])
-    assert [(c.name, c.action) for c in deleted.changes] == [(MINILM, "deleted")]
+    assert [(c.name, c.action) for c in deleted.changes] in ([(MINILM, "deleted")], [(MINILM, "stopped")])
 
 
-def test_a_process_that_died_later_is_reported_stale(stub: tuple[LocalTarget, PoolSpec, Rendered]) -> None:
+def test_a_server_killed_later_restarts_by_itself(stub: tuple[LocalTarget, PoolSpec, Rendered]) -> None:
     target, spec, rendered = stub
     target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
-    pgid = read_state(Path(spec.local.state_dir) / "local-state.json").models[MINILM].pgid
-    os.killpg(pgid, signal.SIGKILL)
-    for _ in range(100):
-        if not group_members(pgid):
-            break
-        time.sleep(0.05)
-    status = LocalTarget().status(rendered, [MINILM])[0]
-    assert status.phase == "Failed" and "no known cause recognised" in (status.reason or "")
-    # Redeploying replaces the stale entry.
-    result = LocalTarget().deploy(rendered, [MINILM], wait=True, timeout_s=60)
-    assert [c.action for c in result.changes] == ["started"] and result.statuses[0].phase == "Ready"
+    state_dir = Path(spec.local.state_dir)
+    first = read_pod(state_dir, MINILM)
+    assert first is not None and first.running is not None
+    os.killpg(first.running.pgid, signal.SIGKILL)
+    # restartPolicy Always: the first restart is immediate (the kubelet's), and it is Ready again.
+    _eventually(lambda: (read_pod(state_dir, MINILM) or first).restarts == 1)
+    statuses = LocalTarget().wait(rendered, [MINILM], timeout_s=60)
+    assert statuses[0].phase == "Ready" and statuses[0].restarts == 1
+    assert statuses[0].last_termination == ("Error (signal 9, exit 137): exited; no known cause in its log "
+                                            "(minilm-embedding.log, `poolserve logs --previous`)")
+    again = read_pod(state_dir, MINILM)
+    assert again is not None and again.running is not None and again.running.pid != first.running.pid
+    assert [e.reason for e in again.events if e.type == "Warning"] == ["Terminated"]
+    # The crashed run's log is the previous one.
+    assert any("Application startup complete" in ln for ln in target.logs(rendered, MINILM, previous=True))
+
+
+def test_restart_policy_never_leaves_a_killed_server_down(tmp_path: Path, stub_python: str) -> None:
+    spec = _spec(tmp_path, **{"local.python": stub_python, "local.restart_policy": "Never"})
+    rendered = render(spec)
+    target = LocalTarget()
+    try:
+        target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
+        pod = read_pod(tmp_path / "state", MINILM)
+        assert pod is not None and pod.running is not None
+        os.killpg(pod.running.pgid, signal.SIGKILL)
+        for _ in range(200):
+            status = LocalTarget().status(rendered, [MINILM])[0]
+            if status.phase != "Ready":
+                break
+            time.sleep(0.05)
+        for _ in range(100):  # the supervisor exits once the policy keeps the server down
+            if not group_members(read_state(tmp_path / "state" / "local-state.json").models[MINILM].pgid):
+                break
+            time.sleep(0.05)
+        status = LocalTarget().status(rendered, [MINILM])[0]
+        assert status.phase == "Failed" and status.restarts == 0
+        assert status.reason == ("exited: Error (signal 9, exit 137): exited; no known cause in its log "
+                                 "(minilm-embedding.log, `poolserve logs --previous`) (restartPolicy Never)")
+        with pytest.raises(LocalStartError, match="restartPolicy Never: it stays down"):
+            LocalTarget().wait(rendered, [MINILM], timeout_s=10)
+        # Redeploying replaces the stopped entry.
+        result = LocalTarget().deploy(rendered, [MINILM], wait=True, timeout_s=60)
+        assert [c.action for c in result.changes] == ["started"] and result.statuses[0].phase == "Ready"
+    finally:
+        target.delete(rendered, [])
 
 
 def test_cluster_only_options_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ CORE = ["poolserve.spec", "poolserve.catalog", "poolserve.vllm", "poolserve.kser
         "poolserve.lint", "poolserve.diagnose", "poolserve.vllm_api", "poolserve.probes", "poolserve.target",
         "poolserve.verify", "poolserve.cluster.readiness", "poolserve.metrics", "poolserve.cluster.cachejob",
         "poolserve.workload", "poolserve.machine", "poolserve.defaults", "poolserve.local.plan",
-        "poolserve.local.state", "poolserve.actions.common", "poolserve.sizing", "poolserve.dashboard",
+        "poolserve.local.state", "poolserve.local.lifecycle", "poolserve.actions.common", "poolserve.sizing",
+        "poolserve.dashboard",
         "poolserve.storage"]
 EDGES = ["kubernetes", "httpx", "rich", "vllm", "torch", "sentence_transformers"]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from poolserve import kserve, yamlio
+from poolserve.errors import SpecError
 from poolserve.lint import validate_against_crds
 from poolserve.render import file_texts, render
 from poolserve.spec import load_spec, parse_spec, resolve_models
@@ -135,12 +136,21 @@ def test_exposed_model_gets_auth_objects_and_no_secret_values() -> None:
 
 
 def test_runtime_env_replaces_a_default_entry_whole() -> None:
-    spec = load_spec(ROOT / "tests" / "specs" / "per-model-secure.yaml",
-                     {"runtimes.0.env": {"HF_TOKEN": "dummy", "HOME": "/home/vllm"}})
+    spec = load_spec(ROOT / "tests" / "specs" / "per-model-secure.yaml", {"runtimes.0.env": {"HOME": "/home/vllm"}})
     sr = next(o for o in render(spec).manifests if o["kind"] == "ServingRuntime")
     env = {e["name"]: e for e in sr["spec"]["containers"][0]["env"]}
-    assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "value": "dummy"}  # never value and valueFrom together
     assert env["HOME"] == {"name": "HOME", "value": "/home/vllm"}
+    assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}
+
+
+def test_a_secret_in_a_rendered_env_is_refused() -> None:
+    # The value would be written into manifests/kserve/ (committed to git): only a Secret reference may be.
+    with pytest.raises(SpecError) as info:
+        load_spec(ROOT / "tests" / "specs" / "per-model-secure.yaml", {"runtimes.0.env": {"HF_TOKEN": "hf_x"}})
+    assert "runtimes[0].env.HF_TOKEN: HF_TOKEN looks like a secret, and its value would be written into the " \
+        "rendered manifests: use cache.hf_token_secret" in str(info.value)
+    assert "hf_x" not in str(info.value)
+    load_spec(ROOT / "tests" / "specs" / "per-model-secure.yaml", {"runtimes.0.env": {"TOKENIZERS_PARALLELISM": "0"}})
 
 
 def test_templates_are_applied_with_the_rest_and_before_the_runtimes_that_name_them() -> None:

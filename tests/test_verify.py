@@ -412,3 +412,103 @@ def test_default_hf_homes_order(tmp_path: Path) -> None:
     homes = default_hf_homes([tmp_path / "local"], env={"HF_HOME": str(tmp_path / "hf"),
                                                          "XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert homes == [tmp_path / "local", tmp_path / "hf", tmp_path / "xdg" / "huggingface"]
+
+
+# -- robustness (--robustness) --------------------------------------------------------------------
+
+ROBUST_EMBED = ["robust too long", "robust empty input", "robust unknown model", "robust batch 2048",
+                "robust non-ascii", "robust long token", "robust huge token", "robust healthy after"]
+
+
+def test_robustness_on_an_embedding_model_answers_like_vllm_0_32() -> None:
+    fake = FakeVllm()
+    report = run(fake, EMBED, robustness=True)
+    assert [c.name for c in report.checks][-8:] == ROBUST_EMBED
+    assert report.passed, report.failed
+    c = by_name(report)
+    assert c["robust too long"].status == 400  # type: ignore[attr-defined]
+    assert "names the limit 256" in c["robust too long"].detail  # type: ignore[attr-defined]
+    assert "/health 200 after it" in c["robust too long"].detail  # type: ignore[attr-defined]
+    assert c["robust empty input"].detail.startswith(  # type: ignore[attr-defined]
+        'refused cleanly: HTTP 400 "You must pass at least one prompt"')
+    assert c["robust unknown model"].status == 404  # type: ignore[attr-defined]
+    assert "2048 vectors, 384 dims" in c["robust batch 2048"].detail  # type: ignore[attr-defined]
+    assert c["robust long token"].status == 200  # type: ignore[attr-defined]
+    assert c["robust huge token"].status == 400  # type: ignore[attr-defined]  # > 18 characters per token
+    assert "5120 characters (more than 4608" in c["robust huge token"].detail  # type: ignore[attr-defined]
+    sent = [b for m, p, b in fake.calls if p == "/v1/embeddings" and isinstance(b["input"], list)]
+    assert any(len(b["input"]) == 2048 for b in sent)
+    assert any(b.get("model") == "poolserve-no-such-model" for b in sent)
+    health = [p for _, p, _ in fake.calls if p == "/health"]
+    assert len(health) == 1 + 7 + 1  # once first, after each bad input, and at the end
+
+
+def test_robustness_on_a_reranker() -> None:
+    fake = FakeVllm(task="score", max_model_len=512)
+    report = run(fake, RERANK, robustness=True)
+    assert report.passed, report.failed
+    c = by_name(report)
+    assert 'HTTP 400 "At least one text_pair element must be given"' in \
+        c["robust zero documents"].detail  # type: ignore[attr-defined]
+    assert "2048 results, sorted" in c["robust batch 2048"].detail  # type: ignore[attr-defined]
+    assert "names the limit 512" in c["robust too long"].detail  # type: ignore[attr-defined]
+    assert c["robust huge token"].status == 200  # type: ignore[attr-defined]  # no character cap on /rerank
+
+
+def test_robustness_is_off_by_default() -> None:
+    assert not any(c.name.startswith("robust") for c in run(FakeVllm(), EMBED).checks)
+
+
+def test_a_server_error_or_a_dropped_connection_on_a_bad_input_fails_without_ending_the_run() -> None:
+    fake = FakeVllm()
+    real = fake.embeddings
+
+    def crashing(body: dict) -> httpx.Response:  # type: ignore[type-arg]
+        if body["input"] == []:
+            return httpx.Response(500, text="Internal Server Error")
+        if isinstance(body["input"], list) and len(body["input"]) == 2048:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return real(body)
+
+    fake.embeddings = crashing  # type: ignore[method-assign]
+    report = run(fake, EMBED, robustness=True)
+    c = by_name(report)
+    assert failed(report) == ["robust empty input", "robust batch 2048"]
+    assert c["robust empty input"].detail.startswith("not a clean answer: HTTP 500")  # type: ignore[attr-defined]
+    assert "connection" in c["robust batch 2048"].detail  # type: ignore[attr-defined]
+    assert c["robust healthy after"].passed  # type: ignore[attr-defined]
+
+
+def test_a_server_that_dies_after_a_bad_input_fails_that_check_and_the_end() -> None:
+    fake = FakeVllm()
+    real = fake.embeddings
+
+    def dying(body: dict) -> httpx.Response:  # type: ignore[type-arg]
+        if isinstance(body["input"], list) and len(body["input"]) == 2048:
+            fake.healthy = False
+        return real(body)
+
+    fake.embeddings = dying  # type: ignore[method-assign]
+    report = run(fake, EMBED, robustness=True)
+    c = by_name(report)
+    assert "robust batch 2048" in failed(report) and "robust healthy after" in failed(report)
+    assert "/health after it: 503" in c["robust batch 2048"].detail  # type: ignore[attr-defined]
+
+
+def test_too_long_must_name_the_limit_and_unknown_model_must_be_404() -> None:
+    fake = FakeVllm()
+
+    def vague(req: httpx.Request) -> httpx.Response:
+        body = json.loads(req.content)
+        if len(json.dumps(body["input"])) > 1000 and not body.get("truncate_prompt_tokens"):
+            return httpx.Response(400, json={"error": {"message": "input too long", "param": "input_tokens"}})
+        return fake.embeddings(body)
+
+    fake.routes["/v1/embeddings"] = vague
+    report = run(fake, EMBED, robustness=True)
+    assert "the 400 does not name the limit 256" in by_name(report)["robust too long"].detail  # type: ignore[attr-defined]
+    fake = FakeVllm(served=("minilm",))
+    fake.routes["/v1/embeddings"] = lambda req: fake.embeddings({**json.loads(req.content), "model": None})
+    report = run(fake, EMBED, robustness=True)
+    assert by_name(report)["robust unknown model"].detail.startswith(  # type: ignore[attr-defined]
+        "HTTP 200 for model 'poolserve-no-such-model': the server ignores the model name")

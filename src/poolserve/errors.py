@@ -126,6 +126,12 @@ class LocalStartError(LocalRunError):
         super().__init__(message)
 
 
+class Interrupted(PoolserveError):
+    """Ctrl-C while waiting: what was started keeps running, and the message says how to stop it."""
+
+    exit_code = 130
+
+
 class ReferenceUnavailable(PoolserveError):
     """The reference model cannot be computed here (extra not installed, model not found)."""
 

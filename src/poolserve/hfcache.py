@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolserve.errors import SpecError
+from poolserve.errors import LocalRunError, SpecError
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ def import_model(hf_home: Path, model_id: str, src: Path, *, link: bool = False)
 
     Raises:
         SpecError: if ``src`` is not a model directory or ``model_id`` is not ``org/name``.
+        LocalRunError: the cache cannot be written (full, read-only, another user's); nothing is left half-written.
     """
     if model_id.count("/") != 1 or not all(model_id.split("/")):
         raise SpecError(f"model id {model_id!r}: expected org/name, e.g. sentence-transformers/all-MiniLM-L6-v2")
@@ -56,8 +57,11 @@ def import_model(hf_home: Path, model_id: str, src: Path, *, link: bool = False)
         return _import(src, repo, rev, model_id, link=link)
     except OSError as err:
         shutil.rmtree(repo / "snapshots" / f".{rev}.tmp", ignore_errors=True)
-        raise SpecError(f"cannot import {model_id} into {hf_home}: {err.strerror or err} "
-                        f"({err.filename or repo})") from None
+        # The cache is the problem (full, read-only, another user's): exit 10 like the other local-dir failures.
+        # err.filename is often the source file copy2 was reading from, which would point the user the wrong way.
+        where = f" ({err.filename})" if err.filename and str(err.filename).startswith(str(hf_home)) else ""
+        raise LocalRunError(f"cannot import {model_id} into {hf_home}: {err.strerror or err}{where}",
+                            hint="free space there, or point local.cache_dir at a writable directory") from None
 
 
 def _import(src: Path, repo: Path, rev: str, model_id: str, *, link: bool) -> CachedModel:
@@ -75,10 +79,25 @@ def _import(src: Path, repo: Path, rev: str, model_id: str, *, link: bool) -> Ca
                 dest.symlink_to(f.resolve())
             else:
                 shutil.copy2(f, dest)
+                _fsync(dest)
+        _fsync(tmp)
+        # Atomic: vLLM resolves refs/main -> snapshots/<rev>; a copy cut short stays in the hidden temp dir.
         os.replace(tmp, snap)
+        _fsync(snap.parent)
     (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(rev)
+    ref_tmp = repo / "refs" / f".main.{os.getpid()}.tmp"
+    ref_tmp.write_text(rev)
+    os.replace(ref_tmp, repo / "refs" / "main")
     return CachedModel(model_id, rev, snap, _size(snap))
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or directory to disk, so a crash after the rename cannot expose a half-written snapshot."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _size(path: Path) -> int:

@@ -131,13 +131,27 @@ def cpu_env() -> list[dict[str, Any]]:
     ]
 
 
-def _probe(*, period_s: int, failures: int, timeout_s: int) -> dict[str, Any]:
-    return {
+PROBE_DEFAULTS: Mapping[str, tuple[int, int, int]] = {
+    # kind: (periodSeconds, timeoutSeconds, failureThreshold). Model loads (and first-time downloads) are
+    # slow: the startup probe allows 30 minutes, and liveness/readiness only start once it has passed.
+    "startup": (10, 5, 180),
+    "readiness": (10, 5, 3),
+    "liveness": (30, 10, 5),
+}
+
+
+def _probe(runtime: Runtime, kind: str) -> dict[str, Any]:
+    cfg = getattr(runtime.probes, kind)
+    period, timeout, failures = PROBE_DEFAULTS[kind]
+    probe: dict[str, Any] = {
         "httpGet": {"path": "/health", "port": vllm.PORT, "scheme": "HTTP"},
-        "periodSeconds": period_s,
-        "timeoutSeconds": timeout_s,
-        "failureThreshold": failures,
+        "periodSeconds": cfg.period_s or period,
+        "timeoutSeconds": cfg.timeout_s or timeout,
+        "failureThreshold": cfg.failure_threshold or failures,
     }
+    if cfg.initial_delay_s:
+        probe["initialDelaySeconds"] = cfg.initial_delay_s
+    return probe
 
 
 def serving_runtime(spec: PoolSpec, runtime: Runtime, *, hardware_profile: tuple[str, str] | None = None) -> Manifest:
@@ -170,11 +184,9 @@ def serving_runtime(spec: PoolSpec, runtime: Runtime, *, hardware_profile: tuple
         "args": vllm.runtime_args(runtime),
         "env": runtime_env(spec, runtime),
         "ports": [{"containerPort": vllm.PORT, "name": "http", "protocol": "TCP"}],
-        # Model loads (and first-time downloads) are slow: the startup probe allows 30 minutes,
-        # and liveness/readiness only start once it has passed.
-        "startupProbe": _probe(period_s=10, failures=180, timeout_s=5),
-        "readinessProbe": _probe(period_s=10, failures=3, timeout_s=5),
-        "livenessProbe": _probe(period_s=30, failures=5, timeout_s=10),
+        "startupProbe": _probe(runtime, "startup"),
+        "readinessProbe": _probe(runtime, "readiness"),
+        "livenessProbe": _probe(runtime, "liveness"),
         # KServe copies the termination message into modelStatus.lastFailureInfo: with this policy
         # a crash shows vLLM's last log lines there (and in `poolserve status`).
         "terminationMessagePolicy": "FallbackToLogsOnError",

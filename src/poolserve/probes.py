@@ -38,3 +38,32 @@ TRAINING_TRIPLES: tuple[tuple[str, str, str], ...] = (
     ("Where is the Eiffel Tower?", "The Eiffel Tower is in Paris, France.", RERANK_IRRELEVANT[0]),
     ("What is the largest planet?", "Jupiter is the largest planet in the Solar System.", RERANK_IRRELEVANT[2]),
 )
+
+# -- robustness (``poolserve test --robustness``) ---------------------------------------------------
+
+ROBUST_BATCH = 2048
+"""Texts in one request: far more than vLLM batches at once, well under its request-size limits."""
+
+NON_ASCII_TEXTS: tuple[str, ...] = (
+    "Ünïcödé façade, naïve café, smørrebrød.",
+    "東京は日本の首都です。",
+    "Москва — столица России.",
+    "القاهرة هي عاصمة مصر.",
+    "emoji 🚀🔥👍🏽 and a family 👨‍👩‍👧‍👦",
+    "zero\u200bwidth\u200dspace, combining e\u0301 and a BOM \ufeff.",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕞𝕒𝕥𝕙 and \U0001f9ec astral plane",
+)
+"""Scripts, emoji with ZWJ sequences, combining marks, invisible and astral-plane characters."""
+
+
+def long_token(chars: int) -> str:
+    """One whitespace-free 'word' of ``chars`` characters (like a base64 blob or a minified URL)."""
+    unit = "aB3xQz9Kp0"
+    return (unit * (chars // len(unit) + 1))[:chars]
+
+
+def batch_texts(n: int = ROBUST_BATCH) -> list[str]:
+    """``n`` distinct short texts; the first probe text at both ends, so a reordered batch shows."""
+    texts = [f"Document number {i} of the robustness batch." for i in range(n)]
+    texts[0] = texts[-1] = EMBED_TEXTS[0]
+    return texts

@@ -7,6 +7,7 @@ keys. Errors name the file, the line and the key (``poolserve.yaml:14: models[0]
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -153,6 +154,33 @@ class LocalSpec(_Strict):
     pvc_dirs: dict[str, str] = Field(default_factory=dict)
     """PVC name -> local directory standing in for it (a ``pvc://`` storage_uri's claim, say). Unlisted
     claims: ``cache_dir`` for the cache PVC, ``<state_dir>/pvc/<claim>`` for others."""
+    restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
+    """Like a pod's ``restartPolicy``: ``Always`` restarts a server that exits or fails its liveness probe,
+    with Kubernetes' CrashLoopBackOff delays; ``Never`` leaves it down (for debugging a crash)."""
+    termination_grace_period_s: float = Field(default=30, ge=0)
+    """Like ``terminationGracePeriodSeconds``: how long ``delete`` (and a restart) waits after SIGTERM
+    before it kills the server's process group."""
+
+
+class ProbeConfig(_Strict):
+    """One HTTP probe of ``/health`` (Kubernetes' names in snake case; unset keys keep poolserve's defaults)."""
+
+    period_s: int | None = Field(default=None, ge=1)
+    timeout_s: int | None = Field(default=None, ge=1)
+    failure_threshold: int | None = Field(default=None, ge=1)
+    initial_delay_s: int | None = Field(default=None, ge=0)
+
+
+class ProbesConfig(_Strict):
+    """The runtime container's probes.
+
+    Defaults: startup every 10 s x 180 (30 min for a first download), readiness every 10 s x 3, liveness
+    every 30 s x 5 (timeout 10 s). The local target runs them too.
+    """
+
+    startup: ProbeConfig = Field(default_factory=ProbeConfig)
+    readiness: ProbeConfig = Field(default_factory=ProbeConfig)
+    liveness: ProbeConfig = Field(default_factory=ProbeConfig)
 
 
 # KEDA's Prometheus scaler on OpenShift: the Thanos querier's tenancy port (needs the namespace parameter,
@@ -237,6 +265,7 @@ class RuntimeConfig(_Strict):
     tolerations: tuple[Toleration, ...] = ()
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
 
     def setting(self, key: str) -> Any:
         """A device-dependent setting: the config's value when set, else the device's default."""
@@ -348,6 +377,7 @@ class Runtime:
     env: tuple[tuple[str, str], ...]
     pattern: str
     """The ``runtimes[].name`` this runtime was made from (equal to ``name`` in shared mode)."""
+    probes: ProbesConfig = ProbesConfig()  # noqa: RUF009 - frozen pydantic model, shared safely
     device: Device = "gpu"
     enforce_eager: bool = False
     node_selector: tuple[tuple[str, str], ...] = ()
@@ -588,9 +618,31 @@ def runtime_version(spec: PoolSpec, rt: RuntimeConfig) -> Version | None:
     return image_version(spec.image)
 
 
+_SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "APIKEY"})
+_SECRET_PAIRS = frozenset({("API", "KEY"), ("ACCESS", "KEY"), ("PRIVATE", "KEY"), ("SECRET", "KEY")})
+
+
+def secret_like(name: str) -> bool:
+    """An env var name that usually holds a secret (``HF_TOKEN``, ``VLLM_API_KEY``), not ``TOKENIZERS_PARALLELISM``."""
+    words = name.upper().replace("-", "_").split("_")
+    return bool(_SECRET_WORDS & set(words)) or any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
+def _secret_env(env: Mapping[str, str] | None, base: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    # Rendered env values land in manifests/kserve/ (committed, readable by anyone with `get` on the objects).
+    return [((*base, "env", k), f"{k} looks like a secret, and its value would be written into the rendered "
+             "manifests: use cache.hf_token_secret for the HF token (a Secret reference, rendered as secretKeyRef), "
+             "or local.env for the local target (never rendered)") for k in (env or {}) if secret_like(k)]
+
+
 def cross_check(spec: PoolSpec) -> list[tuple[tuple[str | int, ...], str]]:
     """Rules that span several keys. Returns ``[(key_path, message)]``; empty when valid."""
     out: list[tuple[tuple[str | int, ...], str]] = []
+    out += _secret_env(spec.defaults.env, ("defaults",))
+    for i, rt in enumerate(spec.runtimes):
+        out += _secret_env(rt.env, ("runtimes", i))
+    for i, m in enumerate(spec.models):
+        out += _secret_env(m.env, ("models", i))
     if not NAME_RE.match(spec.namespace) or len(spec.namespace) > 63:
         out.append((("namespace",), f"{spec.namespace!r} is not a valid namespace name (DNS-1123 label)"))
     if spec.vllm_version is not None and parse_version(spec.vllm_version) is None:
@@ -795,6 +847,7 @@ def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None)
         # Sorted: a config's mappings carry no order (YAML's, and Helm's Go maps), so the rendered env cannot.
         env=tuple(sorted(rt.env.items())),
         pattern=rt.name,
+        probes=rt.probes,
         device=rt.device,
         enforce_eager=bool(rt.setting("enforce_eager")),
         node_selector=tuple(sorted(node_selector.items())),

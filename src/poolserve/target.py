@@ -64,6 +64,10 @@ class ModelStatus:
     """Evidence: last log lines, conditions, events."""
     warnings: tuple[str, ...] = ()
     """What is wrong without keeping the model from serving (the dashboard's "Template removed")."""
+    restarts: int | None = None
+    """Container restarts (the pods' ``restartCount``; the local supervisor's count); None when unknown."""
+    last_termination: str | None = None
+    """How the last container ended: ``Error (exit 1): <diagnosis>``, ``OOMKilled (...)``."""
 
 
 @dataclass(frozen=True)

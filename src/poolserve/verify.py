@@ -16,6 +16,9 @@ so the same report works for a local process, a cluster Route or any URL.
 - with a reference (:mod:`poolserve.reference`): embeddings have cosine >= 0.999 to
   sentence-transformers' per text, cross-encoder scores are within 1e-2 (vLLM's own test
   tolerances; see LESSONS_LEARNED "Verifying outputs").
+- with ``robustness``: bad inputs a deployment must survive (too long, empty, unknown model, 2,048
+  texts, non-ASCII, very long tokens), each answered cleanly (a 4xx with vLLM's message, never
+  a 5xx or a dropped connection) or correctly, with ``/health`` 200 after each and after the run.
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ class PoolAPI(Protocol):
         """``/rerank``."""
         ...
 
+    def request_json(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """Any request; the decoded JSON of a 2xx answer (an error answer raises EndpointError)."""
+        ...
+
 
 class Reference(Protocol):
     """Expected outputs computed locally from the same weights (see :mod:`poolserve.reference`)."""
@@ -114,6 +121,8 @@ class CheckResult:
     passed: bool
     detail: str
     latency_ms: float | None = None
+    status: int | None = None
+    """HTTP status of the answer the check is about (robustness checks: what the server said to the bad input)."""
 
 
 @dataclass(frozen=True)
@@ -282,18 +291,21 @@ class _Runner:
         self.blocked: dict[str, str] = {}
         """group -> why its remaining checks are not run."""
 
-    def call(self, fn: Callable[[], T]) -> tuple[T | None, float, EndpointError | None]:
+    def call(self, fn: Callable[[], T], *, fatal: bool = True) -> tuple[T | None, float, EndpointError | None]:
+        """Run one client call; ``fatal=False`` records even a dropped connection (a bad input may crash a server)."""
         start = self.now()
         try:
             value = fn()
         except EndpointError as err:
-            if err.kind in FATAL_KINDS:
+            if fatal and err.kind in FATAL_KINDS:
                 raise
             return None, (self.now() - start) * 1000, err
         return value, (self.now() - start) * 1000, None
 
-    def add(self, name: str, passed: bool, detail: str, latency_ms: float | None = None) -> None:
-        self.checks.append(CheckResult(name, passed, detail, None if latency_ms is None else round(latency_ms, 1)))
+    def add(self, name: str, passed: bool, detail: str, latency_ms: float | None = None,
+            status: int | None = None) -> None:
+        self.checks.append(CheckResult(name, passed, detail, None if latency_ms is None else round(latency_ms, 1),
+                                       status))
 
     def fail_call(self, name: str, group: str, err: EndpointError, latency_ms: float) -> None:
         self.add(name, False, str(err), latency_ms)
@@ -520,9 +532,207 @@ def _check_score(r: _Runner, client: PoolAPI, expect: Expectations, reference: R
             ok, detail = compare_scores(res.scores, reference.score(query, docs))
             r.add("reference score", ok, detail, ms)
 
+# -- robustness (``poolserve test --robustness``) ------------------------------------------------
+
+UNKNOWN_MODEL = "poolserve-no-such-model"
+"""The model name the unknown-model check sends."""
+CLEAN_ERRORS: frozenset[str] = frozenset({"bad_request", "input_too_long", "model_not_found"})
+"""EndpointError kinds that are a clean refusal: a 4xx with vLLM's error body, the server unharmed."""
+_MAX_SAID = 160
+
+
+def _said(err: EndpointError) -> str:
+    """What the server answered, short: ``HTTP 400 "This model's maximum context length is 256 ..."``."""
+    if err.status is None:
+        return f"{err.kind}: {err.message}"
+    msg = " ".join((err.server_message or "").split())
+    if len(msg) > _MAX_SAID:
+        msg = msg[:_MAX_SAID - 1] + "…"
+    return f'HTTP {err.status} "{msg}"' if msg else f"HTTP {err.status} ({err.kind})"
+
+
+def _health_after(r: _Runner, client: PoolAPI) -> str | None:
+    """None when ``/health`` still answers 200; else what went wrong."""
+    ok, _, err = r.call(client.health, fatal=False)
+    if err is not None:
+        return f"/health after it: {err.message}"
+    return None if ok else "/health after it: 503 (the engine died?)"
+
+
+def _robust(r: _Runner, client: PoolAPI, name: str, fn: Callable[[], T],
+            judge: Callable[[T | None, EndpointError | None], tuple[bool, str]]) -> T | None:
+    """Send one bad input, judge the answer, then require ``/health`` 200; record the check."""
+    value, ms, err = r.call(fn, fatal=False)
+    ok, detail = judge(value, err)
+    sick = _health_after(r, client)
+    if sick:
+        ok, detail = False, f"{detail}; {sick}"
+    elif ok:
+        detail += "; /health 200 after it"
+    status = err.status if err is not None else (200 if value is not None else None)
+    r.add(name, ok, detail, ms, status)
+    return value
+
+
+def _refused_or(accept: Callable[[Any], tuple[bool, str]]) -> Callable[[Any, EndpointError | None], tuple[bool, str]]:
+    """A judge: a clean 4xx passes, as does an answer ``accept`` approves.
+
+    A 5xx, a dropped connection or a timeout fails.
+    """
+    def judge(value: Any, err: EndpointError | None) -> tuple[bool, str]:
+        if err is None:
+            return accept(value)
+        if err.kind in CLEAN_ERRORS:
+            return True, f"refused cleanly: {_said(err)}"
+        return False, f"not a clean answer: {_said(err)}"
+    return judge
+
+
+def _too_long_judge(mml: int, chunked: bool, accept: Callable[[Any], tuple[bool, str]] | None = None
+                    ) -> Callable[[Any, EndpointError | None], tuple[bool, str]]:
+    """A judge: a 400 naming the limit passes.
+
+    With ``accept``, an answer it approves passes too (the input may be fewer tokens than it looks).
+    """
+    def judge(value: Any, err: EndpointError | None) -> tuple[bool, str]:
+        if err is None and accept is not None:
+            return accept(value)
+        if err is None:
+            if chunked:
+                return True, "accepted (chunked processing on)"
+            return False, f"accepted an input over max_model_len {mml}: vLLM should answer 400"
+        if err.kind != "input_too_long":
+            return False, f"expected a 400 naming max_model_len {mml}, got {_said(err)}"
+        if str(mml) not in (err.server_message or ""):
+            return False, f"the 400 does not name the limit {mml}: {_said(err)}"
+        return True, f"{_said(err)} names the limit {mml}"
+    return judge
+
+
+def _vectors_ok(n: int, expect: Expectations) -> Callable[[Any], tuple[bool, str]]:
+    def accept(res: Any) -> tuple[bool, str]:
+        vectors = res.vectors
+        problems = ([f"{len(vectors)} vectors for {n} inputs"] if len(vectors) != n else []) or \
+            vector_problems(vectors, expect)
+        if problems:
+            return False, "; ".join(problems)
+        return True, f"HTTP 200: {n} vectors, {len(vectors[0])} dims, all finite"
+    return accept
+
+
+def _ranked_ok(n: int, relevant: int | None = None, among: Sequence[int] = ()) -> Callable[[Any], tuple[bool, str]]:
+    def accept(res: Any) -> tuple[bool, str]:
+        hits = res.results
+        if len(hits) != n:
+            return False, f"{len(hits)} results for {n} documents"
+        idx = [h.index for h in hits]
+        values = [h.score for h in hits]
+        if sorted(idx) != list(range(n)):
+            return False, "result indices are not the documents sent"
+        if not _finite(values):
+            return False, "non-finite scores (NaN/inf)"
+        if values != sorted(values, reverse=True):
+            return False, "results are not sorted by score"
+        if relevant is not None:
+            rank = {i: k for k, i in enumerate(idx)}
+            worse = [i for i in among if i != relevant and rank[i] < rank[relevant]]
+            if worse:
+                return False, f"document {worse[0]} ranked above the relevant document {relevant}"
+        return True, f"HTTP 200: {n} results, sorted, all finite"
+    return accept
+
+
+def _check_robustness(r: _Runner, client: PoolAPI, expect: Expectations, served: vllm_api.ServedModel | None,
+                      notes: list[str]) -> None:
+    """The bad inputs a deployment must survive: each gets a clean error or a right answer, and /health stays 200.
+
+    Both tasks: an input over max_model_len (a 400 naming the limit), an empty input (no texts / no
+    documents), an unknown model name (404), a batch of :data:`~poolserve.probes.ROBUST_BATCH` texts,
+    non-ASCII text, a very long whitespace-free token and a huge one (a 400 naming the limit); last,
+    ``/health`` and a probe request.
+    """
+    embed = expect.task == "embed"
+    mml = (served.max_model_len if served else None) or expect.max_model_len
+    query = probes.RERANK_QUERY
+
+    def send(texts: Sequence[str], q: str = query) -> Callable[[], Any]:
+        return (lambda: client.embed(list(texts))) if embed else (lambda: client.rerank(q, list(texts)))
+
+    if mml is None:
+        notes.append("robust too long not checked: max_model_len unknown (not in /v1/models or the config)")
+    else:
+        text = long_text(mml)
+        _robust(r, client, "robust too long", send([text]) if embed else send(["a short document"], text),
+                _too_long_judge(mml, expect.chunked_processing))
+
+    def empty_ok(res: Any) -> tuple[bool, str]:
+        got = len(res.vectors) if embed else len(res.results)
+        return (got == 0, f"HTTP 200 with {got} results" + ("" if got == 0 else " for no input"))
+
+    _robust(r, client, "robust empty input" if embed else "robust zero documents", send([]), _refused_or(empty_ok))
+
+    path = vllm_api.EMBEDDINGS if embed else vllm_api.RERANK_PATHS[0]
+    body = (vllm_api.embed_request([probes.EMBED_TEXTS[0]], UNKNOWN_MODEL) if embed else
+            vllm_api.rerank_request(query, [probes.RERANK_RELEVANT], UNKNOWN_MODEL))
+
+    def unknown_judge(value: Any, err: EndpointError | None) -> tuple[bool, str]:
+        if err is None:
+            return False, f"HTTP 200 for model {UNKNOWN_MODEL!r}: the server ignores the model name"
+        if err.kind == "model_not_found" and err.status == 404:
+            return True, f"{_said(err)} as expected"
+        return False, f"expected 404 for model {UNKNOWN_MODEL!r}, got {_said(err)}"
+
+    _robust(r, client, "robust unknown model", lambda: client.request_json("POST", path, body), unknown_judge)
+
+    n = probes.ROBUST_BATCH
+    if embed:
+        texts = probes.batch_texts(n)
+
+        def batch_ok(res: Any) -> tuple[bool, str]:
+            ok, detail = _vectors_ok(n, expect)(res)
+            if ok and cosine(res.vectors[0], res.vectors[-1]) < BATCH_MIN_COSINE:
+                return False, "the first and last texts are the same but their vectors differ (order mixed up?)"
+            return ok, detail
+        _robust(r, client, f"robust batch {n}", send(texts), _refused_or(batch_ok))
+    else:
+        docs = list(probes.RERANK_DOCUMENTS) + probes.batch_texts(n)[len(probes.RERANK_DOCUMENTS):]
+        among = range(len(probes.RERANK_DOCUMENTS))
+        _robust(r, client, f"robust batch {n}", send(docs),
+                _refused_or(_ranked_ok(n, probes.RERANK_RELEVANT_INDEX, among)))
+
+    texts = list(probes.NON_ASCII_TEXTS)
+    _robust(r, client, "robust non-ascii", send(texts, texts[1]),
+            _refused_or(_vectors_ok(len(texts), expect) if embed else _ranked_ok(len(texts))))
+
+    # One whitespace-free word: 8 characters per allowed token (WordPiece makes one [UNK] of it; other
+    # tokenizers may exceed the limit: a clean 400 then), and 20 (over vLLM's cap of 18 characters per
+    # token, which /v1/embeddings checks before tokenizing: a 400 naming the limit; /rerank does not, and
+    # answers when the tokenizer folds the word into few tokens).
+    token = probes.long_token(8 * (mml or 512))
+    _robust(r, client, "robust long token", send([token]) if embed else send([token, probes.RERANK_RELEVANT]),
+            _refused_or(_vectors_ok(1, expect) if embed else _ranked_ok(2)))
+    if mml is not None:
+        huge = probes.long_token(20 * mml)
+        _robust(r, client, "robust huge token", send([huge]) if embed else send([huge, probes.RERANK_RELEVANT]),
+                _too_long_judge(mml, expect.chunked_processing, _vectors_ok(1, expect) if embed else _ranked_ok(2)))
+
+    # Last: still Ready, and a normal request still gets a normal answer.
+    ok, ms, err = r.call(client.health, fatal=False)
+    if err is not None or not ok:
+        r.add("robust healthy after", False, err.message if err else "/health: 503 after the run", ms,
+              err.status if err else 503)
+        return
+    _, ms2, err = r.call(send(probes.EMBED_TEXTS[:2] if embed else probes.RERANK_DOCUMENTS), fatal=False)
+    if err is not None:
+        r.add("robust healthy after", False, f"/health 200 but a probe request failed: {err.message}", ms + ms2,
+              err.status)
+        return
+    r.add("robust healthy after", True, "/health 200 and a probe request answered after the whole run",
+          ms + ms2, 200)
+
 
 def verify(client: PoolAPI, expect: Expectations, *, now: Callable[[], float],
-           reference: Reference | None = None) -> VerifyReport:
+           reference: Reference | None = None, robustness: bool = False) -> VerifyReport:
     """Run every check for ``expect.task`` against ``client``.
 
     A failing check is recorded and the others still run. Failures that make every further request
@@ -534,6 +744,7 @@ def verify(client: PoolAPI, expect: Expectations, *, now: Callable[[], float],
         now: monotonic clock in seconds, for latencies (the caller's: ``time.perf_counter``; this
             core module reads no clock).
         reference: expected outputs computed locally; adds the ``reference ...`` checks.
+        robustness: also send the bad inputs of :func:`_check_robustness` (the ``robust ...`` checks).
 
     Raises:
         EndpointError: when the endpoint cannot be used at all.
@@ -550,6 +761,8 @@ def verify(client: PoolAPI, expect: Expectations, *, now: Callable[[], float],
             _check_embed(r, client, expect, served, reference, notes)
         else:
             _check_score(r, client, expect, reference, notes)
+        if robustness:
+            _check_robustness(r, client, expect, served, notes)
     else:
         notes.append("stopped after /health: the server is not ready")
     return VerifyReport(

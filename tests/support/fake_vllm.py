@@ -129,11 +129,22 @@ class FakeVllm:
                           "this limit even without any output tokens. Please reduce the length of the input "
                           f"prompt. (parameter=input_tokens, value={n})", param="input_tokens")
 
+    def _too_many_chars(self, chars: int) -> httpx.Response:
+        # vLLM 0.32 refuses a text longer than max_model_len * 18 characters before tokenizing it.
+        return vllm_error(400, f"This model's maximum context length is {self.max_model_len} tokens. However, your "
+                          f"prompt contains {chars} characters (more than {self.max_model_len * 18} characters, which "
+                          f"is the upper bound for {self.max_model_len} input tokens). Please reduce the length of "
+                          f"the input prompt. (parameter=input_text, value={chars})", param="input_text")
+
     def embeddings(self, body: dict[str, Any]) -> httpx.Response:
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        if not texts:
+            return vllm_error(400, "You must pass at least one prompt")
         truncate = body.get("truncate_prompt_tokens")
         counts = []
         for t in texts:
+            if len(t) > self.max_model_len * 18 and truncate != -1:
+                return self._too_many_chars(len(t))
             n = self.tokens(t)
             if truncate == -1:
                 n = min(n, self.max_model_len)
@@ -155,8 +166,20 @@ class FakeVllm:
             return [sum(a * b for a, b in zip(q, self.vector(d), strict=True)) for d in docs]
         return [self.relevance(query, d, i) for i, d in enumerate(docs)]
 
+    def _pairs_problem(self, query: str, docs: list[str]) -> httpx.Response | None:
+        if not docs:
+            return vllm_error(400, "At least one text_pair element must be given")
+        for d in docs:  # no character cap here (vLLM 0.32 applies it to /v1/embeddings only)
+            n = self.tokens(query) + self.tokens(d)
+            if n > self.max_model_len and not self.accept_long:
+                return self._too_long(n)
+        return None
+
     def score(self, body: dict[str, Any]) -> httpx.Response:
         docs = body["text_2"] if isinstance(body["text_2"], list) else [body["text_2"]]
+        problem = self._pairs_problem(body["text_1"], docs)
+        if problem is not None:
+            return problem
         scores = self._scores(body["text_1"], docs)
         return httpx.Response(200, json={
             "id": "score-1", "object": "list", "created": 1, "model": self.served[0],
@@ -165,6 +188,9 @@ class FakeVllm:
 
     def rerank(self, body: dict[str, Any]) -> httpx.Response:
         docs = body["documents"]
+        problem = self._pairs_problem(body["query"], docs)
+        if problem is not None:
+            return problem
         scores = self._scores(body["query"], docs)
         order = sorted(range(len(docs)), key=lambda i: scores[i], reverse=not self.reverse_rerank)
         top_n = body.get("top_n") or 0

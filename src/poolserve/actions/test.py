@@ -50,6 +50,8 @@ class VerifyRequest:
     """Directory or HF id of the reference weights (default: model_id, looked up in the caches)."""
     timeout: Duration = "60s"
     """Timeout of one request."""
+    robustness: bool = False
+    """Also send the bad inputs a deployment must survive (see :func:`poolserve.verify.verify`)."""
 
 
 def base_url(url: str) -> tuple[str, str | None]:
@@ -180,4 +182,5 @@ def verify_model(req: VerifyRequest, edges: Edges, *, notify: Notify | None = No
     for w in caught:
         say("warning", str(w.message))
     with client:
-        return verify(client, _expectations(req, model, served), now=time.perf_counter, reference=ref)
+        return verify(client, _expectations(req, model, served), now=time.perf_counter, reference=ref,
+                      robustness=req.robustness)

@@ -60,20 +60,23 @@ def _replicas(s: ModelStatus) -> str:
 
 
 def status_table(statuses: Sequence[ModelStatus]) -> RenderableType:
-    """The ``poolserve status`` table; reasons and evidence follow under it."""
+    """The ``poolserve status`` table; reasons, the last termination and evidence follow under it."""
     table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "TARGET", "STATUS", "REPLICAS", "RUNTIME", "MODEL", "URL", "AGE"):
+    for column in ("NAME", "TARGET", "STATUS", "REPLICAS", "RESTARTS", "RUNTIME", "MODEL", "URL", "AGE"):
         # Never truncate ids and URLs: users copy them. Narrow terminals wrap them instead.
         table.add_column(column, overflow="fold", no_wrap=column not in ("MODEL", "URL", "RUNTIME"))
     notes: list[RenderableType] = []
     for s in statuses:
         table.add_row(
             s.name, s.target, Text(s.phase, style=_PHASE_STYLE.get(s.phase, "")),
-            _replicas(s), s.runtime or "-", s.served_model or "-",
+            _replicas(s), "-" if s.restarts is None else str(s.restarts), s.runtime or "-", s.served_model or "-",
             s.route_url or s.url or "-", _age(s.age_s),
         )
         if s.reason:
             notes.append(Text(f"{s.name}: {s.reason}", style="red" if s.phase == "Failed" else "yellow"))
+        if s.last_termination and s.phase != "Failed" and s.last_termination not in (s.reason or ""):
+            notes.append(Text(f"{s.name}: last termination: {s.last_termination}", style="dim"))
+        if s.reason:
             notes.extend(Text(f"  {line}", style="dim") for line in s.details)
         notes.extend(Text(f"{s.name}: warning: {w}", style="yellow") for w in s.warnings)
     return Group(table, *notes) if notes else table

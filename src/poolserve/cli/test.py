@@ -65,6 +65,10 @@ def test_cmd(
     reference_model: Annotated[str | None, typer.Option(
         "--reference-model", help="Directory or HF id of the reference weights (default: model_id, looked up "
         "in the local and HF caches).", metavar="DIR_OR_ID")] = None,
+    robustness: Annotated[bool, typer.Option(
+        "--robustness", help="Also send bad inputs a deployment must survive (too long, empty, unknown model, "
+        "2,048 texts, non-ASCII, a very long token): each needs a clean 4xx or a right answer, and /health "
+        "200 after it.")] = False,
     timeout: Annotated[str, typer.Option("--timeout", help="Timeout of one request, e.g. 60s.",
                                          metavar="DURATION")] = "60s",
     target: TargetOpt = None,
@@ -91,7 +95,8 @@ def test_cmd(
 
     req = VerifyRequest(name=name, source=source(config, set_), where=where(target, context, kubeconfig), url=url,
                         task=task, token=token, ca_file=ca_file, insecure=insecure, served_model=served_model,
-                        reference=reference, reference_model=reference_model, timeout=timeout)
+                        reference=reference, reference_model=reference_model, timeout=timeout,
+                        robustness=robustness)
     report = verify_model(req, s.edges, notify=notify)
     if output == "json":
         typer.echo(dumps(report, "json"), nl=False)

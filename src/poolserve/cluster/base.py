@@ -21,7 +21,7 @@ from poolserve.kserve import GROUP, ISVC_KIND, SR_KIND, Manifest
 FIELD_MANAGER = "poolserve"
 """Field manager of every server-side apply (``kubectl get -o yaml --show-managed-fields`` shows it)."""
 
-LOG_TAIL = 60
+LOG_TAIL = 120
 """Log lines read to diagnose a crashed container (the previous predictor, a failed cache Job)."""
 
 KSERVE_HINT = "KServe is not installed (or not this version): install KServe / enable the OpenShift AI " \

@@ -10,6 +10,20 @@ Nothing touches the network, or even imports ``kubernetes``, until the first cal
 error and connection error is translated here, at the boundary, into a
 :class:`~poolserve.errors.PoolserveError` (``raise X(...) from err``) that keeps the HTTP status
 and the API server's (or admission webhook's) message.
+
+Retries (:func:`retryable`), with exponential backoff (0.5 s doubling, capped at 8 s, or the
+server's ``Retry-After``), at most :data:`DEFAULT_RETRIES` times:
+
+- a connection that could not be made (refused, unknown host, connect timeout): any call, since
+  nothing was sent;
+- 429 (API Priority and Fairness, or a busy aggregated API) and 500/502/503/504 (an API server
+  restarting behind a load balancer): only idempotent calls. Those are GET (get, list, logs) and the
+  server-side apply PATCH: it sends the whole desired state of our field manager, with no
+  resourceVersion, so applying it twice leaves the object as applying it once (a first attempt that
+  did land makes the second one a no-op). DELETE is not retried (a lost answer followed by a 404
+  would report the object as already gone), nor POST (a create is not idempotent; our only POST, the
+  access review, is cheap to ask again by re-running the command). A 500 that says the patch does not
+  fit the schema is deterministic and not retried either.
 """
 
 from __future__ import annotations
@@ -17,7 +31,8 @@ from __future__ import annotations
 import builtins
 import json
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -45,6 +60,11 @@ from poolserve.errors import ClusterUnreachable, MissingDependency, NotFound, Po
 from poolserve.kserve import Manifest
 
 DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_RETRIES = 4
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+APPLY_PATCH = "application/apply-patch+yaml"
 _TYPED_PATCH = "failed to create typed patch object"
 INSTALL_HINT = "install the cluster extra: pip install -e '.[cluster]' in the poolserve checkout"
 
@@ -116,6 +136,26 @@ def translate(status: int, body: str, req: Request, server: str) -> PoolserveErr
     return unreachable(server, f"HTTP {status} on {req.verb} {k.resource}: {message}")
 
 
+def idempotent(method: str, content_type: str | None) -> bool:
+    """GET, and the server-side apply PATCH (see the module docstring); never POST or DELETE."""
+    return method == "GET" or (method == "PATCH" and content_type == APPLY_PATCH)
+
+
+def retryable(method: str, content_type: str | None, status: int, body: str) -> bool:
+    """Whether an HTTP error answer is worth the same request again (pure)."""
+    if status not in RETRY_STATUSES or not idempotent(method, content_type):
+        return False
+    return _TYPED_PATCH not in body
+
+
+def retry_delay(attempt: int, retry_after: str | None) -> float:
+    """Seconds before retry ``attempt`` (0-based): the server's ``Retry-After`` seconds, else the backoff."""
+    backoff = min(MAX_BACKOFF_S, BACKOFF_S * 2.0 ** attempt)
+    if retry_after and retry_after.strip().isdigit():
+        return min(MAX_BACKOFF_S, float(retry_after.strip())) or backoff
+    return backoff
+
+
 def _connection_detail(err: BaseException) -> str:
     reason = getattr(err, "reason", None) or err
     text = one_line(str(reason), 200)
@@ -128,7 +168,8 @@ class KubeCluster:
     """:class:`~poolserve.cluster.base.Cluster` over the Kubernetes REST API."""
 
     def __init__(self, context: str | None = None, kubeconfig: str | None = None, *,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         """Remember where to connect; nothing is loaded or contacted yet.
 
         Args:
@@ -136,10 +177,14 @@ class KubeCluster:
             kubeconfig: kubeconfig file (default: ``$KUBECONFIG`` or ``~/.kube/config``, else the
                 in-cluster service account).
             timeout_s: per-request timeout (not applied to ``logs --follow``).
+            retries: how often to repeat a request that may be repeated (see the module docstring).
+            sleep: how to wait between attempts (tests record the waits).
         """
         self.context = context
         self.kubeconfig = kubeconfig
         self.timeout_s = timeout_s
+        self.retries = max(0, retries)
+        self.sleep = sleep
         self._client: Any = None
 
     # ---------------------------------------------------------------------------------------------
@@ -197,7 +242,10 @@ class KubeCluster:
 
     def _send(self, method: str, path: str, req: Request, *, query: Mapping[str, Any] | None = None,
               body: Any = None, content_type: str | None = None, stream: bool = False) -> Any:
-        """One HTTP request; returns the urllib3 response (status 2xx) or raises a PoolserveError."""
+        """One HTTP request, retried as the module docstring says.
+
+        Returns the urllib3 response (status 2xx), or raises a PoolserveError.
+        """
         import urllib3
 
         api = self._api()
@@ -207,16 +255,34 @@ class KubeCluster:
             url += "?" + urlencode(q)
         data = json.dumps(body).encode() if body is not None else None
         timeout = None if stream else urllib3.Timeout(total=self.timeout_s)
-        try:
-            resp = api.rest_client.pool_manager.request(
-                method, url, body=data, headers=self._headers(content_type if data is not None else None),
-                timeout=timeout, preload_content=not stream)
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise unreachable(str(api.configuration.host), _connection_detail(err)) from err
-        if not 200 <= resp.status <= 299:
+        # urllib3 itself retries nothing: the loop below decides, with backoff, what may be sent again.
+        no_retries = urllib3.Retry(total=0, redirect=False, raise_on_redirect=False, raise_on_status=False)
+        attempt = 0
+        while True:
+            try:
+                resp = api.rest_client.pool_manager.request(
+                    method, url, body=data, headers=self._headers(content_type if data is not None else None),
+                    timeout=timeout, preload_content=not stream, retries=no_retries)
+            except (urllib3.exceptions.HTTPError, OSError) as err:
+                if _never_sent(err) and attempt < self.retries:
+                    self.sleep(retry_delay(attempt, None))
+                    attempt += 1
+                    continue
+                tries = f" (after {attempt + 1} attempts)" if attempt else ""
+                raise unreachable(str(api.configuration.host), _connection_detail(err) + tries) from err
+            if 200 <= resp.status <= 299:
+                return resp
             text = resp.data.decode("utf-8", "replace") if not stream else resp.read().decode("utf-8", "replace")
-            raise translate(resp.status, text, req, str(api.configuration.host)) from _HttpError(resp.status, text)
-        return resp
+            if retryable(method, content_type, resp.status, text) and attempt < self.retries:
+                if stream:
+                    resp.release_conn()
+                self.sleep(retry_delay(attempt, resp.headers.get("Retry-After")))
+                attempt += 1
+                continue
+            err_out = translate(resp.status, text, req, str(api.configuration.host))
+            if attempt:
+                err_out = err_out.with_message(f"{err_out.message} (after {attempt + 1} attempts)")
+            raise err_out from _HttpError(resp.status, text)
 
     def _json(self, method: str, path: str, req: Request, **kwargs: Any) -> Any:
         resp = self._send(method, path, req, **kwargs)
@@ -237,8 +303,7 @@ class KubeCluster:
         meta = obj.get("metadata") or {}
         name, ns = str(meta.get("name", "")), meta.get("namespace") if k.namespaced else None
         req = Request("apply (patch)", k, name, ns)
-        result = self._json("PATCH", _path(k, ns, name), req, body=obj,
-                            content_type="application/apply-patch+yaml",
+        result = self._json("PATCH", _path(k, ns, name), req, body=obj, content_type=APPLY_PATCH,
                             query={"fieldManager": FIELD_MANAGER, "force": force, "dryRun": "All" if dry_run else None})
         return dict(result or {})
 
@@ -325,6 +390,15 @@ class _HttpError(Exception):
         super().__init__(f"HTTP {status}: {one_line(body, 300)}")
         self.status = status
         self.body = body
+
+
+def _never_sent(err: BaseException) -> bool:
+    """A failure to connect: the request cannot have reached the server (safe to send again, any verb)."""
+    import urllib3
+
+    reason = getattr(err, "reason", None) or err
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+                               ConnectionRefusedError)) and not isinstance(reason, urllib3.exceptions.ReadTimeoutError)
 
 
 def _is_object_404(body: str) -> bool:

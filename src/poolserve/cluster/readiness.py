@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from poolserve.cluster.base import dig
-from poolserve.diagnose import Diagnosis, diagnose
+from poolserve.diagnose import Diagnosis, diagnose, meaningful
 from poolserve.kserve import (
     AUTOSCALER_CLASS,
     CONTAINER_NAME,
@@ -191,16 +191,18 @@ def model_status(
     ready_n = int(dig(dep, "status", "readyReplicas", default=0) or 0) if dep else 0
     pods_n = int(dig(dep, "status", "replicas", default=0) or 0) if dep else 0
     scaling = autoscaler_of(isvc)
+    current, old = split_rollout(pods, dep)
+    restarts, last_term = restart_summary(current, logs or {})
     base = ModelStatus(name=name, target="cluster", phase="Loading", ready=False, runtime=runtime_of(isvc),
                        served_model=served_model_name(isvc) or name, url=internal, route_url=route,
                        replicas_ready=ready_n, replicas_desired=desired, replicas_current=pods_n,
                        replicas_min=scaling[0] if scaling else None, replicas_max=scaling[1] if scaling else None,
-                       autoscaler=scaling[2] if scaling else None, age_s=age)
+                       autoscaler=scaling[2] if scaling else None, age_s=age, restarts=restarts,
+                       last_termination=last_term)
 
     details: list[str] = []
     findings: list[Finding] = []
     transition = dig(status, "modelStatus", "transitionStatus")
-    current, old = split_rollout(pods, dep)
     old_pods = {_meta(p).get("name") for p in old}
     # The Deployment's 600 s progress deadline is shorter than the runtime's startupProbe (30 min, for
     # first downloads): while a pod is still starting without restarts, the deadline is not a failure.
@@ -444,6 +446,45 @@ def split_rollout(pods: Sequence[Manifest], deployment: Manifest | None) -> tupl
     return current, old
 
 
+def restart_summary(pods: Sequence[Manifest], logs: Mapping[str, Sequence[str]],
+                    container: str = CONTAINER_NAME) -> tuple[int, str | None]:
+    """Restarts of ``container`` summed over ``pods``, and how its latest ended (``Completed (exit 0): ...``).
+
+    The ending is explained by :func:`poolserve.diagnose.diagnose` on the termination message, else on the
+    previous log in ``logs`` (vLLM exits 0 when its engine died, and ``FallbackToLogsOnError`` only keeps the
+    log of a container that exited with an error).
+    """
+    total = 0
+    latest: tuple[str, str] | None = None
+    for p in pods:
+        for cs in dig(p, "status", "containerStatuses", default=[]) or []:
+            if cs.get("name") != container:
+                continue
+            total += int(cs.get("restartCount") or 0)
+            term = dig(cs, "lastState", "terminated", default=None) or dig(cs, "state", "terminated", default=None)
+            if not term:
+                continue
+            message = str(term.get("message") or "")
+            diag = (diagnose(message) if message else None) or diagnose(logs.get(_meta(p).get("name", ""), []))
+            signal = f"signal {term['signal']}, " if term.get("signal") else ""
+            what = f"{term.get('reason') or 'Terminated'} ({signal}exit {term.get('exitCode', '?')})"
+            text = f"{what}: {diag}" if diag else (f"{what}: {_last_line(message)}" if message.strip() else what)
+            when = str(term.get("finishedAt") or "")
+            if latest is None or when > latest[0]:
+                latest = (when, text)
+    return total, latest[1] if latest else None
+
+
+def restarted_unexplained(pod: Manifest, container: str = CONTAINER_NAME) -> bool:
+    """``container`` restarted, and its termination message does not say why (its previous log may)."""
+    for cs in dig(pod, "status", "containerStatuses", default=[]) or []:
+        if cs.get("name") != container:
+            continue
+        term = dig(cs, "lastState", "terminated", default=None) or {}
+        return bool(term) and diagnose(str(term.get("message") or "")) is None
+    return False
+
+
 def pod_problems(pod: Manifest, *, container: str = CONTAINER_NAME,
                  prev_log: Sequence[str] | None = None) -> list[Finding]:
     """Findings about one pod's scheduling and ``container`` (for any pod, e.g. a cache Job's)."""
@@ -454,6 +495,7 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
                   container: str = CONTAINER_NAME) -> list[Finding]:
     out: list[Finding] = []
     pname = _meta(p).get("name", "?")
+    prev_log = meaningful(prev_log) if prev_log else prev_log
     for c in dig(p, "status", "conditions", default=[]) or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
             msg = _first_line(str(c.get("message", "")))
@@ -479,7 +521,7 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
             what = wreason or (f"terminated {term.get('reason')}" if term else f"restarted after {last.get('reason')}")
             details.append(f"pod {pname}: {what}" + (f" (restarts {restarts})" if restarts else "")
                            + (f": {wmsg}" if wmsg and wreason not in ("CrashLoopBackOff",) else ""))
-        tail = [ln for ln in message.splitlines() if ln.strip()][-5:] or list(prev_log or [])[-5:]
+        tail = [ln for ln in meaningful(message.splitlines()) if ln.strip()][-5:] or list(prev_log or [])[-5:]
         if (wreason == "CrashLoopBackOff" or term.get("reason") == "Error") and tail:
             details.extend(f"  log: {ln.strip()}" for ln in tail)
         if wreason in _IMAGE_REASONS:

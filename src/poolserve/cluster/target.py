@@ -462,11 +462,16 @@ class ClusterTarget:
         }
         st = readiness.model_status(name, **kwargs)
         dep = next((d for d in deployments if d["metadata"]["name"] == predictor_name(name)), None)
-        crashed = [p for p in readiness.split_rollout(pods, dep)[0] if _crashing(p)]
-        if st.phase == "Failed" and crashed and "CrashLoopBackOff: kserve-container exited" in (st.reason or ""):
-            # The termination message did not explain the crash: read the previous container's log.
+        current = readiness.split_rollout(pods, dep)[0]
+        crashed = [p for p in current if _crashing(p)]
+        restarted = [p for p in current if readiness.restarted_unexplained(p)]
+        unexplained = st.phase == "Failed" and crashed and "CrashLoopBackOff: kserve-container exited" in (
+            st.reason or "")
+        if unexplained or (restarted and not crashed):
+            # The termination message did not explain the crash or the restart (vLLM exits 0 when its engine
+            # dies, and FallbackToLogsOnError keeps no log then): read the previous container's log.
             logs: dict[str, list[str]] = {}
-            for p in crashed[:1]:
+            for p in (crashed or restarted)[:1]:
                 pname = p["metadata"]["name"]
                 try:
                     logs[pname] = list(self.cluster.logs(namespace, pname, container=kserve.CONTAINER_NAME,

@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from poolserve import kserve, storage, vllm
 from poolserve.errors import LocalRunError, SpecError
 from poolserve.kserve import Composed
+from poolserve.local.lifecycle import Probe, RestartPolicy, probes_of
 from poolserve.machine import HostInfo
 from poolserve.spec import LocalSpec, PoolSpec
 
@@ -68,8 +69,13 @@ class LaunchPlan:
     overrides: tuple[str, ...]
     """Human-readable differences from the cluster container, one per line."""
     fingerprint: str
-    """Hash of argv and env (the port and the automatic ``HF_HUB_OFFLINE=1`` excluded): a running server
-    with the same one is unchanged."""
+    """Hash of argv, env, probes and restart policy (the port and the automatic ``HF_HUB_OFFLINE=1``
+    excluded): a running server with the same one is unchanged."""
+    probes: tuple[Probe, ...] = ()
+    """The rendered startup/readiness/liveness probes, on the local port."""
+    restart_policy: RestartPolicy = "Always"
+    grace_s: float = 30.0
+    """``terminationGracePeriodSeconds``: SIGTERM, then SIGKILL after this long."""
 
 
 def local_cache_dir(spec: PoolSpec) -> Path:
@@ -197,14 +203,15 @@ def served_name(argv: Sequence[str], default: str) -> str:
 
 
 def _fingerprint(argv: Sequence[str], port: int, env: Mapping[str, str],
-                 derived: frozenset[str] = frozenset()) -> str:
+                 derived: frozenset[str] = frozenset(), supervision: Sequence[object] = ()) -> str:
     """What decides whether a running server is kept: the command and env, less the port and ``derived``.
 
     ``derived`` are env keys poolserve added itself that do not change what is served (``HF_HUB_OFFLINE``
     once the model is cached: the first deploy downloads it, so the next one would otherwise restart it).
     """
     stable = [a for a in argv if a != f"--port={port}"]
-    blob = json.dumps([stable, sorted((k, v) for k, v in env.items() if k not in derived)], separators=(",", ":"))
+    blob = json.dumps([stable, sorted((k, v) for k, v in env.items() if k not in derived), *supervision],
+                      separators=(",", ":"), default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -376,12 +383,20 @@ def plan_launch(
     if local.env:
         env.update(local.env)
         derived -= set(local.env)  # the user's value, not ours
-        overrides.append("local env: " + " ".join(f"{k}={v}" for k, v in local.env.items()))
+        # Names only: a value here may be a token, and these notes are printed.
+        overrides.append("local env: " + ", ".join(local.env))
 
+    probes, probe_notes = probes_of(composed.container)
+    overrides.extend(probe_notes)
+    overrides.append(f"restartPolicy {local.restart_policy}, terminationGracePeriodSeconds "
+                     f"{local.termination_grace_period_s:g} (local.restart_policy, local.termination_grace_period_s)")
+    supervision = [[asdict(p) for p in probes], local.restart_policy]
     return LaunchPlan(
         name=name, runtime=composed.runtime, argv=tuple(argv), env=env, port=port,
         url=f"http://{HOST}:{port}", served_model=served_name(argv, model_id),
         volumes=tuple(mounts), fresh_dirs=tuple(m.local for m in empties if m.local is not None),
-        run_dir=run_dir, overrides=tuple(overrides), fingerprint=_fingerprint(argv, port, env, frozenset(derived)),
+        run_dir=run_dir, overrides=tuple(overrides),
+        fingerprint=_fingerprint(argv, port, env, frozenset(derived), supervision),
+        probes=probes, restart_policy=local.restart_policy, grace_s=local.termination_grace_period_s,
     )
 

@@ -21,9 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from poolserve.diagnose import diagnose
+from poolserve.diagnose import diagnose, meaningful
 from poolserve.errors import LocalRunError, LocalStartError, NotReady
 from poolserve.target import ProgressFn
 
@@ -44,8 +42,13 @@ def free_port(host: str = "127.0.0.1", *, avoid: Sequence[int] = ()) -> int:
 
 
 def port_free(host: str, port: int) -> bool:
-    """Nothing listens on ``host:port`` (binding it succeeds)."""
+    """Nothing listens on ``host:port``: binding it succeeds with ``SO_REUSEADDR``, as servers bind.
+
+    Without ``SO_REUSEADDR`` the connections of a server that just stopped (TIME_WAIT, 60 s on Linux)
+    make its port look taken, and a restarted server would move to another port for nothing.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -55,6 +58,8 @@ def port_free(host: str, port: int) -> bool:
 
 def http_healthy(url: str, *, timeout_s: float = 2.0) -> bool:
     """``GET url`` answered 200 (connection errors and timeouts count as not healthy)."""
+    import httpx  # here, not at import: the supervisor process imports this module and never needs httpx
+
     try:
         # trust_env=False: an http_proxy from the environment must not intercept 127.0.0.1.
         return httpx.get(url, timeout=timeout_s, trust_env=False).status_code == 200
@@ -63,7 +68,11 @@ def http_healthy(url: str, *, timeout_s: float = 2.0) -> bool:
 
 
 def read_tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
-    """The last ``lines`` lines of a log file (empty when it does not exist)."""
+    """The last ``lines`` meaningful lines of a log file (empty when it does not exist).
+
+    Blank lines and the leak reports Python prints at exit after a crash (:func:`poolserve.diagnose.is_noise`)
+    are left out: they once filled a 30-line tail and hid vLLM's EngineDeadError.
+    """
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
@@ -73,7 +82,7 @@ def read_tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
     except FileNotFoundError:
         return []
     text = data.decode("utf-8", errors="replace").replace("\r", "\n")
-    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+    return [ln for ln in meaningful(text.splitlines()) if ln.strip()][-lines:]
 
 
 # vLLM's startup, as its log shows it (0.32, CPU and GPU): (substring, phase, fraction).
@@ -274,23 +283,32 @@ class VllmProcess:
         message = f"{label}: vLLM {how} while starting{cause}\n  last log lines ({self.log_path}):\n{body}"
         return LocalStartError(message, diagnosis=diag, log_tail=tail, returncode=rc)
 
-    def stop(self, grace_s: float = 15.0, *, sleep: Callable[[float], None] = time.sleep,
+    def stop(self, grace_s: float = 30.0, *, sleep: Callable[[float], None] = time.sleep,
              now: Callable[[], float] = time.monotonic) -> StopResult:
-        """SIGTERM the whole process group, then SIGKILL what is left after ``grace_s``."""
-        members = self.members()
-        if not members:
+        """Stop the server as the kubelet stops a container.
+
+        SIGTERM goes to the server alone (a container's PID 1), so it can finish the requests in flight
+        and shut its engine down itself; once it has exited, whatever is left of its process group gets
+        SIGKILL (the kernel kills a container's other processes when PID 1 exits); after ``grace_s`` the
+        whole group gets SIGKILL.
+        """
+        if not self.members():
             return StopResult(was_running=False, killed=False)
-        self._signal(signal.SIGTERM)
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
         deadline = now() + grace_s
+        killed = False
         while self.members():
-            if now() >= deadline:
+            if not self.alive() or now() >= deadline:
+                killed = self.alive()  # the grace period ran out with the server still running
                 self._signal(signal.SIGKILL)
                 kill_deadline = now() + 5.0
                 while self.members() and now() < kill_deadline:
                     sleep(0.05)
-                return StopResult(was_running=True, killed=True)
+                break
             sleep(0.1)
-        return StopResult(was_running=True, killed=False)
+        return StopResult(was_running=True, killed=killed)
 
     def _signal(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
