@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from poolserve import catalog, spec, storage, vllm
+from poolserve import catalog, kserve, spec, storage, vllm
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "poolserve"
@@ -204,6 +204,11 @@ def constants() -> dict[str, Any]:
             "api_server_deprecated": list(vllm.API_SERVER_DEPRECATED),
         },
         "task_aliases": dict(spec._TASK_ALIASES),
+        # kserve.PROBE_DEFAULTS: kind -> [periodSeconds, timeoutSeconds, failureThreshold].
+        "probe_defaults": {k: list(v) for k, v in kserve.PROBE_DEFAULTS.items()},
+        # spec.secret_like: env names that usually hold a secret (words, and pairs of adjacent words).
+        "secret_words": sorted(spec._SECRET_WORDS),
+        "secret_pairs": sorted("_".join(p) for p in spec._SECRET_PAIRS),
         # storage.py: where KServe puts a storage_uri's model, and its volumes (the names lint tells apart).
         "storage": {"model_dir": storage.MODEL_DIR, "modelcar_dir": storage.MODELCAR_DIR,
                     "pvc_volume": storage.PVC_VOLUME, "download_volume": storage.DOWNLOAD_VOLUME,

@@ -120,6 +120,17 @@ models:
   - {{name: c, model_id: cross-encoder/ms-marco-MiniLM-L12-v2, mig_profile: 1g.10gb+me, gpus: null}}
   - {{name: d, {_MINILM}, runtime: cpu-new, storage_uri: 'hf://sentence-transformers/all-MiniLM-L6-v2'}}
 """,
+    # Probes set in part (the rest keep poolserve's defaults; an initial delay of 0 is left out) and env names
+    # that only look like secret words (spec.secret_like lets them through).
+    "probes-and-env-names": f"""\
+runtimes:
+  - name: embed
+    task: embed
+    probes: {{startup: {{period_s: 5, initial_delay_s: 0}}, liveness: {{initial_delay_s: 20, failure_threshold: 2}}}}
+    env: {{TOKENIZERS_PARALLELISM: "false", KEYWORDS: x}}
+models:
+  - {{name: a, {_MINILM}, env: {{TOKENIZER_MODE: auto, PASS_THROUGH: "1"}}}}
+""",
 }
 
 

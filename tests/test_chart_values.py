@@ -60,6 +60,11 @@ SCHEMA_CASES = {
                             "at '/models/0/gpu_memory_gib'"),
     "stopped-not-a-boolean": (config(f"  - {MINILM}, stopped: maybe}}\n"), "models[0].stopped",
                               "at '/models/0/stopped'"),
+    "probe-period-zero": (config(f"  - {MINILM}}}\n",
+                                 runtimes="runtimes: [{name: a, task: embed, probes: {startup: {period_s: 0}}}]\n"),
+                          "runtimes[0].probes.startup.period_s", "at '/runtimes/0/probes/startup/period_s'"),
+    "unknown-probe": (config(f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed, probes: {ready: {}}}]\n"),
+                      "runtimes[0].probes.ready", "at '/runtimes/0/probes': additional properties 'ready'"),
     "unknown-runtime-mode": (config(f"  - {MINILM}}}\n", top="runtime_mode: shard\n"), "runtime_mode: invalid value",
                              "at '/runtime_mode': value must be one of 'shared', 'per-model'"),
     "no-models": (config("  []\n"), "models:", "at '/models': minItems: got 0, want 1"),
@@ -162,6 +167,11 @@ CROSS_CASES = {
     "data-connection-bad-name": config(f"  - {MINILM}, storage_uri: 's3://bucket/x', data_connection: AWS}}\n"),
     "node-selector-with-profile": config(f"  - {MINILM}, node_selector: {{gpu: l4}}}}\n",
                                          top="defaults: {hardware_profile: l4}\n"),
+    # Env values are rendered into the manifests: a secret-looking name is refused (spec._secret_env).
+    "secret-env-on-a-model": config(f"  - {MINILM}, env: {{HF_TOKEN: hf_abc}}}}\n"),
+    "secret-env-api-key-pair": config(f"  - {MINILM}}}\n", top="defaults: {env: {vllm-api-key: abc}}\n"),
+    "secret-env-on-a-runtime": config(
+        f"  - {MINILM}}}\n", runtimes="runtimes: [{name: a, task: embed, env: {DB_PASSWORD: x}}]\n"),
     "tolerations-with-profile": config(f"  - {MINILM}, hardware_profile: l4, tolerations: [{{key: gpu}}]}}\n"),
     # CPU runtimes and MIG slices.
     "cpu-runtime-with-accelerator": config(

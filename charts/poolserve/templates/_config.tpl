@@ -129,6 +129,18 @@ null opts out of defaults: (spec._own_or_default). Helm keeps nulls inside lists
 {{- $spec := .spec -}}{{- $catalog := .catalog -}}{{- $c := .constants -}}
 {{- $ns := $spec.namespace -}}
 {{- $out := list -}}
+{{- /* spec._secret_env: env values land in the rendered objects; a secret-looking name is refused. */ -}}
+{{- $envs := list (list "defaults" $spec.defaults.env) -}}
+{{- range $i, $rt := $spec.runtimes }}{{ $envs = append $envs (list (printf "runtimes[%d]" $i) $rt.env) }}{{ end -}}
+{{- range $i, $m := $spec.models }}{{ $envs = append $envs (list (printf "models[%d]" $i) $m.env) }}{{ end -}}
+{{- range $envs -}}
+  {{- $at := index . 0 -}}
+  {{- range $name, $_ := index . 1 -}}
+    {{- if include "poolserve.secretLike" (dict "name" $name "constants" $c) -}}
+      {{- $out = append $out (printf "%s.env.%s: %s looks like a secret, and its value would be written into the rendered manifests: use cache.hf_token_secret for the HF token (a Secret reference, rendered as secretKeyRef), or local.env for the local target (never rendered)" $at $name $name) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- if or (not (regexMatch $c.name_re $ns)) (gt (len $ns) 63) -}}
   {{- $out = append $out (printf "namespace: %s is not a valid namespace name (DNS-1123 label)" (include "poolserve.repr" $ns)) -}}
 {{- end -}}
@@ -421,6 +433,7 @@ mode), and its container args (vllm.runtime_args). */ -}}
   "tolerations" ($rt.tolerations | default list)
   "extra_args" $rt.extra_args
   "env" $rt.env
+  "probes" $rt.probes
 -}}
 {{- $_ := set $out "args" (include "poolserve.runtimeArgs" (dict "runtime" $out "constants" .constants) | fromJsonArray) -}}
 {{- $_ := set $out "command" (include "poolserve.command" (dict "version_key" $out.version_key "constants" .constants) | fromJsonArray) -}}
@@ -549,4 +562,16 @@ reads it from the runtime). */ -}}
   {{- fail (printf "%s%s (poolserve lint rejects this config)" (first $errors) $more) -}}
 {{- end -}}
 {{- toJson $resolved -}}
+{{- end }}
+
+{{- /* poolserve.secretLike: spec.secret_like, "true" for an env name that usually holds a secret (HF_TOKEN,
+VLLM_API_KEY), "" otherwise (TOKENIZERS_PARALLELISM). */ -}}
+{{- define "poolserve.secretLike" -}}
+{{- $words := splitList "_" (upper .name | replace "-" "_") -}}
+{{- $found := false -}}
+{{- range $i, $w := $words -}}
+  {{- if has $w $.constants.secret_words }}{{ $found = true }}{{ end -}}
+  {{- if and (gt $i 0) (has (printf "%s_%s" (index $words (sub $i 1)) $w) $.constants.secret_pairs) }}{{ $found = true }}{{ end -}}
+{{- end -}}
+{{- if $found }}true{{ end -}}
 {{- end }}

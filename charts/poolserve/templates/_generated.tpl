@@ -195,7 +195,9 @@
     "extra_args": {"default": []},
     "env": {"default": {}},
     "startup_timeout_s": {"default": 600},
-    "pvc_dirs": {"default": {}}
+    "pvc_dirs": {"default": {}},
+    "restart_policy": {"default": "Always"},
+    "termination_grace_period_s": {"default": 30}
   },
   "MonitoringSpec": {
     "enabled": {"default": false}
@@ -239,7 +241,8 @@
     "node_selector": {"default": null},
     "tolerations": {"items": "Toleration", "default": []},
     "extra_args": {"default": []},
-    "env": {"default": {}}
+    "env": {"default": {}},
+    "probes": {"class": "ProbesConfig", "default": {}}
   },
   "ModelConfig": {
     "resources": {"class": "Resources", "default": null},
@@ -305,6 +308,17 @@
   "DisruptionBudget": {
     "max_unavailable": {"default": null},
     "min_available": {"default": null}
+  },
+  "ProbesConfig": {
+    "startup": {"class": "ProbeConfig", "default": {}},
+    "readiness": {"class": "ProbeConfig", "default": {}},
+    "liveness": {"class": "ProbeConfig", "default": {}}
+  },
+  "ProbeConfig": {
+    "period_s": {"default": null},
+    "timeout_s": {"default": null},
+    "failure_threshold": {"default": null},
+    "initial_delay_s": {"default": null}
   }
 }
 {{- end }}
@@ -351,6 +365,13 @@
     "rerank": "score",
     "reranker": "score"
   },
+  "probe_defaults": {
+    "startup": [10, 5, 180],
+    "readiness": [10, 5, 3],
+    "liveness": [30, 10, 5]
+  },
+  "secret_words": ["APIKEY", "CREDENTIAL", "CREDENTIALS", "PASSWD", "PASSWORD", "SECRET", "TOKEN"],
+  "secret_pairs": ["ACCESS_KEY", "API_KEY", "PRIVATE_KEY", "SECRET_KEY"],
   "storage": {
     "model_dir": "/mnt/models",
     "modelcar_dir": "/mnt",

@@ -66,22 +66,11 @@ spec:
         - containerPort: {{ $port }}
           name: http
           protocol: TCP
-      # Model loads (and first downloads) are slow: the startup probe allows 30 minutes.
-      startupProbe:
-        httpGet: {path: /health, port: {{ $port }}, scheme: HTTP}
-        periodSeconds: 10
-        timeoutSeconds: 5
-        failureThreshold: 180
-      readinessProbe:
-        httpGet: {path: /health, port: {{ $port }}, scheme: HTTP}
-        periodSeconds: 10
-        timeoutSeconds: 5
-        failureThreshold: 3
-      livenessProbe:
-        httpGet: {path: /health, port: {{ $port }}, scheme: HTTP}
-        periodSeconds: 30
-        timeoutSeconds: 10
-        failureThreshold: 5
+      # Model loads (and first downloads) are slow: by default the startup probe allows 30 minutes
+      # (runtimes[].probes changes any of them).
+      {{- range $kind := list "startup" "readiness" "liveness" }}
+      {{ $kind }}Probe: {{- include "poolserve.probe" (dict "config" (get $rt.probes $kind) "defaults" (get $.constants.probe_defaults $kind) "port" $port) | nindent 8 }}
+      {{- end }}
       # KServe copies the termination message into modelStatus.lastFailureInfo: vLLM's last log lines.
       terminationMessagePolicy: FallbackToLogsOnError
       securityContext:
@@ -111,4 +100,17 @@ spec:
   (dict "name" "tmp-cache" "mountPath" "/tmp/cache")
   (dict "name" "shm" "mountPath" "/dev/shm")
 ) -}}
+{{- end }}
+
+{{- /* poolserve.probe: kserve._probe, an HTTP probe of /health: the runtime's probes: settings, else poolserve's
+defaults ([period, timeout, failures]); initialDelaySeconds only when set (and not 0). */ -}}
+{{- define "poolserve.probe" -}}
+{{- $cfg := .config | default dict -}}
+httpGet: {path: /health, port: {{ .port }}, scheme: HTTP}
+periodSeconds: {{ $cfg.period_s | default (index .defaults 0) | int64 }}
+timeoutSeconds: {{ $cfg.timeout_s | default (index .defaults 1) | int64 }}
+failureThreshold: {{ $cfg.failure_threshold | default (index .defaults 2) | int64 }}
+{{- with $cfg.initial_delay_s }}
+initialDelaySeconds: {{ . | int64 }}
+{{- end }}
 {{- end }}
