@@ -190,9 +190,12 @@ def test_ctrl_c_during_deploy_wait_leaves_no_orphan(local: Local, after_s: float
     # The CLI is interrupted at some moment of `deploy --wait`: before anything, while the model is recorded
     # and its supervisor started, or while waiting. Whatever runs afterwards is found by status and stopped
     # by delete.
+    # A shell without job control starts background commands with SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: give the CLI the terminal's default, as a user's Ctrl-C meets it.
     proc = subprocess.Popen([sys.executable, "-m", "poolserve", "deploy", "--target", "local", MINILM,
                              *local.cli_args(env={"STUB_DELAY_S": "30"})], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(after_s)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
