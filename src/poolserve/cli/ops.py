@@ -175,6 +175,9 @@ def delete_cmd(
 
 
 StopNames = Annotated[list[str], typer.Argument(help="Models to act on.", show_default=False, metavar="NAME...")]
+HelmForceOpt = Annotated[bool, typer.Option("--force", help="Also models whose InferenceService Helm manages "
+                                           "(cluster target; otherwise refused: set stopped: in the values and "
+                                           "helm upgrade).")]
 
 
 def stop_cmd(
@@ -186,9 +189,7 @@ def stop_cmd(
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
     output: OutputOpt = Output.table,
-    force: Annotated[bool, typer.Option("--force", help="Also models whose InferenceService Helm manages "
-                                        "(cluster target; otherwise refused: set stopped: in the values and "
-                                        "helm upgrade).")] = False,
+    force: HelmForceOpt = False,
 ) -> None:
     """Stop models without deleting them: serving.kserve.io/stop=true (cluster), or stop the process (local)."""
     from poolserve.actions.stop import StopRequest, stop
@@ -215,9 +216,7 @@ def start_cmd(
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
     output: OutputOpt = Output.table,
-    force: Annotated[bool, typer.Option("--force", help="Also models whose InferenceService Helm manages "
-                                        "(cluster target; otherwise refused: set stopped: in the values and "
-                                        "helm upgrade).")] = False,
+    force: HelmForceOpt = False,
 ) -> None:
     """Start stopped models: serving.kserve.io/stop=false (cluster), or start the process (local)."""
     from poolserve.actions.stop import StopRequest, start
