@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,6 +32,47 @@ ENVTEST_FIXTURES = frozenset({"envtest"})
 pytest_plugins = ["support.envcluster"]
 MINILM_NAME = "minilm-embedding"
 RERANKER_NAME = "msmarco-reranker"
+
+
+class EnvtestTally:
+    """Outcomes of the real-control-plane (``envtest``) tests, for the one line CI ends with."""
+
+    def __init__(self) -> None:
+        self.ran: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
+
+    def record(self, report: pytest.TestReport) -> None:
+        if "envtest" not in report.keywords:
+            return
+        if report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            self.skipped[report.nodeid] = reason.removeprefix("Skipped: ")
+        elif report.when == "call" or report.failed:
+            self.ran[report.nodeid] = report.outcome
+
+    def line(self) -> str:
+        failed = sum(1 for o in self.ran.values() if o == "failed")
+        text = f"real control plane: {len(self.ran)} tests ran ({failed} failed), {len(self.skipped)} skipped"
+        if self.skipped:
+            reasons = Counter(self.skipped.values())
+            text += ": " + "; ".join(f"{n} because {r}" for r, n in reasons.most_common())
+        return text
+
+
+_TALLY = EnvtestTally()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _TALLY.record(report)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    # scripts/test.sh prints this line last (POOLSERVE_ENVTEST_REPORT): what CI covered of the cluster side.
+    line = _TALLY.line()
+    terminalreporter.write_line(line)
+    out = os.environ.get("POOLSERVE_ENVTEST_REPORT")
+    if out:
+        Path(out).write_text(line + "\n")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -143,6 +143,7 @@ def target(b: Backend) -> ClusterTarget:
 # Server-side apply.
 
 
+@pytest.mark.apiserver_only
 def test_apply_creates_then_a_no_op_keeps_the_resource_version_then_a_change_bumps_it(b: Backend) -> None:
     sr = b.obj(SR_KIND, RUNTIME)
     created = b.cluster.apply(sr)
@@ -163,6 +164,7 @@ def test_apply_creates_then_a_no_op_keeps_the_resource_version_then_a_change_bum
     assert labelled["metadata"]["resourceVersion"] != changed["metadata"]["resourceVersion"]
 
 
+@pytest.mark.apiserver_only
 def test_the_kserve_defaulter_runs_on_apply_and_its_defaults_are_not_changes(b: Backend) -> None:
     isvc = b.obj(ISVC_KIND, MODEL)
     first = b.cluster.apply(isvc)
@@ -173,6 +175,7 @@ def test_the_kserve_defaulter_runs_on_apply_and_its_defaults_are_not_changes(b: 
     assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
 
 
+@pytest.mark.apiserver_only
 def test_deploy_reports_created_then_unchanged_then_configured(b: Backend) -> None:
     tgt = target(b)
     first = tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30)
@@ -186,6 +189,7 @@ def test_deploy_reports_created_then_unchanged_then_configured(b: Backend) -> No
         SR_KIND: "unchanged", ISVC_KIND: "configured"}
 
 
+@pytest.mark.apiserver_only
 def test_fields_we_stop_applying_are_removed_and_other_managers_fields_stay(b: Backend) -> None:
     sr = b.obj(SR_KIND, RUNTIME)
     sr["metadata"]["labels"]["temporary"] = "yes"
@@ -198,6 +202,7 @@ def test_fields_we_stop_applying_are_removed_and_other_managers_fields_stay(b: B
     assert labels["someone-elses"] == "label"
 
 
+@pytest.mark.apiserver_only
 def test_another_managers_change_conflicts_until_forced(b: Backend) -> None:
     isvc = b.obj(ISVC_KIND, MODEL)
     b.cluster.apply(b.obj(SR_KIND, RUNTIME))
@@ -227,6 +232,7 @@ def test_another_managers_change_conflicts_until_forced(b: Backend) -> None:
     assert again["spec"] == live["spec"]
 
 
+@pytest.mark.apiserver_only
 def test_server_dry_run_stores_nothing(b: Backend) -> None:
     tgt = target(b)
     dry = tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30, options=DeployOptions(dry_run="server"))
@@ -247,6 +253,7 @@ def test_server_dry_run_stores_nothing(b: Backend) -> None:
     assert stored["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
 
 
+@pytest.mark.apiserver_only
 @pytest.mark.parametrize(("value", "field_path"), [("lots", ".spec.predictor.minReplicas"),
                                                    (None, ".spec.predictor.model.notAField")])
 def test_a_crd_schema_rejection_is_one_line_naming_the_object_and_field(b: Backend, value: Any,
@@ -270,6 +277,7 @@ def test_a_crd_schema_rejection_is_one_line_naming_the_object_and_field(b: Backe
 # Reads.
 
 
+@pytest.mark.apiserver_only
 def test_status_lists_each_kind_once(b: Backend) -> None:
     tgt = target(b)
     tgt.deploy(b.rendered, [], wait=False, timeout_s=30)
@@ -281,6 +289,7 @@ def test_status_lists_each_kind_once(b: Backend) -> None:
                             "services": 1}), made
 
 
+@pytest.mark.apiserver_only
 def test_event_field_selectors(b: Backend) -> None:
     b.seed(event(b.ns, "Pod", "p-1", "BackOff", "Back-off restarting failed container"))
     b.seed(event(b.ns, "Pod", "p-2", "Scheduled", "Successfully assigned", type_="Normal"))
@@ -298,6 +307,7 @@ def test_event_field_selectors(b: Backend) -> None:
         b.cluster.events(b.ns, field_selector="message=x")
 
 
+@pytest.mark.apiserver_only
 def test_label_selectors(b: Backend) -> None:
     target(b).deploy(b.rendered, [], wait=False, timeout_s=30)
     isvcs = b.cluster.list(ISVC_API_VERSION, ISVC_KIND, b.ns, label_selector="app.kubernetes.io/managed-by=poolserve")
@@ -309,6 +319,7 @@ def test_label_selectors(b: Backend) -> None:
     assert b.cluster.list(SR_API_VERSION, SR_KIND, b.ns, label_selector="!opendatahub.io/dashboard") == []
 
 
+@pytest.mark.apiserver_only
 def test_get_and_list_of_missing_things(b: Backend) -> None:
     assert b.cluster.get(ISVC_API_VERSION, ISVC_KIND, "absent", b.ns) is None
     assert b.cluster.list("v1", "Pod", "no-such-namespace") == []
@@ -380,6 +391,7 @@ def test_deleting_an_inference_service_removes_what_kserve_made_for_it(b: Backen
     assert {(c.kind, c.action) for c in again.changes} == {(ISVC_KIND, "absent"), (SR_KIND, "absent")}
 
 
+@pytest.mark.apiserver_only
 def test_access_review_allows_the_admin(b: Backend) -> None:
     assert b.cluster.access("create", kind_info(ISVC_API_VERSION, ISVC_KIND), namespace=b.ns).allowed
     assert b.cluster.server_version().startswith("v1.")
@@ -389,6 +401,7 @@ def test_access_review_allows_the_admin(b: Backend) -> None:
 # Dashboard Templates (OpenShift's Template API; on envtest a CRD standing in for it, support.openshift_api).
 
 
+@pytest.mark.apiserver_only
 def test_templates_are_applied_found_by_status_missed_when_gone_and_kept_while_named(b: Backend) -> None:
     dash = f"{b.ns}-dash"
     b.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": dash}})

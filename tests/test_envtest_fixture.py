@@ -1,8 +1,7 @@
-"""The control-plane fixture's own promises: skips vs CI failures, unpacking, dead processes, loopback only, cleanup."""
+"""The control-plane fixture's promises: one-line skips, optional controllers, dead processes, loopback, cleanup."""
 
 from __future__ import annotations
 
-import lzma
 import os
 import signal
 import socket
@@ -18,56 +17,73 @@ from support.controlplane import ControlPlaneError, Process, wait_for
 from support.envcluster import EnvCluster
 
 # --------------------------------------------------------------------------------------------------
-# Missing assets: one line naming what and how; a failure under CI=true.
+# Missing assets: one line naming what and how. Binaries skip everywhere (CI cannot get them); CRDs fail in CI.
 
 
-def test_missing_binaries_skip_with_one_line_outside_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path))
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_unset_kubebuilder_assets_skips_with_one_line_in_and_out_of_ci(monkeypatch: pytest.MonkeyPatch,
+                                                                       ci: str) -> None:
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
     with pytest.raises(pytest.skip.Exception) as exc:
         assets.envtest_dir()
     msg = str(exc.value)
     assert "\n" not in msg
-    assert msg.startswith(f"control-plane binaries not found (KUBEBUILDER_ASSETS={tmp_path} lacks etcd, "
-                          "kube-apiserver, kube-controller-manager, kube-scheduler): set KUBEBUILDER_ASSETS")
-    assert "setup-envtest use 1.36 -p path" in msg
+    assert msg == ("real control plane: KUBEBUILDER_ASSETS is not set "
+                   "(export KUBEBUILDER_ASSETS=$(setup-envtest use 1.36 -p path))")
 
 
-def test_missing_assets_fail_under_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_directory_without_the_api_server_skips_naming_what_it_lacks(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path))
-    with pytest.raises(pytest.fail.Exception, match=r"^CI=true and control-plane binaries not found"):
+    _binary(tmp_path, "etcd")
+    (tmp_path / "kube-apiserver").write_text("not executable")
+    with pytest.raises(pytest.skip.Exception) as exc:
         assets.envtest_dir()
+    assert str(exc.value).startswith(f"real control plane: KUBEBUILDER_ASSETS={tmp_path} lacks kube-apiserver (")
+    assert "setup-envtest use 1.36 -p path" in str(exc.value)
+
+
+def test_etcd_and_the_api_server_are_enough_and_the_controllers_are_optional(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path))
+    for b in assets.API_BINARIES:
+        _binary(tmp_path, b)
+    assert assets.envtest_dir() == tmp_path
+    reason = assets.controllers_skip_reason(tmp_path)
+    assert reason is not None and "\n" not in reason
+    assert reason.startswith(f"real control plane without controllers: KUBEBUILDER_ASSETS={tmp_path} lacks "
+                             "kube-controller-manager, kube-scheduler (setup-envtest ships etcd and kube-apiserver")
+    for b in assets.CONTROLLER_BINARIES:
+        _binary(tmp_path, b)
+    assert assets.controllers_skip_reason(tmp_path) is None
+
+
+def test_missing_crds_fail_under_ci_and_skip_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("POOLSERVE_CRD_DIR", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match=r"^CI=true and KServe CRDs not found .* set POOLSERVE_CRD_DIR"):
+        assets.crd_dir()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"^KServe CRDs not found"):
         assets.crd_dir()
 
 
-def test_unpack_once_into_the_cache(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for b in assets.BINARIES:
-        (src / f"{b}.xz").write_bytes(lzma.compress(f"#!/bin/sh\necho {b}\n".encode()))
-    dest = assets.unpack(src, tmp_path / "cache")
-    assert dest.parent == tmp_path / "cache"
-    for b in assets.BINARIES:
-        assert os.access(dest / b, os.X_OK)
-        assert subprocess.run([dest / b], capture_output=True, text=True, check=True).stdout == f"{b}\n"
-    stamp = (dest / ".unpacked").stat().st_mtime_ns
-    assert assets.unpack(src, tmp_path / "cache") == dest  # done already: nothing rewritten
-    assert (dest / ".unpacked").stat().st_mtime_ns == stamp
+def test_nothing_points_at_a_binary_drop_beside_the_checkout() -> None:
+    """KUBEBUILDER_ASSETS is the one source of control-plane binaries: no script, test or doc names another."""
+    root = Path(__file__).resolve().parents[1]
+    needle = "shared/" + "envtest"
+    files = [p for d in ("scripts", "tests", "src", "docs", "benchmarks", ".ci") if (root / d).is_dir()
+             for p in (root / d).rglob("*") if p.is_file() and p.suffix in ("", ".py", ".sh", ".md", ".yaml", ".toml")]
+    files += [root / f for f in ("README.md", "LESSONS_LEARNED.md", "Makefile", "pyproject.toml")]
+    offenders = [str(p.relative_to(root)) for p in files if needle in p.read_text(errors="replace")]
+    assert offenders == []
 
 
-def test_the_script_form_prints_the_directory(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for b in assets.BINARIES:
-        (src / f"{b}.xz").write_bytes(lzma.compress(b"x"))
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    out = subprocess.run([sys.executable, str(Path(assets.__file__)), str(src)], capture_output=True, text=True,
-                         check=True, env=env).stdout.strip()
-    assert Path(out).parent == tmp_path / "xdg" / "poolserve" / "envtest"
-    assert sorted(p.name for p in Path(out).iterdir() if not p.name.startswith(".")) == sorted(assets.BINARIES)
+def _binary(directory: Path, name: str) -> None:
+    (directory / name).write_text("#!/bin/sh\n")
+    (directory / name).chmod(0o755)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,6 +177,7 @@ def _listening(pid: int) -> list[tuple[str, int]]:
     return out
 
 
+@pytest.mark.apiserver_only
 def test_every_process_listens_on_127_0_0_1_only_on_the_ports_it_was_given(kube: EnvCluster) -> None:
     given = set(kube.cp.ports.values())
     for proc in kube.cp.processes:

@@ -1,7 +1,9 @@
 """A real Kubernetes control plane for the tests: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
-:func:`start` runs the four binaries of ``$KUBEBUILDER_ASSETS`` (see :mod:`support.assets`) on free
-127.0.0.1 ports with the flags of ``../shared/envtest/README.md``:
+:func:`start` runs the binaries of ``$KUBEBUILDER_ASSETS`` (see :mod:`support.assets`) on free
+127.0.0.1 ports: etcd and kube-apiserver always, kube-controller-manager and kube-scheduler when the
+directory has them (:attr:`ControlPlane.controllers`; controller-runtime's envtest itself runs only
+the first two, which is all ``setup-envtest`` downloads):
 
 - certificates are generated here with ``cryptography`` (a CA, the API server's serving certificate
   with SAN ``IP:127.0.0.1``, the service-account RSA key pair);
@@ -42,6 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from support.assets import controllers_skip_reason
 from support.kubeapi import Api
 
 T = TypeVar("T")
@@ -287,6 +290,11 @@ class ControlPlane:
     def process(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name)
 
+    @property
+    def controllers(self) -> bool:
+        """kube-controller-manager and kube-scheduler run (Deployments become scheduled Pods, namespaces finalize)."""
+        return {p.name for p in self.processes} >= {"kube-controller-manager", "kube-scheduler"}
+
     def check(self) -> None:
         """Raise :class:`ControlPlaneError` with the log tail if any process has exited."""
         for p in self.processes:
@@ -345,7 +353,9 @@ def _start(cp: ControlPlane, name: str, argv: list[str], ready: Callable[[], Any
 
 
 def start(workdir: Path, assets: Path) -> ControlPlane:
-    """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler; return when all serve.
+    """Start etcd and kube-apiserver, then kube-controller-manager and kube-scheduler if ``assets`` has them.
+
+    Returns when every started process serves.
 
     On any failure everything started so far is stopped before the error propagates.
     """
@@ -420,11 +430,15 @@ def _start_all(cp: ControlPlane, token_file: Path) -> None:
             return ["--bind-address=127.0.0.1", f"--secure-port={cp.ports[component]}"]
         return flags
 
+    if controllers_skip_reason(cp.assets) is not None:
+        return  # API server only: tests that need controllers skip (support.envcluster)
+
     cm_kube = cp.workdir / "kubeconfig-controller-manager"
     _start(cp, "kube-controller-manager", [
         f"--kubeconfig={cm_kube}", f"--authentication-kubeconfig={cm_kube}", f"--authorization-kubeconfig={cm_kube}",
         "--leader-elect=false", f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca_cert}",
-        # The README's set, plus the attach/detach controller: it reports Multi-Attach for ReadWriteOnce volumes.
+        # No cloud, no node lifecycle, no PV binder (the fixtures bind PVCs themselves); the attach/detach
+        # controller stays: it reports Multi-Attach for ReadWriteOnce volumes.
         "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-persistentvolume-binder",
         f"--cert-dir={cp.workdir / 'controller-manager-certs'}",
     ], secure_ready("kube-controller-manager"), "kube-controller-manager /healthz",

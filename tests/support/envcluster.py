@@ -9,7 +9,9 @@ Fixtures (registered by ``tests/conftest.py``; any test using them is marked ``e
   whatever happened: processes by PID, the simulated components' threads and HTTPS servers.
 - ``kube``: the same object, checked before and after each test: a control-plane process that
   exited, or an exception inside the simulated KServe or kubelet, fails the test with its log tail
-  or traceback instead of leaving it hanging.
+  or traceback instead of leaving it hanging. A test needs kube-controller-manager and kube-scheduler
+  unless it is marked ``apiserver_only``; without them (``setup-envtest`` ships neither) it skips
+  with one line.
 - ``ns``: a fresh namespace with the cache PVC ``vllm-model-cache`` (ReadWriteMany, Bound to a
   PersistentVolume, as a provisioner would leave it) and its ``default`` ServiceAccount; deleted at
   teardown without waiting (the namespace controller needs about 5 s to remove the pods; the nodes
@@ -86,6 +88,8 @@ class EnvCluster:
         self.api.create("/api/v1/namespaces", {"metadata": {"name": name, "labels": dict(labels or {})}})
         if pvc:
             self.bound_pvc(name, pvc, access_modes)
+        if not self.cp.controllers:  # no ServiceAccount controller: make `default` as it would
+            self.api.create(path("v1", "serviceaccounts", name), {"metadata": {"name": "default"}})
         # Pods are refused until the ServiceAccount controller made `default` (ServiceAccount admission).
         self.wait(f"ServiceAccount {name}/default", lambda: self.api.get(path("v1", "serviceaccounts", name,
                                                                               "default")))
@@ -251,7 +255,7 @@ def start(workdir: Path, assets_dir: Path, crd_dir: Path) -> EnvCluster:
 
 @pytest.fixture(scope="session")
 def envtest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnvCluster]:
-    """The session's envtest cluster (skipped, or failed under CI=true, when binaries or CRDs are missing)."""
+    """The session's envtest cluster (skipped when the binaries are missing, CI included; see :mod:`support.assets`)."""
     pytest.importorskip("kubernetes")
     bins = assets.envtest_dir()
     crds = assets.crd_dir()
@@ -263,8 +267,10 @@ def envtest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnvCluster]:
 
 
 @pytest.fixture
-def kube(envtest: EnvCluster) -> Iterator[EnvCluster]:
-    """:func:`envtest`, health-checked before and after the test."""
+def kube(envtest: EnvCluster, request: pytest.FixtureRequest) -> Iterator[EnvCluster]:
+    """:func:`envtest`, health-checked around the test; without controllers it skips unless ``apiserver_only``."""
+    if not envtest.cp.controllers and request.node.get_closest_marker("apiserver_only") is None:
+        pytest.skip(assets.controllers_skip_reason(envtest.cp.assets) or "no controllers")
     envtest.check()
     yield envtest
     envtest.check()

@@ -2,7 +2,7 @@
 
 helm comes from ``scripts/install-helm.sh`` (run by ``scripts/setup-venv.sh``) in the venv's ``bin``,
 else ``$POOLSERVE_HELM``, else ``helm`` on PATH. Missing, it skips the test (fails it under CI=true),
-like the other assets (:mod:`support.assets`).
+like the KServe CRDs (:mod:`support.assets`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def helm_binary() -> Path:
     for c in candidates:
         if os.access(c, os.X_OK):
             return c
-    missing("helm not found", HOW)
+    missing("helm not found", HOW, fail_in_ci=True)
 
 
 def helm(*args: str | Path, check: bool = True, env: dict[str, str] | None = None,
