@@ -12,9 +12,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from poolserve.baseline import sentence_transformers_baseline
-from poolserve.metrics import report_from_json, report_to_json
-from poolserve.workload import Workload, make_query
+from poolserve.bench.baseline import sentence_transformers_baseline
+from poolserve.bench.metrics import report_from_json, report_to_json
+from poolserve.bench.workload import Workload, make_query
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ same composed container a cluster runs), then
 1. soak: holds it at ``--concurrency`` (closed loop, ``poolserve bench``'s generator) for ``--duration``
    seconds, and every ``--sample`` seconds sums the resident memory of the server's process group
    (API server + EngineCore + workers, from /proc). Requests and samples are cut into ``--window``
-   windows; the first third of the windows is compared with the last (see poolserve.bench_soak.drift);
+   windows; the first third of the windows is compared with the last (see poolserve.bench.soak.drift);
 2. overload: one run per ``--levels`` concurrency (no warm-up: the whole burst arrives at once) with a
    client timeout of ``--client-timeout`` seconds, scraping vLLM's running/waiting gauges beside it.
    Every failure is classified: an HTTP status with a message (clean), the client's own timeout, or a
@@ -36,12 +36,12 @@ from typing import Any
 
 import httpx
 
-from poolserve import bench_soak as bs
-from poolserve import bench_windows as bw
-from poolserve.bench import machine_info
-from poolserve.metrics import percentile
-from poolserve.target import Endpoint
-from poolserve.workload import Workload
+from poolserve.bench import soak as bs
+from poolserve.bench import windows as bw
+from poolserve.bench.loadgen import machine_info
+from poolserve.bench.metrics import percentile
+from poolserve.bench.workload import Workload
+from poolserve.targets.base import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "minilm-embedding"
@@ -111,7 +111,7 @@ class Server:
         return self.endpoint()
 
     def endpoint(self) -> Endpoint:
-        from poolserve.local.state import STATE_FILE, read_state
+        from poolserve.targets.local.state import STATE_FILE, read_state
 
         entry = read_state(self.state_dir / STATE_FILE).models[NAME]
         return Endpoint(url=entry.url, served_model=entry.served_model)
@@ -120,7 +120,7 @@ class Server:
         return bs.local_server_pgid(self.state_dir, NAME)
 
     def pod(self) -> dict[str, Any]:
-        from poolserve.local.state import read_pod
+        from poolserve.targets.local.state import read_pod
 
         pod = read_pod(self.state_dir, NAME)
         if pod is None:

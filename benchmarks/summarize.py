@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from poolserve.metrics import BenchReport, baseline_for, ceiling_for, ratio, report_from_json
+from poolserve.bench.metrics import BenchReport, baseline_for, ceiling_for, ratio, report_from_json
 
 DTYPE_RUNS = ("float32", "bfloat16", "float16")
 
@@ -74,7 +74,7 @@ def main() -> None:
         print("\nNotes:\n")
         print("\n".join(notes))
     if a.plot:
-        from poolserve.plot import plot_reports
+        from poolserve.bench.plot import plot_reports
 
         plot_reports([reports[k] for k in DTYPE_RUNS if k in reports], a.plot,
                      title=f"{first.model} on {first.machine.cores} CPU cores: vLLM (solid) vs "

@@ -3,7 +3,7 @@
 Never edit these files by hand; change the Python source and run ``make chart`` (this script):
 
 - ``Chart.yaml``: ``version`` is poolserve's (pyproject.toml), ``appVersion`` the default vLLM image's tag.
-- ``values.schema.json``: the config's JSON schema from pydantic (:class:`poolserve.spec.PoolSpec`), so
+- ``values.schema.json``: the config's JSON schema from pydantic (:class:`poolserve.config.schema.PoolSpec`), so
   ``helm install`` rejects what poolserve rejects (misspelt keys, wrong types, bounds, unknown tasks).
 - ``templates/_generated.tpl``: the model catalog (catalog.py), every config key's default and nesting
   (spec.py), and the constants the templates compute with: vLLM flag versions (vllm.py), name limits
@@ -27,7 +27,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from poolserve import catalog, kserve, spec, storage, vllm
+from poolserve.config import catalog, storage
+from poolserve.config import schema as spec
+from poolserve.kserve import compose as kserve
+from poolserve.vllm import args as vllm
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "poolserve"
@@ -246,7 +249,7 @@ def generated_tpl() -> str:
     """templates/_generated.tpl: the catalog, the config's shape and the constants as JSON defines."""
     return "\n".join([
         f"{{{{- /* {GENERATED_BY} */ -}}}}\n",
-        _define("poolserve.catalog", "catalog.py: known models by lower-cased id (model_id matches "
+        _define("poolserve.config.catalog", "catalog.py: known models by lower-cased id (model_id matches "
                 "case-insensitively)", catalog_data()),
         _define("poolserve.shape", "spec.py: each config class's keys, their defaults (none: required) and the "
                 "class a key nests (class: one, items: a list)", config_shape()),

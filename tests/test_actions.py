@@ -10,12 +10,12 @@ import pytest
 from poolserve.actions.common import Edges, Source, Where, on_target
 from poolserve.actions.deploy import DeployRequest, deploy
 from poolserve.actions.status import StatusRequest, status, watch
-from poolserve.cluster.fake_kserve import cluster_for, ready_controller
-from poolserve.cluster.target import ClusterTarget
+from poolserve.config.schema import parse_spec
 from poolserve.errors import ClusterUnreachable, MissingDependency, SpecError
-from poolserve.local.state import LocalEntry, LocalState, write_state
-from poolserve.render import render
-from poolserve.spec import parse_spec
+from poolserve.kserve.render import render
+from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
+from poolserve.targets.cluster.target import ClusterTarget
+from poolserve.targets.local.state import LocalEntry, LocalState, write_state
 from test_cluster_target import NS, SPEC
 
 

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from poolserve.baseline import measure
-from poolserve.bench import StubServer, bench, run_self_test, run_setting
+from poolserve.bench.baseline import measure
+from poolserve.bench.loadgen import StubServer, bench, run_self_test, run_setting
+from poolserve.bench.metrics import BaselineResult, report_from_json
+from poolserve.bench.workload import BenchProgress, Bounds, Workload, make_text
 from poolserve.cli.app import app, create_app
 from poolserve.errors import EndpointError, SpecError
-from poolserve.metrics import BaselineResult, report_from_json
-from poolserve.target import Endpoint
-from poolserve.workload import BenchProgress, Bounds, Workload, make_text
+from poolserve.targets.base import Endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "http://bench.test"
@@ -299,7 +299,7 @@ def test_stub_server_counts_and_injects_failures() -> None:
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from poolserve.plot import plot_reports
+    from poolserve.bench.plot import plot_reports
 
     def fake(texts: Any, batch_size: int, query: str | None) -> BaselineResult:
         return BaselineResult("fake", batch_size, 10, 1.0, 5.0)
@@ -449,7 +449,7 @@ def test_cli_output_paths_are_checked_before_the_sweep(option: str, tmp_path: Pa
 
 
 def test_missing_extras_name_the_checkout_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from poolserve.baseline import sentence_transformers_baseline
+    from poolserve.bench.baseline import sentence_transformers_baseline
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     r = runner.invoke(app, ["bench", "--self-test", "-n", "1", "--plot", "chart.png"])

@@ -17,15 +17,15 @@ from types import ModuleType
 import httpx
 import pytest
 
-from poolserve import bench_soak as bs
-from poolserve import bench_windows as bw
-from poolserve.bench import StubServer
-from poolserve.local.lifecycle import PodStatus, Running
-from poolserve.local.process import free_port, group_members
-from poolserve.local.state import write_pod
-from poolserve.metrics import RequestResult
-from poolserve.target import Endpoint
-from poolserve.workload import Workload
+from poolserve.bench import soak as bs
+from poolserve.bench import windows as bw
+from poolserve.bench.loadgen import StubServer
+from poolserve.bench.metrics import RequestResult
+from poolserve.bench.workload import Workload
+from poolserve.targets.base import Endpoint
+from poolserve.targets.local.lifecycle import PodStatus, Running
+from poolserve.targets.local.process import free_port, group_members
+from poolserve.targets.local.state import write_pod
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_VLLM = Path(__file__).with_name("stub_vllm.py")
@@ -196,7 +196,7 @@ def test_parse_gauges_sums_label_sets_and_skips_comments() -> None:
 
 
 def test_the_windowing_module_is_pure() -> None:
-    code = ("import sys, poolserve.bench_windows\n"
+    code = ("import sys, poolserve.bench.windows\n"
             "print(','.join(m for m in ('httpx', 'asyncio', 'rich', 'kubernetes') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve.cli.app import app
-from poolserve.render import render
-from poolserve.spec import DEFAULT_IMAGE, PoolSpec, load_spec, parse_spec
+from poolserve.config.schema import DEFAULT_IMAGE, PoolSpec, load_spec, parse_spec
+from poolserve.kserve.render import render
 from support.helm import CHART, HELM_LABELS, differences, helm, load_objects, template, without_helm_metadata
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from poolserve import probes
+from poolserve.check import probes
 from support.controlplane import make_pki
 from support.fake_vllm import FakeVllm, not_found_route
 from support.helm import CHART, load_objects, template

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from poolserve.config.schema import parse_spec
 from poolserve.errors import SpecError
-from poolserve.lint import lint
-from poolserve.render import render
-from poolserve.spec import parse_spec
+from poolserve.kserve.lint import lint
+from poolserve.kserve.render import render
 from support.helm import template
 
 RT = "runtimes:\n  - {name: vllm-embedding-runtime, task: embed}\n  - {name: vllm-reranker-runtime, task: score}\n"

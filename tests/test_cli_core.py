@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 import poolserve
-from poolserve import yamlio
 from poolserve.cli.app import app
+from poolserve.config import yamlio
 from support.assets import crd_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def test_wait_timeout_defaults_per_target() -> None:
     from types import SimpleNamespace
 
     from poolserve.actions.common import CLUSTER_TIMEOUT_S, wait_timeout
-    from poolserve.spec import parse_spec
+    from poolserve.config.schema import parse_spec
 
     spec = parse_spec((ROOT / "poolserve.yaml").read_text(), overrides={"local.startup_timeout_s": 42})
     local, cluster = SimpleNamespace(name="local"), SimpleNamespace(name="cluster")

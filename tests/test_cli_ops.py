@@ -16,12 +16,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from poolserve.cli.app import create_app
-from poolserve.cluster.base import conflict, invalid, unauthorized
-from poolserve.cluster.fake import FakeCluster
-from poolserve.cluster.fake_kserve import cluster_for, ready_controller
-from poolserve.cluster.fake_objects import condition, deployment, isvc_status, later, pod
-from poolserve.cluster.target import ClusterTarget
-from poolserve.spec import parse_spec
+from poolserve.config.schema import parse_spec
+from poolserve.targets.cluster.base import conflict, invalid, unauthorized
+from poolserve.targets.cluster.fake.cluster import FakeCluster
+from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
+from poolserve.targets.cluster.fake.objects import condition, deployment, isvc_status, later, pod
+from poolserve.targets.cluster.target import ClusterTarget
 from test_cluster_target import NS, SPEC  # one cluster fixture config for target and CLI tests
 
 GOLDEN = Path(__file__).parent / "golden"

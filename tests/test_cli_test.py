@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from poolserve.actions.test import base_url
+from poolserve.check.reference import INSTALL_HINT
 from poolserve.cli.app import create_app
-from poolserve.reference import INSTALL_HINT
-from poolserve.target import Endpoint
+from poolserve.targets.base import Endpoint
 from support.fake_vllm import FakeVllm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,7 +277,7 @@ def test_reference_help_names_the_checkout_install() -> None:
 
 def test_headline_prefers_a_failed_call() -> None:
     from poolserve.actions.test import headline
-    from poolserve.verify import CheckResult
+    from poolserve.check.verify import CheckResult
 
     models = CheckResult("models", False, "'x' is not served here")
     call = CheckResult("embed single", False, "HTTP 404: no embeddings API")

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from poolserve import vllm_api
-from poolserve.client import PoolClient, backoff_delays, check_url
+from poolserve.check.client import PoolClient, backoff_delays, check_url
 from poolserve.errors import EndpointError, InsecureTransportWarning, SpecError
-from poolserve.target import Endpoint
+from poolserve.targets.base import Endpoint
+from poolserve.vllm import api as vllm_api
 from support.fake_vllm import FakeVllm, not_found_route, vllm_error
 
 URL = "http://vllm.test"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolserve.cluster.base import forbidden, kind_info, kind_missing
-from poolserve.cluster.fake_kserve import cluster_for
-from poolserve.cluster.target import ClusterTarget
-from poolserve.render import render
-from poolserve.spec import parse_spec
-from poolserve.target import DeployOptions
+from poolserve.config.schema import parse_spec
+from poolserve.kserve.render import render
+from poolserve.targets.base import DeployOptions
+from poolserve.targets.cluster.base import forbidden, kind_info, kind_missing
+from poolserve.targets.cluster.fake.kserve import cluster_for
+from poolserve.targets.cluster.target import ClusterTarget
 
 NS = "embeddings"
 SPEC = """\

@@ -7,8 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from poolserve.cluster import cachejob
-from poolserve.spec import parse_spec
+from poolserve.config.schema import parse_spec
+from poolserve.targets.cluster import cachejob
 
 SPEC = """\
 namespace: emb

@@ -20,15 +20,15 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG
-from poolserve.cluster.base import FIELD_MANAGER, Cluster, kind_info
-from poolserve.cluster.fake_kserve import cluster_for
-from poolserve.cluster.fake_objects import event
-from poolserve.cluster.target import ClusterTarget
+from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.errors import Conflict, Invalid, NotFound, NotReady
-from poolserve.kserve import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
-from poolserve.render import Rendered, render
-from poolserve.spec import PoolSpec, load_spec
-from poolserve.target import DeployOptions
+from poolserve.kserve.compose import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
+from poolserve.kserve.render import Rendered, render
+from poolserve.targets.base import DeployOptions
+from poolserve.targets.cluster.base import FIELD_MANAGER, Cluster, kind_info
+from poolserve.targets.cluster.fake.kserve import cluster_for
+from poolserve.targets.cluster.fake.objects import event
+from poolserve.targets.cluster.target import ClusterTarget
 from support import schema
 from support.assets import crd_dir
 from support.kubeapi import path
@@ -85,13 +85,13 @@ def _fake_backend() -> Backend:
 
 
 def kind_info_by_kind(kind: str) -> Any:
-    from poolserve.cluster.base import _KINDS
+    from poolserve.targets.cluster.base import _KINDS
 
     return next(k for k in _KINDS if k.kind == kind)
 
 
 def _real_backend(request: pytest.FixtureRequest) -> Backend:
-    from poolserve.cluster.kube import KubeCluster
+    from poolserve.targets.cluster.kube import KubeCluster
 
     kube = request.getfixturevalue("kube")
     ns = request.getfixturevalue("ns")
@@ -376,7 +376,7 @@ def test_a_deleted_namespace_terminates_then_is_finalized(b: Backend) -> None:
 def test_deleting_an_inference_service_removes_what_kserve_made_for_it(b: Backend) -> None:
     tgt = target(b)
     if b.name == "fake":
-        from poolserve.cluster.fake_kserve import ready_controller
+        from poolserve.targets.cluster.fake.kserve import ready_controller
 
         b.extra["fake"].controller = ready_controller
     tgt.deploy(b.rendered, [MODEL], wait=False, timeout_s=30)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from poolserve.cluster.base import FIELD_MANAGER, kind_info, unreachable
-from poolserve.cluster.fake import FakeCluster
-from poolserve.cluster.fake_objects import event, namespace_obj, pod
 from poolserve.errors import ClusterUnreachable, Conflict, NotFound
+from poolserve.targets.cluster.base import FIELD_MANAGER, kind_info, unreachable
+from poolserve.targets.cluster.fake.cluster import FakeCluster
+from poolserve.targets.cluster.fake.objects import event, namespace_obj, pod
 
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ns"},
       "data": {"a": "1", "b": "2"}}

@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("kubernetes")
 
-from poolserve.cluster.base import kind_info
-from poolserve.cluster.kube import KubeCluster, Request, translate
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady
+from poolserve.targets.cluster.base import kind_info
+from poolserve.targets.cluster.kube import KubeCluster, Request, translate
 
 Reply = tuple[int, Any]
 
@@ -113,7 +113,7 @@ ISVC = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
 
 def test_nothing_happens_at_construction(tmp_path: Path) -> None:
     KubeCluster(kubeconfig=str(tmp_path / "missing"), context="nope")  # no error, no I/O
-    code = "import sys, poolserve.cluster.kube\nprint('kubernetes' in sys.modules)"
+    code = "import sys, poolserve.targets.cluster.kube\nprint('kubernetes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -296,8 +296,8 @@ def test_translate_other_statuses(code: int, body: str, cls: type, text: str) ->
 
 
 def test_broken_or_missing_kubeconfig_is_one_line(tmp_path: Path) -> None:
-    from poolserve.cluster.kube import KubeCluster
     from poolserve.errors import ClusterUnreachable
+    from poolserve.targets.cluster.kube import KubeCluster
 
     bad = tmp_path / "kubeconfig"
     bad.write_text("garbage: [\n")
@@ -355,7 +355,7 @@ def test_retries_give_up_in_one_line_naming_the_attempts(stub: Stub, kube: KubeC
 
 
 def test_retry_after_is_honoured_and_capped() -> None:
-    from poolserve.cluster.kube import retry_delay
+    from poolserve.targets.cluster.kube import retry_delay
 
     assert retry_delay(0, "3") == 3.0 and retry_delay(0, "120") == 8.0 and retry_delay(2, None) == 2.0
     assert retry_delay(1, "Wed, 21 Oct 2015 07:28:00 GMT") == 1.0  # an HTTP date: the backoff

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from poolserve.cluster.base import forbidden, kind_info
-from poolserve.cluster.fake import FakeCluster
-from poolserve.cluster.fake_kserve import cluster_for
-from poolserve.cluster.fake_objects import crd, node
-from poolserve.cluster.preflight import PreflightReport, crd_versions, preflight
-from poolserve.cluster.target import ClusterTarget, deploy_objects
+from poolserve.config.schema import PoolSpec, parse_spec
 from poolserve.errors import Forbidden, NotFound, NotReady
-from poolserve.render import render, select_models
-from poolserve.spec import PoolSpec, parse_spec
+from poolserve.kserve.render import render, select_models
+from poolserve.targets.cluster.base import forbidden, kind_info
+from poolserve.targets.cluster.fake.cluster import FakeCluster
+from poolserve.targets.cluster.fake.kserve import cluster_for
+from poolserve.targets.cluster.fake.objects import crd, node
+from poolserve.targets.cluster.preflight import PreflightReport, crd_versions, preflight
+from poolserve.targets.cluster.target import ClusterTarget, deploy_objects
 
 SPEC = """\
 namespace: embeddings

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from poolserve.lint import kserve_webhook_problems, lint
-from poolserve.render import render
-from poolserve.spec import load_spec
+from poolserve.config.schema import load_spec
+from poolserve.kserve.lint import kserve_webhook_problems, lint
+from poolserve.kserve.render import render
 from support.envcluster import EnvCluster
 from support.kubeapi import ApiError, path
 from support.poolcli import cli, error_line

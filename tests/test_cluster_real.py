@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from poolserve.config.schema import parse_spec
 from poolserve.errors import PoolserveError
-from poolserve.render import render
-from poolserve.spec import parse_spec
-from poolserve.target import DeployOptions
+from poolserve.kserve.render import render
+from poolserve.targets.base import DeployOptions
 
 pytestmark = pytest.mark.cluster
 
@@ -38,7 +38,7 @@ models:
 @pytest.fixture(scope="session")
 def kube() -> object:
     pytest.importorskip("kubernetes")
-    from poolserve.cluster.kube import KubeCluster
+    from poolserve.targets.cluster.kube import KubeCluster
 
     path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     if not any(os.path.exists(p) for p in path.split(os.pathsep) if p):
@@ -54,7 +54,7 @@ def kube() -> object:
 
 @pytest.fixture
 def namespace(kube: object) -> Iterator[str]:
-    from poolserve.cluster.kube import KubeCluster
+    from poolserve.targets.cluster.kube import KubeCluster
 
     assert isinstance(kube, KubeCluster)
     name = f"poolserve-test-{uuid.uuid4().hex[:8]}"
@@ -72,8 +72,8 @@ def namespace(kube: object) -> Iterator[str]:
 
 
 def test_deploy_diff_status_delete(kube: object, namespace: str) -> None:
-    from poolserve.cluster.kube import KubeCluster
-    from poolserve.cluster.target import ClusterTarget
+    from poolserve.targets.cluster.kube import KubeCluster
+    from poolserve.targets.cluster.target import ClusterTarget
 
     assert isinstance(kube, KubeCluster)
     spec = parse_spec(SPEC.format(ns=namespace), "cluster-test.yaml")

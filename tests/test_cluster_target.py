@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from poolserve.cluster.base import conflict, invalid, unauthorized, unreachable
-from poolserve.cluster.fake import FakeCluster
-from poolserve.cluster.fake_kserve import cluster_for, ready_controller, ready_objects
-from poolserve.cluster.fake_objects import condition, deployment, event, isvc_status, later, pod
-from poolserve.cluster.target import ClusterTarget, deploy_objects
+from poolserve.config.schema import PoolSpec, parse_spec
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady, PoolserveError
-from poolserve.render import Rendered, render
-from poolserve.spec import PoolSpec, parse_spec
-from poolserve.target import DeployOptions
+from poolserve.kserve.render import Rendered, render
+from poolserve.targets.base import DeployOptions
+from poolserve.targets.cluster.base import conflict, invalid, unauthorized, unreachable
+from poolserve.targets.cluster.fake.cluster import FakeCluster
+from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller, ready_objects
+from poolserve.targets.cluster.fake.objects import condition, deployment, event, isvc_status, later, pod
+from poolserve.targets.cluster.target import ClusterTarget, deploy_objects
 
 SPEC = """\
 namespace: embeddings
@@ -344,7 +344,7 @@ def test_access_review_refusal_names_verb_and_resource(spec: PoolSpec, rendered:
 
 
 def test_403_from_the_api_during_apply_keeps_the_message(spec: PoolSpec, rendered: Rendered, clock: Clock) -> None:
-    from poolserve.cluster.base import forbidden, kind_info
+    from poolserve.targets.cluster.base import forbidden, kind_info
 
     fake = cluster_for(spec)
     fake.errors["apply:Role"] = forbidden(

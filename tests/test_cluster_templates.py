@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from poolserve.cluster.fake import FakeCluster
-from poolserve.cluster.fake_kserve import cluster_for, ready_controller
-from poolserve.cluster.target import ClusterTarget, deploy_objects
+from poolserve.config.schema import PoolSpec, parse_spec
 from poolserve.errors import Forbidden, NotFound
-from poolserve.render import Rendered, render
-from poolserve.spec import PoolSpec, parse_spec
-from poolserve.target import DeployOptions
+from poolserve.kserve.render import Rendered, render
+from poolserve.targets.base import DeployOptions
+from poolserve.targets.cluster.fake.cluster import FakeCluster
+from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
+from poolserve.targets.cluster.target import ClusterTarget, deploy_objects
 
 SPEC = """\
 namespace: embeddings
@@ -275,7 +275,7 @@ def test_delete_keeps_a_template_named_from_another_project_or_not_ours_or_not_d
 
 
 def test_delete_keeps_a_global_template_when_it_cannot_tell_or_may_not_delete() -> None:
-    from poolserve.cluster.base import forbidden, kind_info
+    from poolserve.targets.cluster.base import forbidden, kind_info
 
     spec, rendered = make()
     fake = cluster_for(spec, controller=ready_controller)
@@ -300,7 +300,7 @@ def test_delete_keeps_a_global_template_when_it_cannot_tell_or_may_not_delete() 
 
 
 def test_diff_of_a_template_the_user_may_not_apply_compares_locally() -> None:
-    from poolserve.cluster.base import forbidden, kind_info
+    from poolserve.targets.cluster.base import forbidden, kind_info
 
     spec, rendered = make()
     fake = cluster_for(spec)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from poolserve.errors import LintError
-from poolserve.kserve import compose, merge_containers, substitute
+from poolserve.kserve.compose import compose, merge_containers, substitute
 
 RUNTIME_C: dict[str, Any] = {
     "name": "kserve-container",
@@ -128,8 +128,8 @@ def test_compose_agrees_with_kserves_own_merge(spec_path: Path) -> None:
     (storageUri: the storage initializer or modelcar) were written from KServe's source for the envtest
     cluster, not from compose(); the Deployment builder's defaults (setDefaultPodSpec) are all that may differ.
     """
-    from poolserve.render import render
-    from poolserve.spec import load_spec
+    from poolserve.config.schema import load_spec
+    from poolserve.kserve.render import render
     from support.kserve_sim import predictor_objects
     from support.kserve_webhooks import mutate_pod
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from poolserve import kserve
+from poolserve.config.schema import load_spec, parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.lint import Finding, lint
-from poolserve.local.plan import plan_launch
+from poolserve.kserve import compose as kserve
+from poolserve.kserve.lint import Finding, lint
+from poolserve.kserve.render import render
 from poolserve.machine import HostInfo
-from poolserve.render import render
-from poolserve.spec import load_spec, parse_spec, resolve_models
+from poolserve.targets.local.plan import plan_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tests" / "specs" / "cpu-runtime.yaml"

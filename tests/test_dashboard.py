@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from poolserve import kserve
-from poolserve.dashboard import find_template, matches, template_warning
-from poolserve.kserve import Manifest
-from poolserve.render import render
-from poolserve.spec import PoolSpec, load_spec
+from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.kserve import compose as kserve
+from poolserve.kserve.compose import Manifest
+from poolserve.kserve.dashboard import find_template, matches, template_warning
+from poolserve.kserve.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 SECURE = ROOT / "tests" / "specs" / "per-model-secure.yaml"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from poolserve.cluster.readiness import model_status, restart_summary
-from poolserve.diagnose import ENGINE_DIED_CAUSE, diagnose, meaningful
-from poolserve.local.lifecycle import last_lines
-from poolserve.local.process import read_tail
+from poolserve.targets.cluster.readiness import model_status, restart_summary
+from poolserve.targets.local.lifecycle import last_lines
+from poolserve.targets.local.process import read_tail
+from poolserve.vllm.diagnose import ENGINE_DIED_CAUSE, diagnose, meaningful
 
 LOGS = Path(__file__).with_name("data") / "vllm-logs"
 

@@ -61,7 +61,7 @@ def _config_keys(model: type, prefix: str = "") -> list[str]:
 
 
 def test_every_config_key_is_in_the_readme_config_reference() -> None:
-    from poolserve.spec import PoolSpec
+    from poolserve.config.schema import PoolSpec
 
     text = (ROOT / "README.md").read_text()
     block = text.split("## Config reference", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]

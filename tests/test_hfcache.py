@@ -1,4 +1,4 @@
-"""The local HF hub cache layout (poolserve.hfcache)."""
+"""The local HF hub cache layout (poolserve.vllm.hfcache)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from poolserve.errors import LocalRunError, SpecError
-from poolserve.hfcache import import_model, list_models, snapshot_path
+from poolserve.vllm.hfcache import import_model, list_models, snapshot_path
 
 
 def _model(tmp_path: Path) -> Path:

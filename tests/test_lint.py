@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.lint import Finding, lint
-from poolserve.render import render
-from poolserve.spec import load_spec, parse_spec
+from poolserve.config.schema import load_spec, parse_spec
+from poolserve.kserve.lint import Finding, lint
+from poolserve.kserve.render import render
 from support.assets import crd_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,16 +15,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from poolserve import hfcache, vllm
+from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
-from poolserve.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
-from poolserve.local.process import group_members
-from poolserve.local.state import LocalEntry, LocalState, read_pod, read_state, write_state
-from poolserve.local.target import LocalTarget
+from poolserve.kserve.render import Rendered, render
 from poolserve.machine import HostInfo
-from poolserve.render import Rendered, render
-from poolserve.spec import PoolSpec, load_spec
-from poolserve.target import DeployOptions
+from poolserve.targets.base import DeployOptions
+from poolserve.targets.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
+from poolserve.targets.local.process import group_members
+from poolserve.targets.local.state import LocalEntry, LocalState, read_pod, read_state, write_state
+from poolserve.targets.local.target import LocalTarget
+from poolserve.vllm import args as vllm
+from poolserve.vllm import hfcache
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "poolserve.yaml"
@@ -561,7 +562,7 @@ def test_logs_follow_reads_what_the_server_wrote_just_before_it_exited(
 ) -> None:
     # The race behind a flaky follow: the last read hits the end of the log, the server writes its last
     # line and exits, and only then does the follower see it gone. It must still print that line.
-    from poolserve.local.process import VllmProcess
+    from poolserve.targets.local.process import VllmProcess
 
     spec = _spec(tmp_path)
     log = tmp_path / "state" / "logs" / f"{MINILM}.log"

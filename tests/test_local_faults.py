@@ -23,14 +23,14 @@ from typing import Any
 import httpx
 import pytest
 
-from poolserve import hfcache
+from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.errors import LocalRunError, LocalStartError
-from poolserve.local import target as local_target
-from poolserve.local.process import group_members, pid_alive
-from poolserve.local.state import read_pod, read_state
-from poolserve.local.target import LocalTarget
-from poolserve.render import Rendered, render
-from poolserve.spec import PoolSpec, load_spec
+from poolserve.kserve.render import Rendered, render
+from poolserve.targets.local import target as local_target
+from poolserve.targets.local.process import group_members, pid_alive
+from poolserve.targets.local.state import read_pod, read_state
+from poolserve.targets.local.target import LocalTarget
+from poolserve.vllm import hfcache
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "poolserve.yaml"

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from poolserve import hfcache
+from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.errors import LocalRunError
-from poolserve.local.plan import LaunchPlan, local_hf_home, plan_launch
-from poolserve.local.target import LocalTarget
-from poolserve.render import render
-from poolserve.spec import PoolSpec, load_spec
+from poolserve.kserve.render import render
+from poolserve.targets.local.plan import LaunchPlan, local_hf_home, plan_launch
+from poolserve.targets.local.target import LocalTarget
+from poolserve.vllm import hfcache
 
 ROOT = Path(__file__).resolve().parents[1]
 STUB = Path(__file__).with_name("stub_vllm.py")

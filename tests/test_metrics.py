@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from poolserve.errors import SpecError
-from poolserve.metrics import (
+from poolserve.bench.metrics import (
     BaselineResult,
     BenchReport,
     MachineInfo,
@@ -22,6 +21,7 @@ from poolserve.metrics import (
     report_to_json,
     summarize,
 )
+from poolserve.errors import SpecError
 
 
 def ok(latency_s: float, texts: int = 1, tokens: int = 0, start_s: float = 0.0) -> RequestResult:
@@ -134,7 +134,7 @@ def test_compare_matches_settings_and_gives_ratios() -> None:
 
 
 def test_metrics_is_pure() -> None:
-    code = ("import sys, poolserve.metrics\n"
+    code = ("import sys, poolserve.bench.metrics\n"
             "print(','.join(m for m in ('httpx', 'rich', 'torch', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

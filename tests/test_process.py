@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from poolserve.errors import LocalStartError, NotReady
-from poolserve.local.process import (
+from poolserve.targets.local.process import (
     VllmProcess,
     free_port,
     group_members,
@@ -186,7 +186,7 @@ def test_startup_phase_follows_the_vllm_log() -> None:
      "`vllm serve <model> --<arg> <value>`.", "`vllm serve` has no model before its options"),
 ])
 def test_local_only_failures_are_diagnosed(line: str, cause: str) -> None:
-    from poolserve.diagnose import diagnose
+    from poolserve.vllm.diagnose import diagnose
 
     diag = diagnose(["noise", line])
     assert diag is not None and diag.cause == cause

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from poolserve import kserve
+from poolserve.config.schema import parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.lint import Finding, lint
-from poolserve.render import render
-from poolserve.spec import parse_spec, resolve_models
+from poolserve.kserve import compose as kserve
+from poolserve.kserve.lint import Finding, lint
+from poolserve.kserve.render import render
 
 BASE = """\
 runtimes:

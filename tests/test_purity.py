@@ -7,13 +7,32 @@ import sys
 
 import pytest
 
-CORE = ["poolserve.spec", "poolserve.catalog", "poolserve.vllm", "poolserve.kserve", "poolserve.render",
-        "poolserve.lint", "poolserve.diagnose", "poolserve.vllm_api", "poolserve.probes", "poolserve.target",
-        "poolserve.verify", "poolserve.cluster.readiness", "poolserve.metrics", "poolserve.cluster.cachejob",
-        "poolserve.workload", "poolserve.machine", "poolserve.defaults", "poolserve.local.plan",
-        "poolserve.local.state", "poolserve.local.lifecycle", "poolserve.actions.common", "poolserve.sizing",
-        "poolserve.dashboard",
-        "poolserve.storage"]
+CORE = [
+    "poolserve.config.schema",
+    "poolserve.config.catalog",
+    "poolserve.vllm.args",
+    "poolserve.kserve.compose",
+    "poolserve.kserve.render",
+    "poolserve.kserve.lint",
+    "poolserve.vllm.diagnose",
+    "poolserve.vllm.api",
+    "poolserve.check.probes",
+    "poolserve.targets.base",
+    "poolserve.check.verify",
+    "poolserve.targets.cluster.readiness",
+    "poolserve.bench.metrics",
+    "poolserve.targets.cluster.cachejob",
+    "poolserve.bench.workload",
+    "poolserve.machine",
+    "poolserve.config.defaults",
+    "poolserve.targets.local.plan",
+    "poolserve.targets.local.state",
+    "poolserve.targets.local.lifecycle",
+    "poolserve.actions.common",
+    "poolserve.vllm.sizing",
+    "poolserve.kserve.dashboard",
+    "poolserve.config.storage",
+]
 EDGES = ["kubernetes", "httpx", "rich", "vllm", "torch", "sentence_transformers"]
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from poolserve.cluster import readiness
-from poolserve.cluster.fake_objects import condition, deployment, event, isvc_status, later, pod, service
-from poolserve.cluster.readiness import model_status
+from poolserve.targets.cluster import readiness
+from poolserve.targets.cluster.fake.objects import condition, deployment, event, isvc_status, later, pod, service
+from poolserve.targets.cluster.readiness import model_status
 
 NS = "embeddings"
 NAME = "minilm"
@@ -494,7 +494,8 @@ def test_standard_and_raw_deployment_are_the_same_mode() -> None:
 
 
 def test_readiness_is_pure() -> None:
-    code = ("import sys, poolserve.cluster.readiness, poolserve.cluster.preflight, poolserve.cluster.cachejob\n"
+    code = ("import sys, poolserve.targets.cluster.readiness, poolserve.targets.cluster.preflight\n"
+            "import poolserve.targets.cluster.cachejob\n"
             "print(','.join(m for m in ('kubernetes', 'httpx', 'rich', 'urllib3') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

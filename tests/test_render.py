@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from poolserve import kserve, yamlio
+from poolserve.config import yamlio
+from poolserve.config.schema import load_spec, parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.lint import validate_against_crds
-from poolserve.render import file_texts, render
-from poolserve.spec import load_spec, parse_spec, resolve_models
+from poolserve.kserve import compose as kserve
+from poolserve.kserve.lint import validate_against_crds
+from poolserve.kserve.render import file_texts, render
 from support.assets import crd_dir
 
 ROOT = Path(__file__).resolve().parents[1]

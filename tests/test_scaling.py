@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from poolserve import kserve
+from poolserve.config.schema import load_spec, parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.lint import Finding, kserve_webhook_problems, lint
-from poolserve.render import render
-from poolserve.spec import load_spec, parse_spec, resolve_models
+from poolserve.kserve import compose as kserve
+from poolserve.kserve.lint import Finding, kserve_webhook_problems, lint
+from poolserve.kserve.render import render
 from support.configs import ONE_MODEL
 from support.kserve_sim import autoscaler
 from support.kserve_webhooks import validate_isvc
@@ -303,7 +303,7 @@ def test_lint_hpa_target_range_matches_the_webhook() -> None:
     ],
 )
 def test_status_says_how_the_replica_count_can_move(extra: str, annotations_only: bool, expected: object) -> None:
-    from poolserve.cluster.readiness import autoscaler_of
+    from poolserve.targets.cluster.readiness import autoscaler_of
 
     isvc = _isvc(BASE + extra)
     if annotations_only:
@@ -315,7 +315,7 @@ def test_status_table_shows_the_range_and_metric() -> None:
     from rich.console import Console
 
     from poolserve.cli.output import status_table
-    from poolserve.target import ModelStatus
+    from poolserve.targets.base import ModelStatus
 
     rows = [ModelStatus(name="minilm", target="cluster", phase="Ready", ready=True, replicas_ready=2,
                         replicas_desired=3, replicas_current=3, replicas_min=1, replicas_max=4,

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from poolserve.bench import StubServer
+from poolserve.bench.loadgen import StubServer
 from poolserve.cli.app import create_app
-from poolserve.local.state import read_pod, read_state
+from poolserve.targets.local.state import read_pod, read_state
 
 ROOT = Path(__file__).resolve().parents[1]
 CANARY = f"hf_canary{uuid.uuid4().hex}"
@@ -156,10 +156,10 @@ def test_the_local_state_and_logs_are_the_users_alone(tmp_path: Path, stub_pytho
 def test_the_canary_never_leaks_on_the_cluster(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from poolserve.cluster.fake_kserve import cluster_for, ready_controller
-    from poolserve.cluster.fake_objects import later
-    from poolserve.cluster.target import ClusterTarget
-    from poolserve.spec import parse_spec
+    from poolserve.config.schema import parse_spec
+    from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
+    from poolserve.targets.cluster.fake.objects import later
+    from poolserve.targets.cluster.target import ClusterTarget
     from test_cluster_target import SPEC
 
     data = yaml.safe_load(SPEC)

@@ -1,4 +1,4 @@
-"""GPU sizing estimates (``poolserve.sizing``) against published figures, and what plan/lint say with them."""
+"""GPU sizing estimates (``poolserve.vllm.sizing``) against published figures, and what plan/lint say with them."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from poolserve import catalog, sizing
-from poolserve.catalog import Shape
-from poolserve.lint import lint
-from poolserve.render import render
-from poolserve.spec import Model, load_spec, parse_spec, resolve_models
+from poolserve.config import catalog
+from poolserve.config.catalog import Shape
+from poolserve.config.schema import Model, load_spec, parse_spec, resolve_models
+from poolserve.kserve.lint import lint
+from poolserve.kserve.render import render
+from poolserve.vllm import sizing
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = """\

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from poolserve.config.schema import load_spec, parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.spec import load_spec, parse_spec, resolve_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,7 +159,7 @@ def test_model_can_clear_defaults_node_selector_and_tolerations() -> None:
 
 
 def test_resolving_an_unchecked_spec_raises_spec_error_not_assertion() -> None:
-    from poolserve.spec import PoolSpec
+    from poolserve.config.schema import PoolSpec
 
     raw = PoolSpec.model_validate({"image": "vllm/vllm-openai:latest", "runtimes": [{"name": "r", "task": "embed"}],
                                    "models": [{"name": "m", "model_id": "sentence-transformers/all-MiniLM-L6-v2"}]})
@@ -206,7 +206,7 @@ def test_env_is_ordered_by_name_whatever_the_file_order() -> None:
 
 
 def test_helm_settings_are_accepted_and_change_nothing_poolserve_renders() -> None:
-    from poolserve.render import render, to_yaml
+    from poolserve.kserve.render import render, to_yaml
 
     with_helm = parse_spec(MINIMAL + "helm:\n  create_namespace: true\n  test_image: registry.example/python:3\n")
     assert with_helm.helm.create_namespace is True

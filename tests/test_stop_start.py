@@ -1,7 +1,7 @@
 """Stop and start: the ``serving.kserve.io/stop`` annotation, flipped with server-side apply and nothing else.
 
 Rendering (``models[].stopped``), extracting what poolserve applied from ``managedFields``
-(:mod:`poolserve.cluster.ssa`), readiness, and ``ClusterTarget.stop/start`` against FakeCluster with the
+(:mod:`poolserve.targets.cluster.ssa`), readiness, and ``ClusterTarget.stop/start`` against FakeCluster with the
 fake KServe, which deletes a stopped model's workload as KServe v0.20 does. The same flows against the
 real API server are in ``test_cluster_stop.py``.
 """
@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 
-from poolserve import kserve
-from poolserve.cluster import ssa
-from poolserve.cluster.base import FIELD_MANAGER
-from poolserve.cluster.fake import FakeCluster
-from poolserve.cluster.fake_kserve import cluster_for, ready_controller
-from poolserve.cluster.fake_objects import condition, later
-from poolserve.cluster.readiness import model_status
-from poolserve.cluster.target import ClusterTarget, strip_server_fields
+from poolserve.config.schema import PoolSpec, parse_spec
 from poolserve.errors import NotFound
-from poolserve.render import Rendered, render
-from poolserve.spec import PoolSpec, parse_spec
+from poolserve.kserve import compose as kserve
+from poolserve.kserve.render import Rendered, render
+from poolserve.targets.cluster import ssa
+from poolserve.targets.cluster.base import FIELD_MANAGER
+from poolserve.targets.cluster.fake.cluster import FakeCluster
+from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
+from poolserve.targets.cluster.fake.objects import condition, later
+from poolserve.targets.cluster.readiness import model_status
+from poolserve.targets.cluster.target import ClusterTarget, strip_server_fields
 
 SPEC = """\
 namespace: embeddings

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from poolserve import storage
+from poolserve.config import storage
+from poolserve.config.schema import load_spec, parse_spec
 from poolserve.errors import SpecError
-from poolserve.lint import Finding, lint
-from poolserve.render import render
-from poolserve.spec import load_spec, parse_spec
-from poolserve.vllm import served_model_names
+from poolserve.kserve.lint import Finding, lint
+from poolserve.kserve.render import render
+from poolserve.vllm.args import served_model_names
 from support.configs import ONE_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.local.lifecycle import (
+from poolserve.config.schema import load_spec
+from poolserve.kserve.render import render
+from poolserve.targets.local.lifecycle import (
     CrashLoopBackOff,
     PodStatus,
     Probe,
@@ -23,9 +25,7 @@ from poolserve.local.lifecycle import (
     should_restart,
     startup_failed,
 )
-from poolserve.local.supervisor import Supervisor, SupervisorSpec
-from poolserve.render import render
-from poolserve.spec import load_spec
+from poolserve.targets.local.supervisor import Supervisor, SupervisorSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

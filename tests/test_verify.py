@@ -11,10 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from poolserve import hfcache, probes
-from poolserve.client import PoolClient
-from poolserve.errors import EndpointError, ReferenceUnavailable
-from poolserve.reference import (
+from poolserve.check import probes
+from poolserve.check.client import PoolClient
+from poolserve.check.reference import (
     INSTALL_HINT,
     apply_activation,
     cross_encoder_activation,
@@ -22,8 +21,7 @@ from poolserve.reference import (
     load_reference,
     locate,
 )
-from poolserve.spec import parse_spec
-from poolserve.verify import (
+from poolserve.check.verify import (
     Expectations,
     VerifyReport,
     compare_embeddings,
@@ -33,6 +31,9 @@ from poolserve.verify import (
     long_text,
     verify,
 )
+from poolserve.config.schema import parse_spec
+from poolserve.errors import EndpointError, ReferenceUnavailable
+from poolserve.vllm import hfcache
 from support.fake_vllm import FakeVllm
 
 CONFIG = """
@@ -76,7 +77,7 @@ def test_verify_reads_no_clock_the_caller_passes_it() -> None:
     import ast
     import inspect
 
-    import poolserve.verify as module
+    import poolserve.check.verify as module
 
     tree = ast.parse(Path(module.__file__).read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

@@ -7,16 +7,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from poolserve.bench import bench
+from poolserve.bench.loadgen import bench
+from poolserve.bench.metrics import report_from_json
+from poolserve.bench.workload import Bounds
 from poolserve.cli.app import app
-from poolserve.metrics import report_from_json
-from poolserve.workload import Bounds
 
 pytestmark = pytest.mark.vllm
 
 
 def test_bench_embeddings_with_baseline(minilm_server: Any) -> None:
-    from poolserve.baseline import sentence_transformers_baseline
+    from poolserve.bench.baseline import sentence_transformers_baseline
 
     base = sentence_transformers_baseline(str(minilm_server.model_dir), min_texts=4, min_time_s=0.1)
     report = bench(minilm_server.endpoint, model=minilm_server.model_id, concurrency=(1, 2), batch_sizes=(1, 4),

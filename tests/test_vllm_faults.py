@@ -25,11 +25,11 @@ from typer.testing import CliRunner
 
 from conftest import CONFIG, MINILM_NAME
 from poolserve.cli.app import app
-from poolserve.local.process import group_members
-from poolserve.local.state import read_pod
-from poolserve.local.target import LocalTarget
-from poolserve.render import Rendered, render
-from poolserve.spec import PoolSpec, load_spec
+from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.kserve.render import Rendered, render
+from poolserve.targets.local.process import group_members
+from poolserve.targets.local.state import read_pod
+from poolserve.targets.local.target import LocalTarget
 
 pytestmark = pytest.mark.vllm
 runner = CliRunner()

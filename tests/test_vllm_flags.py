@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from poolserve import vllm
-from poolserve.render import render
-from poolserve.spec import parse_spec, resolve_models
+from poolserve.config.schema import parse_spec, resolve_models
+from poolserve.kserve.render import render
+from poolserve.vllm import args as vllm
 
 BASE = """\
 image: vllm/vllm-openai:{tag}

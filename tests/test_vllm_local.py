@@ -12,13 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from poolserve import probes, vllm_api
+from poolserve.check import probes
+from poolserve.config.schema import load_spec
 from poolserve.errors import LocalStartError
-from poolserve.local.process import group_members, pid_alive
-from poolserve.local.state import read_pod, read_state
-from poolserve.local.target import LocalTarget
-from poolserve.render import render
-from poolserve.spec import load_spec
+from poolserve.kserve.render import render
+from poolserve.targets.local.process import group_members, pid_alive
+from poolserve.targets.local.state import read_pod, read_state
+from poolserve.targets.local.target import LocalTarget
+from poolserve.vllm import api as vllm_api
 
 pytestmark = pytest.mark.vllm
 

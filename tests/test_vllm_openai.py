@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from poolserve import probes
-from poolserve.client import PoolClient
+from poolserve.check import probes
+from poolserve.check.client import PoolClient
 
 pytestmark = pytest.mark.vllm
 openai = pytest.importorskip("openai")

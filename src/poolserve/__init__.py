@@ -12,11 +12,11 @@ __all__ = ["__version__", "load_spec", "render"]
 
 def __getattr__(name: str) -> object:
     if name == "load_spec":
-        from poolserve.spec import load_spec
+        from poolserve.config.schema import load_spec
 
         return load_spec
     if name == "render":
-        from poolserve.render import render
+        from poolserve.kserve.render import render
 
         return render
     raise AttributeError(name)

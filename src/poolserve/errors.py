@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
-    from poolserve.diagnose import Diagnosis
+    from poolserve.vllm.diagnose import Diagnosis
 
 
 class PoolserveError(Exception):
@@ -92,7 +92,7 @@ class EndpointError(PoolserveError):
 
     ``kind`` names the failure for scripts (``connection``, ``tls``, ``timeout``, ``auth``,
     ``wrong_task``, ``not_found``, ``model_not_found``, ``input_too_long``, ``bad_request``,
-    ``unavailable``, ``server_error``, ``bad_response``; see :mod:`poolserve.client`);
+    ``unavailable``, ``server_error``, ``bad_response``; see :mod:`poolserve.check.client`);
     ``server_message`` is the server's own error text (vLLM's ``error.message``), unchanged.
     """
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from poolserve import probes
+from poolserve.check import probes
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

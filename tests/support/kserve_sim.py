@@ -2,7 +2,7 @@
 
 No KServe controller runs here, so this test-support reconciler plays its part, written from
 KServe v0.20.0's source (kserve/kserve tag v0.20.0), NOT from poolserve's own
-:func:`poolserve.kserve.compose`, so a test against it is not self-confirming:
+:func:`poolserve.kserve.compose.compose`, so a test against it is not self-confirming:
 
 - The mutating webhook ``inferenceservice.kserve-webhook-server.defaulter``, registered with the
   real API server (``MutatingWebhookConfiguration``, HTTPS on 127.0.0.1): ``RawDeployment`` ->

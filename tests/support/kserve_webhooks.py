@@ -1,7 +1,7 @@
 """KServe v0.20's InferenceService validator and pod mutator, for the simulated KServe (pure functions).
 
 Written from KServe v0.20.0's source (kserve/kserve tag v0.20.0), not from poolserve's own rendering or
-:func:`poolserve.kserve.compose`, so a test against them is not self-confirming:
+:func:`poolserve.kserve.compose.compose`, so a test against them is not self-confirming:
 
 - :func:`validate_isvc`: ``inferenceservice.kserve-webhook-server.validator``
   (``pkg/apis/serving/v1beta1/inference_service_validation.go``: ``validateInferenceService`` and the

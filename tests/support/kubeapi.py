@@ -1,6 +1,6 @@
 """A minimal Kubernetes REST client for test support (fixture set-up, simulated controllers).
 
-Deliberately not poolserve's :class:`~poolserve.cluster.kube.KubeCluster`: the code under test must
+Deliberately not poolserve's :class:`~poolserve.targets.cluster.kube.KubeCluster`: the code under test must
 not also be the code that prepares and inspects the cluster it is tested against. Paths are built
 from ``(apiVersion, plural)``; errors keep the status code and the API's Status body.
 """

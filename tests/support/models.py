@@ -32,7 +32,7 @@ def build_cross_encoder(dest: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from poolserve.probes import TRAINING_TRIPLES
+    from poolserve.check.probes import TRAINING_TRIPLES
 
     src = minilm_dir()
     torch.manual_seed(0)

@@ -20,8 +20,8 @@ runner = CliRunner()
 
 def cli(*args: str, kubeconfig: Path, config: Path, poll_s: float | None = 0.5) -> Result:
     """``poolserve ARGS -c CONFIG --kubeconfig KUBECONFIG``; returns the click Result (exit_code, stdout, stderr)."""
-    from poolserve.cluster.kube import KubeCluster
-    from poolserve.cluster.target import ClusterTarget
+    from poolserve.targets.cluster.kube import KubeCluster
+    from poolserve.targets.cluster.target import ClusterTarget
 
     def factory(name: Any, options: Any) -> Any:
         if name != "cluster" or poll_s is None:

@@ -525,7 +525,7 @@ left out for the model (a model's own are a config error). */ -}}
 what poolserve rejects: the cross-key rules (spec.cross_check), then poolserve lint's errors (_lint.tpl). */ -}}
 {{- define "poolserve.resolved" -}}
 {{- $spec := include "poolserve.config" . | fromJson -}}
-{{- $catalog := include "poolserve.catalog" . | fromJson -}}
+{{- $catalog := include "poolserve.config.catalog" . | fromJson -}}
 {{- $c := include "poolserve.constants" . | fromJson -}}
 {{- $problems := include "poolserve.crossCheck" (dict "spec" $spec "catalog" $catalog "constants" $c) | fromJsonArray -}}
 {{- if $problems -}}
@@ -556,7 +556,7 @@ reads it from the runtime). */ -}}
 {{- $_ := set $spec.dashboard "template_scope" (ternary "project" "global" $project) -}}
 {{- $_ := set $spec.dashboard "template_namespace" (ternary $spec.namespace $spec.dashboard.templates_namespace $project) -}}
 {{- $resolved := dict "spec" $spec "runtimes" $runtimes "models" $models -}}
-{{- $errors := include "poolserve.lint" (dict "resolved" $resolved "constants" $c) | fromJsonArray -}}
+{{- $errors := include "poolserve.kserve.lint" (dict "resolved" $resolved "constants" $c) | fromJsonArray -}}
 {{- if $errors -}}
   {{- $more := ternary "" (printf " (and %d more)" (sub (len $errors) 1)) (eq (len $errors) 1) -}}
   {{- fail (printf "%s%s (poolserve lint rejects this config)" (first $errors) $more) -}}

@@ -105,8 +105,8 @@ is given (`vllm serve MODEL`, the api_server module's --model). */ -}}
 {{- toJson $out -}}
 {{- end }}
 
-{{- /* poolserve.lint: every error poolserve lint reports for the resolved config (lint._models), in its order. */ -}}
-{{- define "poolserve.lint" -}}
+{{- /* poolserve.kserve.lint: every error poolserve lint reports for the resolved config (lint._models), in its order. */ -}}
+{{- define "poolserve.kserve.lint" -}}
 {{- $r := .resolved -}}{{- $c := .constants -}}{{- $spec := $r.spec -}}
 {{- $v := $c.versions -}}
 {{- $out := list -}}

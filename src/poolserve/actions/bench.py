@@ -1,6 +1,6 @@
 """``bench``: throughput and latency of a deployed model, against a baseline and the client's ceiling.
 
-Sets up what the load generator (:func:`poolserve.bench.bench`) needs: the bounds of each setting,
+Sets up what the load generator (:func:`poolserve.bench.loadgen.bench`) needs: the bounds of each setting,
 the endpoint (``--url``, or the target's), the task and model (from the config model, or from
 ``--task``/``--model``), the batch sizes or documents per request, and the in-process baseline.
 """
@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poolserve.actions.common import Duration, Edges, Source, Where, config_model, on_target, parse_duration, parse_task
-from poolserve.errors import EndpointError, SpecError
-from poolserve.target import Endpoint
-from poolserve.workload import (
+from poolserve.bench.workload import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_CONCURRENCY,
     DEFAULT_DOCUMENTS,
@@ -27,9 +25,11 @@ from poolserve.workload import (
     Bounds,
     ProgressCallback,
 )
+from poolserve.errors import EndpointError, SpecError
+from poolserve.targets.base import Endpoint
 
 if TYPE_CHECKING:
-    from poolserve.metrics import BenchReport
+    from poolserve.bench.metrics import BenchReport
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def _baseline(kind: str | None, model: str | None, task: BenchTask, dtype: str,
               hf_homes: Sequence[Path]) -> BaselineFn | None:
     if kind is None:
         return None
-    from poolserve import baseline as bl
+    from poolserve.bench import baseline as bl
 
     if kind not in bl.BASELINES:
         raise SpecError(f"--baseline {kind!r}: use {', '.join(bl.BASELINES)}")
@@ -89,8 +89,8 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
         EndpointError: the endpoint does not answer at all, or wants a login (checked before the sweep).
         NotFound, NotReady: the target says the model is not deployed / not ready.
     """
-    from poolserve.bench import bench, self_test_report
-    from poolserve.client import check_url
+    from poolserve.bench.loadgen import bench, self_test_report
+    from poolserve.check.client import check_url
 
     if req.url is not None:
         check_url(req.url)
@@ -116,7 +116,7 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
         task = m.task
         model = model or m.model_id
         if req.baseline is not None:
-            from poolserve.local.plan import local_hf_home
+            from poolserve.targets.local.plan import local_hf_home
 
             hf_homes = [local_hf_home(rendered.spec), *hf_homes]  # the local target's cache (the PVC's layout)
         if endpoint is None:
@@ -147,7 +147,7 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
 
 def unserved(report: BenchReport) -> EndpointError | None:
     """The error for a report in which a setting had not one successful request (None otherwise)."""
-    from poolserve.metrics import unserved_settings
+    from poolserve.bench.metrics import unserved_settings
 
     bad = unserved_settings(report)
     if not bad:

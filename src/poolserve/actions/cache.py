@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from poolserve.actions.common import Duration, Edges, Source, Where, on_target, parse_duration
 from poolserve.errors import SpecError
-from poolserve.target import ProgressFn
+from poolserve.targets.base import ProgressFn
 
 if TYPE_CHECKING:
-    from poolserve.cluster.cachejob import CacheWarmResult
-    from poolserve.hfcache import CachedModel
+    from poolserve.targets.cluster.cachejob import CacheWarmResult
+    from poolserve.vllm.hfcache import CachedModel
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ def import_model(req: ImportRequest) -> Imported:
     Raises:
         SpecError: a bad config, a path that is not a model directory, or an id that is not ``org/name``.
     """
-    from poolserve import hfcache
-    from poolserve.local.plan import local_hf_home
+    from poolserve.targets.local.plan import local_hf_home
+    from poolserve.vllm import hfcache
 
     spec = req.source.spec()
     if not req.path.is_dir():
@@ -78,8 +78,8 @@ def import_model(req: ImportRequest) -> Imported:
 
 def list_models(source: Source) -> Listing:
     """The models in the local model cache."""
-    from poolserve import hfcache
-    from poolserve.local.plan import local_hf_home
+    from poolserve.targets.local.plan import local_hf_home
+    from poolserve.vllm import hfcache
 
     hf_home = local_hf_home(source.spec())
     return Listing(hf_home, tuple(hfcache.list_models(hf_home)))

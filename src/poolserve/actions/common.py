@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolserve.defaults import DEFAULT_CONFIG, TARGET_ENV
+from poolserve.config.defaults import DEFAULT_CONFIG, TARGET_ENV
 from poolserve.errors import ClusterUnreachable, LocalRunError, MissingDependency, SpecError
-from poolserve.target import Target, TargetFactory, TargetName, TargetOptions, target_name
+from poolserve.targets.base import Target, TargetFactory, TargetName, TargetOptions, target_name
 
 if TYPE_CHECKING:
-    from poolserve.cluster.target import ClusterTarget
-    from poolserve.render import Rendered
-    from poolserve.spec import Model, PoolSpec, Task
-    from poolserve.verify import Reference
+    from poolserve.check.verify import Reference
+    from poolserve.config.schema import Model, PoolSpec, Task
+    from poolserve.kserve.render import Rendered
+    from poolserve.targets.cluster.target import ClusterTarget
 
 CLUSTER_TIMEOUT_S = 900.0
 """How long ``deploy``/``wait`` wait on a cluster without ``--timeout`` (first downloads are slow)."""
@@ -91,7 +91,7 @@ class Source:
         Raises:
             SpecError: naming the file, line and key (or the ``--set``) that is wrong.
         """
-        from poolserve.spec import load_spec
+        from poolserve.config.schema import load_spec
 
         return load_spec(self.config, parse_sets(self.overrides))
 
@@ -101,7 +101,7 @@ class Source:
         Raises:
             SpecError: for a bad config or an unknown model name (one line each).
         """
-        from poolserve.render import render
+        from poolserve.kserve.render import render
 
         spec = self.spec()
         for n in names:
@@ -137,7 +137,7 @@ class Edges:
     http_transport: Any = None
     """An ``httpx.BaseTransport`` for every request ``test`` makes (None: the network)."""
     reference_loader: ReferenceLoader | None = None
-    """Loads ``test --reference``'s model (None: sentence-transformers, see :mod:`poolserve.reference`)."""
+    """Loads ``test --reference``'s model (None: sentence-transformers, see :mod:`poolserve.check.reference`)."""
 
     def target(self, where: Where) -> Target:
         """The target ``where`` names, built by the factory (nothing is contacted yet).
@@ -153,7 +153,7 @@ class Edges:
         Raises:
             SpecError: if the factory does not give a cluster target.
         """
-        from poolserve.cluster.target import ClusterTarget
+        from poolserve.targets.cluster.target import ClusterTarget
 
         tgt = self.target_factory("cluster", TargetOptions(context=where.context, kubeconfig=where.kubeconfig))
         if not isinstance(tgt, ClusterTarget):
@@ -205,8 +205,8 @@ def wait_timeout(timeout: Duration | None, spec: PoolSpec, target: Target) -> fl
 
 def deployed_locally(spec: PoolSpec, names: Sequence[str]) -> list[str]:
     """Which of ``names`` (all configured models when empty) the local target's state file knows."""
-    from poolserve.local.plan import local_state_dir
-    from poolserve.local.state import STATE_FILE, read_state
+    from poolserve.targets.local.plan import local_state_dir
+    from poolserve.targets.local.state import STATE_FILE, read_state
 
     try:
         state = read_state(local_state_dir(spec) / STATE_FILE)

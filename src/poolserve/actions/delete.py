@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from poolserve.actions.common import Edges, Source, Where, on_target
-from poolserve.target import DeleteResult
+from poolserve.targets.base import DeleteResult
 
 
 @dataclass(frozen=True)

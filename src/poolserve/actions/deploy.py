@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from poolserve.actions.common import Duration, Edges, Source, Where, on_target, wait_timeout
-from poolserve.target import DeployOptions, DeployResult, ProgressFn
+from poolserve.targets.base import DeployOptions, DeployResult, ProgressFn
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from poolserve.actions.common import Source
 
 if TYPE_CHECKING:
-    from poolserve.lint import LintReport
+    from poolserve.kserve.lint import LintReport
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class LintRequest:
 
 def lint(req: LintRequest) -> LintReport:
     """Findings (errors, warnings, notes) about the rendered objects: schemas, dashboard rules, vLLM flags."""
-    from poolserve.lint import lint as run_lint
+    from poolserve.kserve.lint import lint as run_lint
 
     rendered = req.source.load()
     return run_lint(rendered.spec, rendered, crd_dir=req.crd_dir)
@@ -32,7 +32,7 @@ def lint(req: LintRequest) -> LintReport:
 
 def explain(source: Source, names: tuple[str, ...] = ()) -> list[Mapping[str, Any]]:
     """The composed container of each named model (all when empty): image, argv, env, mounts, resources."""
-    from poolserve.lint import explain as composed
+    from poolserve.kserve.lint import explain as composed
 
     rendered = source.load(names)
     return composed(rendered, list(names))

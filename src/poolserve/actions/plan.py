@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from poolserve.actions.common import Source
 
 if TYPE_CHECKING:
-    from poolserve.sizing import ModelPlan
+    from poolserve.vllm.sizing import ModelPlan
 
 
 def plan(source: Source, names: tuple[str, ...] = ()) -> list[ModelPlan]:
-    """:func:`poolserve.sizing.plan_model` for each named model (all when empty)."""
-    from poolserve.sizing import plan as size
+    """:func:`poolserve.vllm.sizing.plan_model` for each named model (all when empty)."""
+    from poolserve.vllm.sizing import plan as size
 
     rendered = source.load(names)
     return size([m for m in rendered.models if not names or m.name in names])

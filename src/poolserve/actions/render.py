@@ -18,7 +18,7 @@ from poolserve.actions.common import Source
 from poolserve.errors import DriftError, SpecError
 
 if TYPE_CHECKING:
-    from poolserve.spec import PoolSpec
+    from poolserve.config.schema import PoolSpec
 
 DEFAULT_OUT = Path("manifests/kserve")
 
@@ -97,7 +97,7 @@ def render_manifests(req: RenderRequest) -> RenderResult:
     Raises:
         SpecError: a bad config, ``check`` without a directory, a foreign file in the way, or a write failure.
     """
-    from poolserve.render import file_texts, is_generated, to_yaml, unified_diff
+    from poolserve.kserve.render import file_texts, is_generated, to_yaml, unified_diff
 
     rendered = req.source.load()
     if req.output is None:
@@ -119,7 +119,7 @@ def render_manifests(req: RenderRequest) -> RenderResult:
         raise SpecError(f"{out_dir}/{foreign[0]} was not written by poolserve and would be replaced: move it, "
                         "or pass --force" + (f" ({len(foreign)} such files)" if len(foreign) > 1 else ""))
     _write_atomically(out_dir, texts, stale)
-    from poolserve.kserve import template_namespace
+    from poolserve.kserve.compose import template_namespace
 
     spec = rendered.spec
     templates = template_namespace(spec) if spec.dashboard.templates else None
@@ -129,8 +129,8 @@ def render_manifests(req: RenderRequest) -> RenderResult:
 
 def templates_notes(spec: PoolSpec, out_dir: Path) -> list[str]:
     """Who may apply the rendered Templates, and what happens when nobody does."""
-    from poolserve.kserve import template_namespace, template_scope
-    from poolserve.render import TEMPLATES_FILE
+    from poolserve.kserve.compose import template_namespace, template_scope
+    from poolserve.kserve.render import TEMPLATES_FILE
 
     if not spec.dashboard.templates:
         return []

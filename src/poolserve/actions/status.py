@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from poolserve.actions.common import Edges, Source, Where, on_target
-from poolserve.target import ModelStatus
+from poolserve.targets.base import ModelStatus
 
 WATCH_INTERVAL_S = 2.0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from poolserve.actions.common import Duration, Edges, Source, Where, on_target, wait_timeout
-from poolserve.target import DeployResult, ProgressFn
+from poolserve.targets.base import DeployResult, ProgressFn
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``test``: prove a served model answers correctly (the checks are :mod:`poolserve.verify`).
+"""``test``: prove a served model answers correctly (the checks are :mod:`poolserve.check.verify`).
 
 Assembles what the checks need: the endpoint (``--url``, or the target's: the local process, or the
 InferenceService/Route on the cluster), the client (token, CA, TLS), what to expect (from the config
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Literal
 
 from poolserve.actions.common import Duration, Edges, Source, Where, config_model, on_target, parse_duration, parse_task
+from poolserve.check.verify import CheckResult, Expectations, Reference, VerifyReport
+from poolserve.config.schema import DEFAULT_IMAGE, Model, PoolSpec, Task, image_version
 from poolserve.errors import CheckFailed, InsecureTransportWarning, SpecError
-from poolserve.spec import DEFAULT_IMAGE, Model, PoolSpec, Task, image_version
-from poolserve.target import Endpoint
-from poolserve.verify import CheckResult, Expectations, Reference, VerifyReport
+from poolserve.targets.base import Endpoint
 
 Notify = Callable[[Literal["note", "warning"], str], None]
 """``notify(kind, message)``: what the user should read while the checks run (a URL fixed, TLS off)."""
@@ -51,7 +51,7 @@ class VerifyRequest:
     timeout: Duration = "60s"
     """Timeout of one request."""
     robustness: bool = False
-    """Also send the bad inputs a deployment must survive (see :func:`poolserve.verify.verify`)."""
+    """Also send the bad inputs a deployment must survive (see :func:`poolserve.check.verify.verify`)."""
 
 
 def base_url(url: str) -> tuple[str, str | None]:
@@ -77,11 +77,11 @@ def check_ca_file(path: str) -> None:
 
 def reference_homes(spec: PoolSpec | None) -> list[Path]:
     """HF caches to find the reference weights in: the local target's cache first."""
-    from poolserve.reference import default_hf_homes
+    from poolserve.check.reference import default_hf_homes
 
     extra: list[Path] = []
     if spec is not None:
-        from poolserve.local.plan import local_hf_home
+        from poolserve.targets.local.plan import local_hf_home
 
         with contextlib.suppress(SpecError):
             extra.append(local_hf_home(spec))
@@ -91,7 +91,7 @@ def reference_homes(spec: PoolSpec | None) -> list[Path]:
 def _load_reference(edges: Edges, source: str, task: Task, homes: Sequence[Path]) -> Reference:
     if edges.reference_loader is not None:
         return edges.reference_loader(source, task, homes)
-    from poolserve.reference import load_reference
+    from poolserve.check.reference import load_reference
 
     # sentence-transformers draws progress bars on stderr while loading; keep them out of the report.
     with contextlib.redirect_stderr(io.StringIO()):
@@ -115,7 +115,7 @@ def failure(report: VerifyReport) -> CheckFailed | None:
 
 
 def _expectations(req: VerifyRequest, model: Model | None, served: str | None) -> Expectations:
-    from poolserve.verify import expectations_for, expectations_for_id
+    from poolserve.check.verify import expectations_for, expectations_for_id
 
     if model is not None:
         return expectations_for(model, served_model=served)
@@ -136,8 +136,8 @@ def verify_model(req: VerifyRequest, edges: Edges, *, notify: Notify | None = No
         EndpointError: the endpoint cannot be used (connection, TLS, 401/403, ...).
         NotFound, NotReady: the target says the model is not deployed / not ready.
     """
-    from poolserve.client import PoolClient, check_url
-    from poolserve.verify import verify
+    from poolserve.check.client import PoolClient, check_url
+    from poolserve.check.verify import verify
 
     def say(kind: Literal["note", "warning"], message: str) -> None:
         if notify is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from poolserve.actions.common import Duration, Edges, Source, Where, on_target, wait_timeout
-from poolserve.target import ModelStatus, ProgressFn
+from poolserve.targets.base import ModelStatus, ProgressFn
 
 
 @dataclass(frozen=True)

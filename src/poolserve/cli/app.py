@@ -22,7 +22,7 @@ from poolserve.cli import cache, catalog, cluster, lint, ops, plan, render
 from poolserve.cli import test as test_cmd
 from poolserve.cli.options import Session, session
 from poolserve.errors import PoolserveError
-from poolserve.target import Target, TargetFactory, TargetName, TargetOptions
+from poolserve.targets.base import Target, TargetFactory, TargetName, TargetOptions
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -61,12 +61,12 @@ def default_target_factory(name: TargetName, options: TargetOptions) -> Target:
     vLLM, and ``poolserve render`` neither.
     """
     if name == "local":
-        from poolserve.local.target import LocalTarget
+        from poolserve.targets.local.target import LocalTarget
 
         local: Target = LocalTarget(state_dir=options.state_dir)
         return local
-    from poolserve.cluster.kube import KubeCluster
-    from poolserve.cluster.target import ClusterTarget
+    from poolserve.targets.cluster.kube import KubeCluster
+    from poolserve.targets.cluster.target import ClusterTarget
 
     cluster_target: Target = ClusterTarget(KubeCluster(context=options.context, kubeconfig=options.kubeconfig))
     return cluster_target

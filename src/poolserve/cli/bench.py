@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from poolserve.bench.workload import DEFAULT_DOCUMENTS, DEFAULT_INPUT_TOKENS
 from poolserve.cli.options import (
     CONFIG,
     ConfigOpt,
@@ -28,15 +29,14 @@ from poolserve.cli.options import (
     source,
     where,
 )
-from poolserve.defaults import TOKEN_ENV
+from poolserve.config.defaults import TOKEN_ENV
 from poolserve.errors import SpecError
-from poolserve.workload import DEFAULT_DOCUMENTS, DEFAULT_INPUT_TOKENS
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from poolserve.metrics import BenchReport
-    from poolserve.workload import ProgressCallback
+    from poolserve.bench.metrics import BenchReport
+    from poolserve.bench.workload import ProgressCallback
 
 
 def parse_ints(text: str, option: str) -> tuple[int, ...]:
@@ -64,7 +64,7 @@ def bench_table(report: BenchReport, previous: BenchReport | None = None) -> Ren
     from rich.table import Table
     from rich.text import Text
 
-    from poolserve.metrics import baseline_for, ceiling_for, compare, iter_settings, ratio
+    from poolserve.bench.metrics import baseline_for, ceiling_for, compare, iter_settings, ratio
 
     has_base = bool(report.baseline)
     has_ceiling = bool(report.self_test)
@@ -121,7 +121,7 @@ def _describe(report: BenchReport) -> str:
 @contextmanager
 def _progress(err: Console) -> Iterator[ProgressCallback]:
     """A bar per setting on a terminal (stderr); one line per setting otherwise."""
-    from poolserve.workload import BenchProgress
+    from poolserve.bench.workload import BenchProgress
 
     seen: set[tuple[str, int]] = set()
     if not err.is_terminal:
@@ -179,7 +179,7 @@ def _finish(s: Session, report: BenchReport, previous: BenchReport | None, outpu
             plot: Path | None) -> None:
     from rich.console import Console
 
-    from poolserve.metrics import report_to_json
+    from poolserve.bench.metrics import report_to_json
 
     err, out = s.err(), s.out()
     err.print(_describe(report), highlight=False)
@@ -196,7 +196,7 @@ def _finish(s: Session, report: BenchReport, previous: BenchReport | None, outpu
             raise SpecError(f"{output_file}: cannot write the report: {e.strerror or e}") from None
         err.print(f"wrote {output_file}", highlight=False)
     if plot is not None:
-        from poolserve.plot import plot_reports
+        from poolserve.bench.plot import plot_reports
 
         shown = report if report.settings else replace(report, settings=report.self_test)
         reports = [shown] if previous is None else [shown, replace(previous, label=previous.label or "previous")]
@@ -261,7 +261,7 @@ def bench_cmd(
 ) -> None:
     """Benchmark a deployed model: throughput, latency p50/p90/p99 and errors per concurrency x batch size."""
     from poolserve.actions.bench import BenchRequest, benchmark, unserved
-    from poolserve.metrics import report_from_json
+    from poolserve.bench.metrics import report_from_json
 
     s = session(ctx)
     _check_writable(output_file, "--output")

@@ -21,8 +21,8 @@ def catalog_cmd(
     """List known-good vLLM pooling models, or show what one model needs."""
     from rich.table import Table
 
-    from poolserve.catalog import CATALOG, lookup
-    from poolserve.spec import format_version
+    from poolserve.config.catalog import CATALOG, lookup
+    from poolserve.config.schema import format_version
 
     if model_id is not None:
         entry = lookup(model_id)

@@ -20,7 +20,7 @@ from poolserve.cli.options import (
     session,
     source,
 )
-from poolserve.defaults import CRD_DIR_ENV
+from poolserve.config.defaults import CRD_DIR_ENV
 from poolserve.errors import LintError
 
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
@@ -85,8 +85,8 @@ def explain_cmd(
     output: OutputOpt = Output.table,
 ) -> None:
     """Show the container KServe runs for each model: runtime + InferenceService merged, {{.Name}} filled in."""
-    from poolserve import yamlio
     from poolserve.actions.lint import explain
+    from poolserve.config import yamlio
 
     rows = explain(source(config, set_), tuple(names or ()))
     if output == "json":

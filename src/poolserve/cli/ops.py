@@ -1,7 +1,7 @@
 """``deploy``, ``status``, ``wait``, ``logs``, ``delete``, ``stop``, ``start``: one set of verbs for every target.
 
 ``--target cluster`` (KServe) and ``--target local`` (vLLM processes) both implement
-:class:`poolserve.target.Target`, so the commands cannot drift between them.
+:class:`poolserve.targets.base.Target`, so the commands cannot drift between them.
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from poolserve.actions.common import Edges, Source, Where
-from poolserve.defaults import CONFIG_ENV, DEFAULT_CONFIG
+from poolserve.config.defaults import CONFIG_ENV, DEFAULT_CONFIG
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from poolserve.target import ProgressFn
+    from poolserve.targets.base import ProgressFn
 
 PIPE_WIDTH = 200
 CONFIG = Path(DEFAULT_CONFIG)

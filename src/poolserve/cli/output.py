@@ -11,8 +11,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from poolserve import yamlio
-from poolserve.target import DeleteResult, DeployResult, ModelStatus
+from poolserve.config import yamlio
+from poolserve.targets.base import DeleteResult, DeployResult, ModelStatus
 
 
 def to_data(value: Any) -> Any:

@@ -11,7 +11,7 @@ import typer
 from poolserve.cli.options import CONFIG, ConfigOpt, SetOpt, TableOrJson, TableOrJsonOpt, session, source
 
 if TYPE_CHECKING:
-    from poolserve.sizing import ModelPlan
+    from poolserve.vllm.sizing import ModelPlan
 
 FOOTER = ("Estimates, not measurements: parts and sources in LESSONS_LEARNED.md 'GPU sizing' "
           "(vLLM logs what it actually uses at startup).")

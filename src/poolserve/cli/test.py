@@ -17,13 +17,13 @@ from poolserve.cli.options import (
     source,
     where,
 )
-from poolserve.defaults import TOKEN_ENV
+from poolserve.config.defaults import TOKEN_ENV
 from poolserve.errors import SpecError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from poolserve.verify import VerifyReport
+    from poolserve.check.verify import VerifyReport
 
 def check_table(report: VerifyReport) -> Table:
     """One row per check: result, latency, what was seen."""

@@ -1,0 +1,17 @@
+"""Cluster access for the ``cluster`` target.
+
+- :mod:`poolserve.targets.cluster.base`: the narrow :class:`~poolserve.targets.cluster.base.Cluster` protocol and the
+  shared error messages every implementation raises.
+- :mod:`poolserve.targets.cluster.kube`: :class:`~poolserve.targets.cluster.kube.KubeCluster`, the official
+  ``kubernetes`` client (optional extra ``cluster``), built lazily.
+- :mod:`poolserve.targets.cluster.fake.cluster`: :class:`~poolserve.targets.cluster.fake.cluster.FakeCluster`,
+  in memory, for tests;
+  :mod:`~poolserve.targets.cluster.fake.objects` builds realistic objects to seed it (or a real API server),
+  :mod:`~poolserve.targets.cluster.fake.kserve` plays KServe on it.
+- :mod:`poolserve.targets.cluster.target`: :class:`~poolserve.targets.cluster.target.ClusterTarget`, deploy/status/wait/
+  logs/delete/diff on top of a ``Cluster``; :mod:`~poolserve.targets.cluster.preflight` (checks before
+  deploy), :mod:`~poolserve.targets.cluster.readiness` (pure: live objects -> ModelStatus) and
+  :mod:`~poolserve.targets.cluster.cachejob` (``cache warm``) beside it.
+
+Importing this package imports no Kubernetes client.
+"""
