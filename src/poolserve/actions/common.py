@@ -103,10 +103,10 @@ class Source:
         """
         from poolserve.kserve.render import render
 
-        spec = self.spec()
+        rendered = render(self.spec())
         for n in names:
-            spec.model(n)
-        return render(spec)
+            rendered.model(n)
+        return rendered
 
 
 @dataclass(frozen=True)
@@ -187,12 +187,12 @@ def config_model(source: Source, name: str | None, *, with_url: bool) -> tuple[R
     if name is None:
         return None
     if not with_url:
-        rendered = source.load([name])
-        return rendered, rendered.spec.model(name)
+        rendered = source.load()
+        return rendered, rendered.model(name)
     if source.config.is_file():
         rendered = source.load()
-        if any(m.name == name for m in rendered.spec.models):
-            return rendered, rendered.spec.model(name)
+        if any(m.name == name for m in rendered.models):
+            return rendered, rendered.model(name)
     return None
 
 

@@ -356,8 +356,12 @@ class PoolSpec(_Strict):
         for m in resolve_models(self):
             if m.name == name:
                 return m
-        known = ", ".join(m.name for m in self.models)
-        raise SpecError(f"no model named {name!r} in the config (models: {known})")
+        raise unknown_model(name, [m.name for m in self.models])
+
+
+def unknown_model(name: str, known: Sequence[str]) -> SpecError:
+    """The one error for a model name the config does not have."""
+    return SpecError(f"no model named {name!r} in the config (models: {', '.join(known)})")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from poolserve.config import yamlio
-from poolserve.config.schema import Model, PoolSpec, Runtime, all_runtimes, resolve_models
+from poolserve.config.schema import Model, PoolSpec, Runtime, all_runtimes, resolve_models, unknown_model
 from poolserve.errors import SpecError
 from poolserve.kserve import compose as kserve
 from poolserve.kserve.compose import Manifest
@@ -55,13 +55,20 @@ class Rendered:
         """The dashboard Templates (empty unless ``dashboard.templates``)."""
         return [o for o in self.manifests if o.get("kind") == kserve.TEMPLATE_KIND]
 
+    def model(self, name: str) -> Model:
+        """The resolved model called ``name``.
+
+        Raises:
+            SpecError: for a name the config does not have.
+        """
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise unknown_model(name, [m.name for m in self.models])
+
     def compose(self, name: str) -> kserve.Composed:
         """The container KServe would run for model ``name``."""
-        try:
-            sr, isvc = self.objects_by_model[name]
-        except KeyError:
-            known = ", ".join(self.objects_by_model)
-            raise SpecError(f"no model named {name!r} in the config (models: {known})") from None
+        sr, isvc = self.objects_by_model[self.model(name).name]
         return kserve.compose(sr, isvc)
 
 
@@ -73,11 +80,8 @@ def select_models(rendered: Rendered, names: Sequence[str]) -> list[Model]:
     """
     if not names:
         return list(rendered.models)
-    by_name = {m.name: m for m in rendered.models}
-    for n in names:
-        if n not in by_name:
-            raise SpecError(f"no model named {n!r} in the config (models: {', '.join(by_name)})")
-    return [m for m in rendered.models if m.name in set(names)]
+    wanted = {rendered.model(n).name for n in names}
+    return [m for m in rendered.models if m.name in wanted]
 
 
 def runtime_file_name(runtime: Runtime) -> str:

@@ -165,19 +165,19 @@ class LocalTarget:
             return self._process(entry).alive()
         return self._supervisor_alive(entry)
 
-    def _names(self, spec: PoolSpec, names: Sequence[str], state: LocalState) -> list[str]:
+    def _names(self, rendered: Rendered, names: Sequence[str], state: LocalState) -> list[str]:
         if names:
             for n in names:
                 if n not in state.models:
-                    spec.model(n)  # one-line SpecError for a name that is neither configured nor running
+                    rendered.model(n)  # one-line SpecError for a name that is neither configured nor running
             return list(names)
-        configured = [m.name for m in spec.models]
+        configured = [m.name for m in rendered.models]
         return configured + [n for n in state.models if n not in configured]
 
     def plan(self, rendered: Rendered, name: str, *, port: int) -> LaunchPlan:
         """The launch plan of model ``name`` on ``port`` (``poolserve explain``-style inspection, tests)."""
         spec = rendered.spec
-        model = spec.model(name)
+        model = rendered.model(name)
         state_dir, _ = self._paths(spec)
         return plan_launch(
             rendered.compose(name), model_id=model.model_id, local=spec.local, cache_pvc=spec.cache.pvc,
@@ -222,7 +222,7 @@ class LocalTarget:
         spec = rendered.spec
         selected = list(names) or [m.name for m in spec.models]
         for n in selected:
-            spec.model(n)
+            rendered.model(n)
         try:
             return self._deploy(rendered, selected, wait=wait, timeout_s=timeout_s, progress=progress,
                                 start_stopped=start_stopped)
@@ -243,7 +243,7 @@ class LocalTarget:
         notes: list[str] = []
         to_wait: list[str] = []
         for name in selected:
-            if spec.model(name).stopped and not start_stopped:
+            if rendered.model(name).stopped and not start_stopped:
                 changes.append(self._stop_one(spec, name, reason="stopped: true in the config"))
                 continue
             with locked(state_dir):
@@ -408,10 +408,10 @@ class LocalTarget:
         """
         spec = rendered.spec
         _, state_path = self._paths(spec)
-        selected = self._names(spec, names, read_state(state_path)) if names else [m.name for m in spec.models]
+        selected = self._names(rendered, names, read_state(state_path)) if names else [m.name for m in spec.models]
         state = read_state(state_path)
         for name in selected:
-            if name not in state.models and not spec.model(name).stopped:
+            if name not in state.models and not rendered.model(name).stopped:
                 raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
         changes = [self._stop_one(spec, name, reason="stopped") for name in selected]
         return DeployResult(target="local", changes=tuple(changes), statuses=tuple(self.status(rendered, selected)))
@@ -429,11 +429,11 @@ class LocalTarget:
         state = read_state(state_path)
         selected = list(names) or [n for n in (m.name for m in spec.models) if n in state.models]
         for name in selected:
-            if name not in state.models and not spec.model(name).stopped:
+            if name not in state.models and not rendered.model(name).stopped:
                 raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
         result = self._run(rendered, selected, wait=wait, timeout_s=timeout_s, progress=progress, start_stopped=True)
         notes = [*result.notes, *(f"{n}: stopped: true in the config: the next `poolserve deploy --target local` stops "
-                                  "it again" for n in selected if spec.model(n).stopped)]
+                                  "it again" for n in selected if rendered.model(n).stopped)]
         return replace(result, notes=tuple(notes))
 
     # -- status --------------------------------------------------------------------------------
@@ -444,10 +444,10 @@ class LocalTarget:
         state_dir, state_path = self._paths(spec)
         state = read_state(state_path)
         out: list[ModelStatus] = []
-        for name in self._names(spec, names, state):
+        for name in self._names(rendered, names, state):
             entry = state.models.get(name)
             if entry is None:
-                model = spec.model(name)
+                model = rendered.model(name)
                 stopped = model.stopped
                 out.append(ModelStatus(name=name, target="local", phase="Stopped" if stopped else "NotDeployed",
                                        ready=False, runtime=model.runtime.name, served_model=model.model_id,
@@ -581,7 +581,7 @@ class LocalTarget:
         for name in selected:
             entry = state.models.get(name)
             if entry is None:
-                if spec.model(name).stopped:
+                if rendered.model(name).stopped:
                     continue  # stopped on purpose: nothing to wait for
                 raise NotFound(f"{name} is not deployed locally: `poolserve deploy --target local {name}`")
         waiting = [n for n in selected if n in state.models and not state.models[n].stopped]
@@ -742,7 +742,7 @@ class LocalTarget:
         legacy: list[LocalEntry] = []
         with locked(state_dir):
             state = read_state(state_path)
-            selected = self._names(spec, names, state) if names else list(state.models)
+            selected = self._names(rendered, names, state) if names else list(state.models)
             remaining = dict(state.models)
             for name in selected:
                 entry = remaining.pop(name, None)
@@ -850,7 +850,7 @@ class LocalTarget:
         state_dir, state_path = self._paths(spec)
         entry = read_state(state_path).models.get(name)
         if entry is None:
-            spec.model(name)
+            rendered.model(name)
             raise NotFound(f"{name} is not running locally: `poolserve deploy --target local {name}`")
         st = self._entry_status(state_dir, entry)
         if not st.ready:
