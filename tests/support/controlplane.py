@@ -378,7 +378,9 @@ def _start_all(cp: ControlPlane, token_file: Path) -> None:
 
     def etcd_ports() -> list[str]:
         cp.ports["etcd"], cp.ports["etcd-peer"] = free_port(), free_port()
-        return [f"--data-dir={etcd_dir}", f"--listen-client-urls=http://127.0.0.1:{cp.ports['etcd']}",
+        # etcd 3.5+ refuses an explicit --listen-client-urls without --advertise-client-urls.
+        client = f"http://127.0.0.1:{cp.ports['etcd']}"
+        return [f"--data-dir={etcd_dir}", f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
                 f"--listen-peer-urls=http://127.0.0.1:{cp.ports['etcd-peer']}"]
 
     def etcd_ready() -> bool:
