@@ -43,6 +43,7 @@ PLURALS = {"ServingRuntime": "servingruntimes", "InferenceService": "inferencese
            "Template": "templates", "PodDisruptionBudget": "poddisruptionbudgets", "PodMonitor": "podmonitors"}
 
 
+@pytest.mark.apiserver_only
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_install_dry_run_server_is_accepted(kube: EnvCluster, config: Path) -> None:
     spec = load_spec(config)
@@ -76,6 +77,7 @@ def test_install_dry_run_server_is_accepted(kube: EnvCluster, config: Path) -> N
         kube.delete_namespace(dash)
 
 
+@pytest.mark.apiserver_only
 def test_missing_claims_fail_the_install_before_anything_is_created(kube: EnvCluster, tmp_path: Path) -> None:
     # What poolserve deploy's preflight refuses: a pvc:// storage_uri naming no claim (the pod would wait forever).
     ns = kube.namespace()
@@ -102,6 +104,7 @@ def test_missing_claims_fail_the_install_before_anything_is_created(kube: EnvClu
             in out.stderr), out.stderr
 
 
+@pytest.mark.apiserver_only
 def test_what_only_the_api_server_rejects_fails_the_install_not_the_dry_run(kube: EnvCluster, tmp_path: Path) -> None:
     # A quantity the config's schema takes (any string) but the InferenceService CRD's pattern refuses: the chart
     # cannot check CRD schemas (poolserve lint --crd-dir does). helm's --dry-run=server passes it; the install fails,
@@ -218,6 +221,7 @@ def test_a_helm_release_works_with_poolserves_commands_and_helm_test(kube: EnvCl
     assert {s["phase"] for s in json.loads(r.stdout)} == {"NotDeployed"}, r.stdout
 
 
+@pytest.mark.apiserver_only
 def test_create_namespace_keeps_the_namespace_on_uninstall(kube: EnvCluster) -> None:
     ns = f"helm-ns-{os.getpid() % 1000}"
     kube_helm(kube, "install", "poolserve", CHART, "-n", ns, "--create-namespace", "--set",
@@ -254,6 +258,7 @@ def test_wait_after_an_inference_service_that_came_before_its_runtime(kube: EnvC
     assert r.exit_code == 0, r.stdout + r.stderr
 
 
+@pytest.mark.apiserver_only
 def test_stop_and_start_leave_helms_inferenceservices_to_helm(kube: EnvCluster, ns: str, tmp_path: Path) -> None:
     # poolserve start would take the stop annotation over from Helm (server-side apply, forced), and the next
     # helm upgrade of a model the values mark stopped then fails: "conflict with \"poolserve\"". So stop and
