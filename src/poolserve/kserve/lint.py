@@ -16,17 +16,32 @@ from typing import Any, Literal
 from poolserve.config import storage
 from poolserve.config.schema import MAX_NAME_LEN, MAX_NAME_PLUS_NAMESPACE, Model, PoolSpec, format_version
 from poolserve.errors import LintError, SpecError
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.compose import Manifest
+from poolserve.kserve.compose import Composed
 from poolserve.kserve.dashboard import find_template
+from poolserve.kserve.names import (
+    AUTOSCALER_CLASS,
+    DASHBOARD_LABEL,
+    ENABLE_AUTH,
+    ISVC_API_VERSION,
+    ISVC_KIND,
+    MODELMESH_ENABLED,
+    SR_API_VERSION,
+    SR_KIND,
+    STOP_ANNOTATION,
+    TEMPLATE_DISPLAY_NAME,
+    TEMPLATE_NAME,
+    VISIBILITY,
+    Manifest,
+)
+from poolserve.kserve.objects import template_namespace, template_scope
 from poolserve.kserve.render import Rendered
 from poolserve.vllm import args as vllm
 from poolserve.vllm import sizing
 
 Severity = Literal["error", "warning", "note"]
 CRD_FILES = {
-    (kserve.SR_API_VERSION, kserve.SR_KIND): "serving.kserve.io_servingruntimes.yaml",
-    (kserve.ISVC_API_VERSION, kserve.ISVC_KIND): "serving.kserve.io_inferenceservices.yaml",
+    (SR_API_VERSION, SR_KIND): "serving.kserve.io_servingruntimes.yaml",
+    (ISVC_API_VERSION, ISVC_KIND): "serving.kserve.io_inferenceservices.yaml",
 }
 
 
@@ -101,10 +116,10 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     by_kind: dict[str, dict[str, Manifest]] = {}
     for obj in rendered.manifests:
         by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
-    runtimes = by_kind.get(kserve.SR_KIND, {})
-    project = kserve.template_scope(spec) == "project"
+    runtimes = by_kind.get(SR_KIND, {})
+    project = template_scope(spec) == "project"
     rendered_templates = ([], rendered.templates) if project else (rendered.templates, [])
-    for isvc in by_kind.get(kserve.ISVC_KIND, {}).values():
+    for isvc in by_kind.get(ISVC_KIND, {}).values():
         subj = _subject(isvc)
         meta = isvc["metadata"]
         model = isvc["spec"]["predictor"].get("model", {})
@@ -118,10 +133,10 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
         else:
             sr = runtimes[rt_name]
             sr_ann = sr["metadata"].get("annotations", {})
-            if sr["metadata"].get("labels", {}).get(kserve.DASHBOARD_LABEL) != "true":
-                out.append(Finding("error", _subject(sr), f"no label {kserve.DASHBOARD_LABEL}=true: the 2.x "
+            if sr["metadata"].get("labels", {}).get(DASHBOARD_LABEL) != "true":
+                out.append(Finding("error", _subject(sr), f"no label {DASHBOARD_LABEL}=true: the 2.x "
                                                            "dashboard ignores it and shows 'Unknown'"))
-            if not (sr_ann.get(kserve.TEMPLATE_DISPLAY_NAME) or sr_ann.get(kserve.TEMPLATE_NAME)):
+            if not (sr_ann.get(TEMPLATE_DISPLAY_NAME) or sr_ann.get(TEMPLATE_NAME)):
                 out.append(Finding("error", _subject(sr), "no opendatahub.io/template-display-name: the dashboard "
                                                            "shows 'Unknown Serving Runtime'"))
             formats = [f.get("name") for f in sr["spec"].get("supportedModelFormats", [])]
@@ -129,18 +144,18 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
             if fmt not in formats:
                 out.append(Finding("error", subj, f"modelFormat {fmt!r} is not in runtime {rt_name}'s "
                                                   f"supportedModelFormats {formats}: NoSupportingRuntime"))
-            name = sr_ann.get(kserve.TEMPLATE_NAME)
+            name = sr_ann.get(TEMPLATE_NAME)
             if name and find_template(name, *rendered_templates) is None:
                 out.append(Finding("warning", _subject(sr), f"template-name {name!r} matches no rendered Template: "
                                                              "OpenShift AI 3.5+ labels it 'Template removed'"))
-        if meta.get("labels", {}).get(kserve.DASHBOARD_LABEL) != "true":
-            out.append(Finding("warning", subj, f"no label {kserve.DASHBOARD_LABEL}=true: hidden in the 2.x dashboard"))
+        if meta.get("labels", {}).get(DASHBOARD_LABEL) != "true":
+            out.append(Finding("warning", subj, f"no label {DASHBOARD_LABEL}=true: hidden in the 2.x dashboard"))
         ann = meta.get("annotations", {})
-        if ann.get(kserve.ENABLE_AUTH) not in ("true", "false"):
+        if ann.get(ENABLE_AUTH) not in ("true", "false"):
             out.append(Finding("warning", subj, "security.opendatahub.io/enable-auth is not explicit: the 3.x "
                                                 "dashboard shows token auth as on"))
-        exposed = meta.get("labels", {}).get(kserve.VISIBILITY) == "exposed"
-        if exposed and ann.get(kserve.ENABLE_AUTH) != "true":
+        exposed = meta.get("labels", {}).get(VISIBILITY) == "exposed"
+        if exposed and ann.get(ENABLE_AUTH) != "true":
             out.append(Finding("warning", subj, "exposed through a Route without token auth: anyone who can reach "
                                                 "the route can use the model"))
         if fmt_is_mms(isvc):
@@ -151,7 +166,7 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     ns = by_kind.get("Namespace", {}).get(spec.namespace)
     if ns is not None:
         labels = ns["metadata"].get("labels", {})
-        if labels.get(kserve.MODELMESH_ENABLED) != "false":
+        if labels.get(MODELMESH_ENABLED) != "false":
             out.append(Finding("warning", _subject(ns), "modelmesh-enabled must be 'false' for a KServe project"))
     if spec.runtime_mode == "shared":
         users: dict[str, list[str]] = {}
@@ -169,9 +184,9 @@ def _templates(spec: PoolSpec) -> list[Finding]:
     """Who may apply the Templates, and the dashboard versions that find them (dashboard.py)."""
     if not spec.dashboard.templates:
         return []
-    ns = kserve.template_namespace(spec)
+    ns = template_namespace(spec)
     subject = f"dashboard-templates.yaml ({ns})"
-    if kserve.template_scope(spec) == "project":
+    if template_scope(spec) == "project":
         return [Finding("warning", subject, "project-scoped Templates: OpenShift AI 3.6+ finds them; 3.5 looks only "
                         f"in {spec.dashboard.templates_namespace} and labels the runtimes 'Template removed'")]
     return [Finding("note", subject, f"creating Templates in {ns} needs an OpenShift AI admin: `poolserve deploy` "
@@ -229,7 +244,7 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
         if m.gpus and not m.runtime.accelerator:
             out.append(Finding("warning", subj, "gpus set but the runtime has no accelerator; using nvidia.com/gpu"))
         if m.stopped:
-            out.append(Finding("note", subj, f"stopped: true: deployed with {kserve.STOP_ANNOTATION}=\"true\", so "
+            out.append(Finding("note", subj, f"stopped: true: deployed with {STOP_ANNOTATION}=\"true\", so "
                                              f"KServe keeps it without pods; `poolserve start {m.name}` starts it "
                                              "until the next deploy"))
         limits = m.resources.limits
@@ -261,7 +276,7 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     return out
 
 
-def _storage(m: Model, composed: kserve.Composed, spec: PoolSpec, subj: str) -> list[Finding]:
+def _storage(m: Model, composed: Composed, spec: PoolSpec, subj: str) -> list[Finding]:
     """storage_uri against what KServe's pod webhook and the API server do with it."""
     out: list[Finding] = []
     mounts = composed.container.get("volumeMounts", [])
@@ -338,7 +353,7 @@ def _scaling(spec: PoolSpec, rendered: Rendered) -> list[Finding]:
                                              "whose runtime sets prometheus.io/port (poolserve's do): with the "
                                              "PodMonitors too, each pod is scraped twice"))
     for isvc in rendered.manifests:
-        if isvc.get("kind") == kserve.ISVC_KIND:
+        if isvc.get("kind") == ISVC_KIND:
             out += [Finding("error", _subject(isvc), msg) for msg in kserve_webhook_problems(isvc)]
     return out
 
@@ -352,7 +367,7 @@ def kserve_webhook_problems(isvc: Manifest) -> list[str]:
     out: list[str] = []
     ann = isvc.get("metadata", {}).get("annotations") or {}
     predictor = isvc.get("spec", {}).get("predictor", {})
-    cls = ann.get(kserve.AUTOSCALER_CLASS)
+    cls = ann.get(AUTOSCALER_CLASS)
     if cls is not None and cls not in ("hpa", "keda", "external", "none"):
         out.append(f"[{cls}] is not a supported autoscaler class type (KServe webhook "
                    "validateInferenceServiceAutoscaler)")
