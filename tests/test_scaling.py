@@ -14,9 +14,10 @@ import pytest
 
 from poolserve.config.schema import load_spec, parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.kserve.lint import Finding, kserve_webhook_problems, lint
+from poolserve.kserve.lint import Finding, lint
 from poolserve.kserve.names import AUTOSCALER_CLASS
 from poolserve.kserve.render import render
+from poolserve.kserve.scaling import kserve_webhook_problems
 from support.configs import ONE_MODEL
 from support.kserve_sim import autoscaler
 from support.kserve_webhooks import validate_isvc

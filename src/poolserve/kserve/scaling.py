@@ -2,7 +2,8 @@
 
 :func:`predictor_scaling` gives the predictor fields and InferenceService annotations that
 :func:`poolserve.kserve.objects.inference_service` renders; :func:`queue_query` is the PromQL KEDA
-scales on; :func:`stale_autoscaler` names the autoscaler KServe leaves when the class changes.
+scales on; :func:`stale_autoscaler` names the autoscaler KServe leaves when the class changes;
+:func:`kserve_webhook_problems` is what KServe's validating webhook refuses of these fields.
 """
 
 from __future__ import annotations
@@ -87,3 +88,44 @@ def stale_autoscaler(isvc: Manifest) -> tuple[str, str, str]:
     if (isvc["metadata"].get("annotations") or {}).get(AUTOSCALER_CLASS) == "keda":
         return HPA_API_VERSION, "HorizontalPodAutoscaler", name
     return KEDA_API_VERSION, "ScaledObject", name
+
+
+def kserve_webhook_problems(isvc: Manifest) -> list[str]:
+    """What KServe v0.20's InferenceService validating webhook would refuse in ``isvc`` (scaling rules).
+
+    Source: ``pkg/apis/serving/v1beta1/inference_service_validation.go`` (validateInferenceServiceAutoscaler,
+    validateAutoScalingCompExtension and its HPA / KEDA variants) and ``component.go`` validateReplicas.
+    """
+    out: list[str] = []
+    ann = isvc.get("metadata", {}).get("annotations") or {}
+    predictor = isvc.get("spec", {}).get("predictor", {})
+    cls = ann.get(AUTOSCALER_CLASS)
+    if cls is not None and cls not in ("hpa", "keda", "external", "none"):
+        out.append(f"[{cls}] is not a supported autoscaler class type (KServe webhook "
+                   "validateInferenceServiceAutoscaler)")
+    lo, hi = predictor.get("minReplicas"), predictor.get("maxReplicas", 0)
+    if isinstance(lo, int) and isinstance(hi, int) and hi and lo > hi:
+        out.append("'MinReplicas' cannot be greater than MaxReplicas (KServe webhook validateReplicas)")
+    metric = predictor.get("scaleMetric", "cpu")
+    target = predictor.get("scaleTarget")
+    metrics = (predictor.get("autoScaling") or {}).get("metrics") or []
+    if cls == "hpa":
+        if metric not in ("cpu", "memory"):
+            out.append(f"[{metric}] is not a supported metric (KServe webhook validateScalingHPACompExtension)")
+        if isinstance(target, int) and not 1 <= target <= 100:
+            out.append("the target utilization percentage should be a [1-100] integer (KServe webhook "
+                       "validateScalingHPACompExtension)")
+        if any(x.get("type") != "Resource" for x in metrics):
+            out.append("invalid HPA metric source type: valid metric source types are Resource (KServe webhook "
+                       "validateScalingHPACompExtension)")
+    elif cls == "keda":
+        if "scaleMetric" in predictor:
+            out.append("ScaleMetric is not supported for KEDA (KServe webhook validateScalingKedaCompExtension)")
+        for x in metrics:
+            ext = x.get("external") if x.get("type") == "External" else None
+            if ext is not None and not (ext.get("metric") or {}).get("query"):
+                out.append("the query should not be empty (KServe webhook validateScalingKedaCompExtension)")
+            if ext is not None and (ext.get("target") or {}).get("value") is None:
+                out.append("the target threshold value should not be empty (KServe webhook "
+                           "validateScalingKedaCompExtension)")
+    return out
