@@ -1,8 +1,7 @@
 """KServe and OpenShift AI vocabulary (pure): API versions and kinds, derived names, label and annotation keys.
 
 Every module that writes or reads a KServe object spells these keys from here. Name-length limits of
-models belong to the config (:data:`poolserve.config.schema.MAX_NAME_LEN`), which refuses a bad name
-before anything is rendered.
+models belong to the config, which refuses a bad name before anything is rendered.
 """
 
 from __future__ import annotations
