@@ -29,7 +29,7 @@ from pydantic_core import to_jsonable_python
 
 from poolserve.config import catalog, storage
 from poolserve.config import schema as spec
-from poolserve.kserve import compose as kserve
+from poolserve.kserve.objects import PROBE_DEFAULTS
 from poolserve.vllm import args as vllm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,8 +207,8 @@ def constants() -> dict[str, Any]:
             "api_server_deprecated": list(vllm.API_SERVER_DEPRECATED),
         },
         "task_aliases": dict(spec._TASK_ALIASES),
-        # kserve.PROBE_DEFAULTS: kind -> [periodSeconds, timeoutSeconds, failureThreshold].
-        "probe_defaults": {k: list(v) for k, v in kserve.PROBE_DEFAULTS.items()},
+        # PROBE_DEFAULTS: kind -> [periodSeconds, timeoutSeconds, failureThreshold].
+        "probe_defaults": {k: list(v) for k, v in PROBE_DEFAULTS.items()},
         # spec.secret_like: env names that usually hold a secret (words, and pairs of adjacent words).
         "secret_words": sorted(spec._SECRET_WORDS),
         "secret_pairs": sorted("_".join(p) for p in spec._SECRET_PAIRS),

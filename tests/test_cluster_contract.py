@@ -22,7 +22,7 @@ import pytest
 from conftest import CONFIG
 from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.errors import Conflict, Invalid, NotFound, NotReady
-from poolserve.kserve.compose import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
+from poolserve.kserve.names import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
 from poolserve.kserve.render import Rendered, render
 from poolserve.targets.base import DeployOptions
 from poolserve.targets.cluster.base import FIELD_MANAGER, Cluster, kind_info

@@ -19,8 +19,9 @@ import pytest
 from typer.testing import Result
 
 from poolserve.config.schema import load_spec
-from poolserve.kserve.lint import kserve_webhook_problems, lint
+from poolserve.kserve.lint import lint
 from poolserve.kserve.render import render
+from poolserve.kserve.scaling import kserve_webhook_problems
 from support.envcluster import EnvCluster
 from support.kubeapi import ApiError, path
 from support.poolcli import cli, error_line

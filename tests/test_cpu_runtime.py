@@ -10,8 +10,9 @@ import pytest
 
 from poolserve.config.schema import load_spec, parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.kserve import compose as kserve
+from poolserve.kserve.compose import resource_field
 from poolserve.kserve.lint import Finding, lint
+from poolserve.kserve.names import AUTOSCALER_CLASS, RECOMMENDED_ACCELERATORS, STOP_ANNOTATION, TEMPLATE_DISPLAY_NAME
 from poolserve.kserve.render import render
 from poolserve.machine import HostInfo
 from poolserve.targets.local.plan import plan_launch
@@ -50,8 +51,8 @@ def test_cpu_runtime_renders_the_cpu_image_and_cpu_settings_and_no_gpu() -> None
     assert env["OMP_NUM_THREADS"]["valueFrom"] == {"resourceFieldRef": {
         "containerName": "kserve-container", "resource": "limits.cpu", "divisor": "1"}}
     assert sr["spec"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}  # the image is an x86_64 build
-    assert kserve.RECOMMENDED_ACCELERATORS not in sr["metadata"]["annotations"]
-    assert sr["metadata"]["annotations"][kserve.TEMPLATE_DISPLAY_NAME] == "vLLM CPU Embedding Runtime"
+    assert RECOMMENDED_ACCELERATORS not in sr["metadata"]["annotations"]
+    assert sr["metadata"]["annotations"][TEMPLATE_DISPLAY_NAME] == "vLLM CPU Embedding Runtime"
     # defaults.gpus is for GPU models: nothing asks for a GPU, in the objects or in what KServe runs.
     assert "nvidia.com" not in repr(objs["InferenceService"]) + repr(sr)
     assert composed.container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
@@ -127,7 +128,7 @@ def test_cpu_runtime_combines_with_storage_uri_autoscaling_and_stopped() -> None
     objs = _objects(text)
     isvc, composed = objs["InferenceService"], objs["composed"]
     ann = isvc["metadata"]["annotations"]
-    assert ann[kserve.STOP_ANNOTATION] == "true" and ann[kserve.AUTOSCALER_CLASS] == "keda"
+    assert ann[STOP_ANNOTATION] == "true" and ann[AUTOSCALER_CLASS] == "keda"
     model = isvc["spec"]["predictor"]["model"]
     assert model["storageUri"] == "pvc://model-store/minilm" and model["command"] == ["vllm", "serve", "/mnt/models"]
     assert composed.container["image"] == "vllm/vllm-openai-cpu:v0.32.0-x86_64"
@@ -172,4 +173,4 @@ def test_local_target_runs_a_cpu_runtime_as_rendered_apart_from_port_and_paths(t
 ])
 def test_downward_api_resource_fields(resources: dict[str, Any], ref: dict[str, str], value: str) -> None:
     container = {"resources": resources}
-    assert kserve.resource_field(container, ref, node_cpus=8, node_memory_bytes=2**35) == value
+    assert resource_field(container, ref, node_cpus=8, node_memory_bytes=2**35) == value

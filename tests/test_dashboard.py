@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from poolserve.config.schema import PoolSpec, load_spec
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.compose import Manifest
 from poolserve.kserve.dashboard import find_template, matches, template_warning
+from poolserve.kserve.names import DASHBOARD_LABEL, SR_KIND, TEMPLATE_API_VERSION, TEMPLATE_NAME, Manifest
 from poolserve.kserve.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,14 +17,14 @@ SECURE = ROOT / "tests" / "specs" / "per-model-secure.yaml"
 
 
 def template(name: str, runtime: str, *, labelled: bool = True) -> Manifest:
-    labels = {kserve.DASHBOARD_LABEL: "true"} if labelled else {}
-    return {"apiVersion": kserve.TEMPLATE_API_VERSION, "kind": "Template",
+    labels = {DASHBOARD_LABEL: "true"} if labelled else {}
+    return {"apiVersion": TEMPLATE_API_VERSION, "kind": "Template",
             "metadata": {"name": name, "namespace": "x", "labels": labels},
             "objects": [{"kind": "ServingRuntime", "metadata": {"name": runtime}}]}
 
 
 def runtime_named(spec: PoolSpec, name: str) -> Manifest:
-    return next(o for o in render(spec).manifests if o["kind"] == kserve.SR_KIND and o["metadata"]["name"] == name)
+    return next(o for o in render(spec).manifests if o["kind"] == SR_KIND and o["metadata"]["name"] == name)
 
 
 def test_find_template_by_either_name_in_the_dashboard_namespace_by_metadata_name_in_the_project() -> None:
@@ -47,7 +46,7 @@ def test_rendered_runtimes_find_their_rendered_templates_in_either_scope() -> No
         spec = load_spec(SECURE, overrides)
         rendered = render(spec)
         dash, project = (rendered.templates, []) if where == "dashboard" else ([], rendered.templates)
-        for sr in (o for o in rendered.manifests if o["kind"] == kserve.SR_KIND):
+        for sr in (o for o in rendered.manifests if o["kind"] == SR_KIND):
             assert template_warning(spec, sr, dashboard_templates=dash, project_templates=project) is None
             # ...and the other namespace alone would not do for the project scope.
         if where == "project":
@@ -58,7 +57,7 @@ def test_rendered_runtimes_find_their_rendered_templates_in_either_scope() -> No
 def test_no_warning_for_a_runtime_without_template_name() -> None:
     spec = load_spec(ROOT / "poolserve.yaml")
     sr = runtime_named(spec, "vllm-embedding-runtime")
-    assert kserve.TEMPLATE_NAME not in sr["metadata"]["annotations"]
+    assert TEMPLATE_NAME not in sr["metadata"]["annotations"]
     assert template_warning(spec, sr, dashboard_templates=[], project_templates=[]) is None
 
 

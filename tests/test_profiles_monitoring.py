@@ -6,8 +6,8 @@ import pytest
 
 from poolserve.config.schema import parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.kserve import compose as kserve
 from poolserve.kserve.lint import Finding, lint
+from poolserve.kserve.names import ENABLE_PROMETHEUS_SCRAPING, KSERVE_PROMETHEUS_PATH, KSERVE_PROMETHEUS_PORT
 from poolserve.kserve.render import render
 
 BASE = """\
@@ -132,8 +132,8 @@ def test_monitoring_renders_a_pod_monitor_and_kserves_annotations() -> None:
     assert sr["spec"]["containers"][0]["ports"][0]["name"] == "http"
     ann = _one(text, "InferenceService")["metadata"]["annotations"]
     assert ann["prometheus.io/scrape"] == "true"
-    assert (ann[kserve.KSERVE_PROMETHEUS_PORT], ann[kserve.KSERVE_PROMETHEUS_PATH]) == ("8080", "/metrics")
-    assert ann[kserve.ENABLE_PROMETHEUS_SCRAPING] == "false"
+    assert (ann[KSERVE_PROMETHEUS_PORT], ann[KSERVE_PROMETHEUS_PATH]) == ("8080", "/metrics")
+    assert ann[ENABLE_PROMETHEUS_SCRAPING] == "false"
     assert any("each pod is scraped twice" in f.message for f in _findings(text))
 
 
@@ -150,7 +150,7 @@ def test_kserve_pod_mutator_keeps_the_metrics_port_because_scraping_is_false() -
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"
     assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
     flipped = {**tmpl["metadata"], "annotations": {**tmpl["metadata"]["annotations"],
-                                                    kserve.ENABLE_PROMETHEUS_SCRAPING: "true"}}
+                                                    ENABLE_PROMETHEUS_SCRAPING: "true"}}
     pod = mutate_pod({"metadata": flipped, "spec": tmpl["spec"]})
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9091"
 

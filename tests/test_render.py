@@ -9,8 +9,19 @@ import pytest
 from poolserve.config import yamlio
 from poolserve.config.schema import load_spec, parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.kserve import compose as kserve
 from poolserve.kserve.lint import validate_against_crds
+from poolserve.kserve.names import (
+    DASHBOARD_LABEL,
+    DEPLOYMENT_MODE,
+    DISPLAY_NAME,
+    ENABLE_AUTH,
+    MODELMESH_ENABLED,
+    RUNTIME_SCOPE,
+    TEMPLATE_DISPLAY_NAME,
+    TEMPLATE_NAME,
+    VISIBILITY,
+)
+from poolserve.kserve.objects import inference_service
 from poolserve.kserve.render import file_texts, render
 from support.assets import crd_dir
 
@@ -96,22 +107,22 @@ def test_plan_objects_are_what_kserve_and_the_dashboard_need() -> None:
         assert vols["model-cache"]["persistentVolumeClaim"]["claimName"] == "vllm-model-cache"
         assert vols["shm"]["emptyDir"]["medium"] == "Memory"
         ann = sr["metadata"]["annotations"]
-        assert ann[kserve.TEMPLATE_DISPLAY_NAME] == ann[kserve.DISPLAY_NAME]
-        assert kserve.TEMPLATE_NAME not in ann  # no Template rendered -> no "Template removed" label
-        assert sr["metadata"]["labels"][kserve.DASHBOARD_LABEL] == "true"
+        assert ann[TEMPLATE_DISPLAY_NAME] == ann[DISPLAY_NAME]
+        assert TEMPLATE_NAME not in ann  # no Template rendered -> no "Template removed" label
+        assert sr["metadata"]["labels"][DASHBOARD_LABEL] == "true"
     isvcs = [o for o in rendered.manifests if o["kind"] == "InferenceService"]
     assert len(isvcs) == 3
     for isvc in isvcs:
         meta = isvc["metadata"]
-        assert meta["annotations"][kserve.DEPLOYMENT_MODE] == "RawDeployment"
-        assert meta["annotations"][kserve.ENABLE_AUTH] == "false"
-        assert meta["labels"][kserve.DASHBOARD_LABEL] == "true"
-        assert kserve.VISIBILITY not in meta["labels"]
+        assert meta["annotations"][DEPLOYMENT_MODE] == "RawDeployment"
+        assert meta["annotations"][ENABLE_AUTH] == "false"
+        assert meta["labels"][DASHBOARD_LABEL] == "true"
+        assert VISIBILITY not in meta["labels"]
         model = isvc["spec"]["predictor"]["model"]
         assert model["runtime"] in srs
         assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     ns = next(o for o in rendered.manifests if o["kind"] == "Namespace")
-    assert ns["metadata"]["labels"] == {kserve.DASHBOARD_LABEL: "true", kserve.MODELMESH_ENABLED: "false"}
+    assert ns["metadata"]["labels"] == {DASHBOARD_LABEL: "true", MODELMESH_ENABLED: "false"}
 
 
 def test_exposed_model_gets_auth_objects_and_no_secret_values() -> None:
@@ -125,12 +136,12 @@ def test_exposed_model_gets_auth_objects_and_no_secret_values() -> None:
             assert "data" not in o and "stringData" not in o
             assert o["type"] == "kubernetes.io/service-account-token"
     isvc = next(o for o in rendered.manifests if o["metadata"]["name"] == "bge-m3" and o["kind"] == "InferenceService")
-    assert isvc["metadata"]["labels"][kserve.VISIBILITY] == "exposed"
-    assert isvc["metadata"]["annotations"][kserve.ENABLE_AUTH] == "true"
+    assert isvc["metadata"]["labels"][VISIBILITY] == "exposed"
+    assert isvc["metadata"]["annotations"][ENABLE_AUTH] == "true"
     sr = next(o for o in rendered.manifests if o["kind"] == "ServingRuntime" and o["metadata"]["name"] == "bge-m3")
     env = sr["spec"]["containers"][0]["env"]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in env
-    assert sr["metadata"]["annotations"][kserve.TEMPLATE_NAME] == "vllm-embedding-runtime"
+    assert sr["metadata"]["annotations"][TEMPLATE_NAME] == "vllm-embedding-runtime"
     templates = next(f for f in rendered.files if f.name == "dashboard-templates.yaml")
     names = [t["objects"][0]["metadata"]["name"] for t in templates.objects]
     assert names == ["vllm-embedding-runtime", "vllm-reranker-runtime"]
@@ -171,17 +182,17 @@ def test_project_scoped_templates() -> None:
     path = ROOT / "tests" / "specs" / "per-model-secure.yaml"
     rendered = render(load_spec(path))
     sr = next(o for o in rendered.manifests if o["kind"] == "ServingRuntime")
-    assert sr["metadata"]["annotations"][kserve.RUNTIME_SCOPE] == "global"
+    assert sr["metadata"]["annotations"][RUNTIME_SCOPE] == "global"
     assert {t["metadata"]["namespace"] for t in rendered.templates} == {"redhat-ods-applications"}
     for overrides in ({"dashboard.templates_scope": "project"}, {"dashboard.templates_namespace": "search"}):
         rendered = render(load_spec(path, overrides))
         srs = [o for o in rendered.manifests if o["kind"] == "ServingRuntime"]
-        assert {sr["metadata"]["annotations"][kserve.RUNTIME_SCOPE] for sr in srs} == {"project"}
+        assert {sr["metadata"]["annotations"][RUNTIME_SCOPE] for sr in srs} == {"project"}
         # In the project the dashboard GETs the Template *named* template-name: the two names are one.
         for t in rendered.templates:
             assert t["metadata"]["namespace"] == "search"
             assert t["metadata"]["name"] == t["objects"][0]["metadata"]["name"]
-        assert {sr["metadata"]["annotations"][kserve.TEMPLATE_NAME] for sr in srs} == {
+        assert {sr["metadata"]["annotations"][TEMPLATE_NAME] for sr in srs} == {
             t["metadata"]["name"] for t in rendered.templates}
         assert "OpenShift AI 3.6+ finds them" in file_texts(rendered, "x")["dashboard-templates.yaml"]
 
@@ -190,6 +201,6 @@ def test_whole_float_quantities_are_written_as_integers() -> None:
     # Helm reads every number as a float: both tools must write cpu: 2.0 as "2" (Kubernetes: the same quantity).
     text = ("runtimes: [{name: rt, task: embed}]\nmodels: [{name: m, model_id: sentence-transformers/all-MiniLM-L6-v2,"
             " resources: {requests: {cpu: 2.0, memory: 4Gi}, limits: {cpu: 1.5, nvidia.com/mig-1g.5gb: 1}}}]\n")
-    isvc = kserve.inference_service(spec := parse_spec(text), resolve_models(spec)[0])
+    isvc = inference_service(spec := parse_spec(text), resolve_models(spec)[0])
     assert isvc["spec"]["predictor"]["model"]["resources"] == {
         "requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "1.5", "nvidia.com/mig-1g.5gb": "1"}}

@@ -14,9 +14,10 @@ import pytest
 
 from poolserve.config.schema import load_spec, parse_spec, resolve_models
 from poolserve.errors import SpecError
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.lint import Finding, kserve_webhook_problems, lint
+from poolserve.kserve.lint import Finding, lint
+from poolserve.kserve.names import AUTOSCALER_CLASS
 from poolserve.kserve.render import render
+from poolserve.kserve.scaling import kserve_webhook_problems
 from support.configs import ONE_MODEL
 from support.kserve_sim import autoscaler
 from support.kserve_webhooks import validate_isvc
@@ -99,7 +100,7 @@ def test_defaults_block_errors_name_defaults() -> None:
 def test_no_autoscaling_renders_nothing_and_keeps_kserves_default() -> None:
     isvc = _isvc(BASE)
     predictor = isvc["spec"]["predictor"]
-    assert kserve.AUTOSCALER_CLASS not in isvc["metadata"]["annotations"]
+    assert AUTOSCALER_CLASS not in isvc["metadata"]["annotations"]
     assert not {"scaleMetric", "scaleTarget", "autoScaling"} & set(predictor)
     assert predictor["minReplicas"] == predictor["maxReplicas"] == 1
     # KServe then makes its default CPU HPA (80 %), pinned at one replica.
@@ -112,7 +113,7 @@ def test_no_autoscaling_renders_nothing_and_keeps_kserves_default() -> None:
 def test_cpu_and_memory_render_kserves_hpa_fields(metric: str) -> None:
     isvc = _isvc(BASE + f"    replicas: 2\n    max_replicas: 5\n    autoscaling: {{metric: {metric}, target: 70}}\n")
     predictor = isvc["spec"]["predictor"]
-    assert isvc["metadata"]["annotations"][kserve.AUTOSCALER_CLASS] == "hpa"
+    assert isvc["metadata"]["annotations"][AUTOSCALER_CLASS] == "hpa"
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 5)
     assert (predictor["scaleMetric"], predictor["scaleTarget"]) == (metric, 70)
     assert "autoScaling" not in predictor
@@ -126,7 +127,7 @@ def test_cpu_and_memory_render_kserves_hpa_fields(metric: str) -> None:
 def test_queue_renders_keda_on_vllms_in_flight_requests() -> None:
     isvc = _isvc(BASE + "    max_replicas: 4\n    autoscaling: {metric: queue, target: 16}\n")
     predictor = isvc["spec"]["predictor"]
-    assert isvc["metadata"]["annotations"][kserve.AUTOSCALER_CLASS] == "keda"
+    assert isvc["metadata"]["annotations"][AUTOSCALER_CLASS] == "keda"
     assert "scaleMetric" not in predictor and "scaleTarget" not in predictor
     (metric,) = predictor["autoScaling"]["metrics"]
     ext = metric["external"]
@@ -185,7 +186,7 @@ def test_default_config_is_unchanged_by_the_new_keys() -> None:
     for isvc in (o for o in render(load_spec(ROOT / "poolserve.yaml")).manifests if o["kind"] == "InferenceService"):
         predictor = isvc["spec"]["predictor"]
         assert not {"deploymentStrategy", "imagePullSecrets", "scaleMetric", "autoScaling"} & set(predictor)
-        assert kserve.AUTOSCALER_CLASS not in isvc["metadata"]["annotations"]
+        assert AUTOSCALER_CLASS not in isvc["metadata"]["annotations"]
 
 
 def test_image_pull_secrets_are_references() -> None:
@@ -263,7 +264,7 @@ def test_queue_autoscaling_needs_something_to_scrape_vllm() -> None:
          "the query should not be empty"),
         (lambda i: i["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["target"].pop("value"),
          "the target threshold value should not be empty"),
-        (lambda i: i["metadata"]["annotations"].update({kserve.AUTOSCALER_CLASS: "kedaa"}),
+        (lambda i: i["metadata"]["annotations"].update({AUTOSCALER_CLASS: "kedaa"}),
          "is not a supported autoscaler class type"),
         (lambda i: i["spec"]["predictor"].update(minReplicas=5), "'MinReplicas' cannot be greater than MaxReplicas"),
     ],
@@ -307,7 +308,7 @@ def test_status_says_how_the_replica_count_can_move(extra: str, annotations_only
 
     isvc = _isvc(BASE + extra)
     if annotations_only:
-        isvc["metadata"]["annotations"][kserve.AUTOSCALER_CLASS] = "none"
+        isvc["metadata"]["annotations"][AUTOSCALER_CLASS] = "none"
     assert autoscaler_of(isvc) == expected
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from poolserve.config.schema import PoolSpec, parse_spec
 from poolserve.errors import NotFound
-from poolserve.kserve import compose as kserve
+from poolserve.kserve.names import ISVC_API_VERSION, ISVC_KIND, STOP_ANNOTATION, is_stopped
 from poolserve.kserve.render import Rendered, render
 from poolserve.targets.cluster import ssa
 from poolserve.targets.cluster.base import FIELD_MANAGER
@@ -54,15 +54,15 @@ def isvc_of(rendered: Rendered, name: str) -> dict[str, Any]:
 def test_stopped_model_renders_the_dashboards_stop_annotation_and_a_running_one_none() -> None:
     _, rendered = make(SPEC.replace("model_id: sentence-transformers/all-MiniLM-L6-v2}",
                                     "model_id: sentence-transformers/all-MiniLM-L6-v2, stopped: true}"))
-    assert isvc_of(rendered, "minilm")["metadata"]["annotations"][kserve.STOP_ANNOTATION] == "true"
-    assert kserve.STOP_ANNOTATION not in isvc_of(rendered, "granite")["metadata"]["annotations"]
+    assert isvc_of(rendered, "minilm")["metadata"]["annotations"][STOP_ANNOTATION] == "true"
+    assert STOP_ANNOTATION not in isvc_of(rendered, "granite")["metadata"]["annotations"]
 
 
 @pytest.mark.parametrize(("value", "stopped"), [("true", True), ("True", True), ("TRUE", True), ("false", False),
                                                 ("", False), (None, False), ("yes", False)])
 def test_is_stopped_reads_the_annotation_like_kserve(value: str | None, stopped: bool) -> None:
-    obj = {"metadata": {"annotations": {} if value is None else {kserve.STOP_ANNOTATION: value}}}
-    assert kserve.is_stopped(obj) is stopped
+    obj = {"metadata": {"annotations": {} if value is None else {STOP_ANNOTATION: value}}}
+    assert is_stopped(obj) is stopped
 
 
 # -- what poolserve applied, read back ------------------------------------------------------------
@@ -101,7 +101,7 @@ def test_extract_follows_fieldsv1_of_the_api_server() -> None:
 
 
 def _isvc(annotations: dict[str, str], predictor: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": kserve.ISVC_API_VERSION, "kind": kserve.ISVC_KIND,
+    return {"apiVersion": ISVC_API_VERSION, "kind": ISVC_KIND,
             "metadata": {"name": "minilm", "namespace": NS, "annotations": annotations,
                          "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": {"predictor": {"model": {"runtime": "rt"}}},
@@ -110,12 +110,12 @@ def _isvc(annotations: dict[str, str], predictor: dict[str, Any]) -> dict[str, A
 
 def test_status_follows_the_annotation_while_kserve_catches_up() -> None:
     now = later(60)
-    stopped = model_status("minilm", isvc=_isvc({kserve.STOP_ANNOTATION: "true"},
+    stopped = model_status("minilm", isvc=_isvc({STOP_ANNOTATION: "true"},
                                                 condition("PredictorReady", "True")), now=now)
     assert stopped.phase == "Stopped" and not stopped.ready and stopped.replicas_desired == 0
     assert "`poolserve start minilm`" in (stopped.reason or "")
     # Started again, KServe's status still says Stopped: it is starting, not stopped.
-    starting = model_status("minilm", isvc=_isvc({kserve.STOP_ANNOTATION: "false"},
+    starting = model_status("minilm", isvc=_isvc({STOP_ANNOTATION: "false"},
                                                  condition("PredictorReady", "False", "Stopped")), now=now)
     assert starting.phase == "Loading" and "has not recreated the predictor" in (starting.reason or "")
 
@@ -150,18 +150,18 @@ def _ours(obj: dict[str, Any]) -> Any:
 
 def test_stop_flips_only_the_annotation_and_kserve_removes_the_workload() -> None:
     fake, tgt, rendered = deployed()
-    before = fake.stored(kserve.ISVC_KIND, "minilm", NS)
+    before = fake.stored(ISVC_KIND, "minilm", NS)
     assert before is not None and fake.stored("Deployment", "minilm-predictor", NS) is not None
     fake.calls.clear()
     result = tgt.stop(rendered, ["minilm"])
     assert [(c.name, c.action) for c in result.changes] == [("minilm", "stopped")]
     (applied,) = [c for c in fake.calls if c.verb == "apply"]
-    assert applied.kind == kserve.ISVC_KIND and applied.force
-    after = fake.stored(kserve.ISVC_KIND, "minilm", NS)
-    assert after is not None and after["metadata"]["annotations"][kserve.STOP_ANNOTATION] == "true"
+    assert applied.kind == ISVC_KIND and applied.force
+    after = fake.stored(ISVC_KIND, "minilm", NS)
+    assert after is not None and after["metadata"]["annotations"][STOP_ANNOTATION] == "true"
     # Nothing else moved, and poolserve's apply entry now also owns the annotation.
     a, b = strip_server_fields(after), strip_server_fields(before)
-    a["metadata"]["annotations"].pop(kserve.STOP_ANNOTATION)
+    a["metadata"]["annotations"].pop(STOP_ANNOTATION)
     assert a == b and after["metadata"]["generation"] == before["metadata"]["generation"]
     assert "f:serving.kserve.io/stop" in _ours(after)["f:metadata"]["f:annotations"]
     assert fake.stored("Deployment", "minilm-predictor", NS) is None  # KServe deleted it
@@ -186,24 +186,24 @@ def test_start_sets_false_like_the_dashboard_and_waits_until_ready() -> None:
     tgt.stop(rendered, ["minilm"])
     result = tgt.start(rendered, ["minilm"], wait=True, timeout_s=60)
     assert [(c.name, c.action) for c in result.changes] == [("minilm", "started")]
-    live = fake.stored(kserve.ISVC_KIND, "minilm", NS)
-    assert live is not None and live["metadata"]["annotations"][kserve.STOP_ANNOTATION] == "false"
+    live = fake.stored(ISVC_KIND, "minilm", NS)
+    assert live is not None and live["metadata"]["annotations"][STOP_ANNOTATION] == "false"
     assert [s.phase for s in result.statuses] == ["Ready"]
     # The config is the truth at the next deploy: stopped: false renders no annotation, so it goes.
     tgt.deploy(rendered, ["minilm"], wait=False, timeout_s=60)
-    live = fake.stored(kserve.ISVC_KIND, "minilm", NS)
-    assert live is not None and kserve.STOP_ANNOTATION not in live["metadata"]["annotations"]
+    live = fake.stored(ISVC_KIND, "minilm", NS)
+    assert live is not None and STOP_ANNOTATION not in live["metadata"]["annotations"]
 
 
 def test_start_takes_over_the_annotation_the_dashboard_set() -> None:
     fake, tgt, rendered = deployed()
-    fake.edit(kserve.ISVC_KIND, "minilm", NS, {"metadata": {"annotations": {kserve.STOP_ANNOTATION: "true"}}},
+    fake.edit(ISVC_KIND, "minilm", NS, {"metadata": {"annotations": {STOP_ANNOTATION: "true"}}},
               manager="odh-dashboard")
-    ready_controller(fake, fake.stored(kserve.ISVC_KIND, "minilm", NS))  # type: ignore[arg-type]
+    ready_controller(fake, fake.stored(ISVC_KIND, "minilm", NS))  # type: ignore[arg-type]
     assert tgt.status(rendered, ["minilm"])[0].phase == "Stopped"
     tgt.start(rendered, ["minilm"], wait=True, timeout_s=60)
-    live = fake.stored(kserve.ISVC_KIND, "minilm", NS)
-    assert live is not None and live["metadata"]["annotations"][kserve.STOP_ANNOTATION] == "false"
+    live = fake.stored(ISVC_KIND, "minilm", NS)
+    assert live is not None and live["metadata"]["annotations"][STOP_ANNOTATION] == "false"
 
 
 def test_stopped_in_the_config_deploys_stopped_and_start_notes_that_deploy_stops_it_again() -> None:

@@ -119,7 +119,7 @@ def render_manifests(req: RenderRequest) -> RenderResult:
         raise SpecError(f"{out_dir}/{foreign[0]} was not written by poolserve and would be replaced: move it, "
                         "or pass --force" + (f" ({len(foreign)} such files)" if len(foreign) > 1 else ""))
     _write_atomically(out_dir, texts, stale)
-    from poolserve.kserve.compose import template_namespace
+    from poolserve.kserve.objects import template_namespace
 
     spec = rendered.spec
     templates = template_namespace(spec) if spec.dashboard.templates else None
@@ -129,7 +129,7 @@ def render_manifests(req: RenderRequest) -> RenderResult:
 
 def templates_notes(spec: PoolSpec, out_dir: Path) -> list[str]:
     """Who may apply the rendered Templates, and what happens when nobody does."""
-    from poolserve.kserve.compose import template_namespace, template_scope
+    from poolserve.kserve.objects import template_namespace, template_scope
     from poolserve.kserve.render import TEMPLATES_FILE
 
     if not spec.dashboard.templates:

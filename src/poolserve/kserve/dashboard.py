@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from poolserve.config.schema import PoolSpec
-from poolserve.kserve.compose import DASHBOARD_LABEL, TEMPLATE_NAME, Manifest, template_scope
+from poolserve.kserve.names import DASHBOARD_LABEL, TEMPLATE_NAME, Manifest
+from poolserve.kserve.objects import template_scope
 
 TEMPLATES_PATH = "manifests/kserve/dashboard-templates.yaml"
 """Where ``poolserve render`` writes the Templates (the file an admin applies)."""

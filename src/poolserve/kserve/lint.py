@@ -16,17 +16,32 @@ from typing import Any, Literal
 from poolserve.config import storage
 from poolserve.config.schema import MAX_NAME_LEN, MAX_NAME_PLUS_NAMESPACE, Model, PoolSpec, format_version
 from poolserve.errors import LintError, SpecError
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.compose import Manifest
+from poolserve.kserve.compose import Composed
 from poolserve.kserve.dashboard import find_template
+from poolserve.kserve.names import (
+    DASHBOARD_LABEL,
+    ENABLE_AUTH,
+    ISVC_API_VERSION,
+    ISVC_KIND,
+    MODELMESH_ENABLED,
+    SR_API_VERSION,
+    SR_KIND,
+    STOP_ANNOTATION,
+    TEMPLATE_DISPLAY_NAME,
+    TEMPLATE_NAME,
+    VISIBILITY,
+    Manifest,
+)
+from poolserve.kserve.objects import template_namespace, template_scope
 from poolserve.kserve.render import Rendered
+from poolserve.kserve.scaling import kserve_webhook_problems
 from poolserve.vllm import args as vllm
 from poolserve.vllm import sizing
 
 Severity = Literal["error", "warning", "note"]
 CRD_FILES = {
-    (kserve.SR_API_VERSION, kserve.SR_KIND): "serving.kserve.io_servingruntimes.yaml",
-    (kserve.ISVC_API_VERSION, kserve.ISVC_KIND): "serving.kserve.io_inferenceservices.yaml",
+    (SR_API_VERSION, SR_KIND): "serving.kserve.io_servingruntimes.yaml",
+    (ISVC_API_VERSION, ISVC_KIND): "serving.kserve.io_inferenceservices.yaml",
 }
 
 
@@ -101,46 +116,21 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     by_kind: dict[str, dict[str, Manifest]] = {}
     for obj in rendered.manifests:
         by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
-    runtimes = by_kind.get(kserve.SR_KIND, {})
-    project = kserve.template_scope(spec) == "project"
+    runtimes = by_kind.get(SR_KIND, {})
+    project = template_scope(spec) == "project"
     rendered_templates = ([], rendered.templates) if project else (rendered.templates, [])
-    for isvc in by_kind.get(kserve.ISVC_KIND, {}).values():
+    for isvc in by_kind.get(ISVC_KIND, {}).values():
         subj = _subject(isvc)
         meta = isvc["metadata"]
-        model = isvc["spec"]["predictor"].get("model", {})
-        rt_name = model.get("runtime")
-        if not rt_name:
-            out.append(Finding("error", subj, "spec.predictor.model.runtime is unset: the dashboard shows the "
-                                              "runtime as 'Unknown'"))
-        elif rt_name not in runtimes:
-            out.append(Finding("error", subj, f"runtime {rt_name!r} is not rendered: the dashboard shows 'Unknown' "
-                                              "and KServe reports RuntimeNotRecognized"))
-        else:
-            sr = runtimes[rt_name]
-            sr_ann = sr["metadata"].get("annotations", {})
-            if sr["metadata"].get("labels", {}).get(kserve.DASHBOARD_LABEL) != "true":
-                out.append(Finding("error", _subject(sr), f"no label {kserve.DASHBOARD_LABEL}=true: the 2.x "
-                                                           "dashboard ignores it and shows 'Unknown'"))
-            if not (sr_ann.get(kserve.TEMPLATE_DISPLAY_NAME) or sr_ann.get(kserve.TEMPLATE_NAME)):
-                out.append(Finding("error", _subject(sr), "no opendatahub.io/template-display-name: the dashboard "
-                                                           "shows 'Unknown Serving Runtime'"))
-            formats = [f.get("name") for f in sr["spec"].get("supportedModelFormats", [])]
-            fmt = model.get("modelFormat", {}).get("name")
-            if fmt not in formats:
-                out.append(Finding("error", subj, f"modelFormat {fmt!r} is not in runtime {rt_name}'s "
-                                                  f"supportedModelFormats {formats}: NoSupportingRuntime"))
-            name = sr_ann.get(kserve.TEMPLATE_NAME)
-            if name and find_template(name, *rendered_templates) is None:
-                out.append(Finding("warning", _subject(sr), f"template-name {name!r} matches no rendered Template: "
-                                                             "OpenShift AI 3.5+ labels it 'Template removed'"))
-        if meta.get("labels", {}).get(kserve.DASHBOARD_LABEL) != "true":
-            out.append(Finding("warning", subj, f"no label {kserve.DASHBOARD_LABEL}=true: hidden in the 2.x dashboard"))
+        out += _runtime_link(isvc, runtimes, rendered_templates)
+        if meta.get("labels", {}).get(DASHBOARD_LABEL) != "true":
+            out.append(Finding("warning", subj, f"no label {DASHBOARD_LABEL}=true: hidden in the 2.x dashboard"))
         ann = meta.get("annotations", {})
-        if ann.get(kserve.ENABLE_AUTH) not in ("true", "false"):
+        if ann.get(ENABLE_AUTH) not in ("true", "false"):
             out.append(Finding("warning", subj, "security.opendatahub.io/enable-auth is not explicit: the 3.x "
                                                 "dashboard shows token auth as on"))
-        exposed = meta.get("labels", {}).get(kserve.VISIBILITY) == "exposed"
-        if exposed and ann.get(kserve.ENABLE_AUTH) != "true":
+        exposed = meta.get("labels", {}).get(VISIBILITY) == "exposed"
+        if exposed and ann.get(ENABLE_AUTH) != "true":
             out.append(Finding("warning", subj, "exposed through a Route without token auth: anyone who can reach "
                                                 "the route can use the model"))
         if fmt_is_mms(isvc):
@@ -151,7 +141,7 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     ns = by_kind.get("Namespace", {}).get(spec.namespace)
     if ns is not None:
         labels = ns["metadata"].get("labels", {})
-        if labels.get(kserve.MODELMESH_ENABLED) != "false":
+        if labels.get(MODELMESH_ENABLED) != "false":
             out.append(Finding("warning", _subject(ns), "modelmesh-enabled must be 'false' for a KServe project"))
     if spec.runtime_mode == "shared":
         users: dict[str, list[str]] = {}
@@ -165,13 +155,47 @@ def _dashboard(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     return out
 
 
+def _runtime_link(isvc: Manifest, runtimes: Mapping[str, Manifest],
+                  rendered_templates: tuple[Sequence[Manifest], Sequence[Manifest]]) -> list[Finding]:
+    """The InferenceService's runtime as the dashboard and KServe find it: named, rendered, serving its format."""
+    out: list[Finding] = []
+    subj = _subject(isvc)
+    model = isvc["spec"]["predictor"].get("model", {})
+    rt_name = model.get("runtime")
+    if not rt_name:
+        out.append(Finding("error", subj, "spec.predictor.model.runtime is unset: the dashboard shows the "
+                                          "runtime as 'Unknown'"))
+    elif rt_name not in runtimes:
+        out.append(Finding("error", subj, f"runtime {rt_name!r} is not rendered: the dashboard shows 'Unknown' "
+                                          "and KServe reports RuntimeNotRecognized"))
+    else:
+        sr = runtimes[rt_name]
+        sr_ann = sr["metadata"].get("annotations", {})
+        if sr["metadata"].get("labels", {}).get(DASHBOARD_LABEL) != "true":
+            out.append(Finding("error", _subject(sr), f"no label {DASHBOARD_LABEL}=true: the 2.x "
+                                                       "dashboard ignores it and shows 'Unknown'"))
+        if not (sr_ann.get(TEMPLATE_DISPLAY_NAME) or sr_ann.get(TEMPLATE_NAME)):
+            out.append(Finding("error", _subject(sr), "no opendatahub.io/template-display-name: the dashboard "
+                                                       "shows 'Unknown Serving Runtime'"))
+        formats = [f.get("name") for f in sr["spec"].get("supportedModelFormats", [])]
+        fmt = model.get("modelFormat", {}).get("name")
+        if fmt not in formats:
+            out.append(Finding("error", subj, f"modelFormat {fmt!r} is not in runtime {rt_name}'s "
+                                              f"supportedModelFormats {formats}: NoSupportingRuntime"))
+        name = sr_ann.get(TEMPLATE_NAME)
+        if name and find_template(name, *rendered_templates) is None:
+            out.append(Finding("warning", _subject(sr), f"template-name {name!r} matches no rendered Template: "
+                                                         "OpenShift AI 3.5+ labels it 'Template removed'"))
+    return out
+
+
 def _templates(spec: PoolSpec) -> list[Finding]:
     """Who may apply the Templates, and the dashboard versions that find them (dashboard.py)."""
     if not spec.dashboard.templates:
         return []
-    ns = kserve.template_namespace(spec)
+    ns = template_namespace(spec)
     subject = f"dashboard-templates.yaml ({ns})"
-    if kserve.template_scope(spec) == "project":
+    if template_scope(spec) == "project":
         return [Finding("warning", subject, "project-scoped Templates: OpenShift AI 3.6+ finds them; 3.5 looks only "
                         f"in {spec.dashboard.templates_namespace} and labels the runtimes 'Template removed'")]
     return [Finding("note", subject, f"creating Templates in {ns} needs an OpenShift AI admin: `poolserve deploy` "
@@ -187,11 +211,10 @@ def fmt_is_mms(isvc: Manifest) -> bool:
 
 
 def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
+    """Each model against what vLLM accepts (args, command, env, the catalog) and KServe's storage rules."""
     out: list[Finding] = []
-    total_pods = 0
     for m in rendered.models:
         subj = f"InferenceService {m.namespace}/{m.name}"
-        total_pods += m.max_replicas
         if len(m.name) > MAX_NAME_LEN or len(m.name) + len(m.namespace) > MAX_NAME_PLUS_NAMESPACE:
             out.append(Finding("error", subj, "name too long for KServe raw mode"))
         try:
@@ -207,35 +230,50 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
             out.append(Finding(p.severity, subj, f"vLLM {ver}: {p.message}"))
         for p in vllm.env_problems(composed.env):
             out.append(Finding(p.severity, subj, p.message))
-        entry = m.catalog_entry
-        if entry is not None:
-            if entry.task != m.task:
-                out.append(Finding("error", subj, f"{m.model_id} is a {entry.architecture} ({entry.task} model) but "
-                                                  f"the config serves it as {m.task!r}"))
-            if m.vllm_version < entry.min_vllm:
-                out.append(Finding("error", subj, f"{m.model_id} needs vLLM >= {format_version(entry.min_vllm)}, "
-                                                  f"image has {ver}"))
-            if m.max_model_len and m.max_model_len > entry.max_model_len:
-                out.append(Finding("error", subj, f"max_model_len {m.max_model_len} > {entry.max_model_len}, the "
-                                                  f"limit vLLM derives for {m.model_id}: it will not start"))
-            for flag in entry.required_flags:
-                stem = flag.split("=", 1)[0]
-                if not any(a.split("=", 1)[0] == stem for a in composed.container.get("args", [])):
-                    out.append(Finding("error", subj, f"{m.model_id} needs {flag}"))
-        elif m.max_model_len is None:
-            out.append(Finding("note", subj, f"{m.model_id} is not in the catalog: vLLM derives max_model_len"))
+        out += _catalog(m, composed, subj)
         if m.task == "score" and m.vllm_version < vllm.TASK_EMBED_SCORE:
             out.append(Finding("error", subj, f"vLLM {ver} cannot serve cross-encoders (needs 0.6.5)"))
         if m.gpus and not m.runtime.accelerator:
             out.append(Finding("warning", subj, "gpus set but the runtime has no accelerator; using nvidia.com/gpu"))
         if m.stopped:
-            out.append(Finding("note", subj, f"stopped: true: deployed with {kserve.STOP_ANNOTATION}=\"true\", so "
+            out.append(Finding("note", subj, f"stopped: true: deployed with {STOP_ANNOTATION}=\"true\", so "
                                              f"KServe keeps it without pods; `poolserve start {m.name}` starts it "
                                              "until the next deploy"))
         limits = m.resources.limits
         if "memory" not in limits and m.hardware_profile is None:  # a profile may supply it
             out.append(Finding("warning", subj, "no memory limit: vLLM sizes its cache from the node's memory"))
         out += _storage(m, composed, spec, subj)
+    return out
+
+
+def _catalog(m: Model, composed: Composed, subj: str) -> list[Finding]:
+    """The model against its catalog entry: task, minimum vLLM, context length, required flags."""
+    out: list[Finding] = []
+    ver = format_version(m.vllm_version)
+    entry = m.catalog_entry
+    if entry is not None:
+        if entry.task != m.task:
+            out.append(Finding("error", subj, f"{m.model_id} is a {entry.architecture} ({entry.task} model) but "
+                                              f"the config serves it as {m.task!r}"))
+        if m.vllm_version < entry.min_vllm:
+            out.append(Finding("error", subj, f"{m.model_id} needs vLLM >= {format_version(entry.min_vllm)}, "
+                                              f"image has {ver}"))
+        if m.max_model_len and m.max_model_len > entry.max_model_len:
+            out.append(Finding("error", subj, f"max_model_len {m.max_model_len} > {entry.max_model_len}, the "
+                                              f"limit vLLM derives for {m.model_id}: it will not start"))
+        for flag in entry.required_flags:
+            stem = flag.split("=", 1)[0]
+            if not any(a.split("=", 1)[0] == stem for a in composed.container.get("args", [])):
+                out.append(Finding("error", subj, f"{m.model_id} needs {flag}"))
+    elif m.max_model_len is None:
+        out.append(Finding("note", subj, f"{m.model_id} is not in the catalog: vLLM derives max_model_len"))
+    return out
+
+
+def _cache_access(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
+    """The cache PVC's access mode against the pods that mount it: replicas, rollouts on other nodes."""
+    out: list[Finding] = []
+    total_pods = sum(m.max_replicas for m in rendered.models)
     mode = spec.cache.access_mode
     scaled = [m for m in rendered.models if m.max_replicas > 1]
     if mode in ("ReadWriteOnce", "ReadWriteOncePod"):
@@ -261,7 +299,7 @@ def _models(rendered: Rendered, spec: PoolSpec) -> list[Finding]:
     return out
 
 
-def _storage(m: Model, composed: kserve.Composed, spec: PoolSpec, subj: str) -> list[Finding]:
+def _storage(m: Model, composed: Composed, spec: PoolSpec, subj: str) -> list[Finding]:
     """storage_uri against what KServe's pod webhook and the API server do with it."""
     out: list[Finding] = []
     mounts = composed.container.get("volumeMounts", [])
@@ -338,49 +376,8 @@ def _scaling(spec: PoolSpec, rendered: Rendered) -> list[Finding]:
                                              "whose runtime sets prometheus.io/port (poolserve's do): with the "
                                              "PodMonitors too, each pod is scraped twice"))
     for isvc in rendered.manifests:
-        if isvc.get("kind") == kserve.ISVC_KIND:
+        if isvc.get("kind") == ISVC_KIND:
             out += [Finding("error", _subject(isvc), msg) for msg in kserve_webhook_problems(isvc)]
-    return out
-
-
-def kserve_webhook_problems(isvc: Manifest) -> list[str]:
-    """What KServe v0.20's InferenceService validating webhook would refuse in ``isvc`` (scaling rules).
-
-    Source: ``pkg/apis/serving/v1beta1/inference_service_validation.go`` (validateInferenceServiceAutoscaler,
-    validateAutoScalingCompExtension and its HPA / KEDA variants) and ``component.go`` validateReplicas.
-    """
-    out: list[str] = []
-    ann = isvc.get("metadata", {}).get("annotations") or {}
-    predictor = isvc.get("spec", {}).get("predictor", {})
-    cls = ann.get(kserve.AUTOSCALER_CLASS)
-    if cls is not None and cls not in ("hpa", "keda", "external", "none"):
-        out.append(f"[{cls}] is not a supported autoscaler class type (KServe webhook "
-                   "validateInferenceServiceAutoscaler)")
-    lo, hi = predictor.get("minReplicas"), predictor.get("maxReplicas", 0)
-    if isinstance(lo, int) and isinstance(hi, int) and hi and lo > hi:
-        out.append("'MinReplicas' cannot be greater than MaxReplicas (KServe webhook validateReplicas)")
-    metric = predictor.get("scaleMetric", "cpu")
-    target = predictor.get("scaleTarget")
-    metrics = (predictor.get("autoScaling") or {}).get("metrics") or []
-    if cls == "hpa":
-        if metric not in ("cpu", "memory"):
-            out.append(f"[{metric}] is not a supported metric (KServe webhook validateScalingHPACompExtension)")
-        if isinstance(target, int) and not 1 <= target <= 100:
-            out.append("the target utilization percentage should be a [1-100] integer (KServe webhook "
-                       "validateScalingHPACompExtension)")
-        if any(x.get("type") != "Resource" for x in metrics):
-            out.append("invalid HPA metric source type: valid metric source types are Resource (KServe webhook "
-                       "validateScalingHPACompExtension)")
-    elif cls == "keda":
-        if "scaleMetric" in predictor:
-            out.append("ScaleMetric is not supported for KEDA (KServe webhook validateScalingKedaCompExtension)")
-        for x in metrics:
-            ext = x.get("external") if x.get("type") == "External" else None
-            if ext is not None and not (ext.get("metric") or {}).get("query"):
-                out.append("the query should not be empty (KServe webhook validateScalingKedaCompExtension)")
-            if ext is not None and (ext.get("target") or {}).get("value") is None:
-                out.append("the target threshold value should not be empty (KServe webhook "
-                           "validateScalingKedaCompExtension)")
     return out
 
 
@@ -454,6 +451,7 @@ def lint(spec: PoolSpec, rendered: Rendered, *, crd_dir: Path | None = None) -> 
         findings += validate_against_crds(rendered.manifests, crd_dir)
     findings += _dashboard(rendered, spec)
     findings += _models(rendered, spec)
+    findings += _cache_access(rendered, spec)
     findings += _gpu_sharing(rendered)
     findings += _cpu(rendered)
     findings += _scaling(spec, rendered)

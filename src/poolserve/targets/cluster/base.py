@@ -2,7 +2,7 @@
 
 :class:`Cluster` is all the cluster target, preflight and ``cache warm`` use: server-side apply,
 get, list, delete, pods, events, logs and SelfSubjectAccessReview, on unstructured dicts
-(:data:`~poolserve.kserve.compose.Manifest`). :class:`~poolserve.targets.cluster.kube.KubeCluster` implements it
+(:data:`~poolserve.kserve.names.Manifest`). :class:`~poolserve.targets.cluster.kube.KubeCluster` implements it
 with the official client, :class:`~poolserve.targets.cluster.fake.cluster.FakeCluster` in memory. Both raise the
 same :class:`~poolserve.errors.PoolserveError` subclasses, built by the functions below, so a test
 against the fake sees the message a user would see.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady
-from poolserve.kserve.compose import GROUP, ISVC_KIND, SR_KIND, Manifest
+from poolserve.kserve.names import GROUP, ISVC_KIND, SR_KIND, Manifest
 
 FIELD_MANAGER = "poolserve"
 """Field manager of every server-side apply (``kubectl get -o yaml --show-managed-fields`` shows it)."""

@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 from poolserve.config.schema import Model, PoolSpec
 from poolserve.errors import NotFound, NotReady
-from poolserve.kserve.compose import TMP_CACHE, TMP_HOME, Manifest
+from poolserve.kserve.names import Manifest
+from poolserve.kserve.objects import TMP_CACHE, TMP_HOME
 from poolserve.kserve.render import Rendered, select_models
 from poolserve.targets.base import ProgressFn
 from poolserve.targets.cluster import readiness

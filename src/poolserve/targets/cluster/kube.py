@@ -40,7 +40,7 @@ from urllib.parse import quote, urlencode
 import yaml
 
 from poolserve.errors import ClusterUnreachable, MissingDependency, NotFound, PoolserveError
-from poolserve.kserve.compose import Manifest
+from poolserve.kserve.names import Manifest
 from poolserve.targets.cluster.base import (
     FIELD_MANAGER,
     Access,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from poolserve.config.schema import Model, PoolSpec, resolve_models
 from poolserve.errors import Forbidden, NotFound, NotReady
-from poolserve.kserve.compose import (
+from poolserve.kserve.dashboard import TEMPLATES_PATH, find_template
+from poolserve.kserve.names import (
     GROUP,
     ISVC_API_VERSION,
     ISVC_KIND,
@@ -27,10 +28,8 @@ from poolserve.kserve.compose import (
     TEMPLATE_API_VERSION,
     TEMPLATE_KIND,
     Manifest,
-    template_namespace,
-    template_scope,
 )
-from poolserve.kserve.dashboard import TEMPLATES_PATH, find_template
+from poolserve.kserve.objects import template_namespace, template_scope
 from poolserve.targets.cluster.base import (
     Cluster,
     Kind,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from poolserve.kserve.compose import (
+from poolserve.kserve.names import (
     AUTOSCALER_CLASS,
     CONTAINER_NAME,
     DEPLOYMENT_MODE,

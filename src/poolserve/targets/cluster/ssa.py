@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from poolserve.kserve.compose import Manifest
+from poolserve.kserve.names import Manifest
 
 
 def applied_fields(obj: Manifest, manager: str) -> Mapping[str, Any] | None:

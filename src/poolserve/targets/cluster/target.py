@@ -31,23 +31,26 @@ from typing import Any, Literal
 from poolserve.config import yamlio
 from poolserve.config.schema import Model
 from poolserve.errors import Conflict, Forbidden, NotFound, NotReady, PoolserveError
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.compose import (
+from poolserve.kserve.dashboard import TEMPLATES_PATH, matches, template_name_of, template_warning
+from poolserve.kserve.names import (
+    CONTAINER_NAME,
+    DEPLOYMENT_MODE,
     ISVC_API_VERSION,
     ISVC_KIND,
     ISVC_LABEL,
     SR_API_VERSION,
     SR_KIND,
+    STOP_ANNOTATION,
     TEMPLATE_API_VERSION,
     TEMPLATE_KIND,
     Manifest,
+    is_stopped,
     predictor_name,
-    template_namespace,
-    template_scope,
     token_secret_name,
 )
-from poolserve.kserve.dashboard import TEMPLATES_PATH, matches, template_name_of, template_warning
+from poolserve.kserve.objects import template_namespace, template_scope
 from poolserve.kserve.render import Rendered, select_models
+from poolserve.kserve.scaling import stale_autoscaler
 from poolserve.targets.base import (
     DeleteResult,
     DeployOptions,
@@ -135,8 +138,8 @@ def strip_server_fields(obj: Manifest) -> Manifest:
     if isinstance(ann, dict):
         if out.get("kind") == ISVC_KIND:
             ann.pop(MODEL_FORMAT_ANNOTATION, None)
-        if ann.get(kserve.DEPLOYMENT_MODE) == "Standard":
-            ann[kserve.DEPLOYMENT_MODE] = "RawDeployment"
+        if ann.get(DEPLOYMENT_MODE) == "Standard":
+            ann[DEPLOYMENT_MODE] = "RawDeployment"
         if not ann:
             meta.pop("annotations", None)
     return out
@@ -347,7 +350,7 @@ class ClusterTarget:
         for isvc in objects:
             if isvc.get("kind") != ISVC_KIND:
                 continue
-            api_version, kind, name = kserve.stale_autoscaler(isvc)
+            api_version, kind, name = stale_autoscaler(isvc)
             ns = isvc["metadata"].get("namespace")
             try:
                 live = self.cluster.get(api_version, kind, name, ns)
@@ -475,7 +478,7 @@ class ClusterTarget:
             for p in (crashed or restarted)[:1]:
                 pname = p["metadata"]["name"]
                 try:
-                    logs[pname] = list(self.cluster.logs(namespace, pname, container=kserve.CONTAINER_NAME,
+                    logs[pname] = list(self.cluster.logs(namespace, pname, container=CONTAINER_NAME,
                                                          previous=True, tail_lines=LOG_TAIL))
                 except NotFound:
                     continue
@@ -611,11 +614,11 @@ class ClusterTarget:
         if dig(live, "metadata", "deletionTimestamp"):
             raise NotReady(f"InferenceService {namespace}/{name} is {readiness.terminating_reason(live)}",
                            hint="wait until it is gone, then deploy again")
-        if kserve.is_stopped(live) == stopped:
+        if is_stopped(live) == stopped:
             return ObjectChange(ISVC_KIND, name, namespace, "unchanged",
                                 "already stopped" if stopped else "already running")
         obj = ssa.extract(live, FIELD_MANAGER)
-        obj["metadata"].setdefault("annotations", {})[kserve.STOP_ANNOTATION] = "true" if stopped else "false"
+        obj["metadata"].setdefault("annotations", {})[STOP_ANNOTATION] = "true" if stopped else "false"
         self.cluster.apply(obj, force=True)
         return ObjectChange(ISVC_KIND, name, namespace, "stopped" if stopped else "started")
 
@@ -637,7 +640,7 @@ class ClusterTarget:
                            hint=f"`poolserve status {name}` shows whether it is deployed")
         newest = max(pods, key=lambda p: (dig(p, "metadata", "creationTimestamp", default="") or "",
                                           p["metadata"]["name"]))
-        return self.cluster.logs(ns, newest["metadata"]["name"], container=kserve.CONTAINER_NAME,
+        return self.cluster.logs(ns, newest["metadata"]["name"], container=CONTAINER_NAME,
                                  previous=previous, follow=follow)
 
     def delete(self, rendered: Rendered, names: Sequence[str], *, runtimes: bool = False,
@@ -823,6 +826,6 @@ class ClusterTarget:
 
 def _crashing(p: Manifest) -> bool:
     for cs in dig(p, "status", "containerStatuses", default=[]) or []:
-        if cs.get("name") == kserve.CONTAINER_NAME and dig(cs, "state", "waiting", "reason") == "CrashLoopBackOff":
+        if cs.get("name") == CONTAINER_NAME and dig(cs, "state", "waiting", "reason") == "CrashLoopBackOff":
             return True
     return False

@@ -31,8 +31,7 @@ from typing import Literal
 from poolserve.config import storage
 from poolserve.config.schema import LocalSpec, PoolSpec
 from poolserve.errors import LocalRunError, SpecError
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.compose import Composed
+from poolserve.kserve.compose import Composed, resource_field
 from poolserve.machine import HostInfo
 from poolserve.targets.local.lifecycle import Probe, RestartPolicy, probes_of
 from poolserve.vllm import args as vllm
@@ -330,8 +329,8 @@ def plan_launch(
     for e in composed.container.get("env", []):
         ref = (e.get("valueFrom") or {}).get("resourceFieldRef")
         if ref is not None:  # the Downward API: the kubelet fills it from the container's resources
-            env[e["name"]] = kserve.resource_field(composed.container, ref, node_cpus=host.cpu_count or 1,
-                                                   node_memory_bytes=(host.ram_gib or 0) * 2**30)
+            env[e["name"]] = resource_field(composed.container, ref, node_cpus=host.cpu_count or 1,
+                                            node_memory_bytes=(host.ram_gib or 0) * 2**30)
             downward.append(f"{e['name']}={env[e['name']]}")
     if downward:
         overrides.append(f"env from the container's resources (Downward API): {' '.join(downward)}"

@@ -32,8 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from poolserve.errors import NotFound
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.compose import Manifest
+from poolserve.kserve.names import CONTAINER_NAME, DEPLOYMENT_MODE, GROUP, ISVC_KIND, Manifest
 from poolserve.targets.cluster.base import (
     FIELD_MANAGER,
     Access,
@@ -75,11 +74,11 @@ class Call:
 
 def kserve_defaulter(obj: Manifest) -> None:
     """KServe >= 0.17's InferenceService defaulter: ``RawDeployment`` -> ``Standard``, ``modelFormat`` annotation."""
-    if obj.get("kind") != kserve.ISVC_KIND:
+    if obj.get("kind") != ISVC_KIND:
         return
     ann = obj.setdefault("metadata", {}).setdefault("annotations", {})
-    if ann.get(kserve.DEPLOYMENT_MODE) == "RawDeployment":
-        ann[kserve.DEPLOYMENT_MODE] = "Standard"
+    if ann.get(DEPLOYMENT_MODE) == "RawDeployment":
+        ann[DEPLOYMENT_MODE] = "Standard"
     fmt = obj.get("spec", {}).get("predictor", {}).get("model", {}).get("modelFormat", {}).get("name")
     if fmt:
         ann["modelFormat"] = fmt
@@ -468,7 +467,7 @@ class FakeCluster:
                                                                  ("follow", follow))))
         if ("Pod", namespace, pod) not in self._store:
             raise NotFound(f"pod {namespace}/{pod} not found")
-        lines = self.pod_logs.get((pod, container or kserve.CONTAINER_NAME, previous))
+        lines = self.pod_logs.get((pod, container or CONTAINER_NAME, previous))
         if lines is None:
             if previous:
                 raise NotFound(f"no previous log for container {container} in pod {namespace}/{pod}: "
@@ -491,7 +490,7 @@ class FakeCluster:
             err = self.errors.get(key)
             if err is not None:
                 raise err
-        if kind is not None and not self.kserve and kind.group == kserve.GROUP:
+        if kind is not None and not self.kserve and kind.group == GROUP:
             raise kind_missing(kind.api_version, kind.kind)
         if kind is not None and not self.openshift and kind.group.endswith(".openshift.io"):
             raise kind_missing(kind.api_version, kind.kind)

@@ -12,8 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 from poolserve.config.schema import PoolSpec
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.compose import Manifest, predictor_name
+from poolserve.kserve.compose import compose
+from poolserve.kserve.names import (
+    DISPLAY_NAME,
+    ENABLE_AUTH,
+    ISVC_KIND,
+    ISVC_LABEL,
+    SR_KIND,
+    VISIBILITY,
+    Manifest,
+    is_stopped,
+    predictor_name,
+)
+from poolserve.kserve.objects import project_namespace, template_scope
 from poolserve.targets.cluster.fake.cluster import Controller, FakeCluster
 from poolserve.targets.cluster.fake.objects import (
     condition,
@@ -33,27 +44,27 @@ def ready_objects(fake: FakeCluster, isvc: Manifest, *, headless: bool = False) 
     """Make ``isvc`` (already stored) ready the way KServe's raw reconciler would (or stopped, when it is)."""
     meta = isvc["metadata"]
     name, ns = meta["name"], meta["namespace"]
-    if kserve.is_stopped(isvc):  # v0.20: the Deployment (with its pods) and Service go, the status says Stopped
+    if is_stopped(isvc):  # v0.20: the Deployment (with its pods) and Service go, the status says Stopped
         fake.remove("Deployment", predictor_name(name), ns)
         for p in fake.all("Pod"):
             pmeta = p["metadata"]
-            if (pmeta.get("labels") or {}).get(kserve.ISVC_LABEL) == name and pmeta.get("namespace") == ns:
+            if (pmeta.get("labels") or {}).get(ISVC_LABEL) == name and pmeta.get("namespace") == ns:
                 fake.remove("Pod", pmeta["name"], ns)
         fake.remove("Service", predictor_name(name), ns)
-        fake.set_status(kserve.ISVC_KIND, name, ns, stopped_isvc_status())
+        fake.set_status(ISVC_KIND, name, ns, stopped_isvc_status())
         return
     runtime = isvc["spec"]["predictor"]["model"].get("runtime")
     replicas = int(isvc["spec"]["predictor"].get("minReplicas") or 1)
-    sr = fake.stored(kserve.SR_KIND, runtime, ns) if runtime else None
+    sr = fake.stored(SR_KIND, runtime, ns) if runtime else None
     if runtime and sr is None:
-        fake.set_status(kserve.ISVC_KIND, name, ns, isvc_status(
+        fake.set_status(ISVC_KIND, name, ns, isvc_status(
             name, ns, ready=False, transition="InvalidSpec", active="", target="FailedToLoad",
             predictor=condition("PredictorReady", "False", "RuntimeNotRecognized",
                                 "Waiting for runtime to become available"),
             failure={"reason": "RuntimeNotRecognized", "message": "Waiting for runtime to become available"}))
         return
-    containers = [kserve.compose(sr, isvc).container] if sr is not None else None
-    live = fake.stored(kserve.ISVC_KIND, name, ns) or isvc
+    containers = [compose(sr, isvc).container] if sr is not None else None
+    live = fake.stored(ISVC_KIND, name, ns) or isvc
     dep = deployment(name, ns, replicas=replicas, owner=live, containers=containers, created=fake.clock())
     prev = fake.stored("Deployment", predictor_name(name), ns)
     if prev is not None:
@@ -69,10 +80,10 @@ def ready_objects(fake: FakeCluster, isvc: Manifest, *, headless: bool = False) 
     if fake.stored("Service", predictor_name(name), ns) is None:
         fake.seed(service(name, ns, headless=headless, owner=live), manager="manager")
     route = None
-    if (meta.get("labels") or {}).get(kserve.VISIBILITY) == "exposed":
+    if (meta.get("labels") or {}).get(VISIBILITY) == "exposed":
         route = f"https://{name}-{ns}.apps.example.com"
-    fake.set_status(kserve.ISVC_KIND, name, ns, isvc_status(name, ns, route=route, runtime=runtime, copies=replicas))
-    if (meta.get("annotations") or {}).get(kserve.ENABLE_AUTH) == "true":
+    fake.set_status(ISVC_KIND, name, ns, isvc_status(name, ns, route=route, runtime=runtime, copies=replicas))
+    if (meta.get("annotations") or {}).get(ENABLE_AUTH) == "true":
         secret = fake.stored("Secret", f"default-{name}-sa", ns)
         if secret is not None and "data" not in secret:
             fake.seed({**secret, "data": {"token": "ZmFrZS10b2tlbg=="}}, manager="kube-controller-manager")
@@ -80,7 +91,7 @@ def ready_objects(fake: FakeCluster, isvc: Manifest, *, headless: bool = False) 
 
 def ready_controller(fake: FakeCluster, obj: Manifest) -> None:
     """A :data:`Controller` that makes every applied InferenceService ready (and fills token Secrets)."""
-    if obj.get("kind") == kserve.ISVC_KIND:
+    if obj.get("kind") == ISVC_KIND:
         ready_objects(fake, obj)
     elif obj.get("kind") == "Secret" and obj.get("type") == "kubernetes.io/service-account-token":
         stored = fake.stored("Secret", obj["metadata"]["name"], obj["metadata"].get("namespace"))
@@ -105,14 +116,14 @@ def cluster_for(spec: PoolSpec, *, gpus: int = 8, pvc_modes: tuple[str, ...] = (
         **kwargs: passed to :class:`FakeCluster`.
     """
     fake = FakeCluster(controller=controller, **kwargs)
-    labels = (kserve.namespace(spec)["metadata"]["labels"] if labelled else {})
+    labels = (project_namespace(spec)["metadata"]["labels"] if labelled else {})
     ns = namespace_obj(spec.namespace, labels)
     if labelled and spec.dashboard.namespace_display_name:
-        ns["metadata"]["annotations"] = {kserve.DISPLAY_NAME: spec.dashboard.namespace_display_name}
+        ns["metadata"]["annotations"] = {DISPLAY_NAME: spec.dashboard.namespace_display_name}
     fake.seed_all([*kserve_crds(), ns, pvc(spec.cache.pvc, spec.namespace, phase=pvc_phase, access_modes=pvc_modes),
                    node("gpu-node-1", gpus=gpus)])
     fake.seed({"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": "default", "namespace": spec.namespace}})
-    if spec.dashboard.templates and kserve.template_scope(spec) == "global":
+    if spec.dashboard.templates and template_scope(spec) == "global":
         fake.seed(namespace_obj(spec.dashboard.templates_namespace, {}))
     return fake

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from poolserve.kserve import compose as kserve
-from poolserve.kserve.compose import ISVC_LABEL, Manifest, predictor_name
+from poolserve.kserve.names import CONTAINER_NAME, GROUP, ISVC_KIND, ISVC_LABEL, SR_KIND, Manifest, predictor_name
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -135,7 +134,7 @@ def deployment(isvc: str, namespace: str, *, replicas: int = 1, ready: int | Non
         "spec": {"replicas": replicas, "progressDeadlineSeconds": 600,
                  "selector": {"matchLabels": {"app": labels["app"]}},
                  "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": containers or [{"name": kserve.CONTAINER_NAME}]}}},
+                              "spec": {"containers": containers or [{"name": CONTAINER_NAME}]}}},
         "status": {"observedGeneration": generation if observed is None else observed, "replicas": replicas,
                    "updatedReplicas": replicas if updated is None else updated, "readyReplicas": ready_n,
                    "availableReplicas": avail, "conditions": conds},
@@ -146,7 +145,7 @@ def pod(isvc: str, namespace: str, *, name: str | None = None, ready: bool = Tru
         waiting: tuple[str, str] | None = None, terminated: tuple[str, str, int] | None = None,
         last_terminated: tuple[str, str, int] | None = None, restarts: int = 0,
         unschedulable: str | None = None, node: str | None = "gpu-node-1", created: datetime = EPOCH,
-        owner: Manifest | None = None, container: str = kserve.CONTAINER_NAME,
+        owner: Manifest | None = None, container: str = CONTAINER_NAME,
         labels: Mapping[str, str] | None = None) -> Manifest:
     """A predictor pod.
 
@@ -256,13 +255,13 @@ def namespace_obj(name: str, labels: Mapping[str, str] | None = None) -> Manifes
 def crd(plural: str, kind: str, version: str, *, labels: Mapping[str, str] | None = None) -> Manifest:
     """A CustomResourceDefinition of the KServe group."""
     return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{kserve.GROUP}", "labels": dict(labels or {})},
-            "spec": {"group": kserve.GROUP, "names": {"kind": kind, "plural": plural}, "scope": "Namespaced",
+            "metadata": {"name": f"{plural}.{GROUP}", "labels": dict(labels or {})},
+            "spec": {"group": GROUP, "names": {"kind": kind, "plural": plural}, "scope": "Namespaced",
                      "versions": [{"name": version, "served": True, "storage": True}]}}
 
 
 def kserve_crds(labels: Mapping[str, str] | None = None) -> builtins.list[Manifest]:
     """The InferenceService and ServingRuntime CRDs."""
-    return [crd("inferenceservices", kserve.ISVC_KIND, "v1beta1", labels=labels),
-            crd("servingruntimes", kserve.SR_KIND, "v1alpha1", labels=labels)]
+    return [crd("inferenceservices", ISVC_KIND, "v1beta1", labels=labels),
+            crd("servingruntimes", SR_KIND, "v1alpha1", labels=labels)]
 
