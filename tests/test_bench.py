@@ -18,8 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from poolserve.bench.baseline import measure
-from poolserve.bench.loadgen import StubServer, bench, run_self_test, run_setting
+from poolserve.bench.loadgen import run_setting
 from poolserve.bench.metrics import BaselineResult, report_from_json
+from poolserve.bench.run import bench
+from poolserve.bench.stub import StubServer, run_self_test
 from poolserve.bench.workload import BenchProgress, Bounds, Workload, make_text
 from poolserve.cli.app import app, create_app
 from poolserve.errors import EndpointError, SpecError

@@ -19,8 +19,8 @@ import pytest
 
 from poolserve.bench import soak as bs
 from poolserve.bench import windows as bw
-from poolserve.bench.loadgen import StubServer
 from poolserve.bench.metrics import RequestResult
+from poolserve.bench.stub import StubServer
 from poolserve.bench.workload import Workload
 from poolserve.targets.base import Endpoint
 from poolserve.targets.local.lifecycle import PodStatus, Running

@@ -277,7 +277,7 @@ def test_reference_help_names_the_checkout_install() -> None:
 
 def test_headline_prefers_a_failed_call() -> None:
     from poolserve.actions.test import headline
-    from poolserve.check.verify import CheckResult
+    from poolserve.check.runner import CheckResult
 
     models = CheckResult("models", False, "'x' is not served here")
     call = CheckResult("embed single", False, "HTTP 404: no embeddings API")

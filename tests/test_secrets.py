@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from poolserve.bench.loadgen import StubServer
+from poolserve.bench.stub import StubServer
 from poolserve.cli.app import create_app
 from poolserve.targets.local.state import read_pod, read_state
 

@@ -13,6 +13,8 @@ import pytest
 
 from poolserve.check import probes
 from poolserve.check.client import PoolClient
+from poolserve.check.expectations import Expectations, expectations_for
+from poolserve.check.probes import long_text
 from poolserve.check.reference import (
     INSTALL_HINT,
     apply_activation,
@@ -21,16 +23,8 @@ from poolserve.check.reference import (
     load_reference,
     locate,
 )
-from poolserve.check.verify import (
-    Expectations,
-    VerifyReport,
-    compare_embeddings,
-    compare_scores,
-    cosine,
-    expectations_for,
-    long_text,
-    verify,
-)
+from poolserve.check.vectors import compare_embeddings, compare_scores, cosine
+from poolserve.check.verify import VerifyReport, verify
 from poolserve.config.schema import parse_spec
 from poolserve.errors import EndpointError, ReferenceUnavailable
 from poolserve.vllm import hfcache
@@ -77,12 +71,19 @@ def test_verify_reads_no_clock_the_caller_passes_it() -> None:
     import ast
     import inspect
 
-    import poolserve.check.verify as module
+    import poolserve.check.expectations
+    import poolserve.check.functional
+    import poolserve.check.robustness
+    import poolserve.check.runner
+    import poolserve.check.vectors
+    import poolserve.check.verify
 
-    tree = ast.parse(Path(module.__file__).read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not imported & {"time", "datetime"}
+    for module in (poolserve.check.verify, poolserve.check.runner, poolserve.check.functional,
+                   poolserve.check.robustness, poolserve.check.vectors, poolserve.check.expectations):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not imported & {"time", "datetime"}, module.__name__
     assert inspect.signature(verify).parameters["now"].default is inspect.Parameter.empty
 
 

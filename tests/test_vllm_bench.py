@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from poolserve.bench.loadgen import bench
 from poolserve.bench.metrics import report_from_json
+from poolserve.bench.run import bench
 from poolserve.bench.workload import Bounds
 from poolserve.cli.app import app
 

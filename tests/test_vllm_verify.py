@@ -126,7 +126,7 @@ def test_openai_client_gets_the_same_embeddings(minilm_server: Any) -> None:
     texts = list(probes.EMBED_TEXTS)
     resp = oa.embeddings.create(model=ep.served_model, input=texts)
     ours = PoolClient.from_endpoint(ep).embed(texts).vectors
-    from poolserve.check.verify import cosine
+    from poolserve.check.vectors import cosine
 
     assert [d.index for d in resp.data] == [0, 1, 2, 3]
     assert all(cosine(d.embedding, v) > 0.9999 for d, v in zip(resp.data, ours, strict=True))

@@ -1,6 +1,6 @@
 """``bench``: throughput and latency of a deployed model, against a baseline and the client's ceiling.
 
-Sets up what the load generator (:func:`poolserve.bench.loadgen.bench`) needs: the bounds of each setting,
+Sets up what the load generator (:func:`poolserve.bench.run.bench`) needs: the bounds of each setting,
 the endpoint (``--url``, or the target's), the task and model (from the config model, or from
 ``--task``/``--model``), the batch sizes or documents per request, and the in-process baseline.
 """
@@ -89,7 +89,8 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
         EndpointError: the endpoint does not answer at all, or wants a login (checked before the sweep).
         NotFound, NotReady: the target says the model is not deployed / not ready.
     """
-    from poolserve.bench.loadgen import bench, self_test_report
+    from poolserve.bench.run import bench
+    from poolserve.bench.stub import self_test_report
     from poolserve.check.client import check_url
 
     if req.url is not None:

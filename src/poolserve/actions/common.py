@@ -22,7 +22,7 @@ from poolserve.errors import ClusterUnreachable, LocalRunError, MissingDependenc
 from poolserve.targets.base import Target, TargetFactory, TargetName, TargetOptions, target_name
 
 if TYPE_CHECKING:
-    from poolserve.check.verify import Reference
+    from poolserve.check.runner import Reference
     from poolserve.config.schema import Model, PoolSpec, Task
     from poolserve.kserve.render import Rendered
     from poolserve.targets.cluster.target import ClusterTarget

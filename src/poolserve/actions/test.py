@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Literal
 
 from poolserve.actions.common import Duration, Edges, Source, Where, config_model, on_target, parse_duration, parse_task
-from poolserve.check.verify import CheckResult, Expectations, Reference, VerifyReport
+from poolserve.check.expectations import Expectations
+from poolserve.check.runner import CheckResult, Reference
+from poolserve.check.verify import VerifyReport
 from poolserve.config.schema import DEFAULT_IMAGE, Model, PoolSpec, Task, image_version
 from poolserve.errors import CheckFailed, InsecureTransportWarning, SpecError
 from poolserve.targets.base import Endpoint
@@ -115,7 +117,7 @@ def failure(report: VerifyReport) -> CheckFailed | None:
 
 
 def _expectations(req: VerifyRequest, model: Model | None, served: str | None) -> Expectations:
-    from poolserve.check.verify import expectations_for, expectations_for_id
+    from poolserve.check.expectations import expectations_for, expectations_for_id
 
     if model is not None:
         return expectations_for(model, served_model=served)

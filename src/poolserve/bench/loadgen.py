@@ -10,10 +10,8 @@ has a cap of the same length of its own; when it hits it, the report says so in 
 request is data (a :class:`~poolserve.bench.metrics.RequestResult` with an ``error_kind``), never an exception.
 
 What each request sends and when a setting stops are :mod:`poolserve.bench.workload` (pure).
-
-:func:`self_test` measures the generator's own ceiling against :class:`StubServer`, a canned
-``/v1/embeddings`` + ``/rerank`` server on 127.0.0.1 (in a thread of this process, so the ceiling is
-a lower bound: the stub competes with the generator for the GIL).
+:func:`sweep` runs every setting; :func:`poolserve.bench.run.bench` makes the report of one run, and
+:mod:`poolserve.bench.stub` measures the generator's own ceiling against a canned local server.
 """
 
 from __future__ import annotations
@@ -22,19 +20,13 @@ import asyncio
 import json
 import os
 import platform
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import httpx
 
 from poolserve.bench.metrics import (
-    BaselineResult,
-    BenchReport,
     MachineInfo,
     RequestResult,
     Setting,
@@ -43,20 +35,13 @@ from poolserve.bench.metrics import (
 )
 from poolserve.bench.workload import (
     _BODY_POOL,
-    DEFAULT_BATCH_SIZES,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_INPUT_TOKENS,
-    BaselineFn,
     BenchProgress,
     BenchTask,
     Bounds,
     ProgressCallback,
     Workload,
-    make_query,
-    settings_grid,
 )
 from poolserve.check.client import classify_response, classify_transport_error
-from poolserve.errors import SpecError
 from poolserve.machine import HostInfo
 from poolserve.targets.base import Endpoint
 from poolserve.vllm import api as vllm_api
@@ -302,11 +287,27 @@ async def _probe(client: httpx.AsyncClient, timeout_s: float) -> str | None:
     return str(v) if v else None
 
 
-async def _sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings: Sequence[Setting],
-                 input_tokens: int, bounds: Bounds, timeout_s: float,
-                 transport: httpx.AsyncBaseTransport | None, progress: ProgressCallback | None,
-                 phase: Literal["measure", "self-test"]) -> tuple[list[SettingReport], str | None, list[str]]:
-    """Run every setting; returns the reports, the server's vLLM version and notes (warm-ups cut short)."""
+async def sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings: Sequence[Setting],
+                input_tokens: int, bounds: Bounds, timeout_s: float,
+                transport: httpx.AsyncBaseTransport | None, progress: ProgressCallback | None,
+                phase: Literal["measure", "self-test"]) -> tuple[list[SettingReport], str | None, list[str]]:
+    """Run every setting; returns the reports, the server's vLLM version and notes (warm-ups cut short).
+
+    Args:
+        endpoint: where the model answers (URL, token, TLS).
+        task: what each request asks for (``embed`` or ``score``).
+        model: the served model name sent in each body (None: the server's only model).
+        settings: the grid, in order.
+        input_tokens: tokens per text (approximate).
+        bounds: per-setting request count or duration, warm-up and time cap.
+        timeout_s: per-request timeout.
+        transport: httpx transport (tests inject ``httpx.MockTransport``).
+        progress: called as requests complete.
+        phase: what progress reports the measured requests as (``self-test`` for the ceiling).
+
+    Raises:
+        EndpointError: the endpoint does not answer at all, or wants a login.
+    """
     reports: list[SettingReport] = []
     notes: list[str] = []
     top = max((s.concurrency for s in settings), default=1)
@@ -326,239 +327,6 @@ async def _sweep(endpoint: Endpoint, task: BenchTask, model: str | None, setting
             if note:
                 notes.append(note)
     return reports, version, notes
-
-
-
-def bench(
-    endpoint: Endpoint,
-    *,
-    task: BenchTask = "embed",
-    model: str | None = None,
-    concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    bounds: Bounds = Bounds(),  # noqa: B008 - frozen
-    input_tokens: int = DEFAULT_INPUT_TOKENS,
-    timeout_s: float = 120.0,
-    self_test: bool = False,
-    baseline: BaselineFn | None = None,
-    label: str | None = None,
-    timestamp: str | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    progress: ProgressCallback | None = None,
-) -> BenchReport:
-    """Benchmark one endpoint over a grid of concurrency x batch size.
-
-    Args:
-        endpoint: where the model answers (URL, token, TLS).
-        task: ``embed`` (``/v1/embeddings``, batch size = texts per request) or ``score``
-            (``/v1/rerank``, batch size = documents per query).
-        model: the served model name sent in each body (None: the server's only model).
-        concurrency: requests in flight, one setting per value.
-        batch_sizes: texts (or documents) per request, one setting per value.
-        bounds: per-setting request count or duration, warm-up and time cap.
-        input_tokens: tokens per text (approximate; the report has the server's count).
-        timeout_s: per-request timeout.
-        self_test: also measure the generator's ceiling against a local stub (see :func:`self_test`).
-        baseline: direct in-process inference to compare with, called per batch size.
-        label: names the run in comparisons and plots.
-        timestamp: ISO time of the run (default: now, UTC).
-        transport: httpx transport (tests inject ``httpx.MockTransport``).
-        progress: called as requests complete.
-
-    Returns:
-        The frozen report.
-
-    Raises:
-        SpecError: on invalid settings.
-        EndpointError: the endpoint does not answer at all, or wants a login (checked once, before the sweep).
-    """
-    if input_tokens < 3:
-        raise SpecError(f"bench: --input-tokens {input_tokens}: must be at least 3")
-    grid = settings_grid(concurrency, batch_sizes)
-    stamp = timestamp or datetime.now(UTC).isoformat(timespec="seconds")
-    machine = machine_info()
-    reports, version, warm_notes = asyncio.run(_sweep(endpoint, task, model, grid, input_tokens, bounds, timeout_s,
-                                                      transport, progress, "measure"))
-    ceiling: tuple[SettingReport, ...] = ()
-    if self_test:
-        ceiling = tuple(run_self_test(task=task, concurrency=concurrency, batch_sizes=batch_sizes,
-                                      bounds=bounds, input_tokens=input_tokens, progress=progress))
-    base: list[BaselineResult] = []
-    if baseline is not None:
-        for b in sorted({s.batch_size for s in grid}):
-            wl = Workload(task, model, input_tokens, b)
-            if progress:
-                progress(BenchProgress("baseline", Setting(1, b), 0, 1, 0, None, None))
-            base.append(baseline(wl.pool_texts(), b, make_query() if task == "score" else None))
-    notes = warm_notes + _notes(reports, ceiling)
-    return BenchReport(
-        timestamp=stamp, machine=replace(machine, vllm_version=version), endpoint=endpoint.url, model=model,
-        task=task, input_tokens=input_tokens, settings=tuple(reports),
-        warmup_requests=bounds.warmup,
-        label=label, self_test=ceiling, baseline=tuple(base), notes=tuple(notes),
-    )
-
-
-def _notes(reports: Sequence[SettingReport], ceiling: Sequence[SettingReport]) -> list[str]:
-    notes: list[str] = []
-    for r in reports:
-        if r.errors:
-            kinds = ", ".join(f"{k} x{v}" for k, v in r.errors_by_kind.items())
-            example = next(iter(r.error_examples.values()), "")
-            notes.append(f"c={r.concurrency} b={r.batch_size}: {r.errors} failed ({kinds}): {example}")
-    by_setting = {c.setting: c for c in ceiling}
-    for r in reports:
-        c = by_setting.get(r.setting)
-        if c and c.requests_per_s and r.requests_per_s > 0.5 * c.requests_per_s:
-            notes.append(f"c={r.concurrency} b={r.batch_size}: {r.requests_per_s:.0f} req/s is over half the "
-                         f"generator's ceiling ({c.requests_per_s:.0f} req/s): the client may limit it")
-    return notes
-
-
-# ----------------------------------------------------------------------------------------------------
-# Self-test: the generator against a canned server
-
-
-class StubServer:
-    """A trivial HTTP server on 127.0.0.1 answering like vLLM with canned bodies (in a thread).
-
-    ``/v1/embeddings`` returns one ``dim``-float vector per input, ``/rerank`` (all three paths) one
-    result per document, ``/version``, ``/health`` and ``/v1/models`` answer too. ``fail_every=N``
-    makes every N-th embeddings request a 503 (for tests). Use as a context manager.
-    """
-
-    def __init__(self, *, dim: int = 384, model: str = "stub-model", fail_every: int = 0) -> None:
-        self.dim = dim
-        self.model = model
-        self.fail_every = fail_every
-        self.requests = 0
-        self.models_seen: set[str | None] = set()
-        """The ``model`` field of every POST body (tests check what the client sent)."""
-        self._lock = threading.Lock()
-        self._cache: dict[tuple[str, int], bytes] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        if self._server is None:
-            raise RuntimeError("StubServer is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def _body(self, kind: str, n: int) -> bytes:
-        key = (kind, n)
-        if key not in self._cache:
-            vec = [round(1 / (self.dim ** 0.5), 6)] * self.dim
-            usage = {"prompt_tokens": 10 * n, "total_tokens": 10 * n, "completion_tokens": 0}
-            if kind == "embed":
-                data: dict[str, Any] = {"object": "list", "model": self.model, "usage": usage, "data": [
-                    {"object": "embedding", "index": i, "embedding": vec} for i in range(n)]}
-            else:
-                data = {"id": "rerank-stub", "model": self.model, "usage": usage, "results": [
-                    {"index": i, "relevance_score": 1.0 / (i + 1), "document": {"text": "d"}} for i in range(n)]}
-            self._cache[key] = json.dumps(data).encode()
-        return self._cache[key]
-
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
-        """The canned answer to one request (status, JSON body)."""
-        with self._lock:
-            self.requests += 1
-            count = self.requests
-        if method == "GET":
-            if path == vllm_api.HEALTH:
-                return 200, b""
-            if path == "/version":
-                return 200, b'{"version":"stub"}'
-            if path == vllm_api.MODELS:
-                return 200, json.dumps({"object": "list", "data": [{"id": self.model}]}).encode()
-            return 404, b'{"detail":"Not Found"}'
-        try:
-            req = json.loads(body)
-        except ValueError:
-            return 400, b'{"error":{"message":"bad json"}}'
-        with self._lock:
-            self.models_seen.add(req.get("model"))
-        if path == vllm_api.EMBEDDINGS:
-            if self.fail_every and count % self.fail_every == 0:
-                return 503, b'{"error":{"message":"stub: injected failure"}}'
-            inputs = req.get("input")
-            n = 1 if isinstance(inputs, str) else len(inputs or [])
-            return 200, self._body("embed", n)
-        if path in vllm_api.RERANK_PATHS:
-            return 200, self._body("rerank", len(req.get("documents") or []))
-        return 404, b'{"detail":"Not Found"}'
-
-    def __enter__(self) -> StubServer:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs (40 ms)
-
-            def _reply(self, method: str) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                status, payload = stub.handle(method, self.path, self.rfile.read(length) if length else b"")
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_GET(self) -> None:
-                self._reply("GET")
-
-            def do_POST(self) -> None:
-                self._reply("POST")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 256
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="poolserve-stub", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
-def run_self_test(*, task: BenchTask = "embed", concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
-                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, bounds: Bounds = Bounds(),  # noqa: B008 - frozen
-                  input_tokens: int = DEFAULT_INPUT_TOKENS,
-                  progress: ProgressCallback | None = None) -> list[SettingReport]:
-    """The generator's own ceiling: the same sweep against a :class:`StubServer` that answers instantly.
-
-    Returns:
-        One report per setting; its rates are what the generator can drive on this machine.
-    """
-    grid = settings_grid(concurrency, batch_sizes)
-    with StubServer() as stub:
-        reports, _, _ = asyncio.run(_sweep(Endpoint(url=stub.url), task, None, grid, input_tokens, bounds, 30.0,
-                                           None, progress, "self-test"))
-    return reports
-
-
-def self_test_report(*, task: BenchTask = "embed", concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
-                     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, bounds: Bounds = Bounds(),  # noqa: B008 - frozen
-                     input_tokens: int = DEFAULT_INPUT_TOKENS, timestamp: str | None = None,
-                     progress: ProgressCallback | None = None) -> BenchReport:
-    """``poolserve bench --self-test`` without an endpoint: a report holding only the ceiling."""
-    ceiling = run_self_test(task=task, concurrency=concurrency, batch_sizes=batch_sizes, bounds=bounds,
-                            input_tokens=input_tokens, progress=progress)
-    return BenchReport(timestamp=timestamp or datetime.now(UTC).isoformat(timespec="seconds"),
-                       machine=machine_info(), endpoint=None, model=None, task=task, input_tokens=input_tokens,
-                       settings=(), self_test=tuple(ceiling), label="self-test",
-                       warmup_requests=bounds.warmup)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -581,5 +349,4 @@ def machine_info() -> MachineInfo:
         load_avg=tuple(round(x, 2) for x in load) if load else None,  # type: ignore[arg-type]
         cpu_flags=tuple(f for f in _CPU_FLAGS if f in host.cpu_flags),
     )
-
 

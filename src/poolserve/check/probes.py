@@ -39,6 +39,12 @@ TRAINING_TRIPLES: tuple[tuple[str, str, str], ...] = (
     ("What is the largest planet?", "Jupiter is the largest planet in the Solar System.", RERANK_IRRELEVANT[2]),
 )
 
+
+def long_text(max_model_len: int) -> str:
+    """A text well over ``max_model_len`` tokens for any tokenizer ("hello" is one token in each)."""
+    return " ".join(["hello"] * (max_model_len + max(16, max_model_len // 4)))
+
+
 # -- robustness (``poolserve test --robustness``) ---------------------------------------------------
 
 ROBUST_BATCH = 2048
