@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from poolserve.config import catalog, storage
+from poolserve.config import catalog, storage, versions
 from poolserve.config import schema as spec
 from poolserve.kserve import compose as kserve
 from poolserve.vllm import args as vllm
@@ -169,13 +169,13 @@ def catalog_data() -> dict[str, Any]:
 
 
 def _cpu_images() -> dict[str, Any]:
-    """spec.cpu_image as data: from which version which image, with %s for the version ("0.32.0")."""
-    first = spec.CPU_IMAGE_DOCKERHUB
+    """versions.cpu_image as data: from which version which image, with %s for the version ("0.32.0")."""
+    first = versions.CPU_IMAGE_DOCKERHUB
     before = (first[0], first[1] - 1, 0) if first[1] else (first[0] - 1, 99, 0)
     out: dict[str, Any] = {"from": list(first)}
     for key, version in (("from_then", first), ("before", before)):
         text = ".".join(map(str, version))
-        image = spec.cpu_image(version)
+        image = versions.cpu_image(version)
         if image.count(text) != 1:
             raise SystemExit(f"cpu_image{version}: {image!r} does not name the version once")
         out[key] = image.replace(text, "%s")

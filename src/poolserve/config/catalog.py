@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from poolserve.config.versions import Version
+
 Task = Literal["embed", "score"]
-Version = tuple[int, int, int]
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from poolserve.config import catalog, storage
 from poolserve.config.defaults import DEFAULT_CONFIG
+from poolserve.config.versions import Version, cpu_image, image_version, parse_version, runtime_version
 from poolserve.config.yamlio import load_with_lines
 from poolserve.errors import SpecError
 
 Task = Literal["embed", "score"]
-Version = tuple[int, int, int]
 
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
 Device = Literal["gpu", "cpu"]
 
-# vLLM's official CPU images, per release (docs/getting_started/installation/cpu.x86.inc.md): Docker Hub
-# vllm/vllm-openai-cpu:v<ver>-x86_64 from 0.20.0 (vllm#32032, #34882), AWS ECR before. Both ENTRYPOINT
-# `vllm serve` from 0.11.1 (docker/Dockerfile.cpu), LD_PRELOAD tcmalloc + Intel OpenMP.
-CPU_IMAGE_DOCKERHUB = (0, 20, 0)
 CPU_ARCH_SELECTOR = {"kubernetes.io/arch": "amd64"}
 """The CPU images are x86_64 builds: keep their pods on x86 nodes (a label every kubelet sets)."""
 # Runtime settings whose default depends on the device (a key set in the config always wins).
@@ -40,13 +36,6 @@ CPU_DEFAULTS: dict[str, Any] = {"dtype": "float32", "gpu_memory_utilization": 0.
                                 "enforce_eager": True}
 MIG_PROFILE_RE = re.compile(r"^(\d+)g\.(\d+)gb(\+me)?$")
 
-
-def cpu_image(version: Version) -> str:
-    """The official x86_64 vLLM CPU image for ``version`` (pinned to that release)."""
-    v = ".".join(str(p) for p in version)
-    if version >= CPU_IMAGE_DOCKERHUB:
-        return f"vllm/vllm-openai-cpu:v{v}-x86_64"
-    return f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{v}"
 
 # KServe raw mode: the selector label ``app=isvc.<name>-predictor`` must fit 63 chars (<= 48) and the
 # default domain template's first host label ``<name>-predictor-<ns>`` must too (name + ns <= 52).
@@ -450,33 +439,6 @@ class Model:
     """``Recreate`` / ``RollingUpdate``; None leaves KServe's default (RollingUpdate 25%/25%)."""
 
 
-_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
-
-
-def parse_version(text: str) -> Version | None:
-    """Parse ``0.32.0`` / ``v0.9.2`` / ``0.10`` into a tuple, or None."""
-    m = _VERSION_RE.fullmatch(text.strip())
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-
-
-def image_version(image: str) -> Version | None:
-    """The vLLM version an image tag names (``vllm/vllm-openai:v0.32.0`` -> (0, 32, 0)), or None."""
-    if "@" in image:
-        return None
-    _, _, tag = image.rpartition(":")
-    if not tag or "/" in tag:
-        return None
-    m = re.match(r"v?(\d+)\.(\d+)\.(\d+)", tag)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def format_version(v: Version) -> str:
-    """Format a version tuple as ``0.32.0``."""
-    return ".".join(str(p) for p in v)
-
-
 def _loc(path: Sequence[str | int]) -> str:
     out = ""
     for part in path:
@@ -604,22 +566,6 @@ def load_spec(path: str | Path = DEFAULT_CONFIG, overrides: Mapping[str, Any] | 
     except (OSError, UnicodeDecodeError) as err:
         raise SpecError(f"{p}: cannot read config: {err}") from None
     return parse_spec(text, str(p), overrides)
-
-
-def runtime_version(spec: PoolSpec, rt: RuntimeConfig) -> Version | None:
-    """The vLLM version of a runtime's image.
-
-    The runtime's own ``vllm_version`` wins; a runtime with its own image is read from that image's
-    tag (the top-level ``vllm_version`` describes the top-level ``image`` only); otherwise the
-    top-level ``vllm_version``, else the top-level image's tag.
-    """
-    if rt.vllm_version is not None:
-        return parse_version(rt.vllm_version)
-    if rt.image is not None:
-        return image_version(rt.image)
-    if spec.vllm_version is not None:
-        return parse_version(spec.vllm_version)
-    return image_version(spec.image)
 
 
 _SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "APIKEY"})
