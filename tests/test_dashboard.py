@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.config.load import load_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.kserve import compose as kserve
 from poolserve.kserve.compose import Manifest
 from poolserve.kserve.dashboard import find_template, matches, template_warning

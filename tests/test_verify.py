@@ -31,7 +31,7 @@ from poolserve.check.verify import (
     long_text,
     verify,
 )
-from poolserve.config.schema import parse_spec
+from poolserve.config.load import parse_spec
 from poolserve.errors import EndpointError, ReferenceUnavailable
 from poolserve.vllm import hfcache
 from support.fake_vllm import FakeVllm

@@ -91,7 +91,7 @@ class Source:
         Raises:
             SpecError: naming the file, line and key (or the ``--set``) that is wrong.
         """
-        from poolserve.config.schema import load_spec
+        from poolserve.config.load import load_spec
 
         return load_spec(self.config, parse_sets(self.overrides))
 
