@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from poolserve.config.load import load_spec, parse_spec
-from poolserve.config.schema import resolve_models
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 from poolserve.kserve import compose as kserve
 from poolserve.kserve.lint import Finding, lint

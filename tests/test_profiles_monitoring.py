@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from poolserve.config.load import parse_spec
-from poolserve.config.schema import resolve_models
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 from poolserve.kserve import compose as kserve
 from poolserve.kserve.lint import Finding, lint

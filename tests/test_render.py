@@ -8,7 +8,7 @@ import pytest
 
 from poolserve.config import yamlio
 from poolserve.config.load import load_spec, parse_spec
-from poolserve.config.schema import resolve_models
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 from poolserve.kserve import compose as kserve
 from poolserve.kserve.lint import validate_against_crds

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from poolserve.config.load import load_spec, parse_spec
-from poolserve.config.schema import resolve_models
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 from poolserve.kserve import compose as kserve
 from poolserve.kserve.lint import Finding, kserve_webhook_problems, lint

@@ -13,7 +13,7 @@ import pytest
 from poolserve.config import catalog
 from poolserve.config.catalog import Shape
 from poolserve.config.load import load_spec, parse_spec
-from poolserve.config.schema import Model, resolve_models
+from poolserve.config.resolve import Model, resolve_models
 from poolserve.kserve.lint import lint
 from poolserve.kserve.render import render
 from poolserve.vllm import sizing

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from poolserve.config.load import parse_spec
-from poolserve.config.schema import resolve_models
+from poolserve.config.resolve import resolve_models
 from poolserve.kserve.render import render
 from poolserve.vllm import args as vllm
 

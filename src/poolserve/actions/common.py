@@ -23,7 +23,8 @@ from poolserve.targets.base import Target, TargetFactory, TargetName, TargetOpti
 
 if TYPE_CHECKING:
     from poolserve.check.verify import Reference
-    from poolserve.config.schema import Model, PoolSpec, Task
+    from poolserve.config.resolve import Model
+    from poolserve.config.schema import PoolSpec, Task
     from poolserve.kserve.render import Rendered
     from poolserve.targets.cluster.target import ClusterTarget
 

@@ -20,7 +20,8 @@ from typing import Literal
 
 from poolserve.actions.common import Duration, Edges, Source, Where, config_model, on_target, parse_duration, parse_task
 from poolserve.check.verify import CheckResult, Expectations, Reference, VerifyReport
-from poolserve.config.schema import DEFAULT_IMAGE, Model, PoolSpec, Task
+from poolserve.config.resolve import Model
+from poolserve.config.schema import DEFAULT_IMAGE, PoolSpec, Task
 from poolserve.config.versions import image_version
 from poolserve.errors import CheckFailed, InsecureTransportWarning, SpecError
 from poolserve.targets.base import Endpoint

@@ -30,7 +30,8 @@ from typing import Any, Protocol, TypeVar
 
 from poolserve.check import probes
 from poolserve.config.catalog import lookup
-from poolserve.config.schema import Model, Task
+from poolserve.config.resolve import Model
+from poolserve.config.schema import Task
 from poolserve.config.versions import Version, format_version
 from poolserve.errors import EndpointError
 from poolserve.vllm import api as vllm_api

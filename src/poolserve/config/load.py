@@ -3,7 +3,7 @@
 ``load_spec`` reads one YAML file; everything after that is pure. Errors name the file, the line and the
 key (``poolserve.yaml:14: models[0].max_model_len``), or the ``--set`` the value came from: pydantic's
 (one key at a time, :mod:`poolserve.config.schema`) and the rules across keys
-(:func:`~poolserve.config.schema.cross_check`) alike.
+(:mod:`poolserve.config.rules`) alike.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from poolserve.config.defaults import DEFAULT_CONFIG
-from poolserve.config.schema import PoolSpec, cross_check
+from poolserve.config.rules import cross_check
+from poolserve.config.schema import PoolSpec
 from poolserve.config.yamlio import load_with_lines
 from poolserve.errors import SpecError
 
@@ -25,6 +26,7 @@ def _loc(path: Sequence[str | int]) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
+
 
 class _Where:
     """Formats error locations as ``file:line: key`` from the loader's line map."""
@@ -47,6 +49,7 @@ class _Where:
         prefix = f"{self.source}:{line}" if line else self.source
         return f"{prefix}: {_loc(path)}"
 
+
 def _pydantic_message(err: ValidationError, where: _Where) -> str:
     # A misspelt key usually also makes a required key "missing": name the misspelling first.
     errors = sorted(err.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
@@ -63,6 +66,7 @@ def _pydantic_message(err: ValidationError, where: _Where) -> str:
         msg = f"invalid value {first.get('input')!r}: {msg[0].lower()}{msg[1:]}"
     more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{where(loc)}: {msg}{more}"
+
 
 def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> tuple[str | int, ...]:
     """Set one dotted key (``models.0.max_model_len``) in the raw config; returns its key path.
@@ -104,6 +108,7 @@ def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> tuple[str 
             raise SpecError(f"--set {dotted}: {_loc(path)} is a {type(node).__name__}, not a mapping or list")
     return tuple(path)
 
+
 def parse_spec(text: str, source: str = DEFAULT_CONFIG, overrides: Mapping[str, Any] | None = None) -> PoolSpec:
     """Parse and validate config text (pure). See :func:`load_spec`."""
     data, lines = load_with_lines(text, source)
@@ -123,6 +128,7 @@ def parse_spec(text: str, source: str = DEFAULT_CONFIG, overrides: Mapping[str, 
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise SpecError(f"{where(path)}: {msg}{more}")
     return spec
+
 
 def load_spec(path: str | Path = DEFAULT_CONFIG, overrides: Mapping[str, Any] | None = None) -> PoolSpec:
     """Read and validate a config file.

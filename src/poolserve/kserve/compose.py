@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from poolserve.config import storage
-from poolserve.config.schema import HPA_METRICS, Model, PoolSpec, Runtime, Toleration
+from poolserve.config.resolve import Model, Runtime
+from poolserve.config.schema import HPA_METRICS, PoolSpec, Toleration
 from poolserve.config.versions import format_version
 from poolserve.errors import LintError
 from poolserve.vllm import args as vllm

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from poolserve.config import storage
-from poolserve.config.schema import Model, Runtime
+from poolserve.config.resolve import Model, Runtime
 from poolserve.config.versions import Version, format_version
 
 PORT = 8080

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from poolserve.config import yamlio
-from poolserve.config.schema import Model
+from poolserve.config.resolve import Model
 from poolserve.errors import Conflict, Forbidden, NotFound, NotReady, PoolserveError
 from poolserve.kserve import compose as kserve
 from poolserve.kserve.compose import (
