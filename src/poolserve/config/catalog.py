@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from poolserve.config.schema import Task
 from poolserve.config.versions import Version
-
-Task = Literal["embed", "score"]
 
 
 @dataclass(frozen=True)
