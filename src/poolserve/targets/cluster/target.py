@@ -629,7 +629,7 @@ class ClusterTarget:
             NotFound: no pod (not deployed, or scaled to zero) or no previous container.
         """
         spec = rendered.spec
-        spec.model(name)
+        rendered.model(name)
         ns = spec.namespace
         pods = self.cluster.pods(ns, label_selector=f"{ISVC_LABEL}={name}")
         if not pods:
@@ -745,7 +745,7 @@ class ClusterTarget:
             NotReady: it is not ready, or its token is not filled in yet.
         """
         spec = rendered.spec
-        model = spec.model(name)
+        model = rendered.model(name)
         ns = spec.namespace
         isvc = self.cluster.get(ISVC_API_VERSION, ISVC_KIND, name, ns)
         if isvc is None:
