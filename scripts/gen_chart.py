@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from poolserve.config import catalog, storage
+from poolserve.config import catalog, rules, storage, versions
 from poolserve.config import schema as spec
 from poolserve.kserve.objects import PROBE_DEFAULTS
 from poolserve.vllm import args as vllm
@@ -169,13 +169,13 @@ def catalog_data() -> dict[str, Any]:
 
 
 def _cpu_images() -> dict[str, Any]:
-    """spec.cpu_image as data: from which version which image, with %s for the version ("0.32.0")."""
-    first = spec.CPU_IMAGE_DOCKERHUB
+    """versions.cpu_image as data: from which version which image, with %s for the version ("0.32.0")."""
+    first = versions.CPU_IMAGE_DOCKERHUB
     before = (first[0], first[1] - 1, 0) if first[1] else (first[0] - 1, 99, 0)
     out: dict[str, Any] = {"from": list(first)}
     for key, version in (("from_then", first), ("before", before)):
         text = ".".join(map(str, version))
-        image = spec.cpu_image(version)
+        image = versions.cpu_image(version)
         if image.count(text) != 1:
             raise SystemExit(f"cpu_image{version}: {image!r} does not name the version once")
         out[key] = image.replace(text, "%s")
@@ -193,7 +193,7 @@ def constants() -> dict[str, Any]:
         "device_defaults": {"gpu": dict(spec.GPU_DEFAULTS), "cpu": dict(spec.CPU_DEFAULTS)},
         "cpu_image": _cpu_images(),
         "cpu_arch_selector": dict(spec.CPU_ARCH_SELECTOR),
-        "mig_profile_re": spec.MIG_PROFILE_RE.pattern,
+        "mig_profile_re": rules.MIG_PROFILE_RE.pattern,
         "versions": {
             "runner_flag": list(vllm.RUNNER_FLAG),
             "task_removed": list(vllm.TASK_REMOVED),
@@ -207,18 +207,18 @@ def constants() -> dict[str, Any]:
             "api_server_deprecated": list(vllm.API_SERVER_DEPRECATED),
         },
         "task_aliases": dict(spec._TASK_ALIASES),
-        # PROBE_DEFAULTS: kind -> [periodSeconds, timeoutSeconds, failureThreshold].
+        # PROBE_DEFAULTS (kserve/objects.py): kind -> [periodSeconds, timeoutSeconds, failureThreshold].
         "probe_defaults": {k: list(v) for k, v in PROBE_DEFAULTS.items()},
-        # spec.secret_like: env names that usually hold a secret (words, and pairs of adjacent words).
-        "secret_words": sorted(spec._SECRET_WORDS),
-        "secret_pairs": sorted("_".join(p) for p in spec._SECRET_PAIRS),
+        # rules.secret_like: env names that usually hold a secret (words, and pairs of adjacent words).
+        "secret_words": sorted(rules._SECRET_WORDS),
+        "secret_pairs": sorted("_".join(p) for p in rules._SECRET_PAIRS),
         # storage.py: where KServe puts a storage_uri's model, and its volumes (the names lint tells apart).
         "storage": {"model_dir": storage.MODEL_DIR, "modelcar_dir": storage.MODELCAR_DIR,
                     "pvc_volume": storage.PVC_VOLUME, "download_volume": storage.DOWNLOAD_VOLUME,
                     "modelcar_volume": storage.MODELCAR_VOLUME},
-        "max_name_len": spec.MAX_NAME_LEN,
-        "max_name_plus_namespace": spec.MAX_NAME_PLUS_NAMESPACE,
-        "name_re": spec.NAME_RE.pattern,
+        "max_name_len": rules.MAX_NAME_LEN,
+        "max_name_plus_namespace": rules.MAX_NAME_PLUS_NAMESPACE,
+        "name_re": rules.NAME_RE.pattern,
     }
 
 

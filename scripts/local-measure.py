@@ -27,7 +27,7 @@ import httpx
 from poolserve.targets.local.plan import local_hf_home
 from poolserve.targets.local.target import LocalTarget
 from poolserve.kserve.render import render
-from poolserve.config.schema import load_spec
+from poolserve.config.load import load_spec
 
 NAME = "minilm-embedding"
 WORDS = ["model", "serving", "cluster", "vector", "search", "query", "document", "latency", "token", "batch",

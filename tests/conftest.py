@@ -149,7 +149,7 @@ def cross_encoder_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 @pytest.fixture(scope="session")
 def hf_home_dir(model_cache_dir: Path, cross_encoder_dir: Path) -> Path:
     """HF_HOME as the local target maps it (cache.hf_home under the PVC), with the test models imported."""
-    from poolserve.config.schema import load_spec
+    from poolserve.config.load import load_spec
     from poolserve.vllm.hfcache import import_model
     from support.models import MINILM_ID, RERANKER_ID, minilm_dir
 
@@ -166,7 +166,7 @@ def _require_vllm() -> None:
 
 
 def _serve(name: str, local_work_dir: Path, model_cache_dir: Path, overrides: dict[str, Any]) -> Iterator[LocalServer]:
-    from poolserve.config.schema import load_spec
+    from poolserve.config.load import load_spec
     from poolserve.kserve.render import render
     from poolserve.targets.local.plan import local_hf_home
     from poolserve.targets.local.target import LocalTarget
@@ -207,6 +207,6 @@ def reranker_server(local_work_dir: Path, model_cache_dir: Path, hf_home_dir: Pa
 
 
 def _committed_models() -> list[str]:
-    from poolserve.config.schema import load_spec
+    from poolserve.config.load import load_spec
 
     return [m.name for m in load_spec(CONFIG).models]

@@ -10,7 +10,7 @@ import pytest
 from poolserve.actions.common import Edges, Source, Where, on_target
 from poolserve.actions.deploy import DeployRequest, deploy
 from poolserve.actions.status import StatusRequest, status, watch
-from poolserve.config.schema import parse_spec
+from poolserve.config.load import parse_spec
 from poolserve.errors import ClusterUnreachable, MissingDependency, SpecError
 from poolserve.kserve.render import render
 from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve.cli.app import app
-from poolserve.config.schema import DEFAULT_IMAGE, PoolSpec, load_spec, parse_spec
+from poolserve.config.load import load_spec, parse_spec
+from poolserve.config.schema import DEFAULT_IMAGE, PoolSpec
 from poolserve.kserve.render import render
 from support.helm import CHART, HELM_LABELS, differences, helm, load_objects, template, without_helm_metadata
 

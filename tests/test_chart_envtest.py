@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from poolserve.config.schema import load_spec
+from poolserve.config.load import load_spec
 from support.envcluster import EnvCluster
 from support.fake_vllm import FakeVllm
 from support.helm import CHART, helm, load_objects

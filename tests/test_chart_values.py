@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.config.schema import parse_spec
+from poolserve.config.load import parse_spec
 from poolserve.errors import SpecError
 from poolserve.kserve.lint import lint
 from poolserve.kserve.render import render

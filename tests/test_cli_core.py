@@ -192,7 +192,7 @@ def test_wait_timeout_defaults_per_target() -> None:
     from types import SimpleNamespace
 
     from poolserve.actions.common import CLUSTER_TIMEOUT_S, wait_timeout
-    from poolserve.config.schema import parse_spec
+    from poolserve.config.load import parse_spec
 
     spec = parse_spec((ROOT / "poolserve.yaml").read_text(), overrides={"local.startup_timeout_s": 42})
     local, cluster = SimpleNamespace(name="local"), SimpleNamespace(name="cluster")

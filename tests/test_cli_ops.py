@@ -16,7 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from poolserve.cli.app import create_app
-from poolserve.config.schema import parse_spec
+from poolserve.config.load import parse_spec
 from poolserve.targets.cluster.base import conflict, invalid, unauthorized
 from poolserve.targets.cluster.fake.cluster import FakeCluster
 from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller

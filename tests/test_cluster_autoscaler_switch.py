@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolserve.config.schema import parse_spec
+from poolserve.config.load import parse_spec
 from poolserve.kserve.render import render
 from poolserve.targets.base import DeployOptions
 from poolserve.targets.cluster.base import forbidden, kind_info, kind_missing

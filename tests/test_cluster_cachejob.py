@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from poolserve.config.schema import parse_spec
+from poolserve.config.load import parse_spec
 from poolserve.targets.cluster import cachejob
 
 SPEC = """\

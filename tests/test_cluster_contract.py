@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG
-from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.config.load import load_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import Conflict, Invalid, NotFound, NotReady
 from poolserve.kserve.names import ISVC_API_VERSION, ISVC_KIND, SR_API_VERSION, SR_KIND, Manifest
 from poolserve.kserve.render import Rendered, render

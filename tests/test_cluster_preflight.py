@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from poolserve.config.schema import PoolSpec, parse_spec
+from poolserve.config.load import parse_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import Forbidden, NotFound, NotReady
 from poolserve.kserve.render import render, select_models
 from poolserve.targets.cluster.base import forbidden, kind_info

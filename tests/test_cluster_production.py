@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from poolserve.config.schema import load_spec
+from poolserve.config.load import load_spec
 from poolserve.kserve.lint import lint
 from poolserve.kserve.render import render
 from poolserve.kserve.scaling import kserve_webhook_problems

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from poolserve.config.schema import parse_spec
+from poolserve.config.load import parse_spec
 from poolserve.errors import PoolserveError
 from poolserve.kserve.render import render
 from poolserve.targets.base import DeployOptions

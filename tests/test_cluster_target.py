@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from poolserve.config.schema import PoolSpec, parse_spec
+from poolserve.config.load import parse_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady, PoolserveError
 from poolserve.kserve.render import Rendered, render
 from poolserve.targets.base import DeployOptions

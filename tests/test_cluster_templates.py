@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from poolserve.config.schema import PoolSpec, parse_spec
+from poolserve.config.load import parse_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import Forbidden, NotFound
 from poolserve.kserve.render import Rendered, render
 from poolserve.targets.base import DeployOptions

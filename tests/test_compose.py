@@ -128,7 +128,7 @@ def test_compose_agrees_with_kserves_own_merge(spec_path: Path) -> None:
     (storageUri: the storage initializer or modelcar) were written from KServe's source for the envtest
     cluster, not from compose(); the Deployment builder's defaults (setDefaultPodSpec) are all that may differ.
     """
-    from poolserve.config.schema import load_spec
+    from poolserve.config.load import load_spec
     from poolserve.kserve.render import render
     from support.kserve_sim import predictor_objects
     from support.kserve_webhooks import mutate_pod

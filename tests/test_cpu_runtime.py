@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from poolserve.config.schema import load_spec, parse_spec, resolve_models
+from poolserve.config.load import load_spec, parse_spec
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 from poolserve.kserve.compose import resource_field
 from poolserve.kserve.lint import Finding, lint

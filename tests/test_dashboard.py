@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.config.load import load_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.kserve.dashboard import find_template, matches, template_warning
 from poolserve.kserve.names import DASHBOARD_LABEL, SR_KIND, TEMPLATE_API_VERSION, TEMPLATE_NAME, Manifest
 from poolserve.kserve.render import render

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.config.schema import load_spec, parse_spec
+from poolserve.config.load import load_spec, parse_spec
 from poolserve.kserve.lint import Finding, lint
 from poolserve.kserve.render import render
 from support.assets import crd_dir

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.config.load import load_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
 from poolserve.kserve.render import Rendered, render
 from poolserve.machine import HostInfo

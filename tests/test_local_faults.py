@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.config.load import load_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import LocalRunError, LocalStartError
 from poolserve.kserve.render import Rendered, render
 from poolserve.targets.local import target as local_target

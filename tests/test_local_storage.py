@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.config.load import load_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import LocalRunError
 from poolserve.kserve.render import render
 from poolserve.targets.local.plan import LaunchPlan, local_hf_home, plan_launch

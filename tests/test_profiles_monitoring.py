@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from poolserve.config.schema import parse_spec, resolve_models
+from poolserve.config.load import parse_spec
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 from poolserve.kserve.lint import Finding, lint
 from poolserve.kserve.names import ENABLE_PROMETHEUS_SCRAPING, KSERVE_PROMETHEUS_PATH, KSERVE_PROMETHEUS_PORT

@@ -9,6 +9,10 @@ import pytest
 
 CORE = [
     "poolserve.config.schema",
+    "poolserve.config.load",
+    "poolserve.config.rules",
+    "poolserve.config.resolve",
+    "poolserve.config.versions",
     "poolserve.config.catalog",
     "poolserve.vllm.args",
     "poolserve.kserve.compose",

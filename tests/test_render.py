@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from poolserve.config import yamlio
-from poolserve.config.schema import load_spec, parse_spec, resolve_models
+from poolserve.config.load import load_spec, parse_spec
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 from poolserve.kserve.lint import validate_against_crds
 from poolserve.kserve.names import (

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.config.schema import load_spec, parse_spec, resolve_models
+from poolserve.config.load import load_spec, parse_spec
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 from poolserve.kserve.lint import Finding, lint
 from poolserve.kserve.names import AUTOSCALER_CLASS

@@ -156,7 +156,7 @@ def test_the_local_state_and_logs_are_the_users_alone(tmp_path: Path, stub_pytho
 def test_the_canary_never_leaks_on_the_cluster(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from poolserve.config.schema import parse_spec
+    from poolserve.config.load import parse_spec
     from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
     from poolserve.targets.cluster.fake.objects import later
     from poolserve.targets.cluster.target import ClusterTarget

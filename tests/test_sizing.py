@@ -12,7 +12,8 @@ import pytest
 
 from poolserve.config import catalog
 from poolserve.config.catalog import Shape
-from poolserve.config.schema import Model, load_spec, parse_spec, resolve_models
+from poolserve.config.load import load_spec, parse_spec
+from poolserve.config.resolve import Model, resolve_models
 from poolserve.kserve.lint import lint
 from poolserve.kserve.render import render
 from poolserve.vllm import sizing

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.config.schema import load_spec, parse_spec, resolve_models
+from poolserve.config.load import load_spec, parse_spec
+from poolserve.config.resolve import resolve_models
 from poolserve.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from poolserve.config.schema import PoolSpec, parse_spec
+from poolserve.config.load import parse_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import NotFound
 from poolserve.kserve.names import ISVC_API_VERSION, ISVC_KIND, STOP_ANNOTATION, is_stopped
 from poolserve.kserve.render import Rendered, render

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from poolserve.config import storage
-from poolserve.config.schema import load_spec, parse_spec
+from poolserve.config.load import load_spec, parse_spec
 from poolserve.errors import SpecError
 from poolserve.kserve.lint import Finding, lint
 from poolserve.kserve.render import render

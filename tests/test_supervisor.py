@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.config.schema import load_spec
+from poolserve.config.load import load_spec
 from poolserve.kserve.render import render
 from poolserve.targets.local.lifecycle import (
     CrashLoopBackOff,

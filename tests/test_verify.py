@@ -25,7 +25,7 @@ from poolserve.check.reference import (
 )
 from poolserve.check.vectors import compare_embeddings, compare_scores, cosine
 from poolserve.check.verify import VerifyReport, verify
-from poolserve.config.schema import parse_spec
+from poolserve.config.load import parse_spec
 from poolserve.errors import EndpointError, ReferenceUnavailable
 from poolserve.vllm import hfcache
 from support.fake_vllm import FakeVllm

@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 
 from conftest import CONFIG, MINILM_NAME
 from poolserve.cli.app import app
-from poolserve.config.schema import PoolSpec, load_spec
+from poolserve.config.load import load_spec
+from poolserve.config.schema import PoolSpec
 from poolserve.kserve.render import Rendered, render
 from poolserve.targets.local.process import group_members
 from poolserve.targets.local.state import read_pod

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from poolserve.config.schema import parse_spec, resolve_models
+from poolserve.config.load import parse_spec
+from poolserve.config.resolve import resolve_models
 from poolserve.kserve.render import render
 from poolserve.vllm import args as vllm
 

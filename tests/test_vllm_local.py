@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from poolserve.check import probes
-from poolserve.config.schema import load_spec
+from poolserve.config.load import load_spec
 from poolserve.errors import LocalStartError
 from poolserve.kserve.render import render
 from poolserve.targets.local.process import group_members, pid_alive

@@ -12,7 +12,7 @@ __all__ = ["__version__", "load_spec", "render"]
 
 def __getattr__(name: str) -> object:
     if name == "load_spec":
-        from poolserve.config.schema import load_spec
+        from poolserve.config.load import load_spec
 
         return load_spec
     if name == "render":

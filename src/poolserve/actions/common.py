@@ -23,7 +23,8 @@ from poolserve.targets.base import Target, TargetFactory, TargetName, TargetOpti
 
 if TYPE_CHECKING:
     from poolserve.check.runner import Reference
-    from poolserve.config.schema import Model, PoolSpec, Task
+    from poolserve.config.resolve import Model
+    from poolserve.config.schema import PoolSpec, Task
     from poolserve.kserve.render import Rendered
     from poolserve.targets.cluster.target import ClusterTarget
 
@@ -91,7 +92,7 @@ class Source:
         Raises:
             SpecError: naming the file, line and key (or the ``--set``) that is wrong.
         """
-        from poolserve.config.schema import load_spec
+        from poolserve.config.load import load_spec
 
         return load_spec(self.config, parse_sets(self.overrides))
 

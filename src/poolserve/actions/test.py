@@ -22,7 +22,9 @@ from poolserve.actions.common import Duration, Edges, Source, Where, config_mode
 from poolserve.check.expectations import Expectations
 from poolserve.check.runner import CheckResult, Reference
 from poolserve.check.verify import VerifyReport
-from poolserve.config.schema import DEFAULT_IMAGE, Model, PoolSpec, Task, image_version
+from poolserve.config.resolve import Model
+from poolserve.config.schema import DEFAULT_IMAGE, PoolSpec, Task
+from poolserve.config.versions import image_version
 from poolserve.errors import CheckFailed, InsecureTransportWarning, SpecError
 from poolserve.targets.base import Endpoint
 

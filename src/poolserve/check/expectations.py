@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolserve.config.catalog import lookup
-from poolserve.config.schema import Model, Task, Version
+from poolserve.config.resolve import Model
+from poolserve.config.schema import Task
+from poolserve.config.versions import Version
 
 
 @dataclass(frozen=True)

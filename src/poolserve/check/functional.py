@@ -23,7 +23,7 @@ from poolserve.check.vectors import (
     l2norm,
     vector_problems,
 )
-from poolserve.config.schema import format_version
+from poolserve.config.versions import format_version
 from poolserve.errors import EndpointError
 from poolserve.vllm import api as vllm_api
 

@@ -35,7 +35,8 @@ from poolserve.check.expectations import Expectations
 from poolserve.check.functional import check_embed, check_models, check_score
 from poolserve.check.robustness import check_robustness
 from poolserve.check.runner import CheckResult, PoolAPI, Reference, Runner
-from poolserve.config.schema import Task, format_version
+from poolserve.config.schema import Task
+from poolserve.config.versions import format_version
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def catalog_cmd(
     from rich.table import Table
 
     from poolserve.config.catalog import CATALOG, lookup
-    from poolserve.config.schema import format_version
+    from poolserve.config.versions import format_version
 
     if model_id is not None:
         entry = lookup(model_id)

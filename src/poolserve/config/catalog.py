@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Task = Literal["embed", "score"]
-Version = tuple[int, int, int]
+from poolserve.config.schema import Task
+from poolserve.config.versions import Version
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolserve.config.schema import Model
+from poolserve.config.resolve import Model
 from poolserve.kserve.names import (
     DISPLAY_NAME,
     GROUP,

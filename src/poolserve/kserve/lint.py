@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from poolserve.config import storage
-from poolserve.config.schema import MAX_NAME_LEN, MAX_NAME_PLUS_NAMESPACE, Model, PoolSpec, format_version
+from poolserve.config.resolve import Model
+from poolserve.config.rules import MAX_NAME_LEN, MAX_NAME_PLUS_NAMESPACE
+from poolserve.config.schema import PoolSpec
+from poolserve.config.versions import format_version
 from poolserve.errors import LintError, SpecError
 from poolserve.kserve.compose import Composed
 from poolserve.kserve.dashboard import find_template

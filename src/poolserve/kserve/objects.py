@@ -13,7 +13,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from poolserve.config.schema import Model, PoolSpec, Runtime, Toleration, format_version
+from poolserve.config.resolve import Model, Runtime
+from poolserve.config.schema import PoolSpec, Toleration
+from poolserve.config.versions import format_version
 from poolserve.kserve.compose import merge_env
 from poolserve.kserve.names import (
     API_PROTOCOL,

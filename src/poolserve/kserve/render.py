@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from poolserve.config import yamlio
-from poolserve.config.schema import Model, PoolSpec, Runtime, all_runtimes, resolve_models, unknown_model
+from poolserve.config.resolve import Model, Runtime, all_runtimes, resolve_models, unknown_model
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import SpecError
 from poolserve.kserve.companions import auth_objects, disruption_budget, pod_monitor
 from poolserve.kserve.compose import Composed, compose

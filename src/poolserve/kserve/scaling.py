@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolserve.config.schema import HPA_METRICS, Model
+from poolserve.config.resolve import Model
+from poolserve.config.schema import HPA_METRICS
 from poolserve.kserve.names import AUTOSCALER_CLASS, Manifest, predictor_name
 
 HPA_API_VERSION = "autoscaling/v2"

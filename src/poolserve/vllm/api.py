@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from poolserve.config.schema import Version
+    from poolserve.config.versions import Version
 
 EMBEDDINGS = "/v1/embeddings"
 SCORE_PATHS = ("/score", "/v1/score")

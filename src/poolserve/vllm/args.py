@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from poolserve.config import storage
-from poolserve.config.schema import Model, Runtime, Version, format_version
+from poolserve.config.resolve import Model, Runtime
+from poolserve.config.versions import Version, format_version
 
 PORT = 8080
 # The server command, per version. Set explicitly (never left to the image's ENTRYPOINT), and the same

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from poolserve.config.catalog import Shape
-from poolserve.config.schema import Model
+from poolserve.config.resolve import Model
 
 GIB = 2**30
 GB = 10**9

@@ -21,7 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from poolserve.config.schema import Model, PoolSpec
+from poolserve.config.resolve import Model
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import NotFound, NotReady
 from poolserve.kserve.names import Manifest
 from poolserve.kserve.objects import TMP_CACHE, TMP_HOME

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from poolserve.config.schema import Model, PoolSpec, resolve_models
+from poolserve.config.resolve import Model, resolve_models
+from poolserve.config.schema import PoolSpec
 from poolserve.errors import Forbidden, NotFound, NotReady
 from poolserve.kserve.dashboard import TEMPLATES_PATH, find_template
 from poolserve.kserve.names import (

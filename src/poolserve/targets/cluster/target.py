@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from poolserve.config import yamlio
-from poolserve.config.schema import Model
+from poolserve.config.resolve import Model
 from poolserve.errors import Conflict, Forbidden, NotFound, NotReady, PoolserveError
 from poolserve.kserve.dashboard import TEMPLATES_PATH, matches, template_name_of, template_warning
 from poolserve.kserve.names import (
@@ -632,7 +632,7 @@ class ClusterTarget:
             NotFound: no pod (not deployed, or scaled to zero) or no previous container.
         """
         spec = rendered.spec
-        spec.model(name)
+        rendered.model(name)
         ns = spec.namespace
         pods = self.cluster.pods(ns, label_selector=f"{ISVC_LABEL}={name}")
         if not pods:
@@ -748,7 +748,7 @@ class ClusterTarget:
             NotReady: it is not ready, or its token is not filled in yet.
         """
         spec = rendered.spec
-        model = spec.model(name)
+        model = rendered.model(name)
         ns = spec.namespace
         isvc = self.cluster.get(ISVC_API_VERSION, ISVC_KIND, name, ns)
         if isvc is None:
