@@ -27,7 +27,8 @@ from poolserve.kserve.compose import TMP_CACHE, TMP_HOME, Manifest
 from poolserve.kserve.render import Rendered, select_models
 from poolserve.targets.base import ProgressFn
 from poolserve.targets.cluster import readiness
-from poolserve.targets.cluster.base import LOG_TAIL, Cluster, dig, duration
+from poolserve.targets.cluster.base import LOG_TAIL, Cluster, duration
+from poolserve.targets.cluster.objects import dig
 from poolserve.targets.cluster.preflight import check_pvc
 
 COMPONENT_LABEL = "poolserve.io/component"

@@ -45,7 +45,7 @@ from poolserve.kserve.compose import (
     predictor_name,
 )
 from poolserve.targets.base import ModelStatus, Phase
-from poolserve.targets.cluster.base import dig
+from poolserve.targets.cluster.objects import dig, labels, meta, parse_time
 from poolserve.vllm.args import served_model_names
 from poolserve.vllm.diagnose import Diagnosis, diagnose, meaningful
 
@@ -88,18 +88,8 @@ class Finding:
 
 def is_raw_mode(isvc: Manifest) -> bool:
     """True for RawDeployment/Standard (also when the annotation is absent: poolserve always sets it)."""
-    mode = (_meta(isvc).get("annotations") or {}).get(DEPLOYMENT_MODE)
+    mode = (meta(isvc).get("annotations") or {}).get(DEPLOYMENT_MODE)
     return mode is None or mode in RAW_MODES
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """RFC 3339 (``2026-01-01T00:00:00Z``) -> aware datetime, or None."""
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def served_model_name(isvc: Manifest) -> str | None:
@@ -111,7 +101,7 @@ def served_model_name(isvc: Manifest) -> str | None:
     names = served_model_names([str(a) for a in dig(isvc, "spec", "predictor", "model", "args", default=[]) or []])
     first = names[0] if names else ""
     if first == "{{.Name}}":
-        first = str(_meta(isvc).get("name", ""))
+        first = str(meta(isvc).get("name", ""))
     return first or None
 
 
@@ -129,12 +119,12 @@ def urls(isvc: Manifest, service: Manifest | None = None) -> tuple[str | None, s
     a cluster-local host (ODH sets it to the Route when ``visibility: exposed``) nor upstream's
     placeholder ``example.com`` domain.
     """
-    name = _meta(isvc).get("name", "")
-    ns = _meta(isvc).get("namespace", "")
+    name = meta(isvc).get("name", "")
+    ns = meta(isvc).get("namespace", "")
     headless = service is not None and dig(service, "spec", "clusterIP") == "None"
     internal = dig(isvc, "status", "address", "url")
     if not internal and service is not None:
-        internal = f"http://{_meta(service).get('name', predictor_name(name))}.{ns}.svc.cluster.local"
+        internal = f"http://{meta(service).get('name', predictor_name(name))}.{ns}.svc.cluster.local"
     if internal and headless and not _has_port(internal):
         internal = f"{internal.rstrip('/')}:8080"
     url = dig(isvc, "status", "url")
@@ -180,11 +170,11 @@ def model_status(
                            reason=f"not deployed (run `poolserve deploy {name}`)")
     status = isvc.get("status") or {}
     conds = {c.get("type"): c for c in status.get("conditions") or []}
-    dep = next((d for d in deployments if _meta(d).get("name") == predictor_name(name)), None)
+    dep = next((d for d in deployments if meta(d).get("name") == predictor_name(name)), None)
     if dep is None and deployments:
         dep = deployments[0]
     internal, route = urls(isvc, service)
-    created = parse_time(_meta(isvc).get("creationTimestamp"))
+    created = parse_time(meta(isvc).get("creationTimestamp"))
     age = (now - created).total_seconds() if created else None
     desired = int(dig(dep, "spec", "replicas", default=0) or 0) if dep else int(
         dig(isvc, "spec", "predictor", "minReplicas", default=1) or 1)
@@ -203,13 +193,13 @@ def model_status(
     details: list[str] = []
     findings: list[Finding] = []
     transition = dig(status, "modelStatus", "transitionStatus")
-    old_pods = {_meta(p).get("name") for p in old}
+    old_pods = {meta(p).get("name") for p in old}
     # The Deployment's 600 s progress deadline is shorter than the runtime's startupProbe (30 min, for
     # first downloads): while a pod is still starting without restarts, the deadline is not a failure.
     starting = any(_starting(p) for p in current)
 
     # Being deleted: its old status (maybe Ready) says nothing any more; it goes once its finalizers are done.
-    if _meta(isvc).get("deletionTimestamp"):
+    if meta(isvc).get("deletionTimestamp"):
         return replace(base, phase="Terminating", ready=False, reason=terminating_reason(isvc))
 
     # Stopped (serving.kserve.io/stop): not a failure. The annotation is what was asked; KServe's
@@ -266,8 +256,8 @@ def model_status(
 
     # 3. Warning events about the ISVC, its Deployment, ReplicaSets and pods: of this incarnation only
     # (events outlive a deleted InferenceService by an hour, and a new one may reuse the name).
-    pod_names = {_meta(p).get("name") for p in pods}
-    uids = {"InferenceService": _meta(isvc).get("uid"), "Deployment": _meta(dep).get("uid")}
+    pod_names = {meta(p).get("name") for p in pods}
+    uids = {"InferenceService": meta(isvc).get("uid"), "Deployment": meta(dep).get("uid")}
     related = [e for e in events if e.get("type") == "Warning" and _about(e, name, pod_names)
                and _current_event(e, created, uids)]
     related.sort(key=lambda e: _event_time(e) or now)
@@ -297,10 +287,10 @@ def model_status(
     # newest ReplicaSet are judged: a rolling update keeps the old pod (crash-looping, say) until the
     # new one is ready, and that old pod says nothing about the fix being rolled out.
     old_details: list[str] = []
-    for p in sorted(pods, key=lambda p: _meta(p).get("creationTimestamp") or "", reverse=True):
-        prev_log = (logs or {}).get(_meta(p).get("name", ""))
-        if _meta(p).get("name") in old_pods:
-            pname = _meta(p).get("name", "?")
+    for p in sorted(pods, key=lambda p: meta(p).get("creationTimestamp") or "", reverse=True):
+        prev_log = (logs or {}).get(meta(p).get("name", ""))
+        if meta(p).get("name") in old_pods:
+            pname = meta(p).get("name", "?")
             lines: list[str] = []
             _pod_findings(p, lines, prev_log)
             old_details += [ln.replace(f"pod {pname}:", f"pod {pname} (old ReplicaSet, replaced by the rollout):", 1)
@@ -332,14 +322,14 @@ def model_status(
             else:
                 findings.append(Finding(11, True, f"ProgressDeadlineExceeded: the predictor made no progress for "
                                         f"{deadline} s ({_first_line(prog.get('message', ''))})"))
-        gen = int(_meta(dep).get("generation", 0) or 0)
+        gen = int(meta(dep).get("generation", 0) or 0)
         observed = int(dig(dep, "status", "observedGeneration", default=0) or 0)
         updated = int(dig(dep, "status", "updatedReplicas", default=0) or 0)
         available = int(dig(dep, "status", "availableReplicas", default=0) or 0)
         rolled_out = (observed >= gen and updated == desired and available >= updated
                       and prog.get("reason", "NewReplicaSetAvailable") == "NewReplicaSetAvailable")
         if not rolled_out:
-            details.append(f"deployment {_meta(dep).get('name')}: {updated}/{desired} updated, {available} available"
+            details.append(f"deployment {meta(dep).get('name')}: {updated}/{desired} updated, {available} available"
                            f" (generation {gen}, observed {observed})")
 
     ready_cond = (conds.get("Ready") or {}).get("status") == "True"
@@ -376,7 +366,7 @@ def model_status(
 
 def terminating_reason(obj: Manifest) -> str:
     """Why a deleted object is still there: ``being deleted (waiting for finalizers: a, b)``."""
-    finalizers = ", ".join(str(f) for f in _meta(obj).get("finalizers") or [])
+    finalizers = ", ".join(str(f) for f in meta(obj).get("finalizers") or [])
     return "being deleted" + (f" (waiting for finalizers: {finalizers})" if finalizers else "")
 
 
@@ -400,10 +390,10 @@ def template_hash(pod: Manifest, deployment: str | None = None) -> str | None:
     A Deployment's pod is named ``<deployment>-<hash>-<suffix>``, so without the label (objects not
     written by the controller) the hash is the name's second-last part after ``deployment``.
     """
-    value = _labels(pod).get(TEMPLATE_HASH_LABEL)
+    value = labels(pod).get(TEMPLATE_HASH_LABEL)
     if value:
         return str(value)
-    name = str(_meta(pod).get("name") or "")
+    name = str(meta(pod).get("name") or "")
     if deployment and name.startswith(f"{deployment}-"):
         parts = name[len(deployment) + 1:].split("-")
         if len(parts) == 2 and all(parts):
@@ -419,24 +409,24 @@ def current_template_hash(pods: Sequence[Manifest], deployment: Manifest | None)
     creationTimestamp: an old ReplicaSet replacing an evicted pod is the rare exception). None
     when no pod has a hash.
     """
-    dname = _meta(deployment).get("name") if deployment else None
+    dname = meta(deployment).get("name") if deployment else None
     hashed = [p for p in pods if template_hash(p, dname)]
     if not hashed:
         return None
     if deployment is not None and int(dig(deployment, "status", "observedGeneration", default=0) or 0) >= int(
-            _meta(deployment).get("generation", 0) or 0):
+            meta(deployment).get("generation", 0) or 0):
         for c in dig(deployment, "status", "conditions", default=[]) or []:
             m = _RS_NAMED.search(str(c.get("message") or "")) if c.get("type") == "Progressing" else None
             named = m.group(1)[len(f"{dname}-"):] if m and dname and m.group(1).startswith(f"{dname}-") else None
             if named and any(template_hash(p, dname) == named for p in hashed):
                 return named
-    newest = max(hashed, key=lambda p: (_meta(p).get("creationTimestamp") or "", _meta(p).get("name") or ""))
+    newest = max(hashed, key=lambda p: (meta(p).get("creationTimestamp") or "", meta(p).get("name") or ""))
     return template_hash(newest, dname)
 
 
 def split_rollout(pods: Sequence[Manifest], deployment: Manifest | None) -> tuple[list[Manifest], list[Manifest]]:
     """``(current, old)``: pods of the Deployment's newest ReplicaSet (or of no known one), and the rest."""
-    dname = _meta(deployment).get("name") if deployment else None
+    dname = meta(deployment).get("name") if deployment else None
     newest = current_template_hash(pods, deployment)
     current: list[Manifest] = []
     old: list[Manifest] = []
@@ -465,7 +455,7 @@ def restart_summary(pods: Sequence[Manifest], logs: Mapping[str, Sequence[str]],
             if not term:
                 continue
             message = str(term.get("message") or "")
-            diag = (diagnose(message) if message else None) or diagnose(logs.get(_meta(p).get("name", ""), []))
+            diag = (diagnose(message) if message else None) or diagnose(logs.get(meta(p).get("name", ""), []))
             signal = f"signal {term['signal']}, " if term.get("signal") else ""
             what = f"{term.get('reason') or 'Terminated'} ({signal}exit {term.get('exitCode', '?')})"
             text = f"{what}: {diag}" if diag else (f"{what}: {_last_line(message)}" if message.strip() else what)
@@ -494,7 +484,7 @@ def pod_problems(pod: Manifest, *, container: str = CONTAINER_NAME,
 def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | None,
                   container: str = CONTAINER_NAME) -> list[Finding]:
     out: list[Finding] = []
-    pname = _meta(p).get("name", "?")
+    pname = meta(p).get("name", "?")
     prev_log = meaningful(prev_log) if prev_log else prev_log
     for c in dig(p, "status", "conditions", default=[]) or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
@@ -537,7 +527,7 @@ def _pod_findings(p: Manifest, details: list[str], prev_log: Sequence[str] | Non
         elif wreason == "CrashLoopBackOff" or term.get("reason") == "Error":
             code = dead.get("exitCode")
             cause = str(diag) if diag else (f"{container} exited with code {code}; see "
-                                            f"`poolserve logs {_labels(p).get(ISVC_LABEL, '')} --previous`")
+                                            f"`poolserve logs {labels(p).get(ISVC_LABEL, '')} --previous`")
             out.append(Finding(1, True, f"CrashLoopBackOff: {cause}" if wreason else f"Error: {cause}"))
         elif last.get("reason") == "OOMKilled":
             out.append(Finding(6, False, f"restarted ({restarts}x, OOMKilled earlier): {diagnose(['OOMKilled'])}"))
@@ -613,7 +603,7 @@ def _current_event(e: Manifest, created: datetime | None, uids: Mapping[str, Any
 
 
 def _event_time(e: Manifest) -> datetime | None:
-    return parse_time(e.get("lastTimestamp") or e.get("eventTime") or _meta(e).get("creationTimestamp"))
+    return parse_time(e.get("lastTimestamp") or e.get("eventTime") or meta(e).get("creationTimestamp"))
 
 
 def _model_states(status: Mapping[str, Any]) -> str:
@@ -682,10 +672,3 @@ def _has_port(url: str) -> bool:
 def _host(url: str) -> str:
     return url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
 
-
-def _meta(obj: Manifest | None) -> dict[str, Any]:
-    return (obj or {}).get("metadata") or {}
-
-
-def _labels(obj: Manifest) -> dict[str, str]:
-    return _meta(obj).get("labels") or {}

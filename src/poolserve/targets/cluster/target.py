@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import base64
 import copy
-import difflib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from poolserve.config import yamlio
 from poolserve.config.schema import Model
 from poolserve.errors import Conflict, Forbidden, NotFound, NotReady, PoolserveError
 from poolserve.kserve import compose as kserve
@@ -59,15 +57,24 @@ from poolserve.targets.base import (
     TargetName,
 )
 from poolserve.targets.cluster import cachejob, readiness, ssa
-from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, covers, dig, duration, kind_of, ref
+from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, duration, kind_of, ref
+from poolserve.targets.cluster.objects import (
+    ObjectDiff,
+    applied_fields,
+    covers,
+    dig,
+    labelled,
+    object_diff,
+    owned_by,
+    same_object,
+    strip_server_fields,
+)
 from poolserve.targets.cluster.preflight import preflight
 
 POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
 """After an InferenceService changed, how long ``status`` waits for KServe to touch its Deployment
 before trusting the (still old) Ready condition."""
-SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink")
-MODEL_FORMAT_ANNOTATION = "modelFormat"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 HELM_RELEASE = "meta.helm.sh/release-name"
 
@@ -118,79 +125,6 @@ def helm_managed(live: Manifest | None) -> str | None:
         return None
     release = (meta.get("annotations") or {}).get(HELM_RELEASE)
     return f"release {release}" if release else "a chart"
-
-
-def strip_server_fields(obj: Manifest) -> Manifest:
-    """A copy without what the server owns or defaults, for comparing with what we apply.
-
-    Drops status and system metadata; KServe >= 0.17's defaulter adds the ``modelFormat`` annotation
-    and rewrites ``deploymentMode: RawDeployment`` to ``Standard`` (treated as equal).
-    """
-    out = copy.deepcopy(obj)
-    out.pop("status", None)
-    meta = out.get("metadata") or {}
-    for key in SERVER_META:
-        meta.pop(key, None)
-    ann = meta.get("annotations")
-    if isinstance(ann, dict):
-        if out.get("kind") == ISVC_KIND:
-            ann.pop(MODEL_FORMAT_ANNOTATION, None)
-        if ann.get(kserve.DEPLOYMENT_MODE) == "Standard":
-            ann[kserve.DEPLOYMENT_MODE] = "RawDeployment"
-        if not ann:
-            meta.pop("annotations", None)
-    return out
-
-
-def _applied_fields(obj: Manifest) -> Any:
-    """The ``fieldsV1`` of our server-side apply entry in ``managedFields`` (None when absent)."""
-    return ssa.applied_fields(obj, FIELD_MANAGER)
-
-
-def same_object(before: Manifest, after: Manifest, applied: Manifest, *, dry_run: bool) -> bool:
-    """Did applying ``applied`` leave the object as it was (``before`` read just before, ``after`` the answer)?
-
-    The same resourceVersion says so at once. A different one may come from another writer in
-    between: KServe updates an InferenceService's status (and adds its finalizer) while poolserve reads
-    and applies. So it is also unchanged when only server-owned fields moved, or when everything we
-    apply was already there, our set of fields is the same and the generation did not move.
-    """
-    rv_before = dig(before, "metadata", "resourceVersion")
-    rv_after = dig(after, "metadata", "resourceVersion")
-    if not dry_run and rv_before and rv_before == rv_after:
-        return True
-    if strip_server_fields(before) == strip_server_fields(after):
-        return True
-    ours = _applied_fields(before)
-    return (ours is not None and ours == _applied_fields(after)
-            and dig(before, "metadata", "generation") == dig(after, "metadata", "generation")
-            and covers(strip_server_fields(before), strip_server_fields(applied)))
-
-
-@dataclass(frozen=True)
-class ObjectDiff:
-    """What ``apply`` would change on one object."""
-
-    kind: str
-    name: str
-    namespace: str | None
-    action: Literal["create", "update", "none"]
-    diff: str
-    note: str | None = None
-
-
-def object_diff(live: Manifest | None, desired: Manifest) -> ObjectDiff:
-    """Unified YAML diff of the live object and what it becomes after apply (server fields ignored)."""
-    meta = desired.get("metadata") or {}
-    ns = f"{meta['namespace']}/" if meta.get("namespace") else ""
-    label = f"{desired.get('kind')}/{ns}{meta.get('name')}"
-    new_text = yamlio.dump(strip_server_fields(desired))
-    old_text = yamlio.dump(strip_server_fields(live)) if live is not None else ""
-    text = "".join(difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                        fromfile=f"live/{label}" if live is not None else "/dev/null",
-                                        tofile=f"poolserve/{label}"))
-    action: Literal["create", "update", "none"] = "create" if live is None else ("update" if text else "none")
-    return ObjectDiff(str(desired.get("kind")), str(meta.get("name")), meta.get("namespace"), action, text)
 
 
 def _partial_failure(err: PoolserveError, done: Sequence[ObjectChange], failed: Manifest,
@@ -359,8 +293,7 @@ class ClusterTarget:
                     notes.append(f"cannot check for {ref(kind, name, ns)} left by a previous autoscaler: you may "
                                  "not read HorizontalPodAutoscalers")
                 continue
-            owners = dig(live, "metadata", "ownerReferences", default=None) or []
-            if not any(o.get("kind") == ISVC_KIND and o.get("name") == isvc["metadata"]["name"] for o in owners):
+            if not owned_by(live, ISVC_KIND, isvc["metadata"]["name"]):
                 continue
             why = (f"{ref(kind, name, ns)} is left from {isvc['metadata']['name']}'s previous autoscaler; KServe "
                    "does not remove it and two autoscalers would fight over the replicas")
@@ -452,10 +385,7 @@ class ClusterTarget:
         return out
 
     def _model_status(self, name: str, namespace: str, snap: Snapshot) -> ModelStatus:
-        def of(objs: Sequence[Manifest]) -> list[Manifest]:
-            return [o for o in objs if (dig(o, "metadata", "labels", default={}) or {}).get(ISVC_LABEL) == name]
-
-        deployments, pods = of(snap.deployments), of(snap.pods)
+        deployments, pods = labelled(snap.deployments, ISVC_LABEL, name), labelled(snap.pods, ISVC_LABEL, name)
         kwargs: dict[str, Any] = {
             "isvc": snap.isvcs.get(name), "now": self.clock(), "deployments": deployments, "pods": pods,
             "events": snap.events, "service": snap.services.get(predictor_name(name)), "runtimes": snap.runtimes,
@@ -728,7 +658,7 @@ class ClusterTarget:
         live = self.cluster.get(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, tns)
         if live is None:
             return ObjectChange(TEMPLATE_KIND, name, tns, "absent")
-        if _applied_fields(live) is None:
+        if applied_fields(live) is None:
             return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note="not applied by poolserve")
         try:
             existed = self.cluster.delete(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, tns)

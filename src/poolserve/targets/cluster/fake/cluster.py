@@ -40,7 +40,6 @@ from poolserve.targets.cluster.base import (
     Cluster,
     Kind,
     conflict,
-    dig,
     invalid,
     kind_info,
     kind_missing,
@@ -53,6 +52,7 @@ from poolserve.targets.cluster.fake.objects import (
     EPOCH,
     ts,
 )
+from poolserve.targets.cluster.objects import dig
 
 Path_ = tuple[str, ...]
 Defaulter = Callable[[Manifest], None]
