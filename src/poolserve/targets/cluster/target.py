@@ -58,6 +58,7 @@ from poolserve.targets.base import (
 )
 from poolserve.targets.cluster import cachejob, readiness, ssa
 from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, duration, kind_of, ref
+from poolserve.targets.cluster.helm import refuse_helm_delete, refuse_helm_objects, refuse_helm_stop
 from poolserve.targets.cluster.objects import (
     ObjectDiff,
     applied_fields,
@@ -75,8 +76,6 @@ POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
 """After an InferenceService changed, how long ``status`` waits for KServe to touch its Deployment
 before trusting the (still old) Ready condition."""
-MANAGED_BY = "app.kubernetes.io/managed-by"
-HELM_RELEASE = "meta.helm.sh/release-name"
 
 
 def _utcnow() -> datetime:
@@ -113,18 +112,6 @@ def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: b
         elif not names or kind == "Namespace" or (kind == ISVC_KIND and name in isvcs) or (kind, name) in auth:
             out.append(obj)
     return out
-
-
-def helm_managed(live: Manifest | None) -> str | None:
-    """How Helm manages a live object (label ``app.kubernetes.io/managed-by: Helm``), else None.
-
-    ``release NAME``, or ``a chart`` for objects Helm rendered but did not install (Argo CD, ``helm template``).
-    """
-    meta = (live or {}).get("metadata") or {}
-    if (meta.get("labels") or {}).get(MANAGED_BY) != "Helm":
-        return None
-    release = (meta.get("annotations") or {}).get(HELM_RELEASE)
-    return f"release {release}" if release else "a chart"
 
 
 def _partial_failure(err: PoolserveError, done: Sequence[ObjectChange], failed: Manifest,
@@ -200,7 +187,7 @@ class ClusterTarget:
         objects = deploy_objects(rendered, names, runtimes_only=options.runtimes_only)
         report = preflight(self.cluster, spec, [] if options.runtimes_only else models, objects)
         if not options.force:
-            self._refuse_helm_objects([o for o in objects if o.get("kind") != "Namespace"], "upgrade")
+            refuse_helm_objects(self.cluster, [o for o in objects if o.get("kind") != "Namespace"], "upgrade")
         notes = [f"cluster {report.server_version}, KServe {report.kserve}", *report.notes]
         changes: list[ObjectChange] = []
         # Predictor Deployment generations before anything is applied: a fast controller may roll
@@ -230,27 +217,6 @@ class ClusterTarget:
             statuses = self.wait(rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
                             dry_run=options.dry_run, notes=tuple(notes), warnings=report.warnings)
-
-    def _refuse_helm_objects(self, objects: Sequence[Manifest], verb: str, *, advice: str = "") -> None:
-        """Change nothing when Helm manages any of ``objects``: two tools must never fight over one object.
-
-        Raises:
-            Conflict: naming the first such object and the ``helm`` command to use instead.
-        """
-        owned: list[tuple[str, str, str | None]] = []
-        for obj in objects:
-            k = kind_of(obj)
-            name = obj["metadata"]["name"]
-            ns = obj["metadata"].get("namespace") if k.namespaced else None
-            how = helm_managed(self.cluster.get(k.api_version, k.kind, name, ns))
-            if how is not None:
-                owned.append((ref(k.kind, name, ns), how, ns))
-        if owned:
-            what, how, ns = owned[0]
-            more = f" (and {len(owned) - 1} more)" if len(owned) > 1 else ""
-            release = how.removeprefix("release ") if how.startswith("release ") else "RELEASE"
-            raise Conflict(f"{what}{more} is managed by Helm ({how}): {advice}use `helm {verb} {release}"
-                           f"{f' -n {ns}' if ns else ''}`, or --force to take it over")
 
     def _apply(self, obj: Manifest, options: DeployOptions) -> ObjectChange:
         k = kind_of(obj)
@@ -488,7 +454,7 @@ class ClusterTarget:
         """
         models = select_models(rendered, names)
         if not force:
-            self._refuse_helm_stop(rendered, models)
+            refuse_helm_stop(self.cluster, rendered, models)
         changes = [self._set_stopped(rendered.spec.namespace, m.name, True) for m in models]
         return DeployResult(target="cluster", changes=tuple(changes),
                             statuses=tuple(self.status(rendered, [c.name for c in changes])))
@@ -504,7 +470,7 @@ class ClusterTarget:
         """
         models = select_models(rendered, names)
         if not force:
-            self._refuse_helm_stop(rendered, models)
+            refuse_helm_stop(self.cluster, rendered, models)
         changes = [self._set_stopped(rendered.spec.namespace, m.name, False) for m in models]
         started = [c.name for c in changes]
         statuses = (self.wait(rendered, started, timeout_s=timeout_s, progress=progress) if wait
@@ -512,20 +478,6 @@ class ClusterTarget:
         notes = [f"{m.name}: stopped: true in the config: the next `poolserve deploy` stops it again"
                  for m in models if m.stopped]
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses), notes=tuple(notes))
-
-    def _refuse_helm_stop(self, rendered: Rendered, models: Sequence[Model]) -> None:
-        """Flip nothing on InferenceServices Helm manages.
-
-        poolserve would own the stop annotation, and the next ``helm upgrade`` of a model the values
-        mark ``stopped`` would fail on the conflict.
-
-        Raises:
-            Conflict: naming the first such InferenceService, the ``stopped`` key and the helm command.
-        """
-        wanted = {m.name for m in models}
-        self._refuse_helm_objects([isvc for _, isvc in rendered.objects_by_model.values()
-                                   if isvc["metadata"]["name"] in wanted], "upgrade",
-                                  advice="set models[].stopped in the values and ")
 
     def _set_stopped(self, namespace: str, name: str, stopped: bool) -> ObjectChange:
         """Flip the stop annotation with server-side apply, as field manager poolserve, touching nothing else.
@@ -582,17 +534,7 @@ class ClusterTarget:
         changes: list[ObjectChange] = []
         notes: list[str] = []
         if not force:
-            # What this delete would remove: the InferenceServices and what goes with them (auth objects, budget,
-            # PodMonitor), maybe their runtimes and those runtimes' Templates.
-            doomed = {(ISVC_KIND, m.name) for m in models}
-            doomed |= {(o["kind"], o["metadata"]["name"]) for m in models for o in rendered.companions.get(m.name, ())}
-            if runtimes:
-                chosen = rendered.runtimes if not names else [m.runtime for m in models]
-                doomed |= {(SR_KIND, r.name) for r in chosen}
-                doomed |= {(TEMPLATE_KIND, t["metadata"]["name"]) for t in rendered.templates
-                           if t["objects"][0]["metadata"]["name"] in {r.pattern for r in chosen}}
-            self._refuse_helm_objects([o for o in rendered.manifests
-                                       if (o["kind"], o["metadata"]["name"]) in doomed], "uninstall")
+            refuse_helm_delete(self.cluster, rendered, models, all_models=not names, runtimes=runtimes)
         for m in models:
             existed = self.cluster.delete(ISVC_API_VERSION, ISVC_KIND, m.name, ns)
             changes.append(ObjectChange(ISVC_KIND, m.name, ns, "deleted" if existed else "absent"))
