@@ -36,15 +36,12 @@ from poolserve.kserve.compose import (
     ISVC_LABEL,
     SR_API_VERSION,
     SR_KIND,
-    TEMPLATE_API_VERSION,
     TEMPLATE_KIND,
     Manifest,
     predictor_name,
-    template_namespace,
-    template_scope,
     token_secret_name,
 )
-from poolserve.kserve.dashboard import TEMPLATES_PATH, matches, template_name_of, template_warning
+from poolserve.kserve.dashboard import TEMPLATES_PATH
 from poolserve.kserve.render import Rendered, select_models
 from poolserve.targets.base import (
     DeleteResult,
@@ -61,7 +58,6 @@ from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, dur
 from poolserve.targets.cluster.helm import refuse_helm_delete, refuse_helm_objects, refuse_helm_stop
 from poolserve.targets.cluster.objects import (
     ObjectDiff,
-    applied_fields,
     covers,
     dig,
     labelled,
@@ -71,6 +67,7 @@ from poolserve.targets.cluster.objects import (
     strip_server_fields,
 )
 from poolserve.targets.cluster.preflight import preflight
+from poolserve.targets.cluster.templates import delete_templates, template_warnings
 
 POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
@@ -315,40 +312,9 @@ class ClusterTarget:
         models = select_models(rendered, names)
         snap = self.snapshot(spec.namespace)
         statuses = [self._model_status(m.name, spec.namespace, snap) for m in models]
-        warnings = self._template_warnings(rendered, {s.runtime for s in statuses if s.runtime}, snap)
+        warnings = template_warnings(self.cluster, rendered, {s.runtime for s in statuses if s.runtime}, snap.runtimes)
         return [replace(s, warnings=(*s.warnings, warnings[s.runtime])) if s.runtime in warnings else s
                 for s in statuses]
-
-    def _template_warnings(self, rendered: Rendered, used: set[str], snap: Snapshot) -> dict[str, str]:
-        """Runtime name -> the "Template removed" warning, for the used runtimes that name a Template.
-
-        Lists the Templates of the dashboard namespace and of the project once each, and only when some
-        runtime names one. No Template API (not OpenShift): no dashboard, no warning.
-        """
-        spec = rendered.spec
-        named = {n: sr for n, sr in snap.runtimes.items() if n in used and template_name_of(sr)}
-        if not named:
-            return {}
-        dash_ns = spec.dashboard.templates_namespace
-        listed = True
-        try:
-            dash = self.cluster.list(TEMPLATE_API_VERSION, TEMPLATE_KIND, dash_ns)
-        except NotFound:
-            return {}
-        except Forbidden:
-            dash, listed = [], False
-        try:
-            project = dash if dash_ns == spec.namespace else self.cluster.list(
-                TEMPLATE_API_VERSION, TEMPLATE_KIND, spec.namespace)
-        except Forbidden:
-            project = []
-        out: dict[str, str] = {}
-        for name, sr in named.items():
-            warning = template_warning(spec, sr, dashboard_templates=dash, project_templates=project,
-                                       dashboard_listed=listed)
-            if warning is not None:
-                out[name] = warning
-        return out
 
     def _model_status(self, name: str, namespace: str, snap: Snapshot) -> ModelStatus:
         deployments, pods = labelled(snap.deployments, ISVC_LABEL, name), labelled(snap.pods, ISVC_LABEL, name)
@@ -568,46 +534,8 @@ class ClusterTarget:
             note = f"was used by {', '.join(using)}" if using else None
             changes.append(ObjectChange(SR_KIND, rt, ns, "deleted" if existed else "absent", note=note))
         gone = {c.name for c in changes if c.kind == SR_KIND and c.action in ("deleted", "absent")}
-        patterns = {r.pattern for r in rendered.runtimes if r.name in gone}
-        for template in rendered.templates:
-            if template["objects"][0]["metadata"]["name"] in patterns:
-                changes.append(self._delete_template(rendered, template, gone))
+        changes += delete_templates(self.cluster, rendered, gone)
         return DeleteResult(target="cluster", changes=tuple(changes), notes=tuple(notes))
-
-    def _delete_template(self, rendered: Rendered, template: Manifest, gone: set[str]) -> ObjectChange:
-        """Delete a dashboard Template poolserve applied, unless a ServingRuntime still names it.
-
-        A runtime names it when its ``opendatahub.io/template-name`` is the Template's
-        ``metadata.name`` or ``objects[0].metadata.name`` (the dashboard's match). A global Template
-        may be named from any project, so the runtimes of every namespace are read; when the user
-        may not list them, it is kept.
-        """
-        spec = rendered.spec
-        name = template["metadata"]["name"]
-        tns = template_namespace(spec)
-        scope_ns = spec.namespace if template_scope(spec) == "project" else None
-        try:
-            runtimes = self.cluster.list(SR_API_VERSION, SR_KIND, scope_ns)
-        except Forbidden:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note="you may not list ServingRuntimes in all "
-                                "namespaces, so runtimes of other projects may still name it")
-        users = sorted(f"{dig(sr, 'metadata', 'namespace')}/{sr['metadata']['name']}" for sr in runtimes
-                       if matches(template, template_name_of(sr) or "")
-                       and not dig(sr, "metadata", "deletionTimestamp")
-                       and not (dig(sr, "metadata", "namespace") == spec.namespace and sr["metadata"]["name"] in gone))
-        if users:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note=f"named by {', '.join(users)}")
-        live = self.cluster.get(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, tns)
-        if live is None:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "absent")
-        if applied_fields(live) is None:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note="not applied by poolserve")
-        try:
-            existed = self.cluster.delete(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, tns)
-        except Forbidden:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note=f"you may not delete Templates in {tns}: "
-                                f"an admin can (`oc delete template {name} -n {tns}`)")
-        return ObjectChange(TEMPLATE_KIND, name, tns, "deleted" if existed else "absent")
 
     def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """The route URL when exposed, else the internal URL; the SA token when the model has auth.
