@@ -7,11 +7,11 @@ import pytest
 from poolserve.config.schema import PoolSpec, parse_spec
 from poolserve.errors import NotFound
 from poolserve.kserve.render import render, select_models
+from poolserve.targets.cluster.apply import deploy_objects
 from poolserve.targets.cluster.base import forbidden, kind_info, kind_missing
 from poolserve.targets.cluster.fake.cluster import FakeCluster
 from poolserve.targets.cluster.fake.kserve import cluster_for
 from poolserve.targets.cluster.preflight import PreflightReport, preflight
-from poolserve.targets.cluster.target import deploy_objects
 
 SPEC = """\
 namespace: embeddings

@@ -8,11 +8,12 @@ are tested without waiting.
 - ``deploy`` runs :func:`poolserve.targets.cluster.preflight.preflight`, then server-side applies exactly the rendered
   objects of the selected models (their InferenceServices and auth objects, the runtimes they use and
   the namespace), reporting created/configured/unchanged per object. A failure part-way names what
-  was applied before it and what was not.
+  was applied before it and what was not (:mod:`poolserve.targets.cluster.apply`). Objects Helm manages
+  are refused without ``--force`` (:mod:`poolserve.targets.cluster.helm`).
 - ``status`` makes one list call per kind for the namespace (not one per model) and derives each
   model's state with :func:`poolserve.targets.cluster.readiness.model_status`; when a runtime names a dashboard
   Template, it lists the Templates of the dashboard namespace and the project (once each) and warns
-  when the dashboard would find none (:func:`poolserve.kserve.dashboard.template_warning`).
+  when the dashboard would find none (:func:`poolserve.targets.cluster.templates.template_warnings`).
 - ``wait`` polls status against a monotonic deadline, checks before it sleeps, and fails fast with the
   diagnosis when a model cannot start (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...).
 """
@@ -20,7 +21,6 @@ are tested without waiting.
 from __future__ import annotations
 
 import base64
-import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from poolserve.config.schema import Model
-from poolserve.errors import Conflict, Forbidden, NotFound, NotReady, PoolserveError
+from poolserve.errors import NotFound, NotReady
 from poolserve.kserve import compose as kserve
 from poolserve.kserve.compose import (
     ISVC_API_VERSION,
@@ -36,12 +36,10 @@ from poolserve.kserve.compose import (
     ISVC_LABEL,
     SR_API_VERSION,
     SR_KIND,
-    TEMPLATE_KIND,
     Manifest,
     predictor_name,
     token_secret_name,
 )
-from poolserve.kserve.dashboard import TEMPLATES_PATH
 from poolserve.kserve.render import Rendered, select_models
 from poolserve.targets.base import (
     DeleteResult,
@@ -54,18 +52,10 @@ from poolserve.targets.base import (
     TargetName,
 )
 from poolserve.targets.cluster import cachejob, readiness, ssa
-from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, duration, kind_of, ref
+from poolserve.targets.cluster.apply import apply_objects, deploy_objects, diff_objects, retire_stale_autoscalers
+from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, duration, kind_of
 from poolserve.targets.cluster.helm import refuse_helm_delete, refuse_helm_objects, refuse_helm_stop
-from poolserve.targets.cluster.objects import (
-    ObjectDiff,
-    covers,
-    dig,
-    labelled,
-    object_diff,
-    owned_by,
-    same_object,
-    strip_server_fields,
-)
+from poolserve.targets.cluster.objects import ObjectDiff, dig, labelled
 from poolserve.targets.cluster.preflight import preflight
 from poolserve.targets.cluster.templates import delete_templates, template_warnings
 
@@ -77,50 +67,6 @@ before trusting the (still old) Ready condition."""
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure helpers: selection, comparison, diff.
-
-
-def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: bool = False) -> list[Manifest]:
-    """Exactly the rendered objects ``deploy`` applies, in render order.
-
-    All manifests when no names are given; otherwise the namespace, the dashboard Templates and the
-    runtimes the named models use, their InferenceServices and what is rendered with them (auth objects,
-    disruption budgets, PodMonitors). ``runtimes_only``: just the Templates and the ServingRuntimes.
-    """
-    models = select_models(rendered, names)
-    runtimes = {m.runtime.name for m in models}
-    patterns = {m.runtime.pattern for m in models}
-    isvcs = {m.name for m in models}
-    auth = {(o["kind"], o["metadata"]["name"]) for m in models for o in rendered.companions.get(m.name, ())}
-    out: list[Manifest] = []
-    for obj in rendered.manifests:
-        kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
-        if kind == SR_KIND:
-            if not names or name in runtimes:
-                out.append(obj)
-        elif kind == TEMPLATE_KIND:
-            if not names or obj["objects"][0]["metadata"]["name"] in patterns:
-                out.append(obj)
-        elif runtimes_only:
-            continue
-        elif not names or kind == "Namespace" or (kind == ISVC_KIND and name in isvcs) or (kind, name) in auth:
-            out.append(obj)
-    return out
-
-
-def _partial_failure(err: PoolserveError, done: Sequence[ObjectChange], failed: Manifest,
-                     pending: Sequence[Manifest]) -> PoolserveError:
-    """The same error class (same exit code), its message extended by what was and was not applied."""
-    applied = ", ".join(f"{c.kind.lower()}/{c.name} {c.action}" for c in done)
-    rest = ", ".join(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in (failed, *pending))
-    what = f"applied before the failure: {applied}" if done else "nothing was applied"
-    return err.with_message(f"{err.message}; {what}; not applied: {rest}")
-
-
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -186,27 +132,14 @@ class ClusterTarget:
         if not options.force:
             refuse_helm_objects(self.cluster, [o for o in objects if o.get("kind") != "Namespace"], "upgrade")
         notes = [f"cluster {report.server_version}, KServe {report.kserve}", *report.notes]
-        changes: list[ObjectChange] = []
         # Predictor Deployment generations before anything is applied: a fast controller may roll
         # the change out before we could read them afterwards (see _rollout_pending).
         before = self._generations(spec.namespace) if options.dry_run is None else {}
-        for i, obj in enumerate(objects):
-            if obj.get("kind") == "Namespace" and not report.namespace_needs_apply:
-                changes.append(ObjectChange("Namespace", obj["metadata"]["name"], None, "unchanged"))
-                continue
-            left = report.templates_left.get(obj["metadata"]["name"]) if obj.get("kind") == TEMPLATE_KIND else None
-            if left is not None:  # an admin applied it; this user may not touch it
-                changes.append(ObjectChange(TEMPLATE_KIND, obj["metadata"]["name"], obj["metadata"]["namespace"],
-                                            left[0], note=left[1]))  # type: ignore[arg-type]
-                continue
-            try:
-                changes.append(self._apply(obj, options))
-            except PoolserveError as err:
-                raise _partial_failure(err, changes, obj, objects[i + 1:]) from err
+        changes = apply_objects(self.cluster, objects, report, options)
         if options.dry_run is None:
             self._record_rollouts(spec.namespace, changes, before)
         if options.dry_run != "client":
-            changes += self._retire_stale_autoscalers(objects, dry_run=options.dry_run == "server", notes=notes)
+            changes += retire_stale_autoscalers(self.cluster, objects, dry_run=options.dry_run == "server", notes=notes)
         if changes and all(c.action == "unchanged" for c in changes):
             notes.append(f"no changes: all {len(changes)} objects already match the config")
         statuses: list[ModelStatus] = []
@@ -214,63 +147,6 @@ class ClusterTarget:
             statuses = self.wait(rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
                             dry_run=options.dry_run, notes=tuple(notes), warnings=report.warnings)
-
-    def _apply(self, obj: Manifest, options: DeployOptions) -> ObjectChange:
-        k = kind_of(obj)
-        name = obj["metadata"]["name"]
-        ns = obj["metadata"].get("namespace") if k.namespaced else None
-        live = self.cluster.get(k.api_version, k.kind, name, ns)
-        if live is not None and dig(live, "metadata", "deletionTimestamp"):
-            # Applying to it succeeds and changes nothing: it would still disappear a moment later.
-            raise NotReady(f"{ref(k.kind, name, ns)} is still {readiness.terminating_reason(live)}",
-                           hint="wait until it is gone (a `poolserve delete` moments ago?), then deploy again")
-        if options.dry_run == "client":
-            same = live is not None and covers(strip_server_fields(live), strip_server_fields(obj))
-            action = "created" if live is None else ("unchanged" if same else "configured")
-            return ObjectChange(k.kind, name, ns, action)  # type: ignore[arg-type]
-        dry = options.dry_run == "server"
-        # Taking over from Helm (--force) means taking over the fields its field manager owns too.
-        result = self.cluster.apply(obj, dry_run=dry, force=options.force_conflicts or options.force)
-        if live is None:
-            return ObjectChange(k.kind, name, ns, "created")
-        if same_object(live, result, obj, dry_run=dry):
-            return ObjectChange(k.kind, name, ns, "unchanged")
-        return ObjectChange(k.kind, name, ns, "configured")
-
-    def _retire_stale_autoscalers(self, objects: Sequence[Manifest], *, dry_run: bool,
-                                  notes: list[str]) -> list[ObjectChange]:
-        """Delete the HPA or ScaledObject KServe left from an InferenceService's previous autoscaler class."""
-        out: list[ObjectChange] = []
-        for isvc in objects:
-            if isvc.get("kind") != ISVC_KIND:
-                continue
-            api_version, kind, name = kserve.stale_autoscaler(isvc)
-            ns = isvc["metadata"].get("namespace")
-            try:
-                live = self.cluster.get(api_version, kind, name, ns)
-            except NotFound:  # KEDA not installed: there is no ScaledObject to leave behind
-                continue
-            except Forbidden:
-                # Project members often may not read KEDA's kinds; a stale HPA matters only for a keda model.
-                if kind == "HorizontalPodAutoscaler":
-                    notes.append(f"cannot check for {ref(kind, name, ns)} left by a previous autoscaler: you may "
-                                 "not read HorizontalPodAutoscalers")
-                continue
-            if not owned_by(live, ISVC_KIND, isvc["metadata"]["name"]):
-                continue
-            why = (f"{ref(kind, name, ns)} is left from {isvc['metadata']['name']}'s previous autoscaler; KServe "
-                   "does not remove it and two autoscalers would fight over the replicas")
-            if dry_run:
-                notes.append(f"{why}: deploy removes it")
-                continue
-            try:
-                self.cluster.delete(api_version, kind, name, ns)
-            except Forbidden:
-                notes.append(f"{why}: you may not delete it; ask an admin to `oc delete {kind.lower()} -n {ns} "
-                             f"{name}`")
-                continue
-            out.append(ObjectChange(kind, name, ns, "deleted", note="left by the previous autoscaler class"))
-        return out
 
     def _generations(self, namespace: str) -> dict[str, int]:
         """Predictor Deployment name -> metadata.generation, from one list call."""
@@ -582,34 +458,7 @@ class ClusterTarget:
         The Namespace is compared locally (project users may not patch namespaces). A field another
         manager owns is diffed with force and flagged, since a real apply needs ``--force-conflicts``.
         """
-        out: list[ObjectDiff] = []
-        for obj in deploy_objects(rendered, names):
-            k = kind_of(obj)
-            name = obj["metadata"]["name"]
-            ns = obj["metadata"].get("namespace") if k.namespaced else None
-            live = self.cluster.get(k.api_version, k.kind, name, ns)
-            note = None
-            if k.kind == "Namespace":
-                desired = copy.deepcopy(live) if live is not None else copy.deepcopy(obj)
-                for key in ("labels", "annotations"):
-                    wanted = obj["metadata"].get(key) or {}
-                    if wanted:
-                        desired.setdefault("metadata", {}).setdefault(key, {}).update(wanted)
-            else:
-                try:
-                    desired = self.cluster.apply(obj, dry_run=True)
-                except Conflict as err:
-                    desired = self.cluster.apply(obj, dry_run=True, force=True)
-                    note = f"apply needs --force-conflicts ({err.message})"
-                except Forbidden as err:
-                    if k.kind != TEMPLATE_KIND:
-                        raise
-                    # A project member may read the dashboard's Templates but not write them: compare locally.
-                    desired = copy.deepcopy(obj)
-                    note = f"you may not apply it ({err.message}): an admin runs `oc apply -f {TEMPLATES_PATH}`"
-            d = object_diff(live, desired)
-            out.append(ObjectDiff(d.kind, d.name, d.namespace, d.action, d.diff, note))
-        return out
+        return diff_objects(self.cluster, deploy_objects(rendered, names))
 
     # ---------------------------------------------------------------------------------------------
     # cache warm
