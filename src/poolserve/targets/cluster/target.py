@@ -56,6 +56,7 @@ from poolserve.targets.cluster.apply import apply_objects, deploy_objects, diff_
 from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, duration, kind_of
 from poolserve.targets.cluster.helm import refuse_helm_delete, refuse_helm_objects, refuse_helm_stop
 from poolserve.targets.cluster.objects import ObjectDiff, dig, labelled
+from poolserve.targets.cluster.pods import crash_looping, restarted_unexplained, split_rollout
 from poolserve.targets.cluster.preflight import preflight
 from poolserve.targets.cluster.templates import delete_templates, template_warnings
 
@@ -201,9 +202,9 @@ class ClusterTarget:
         }
         st = readiness.model_status(name, **kwargs)
         dep = next((d for d in deployments if d["metadata"]["name"] == predictor_name(name)), None)
-        current = readiness.split_rollout(pods, dep)[0]
-        crashed = [p for p in current if _crashing(p)]
-        restarted = [p for p in current if readiness.restarted_unexplained(p)]
+        current = split_rollout(pods, dep)[0]
+        crashed = [p for p in current if crash_looping(p)]
+        restarted = [p for p in current if restarted_unexplained(p)]
         unexplained = st.phase == "Failed" and crashed and "CrashLoopBackOff: kserve-container exited" in (
             st.reason or "")
         if unexplained or (restarted and not crashed):
@@ -469,9 +470,3 @@ class ClusterTarget:
         return cachejob.warm(self.cluster, rendered, names, timeout_s=timeout_s, progress=progress,
                              sleep=self.sleep, now=self.now, poll_s=self.poll_s)
 
-
-def _crashing(p: Manifest) -> bool:
-    for cs in dig(p, "status", "containerStatuses", default=[]) or []:
-        if cs.get("name") == kserve.CONTAINER_NAME and dig(cs, "state", "waiting", "reason") == "CrashLoopBackOff":
-            return True
-    return False
