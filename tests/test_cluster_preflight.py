@@ -8,12 +8,13 @@ from poolserve.config.load import parse_spec
 from poolserve.config.schema import PoolSpec
 from poolserve.errors import Forbidden, NotFound, NotReady
 from poolserve.kserve.render import render, select_models
+from poolserve.targets.cluster.apply import deploy_objects
 from poolserve.targets.cluster.base import forbidden, kind_info
 from poolserve.targets.cluster.fake.cluster import FakeCluster
 from poolserve.targets.cluster.fake.kserve import cluster_for
 from poolserve.targets.cluster.fake.objects import crd, node
 from poolserve.targets.cluster.preflight import PreflightReport, crd_versions, preflight
-from poolserve.targets.cluster.target import ClusterTarget, deploy_objects
+from poolserve.targets.cluster.target import ClusterTarget
 
 SPEC = """\
 namespace: embeddings

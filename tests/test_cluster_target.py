@@ -16,11 +16,12 @@ from poolserve.config.schema import PoolSpec
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady, PoolserveError
 from poolserve.kserve.render import Rendered, render
 from poolserve.targets.base import DeployOptions
+from poolserve.targets.cluster.apply import deploy_objects
 from poolserve.targets.cluster.base import conflict, invalid, unauthorized, unreachable
 from poolserve.targets.cluster.fake.cluster import FakeCluster
 from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller, ready_objects
 from poolserve.targets.cluster.fake.objects import condition, deployment, event, isvc_status, later, pod
-from poolserve.targets.cluster.target import ClusterTarget, deploy_objects
+from poolserve.targets.cluster.target import ClusterTarget
 
 SPEC = """\
 namespace: embeddings

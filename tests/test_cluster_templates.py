@@ -20,9 +20,10 @@ from poolserve.config.schema import PoolSpec
 from poolserve.errors import Forbidden, NotFound
 from poolserve.kserve.render import Rendered, render
 from poolserve.targets.base import DeployOptions
+from poolserve.targets.cluster.apply import deploy_objects
 from poolserve.targets.cluster.fake.cluster import FakeCluster
 from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
-from poolserve.targets.cluster.target import ClusterTarget, deploy_objects
+from poolserve.targets.cluster.target import ClusterTarget
 
 SPEC = """\
 namespace: embeddings

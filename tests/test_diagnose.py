@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from poolserve.targets.cluster.readiness import model_status, restart_summary
+from poolserve.targets.cluster.pods import restart_summary
+from poolserve.targets.cluster.readiness import model_status
 from poolserve.targets.local.lifecycle import last_lines
 from poolserve.targets.local.process import read_tail
 from poolserve.vllm.diagnose import ENGINE_DIED_CAUSE, diagnose, meaningful

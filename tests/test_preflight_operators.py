@@ -8,11 +8,11 @@ from poolserve.config.load import parse_spec
 from poolserve.config.schema import PoolSpec
 from poolserve.errors import NotFound
 from poolserve.kserve.render import render, select_models
+from poolserve.targets.cluster.apply import deploy_objects
 from poolserve.targets.cluster.base import forbidden, kind_info, kind_missing
 from poolserve.targets.cluster.fake.cluster import FakeCluster
 from poolserve.targets.cluster.fake.kserve import cluster_for
 from poolserve.targets.cluster.preflight import PreflightReport, preflight
-from poolserve.targets.cluster.target import deploy_objects
 
 SPEC = """\
 namespace: embeddings

@@ -10,6 +10,8 @@ import pytest
 
 from poolserve.targets.cluster import readiness
 from poolserve.targets.cluster.fake.objects import condition, deployment, event, isvc_status, later, pod, service
+from poolserve.targets.cluster.findings import multi_attach
+from poolserve.targets.cluster.pods import split_rollout, template_hash
 from poolserve.targets.cluster.readiness import model_status
 
 NS = "embeddings"
@@ -76,13 +78,13 @@ def test_served_model_name_reads_args_like_vllm(args: list[str], served: str | N
 
 def test_multi_attach_is_one_finding_with_the_fix_for_the_pod_at_hand() -> None:
     ev = event(NS, "Pod", "p", "FailedAttachVolume", 'Multi-Attach error for volume "pvc-1" Volume is already used')
-    default = readiness.multi_attach(ev)
+    default = multi_attach(ev)
     assert default is not None and default.fatal
     assert default.text.startswith('Multi-Attach: Multi-Attach error for volume "pvc-1" Volume is already used: '
                                    "the cache PVC is ReadWriteOnce and mounted on another node; use a ReadWriteMany")
-    custom = readiness.multi_attach(ev, fix="stop the predictors")
+    custom = multi_attach(ev, fix="stop the predictors")
     assert custom is not None and custom.text.endswith("mounted on another node; stop the predictors")
-    assert readiness.multi_attach(event(NS, "Pod", "p", "FailedMount", "timed out waiting for the condition")) is None
+    assert multi_attach(event(NS, "Pod", "p", "FailedMount", "timed out waiting for the condition")) is None
 
 
 def test_a_deleted_isvc_is_terminating_whatever_its_last_status_says() -> None:
@@ -177,7 +179,7 @@ def test_the_replicaset_the_deployment_names_is_current_even_with_a_newer_old_po
                   f'ReplicaSet "{NAME}-predictor-bbbb2222" is progressing.')])
     st = status_of(isvc(status=not_ready_status()), deployments=[dep], pods=[new, old])
     assert st.phase == "Loading", st.reason
-    assert readiness.split_rollout([new, old], dep) == ([new], [old])
+    assert split_rollout([new, old], dep) == ([new], [old])
 
 
 def test_events_about_an_old_replicasets_pod_are_shown_not_judged() -> None:
@@ -190,11 +192,11 @@ def test_events_about_an_old_replicasets_pod_are_shown_not_judged() -> None:
 
 def test_template_hash_from_the_label_or_the_pod_name() -> None:
     dep = f"{NAME}-predictor"
-    assert readiness.template_hash(rs_pod("cafe1234", 0), dep) == "cafe1234"
-    assert readiness.template_hash(pod(NAME, NS, name=f"{dep}-5d9f7c8b6d-x7k2p"), dep) == "5d9f7c8b6d"
-    assert readiness.template_hash(pod(NAME, NS, name=f"{dep}-new"), dep) is None
+    assert template_hash(rs_pod("cafe1234", 0), dep) == "cafe1234"
+    assert template_hash(pod(NAME, NS, name=f"{dep}-5d9f7c8b6d-x7k2p"), dep) == "5d9f7c8b6d"
+    assert template_hash(pod(NAME, NS, name=f"{dep}-new"), dep) is None
     # Pods without a hash are never set aside.
-    assert readiness.split_rollout([pod(NAME, NS, name="a"), pod(NAME, NS, name="b")], None)[1] == []
+    assert split_rollout([pod(NAME, NS, name="a"), pod(NAME, NS, name="b")], None)[1] == []
 
 
 def test_no_status_yet_then_controller_missing() -> None:

@@ -23,8 +23,9 @@ from poolserve.targets.cluster.base import FIELD_MANAGER
 from poolserve.targets.cluster.fake.cluster import FakeCluster
 from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
 from poolserve.targets.cluster.fake.objects import condition, later
+from poolserve.targets.cluster.objects import strip_server_fields
 from poolserve.targets.cluster.readiness import model_status
-from poolserve.targets.cluster.target import ClusterTarget, strip_server_fields
+from poolserve.targets.cluster.target import ClusterTarget
 
 SPEC = """\
 namespace: embeddings

@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from poolserve.errors import ClusterUnreachable, Conflict, Forbidden, Invalid, NotFound, NotReady
 from poolserve.kserve.names import GROUP, ISVC_KIND, SR_KIND, Manifest
@@ -207,28 +207,6 @@ def one_line(text: str, limit: int = 400) -> str:
     """Collapse whitespace so a server message fits the one-line error rule."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def dig(obj: Any, *path: str | int, default: Any = None) -> Any:
-    """``dig(pod, "status", "phase")``: nested lookup through dicts and lists, ``default`` when absent."""
-    cur = obj
-    for key in path:
-        if isinstance(key, int):
-            if not isinstance(cur, list) or not -len(cur) <= key < len(cur):
-                return default
-            cur = cur[key]
-        else:
-            if not isinstance(cur, dict) or key not in cur:
-                return default
-            cur = cur[key]
-    return cur
-
-
-def covers(live: Any, wanted: Any) -> bool:
-    """Every field of ``wanted`` has the same value in ``live`` (lists compared whole)."""
-    if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(k in live and covers(live[k], v) for k, v in wanted.items())
-    return bool(live == wanted)
 
 
 def duration(seconds: float) -> str:

@@ -28,8 +28,10 @@ from poolserve.kserve.names import Manifest
 from poolserve.kserve.objects import TMP_CACHE, TMP_HOME
 from poolserve.kserve.render import Rendered, select_models
 from poolserve.targets.base import ProgressFn
-from poolserve.targets.cluster import readiness
-from poolserve.targets.cluster.base import LOG_TAIL, Cluster, dig, duration
+from poolserve.targets.cluster.base import LOG_TAIL, Cluster, duration
+from poolserve.targets.cluster.findings import RANK_IMAGE_OR_CONFIG, RANK_UNSCHEDULABLE, Finding, multi_attach
+from poolserve.targets.cluster.objects import dig
+from poolserve.targets.cluster.pods import pod_problems
 from poolserve.targets.cluster.preflight import check_pvc
 
 COMPONENT_LABEL = "poolserve.io/component"
@@ -232,8 +234,8 @@ def warm(cluster: Cluster, rendered: Rendered, names: Sequence[str], *, timeout_
                 continue
             # Fail fast on what retries cannot fix (image, missing Secret, no node); a crashed
             # download is retried by the Job (backoffLimit) and judged when the Job fails.
-            problems = [f for p in pods for f in readiness.pod_problems(p, container=CONTAINER)
-                        if f.fatal and f.rank in (readiness.RANK_IMAGE_OR_CONFIG, readiness.RANK_UNSCHEDULABLE)]
+            problems = [f for p in pods for f in pod_problems(p, container=CONTAINER)
+                        if f.fatal and f.rank in (RANK_IMAGE_OR_CONFIG, RANK_UNSCHEDULABLE)]
             problems += _attach_problems(cluster, ns, pods)
             if state == "Failed" or problems:
                 cause = min(problems, key=lambda f: f.rank).text if problems else _job_failure(cluster, ns, pods)
@@ -254,17 +256,17 @@ def warm(cluster: Cluster, rendered: Rendered, names: Sequence[str], *, timeout_
     return CacheWarmResult(namespace=ns, pvc=spec.cache.pvc, hf_home=spec.cache.hf_home, jobs=ordered,
                            offline=spec.cache.offline)
 
-def _attach_problems(cluster: Cluster, ns: str, pods: Sequence[Manifest]) -> list[readiness.Finding]:
+def _attach_problems(cluster: Cluster, ns: str, pods: Sequence[Manifest]) -> list[Finding]:
     """Multi-Attach events of pods still creating (a ReadWriteOnce PVC held by pods on another node)."""
-    out: list[readiness.Finding] = []
+    out: list[Finding] = []
     for p in pods:
         creating = any(dig(cs, "state", "waiting", "reason") == "ContainerCreating"
                        for cs in dig(p, "status", "containerStatuses", default=[]) or [])
         if not creating:
             continue
         for e in cluster.events(ns, field_selector=f"involvedObject.name={p['metadata']['name']}"):
-            attach = readiness.multi_attach(e, fix="stop the predictors (or warm the cache before deploying), "
-                                            "or use a ReadWriteMany PVC")
+            attach = multi_attach(e, fix="stop the predictors (or warm the cache before deploying), "
+                                  "or use a ReadWriteMany PVC")
             if attach is not None:
                 out.append(attach)
     return out

@@ -34,14 +34,13 @@ from poolserve.kserve.objects import template_namespace, template_scope
 from poolserve.targets.cluster.base import (
     Cluster,
     Kind,
-    covers,
-    dig,
     forbidden,
     kind_info,
     kind_missing,
     kind_of,
     namespace_terminating,
 )
+from poolserve.targets.cluster.objects import covers, dig
 
 ISVC_CRD = f"inferenceservices.{GROUP}"
 SR_CRD = f"servingruntimes.{GROUP}"

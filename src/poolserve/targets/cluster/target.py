@@ -8,11 +8,12 @@ are tested without waiting.
 - ``deploy`` runs :func:`poolserve.targets.cluster.preflight.preflight`, then server-side applies exactly the rendered
   objects of the selected models (their InferenceServices and auth objects, the runtimes they use and
   the namespace), reporting created/configured/unchanged per object. A failure part-way names what
-  was applied before it and what was not.
+  was applied before it and what was not (:mod:`poolserve.targets.cluster.apply`). Objects Helm manages
+  are refused without ``--force`` (:mod:`poolserve.targets.cluster.helm`).
 - ``status`` makes one list call per kind for the namespace (not one per model) and derives each
   model's state with :func:`poolserve.targets.cluster.readiness.model_status`; when a runtime names a dashboard
   Template, it lists the Templates of the dashboard namespace and the project (once each) and warns
-  when the dashboard would find none (:func:`poolserve.kserve.dashboard.template_warning`).
+  when the dashboard would find none (:func:`poolserve.targets.cluster.templates.template_warnings`).
 - ``wait`` polls status against a monotonic deadline, checks before it sleeps, and fails fast with the
   diagnosis when a model cannot start (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...).
 """
@@ -20,37 +21,28 @@ are tested without waiting.
 from __future__ import annotations
 
 import base64
-import copy
-import difflib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from poolserve.config import yamlio
 from poolserve.config.resolve import Model
-from poolserve.errors import Conflict, Forbidden, NotFound, NotReady, PoolserveError
-from poolserve.kserve.dashboard import TEMPLATES_PATH, matches, template_name_of, template_warning
+from poolserve.errors import NotFound, NotReady
 from poolserve.kserve.names import (
     CONTAINER_NAME,
-    DEPLOYMENT_MODE,
     ISVC_API_VERSION,
     ISVC_KIND,
     ISVC_LABEL,
     SR_API_VERSION,
     SR_KIND,
     STOP_ANNOTATION,
-    TEMPLATE_API_VERSION,
-    TEMPLATE_KIND,
     Manifest,
     is_stopped,
     predictor_name,
     token_secret_name,
 )
-from poolserve.kserve.objects import template_namespace, template_scope
 from poolserve.kserve.render import Rendered, select_models
-from poolserve.kserve.scaling import stale_autoscaler
 from poolserve.targets.base import (
     DeleteResult,
     DeployOptions,
@@ -62,150 +54,22 @@ from poolserve.targets.base import (
     TargetName,
 )
 from poolserve.targets.cluster import cachejob, readiness, ssa
-from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, covers, dig, duration, kind_of, ref
+from poolserve.targets.cluster.apply import apply_objects, deploy_objects, diff_objects, retire_stale_autoscalers
+from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, duration, kind_of
+from poolserve.targets.cluster.helm import refuse_helm_delete, refuse_helm_objects, refuse_helm_stop
+from poolserve.targets.cluster.objects import ObjectDiff, dig, labelled
+from poolserve.targets.cluster.pods import crash_looping, restarted_unexplained, split_rollout
 from poolserve.targets.cluster.preflight import preflight
+from poolserve.targets.cluster.templates import delete_templates, template_warnings
 
 POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
 """After an InferenceService changed, how long ``status`` waits for KServe to touch its Deployment
 before trusting the (still old) Ready condition."""
-SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink")
-MODEL_FORMAT_ANNOTATION = "modelFormat"
-MANAGED_BY = "app.kubernetes.io/managed-by"
-HELM_RELEASE = "meta.helm.sh/release-name"
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure helpers: selection, comparison, diff.
-
-
-def deploy_objects(rendered: Rendered, names: Sequence[str], *, runtimes_only: bool = False) -> list[Manifest]:
-    """Exactly the rendered objects ``deploy`` applies, in render order.
-
-    All manifests when no names are given; otherwise the namespace, the dashboard Templates and the
-    runtimes the named models use, their InferenceServices and what is rendered with them (auth objects,
-    disruption budgets, PodMonitors). ``runtimes_only``: just the Templates and the ServingRuntimes.
-    """
-    models = select_models(rendered, names)
-    runtimes = {m.runtime.name for m in models}
-    patterns = {m.runtime.pattern for m in models}
-    isvcs = {m.name for m in models}
-    auth = {(o["kind"], o["metadata"]["name"]) for m in models for o in rendered.companions.get(m.name, ())}
-    out: list[Manifest] = []
-    for obj in rendered.manifests:
-        kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
-        if kind == SR_KIND:
-            if not names or name in runtimes:
-                out.append(obj)
-        elif kind == TEMPLATE_KIND:
-            if not names or obj["objects"][0]["metadata"]["name"] in patterns:
-                out.append(obj)
-        elif runtimes_only:
-            continue
-        elif not names or kind == "Namespace" or (kind == ISVC_KIND and name in isvcs) or (kind, name) in auth:
-            out.append(obj)
-    return out
-
-
-def helm_managed(live: Manifest | None) -> str | None:
-    """How Helm manages a live object (label ``app.kubernetes.io/managed-by: Helm``), else None.
-
-    ``release NAME``, or ``a chart`` for objects Helm rendered but did not install (Argo CD, ``helm template``).
-    """
-    meta = (live or {}).get("metadata") or {}
-    if (meta.get("labels") or {}).get(MANAGED_BY) != "Helm":
-        return None
-    release = (meta.get("annotations") or {}).get(HELM_RELEASE)
-    return f"release {release}" if release else "a chart"
-
-
-def strip_server_fields(obj: Manifest) -> Manifest:
-    """A copy without what the server owns or defaults, for comparing with what we apply.
-
-    Drops status and system metadata; KServe >= 0.17's defaulter adds the ``modelFormat`` annotation
-    and rewrites ``deploymentMode: RawDeployment`` to ``Standard`` (treated as equal).
-    """
-    out = copy.deepcopy(obj)
-    out.pop("status", None)
-    meta = out.get("metadata") or {}
-    for key in SERVER_META:
-        meta.pop(key, None)
-    ann = meta.get("annotations")
-    if isinstance(ann, dict):
-        if out.get("kind") == ISVC_KIND:
-            ann.pop(MODEL_FORMAT_ANNOTATION, None)
-        if ann.get(DEPLOYMENT_MODE) == "Standard":
-            ann[DEPLOYMENT_MODE] = "RawDeployment"
-        if not ann:
-            meta.pop("annotations", None)
-    return out
-
-
-def _applied_fields(obj: Manifest) -> Any:
-    """The ``fieldsV1`` of our server-side apply entry in ``managedFields`` (None when absent)."""
-    return ssa.applied_fields(obj, FIELD_MANAGER)
-
-
-def same_object(before: Manifest, after: Manifest, applied: Manifest, *, dry_run: bool) -> bool:
-    """Did applying ``applied`` leave the object as it was (``before`` read just before, ``after`` the answer)?
-
-    The same resourceVersion says so at once. A different one may come from another writer in
-    between: KServe updates an InferenceService's status (and adds its finalizer) while poolserve reads
-    and applies. So it is also unchanged when only server-owned fields moved, or when everything we
-    apply was already there, our set of fields is the same and the generation did not move.
-    """
-    rv_before = dig(before, "metadata", "resourceVersion")
-    rv_after = dig(after, "metadata", "resourceVersion")
-    if not dry_run and rv_before and rv_before == rv_after:
-        return True
-    if strip_server_fields(before) == strip_server_fields(after):
-        return True
-    ours = _applied_fields(before)
-    return (ours is not None and ours == _applied_fields(after)
-            and dig(before, "metadata", "generation") == dig(after, "metadata", "generation")
-            and covers(strip_server_fields(before), strip_server_fields(applied)))
-
-
-@dataclass(frozen=True)
-class ObjectDiff:
-    """What ``apply`` would change on one object."""
-
-    kind: str
-    name: str
-    namespace: str | None
-    action: Literal["create", "update", "none"]
-    diff: str
-    note: str | None = None
-
-
-def object_diff(live: Manifest | None, desired: Manifest) -> ObjectDiff:
-    """Unified YAML diff of the live object and what it becomes after apply (server fields ignored)."""
-    meta = desired.get("metadata") or {}
-    ns = f"{meta['namespace']}/" if meta.get("namespace") else ""
-    label = f"{desired.get('kind')}/{ns}{meta.get('name')}"
-    new_text = yamlio.dump(strip_server_fields(desired))
-    old_text = yamlio.dump(strip_server_fields(live)) if live is not None else ""
-    text = "".join(difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                        fromfile=f"live/{label}" if live is not None else "/dev/null",
-                                        tofile=f"poolserve/{label}"))
-    action: Literal["create", "update", "none"] = "create" if live is None else ("update" if text else "none")
-    return ObjectDiff(str(desired.get("kind")), str(meta.get("name")), meta.get("namespace"), action, text)
-
-
-def _partial_failure(err: PoolserveError, done: Sequence[ObjectChange], failed: Manifest,
-                     pending: Sequence[Manifest]) -> PoolserveError:
-    """The same error class (same exit code), its message extended by what was and was not applied."""
-    applied = ", ".join(f"{c.kind.lower()}/{c.name} {c.action}" for c in done)
-    rest = ", ".join(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in (failed, *pending))
-    what = f"applied before the failure: {applied}" if done else "nothing was applied"
-    return err.with_message(f"{err.message}; {what}; not applied: {rest}")
-
-
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -269,29 +133,16 @@ class ClusterTarget:
         objects = deploy_objects(rendered, names, runtimes_only=options.runtimes_only)
         report = preflight(self.cluster, spec, [] if options.runtimes_only else models, objects)
         if not options.force:
-            self._refuse_helm_objects([o for o in objects if o.get("kind") != "Namespace"], "upgrade")
+            refuse_helm_objects(self.cluster, [o for o in objects if o.get("kind") != "Namespace"], "upgrade")
         notes = [f"cluster {report.server_version}, KServe {report.kserve}", *report.notes]
-        changes: list[ObjectChange] = []
         # Predictor Deployment generations before anything is applied: a fast controller may roll
         # the change out before we could read them afterwards (see _rollout_pending).
         before = self._generations(spec.namespace) if options.dry_run is None else {}
-        for i, obj in enumerate(objects):
-            if obj.get("kind") == "Namespace" and not report.namespace_needs_apply:
-                changes.append(ObjectChange("Namespace", obj["metadata"]["name"], None, "unchanged"))
-                continue
-            left = report.templates_left.get(obj["metadata"]["name"]) if obj.get("kind") == TEMPLATE_KIND else None
-            if left is not None:  # an admin applied it; this user may not touch it
-                changes.append(ObjectChange(TEMPLATE_KIND, obj["metadata"]["name"], obj["metadata"]["namespace"],
-                                            left[0], note=left[1]))  # type: ignore[arg-type]
-                continue
-            try:
-                changes.append(self._apply(obj, options))
-            except PoolserveError as err:
-                raise _partial_failure(err, changes, obj, objects[i + 1:]) from err
+        changes = apply_objects(self.cluster, objects, report, options)
         if options.dry_run is None:
             self._record_rollouts(spec.namespace, changes, before)
         if options.dry_run != "client":
-            changes += self._retire_stale_autoscalers(objects, dry_run=options.dry_run == "server", notes=notes)
+            changes += retire_stale_autoscalers(self.cluster, objects, dry_run=options.dry_run == "server", notes=notes)
         if changes and all(c.action == "unchanged" for c in changes):
             notes.append(f"no changes: all {len(changes)} objects already match the config")
         statuses: list[ModelStatus] = []
@@ -299,85 +150,6 @@ class ClusterTarget:
             statuses = self.wait(rendered, [m.name for m in models], timeout_s=timeout_s, progress=progress)
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses),
                             dry_run=options.dry_run, notes=tuple(notes), warnings=report.warnings)
-
-    def _refuse_helm_objects(self, objects: Sequence[Manifest], verb: str, *, advice: str = "") -> None:
-        """Change nothing when Helm manages any of ``objects``: two tools must never fight over one object.
-
-        Raises:
-            Conflict: naming the first such object and the ``helm`` command to use instead.
-        """
-        owned: list[tuple[str, str, str | None]] = []
-        for obj in objects:
-            k = kind_of(obj)
-            name = obj["metadata"]["name"]
-            ns = obj["metadata"].get("namespace") if k.namespaced else None
-            how = helm_managed(self.cluster.get(k.api_version, k.kind, name, ns))
-            if how is not None:
-                owned.append((ref(k.kind, name, ns), how, ns))
-        if owned:
-            what, how, ns = owned[0]
-            more = f" (and {len(owned) - 1} more)" if len(owned) > 1 else ""
-            release = how.removeprefix("release ") if how.startswith("release ") else "RELEASE"
-            raise Conflict(f"{what}{more} is managed by Helm ({how}): {advice}use `helm {verb} {release}"
-                           f"{f' -n {ns}' if ns else ''}`, or --force to take it over")
-
-    def _apply(self, obj: Manifest, options: DeployOptions) -> ObjectChange:
-        k = kind_of(obj)
-        name = obj["metadata"]["name"]
-        ns = obj["metadata"].get("namespace") if k.namespaced else None
-        live = self.cluster.get(k.api_version, k.kind, name, ns)
-        if live is not None and dig(live, "metadata", "deletionTimestamp"):
-            # Applying to it succeeds and changes nothing: it would still disappear a moment later.
-            raise NotReady(f"{ref(k.kind, name, ns)} is still {readiness.terminating_reason(live)}",
-                           hint="wait until it is gone (a `poolserve delete` moments ago?), then deploy again")
-        if options.dry_run == "client":
-            same = live is not None and covers(strip_server_fields(live), strip_server_fields(obj))
-            action = "created" if live is None else ("unchanged" if same else "configured")
-            return ObjectChange(k.kind, name, ns, action)  # type: ignore[arg-type]
-        dry = options.dry_run == "server"
-        # Taking over from Helm (--force) means taking over the fields its field manager owns too.
-        result = self.cluster.apply(obj, dry_run=dry, force=options.force_conflicts or options.force)
-        if live is None:
-            return ObjectChange(k.kind, name, ns, "created")
-        if same_object(live, result, obj, dry_run=dry):
-            return ObjectChange(k.kind, name, ns, "unchanged")
-        return ObjectChange(k.kind, name, ns, "configured")
-
-    def _retire_stale_autoscalers(self, objects: Sequence[Manifest], *, dry_run: bool,
-                                  notes: list[str]) -> list[ObjectChange]:
-        """Delete the HPA or ScaledObject KServe left from an InferenceService's previous autoscaler class."""
-        out: list[ObjectChange] = []
-        for isvc in objects:
-            if isvc.get("kind") != ISVC_KIND:
-                continue
-            api_version, kind, name = stale_autoscaler(isvc)
-            ns = isvc["metadata"].get("namespace")
-            try:
-                live = self.cluster.get(api_version, kind, name, ns)
-            except NotFound:  # KEDA not installed: there is no ScaledObject to leave behind
-                continue
-            except Forbidden:
-                # Project members often may not read KEDA's kinds; a stale HPA matters only for a keda model.
-                if kind == "HorizontalPodAutoscaler":
-                    notes.append(f"cannot check for {ref(kind, name, ns)} left by a previous autoscaler: you may "
-                                 "not read HorizontalPodAutoscalers")
-                continue
-            owners = dig(live, "metadata", "ownerReferences", default=None) or []
-            if not any(o.get("kind") == ISVC_KIND and o.get("name") == isvc["metadata"]["name"] for o in owners):
-                continue
-            why = (f"{ref(kind, name, ns)} is left from {isvc['metadata']['name']}'s previous autoscaler; KServe "
-                   "does not remove it and two autoscalers would fight over the replicas")
-            if dry_run:
-                notes.append(f"{why}: deploy removes it")
-                continue
-            try:
-                self.cluster.delete(api_version, kind, name, ns)
-            except Forbidden:
-                notes.append(f"{why}: you may not delete it; ask an admin to `oc delete {kind.lower()} -n {ns} "
-                             f"{name}`")
-                continue
-            out.append(ObjectChange(kind, name, ns, "deleted", note="left by the previous autoscaler class"))
-        return out
 
     def _generations(self, namespace: str) -> dict[str, int]:
         """Predictor Deployment name -> metadata.generation, from one list call."""
@@ -419,46 +191,12 @@ class ClusterTarget:
         models = select_models(rendered, names)
         snap = self.snapshot(spec.namespace)
         statuses = [self._model_status(m.name, spec.namespace, snap) for m in models]
-        warnings = self._template_warnings(rendered, {s.runtime for s in statuses if s.runtime}, snap)
+        warnings = template_warnings(self.cluster, rendered, {s.runtime for s in statuses if s.runtime}, snap.runtimes)
         return [replace(s, warnings=(*s.warnings, warnings[s.runtime])) if s.runtime in warnings else s
                 for s in statuses]
 
-    def _template_warnings(self, rendered: Rendered, used: set[str], snap: Snapshot) -> dict[str, str]:
-        """Runtime name -> the "Template removed" warning, for the used runtimes that name a Template.
-
-        Lists the Templates of the dashboard namespace and of the project once each, and only when some
-        runtime names one. No Template API (not OpenShift): no dashboard, no warning.
-        """
-        spec = rendered.spec
-        named = {n: sr for n, sr in snap.runtimes.items() if n in used and template_name_of(sr)}
-        if not named:
-            return {}
-        dash_ns = spec.dashboard.templates_namespace
-        listed = True
-        try:
-            dash = self.cluster.list(TEMPLATE_API_VERSION, TEMPLATE_KIND, dash_ns)
-        except NotFound:
-            return {}
-        except Forbidden:
-            dash, listed = [], False
-        try:
-            project = dash if dash_ns == spec.namespace else self.cluster.list(
-                TEMPLATE_API_VERSION, TEMPLATE_KIND, spec.namespace)
-        except Forbidden:
-            project = []
-        out: dict[str, str] = {}
-        for name, sr in named.items():
-            warning = template_warning(spec, sr, dashboard_templates=dash, project_templates=project,
-                                       dashboard_listed=listed)
-            if warning is not None:
-                out[name] = warning
-        return out
-
     def _model_status(self, name: str, namespace: str, snap: Snapshot) -> ModelStatus:
-        def of(objs: Sequence[Manifest]) -> list[Manifest]:
-            return [o for o in objs if (dig(o, "metadata", "labels", default={}) or {}).get(ISVC_LABEL) == name]
-
-        deployments, pods = of(snap.deployments), of(snap.pods)
+        deployments, pods = labelled(snap.deployments, ISVC_LABEL, name), labelled(snap.pods, ISVC_LABEL, name)
         kwargs: dict[str, Any] = {
             "isvc": snap.isvcs.get(name), "now": self.clock(), "deployments": deployments, "pods": pods,
             "events": snap.events, "service": snap.services.get(predictor_name(name)), "runtimes": snap.runtimes,
@@ -466,9 +204,9 @@ class ClusterTarget:
         }
         st = readiness.model_status(name, **kwargs)
         dep = next((d for d in deployments if d["metadata"]["name"] == predictor_name(name)), None)
-        current = readiness.split_rollout(pods, dep)[0]
-        crashed = [p for p in current if _crashing(p)]
-        restarted = [p for p in current if readiness.restarted_unexplained(p)]
+        current = split_rollout(pods, dep)[0]
+        crashed = [p for p in current if crash_looping(p)]
+        restarted = [p for p in current if restarted_unexplained(p)]
         unexplained = st.phase == "Failed" and crashed and "CrashLoopBackOff: kserve-container exited" in (
             st.reason or "")
         if unexplained or (restarted and not crashed):
@@ -561,7 +299,7 @@ class ClusterTarget:
         """
         models = select_models(rendered, names)
         if not force:
-            self._refuse_helm_stop(rendered, models)
+            refuse_helm_stop(self.cluster, rendered, models)
         changes = [self._set_stopped(rendered.spec.namespace, m.name, True) for m in models]
         return DeployResult(target="cluster", changes=tuple(changes),
                             statuses=tuple(self.status(rendered, [c.name for c in changes])))
@@ -577,7 +315,7 @@ class ClusterTarget:
         """
         models = select_models(rendered, names)
         if not force:
-            self._refuse_helm_stop(rendered, models)
+            refuse_helm_stop(self.cluster, rendered, models)
         changes = [self._set_stopped(rendered.spec.namespace, m.name, False) for m in models]
         started = [c.name for c in changes]
         statuses = (self.wait(rendered, started, timeout_s=timeout_s, progress=progress) if wait
@@ -585,20 +323,6 @@ class ClusterTarget:
         notes = [f"{m.name}: stopped: true in the config: the next `poolserve deploy` stops it again"
                  for m in models if m.stopped]
         return DeployResult(target="cluster", changes=tuple(changes), statuses=tuple(statuses), notes=tuple(notes))
-
-    def _refuse_helm_stop(self, rendered: Rendered, models: Sequence[Model]) -> None:
-        """Flip nothing on InferenceServices Helm manages.
-
-        poolserve would own the stop annotation, and the next ``helm upgrade`` of a model the values
-        mark ``stopped`` would fail on the conflict.
-
-        Raises:
-            Conflict: naming the first such InferenceService, the ``stopped`` key and the helm command.
-        """
-        wanted = {m.name for m in models}
-        self._refuse_helm_objects([isvc for _, isvc in rendered.objects_by_model.values()
-                                   if isvc["metadata"]["name"] in wanted], "upgrade",
-                                  advice="set models[].stopped in the values and ")
 
     def _set_stopped(self, namespace: str, name: str, stopped: bool) -> ObjectChange:
         """Flip the stop annotation with server-side apply, as field manager poolserve, touching nothing else.
@@ -655,17 +379,7 @@ class ClusterTarget:
         changes: list[ObjectChange] = []
         notes: list[str] = []
         if not force:
-            # What this delete would remove: the InferenceServices and what goes with them (auth objects, budget,
-            # PodMonitor), maybe their runtimes and those runtimes' Templates.
-            doomed = {(ISVC_KIND, m.name) for m in models}
-            doomed |= {(o["kind"], o["metadata"]["name"]) for m in models for o in rendered.companions.get(m.name, ())}
-            if runtimes:
-                chosen = rendered.runtimes if not names else [m.runtime for m in models]
-                doomed |= {(SR_KIND, r.name) for r in chosen}
-                doomed |= {(TEMPLATE_KIND, t["metadata"]["name"]) for t in rendered.templates
-                           if t["objects"][0]["metadata"]["name"] in {r.pattern for r in chosen}}
-            self._refuse_helm_objects([o for o in rendered.manifests
-                                       if (o["kind"], o["metadata"]["name"]) in doomed], "uninstall")
+            refuse_helm_delete(self.cluster, rendered, models, all_models=not names, runtimes=runtimes)
         for m in models:
             existed = self.cluster.delete(ISVC_API_VERSION, ISVC_KIND, m.name, ns)
             changes.append(ObjectChange(ISVC_KIND, m.name, ns, "deleted" if existed else "absent"))
@@ -699,46 +413,8 @@ class ClusterTarget:
             note = f"was used by {', '.join(using)}" if using else None
             changes.append(ObjectChange(SR_KIND, rt, ns, "deleted" if existed else "absent", note=note))
         gone = {c.name for c in changes if c.kind == SR_KIND and c.action in ("deleted", "absent")}
-        patterns = {r.pattern for r in rendered.runtimes if r.name in gone}
-        for template in rendered.templates:
-            if template["objects"][0]["metadata"]["name"] in patterns:
-                changes.append(self._delete_template(rendered, template, gone))
+        changes += delete_templates(self.cluster, rendered, gone)
         return DeleteResult(target="cluster", changes=tuple(changes), notes=tuple(notes))
-
-    def _delete_template(self, rendered: Rendered, template: Manifest, gone: set[str]) -> ObjectChange:
-        """Delete a dashboard Template poolserve applied, unless a ServingRuntime still names it.
-
-        A runtime names it when its ``opendatahub.io/template-name`` is the Template's
-        ``metadata.name`` or ``objects[0].metadata.name`` (the dashboard's match). A global Template
-        may be named from any project, so the runtimes of every namespace are read; when the user
-        may not list them, it is kept.
-        """
-        spec = rendered.spec
-        name = template["metadata"]["name"]
-        tns = template_namespace(spec)
-        scope_ns = spec.namespace if template_scope(spec) == "project" else None
-        try:
-            runtimes = self.cluster.list(SR_API_VERSION, SR_KIND, scope_ns)
-        except Forbidden:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note="you may not list ServingRuntimes in all "
-                                "namespaces, so runtimes of other projects may still name it")
-        users = sorted(f"{dig(sr, 'metadata', 'namespace')}/{sr['metadata']['name']}" for sr in runtimes
-                       if matches(template, template_name_of(sr) or "")
-                       and not dig(sr, "metadata", "deletionTimestamp")
-                       and not (dig(sr, "metadata", "namespace") == spec.namespace and sr["metadata"]["name"] in gone))
-        if users:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note=f"named by {', '.join(users)}")
-        live = self.cluster.get(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, tns)
-        if live is None:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "absent")
-        if _applied_fields(live) is None:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note="not applied by poolserve")
-        try:
-            existed = self.cluster.delete(TEMPLATE_API_VERSION, TEMPLATE_KIND, name, tns)
-        except Forbidden:
-            return ObjectChange(TEMPLATE_KIND, name, tns, "kept", note=f"you may not delete Templates in {tns}: "
-                                f"an admin can (`oc delete template {name} -n {tns}`)")
-        return ObjectChange(TEMPLATE_KIND, name, tns, "deleted" if existed else "absent")
 
     def endpoint(self, rendered: Rendered, name: str) -> Endpoint:
         """The route URL when exposed, else the internal URL; the SA token when the model has auth.
@@ -785,34 +461,7 @@ class ClusterTarget:
         The Namespace is compared locally (project users may not patch namespaces). A field another
         manager owns is diffed with force and flagged, since a real apply needs ``--force-conflicts``.
         """
-        out: list[ObjectDiff] = []
-        for obj in deploy_objects(rendered, names):
-            k = kind_of(obj)
-            name = obj["metadata"]["name"]
-            ns = obj["metadata"].get("namespace") if k.namespaced else None
-            live = self.cluster.get(k.api_version, k.kind, name, ns)
-            note = None
-            if k.kind == "Namespace":
-                desired = copy.deepcopy(live) if live is not None else copy.deepcopy(obj)
-                for key in ("labels", "annotations"):
-                    wanted = obj["metadata"].get(key) or {}
-                    if wanted:
-                        desired.setdefault("metadata", {}).setdefault(key, {}).update(wanted)
-            else:
-                try:
-                    desired = self.cluster.apply(obj, dry_run=True)
-                except Conflict as err:
-                    desired = self.cluster.apply(obj, dry_run=True, force=True)
-                    note = f"apply needs --force-conflicts ({err.message})"
-                except Forbidden as err:
-                    if k.kind != TEMPLATE_KIND:
-                        raise
-                    # A project member may read the dashboard's Templates but not write them: compare locally.
-                    desired = copy.deepcopy(obj)
-                    note = f"you may not apply it ({err.message}): an admin runs `oc apply -f {TEMPLATES_PATH}`"
-            d = object_diff(live, desired)
-            out.append(ObjectDiff(d.kind, d.name, d.namespace, d.action, d.diff, note))
-        return out
+        return diff_objects(self.cluster, deploy_objects(rendered, names))
 
     # ---------------------------------------------------------------------------------------------
     # cache warm
@@ -823,9 +472,3 @@ class ClusterTarget:
         return cachejob.warm(self.cluster, rendered, names, timeout_s=timeout_s, progress=progress,
                              sleep=self.sleep, now=self.now, poll_s=self.poll_s)
 
-
-def _crashing(p: Manifest) -> bool:
-    for cs in dig(p, "status", "containerStatuses", default=[]) or []:
-        if cs.get("name") == CONTAINER_NAME and dig(cs, "state", "waiting", "reason") == "CrashLoopBackOff":
-            return True
-    return False

@@ -8,9 +8,10 @@
   and ``"apply:InferenceService/minilm"`` for one kind or object, ``"*"`` for every call.
 - Server-side apply semantics close enough to report created/configured/unchanged: field ownership
   per manager, conflicts with other managers (unless ``force``), fields we stopped applying are
-  removed, no-op applies keep the resourceVersion, dry runs persist nothing, mutating webhooks
-  (:func:`kserve_defaulter`: ``deploymentMode`` -> ``Standard``, the ``modelFormat`` annotation),
-  an optional schema check (:attr:`FakeCluster.validator`).
+  removed (:mod:`poolserve.targets.cluster.fake.fields`), no-op applies keep the resourceVersion, dry runs
+  persist nothing, mutating webhooks (:func:`~poolserve.targets.cluster.fake.fields.kserve_defaulter`:
+  ``deploymentMode`` -> ``Standard``, the ``modelFormat`` annotation), an optional schema check
+  (:attr:`FakeCluster.validator`).
 - The API server's other rules poolserve meets, in one step: finalizers hold a deleted object
   (:meth:`FakeCluster.finalize`), dependents go with their owner, a deleted namespace is
   ``Terminating`` (no new content) until empty, unsupported field selectors are refused.
@@ -32,14 +33,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from poolserve.errors import NotFound
-from poolserve.kserve.names import CONTAINER_NAME, DEPLOYMENT_MODE, GROUP, ISVC_KIND, Manifest
+from poolserve.kserve.names import CONTAINER_NAME, GROUP, Manifest
 from poolserve.targets.cluster.base import (
-    FIELD_MANAGER,
     Access,
     Cluster,
     Kind,
-    conflict,
-    dig,
     invalid,
     kind_info,
     kind_missing,
@@ -48,13 +46,24 @@ from poolserve.targets.cluster.base import (
     namespace_terminating,
     ref,
 )
+from poolserve.targets.cluster.fake.fields import (
+    Defaulter,
+    Path_,
+    applied_leaves,
+    apply_fields,
+    comparable,
+    get_path,
+    kserve_defaulter,
+    leaves,
+    managed_fields,
+    set_path,
+)
 from poolserve.targets.cluster.fake.objects import (
     EPOCH,
     ts,
 )
+from poolserve.targets.cluster.objects import dig
 
-Path_ = tuple[str, ...]
-Defaulter = Callable[[Manifest], None]
 Controller = Callable[["FakeCluster", Manifest], None]
 
 
@@ -70,81 +79,6 @@ class Call:
     force: bool = False
     selector: str | None = None
     extra: tuple[tuple[str, Any], ...] = ()
-
-
-def kserve_defaulter(obj: Manifest) -> None:
-    """KServe >= 0.17's InferenceService defaulter: ``RawDeployment`` -> ``Standard``, ``modelFormat`` annotation."""
-    if obj.get("kind") != ISVC_KIND:
-        return
-    ann = obj.setdefault("metadata", {}).setdefault("annotations", {})
-    if ann.get(DEPLOYMENT_MODE) == "RawDeployment":
-        ann[DEPLOYMENT_MODE] = "Standard"
-    fmt = obj.get("spec", {}).get("predictor", {}).get("model", {}).get("modelFormat", {}).get("name")
-    if fmt:
-        ann["modelFormat"] = fmt
-
-
-_SYSTEM_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
-_IDENTITY: set[Path_] = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
-
-
-def _leaves(value: Any, prefix: Path_ = ()) -> dict[Path_, Any]:
-    """Leaf paths of a manifest (lists are atomic, as with ``+listType=atomic``)."""
-    if isinstance(value, dict) and value:
-        out: dict[Path_, Any] = {}
-        for k, v in value.items():
-            out.update(_leaves(v, (*prefix, str(k))))
-        return out
-    return {prefix: value}
-
-
-def _applied_leaves(obj: Manifest) -> dict[Path_, Any]:
-    return {p: v for p, v in _leaves(obj).items()
-            if p not in _IDENTITY and p[:1] != ("status",) and not (p[:1] == ("metadata",) and p[1] in _SYSTEM_META)}
-
-
-def _get_path(obj: Any, path: Path_) -> tuple[bool, Any]:
-    cur = obj
-    for key in path:
-        if not isinstance(cur, dict) or key not in cur:
-            return False, None
-        cur = cur[key]
-    return True, cur
-
-
-def _set_path(obj: dict[str, Any], path: Path_, value: Any) -> None:
-    cur = obj
-    for key in path[:-1]:
-        nxt = cur.get(key)
-        if not isinstance(nxt, dict):
-            nxt = cur[key] = {}
-        cur = nxt
-    cur[path[-1]] = copy.deepcopy(value)
-
-
-def _remove_path(obj: dict[str, Any], path: Path_) -> None:
-    parents: list[tuple[dict[str, Any], str]] = []
-    cur: Any = obj
-    for key in path[:-1]:
-        if not isinstance(cur, dict) or key not in cur:
-            return
-        parents.append((cur, key))
-        cur = cur[key]
-    if isinstance(cur, dict):
-        cur.pop(path[-1], None)
-    for parent, key in reversed(parents):  # prune the dicts this left empty
-        if parent[key] == {}:
-            del parent[key]
-        else:
-            break
-
-
-def _comparable(obj: Manifest) -> Manifest:
-    out = copy.deepcopy(obj)
-    meta = out.get("metadata", {})
-    for k in ("resourceVersion", "managedFields"):
-        meta.pop(k, None)
-    return out
 
 
 def _selector_matches(selector: str | None, labels: Mapping[str, str]) -> bool:
@@ -202,20 +136,10 @@ def _fields_match(selector: str | None, obj: Manifest) -> bool:
     for term in (t.strip() for t in selector.split(",")):
         key, _, want = term.partition("=")
         key = _FIELD_ALIASES.get(key.strip(), key.strip())
-        found, value = _get_path(obj, tuple(key.split(".")))
+        found, value = get_path(obj, tuple(key.split(".")))
         if not found or str(value) != want.strip():
             return False
     return True
-
-
-def _fields_v1(paths: Iterable[Path_]) -> dict[str, Any]:
-    """The ``fieldsV1`` set of owned leaf paths (``{"f:spec": {"f:replicas": {}}}``; lists are atomic here)."""
-    out: dict[str, Any] = {}
-    for path in sorted(paths):
-        cur = out
-        for key in path:
-            cur = cur.setdefault(f"f:{key}", {})
-    return out
 
 
 _Key = tuple[str, str | None, str]
@@ -272,7 +196,7 @@ class FakeCluster:
         smeta.setdefault("generation", 1)
         smeta["resourceVersion"] = str(next(self._rv))
         self._store[key] = stored
-        self._owners[key] = {p: {manager} for p in _applied_leaves(stored)}
+        self._owners[key] = {p: {manager} for p in applied_leaves(stored)}
         return copy.deepcopy(stored)
 
     def seed_all(self, objs: Iterable[Manifest]) -> None:
@@ -292,9 +216,9 @@ class FakeCluster:
         obj = self._find(kind, name, namespace)
         key = self._key(kind_of(obj), name, namespace)
         spec_changed = False
-        for path, value in _leaves(dict(changes)).items():
-            spec_changed |= path[0] not in ("metadata", "status") and _get_path(obj, path) != (True, value)
-            _set_path(obj, path, value)
+        for path, value in leaves(dict(changes)).items():
+            spec_changed |= path[0] not in ("metadata", "status") and get_path(obj, path) != (True, value)
+            set_path(obj, path, value)
             self._owners[key][path] = {manager}
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         if spec_changed:  # as the API server: metadata-only changes leave the generation alone
@@ -353,48 +277,18 @@ class FakeCluster:
         if k.namespaced and namespace and ns_obj is None:
             raise namespace_missing(namespace)
         key = self._key(k, name, namespace)
-        applied = _applied_leaves(obj)
         live = self._store.get(key)
         if live is None and dig(ns_obj, "status", "phase") == "Terminating" and namespace:
             raise namespace_terminating(namespace)  # NamespaceLifecycle admission: no new content
         problems = self.validator(obj) if self.validator is not None else []
         if problems:
             raise invalid(k.kind, name, namespace, problems[0])  # what server-side apply's typed patch reports
-        owners = {p: set(m) for p, m in self._owners.get(key, {}).items()}
+        new, owners = apply_fields(k, name, namespace, live, self._owners.get(key, {}), obj, force=force)
         if live is None:
-            new: Manifest = {"apiVersion": k.api_version, "kind": k.kind,
-                             "metadata": {"name": name, **({"namespace": namespace} if namespace else {})}}
-            for path, value in applied.items():
-                _set_path(new, path, value)
             new["metadata"].update(uid=f"uid-{next(self._uid)}", creationTimestamp=ts(self.clock()), generation=1)
-            owners = {p: {FIELD_MANAGER} for p in applied}
-        else:
-            clashes = sorted(
-                (p, m) for p, ms in owners.items() if p in applied for m in ms
-                if m != FIELD_MANAGER and _get_path(live, p)[1] != applied[p]
-            )
-            if clashes and not force:
-                managers = sorted({m for _, m in clashes})
-                fields = ", ".join("." + ".".join(p) for p, _ in clashes)
-                raise conflict(k.kind, name, namespace,
-                               f"Apply failed with {len(clashes)} conflict{'s' if len(clashes) > 1 else ''}: "
-                               f"conflict with {', '.join(f'{chr(34)}{m}{chr(34)}' for m in managers)} using "
-                               f"{k.api_version}: "
-                               f"{fields}")
-            new = copy.deepcopy(live)
-            for path, ms in list(owners.items()):
-                if ms == {FIELD_MANAGER} and path not in applied:  # we stopped applying it: remove
-                    _remove_path(new, path)
-                    del owners[path]
-            for path, value in applied.items():
-                _set_path(new, path, value)
-                holders = owners.setdefault(path, set())
-                if force:
-                    holders.clear()
-                holders.add(FIELD_MANAGER)
         for defaulter in self.defaulters:
             defaulter(new)
-        if live is not None and _comparable(new) == _comparable(live):
+        if live is not None and comparable(new) == comparable(live):
             new = copy.deepcopy(live)  # a no-op apply writes nothing
         else:
             new["metadata"]["resourceVersion"] = str(next(self._rv))
@@ -506,12 +400,7 @@ class FakeCluster:
 
     def _render(self, obj: Manifest, owners: Mapping[Path_, set[str]]) -> Manifest:
         out = copy.deepcopy(obj)
-        managers = sorted({m for ms in owners.values() for m in ms})
-        out.setdefault("metadata", {})["managedFields"] = [
-            {"manager": m, "operation": "Apply" if m == FIELD_MANAGER else "Update", "fieldsType": "FieldsV1",
-             "fieldsV1": _fields_v1(p for p, ms in owners.items() if m in ms)}
-            for m in managers
-        ]
+        out.setdefault("metadata", {})["managedFields"] = managed_fields(owners)
         return out
 
     def _delete(self, key: _Key) -> None:
