@@ -1,18 +1,53 @@
-"""Results -> rich renderables, JSON-ready dicts and YAML (returns values, prints nothing)."""
+"""How commands print results: ``-o json``/``yaml`` or a summary and a table, and the tables themselves.
+
+:func:`print_result` is the one place a command's ``-o`` is honoured; the other functions turn
+results into rich renderables, plain lines, JSON-ready data and YAML (returning values, printing nothing).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from poolserve.config import yamlio
 from poolserve.targets.base import DeleteResult, DeployResult, ModelStatus
+
+if TYPE_CHECKING:
+    from poolserve.cli.options import Session
+
+
+def print_result(s: Session, output: str, result: Any, *, summary: RenderableType | None = None,
+                 table: RenderableType | list[str] | None = None, notes: Sequence[RenderableType] = ()) -> None:
+    """Print a command's result the way ``-o`` asks.
+
+    Args:
+        s: the running command's session (its consoles).
+        output: ``table``, ``json`` or ``yaml``.
+        result: what ``-o json`` and ``-o yaml`` serialize on stdout (see :func:`dumps`); nothing else is
+            printed then.
+        summary: with ``-o table``, printed first, on stderr.
+        table: with ``-o table``, printed next, on stdout: a rich renderable, or plain lines echoed as they are.
+        notes: with ``-o table``, printed last, on stderr.
+    """
+    if output != "table":
+        typer.echo(dumps(result, output), nl=False)
+        return
+    if summary is not None:
+        s.err().print(summary)
+    if isinstance(table, list):
+        for line in table:
+            typer.echo(line)
+    elif table is not None:
+        s.out().print(table)
+    for note in notes:
+        s.err().print(note)
 
 
 def to_data(value: Any) -> Any:
