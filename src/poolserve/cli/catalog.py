@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 def _entry_view(e: CatalogEntry) -> RenderableType:
     """One model in full: ``key value`` rows, then its notes."""
     from rich.console import Group
-    from rich.table import Table
+    from rich.text import Text
 
+    from poolserve.cli.output import fit_table
     from poolserve.config.schema import format_version
 
     rows = [
@@ -30,19 +31,21 @@ def _entry_view(e: CatalogEntry) -> RenderableType:
         ("required flags", " ".join(e.required_flags) or "none"),
         ("scores", e.score_output or "-"), ("query prefix", repr(e.query_prefix) if e.query_prefix else "-"),
     ]
-    table = Table(show_header=False, box=None)
+    table = fit_table("KEY", "VALUE", wrap=("VALUE",), show_header=False, pad_edge=True)
     for k, v in rows:
-        table.add_row(f"[bold]{k}[/]", v)
+        table.add_row(Text(k, style="bold"), v)
     return Group(table, *(f"- {note}" for note in e.notes))
 
 
 def _list_table(entries: list[CatalogEntry]) -> RenderableType:
     """One row per model."""
-    from rich.table import Table
+    from rich import box
 
+    from poolserve.cli.output import fit_table
     from poolserve.config.schema import format_version
 
-    table = Table("model", "task", "max len", "dims", "min vLLM", "flags")
+    table = fit_table("model", "task", "max len", "dims", "min vLLM", "flags", wrap=("model", "flags"),
+                      box=box.HEAVY_HEAD, pad_edge=True)
     for e in entries:
         table.add_row(e.model_id, e.task, str(e.max_model_len), str(e.dimensions or "-"),
                       format_version(e.min_vllm), " ".join(f.split("=")[0] for f in e.required_flags) or "-")

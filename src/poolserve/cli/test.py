@@ -26,11 +26,12 @@ if TYPE_CHECKING:
     from poolserve.check.verify import VerifyReport
 
 def check_table(report: VerifyReport) -> Table:
-    """One row per check: result, latency, what was seen."""
-    from rich.table import Table
+    """One row per check: result, latency, what was seen (the detail wraps to fit the console)."""
     from rich.text import Text
 
-    table = Table("CHECK", "RESULT", "LATENCY", "DETAIL", box=None, pad_edge=False)
+    from poolserve.cli.output import fit_table
+
+    table = fit_table("CHECK", "RESULT", "LATENCY", "DETAIL", wrap=("DETAIL",))
     for c in report.checks:
         table.add_row(c.name, Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red"),
                       "-" if c.latency_ms is None else f"{c.latency_ms:.0f} ms", Text(c.detail))
