@@ -30,6 +30,8 @@ echo "== ruff"
 .venv/bin/ruff check src tests scripts/gen_chart.py charts/poolserve/files $( [ -d benchmarks ] && echo benchmarks )
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== import contracts (pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports --no-cache
 echo "== pytest"
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT

@@ -256,3 +256,27 @@ def test_plan_on_shared_gpus(tmp_path: Path) -> None:
     assert rows["qwen3-embedding"]["device"] == "time-sliced GPU"
     assert rows["qwen3-embedding"]["recommended_utilization"] == rows["qwen3-embedding"]["utilization"] == 0.17
     assert rows["bge-m3"]["device"] == "MIG 1g.10gb" and rows["bge-m3"]["fits"] is True
+
+
+def test_tables_fit_the_width_and_cut_no_value() -> None:
+    import io
+
+    from rich.console import Console
+
+    from poolserve.cli.output import fit_table
+
+    table = fit_table("NAME", "PER SECOND", "DETAIL", wrap=("DETAIL",))
+    table.add_row("a-rather-long-name", "12,345.6", " ".join(f"word{i}" for i in range(40)))
+    for width in (100, 60, 30, 10, 400):  # one table printed at each width, as `status --watch` redraws
+        console = Console(width=width, soft_wrap=True, record=True, file=io.StringIO())
+        console.print(table)
+        text = console.export_text()
+        lines = text.splitlines()
+        row = next(line for line in lines if line.startswith("a-rather-long-name  "))
+        assert "  12,345.6  " in row, text  # the header may wrap between words; a value never does
+        assert all(f"word{i}" in text.split() for i in range(40)), text  # the long column wraps between words
+        if width >= 60:
+            assert max(len(line) for line in lines) <= width, text
+        else:  # the one-line columns alone are wider: the lines run long, nothing is cut
+            assert max(len(line) for line in lines) == len("a-rather-long-name  12,345.6  ") + 10, text
+    assert len(lines) == 2 and lines[0].startswith("NAME                PER SECOND  DETAIL")

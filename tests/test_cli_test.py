@@ -308,3 +308,32 @@ def test_robustness_failure_exits_1_naming_the_check(project: Path, monkeypatch:
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert error_line(r.stderr).startswith(f"error: minilm-embedding: 1 of 15 checks failed at {URL}; "
                                            "robust empty input: not a clean answer: HTTP 500")
+
+
+@pytest.mark.parametrize("columns", ["100", "72", None], ids=["COLUMNS=100", "COLUMNS=72", "unknown"])
+def test_piped_table_fits_the_width_and_wraps_the_detail(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         columns: str | None) -> None:
+    # Piped, the table used to be 200 columns wide: its DETAIL column never wrapped.
+    import os
+
+    def no_terminal(fd: int = 1) -> os.terminal_size:
+        raise OSError("not a terminal")
+
+    monkeypatch.setattr(os, "get_terminal_size", no_terminal)  # piped, even under `pytest -s` in a terminal
+    serve(monkeypatch, embedder())
+    r = runner.invoke(app, ["test", "minilm-embedding", "--url", URL], env={"COLUMNS": columns})
+    assert r.exit_code == 0, r.output
+    width = int(columns or 100)  # unknown: 100 columns
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width, r.stdout
+    # Nothing is cut: each row's DETAIL (the last column, over its wrapped lines) is the whole detail.
+    start = lines[0].index("DETAIL")
+    rows: dict[str, str] = {}
+    name = ""
+    for line in lines[1:]:
+        name = line[:start].split("  ")[0].strip() or name
+        rows[name] = rows.get(name, "") + line[start:]
+    details = {c["name"]: c["detail"] for c in json.loads(
+        runner.invoke(app, ["test", "minilm-embedding", "--url", URL, "-o", "json"]).stdout)["checks"]}
+    assert {k: "".join(v.split()) for k, v in rows.items()} == {k: "".join(v.split()) for k, v in details.items()}
+    assert any(len(line) > width - 10 for line in lines)  # the detail uses the room it has

@@ -1,4 +1,4 @@
-"""The README stays true: every command appears in it, and its test command is what CI runs."""
+"""The README stays true: every command and package appears in it, and its test command is what CI runs."""
 
 from __future__ import annotations
 
@@ -69,3 +69,29 @@ def test_every_config_key_is_in_the_readme_config_reference() -> None:
 
     missing = sorted({key for key in _config_keys(PoolSpec) if not re.search(rf"\b{key.rsplit('.', 1)[-1]}\b", block)})
     assert not missing, f"README 'Config reference' lacks: {', '.join(missing)}"
+
+
+def _layout_paths() -> list[str]:
+    """The paths the README's 'Where things live' block names: each line's first column, relative to src/poolserve/."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Where things live", 1)[1].split("\n#", 1)[0]
+    block = section.split("```", 2)[1]
+    lines = block.strip("\n").splitlines()
+    assert lines[0].strip() == "src/poolserve/", "the block starts at src/poolserve/"
+    paths = []
+    for line in lines[1:]:
+        first_column = line.strip().split("  ")[0]
+        paths += first_column.split()
+    return paths
+
+
+def test_readme_layout_names_every_package_and_only_real_paths() -> None:
+    src = ROOT / "src" / "poolserve"
+    named = _layout_paths()
+    assert named, "no paths in README 'Where things live'"
+    unreal = [p for p in named if not (src / p).exists() or not p.endswith(("/", ".py"))]
+    assert unreal == [], f"README 'Where things live' names what src/poolserve/ does not have: {', '.join(unreal)}"
+    packages = sorted(f"{init.parent.relative_to(src).as_posix()}/" for init in src.rglob("__init__.py")
+                      if init.parent != src)
+    missing = [p for p in packages if p not in named]
+    assert missing == [], f"README 'Where things live' lacks: {', '.join(missing)}"

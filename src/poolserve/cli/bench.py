@@ -7,7 +7,6 @@ narration on stderr, writes ``-o`` JSON and ``--plot`` PNG (both checked before 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -61,10 +60,10 @@ def _x(value: float | None) -> str:
 def bench_table(report: BenchReport, previous: BenchReport | None = None) -> RenderableType:
     """The per-setting table, then the baseline and the generator's ceiling."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     from poolserve.bench.metrics import baseline_for, ceiling_for, compare, iter_settings, ratio
+    from poolserve.cli.output import fit_table
 
     has_base = bool(report.baseline)
     has_ceiling = bool(report.self_test)
@@ -76,7 +75,7 @@ def bench_table(report: BenchReport, previous: BenchReport | None = None) -> Ren
     prev = {(c.concurrency, c.batch_size): c for c in compare(report, previous)} if previous else {}
     if previous:
         cols += ["VS PREV", "P50 VS PREV"]
-    table = Table(*cols, box=None, pad_edge=False)
+    table = fit_table(*cols, wrap=("ERRORS",))
     for s in iter_settings(report):
         errors = ", ".join(f"{k}:{v}" for k, v in s.errors_by_kind.items()) if s.errors else "0"
         row = [str(s.concurrency), str(s.batch_size), _fmt(s.requests_per_s), _fmt(s.texts_per_s),
@@ -100,9 +99,8 @@ def bench_table(report: BenchReport, previous: BenchReport | None = None) -> Ren
         parts.append(Text(f"baseline {b.library} ({b.dtype or 'default dtype'}, in-process) batch {b.batch_size}: "
                           f"{b.texts_per_s:,.1f} texts/s ({b.texts} texts in {b.duration_s:.1f} s)"))
     if report.self_test:
-        ceiling = Table("CONC", "BATCH", "CEILING REQ/S", "CEILING TEXTS/S", "P50 MS", "CLIENT CPU S",
-                        box=None, pad_edge=False, title="generator ceiling (--self-test, canned local server)",
-                        title_justify="left")
+        ceiling = fit_table("CONC", "BATCH", "CEILING REQ/S", "CEILING TEXTS/S", "P50 MS", "CLIENT CPU S",
+                            title="generator ceiling (--self-test, canned local server)", title_justify="left")
         for c in sorted(report.self_test, key=lambda c: (c.batch_size, c.concurrency)):
             ceiling.add_row(str(c.concurrency), str(c.batch_size), _fmt(c.requests_per_s), _fmt(c.texts_per_s),
                             _fmt(c.latency_p50_ms, 2), _fmt(c.client_cpu_s, 2))
@@ -177,8 +175,6 @@ def _read(path: Path) -> str:
 
 def _finish(s: Session, report: BenchReport, previous: BenchReport | None, output_file: Path | None,
             plot: Path | None) -> None:
-    from rich.console import Console
-
     from poolserve.bench.metrics import report_to_json
 
     err, out = s.err(), s.out()
@@ -186,9 +182,7 @@ def _finish(s: Session, report: BenchReport, previous: BenchReport | None, outpu
     if output_file is not None and str(output_file) == "-":
         typer.echo(report_to_json(report), nl=False)
     else:
-        # Piped or redirected, the table keeps its full width (rich would squeeze it to 80 columns).
-        console = out if out.is_terminal else Console(file=sys.stdout, width=200, soft_wrap=True)
-        console.print(bench_table(report, previous))
+        out.print(bench_table(report, previous))
     if output_file is not None and str(output_file) != "-":
         try:
             output_file.write_text(report_to_json(report), encoding="utf-8")

@@ -47,20 +47,16 @@ def list_cmd(
 ) -> None:
     """List the models in the local model cache."""
     from poolserve.actions.cache import list_models
-    from poolserve.cli.output import columns, dumps
+    from poolserve.cli.output import columns, print_result
 
+    s = session(ctx)
     listing = list_models(source(config, set_))
-    if output != "table":
-        data = [{"model_id": m.model_id, "revision": m.revision, "size_bytes": m.size_bytes, "path": str(m.path)}
-                for m in listing.models]
-        typer.echo(dumps(data, output), nl=False)
+    if output == "table" and not listing.models:
+        s.err().print(f"no models in {listing.hf_home} (add one with `poolserve cache import MODEL_ID DIR`)",
+                      highlight=False)
         return
-    if not listing.models:
-        session(ctx).err().print(f"no models in {listing.hf_home} (add one with `poolserve cache import MODEL_ID "
-                                 "DIR`)", highlight=False)
-        return
+    data = [{"model_id": m.model_id, "revision": m.revision, "size_bytes": m.size_bytes, "path": str(m.path)}
+            for m in listing.models]
     # Plain columns, not a rich Table: ids and paths stay whole (copy-pasteable) at any width, even piped.
-    for line in columns([("MODEL", "REVISION", "SIZE", "PATH"),
-                         *((m.model_id, m.revision[:12], size_text(m.size_bytes), str(m.path))
-                           for m in listing.models)]):
-        typer.echo(line)
+    print_result(s, output, data, table=columns([("MODEL", "REVISION", "SIZE", "PATH"), *(
+        (m.model_id, m.revision[:12], size_text(m.size_bytes), str(m.path)) for m in listing.models)]))

@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from poolserve.cli.options import TableOrJson, TableOrJsonOpt, session
 from poolserve.errors import SpecError
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from poolserve.config.catalog import CatalogEntry
+
+
+def _entry_view(e: CatalogEntry) -> RenderableType:
+    """One model in full: ``key value`` rows, then its notes."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from poolserve.cli.output import fit_table
+    from poolserve.config.versions import format_version
+
+    rows = [
+        ("model", e.model_id), ("task", e.task), ("architecture", e.architecture),
+        ("max_model_len", str(e.max_model_len)), ("dimensions", str(e.dimensions or "-")),
+        ("pooling", e.pooling or "-"), ("min vLLM", format_version(e.min_vllm)),
+        ("required flags", " ".join(e.required_flags) or "none"),
+        ("scores", e.score_output or "-"), ("query prefix", repr(e.query_prefix) if e.query_prefix else "-"),
+    ]
+    table = fit_table("KEY", "VALUE", wrap=("VALUE",), show_header=False, pad_edge=True)
+    for k, v in rows:
+        table.add_row(Text(k, style="bold"), v)
+    return Group(table, *(f"- {note}" for note in e.notes))
+
+
+def _list_table(entries: list[CatalogEntry]) -> RenderableType:
+    """One row per model."""
+    from rich import box
+
+    from poolserve.cli.output import fit_table
+    from poolserve.config.versions import format_version
+
+    table = fit_table("model", "task", "max len", "dims", "min vLLM", "flags", wrap=("model", "flags"),
+                      box=box.HEAVY_HEAD, pad_edge=True)
+    for e in entries:
+        table.add_row(e.model_id, e.task, str(e.max_model_len), str(e.dimensions or "-"),
+                      format_version(e.min_vllm), " ".join(f.split("=")[0] for f in e.required_flags) or "-")
+    return table
 
 
 def catalog_cmd(
@@ -19,10 +59,8 @@ def catalog_cmd(
     output: TableOrJsonOpt = TableOrJson.table,
 ) -> None:
     """List known-good vLLM pooling models, or show what one model needs."""
-    from rich.table import Table
-
+    from poolserve.cli.output import print_result
     from poolserve.config.catalog import CATALOG, lookup
-    from poolserve.config.versions import format_version
 
     if model_id is not None:
         entry = lookup(model_id)
@@ -32,28 +70,6 @@ def catalog_cmd(
         entries = [entry]
     else:
         entries = list(CATALOG.values())
-    if output == "json":
-        typer.echo(json.dumps([asdict(e) | {"required_flags": e.required_flags} for e in entries], indent=2))
-        return
-    out = session(ctx).out()
-    if model_id is not None:
-        e = entries[0]
-        rows = [
-            ("model", e.model_id), ("task", e.task), ("architecture", e.architecture),
-            ("max_model_len", str(e.max_model_len)), ("dimensions", str(e.dimensions or "-")),
-            ("pooling", e.pooling or "-"), ("min vLLM", format_version(e.min_vllm)),
-            ("required flags", " ".join(e.required_flags) or "none"),
-            ("scores", e.score_output or "-"), ("query prefix", repr(e.query_prefix) if e.query_prefix else "-"),
-        ]
-        table = Table(show_header=False, box=None)
-        for k, v in rows:
-            table.add_row(f"[bold]{k}[/]", v)
-        out.print(table)
-        for note in e.notes:
-            out.print(f"- {note}")
-        return
-    table = Table("model", "task", "max len", "dims", "min vLLM", "flags")
-    for e in entries:
-        table.add_row(e.model_id, e.task, str(e.max_model_len), str(e.dimensions or "-"),
-                      format_version(e.min_vllm), " ".join(f.split("=")[0] for f in e.required_flags) or "-")
-    out.print(table)
+    data = [asdict(e) | {"required_flags": e.required_flags} for e in entries]
+    view = _entry_view(entries[0]) if model_id is not None else _list_table(entries)
+    print_result(session(ctx), output, data, table=view)

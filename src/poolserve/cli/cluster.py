@@ -71,20 +71,19 @@ def warm_cmd(
     output: OutputOpt = Output.table,
 ) -> None:
     """Download models into the cluster's cache PVC with a Job each, so pods can run offline."""
+    from rich.text import Text
+
     from poolserve.actions.cache import WarmRequest, warm
-    from poolserve.cli.output import columns, dumps
+    from poolserve.cli.output import columns, print_result
 
     s = session(ctx)
     req = WarmRequest(source=source(config, set_), names=tuple(names or ()),
                       where=where("cluster", context, kubeconfig), timeout=timeout)
     with progress_display(s.err()) as progress:
         result = warm(req, s.edges, progress=progress)
-    if output != "table":
-        typer.echo(dumps(result, output), nl=False)
-        return
     # Plain aligned columns (like `cache list`): ids and paths stay whole at any width.
-    for line in columns([("MODEL", "MODEL ID", "RESULT", "DETAIL"),
-                         *((j.model, j.model_id, j.state, j.message) for j in result.jobs)]):
-        typer.echo(line.rstrip())
+    lines = columns([("MODEL", "MODEL ID", "RESULT", "DETAIL"),
+                     *((j.model, j.model_id, j.state, j.message) for j in result.jobs)])
     hint = "" if result.offline else ": set cache.offline: true to serve from it with HF_HUB_OFFLINE=1"
-    s.err().print(f"cache PVC {result.namespace}/{result.pvc} (HF_HOME={result.hf_home}){hint}", highlight=False)
+    print_result(s, output, result, table=[line.rstrip() for line in lines],
+                 notes=[Text(f"cache PVC {result.namespace}/{result.pvc} (HF_HOME={result.hf_home}){hint}")])

@@ -38,18 +38,21 @@ def lint_cmd(
     output: TableOrJsonOpt = TableOrJson.table,
 ) -> None:
     """Check the config and rendered objects offline: CRD schemas, dashboard rules, names, vLLM flags."""
+    from rich.console import Group
+    from rich.text import Text
+
     from poolserve.actions.lint import LintRequest, lint
+    from poolserve.cli.output import print_result
 
     s = session(ctx)
     report = lint(LintRequest(source=source(config, set_), crd_dir=crd_dir))
-    if output == "json":
-        typer.echo(json.dumps({"schemas_checked": report.schemas_checked, "findings": [
-            {"severity": f.severity, "subject": f.subject, "message": f.message} for f in report.findings]}, indent=2))
-    else:
-        for f in report.findings:
-            s.out().print(f"[{_STYLE[f.severity]}]{f.severity}[/]: {f.subject}: {f.message}", highlight=False)
-        if not report.schemas_checked:
-            s.err().print("note: CRD schemas not checked (pass --crd-dir DIR with the KServe CRDs)")
+    data = {"schemas_checked": report.schemas_checked, "findings": [
+        {"severity": f.severity, "subject": f.subject, "message": f.message} for f in report.findings]}
+    lines = [Text.from_markup(f"[{_STYLE[f.severity]}]{f.severity}[/]: {f.subject}: {f.message}")
+             for f in report.findings]
+    print_result(s, output, data, table=Group(*lines) if lines else None,
+                 notes=[] if report.schemas_checked else
+                 ["note: CRD schemas not checked (pass --crd-dir DIR with the KServe CRDs)"])
     if report.errors:
         raise LintError(f"{config}: {len(report.errors)} error(s)")
     s.err().print(f"{config}: ok ({len(report.findings)} finding(s), no errors)")
@@ -85,17 +88,16 @@ def explain_cmd(
     output: OutputOpt = Output.table,
 ) -> None:
     """Show the container KServe runs for each model: runtime + InferenceService merged, {{.Name}} filled in."""
+    from rich.console import Group
+    from rich.text import Text
+
     from poolserve.actions.lint import explain
+    from poolserve.cli.output import print_result
     from poolserve.config import yamlio
 
     rows = explain(source(config, set_), tuple(names or ()))
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
     if output == "yaml":
-        typer.echo(yamlio.dump_all(rows), nl=False)
+        typer.echo(yamlio.dump_all(rows), nl=False)  # one YAML document per model
         return
-    out = session(ctx).out()
-    for row in rows:
-        for i, line in enumerate(explain_lines(row)):
-            out.print(line, style="bold" if i == 0 else None, highlight=False, markup=False)
+    print_result(session(ctx), output, rows, table=Group(*(
+        Text(line, style="bold" if i == 0 else "") for row in rows for i, line in enumerate(explain_lines(row)))))

@@ -51,7 +51,7 @@ def deploy_cmd(
 ) -> None:
     """Deploy models: apply the rendered manifests (cluster) or start vLLM processes (local)."""
     from poolserve.actions.deploy import DeployRequest, deploy
-    from poolserve.cli.output import deploy_summary, dumps, status_table
+    from poolserve.cli.output import deploy_summary, print_result, status_table
 
     if dry_run not in (None, "client", "server"):
         raise SpecError(f"--dry-run {dry_run!r}: use client or server")
@@ -61,12 +61,8 @@ def deploy_cmd(
                         force_conflicts=force_conflicts, force=force)
     with progress_display(s.err()) as progress:
         result = deploy(req, s.edges, progress=progress)
-    if output != "table":
-        typer.echo(dumps(result, output), nl=False)
-        return
-    s.err().print(deploy_summary(result))
-    if result.statuses:
-        s.out().print(status_table(result.statuses))
+    print_result(s, output, result, summary=deploy_summary(result),
+                 table=status_table(result.statuses) if result.statuses else None)
 
 
 def status_cmd(
@@ -82,17 +78,14 @@ def status_cmd(
 ) -> None:
     """Show each model's state: ready, URLs, runtime, replicas, and why it is not ready."""
     from poolserve.actions import status as action
-    from poolserve.cli.output import dumps, status_table
+    from poolserve.cli.output import print_result, status_table
 
     s = session(ctx)
     req = action.StatusRequest(source=source(config, set_), names=tuple(names or ()),
                                where=where(target, context, kubeconfig))
     if not watch:
         statuses = action.status(req, s.edges)
-        if output != "table":
-            typer.echo(dumps(statuses, output), nl=False)
-        else:
-            s.out().print(status_table(statuses))
+        print_result(s, output, statuses, table=status_table(statuses))
         return
     if output != "table":
         raise SpecError("--watch redraws a table: drop -o (or poll with -o json yourself)")
@@ -162,16 +155,13 @@ def delete_cmd(
 ) -> None:
     """Delete models (cluster) or stop their processes (local)."""
     from poolserve.actions.delete import DeleteRequest, delete
-    from poolserve.cli.output import deploy_summary, dumps
+    from poolserve.cli.output import deploy_summary, print_result
 
     s = session(ctx)
     req = DeleteRequest(source=source(config, set_), names=tuple(names or ()), where=where(target, context, kubeconfig),
                         runtimes=runtimes, force=force)
     result = delete(req, s.edges)
-    if output != "table":
-        typer.echo(dumps(result, output), nl=False)
-        return
-    s.err().print(deploy_summary(result))
+    print_result(s, output, result, summary=deploy_summary(result))
 
 
 StopNames = Annotated[list[str], typer.Argument(help="Models to act on.", show_default=False, metavar="NAME...")]
@@ -193,16 +183,12 @@ def stop_cmd(
 ) -> None:
     """Stop models without deleting them: serving.kserve.io/stop=true (cluster), or stop the process (local)."""
     from poolserve.actions.stop import StopRequest, stop
-    from poolserve.cli.output import deploy_summary, dumps, status_table
+    from poolserve.cli.output import deploy_summary, print_result, status_table
 
     s = session(ctx)
     result = stop(StopRequest(names=tuple(names), source=source(config, set_),
                               where=where(target, context, kubeconfig), force=force), s.edges)
-    if output != "table":
-        typer.echo(dumps(result, output), nl=False)
-        return
-    s.err().print(deploy_summary(result))
-    s.out().print(status_table(result.statuses))
+    print_result(s, output, result, summary=deploy_summary(result), table=status_table(result.statuses))
 
 
 def start_cmd(
@@ -220,15 +206,11 @@ def start_cmd(
 ) -> None:
     """Start stopped models: serving.kserve.io/stop=false (cluster), or start the process (local)."""
     from poolserve.actions.stop import StopRequest, start
-    from poolserve.cli.output import deploy_summary, dumps, status_table
+    from poolserve.cli.output import deploy_summary, print_result, status_table
 
     s = session(ctx)
     req = StopRequest(names=tuple(names), source=source(config, set_), where=where(target, context, kubeconfig),
                       wait=wait, timeout=timeout, force=force)
     with progress_display(s.err()) as progress:
         result = start(req, s.edges, progress=progress)
-    if output != "table":
-        typer.echo(dumps(result, output), nl=False)
-        return
-    s.err().print(deploy_summary(result))
-    s.out().print(status_table(result.statuses))
+    print_result(s, output, result, summary=deploy_summary(result), table=status_table(result.statuses))

@@ -1,13 +1,14 @@
 """What the commands share: their options, the invocation's :class:`Session`, consoles and progress display.
 
-Data goes to stdout, narration to stderr, so ``poolserve render -o - | oc apply -f -`` works. Piped
-output (scripts, CI logs) gets whole lines instead of rich's 80-column fallback, which folds tables
-of model ids and URLs into unreadable columns.
+Data goes to stdout, narration to stderr, so ``poolserve render -o - | oc apply -f -`` works. Tables
+fit the console's width: COLUMNS, else the terminal's (stdout's or stderr's), else ``PIPE_WIDTH`` when
+both are piped (scripts, CI logs). Narration, errors and plain lines are never wrapped.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from poolserve.targets.base import ProgressFn
 
-PIPE_WIDTH = 200
+PIPE_WIDTH = 100
 CONFIG = Path(DEFAULT_CONFIG)
 
 
@@ -59,7 +60,27 @@ def _console(*, stderr: bool) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else PIPE_WIDTH)
+    # A terminal: rich measures it at each print (COLUMNS first), so `status --watch` follows a resize.
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else console_width())
+
+
+def console_width() -> int:
+    """The width tables fit when the output is piped: COLUMNS, else the terminal's, else ``PIPE_WIDTH``.
+
+    The terminal is stdout's or stderr's: ``poolserve test | less`` still has its stderr on the
+    terminal the table is read in.
+    """
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    for fd in (1, 2):
+        try:
+            width = os.get_terminal_size(fd).columns
+        except (OSError, ValueError):
+            continue
+        if width > 0:
+            return width
+    return PIPE_WIDTH
 
 
 def session(ctx: typer.Context | Any) -> Session:

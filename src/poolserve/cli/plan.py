@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -67,16 +66,16 @@ def plan_cmd(
     output: TableOrJsonOpt = TableOrJson.table,
 ) -> None:
     """Estimate each model's GPU memory; say whether it fits a MIG slice or a shared GPU, and what its settings do."""
+    from rich.console import Group
+    from rich.text import Text
+
     from poolserve.actions.plan import plan
+    from poolserve.cli.output import print_result
 
     plans = plan(source(config, set_), tuple(names or ()))
-    if output == "json":
-        typer.echo(json.dumps([_row(p) for p in plans], indent=2))
-        return
-    s = session(ctx)
+    lines: list[Text] = []
     for i, p in enumerate(plans):
         if i:
-            s.out().print("")
-        for j, line in enumerate(plan_lines(p)):
-            s.out().print(line, style="bold" if j == 0 else None, highlight=False, markup=False)
-    s.err().print(FOOTER, highlight=False)
+            lines.append(Text(""))
+        lines += [Text(line, style="bold" if j == 0 else "") for j, line in enumerate(plan_lines(p))]
+    print_result(session(ctx), output, [_row(p) for p in plans], table=Group(*lines), notes=[Text(FOOTER)])

@@ -26,11 +26,12 @@ if TYPE_CHECKING:
     from poolserve.check.verify import VerifyReport
 
 def check_table(report: VerifyReport) -> Table:
-    """One row per check: result, latency, what was seen."""
-    from rich.table import Table
+    """One row per check: result, latency, what was seen (the detail wraps to fit the console)."""
     from rich.text import Text
 
-    table = Table("CHECK", "RESULT", "LATENCY", "DETAIL", box=None, pad_edge=False)
+    from poolserve.cli.output import fit_table
+
+    table = fit_table("CHECK", "RESULT", "LATENCY", "DETAIL", wrap=("DETAIL",))
     for c in report.checks:
         table.add_row(c.name, Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red"),
                       "-" if c.latency_ms is None else f"{c.latency_ms:.0f} ms", Text(c.detail))
@@ -81,7 +82,7 @@ def test_cmd(
     from rich.text import Text
 
     from poolserve.actions.test import VerifyRequest, failure, verify_model
-    from poolserve.cli.output import dumps
+    from poolserve.cli.output import print_result
 
     if output not in ("table", "json"):
         raise SpecError(f"--output {output!r}: use table or json")
@@ -98,16 +99,11 @@ def test_cmd(
                         reference=reference, reference_model=reference_model, timeout=timeout,
                         robustness=robustness)
     report = verify_model(req, s.edges, notify=notify)
-    if output == "json":
-        typer.echo(dumps(report, "json"), nl=False)
-    else:
-        served = report.served_model or "(server default model)"
-        s.err().print(Text(f"{report.name} ({report.task}) at {report.url}, model {served}, "
-                           f"vLLM {report.vllm_version}" + (f", reference {report.reference}" if report.reference
-                                                           else "")))
-        s.out().print(check_table(report))
-        for note in report.notes:
-            s.err().print(Text(f"note: {note}"))
+    served = report.served_model or "(server default model)"
+    reference_text = f", reference {report.reference}" if report.reference else ""
+    print_result(s, output, report, summary=Text(f"{report.name} ({report.task}) at {report.url}, model {served}, "
+                                                 f"vLLM {report.vllm_version}{reference_text}"),
+                 table=check_table(report), notes=[Text(f"note: {note}") for note in report.notes])
     problem = failure(report)
     if problem is not None:
         raise problem
