@@ -61,6 +61,7 @@ from poolserve.targets.base import (
 from poolserve.targets.cluster import cachejob, readiness, ssa
 from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, covers, dig, duration, kind_of, ref
 from poolserve.targets.cluster.preflight import preflight
+from poolserve.targets.wait import Clock, wait_ready
 
 POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
@@ -512,38 +513,27 @@ class ClusterTarget:
             NotFound: a model is not deployed.
         """
         spec = rendered.spec
-        models = select_models(rendered, names)
-        deadline = self.now() + timeout_s
-        while True:
-            statuses = self.status(rendered, [m.name for m in models])
-            ready = [s for s in statuses if s.ready]
-            waiting = [s for s in statuses if not s.ready and s.phase != "Stopped"]
-            if progress is not None:
-                first = waiting[0] if waiting else None
-                stopped = len(statuses) - len(ready) - len(waiting)
-                msg = f"{len(ready)}/{len(statuses)} ready" + (f", {stopped} stopped" if stopped else "") + (
-                    f"; {first.name}: {first.phase}{f' ({first.reason})' if first.reason else ''}" if first else "")
-                progress(msg, (len(statuses) - len(waiting)) / len(statuses) if statuses else 1.0)
-            if not waiting:
-                return statuses
-            for s in waiting:
-                if s.phase == "NotDeployed":
-                    raise NotFound(f"InferenceService {spec.namespace}/{s.name} does not exist",
-                                   hint=f"run `poolserve deploy {s.name}`")
-                if s.phase == "Terminating":
-                    raise NotReady(f"InferenceService {spec.namespace}/{s.name} is {s.reason}",
-                                   hint="wait until it is gone, then deploy again")
-                if s.phase == "Failed":
-                    raise NotReady(f"{s.name} cannot become ready: {s.reason}",
-                                   hint=f"`poolserve status {s.name}` shows the evidence; "
-                                   f"`poolserve logs {s.name} --previous` the crashed log")
-            remaining = deadline - self.now()
-            if remaining <= 0:
-                summary = "; ".join(f"{s.name}: {s.phase}{f' ({s.reason})' if s.reason else ''}" for s in waiting)
-                raise NotReady(f"timed out after {duration(timeout_s)} waiting for {len(waiting)} model"
-                               f"{'s' if len(waiting) > 1 else ''}: {summary}",
-                               hint="raise --timeout for slow first downloads; `poolserve status` shows why")
-            self.sleep(min(self.poll_s, remaining))
+        selected = [m.name for m in select_models(rendered, names)]
+
+        def failure(s: ModelStatus) -> Exception:
+            if s.phase == "NotDeployed":
+                return NotFound(f"InferenceService {spec.namespace}/{s.name} does not exist",
+                                hint=f"run `poolserve deploy {s.name}`")
+            if s.phase == "Terminating":
+                return NotReady(f"InferenceService {spec.namespace}/{s.name} is {s.reason}",
+                                hint="wait until it is gone, then deploy again")
+            return NotReady(f"{s.name} cannot become ready: {s.reason}",
+                            hint=f"`poolserve status {s.name}` shows the evidence; "
+                            f"`poolserve logs {s.name} --previous` the crashed log")
+
+        def timeout(waiting: Sequence[ModelStatus]) -> Exception:
+            summary = "; ".join(f"{s.name}: {s.phase}{f' ({s.reason})' if s.reason else ''}" for s in waiting)
+            return NotReady(f"timed out after {duration(timeout_s)} waiting for {len(waiting)} model"
+                            f"{'s' if len(waiting) > 1 else ''}: {summary}",
+                            hint="raise --timeout for slow first downloads; `poolserve status` shows why")
+
+        return wait_ready(lambda: self.status(rendered, selected), timeout_s=timeout_s, poll_s=self.poll_s,
+                          failure=failure, timeout=timeout, progress=progress, clock=Clock(self.now, self.sleep))
 
     # ---------------------------------------------------------------------------------------------
     # stop / start
