@@ -61,7 +61,7 @@ def wait_ready(
     timeout: Timeout,
     report: Report = count_report,
     progress: ProgressFn | None = None,
-    clock: Clock = Clock(),  # noqa: B008 - frozen
+    clock: Clock = Clock(),
 ) -> list[ModelStatus]:
     """Look until no model is left waiting; return the last look.
 
