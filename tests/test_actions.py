@@ -67,7 +67,7 @@ def test_the_local_hint_needs_a_defaulted_target_and_a_local_model(
     rendered = render(source.spec())
     write_state(tmp_path / "state" / "local-state.json", LocalState({"minilm": LocalEntry(
         name="minilm", pid=1, pgid=1, port=1, url="u", log="l", started_at=0.0, argv=(), served_model="m",
-        runtime="r", fingerprint="f")}))
+        runtime="r", fingerprint="f", uid="u1")}))
 
     def fail(where: Where, names: tuple[str, ...]) -> str:
         try:

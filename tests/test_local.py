@@ -170,7 +170,8 @@ def test_state_round_trips_and_rejects_garbage(tmp_path: Path) -> None:
     path = tmp_path / "local-state.json"
     assert read_state(path).models == {}
     entry = LocalEntry(name="m", pid=1, pgid=1, port=2, url="http://127.0.0.1:2", log="/l", started_at=3.0,
-                       argv=("python", "-m", "x"), served_model="org/m", runtime="rt", fingerprint="f", ticks=9)
+                       argv=("python", "-m", "x"), served_model="org/m", runtime="rt", fingerprint="f", uid="u1",
+                       ticks=9)
     write_state(path, LocalState({"m": entry}))
     assert read_state(path).models["m"] == entry
     assert json.loads(path.read_text())["models"]["m"]["pid"] == 1
@@ -518,7 +519,7 @@ def test_default_target_points_at_the_local_one_when_the_model_runs_there(
     state = tmp_path / "s"
     write_state(state / "local-state.json", LocalState({MINILM: LocalEntry(
         name=MINILM, pid=4242, pgid=4242, port=1, url="http://127.0.0.1:1", log=str(tmp_path / "l"),
-        started_at=0.0, argv=(), served_model=MINILM, runtime="r", fingerprint="f")}))
+        started_at=0.0, argv=(), served_model=MINILM, runtime="r", fingerprint="f", uid="u1")}))
     monkeypatch.delenv("POOLSERVE_TARGET", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     sets = ["-c", str(CONFIG), "--set", f"local.state_dir={state}"]
@@ -562,7 +563,9 @@ def test_logs_follow_reads_what_the_server_wrote_just_before_it_exited(
 ) -> None:
     # The race behind a flaky follow: the last read hits the end of the log, the server writes its last
     # line and exits, and only then does the follower see it gone. It must still print that line.
-    from poolserve.targets.local.process import VllmProcess
+    from poolserve.targets.local import target as local_target
+    from poolserve.targets.local.lifecycle import PodStatus, Running
+    from poolserve.targets.local.state import write_pod
 
     spec = _spec(tmp_path)
     log = tmp_path / "state" / "logs" / f"{MINILM}.log"
@@ -570,14 +573,17 @@ def test_logs_follow_reads_what_the_server_wrote_just_before_it_exited(
     log.write_text("INFO:     Application startup complete.\n")
     write_state(tmp_path / "state" / "local-state.json", LocalState({MINILM: LocalEntry(
         name=MINILM, pid=4242, pgid=4242, port=1, url="http://127.0.0.1:1", log=str(log), started_at=0.0, argv=(),
-        served_model=MINILM, runtime="r", fingerprint="f")}))
+        served_model=MINILM, runtime="r", fingerprint="f", uid="u1")}))
+    write_pod(tmp_path / "state", PodStatus(name=MINILM, uid="u1", supervisor_pid=4242, supervisor_ticks=None,
+                                            restart_policy="Always", port=1,
+                                            running=Running(pid=4243, pgid=4243, ticks=None, started_at=0.0)))
 
-    def exits_after_its_last_line(self: VllmProcess) -> bool:
+    def exits_after_its_last_line(pid: int, ticks: int | None = None) -> bool:
         with log.open("a") as f:
             f.write("INFO:     Application shutdown complete.\n")
         return False
 
-    monkeypatch.setattr(VllmProcess, "alive", exits_after_its_last_line)
+    monkeypatch.setattr(local_target, "pid_alive", exits_after_its_last_line)
     lines = list(LocalTarget().logs(render(spec), MINILM, follow=True, poll_s=0.01, sleep=lambda s: None))
     assert lines == ["INFO:     Application startup complete.", "INFO:     Application shutdown complete."]
 

@@ -1,33 +1,22 @@
-"""A vLLM server process on this machine: spawn it, wait for ``/health``, stop its process group.
+"""A local server seen from outside: its port, its ``/health``, its log, its processes.
 
-:class:`VllmProcess` runs an argv in its own session (so it, the EngineCore and the workers it
-spawns share one process group that ``stop`` can end as a whole), logs to a file, and waits for
-``GET /health`` == 200 against a monotonic deadline, checking before it sleeps and failing at once
-with the log tail and a :func:`poolserve.vllm.diagnose.diagnose` line when the process exits. A process
-started by another ``poolserve`` invocation is re-attached from its pid/pgid (see
-:meth:`VllmProcess.attach`); pids are matched with their start time so a recycled pid is never
-mistaken for (or killed as) ours.
+Ports are chosen free and checked the way servers bind them; the log's tail is read without the
+noise a crash leaves, and the startup phase is read from it; pids are matched with their start time
+so a recycled pid is never mistaken for (or killed as) ours, and a process group is listed whole
+(the server, its EngineCore and workers).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
-import subprocess
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-from poolserve.errors import LocalRunError, LocalStartError, NotReady
-from poolserve.targets.base import ProgressFn
-from poolserve.vllm.diagnose import diagnose, meaningful
+from poolserve.errors import LocalRunError
+from poolserve.vllm.diagnose import meaningful
 
 TAIL_LINES = 30
-HealthCheck = Callable[[str], bool]
-"""``healthy(url) -> bool``: True when ``GET url`` answered 200."""
 
 
 def free_port(host: str = "127.0.0.1", *, avoid: Sequence[int] = ()) -> int:
@@ -163,155 +152,3 @@ def group_members(pgid: int) -> list[int]:
             if st is not None and st[1] == pgid and st[0] not in ("Z", "X"):
                 out.append(int(entry.name))
     return sorted(out)
-
-
-@dataclass(frozen=True)
-class StopResult:
-    """What :meth:`VllmProcess.stop` did."""
-
-    was_running: bool
-    killed: bool
-    """True when SIGTERM was not enough and the group got SIGKILL."""
-
-
-class VllmProcess:
-    """One vLLM server (or any HTTP server with a ``/health`` route) in its own process group."""
-
-    def __init__(self, *, pid: int, pgid: int, log_path: Path, health_url: str, ticks: int | None = None,
-                 popen: subprocess.Popen[bytes] | None = None) -> None:
-        self.pid = pid
-        self.pgid = pgid
-        self.log_path = log_path
-        self.health_url = health_url
-        self.ticks = ticks
-        self._popen = popen
-
-    @classmethod
-    def spawn(cls, argv: Sequence[str], env: Mapping[str, str], log_path: Path, health_url: str, *,
-              cwd: Path | None = None) -> VllmProcess:
-        """Start ``argv`` with exactly ``env``, stdout+stderr appended to ``log_path``, in a new session.
-
-        Raises:
-            LocalRunError: when the executable cannot be started at all.
-        """
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            try:
-                popen = subprocess.Popen(
-                    list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            except OSError as err:
-                raise LocalRunError(f"cannot start {argv[0]}: {err.strerror or err}") from err
-        return cls(pid=popen.pid, pgid=popen.pid, log_path=log_path, health_url=health_url,
-                   ticks=start_ticks(popen.pid), popen=popen)
-
-    @classmethod
-    def attach(cls, *, pid: int, pgid: int, log_path: Path, health_url: str, ticks: int | None) -> VllmProcess:
-        """A process another invocation started (from the local state file)."""
-        return cls(pid=pid, pgid=pgid, log_path=log_path, health_url=health_url, ticks=ticks)
-
-    def returncode(self) -> int | None:
-        """The exit code when we started it and it has exited; None otherwise."""
-        return self._popen.poll() if self._popen is not None else None
-
-    def alive(self) -> bool:
-        """The server process (the group leader) still runs."""
-        if self._popen is not None:
-            return self._popen.poll() is None
-        return pid_alive(self.pid, self.ticks)
-
-    def members(self) -> list[int]:
-        """Live pids of its process group (server, EngineCore, workers), unless the pgid was recycled."""
-        if self._popen is not None:
-            self._popen.poll()  # reap the leader so it does not linger as a zombie
-        if not self.alive() and pid_alive(self.pgid):
-            return []  # the leader's pid now belongs to another process: not our group any more
-        return group_members(self.pgid)
-
-    def log_tail(self, lines: int = TAIL_LINES) -> list[str]:
-        """The last lines of its log."""
-        return read_tail(self.log_path, lines)
-
-    def wait_ready(
-        self,
-        timeout_s: float,
-        *,
-        label: str = "vLLM",
-        progress: ProgressFn | None = None,
-        healthy: HealthCheck = http_healthy,
-        sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], float] = time.monotonic,
-        interval_s: float = 1.0,
-    ) -> float:
-        """Block until ``/health`` answers 200; return the seconds it took.
-
-        Raises:
-            LocalStartError: the process exited first (message: exit code, diagnosis, log tail).
-            NotReady: ``timeout_s`` passed; the process keeps running.
-        """
-        start = now()
-        deadline = start + timeout_s
-        while True:
-            if not self.alive():
-                raise self.exit_error(label)
-            if healthy(self.health_url):
-                if progress:
-                    progress(f"{label}: ready", 1.0)
-                return now() - start
-            if now() >= deadline:
-                tail = self.log_tail(5)
-                raise NotReady(
-                    f"{label}: not ready after {timeout_s:.0f}s (pid {self.pid} still starting; last log line: "
-                    f"{tail[-1] if tail else '(empty log)'}); see {self.log_path}"
-                )
-            if progress:
-                phase = startup_phase(self.log_tail(200))
-                text, fraction = phase if phase else ("starting", None)
-                # No seconds in the message: the CLI prints each new message when stderr is not a TTY.
-                progress(f"{label}: {text}", fraction)
-            sleep(min(interval_s, max(0.0, deadline - now())))
-
-    def exit_error(self, label: str) -> LocalStartError:
-        """The error for a server that exited while starting: exit code, diagnosis and log tail."""
-        rc = self.returncode()
-        tail = self.log_tail()
-        diag = diagnose(tail)
-        how = f"exited with code {rc}" if rc is not None else "exited"
-        cause = f": {diag}" if diag else f" (no known cause recognised; see {self.log_path})"
-        body = "\n".join(f"  | {ln}" for ln in tail) if tail else "  | (empty log)"
-        message = f"{label}: vLLM {how} while starting{cause}\n  last log lines ({self.log_path}):\n{body}"
-        return LocalStartError(message, diagnosis=diag, log_tail=tail, returncode=rc)
-
-    def stop(self, grace_s: float = 30.0, *, sleep: Callable[[float], None] = time.sleep,
-             now: Callable[[], float] = time.monotonic) -> StopResult:
-        """Stop the server as the kubelet stops a container.
-
-        SIGTERM goes to the server alone (a container's PID 1), so it can finish the requests in flight
-        and shut its engine down itself; once it has exited, whatever is left of its process group gets
-        SIGKILL (the kernel kills a container's other processes when PID 1 exits); after ``grace_s`` the
-        whole group gets SIGKILL.
-        """
-        if not self.members():
-            return StopResult(was_running=False, killed=False)
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-        deadline = now() + grace_s
-        killed = False
-        while self.members():
-            if not self.alive() or now() >= deadline:
-                killed = self.alive()  # the grace period ran out with the server still running
-                self._signal(signal.SIGKILL)
-                kill_deadline = now() + 5.0
-                while self.members() and now() < kill_deadline:
-                    sleep(0.05)
-                break
-            sleep(0.1)
-        return StopResult(was_running=True, killed=killed)
-
-    def _signal(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, sig)
-        if self._popen is not None:
-            self._popen.poll()

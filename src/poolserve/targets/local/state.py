@@ -48,11 +48,11 @@ class LocalEntry:
     served_model: str
     runtime: str
     fingerprint: str
+    uid: str
+    """This deployment's id: ``pid``/``pgid``/``ticks`` are its supervisor's, which runs the server and writes
+    ``pods/<name>.json`` naming this uid."""
     ticks: int | None = None
     """The pid's start time in clock ticks since boot: tells our process from a recycled pid."""
-    uid: str | None = None
-    """This deployment's id. Set: ``pid``/``pgid``/``ticks`` are its supervisor's, which runs the server and
-    writes ``pods/<name>.json``. None: an entry of poolserve < 0.2, whose ``pid`` is the vLLM server itself."""
     stopped: bool = False
     """Stopped on purpose (``poolserve stop``, or ``stopped: true`` in the config): not restarted by ``wait``."""
 

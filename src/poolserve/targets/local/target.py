@@ -48,7 +48,6 @@ from poolserve.targets.base import (
 from poolserve.targets.local.lifecycle import PodStatus, StopRequest, startup_failed
 from poolserve.targets.local.plan import HOST, LaunchPlan, local_cache_dir, local_hf_home, local_state_dir, plan_launch
 from poolserve.targets.local.process import (
-    VllmProcess,
     free_port,
     group_members,
     http_healthy,
@@ -78,7 +77,6 @@ from poolserve.vllm import hfcache
 from poolserve.vllm.diagnose import diagnose
 
 KIND = "Process"
-SHUTDOWN_MARKERS = ("Application shutdown complete", "[shutdown] API server: shutdown triggered")
 SUPERVISOR_START_S = 15.0
 """How long ``deploy`` waits for a new supervisor's first status before it calls the start failed."""
 STOP_MARGIN_S = 15.0
@@ -130,7 +128,7 @@ class LocalTarget:
 
         Args:
             state_dir: overrides ``local.state_dir`` of the config.
-            healthy: ``healthy(url) -> bool`` for ``/health`` of servers without a supervisor.
+            healthy: ``healthy(url) -> bool`` for ``/health`` of a server whose supervisor is gone.
             now: wall clock for ``started_at`` and ages.
             host: CPU description for the local defaults (default: this machine's).
             python: the interpreter that runs the supervisors (default: this one; it must import poolserve).
@@ -148,22 +146,11 @@ class LocalTarget:
         state_dir = local_state_dir(spec, self.state_dir)
         return state_dir, state_dir / STATE_FILE
 
-    def _process(self, entry: LocalEntry) -> VllmProcess:
-        """The server of an entry without a supervisor (poolserve < 0.2)."""
-        return VllmProcess.attach(pid=entry.pid, pgid=entry.pgid, log_path=Path(entry.log),
-                                  health_url=entry.url + "/health", ticks=entry.ticks)
-
     def _supervisor_alive(self, entry: LocalEntry) -> bool:
         popen = self._started.get(entry.name)
         if popen is not None and popen.pid == entry.pid:
             return popen.poll() is None
         return entry.pid > 0 and pid_alive(entry.pid, entry.ticks)
-
-    def _alive(self, entry: LocalEntry) -> bool:
-        """Something of this deployment still runs: its supervisor (or, without one, the server)."""
-        if entry.uid is None:
-            return self._process(entry).alive()
-        return self._supervisor_alive(entry)
 
     def _names(self, rendered: Rendered, names: Sequence[str], state: LocalState) -> list[str]:
         if names:
@@ -249,8 +236,8 @@ class LocalTarget:
             with locked(state_dir):
                 state = read_state(state_path)
                 entry = state.models.get(name)
-                running = entry is not None and self._alive(entry)
-                pod = read_pod(state_dir, name) if entry is not None and entry.uid else None
+                running = entry is not None and self._supervisor_alive(entry)
+                pod = read_pod(state_dir, name) if entry is not None else None
                 port_lost = pod is not None and pod.uid == (entry.uid if entry else None) \
                     and pod.waiting_reason == "PortInUse"
                 taken = [e.port for n, e in state.models.items() if n != name]
@@ -386,14 +373,9 @@ class LocalTarget:
             entry = state.models.get(name)
             if entry is None:
                 return ObjectChange(KIND, name, None, "unchanged", f"{reason}: not started")
-            if entry.stopped and not self._alive(entry):
+            if entry.stopped and not self._supervisor_alive(entry):
                 return ObjectChange(KIND, name, None, "unchanged", "already stopped")
             write_state(state_path, LocalState({**state.models, name: replace(entry, stopped=True)}))
-            if entry.uid is None:  # unsupervised (older poolserve): stop the server itself
-                result = self._process(entry).stop(grace)
-                how = "SIGKILL after the grace period" if result.killed else "SIGTERM"
-                return ObjectChange(KIND, name, None, "stopped", f"{reason}; pid {entry.pid}, {how}"
-                                    if result.was_running else f"{reason}; was not running")
             stopping = self._ask_to_stop(state_dir, entry, grace)
         done = self._finish_stop(state_dir, stopping)
         return ObjectChange(KIND, name, None, "stopped",
@@ -463,8 +445,6 @@ class LocalTarget:
                 "url": entry.url, "replicas_desired": 1, "age_s": max(0.0, self._now() - entry.started_at)}
 
     def _entry_status(self, state_dir: Path, entry: LocalEntry) -> ModelStatus:
-        if entry.uid is None:
-            return self._legacy_status(entry)
         base = self._base(entry)
         pod = read_pod(state_dir, entry.name)
         supervised = self._supervisor_alive(entry)
@@ -529,30 +509,6 @@ class LocalTarget:
         log = Path(entry.log)
         return tuple(read_tail(log.with_name(f"{entry.name}.previous.log") if previous else log, lines))
 
-    def _legacy_status(self, entry: LocalEntry) -> ModelStatus:
-        """An entry of poolserve < 0.2: a server without a supervisor."""
-        proc = self._process(entry)
-        base = self._base(entry)
-        if entry.stopped and not proc.alive():
-            return ModelStatus(**{**base, "replicas_desired": 0}, phase="Stopped", ready=False,
-                               reason=f"stopped: `poolserve start --target local {entry.name}` starts it")
-        if proc.alive():
-            if self._healthy(entry.url + "/health"):
-                return ModelStatus(**base, phase="Ready", ready=True, replicas_ready=1,
-                                   reason=f"unsupervised (started by an older poolserve): `poolserve deploy --target "
-                                          f"local {entry.name}` restarts it under a supervisor")
-            return ModelStatus(**base, phase="Loading", ready=False, reason=f"starting (pid {entry.pid})")
-        tail = read_tail(Path(entry.log))
-        diag = diagnose(tail)
-        clean = diag is None and any(m in line for line in tail[-15:] for m in SHUTDOWN_MARKERS)
-        if clean:
-            reason = f"process {entry.pid} is gone (shut down cleanly); `poolserve deploy --target local {entry.name}`"
-        else:
-            cause = str(diag) if diag else f"no known cause recognised, see {entry.log}"
-            reason = f"process {entry.pid} exited: {cause}"
-        return ModelStatus(**base, phase="Stopped" if clean else "Failed", ready=False, reason=reason,
-                           details=tuple(tail[-10:]))
-
     # -- wait ----------------------------------------------------------------------------------
 
     def wait(
@@ -605,10 +561,6 @@ class LocalTarget:
             entry = read_state(state_path).models.get(name)
             if entry is None:
                 raise NotFound(f"{name} was deleted while waiting for it")
-            if entry.uid is None:  # unsupervised (older poolserve)
-                self._process(entry).wait_ready(max(0.0, deadline - time.monotonic()), label=name,
-                                                progress=progress, healthy=self._healthy)
-                return
             pod = read_pod(state_dir, name)
             mine = pod is not None and pod.uid == entry.uid
             stopped_on_request = mine and pod is not None and pod.last_termination is not None \
@@ -713,14 +665,11 @@ class LocalTarget:
 
     def _follower(self, state_dir: Path, entry: LocalEntry) -> Callable[[], bool]:
         """``alive()`` of the server whose log is followed: the one running now (a restart ends the follow)."""
-        if entry.uid is None:
-            return self._process(entry).alive
         pod = read_pod(state_dir, entry.name)
         run = pod.running if pod is not None and pod.uid == entry.uid else None
         if run is None:
             return lambda: False
-        return lambda: VllmProcess.attach(pid=run.pid, pgid=run.pgid, log_path=Path(entry.log),
-                                          health_url=entry.url, ticks=run.ticks).alive()
+        return lambda: pid_alive(run.pid, run.ticks)
 
     # -- delete --------------------------------------------------------------------------------
 
@@ -739,7 +688,6 @@ class LocalTarget:
         state_dir, state_path = self._paths(spec)
         changes: list[ObjectChange] = []
         stopping: list[_Stopping] = []
-        legacy: list[LocalEntry] = []
         with locked(state_dir):
             state = read_state(state_path)
             selected = self._names(rendered, names, state) if names else list(state.models)
@@ -748,17 +696,10 @@ class LocalTarget:
                 entry = remaining.pop(name, None)
                 if entry is None:
                     changes.append(ObjectChange(KIND, name, None, "absent"))
-                elif entry.uid is None:
-                    legacy.append(entry)
                 else:
                     stopping.append(self._ask_to_stop(state_dir, entry, grace))
             # Forgotten first: a supervisor that misses the signal sees its entry gone and stops by itself.
             write_state(state_path, LocalState(remaining))
-        for entry in legacy:
-            result = self._process(entry).stop(grace)
-            how = "SIGKILL after the grace period" if result.killed else "SIGTERM"
-            note = f"pid {entry.pid}, {how}" if result.was_running else f"pid {entry.pid} had already exited"
-            changes.append(ObjectChange(KIND, entry.name, None, "stopped" if result.was_running else "deleted", note))
         for s in stopping:
             changes.append(self._finish_stop(state_dir, s))
         order = {n: i for i, n in enumerate(selected)}
@@ -769,7 +710,6 @@ class LocalTarget:
         return DeleteResult(target="local", changes=tuple(changes), notes=tuple(notes))
 
     def _ask_to_stop(self, state_dir: Path, entry: LocalEntry, grace_s: float) -> _Stopping:
-        assert entry.uid is not None
         pod = read_pod(state_dir, entry.name)
         pod = pod if pod is not None and pod.uid == entry.uid else None
         run = pod.running if pod is not None else None
@@ -815,7 +755,7 @@ class LocalTarget:
         final = read_pod(state_dir, entry.name)
         final = final if final is not None and final.uid == entry.uid else s.pod
         term = final.last_termination if final is not None else None
-        for path in (pod_path(state_dir, entry.name), stop_path(state_dir, entry.name, entry.uid or "")):
+        for path in (pod_path(state_dir, entry.name), stop_path(state_dir, entry.name, entry.uid)):
             if path.name.endswith(".stop") or (final is not None and final.uid == entry.uid):
                 with contextlib.suppress(OSError):
                     path.unlink()
@@ -832,9 +772,6 @@ class LocalTarget:
 
     def _stop_now(self, state_dir: Path, entry: LocalEntry, grace_s: float) -> None:
         """Stop a deployment that is being replaced (its entry is about to be overwritten)."""
-        if entry.uid is None:
-            self._process(entry).stop(grace_s)
-            return
         self._finish_stop(state_dir, self._ask_to_stop(state_dir, entry, grace_s))
 
     # -- endpoint ------------------------------------------------------------------------------
