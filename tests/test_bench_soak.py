@@ -22,9 +22,10 @@ from poolserve.bench import windows as bw
 from poolserve.bench.loadgen import StubServer
 from poolserve.bench.metrics import RequestResult
 from poolserve.bench.workload import Workload
+from poolserve.machine import group_members
 from poolserve.targets.base import Endpoint
 from poolserve.targets.local.lifecycle import PodStatus, Running
-from poolserve.targets.local.process import free_port, group_members
+from poolserve.targets.local.process import free_port
 from poolserve.targets.local.state import write_pod
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,10 +18,9 @@ from typer.testing import CliRunner
 from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
 from poolserve.kserve.render import Rendered, render
-from poolserve.machine import HostInfo
+from poolserve.machine import HostInfo, group_members
 from poolserve.targets.base import DeployOptions
 from poolserve.targets.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
-from poolserve.targets.local.process import group_members
 from poolserve.targets.local.state import LocalEntry, LocalState, read_pod, read_state, write_state
 from poolserve.targets.local.target import LocalTarget
 from poolserve.vllm import args as vllm

@@ -26,8 +26,8 @@ import pytest
 from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.errors import LocalRunError, LocalStartError
 from poolserve.kserve.render import Rendered, render
+from poolserve.machine import group_members, pid_alive
 from poolserve.targets.local import target as local_target
-from poolserve.targets.local.process import group_members, pid_alive
 from poolserve.targets.local.state import read_pod, read_state
 from poolserve.targets.local.target import LocalTarget
 from poolserve.vllm import hfcache

@@ -27,7 +27,7 @@ from conftest import CONFIG, MINILM_NAME
 from poolserve.cli.app import app
 from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.kserve.render import Rendered, render
-from poolserve.targets.local.process import group_members
+from poolserve.machine import group_members
 from poolserve.targets.local.state import read_pod
 from poolserve.targets.local.target import LocalTarget
 

@@ -49,7 +49,7 @@ def group_memory(pgid: int, *, members: Callable[[int], list[int]] | None = None
     the read counts zero.
     """
     if members is None:
-        from poolserve.targets.local.process import group_members
+        from poolserve.machine import group_members
 
         members = group_members
     rss = pss = 0
@@ -219,7 +219,7 @@ class ServerSampler:
     def __init__(self, pgid_of: Callable[[], int | None], *, metrics_url: str | None = None,
                  members: Callable[[int], list[int]] | None = None) -> None:
         if members is None:
-            from poolserve.targets.local.process import group_members
+            from poolserve.machine import group_members
 
             members = group_members
         self._pgid_of = pgid_of

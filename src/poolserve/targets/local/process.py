@@ -1,9 +1,8 @@
-"""A local server seen from outside: its port, its ``/health``, its log, its processes.
+"""A local server seen from outside: its port, its ``/health``, its log.
 
 Ports are chosen free and checked the way servers bind them; the log's tail is read without the
-noise a crash leaves, and the startup phase is read from it; pids are matched with their start time
-so a recycled pid is never mistaken for (or killed as) ours, and a process group is listed whole
-(the server, its EngineCore and workers).
+noise a crash leaves, and the startup phase is read from it. Its processes are
+:mod:`poolserve.machine`'s (pids with their start time, process groups).
 """
 
 from __future__ import annotations
@@ -98,57 +97,3 @@ def startup_phase(lines: Sequence[str]) -> tuple[str, float] | None:
             if needle in line and (best is None or fraction >= best[1]):
                 best = (label, fraction)
     return best
-
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, pgid, start time in clock ticks) from /proc, or None when the pid does not exist."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
-    return fields[0], int(fields[2]), int(fields[19])
-
-
-_HAS_PROC = Path("/proc/self/stat").exists()
-
-
-def start_ticks(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot), to tell it from a later process with the same pid."""
-    st = _stat(pid) if _HAS_PROC else None
-    return st[2] if st else None
-
-
-def pid_alive(pid: int, ticks: int | None = None) -> bool:
-    """``pid`` runs (not a zombie) and, when ``ticks`` is given, is the process that started then."""
-    if _HAS_PROC:
-        st = _stat(pid)
-        return st is not None and st[0] not in ("Z", "X") and (ticks is None or st[2] == ticks)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) pids in process group ``pgid``."""
-    if not _HAS_PROC:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        except PermissionError:
-            pass
-        return [pgid]
-    out: list[int] = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            st = _stat(int(entry.name))
-            if st is not None and st[1] == pgid and st[0] not in ("Z", "X"):
-                out.append(int(entry.name))
-    return sorted(out)

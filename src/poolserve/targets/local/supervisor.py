@@ -42,6 +42,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
+from poolserve.machine import group_members, start_ticks
 from poolserve.targets.local.lifecycle import (
     CrashLoopBackOff,
     Event,
@@ -55,7 +56,7 @@ from poolserve.targets.local.lifecycle import (
     last_lines,
     should_restart,
 )
-from poolserve.targets.local.process import group_members, port_free, read_tail, start_ticks
+from poolserve.targets.local.process import port_free, read_tail
 from poolserve.targets.local.state import STATE_FILE, read_stop, write_pod
 from poolserve.vllm.diagnose import diagnose
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from poolserve.config.schema import PoolSpec
 from poolserve.errors import Interrupted, LocalRunError, LocalStartError, NotFound, NotReady, SpecError
 from poolserve.kserve.render import Rendered
-from poolserve.machine import HostInfo
+from poolserve.machine import HostInfo, group_members, pid_alive, start_ticks
 from poolserve.targets.base import (
     DeleteResult,
     DeployOptions,
@@ -47,16 +47,7 @@ from poolserve.targets.base import (
 )
 from poolserve.targets.local.lifecycle import PodStatus, StopRequest, startup_failed
 from poolserve.targets.local.plan import HOST, LaunchPlan, local_cache_dir, local_hf_home, local_state_dir, plan_launch
-from poolserve.targets.local.process import (
-    free_port,
-    group_members,
-    http_healthy,
-    pid_alive,
-    port_free,
-    read_tail,
-    start_ticks,
-    startup_phase,
-)
+from poolserve.targets.local.process import free_port, http_healthy, port_free, read_tail, startup_phase
 from poolserve.targets.local.state import (
     STATE_FILE,
     LocalEntry,
