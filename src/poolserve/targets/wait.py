@@ -25,8 +25,8 @@ Failure = Callable[[ModelStatus], Exception]
 """``failure(status)``: the error to raise for a model in a :data:`FATAL` phase."""
 Timeout = Callable[[Sequence[ModelStatus]], Exception]
 """``timeout(waiting)``: the error to raise when the deadline passed with these models still waiting."""
-Report = Callable[[Sequence[ModelStatus], Sequence[ModelStatus]], tuple[str, float | None]]
-"""``report(statuses, waiting)``: the progress message and fraction of one look."""
+Report = Callable[[Sequence[ModelStatus], Sequence[ModelStatus]], "tuple[str, float | None] | None"]
+"""``report(statuses, waiting)``: the progress message and fraction of one look (None: nothing to say)."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ def wait_ready(
 ) -> list[ModelStatus]:
     """Look until no model is left waiting; return the last look.
 
-    Each round: look, report progress, return when nothing waits, raise ``failure(status)`` for the
-    first waiting model in a :data:`FATAL` phase, raise ``timeout(waiting)`` once ``timeout_s`` has
-    passed, else sleep ``poll_s`` (never past the deadline).
+    Each round: look, report progress (unless ``report`` has nothing to say), return when nothing
+    waits, raise ``failure(status)`` for the first waiting model in a :data:`FATAL` phase, raise
+    ``timeout(waiting)`` once ``timeout_s`` has passed, else sleep ``poll_s`` (never past the deadline).
 
     Raises:
         Exception: what ``failure`` or ``timeout`` return.
@@ -77,7 +77,9 @@ def wait_ready(
         statuses = list(look())
         waiting = waiting_for(statuses)
         if progress is not None:
-            progress(*report(statuses, waiting))
+            said = report(statuses, waiting)
+            if said is not None:
+                progress(*said)
         if not waiting:
             return statuses
         for s in waiting:
