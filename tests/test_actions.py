@@ -16,6 +16,7 @@ from poolserve.kserve.render import render
 from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
 from poolserve.targets.cluster.target import ClusterTarget
 from poolserve.targets.local.state import LocalEntry, LocalState, write_state
+from poolserve.targets.local.target import LocalTarget
 from test_cluster_target import NS, SPEC
 
 
@@ -69,9 +70,11 @@ def test_the_local_hint_needs_a_defaulted_target_and_a_local_model(
         name="minilm", pid=1, pgid=1, port=1, url="u", log="l", started_at=0.0, argv=(), served_model="m",
         runtime="r", fingerprint="f", uid="u1")}))
 
+    edges = Edges(target_factory=lambda name, options: LocalTarget(state_dir=options.state_dir))
+
     def fail(where: Where, names: tuple[str, ...]) -> str:
         try:
-            with on_target(where, rendered, names):
+            with on_target(where, rendered, names, edges):
                 raise error
         except type(error) as raised:
             return str(raised)

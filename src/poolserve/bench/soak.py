@@ -60,14 +60,6 @@ def group_memory(pgid: int, *, members: Callable[[int], list[int]] | None = None
     return rss / 1024, pss / 1024, len(pids)
 
 
-def local_server_pgid(state_dir: Path, name: str) -> int | None:
-    """The process group of the local target's running server for model ``name`` (None: not running)."""
-    from poolserve.targets.local.state import read_pod
-
-    pod = read_pod(state_dir, name)
-    return pod.running.pgid if pod is not None and pod.running is not None else None
-
-
 async def scrape_queue(client: httpx.AsyncClient) -> dict[str, float] | None:
     """The running/waiting request gauges of vLLM from ``/metrics`` (None when it does not answer)."""
     try:

@@ -32,7 +32,7 @@ def import_cmd(
     """Lay a local model directory out as a Hugging Face hub cache entry in the local model cache."""
     from poolserve.actions.cache import ImportRequest, import_model
 
-    done = import_model(ImportRequest(model_id, path, source=source(config, set_), link=link))
+    done = import_model(ImportRequest(model_id, path, source=source(config, set_), link=link), session(ctx).edges)
     m = done.model
     session(ctx).err().print(f"imported {model_id} ({size_text(m.size_bytes)}, revision {m.revision[:12]}) "
                              f"into HF_HOME={done.hf_home}", highlight=False)
@@ -49,7 +49,7 @@ def list_cmd(
     from poolserve.actions.cache import list_models
     from poolserve.cli.output import columns, dumps
 
-    listing = list_models(source(config, set_))
+    listing = list_models(source(config, set_), session(ctx).edges)
     if output != "table":
         data = [{"model_id": m.model_id, "revision": m.revision, "size_bytes": m.size_bytes, "path": str(m.path)}
                 for m in listing.models]

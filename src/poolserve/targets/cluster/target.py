@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from poolserve.config import yamlio
@@ -534,6 +535,21 @@ class ClusterTarget:
 
         return wait_ready(lambda: self.status(rendered, selected), timeout_s=timeout_s, poll_s=self.poll_s,
                           failure=failure, timeout=timeout, progress=progress, clock=Clock(self.now, self.sleep))
+
+    def deployed(self, rendered: Rendered, names: Sequence[str]) -> list[str]:
+        """Which of ``names`` (all configured models when empty) have an InferenceService in the namespace."""
+        wanted = list(names) or [m.name for m in rendered.models]
+        select_models(rendered, wanted)
+        live = {o["metadata"]["name"] for o in self.cluster.list(ISVC_API_VERSION, ISVC_KIND, rendered.spec.namespace)}
+        return [n for n in wanted if n in live]
+
+    def hf_homes(self, rendered: Rendered) -> list[Path]:
+        """None: the weights are on the cache PVC, not on this machine."""
+        return []
+
+    def server_pgid(self, rendered: Rendered, name: str) -> int | None:
+        """None: the servers run in pods, not on this machine."""
+        return None
 
     # ---------------------------------------------------------------------------------------------
     # stop / start

@@ -161,6 +161,12 @@ def read_pod(state_dir: Path, name: str) -> PodStatus | None:
         return None
 
 
+def server_pgid(state_dir: Path, name: str) -> int | None:
+    """The process group of model ``name``'s running server, from its supervisor's status (None: not running)."""
+    pod = read_pod(state_dir, name)
+    return pod.running.pgid if pod is not None and pod.running is not None else None
+
+
 def write_pod(state_dir: Path, status: PodStatus) -> None:
     """Write a supervisor's status atomically.
 

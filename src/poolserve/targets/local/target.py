@@ -56,6 +56,7 @@ from poolserve.targets.local.state import (
     locked,
     read_pod,
     read_state,
+    server_pgid,
     write_state,
 )
 from poolserve.targets.local.stopping import Stopping, ask_to_stop, finish_stop, stop_now, stop_one
@@ -424,6 +425,29 @@ class LocalTarget:
         if runtimes:
             notes.append("--runtimes: the local target has no ServingRuntimes")
         return DeleteResult(target="local", changes=tuple(changes), notes=tuple(notes))
+
+    # -- what test, bench and cache ask --------------------------------------------------------
+
+    def deployed(self, rendered: Rendered, names: Sequence[str]) -> list[str]:
+        """Which of ``names`` (all configured models when empty) the local state file holds.
+
+        Raises:
+            LocalRunError: the state file cannot be read.
+        """
+        state = read_state(self._paths(rendered.spec)[1])
+        return [n for n in (list(names) or [m.name for m in rendered.models]) if n in state.models]
+
+    def hf_homes(self, rendered: Rendered) -> list[Path]:
+        """The local model cache: ``cache.hf_home`` mapped into ``local.cache_dir``, as it is inside the PVC.
+
+        Raises:
+            SpecError: ``cache.hf_home`` is not under ``cache.mount_path`` (nothing local persists it).
+        """
+        return [local_hf_home(rendered.spec)]
+
+    def server_pgid(self, rendered: Rendered, name: str) -> int | None:
+        """The process group of ``name``'s running server, from its supervisor's status (None: none runs)."""
+        return server_pgid(self._paths(rendered.spec)[0], name)
 
     # -- endpoint ------------------------------------------------------------------------------
 
