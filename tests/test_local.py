@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from poolserve.config.schema import PoolSpec, load_spec
 from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
 from poolserve.kserve.render import Rendered, render
 from poolserve.machine import HostInfo, group_members
-from poolserve.targets.base import DeployOptions
+from poolserve.targets.base import DeployOptions, ModelStatus
 from poolserve.targets.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
 from poolserve.targets.local.state import LocalEntry, LocalState, read_pod, read_state, write_state
 from poolserve.targets.local.target import LocalTarget
@@ -268,6 +269,45 @@ def test_cli_state_dir_owned_by_another_user_exits_10_in_one_line(
     assert r.exit_code == 10, r.output
     assert r.stderr.startswith(f"error: {tmp_path / 's'}: cannot create the local state lock: Permission denied")
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+
+
+# -- status, from plain values (no process, file or socket) -----------------------------------------
+
+
+def test_status_is_judged_from_the_evidence_alone(tmp_path: Path) -> None:
+    from poolserve.targets.local.lifecycle import PodStatus, Running, Termination
+    from poolserve.targets.local.status import Evidence, cannot_start, entry_status, port_in_use_error, start_error
+
+    entry = LocalEntry(name="m", pid=7, pgid=7, port=9, url="http://127.0.0.1:9", log=str(tmp_path / "m.log"),
+                       started_at=100.0, argv=(), served_model="org/m", runtime="rt", fingerprint="f", uid="u1")
+    pod = PodStatus(name="m", uid="u1", supervisor_pid=7, supervisor_ticks=None, restart_policy="Always", port=9)
+    sup_log = tmp_path / "m.supervisor.log"
+
+    def judge(pod: PodStatus | None, **kw: Any) -> ModelStatus:
+        return entry_status(Evidence(entry=entry, pod=pod, now=160.0, supervisor_log=sup_log,
+                                     **{"supervised": True, **kw}))
+
+    loading = replace(pod, running=Running(pid=8, pgid=8, ticks=None, started_at=150.0))
+    st = judge(loading, log=("Starting to load model /x",))
+    assert (st.phase, st.age_s, st.reason) == ("Loading", 60.0, "starting (pid 8): loading weights")
+    assert judge(replace(loading, running=Running(8, 8, None, 150.0, started=True, ready=True))).ready
+    assert judge(None, supervised=False).reason == (f"its supervisor is not running (see {sup_log}); "
+                                                    "`poolserve deploy --target local m` starts it again")
+    gone = judge(loading, supervised=False, server_alive=True, server_healthy=True)
+    assert gone.phase == "Ready" and "its supervisor (pid 7) is gone" in (gone.reason or "")
+    crash = Termination(reason="Error", exit_code=1, signal=None, started_at=150.0, finished_at=155.0,
+                        during_startup=True, message="boom")
+    looping = replace(pod, last_termination=crash, waiting_reason="CrashLoopBackOff",
+                      waiting_message="back-off 10s", restart_at=165.0)
+    st = judge(looping, log=tuple(f"line {i}" for i in range(30)))
+    assert st.phase == "Failed" and st.details == tuple(f"line {i}" for i in range(20, 30))
+    assert st.reason == "CrashLoopBackOff: back-off 10s, next start in 5s; last: Error (exit 1): boom"
+    assert cannot_start(looping) and not cannot_start(loading)
+    error = start_error(entry, looping, ["boom"], Path(entry.log))
+    assert str(error).startswith("m: vLLM exited while starting (Error, exit 1): boom\n  restartPolicy Always")
+    taken = replace(pod, waiting_reason="PortInUse", waiting_message="127.0.0.1:9 is in use by pid 1: x")
+    assert judge(taken).phase == "Failed" and port_in_use_error(entry, loading) is None
+    assert str(port_in_use_error(entry, taken)).startswith("m: 127.0.0.1:9 is in use by pid 1: x (it was free")
 
 
 # -- LocalTarget with a stub server in place of vLLM ---------------------------------------------
