@@ -54,8 +54,8 @@ for run in "${RUNS[@]}"; do
   grep -E "OpenMP thread binding|VLLM_CPU_OMP_THREADS_BIND=|OMP_NUM_THREADS=|Model loading took|non-default args" \
     "$WORK/state/logs/$NAME.log" | cut -c1-300 >>"$OUT/conditions.txt" || true
   # The server's own process group (the state entry's pid is its supervisor's).
-  pgid=$("$PY" -c 'import sys; from pathlib import Path; from poolserve.bench.soak import local_server_pgid
-print(local_server_pgid(Path(sys.argv[1]), sys.argv[2]))' "$WORK/state" "$NAME")
+  pgid=$("$PY" -c 'import sys; from pathlib import Path; from poolserve.targets.local.state import server_pgid
+print(server_pgid(Path(sys.argv[1]), sys.argv[2]))' "$WORK/state" "$NAME")
   ps -o rss= -g "$pgid" | awk '{s+=$1} END {printf "   RSS of the server process group: %.2f GiB\n", s/1048576}' \
     >>"$OUT/conditions.txt"
   "${POOLSERVE[@]}" bench "$NAME" --target local "${run_sets[@]}" \

@@ -117,7 +117,9 @@ class Server:
         return Endpoint(url=entry.url, served_model=entry.served_model)
 
     def pgid(self) -> int | None:
-        return bs.local_server_pgid(self.state_dir, NAME)
+        from poolserve.targets.local.state import server_pgid
+
+        return server_pgid(self.state_dir, NAME)
 
     def pod(self) -> dict[str, Any]:
         from poolserve.targets.local.state import read_pod

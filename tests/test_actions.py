@@ -16,6 +16,7 @@ from poolserve.kserve.render import render
 from poolserve.targets.cluster.fake.kserve import cluster_for, ready_controller
 from poolserve.targets.cluster.target import ClusterTarget
 from poolserve.targets.local.state import LocalEntry, LocalState, write_state
+from poolserve.targets.local.target import LocalTarget
 from test_cluster_target import NS, SPEC
 
 
@@ -67,11 +68,13 @@ def test_the_local_hint_needs_a_defaulted_target_and_a_local_model(
     rendered = render(source.spec())
     write_state(tmp_path / "state" / "local-state.json", LocalState({"minilm": LocalEntry(
         name="minilm", pid=1, pgid=1, port=1, url="u", log="l", started_at=0.0, argv=(), served_model="m",
-        runtime="r", fingerprint="f")}))
+        runtime="r", fingerprint="f", uid="u1")}))
+
+    edges = Edges(target_factory=lambda name, options: LocalTarget(state_dir=options.state_dir))
 
     def fail(where: Where, names: tuple[str, ...]) -> str:
         try:
-            with on_target(where, rendered, names):
+            with on_target(where, rendered, names, edges):
                 raise error
         except type(error) as raised:
             return str(raised)
@@ -84,3 +87,32 @@ def test_the_local_hint_needs_a_defaulted_target_and_a_local_model(
     assert fail(Where(), ("minilm",)) == str(error)
     monkeypatch.delenv("POOLSERVE_TARGET")
     assert fail(Where(), ("granite",)) == str(error)  # not deployed locally
+
+
+def test_what_each_target_has_here_deployed_caches_and_process_group(source: Source, tmp_path: Path) -> None:
+    # What test, bench, cache and the soak ask a target instead of reading the local target's files.
+    from poolserve.targets.local.lifecycle import PodStatus, Running
+    from poolserve.targets.local.state import write_pod
+
+    rendered = source.load()
+    write_state(tmp_path / "state" / "local-state.json", LocalState({"minilm": LocalEntry(
+        name="minilm", pid=1, pgid=1, port=1, url="u", log="l", started_at=0.0, argv=(), served_model="m",
+        runtime="r", fingerprint="f", uid="u1")}))
+    local = LocalTarget()
+    assert local.deployed(rendered, []) == ["minilm"]
+    assert local.deployed(rendered, ["granite", "minilm"]) == ["minilm"]
+    assert local.hf_homes(rendered) == [Path(rendered.spec.local.cache_dir).absolute() / "huggingface"]
+    assert local.server_pgid(rendered, "minilm") is None
+    write_pod(tmp_path / "state", PodStatus(name="minilm", uid="u1", supervisor_pid=1, supervisor_ticks=None,
+                                            restart_policy="Always", port=1,
+                                            running=Running(pid=41, pgid=40, ticks=None, started_at=0.0)))
+    assert local.server_pgid(rendered, "minilm") == 40
+
+    edges, _ = cluster_edges()
+    deploy(DeployRequest(source=source, names=("minilm",), where=Where("cluster")), edges)
+    cluster = edges.target(Where("cluster"))
+    assert cluster.deployed(rendered, []) == ["minilm"]
+    assert cluster.deployed(rendered, ["granite"]) == []
+    assert cluster.hf_homes(rendered) == [] and cluster.server_pgid(rendered, "minilm") is None
+    with pytest.raises(SpecError, match="no model named 'nope'"):
+        cluster.deployed(rendered, ["nope"])

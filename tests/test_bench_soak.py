@@ -22,10 +22,11 @@ from poolserve.bench import windows as bw
 from poolserve.bench.metrics import RequestResult
 from poolserve.bench.stub import StubServer
 from poolserve.bench.workload import Workload
+from poolserve.machine import group_members
 from poolserve.targets.base import Endpoint
 from poolserve.targets.local.lifecycle import PodStatus, Running
-from poolserve.targets.local.process import free_port, group_members
-from poolserve.targets.local.state import write_pod
+from poolserve.targets.local.process import free_port
+from poolserve.targets.local.state import server_pgid, write_pod
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_VLLM = Path(__file__).with_name("stub_vllm.py")
@@ -237,13 +238,13 @@ def test_group_memory_of_a_gone_group_is_zero() -> None:
 
 
 def test_local_server_pgid_reads_the_supervisors_pod_file(tmp_path: Path) -> None:
-    assert bs.local_server_pgid(tmp_path, "m") is None
+    assert server_pgid(tmp_path, "m") is None
     base = PodStatus(name="m", uid="u", supervisor_pid=1, supervisor_ticks=None, restart_policy="Always", port=1)
     write_pod(tmp_path, base)
-    assert bs.local_server_pgid(tmp_path, "m") is None  # between two containers
+    assert server_pgid(tmp_path, "m") is None  # between two containers
     write_pod(tmp_path, PodStatus(**{**base.__dict__, "running": Running(pid=41, pgid=40, ticks=None,
                                                                          started_at=0.0)}))
-    assert bs.local_server_pgid(tmp_path, "m") == 40
+    assert server_pgid(tmp_path, "m") == 40
 
 
 # ----------------------------------------------------------------------------------------------------

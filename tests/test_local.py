@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,9 @@ from poolserve.config.load import load_spec
 from poolserve.config.schema import PoolSpec
 from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
 from poolserve.kserve.render import Rendered, render
-from poolserve.machine import HostInfo
-from poolserve.targets.base import DeployOptions
+from poolserve.machine import HostInfo, group_members
+from poolserve.targets.base import DeployOptions, ModelStatus
 from poolserve.targets.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
-from poolserve.targets.local.process import group_members
 from poolserve.targets.local.state import LocalEntry, LocalState, read_pod, read_state, write_state
 from poolserve.targets.local.target import LocalTarget
 from poolserve.vllm import args as vllm
@@ -171,7 +171,8 @@ def test_state_round_trips_and_rejects_garbage(tmp_path: Path) -> None:
     path = tmp_path / "local-state.json"
     assert read_state(path).models == {}
     entry = LocalEntry(name="m", pid=1, pgid=1, port=2, url="http://127.0.0.1:2", log="/l", started_at=3.0,
-                       argv=("python", "-m", "x"), served_model="org/m", runtime="rt", fingerprint="f", ticks=9)
+                       argv=("python", "-m", "x"), served_model="org/m", runtime="rt", fingerprint="f", uid="u1",
+                       ticks=9)
     write_state(path, LocalState({"m": entry}))
     assert read_state(path).models["m"] == entry
     assert json.loads(path.read_text())["models"]["m"]["pid"] == 1
@@ -269,6 +270,45 @@ def test_cli_state_dir_owned_by_another_user_exits_10_in_one_line(
     assert r.exit_code == 10, r.output
     assert r.stderr.startswith(f"error: {tmp_path / 's'}: cannot create the local state lock: Permission denied")
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+
+
+# -- status, from plain values (no process, file or socket) -----------------------------------------
+
+
+def test_status_is_judged_from_the_evidence_alone(tmp_path: Path) -> None:
+    from poolserve.targets.local.lifecycle import PodStatus, Running, Termination
+    from poolserve.targets.local.status import Evidence, cannot_start, entry_status, port_in_use_error, start_error
+
+    entry = LocalEntry(name="m", pid=7, pgid=7, port=9, url="http://127.0.0.1:9", log=str(tmp_path / "m.log"),
+                       started_at=100.0, argv=(), served_model="org/m", runtime="rt", fingerprint="f", uid="u1")
+    pod = PodStatus(name="m", uid="u1", supervisor_pid=7, supervisor_ticks=None, restart_policy="Always", port=9)
+    sup_log = tmp_path / "m.supervisor.log"
+
+    def judge(pod: PodStatus | None, **kw: Any) -> ModelStatus:
+        return entry_status(Evidence(entry=entry, pod=pod, now=160.0, supervisor_log=sup_log,
+                                     **{"supervised": True, **kw}))
+
+    loading = replace(pod, running=Running(pid=8, pgid=8, ticks=None, started_at=150.0))
+    st = judge(loading, log=("Starting to load model /x",))
+    assert (st.phase, st.age_s, st.reason) == ("Loading", 60.0, "starting (pid 8): loading weights")
+    assert judge(replace(loading, running=Running(8, 8, None, 150.0, started=True, ready=True))).ready
+    assert judge(None, supervised=False).reason == (f"its supervisor is not running (see {sup_log}); "
+                                                    "`poolserve deploy --target local m` starts it again")
+    gone = judge(loading, supervised=False, server_alive=True, server_healthy=True)
+    assert gone.phase == "Ready" and "its supervisor (pid 7) is gone" in (gone.reason or "")
+    crash = Termination(reason="Error", exit_code=1, signal=None, started_at=150.0, finished_at=155.0,
+                        during_startup=True, message="boom")
+    looping = replace(pod, last_termination=crash, waiting_reason="CrashLoopBackOff",
+                      waiting_message="back-off 10s", restart_at=165.0)
+    st = judge(looping, log=tuple(f"line {i}" for i in range(30)))
+    assert st.phase == "Failed" and st.details == tuple(f"line {i}" for i in range(20, 30))
+    assert st.reason == "CrashLoopBackOff: back-off 10s, next start in 5s; last: Error (exit 1): boom"
+    assert cannot_start(looping) and not cannot_start(loading)
+    error = start_error(entry, looping, ["boom"], Path(entry.log))
+    assert str(error).startswith("m: vLLM exited while starting (Error, exit 1): boom\n  restartPolicy Always")
+    taken = replace(pod, waiting_reason="PortInUse", waiting_message="127.0.0.1:9 is in use by pid 1: x")
+    assert judge(taken).phase == "Failed" and port_in_use_error(entry, loading) is None
+    assert str(port_in_use_error(entry, taken)).startswith("m: 127.0.0.1:9 is in use by pid 1: x (it was free")
 
 
 # -- LocalTarget with a stub server in place of vLLM ---------------------------------------------
@@ -519,7 +559,7 @@ def test_default_target_points_at_the_local_one_when_the_model_runs_there(
     state = tmp_path / "s"
     write_state(state / "local-state.json", LocalState({MINILM: LocalEntry(
         name=MINILM, pid=4242, pgid=4242, port=1, url="http://127.0.0.1:1", log=str(tmp_path / "l"),
-        started_at=0.0, argv=(), served_model=MINILM, runtime="r", fingerprint="f")}))
+        started_at=0.0, argv=(), served_model=MINILM, runtime="r", fingerprint="f", uid="u1")}))
     monkeypatch.delenv("POOLSERVE_TARGET", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     sets = ["-c", str(CONFIG), "--set", f"local.state_dir={state}"]
@@ -563,7 +603,9 @@ def test_logs_follow_reads_what_the_server_wrote_just_before_it_exited(
 ) -> None:
     # The race behind a flaky follow: the last read hits the end of the log, the server writes its last
     # line and exits, and only then does the follower see it gone. It must still print that line.
-    from poolserve.targets.local.process import VllmProcess
+    from poolserve.targets.local import target as local_target
+    from poolserve.targets.local.lifecycle import PodStatus, Running
+    from poolserve.targets.local.state import write_pod
 
     spec = _spec(tmp_path)
     log = tmp_path / "state" / "logs" / f"{MINILM}.log"
@@ -571,14 +613,17 @@ def test_logs_follow_reads_what_the_server_wrote_just_before_it_exited(
     log.write_text("INFO:     Application startup complete.\n")
     write_state(tmp_path / "state" / "local-state.json", LocalState({MINILM: LocalEntry(
         name=MINILM, pid=4242, pgid=4242, port=1, url="http://127.0.0.1:1", log=str(log), started_at=0.0, argv=(),
-        served_model=MINILM, runtime="r", fingerprint="f")}))
+        served_model=MINILM, runtime="r", fingerprint="f", uid="u1")}))
+    write_pod(tmp_path / "state", PodStatus(name=MINILM, uid="u1", supervisor_pid=4242, supervisor_ticks=None,
+                                            restart_policy="Always", port=1,
+                                            running=Running(pid=4243, pgid=4243, ticks=None, started_at=0.0)))
 
-    def exits_after_its_last_line(self: VllmProcess) -> bool:
+    def exits_after_its_last_line(pid: int, ticks: int | None = None) -> bool:
         with log.open("a") as f:
             f.write("INFO:     Application shutdown complete.\n")
         return False
 
-    monkeypatch.setattr(VllmProcess, "alive", exits_after_its_last_line)
+    monkeypatch.setattr(local_target, "pid_alive", exits_after_its_last_line)
     lines = list(LocalTarget().logs(render(spec), MINILM, follow=True, poll_s=0.01, sleep=lambda s: None))
     assert lines == ["INFO:     Application startup complete.", "INFO:     Application shutdown complete."]
 

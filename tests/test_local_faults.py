@@ -27,8 +27,8 @@ from poolserve.config.load import load_spec
 from poolserve.config.schema import PoolSpec
 from poolserve.errors import LocalRunError, LocalStartError
 from poolserve.kserve.render import Rendered, render
+from poolserve.machine import group_members, pid_alive
 from poolserve.targets.local import target as local_target
-from poolserve.targets.local.process import group_members, pid_alive
 from poolserve.targets.local.state import read_pod, read_state
 from poolserve.targets.local.target import LocalTarget
 from poolserve.vllm import hfcache

@@ -28,7 +28,7 @@ from poolserve.cli.app import app
 from poolserve.config.load import load_spec
 from poolserve.config.schema import PoolSpec
 from poolserve.kserve.render import Rendered, render
-from poolserve.targets.local.process import group_members
+from poolserve.machine import group_members
 from poolserve.targets.local.state import read_pod
 from poolserve.targets.local.target import LocalTarget
 

@@ -16,7 +16,7 @@ from poolserve.check import probes
 from poolserve.config.load import load_spec
 from poolserve.errors import LocalStartError
 from poolserve.kserve.render import render
-from poolserve.targets.local.process import group_members, pid_alive
+from poolserve.machine import group_members, pid_alive
 from poolserve.targets.local.state import read_pod, read_state
 from poolserve.targets.local.target import LocalTarget
 from poolserve.vllm import api as vllm_api

@@ -1,8 +1,12 @@
-"""This machine's CPU and memory, read from ``/proc`` (Linux; empty values elsewhere).
+"""This machine's CPU, memory and processes, read from ``/proc`` (Linux; empty values elsewhere).
 
 One parser of ``/proc/cpuinfo`` for everything that depends on the CPU: the local target's
 defaults (``local.dtype: auto`` needs the instruction-set flags, ``local.reserved_cpus`` the core
 count) and the machine description every benchmark report carries.
+
+One reader of ``/proc/<pid>/stat`` for the processes the local target starts and a soak measures:
+pids are matched with their start time, so a recycled pid is never mistaken for (or killed as) ours,
+and a process group is listed whole (a vLLM server, its EngineCore and workers).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def _read(path: str) -> str:
@@ -63,3 +68,57 @@ class HostInfo:
             usable_cores=len(affinity) if affinity is not None else os.cpu_count(),
             ram_gib=_ram_gib(_read("/proc/meminfo")),
         )
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, pgid, start time in clock ticks) from /proc, or None when the pid does not exist."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+    return fields[0], int(fields[2]), int(fields[19])
+
+
+_HAS_PROC = Path("/proc/self/stat").exists()
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), to tell it from a later process with the same pid."""
+    st = _stat(pid) if _HAS_PROC else None
+    return st[2] if st else None
+
+
+def pid_alive(pid: int, ticks: int | None = None) -> bool:
+    """``pid`` runs (not a zombie) and, when ``ticks`` is given, is the process that started then."""
+    if _HAS_PROC:
+        st = _stat(pid)
+        return st is not None and st[0] not in ("Z", "X") and (ticks is None or st[2] == ticks)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) pids in process group ``pgid``."""
+    if not _HAS_PROC:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
+    out: list[int] = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None and st[1] == pgid and st[0] not in ("Z", "X"):
+                out.append(int(entry.name))
+    return sorted(out)

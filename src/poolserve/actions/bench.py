@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from poolserve.actions.common import Duration, Edges, Source, Where, config_model, on_target, parse_duration, parse_task
+from poolserve.actions.common import (
+    Duration,
+    Edges,
+    Source,
+    Where,
+    config_model,
+    parse_duration,
+    parse_task,
+    target_endpoint,
+)
 from poolserve.bench.workload import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_CONCURRENCY,
@@ -117,12 +126,9 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
         task = m.task
         model = model or m.model_id
         if req.baseline is not None:
-            from poolserve.targets.local.plan import local_hf_home
-
-            hf_homes = [local_hf_home(rendered.spec), *hf_homes]  # the local target's cache (the PVC's layout)
+            hf_homes = [*edges.local_target().hf_homes(rendered), *hf_homes]  # the local cache (the PVC's layout)
         if endpoint is None:
-            with on_target(req.where, rendered, [m.name]):
-                endpoint = edges.target(req.where).endpoint(rendered, m.name)
+            endpoint = target_endpoint(edges, req.where, rendered, m.name)
             model = endpoint.served_model or model
     if endpoint is None:
         raise SpecError("give a model NAME from the config, or --url")

@@ -1,7 +1,8 @@
 """``cache import`` / ``cache list`` (the local model cache) and ``cache warm`` (the cluster's cache PVC).
 
-Locally, models land where the local target's ``HF_HOME`` points: ``cache.hf_home`` mapped into
-``local.cache_dir``, in the Hugging Face hub layout, so ``--model=<hf id>`` with
+Locally, models land where the local target's ``HF_HOME`` points (the first of its
+:meth:`~poolserve.targets.base.Target.hf_homes`): ``cache.hf_home`` mapped into ``local.cache_dir``,
+in the Hugging Face hub layout, so ``--model=<hf id>`` with
 ``HF_HUB_OFFLINE=1`` resolves locally exactly as it does from the PVC on a cluster.
 """
 
@@ -60,28 +61,26 @@ class WarmRequest:
     """How long to wait for the download Jobs."""
 
 
-def import_model(req: ImportRequest) -> Imported:
+def import_model(req: ImportRequest, edges: Edges) -> Imported:
     """Lay a local model directory out as a hub cache entry in the local model cache.
 
     Raises:
         SpecError: a bad config, a path that is not a model directory, or an id that is not ``org/name``.
     """
-    from poolserve.targets.local.plan import local_hf_home
     from poolserve.vllm import hfcache
 
-    spec = req.source.spec()
+    rendered = req.source.load()
     if not req.path.is_dir():
         raise SpecError(f"{req.path}: not a directory (expected a model directory with config.json)")
-    hf_home = local_hf_home(spec)
+    hf_home = edges.local_target().hf_homes(rendered)[0]
     return Imported(hfcache.import_model(hf_home, req.model_id, req.path, link=req.link), hf_home)
 
 
-def list_models(source: Source) -> Listing:
+def list_models(source: Source, edges: Edges) -> Listing:
     """The models in the local model cache."""
-    from poolserve.targets.local.plan import local_hf_home
     from poolserve.vllm import hfcache
 
-    hf_home = local_hf_home(source.spec())
+    hf_home = edges.local_target().hf_homes(source.load())[0]
     return Listing(hf_home, tuple(hfcache.list_models(hf_home)))
 
 
@@ -94,5 +93,5 @@ def warm(req: WarmRequest, edges: Edges, *, progress: ProgressFn | None = None) 
     """
     rendered = req.source.load(req.names)
     target = edges.cluster_target(req.where)
-    with on_target(req.where, rendered, req.names):
+    with on_target(req.where, rendered, req.names, edges):
         return target.warm_cache(rendered, req.names, timeout_s=parse_duration(req.timeout), progress=progress)

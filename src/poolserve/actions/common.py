@@ -7,6 +7,10 @@
   builds the real ones; tests and API users pass fakes.
 - :func:`on_target`: when ``--target`` was left to its default and the cluster cannot be used, the
   error says so if the model runs on the local target.
+- :func:`target_endpoint`: where a config model answers, as its target says (``test`` and ``bench``).
+
+Actions reach targets through the :class:`~poolserve.targets.base.Target` protocol only; the CLI's
+target factory is the one place that builds the real ones.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from poolserve.config.defaults import DEFAULT_CONFIG, TARGET_ENV
-from poolserve.errors import ClusterUnreachable, LocalRunError, MissingDependency, SpecError
-from poolserve.targets.base import Target, TargetFactory, TargetName, TargetOptions, target_name
+from poolserve.errors import ClusterUnreachable, MissingDependency, PoolserveError, SpecError
+from poolserve.targets.base import Endpoint, Target, TargetFactory, TargetName, TargetOptions, target_name
 
 if TYPE_CHECKING:
     from poolserve.check.runner import Reference
@@ -152,14 +156,16 @@ class Edges:
         """The cluster target, for the verbs only a cluster has (``diff``, ``cache warm``).
 
         Raises:
-            SpecError: if the factory does not give a cluster target.
+            SpecError: if the factory does not give a target with those verbs.
         """
-        from poolserve.targets.cluster.target import ClusterTarget
-
         tgt = self.target_factory("cluster", TargetOptions(context=where.context, kubeconfig=where.kubeconfig))
-        if not isinstance(tgt, ClusterTarget):
+        if not all(callable(getattr(tgt, verb, None)) for verb in ("diff", "warm_cache")):
             raise SpecError("this command needs the cluster target")
-        return tgt
+        return cast("ClusterTarget", tgt)
+
+    def local_target(self) -> Target:
+        """The local target (this machine's servers and model cache), whatever ``--target`` says."""
+        return self.target_factory("local", TargetOptions())
 
 
 def parse_task(text: str | None) -> Task:
@@ -204,21 +210,20 @@ def wait_timeout(timeout: Duration | None, spec: PoolSpec, target: Target) -> fl
     return spec.local.startup_timeout_s if target.name == "local" else CLUSTER_TIMEOUT_S
 
 
-def deployed_locally(spec: PoolSpec, names: Sequence[str]) -> list[str]:
-    """Which of ``names`` (all configured models when empty) the local target's state file knows."""
-    from poolserve.targets.local.plan import local_state_dir
-    from poolserve.targets.local.state import STATE_FILE, read_state
+def deployed_locally(edges: Edges, rendered: Rendered, names: Sequence[str]) -> list[str]:
+    """Which of ``names`` (all configured models when empty) the local target has deployed.
 
+    Best effort, for a hint: none when the local target cannot say (its state unreadable, or a target
+    factory that builds no local target), so the error the hint adds to is never replaced.
+    """
     try:
-        state = read_state(local_state_dir(spec) / STATE_FILE)
-    except LocalRunError:
+        return edges.local_target().deployed(rendered, names)
+    except PoolserveError:  # a hint must not hide the error it explains
         return []
-    wanted = list(names) or [m.name for m in spec.models]
-    return [n for n in wanted if n in state.models]
 
 
 @contextmanager
-def on_target(where: Where, rendered: Rendered, names: Sequence[str]) -> Iterator[None]:
+def on_target(where: Where, rendered: Rendered, names: Sequence[str], edges: Edges) -> Iterator[None]:
     """Run target calls; when the default cluster target cannot be used, point at the local one if it fits.
 
     ``poolserve test NAME`` after the local demo, without ``--target local``, would otherwise end in
@@ -228,7 +233,7 @@ def on_target(where: Where, rendered: Rendered, names: Sequence[str]) -> Iterato
     try:
         yield
     except (ClusterUnreachable, MissingDependency) as err:
-        local = deployed_locally(rendered.spec, names) if where.defaulted() else []
+        local = deployed_locally(edges, rendered, names) if where.defaulted() else []
         if not local:
             raise
         which = ", ".join(local)
@@ -236,3 +241,14 @@ def on_target(where: Where, rendered: Rendered, names: Sequence[str]) -> Iterato
             f"{which} {'is' if len(local) == 1 else 'are'} deployed locally, but --target defaults to cluster: "
             f"add --target local (or export {TARGET_ENV}=local); the cluster target said: {err.message}") from err
 
+
+def target_endpoint(edges: Edges, where: Where, rendered: Rendered, name: str) -> Endpoint:
+    """Where config model ``name`` answers HTTP, as the target ``where`` names says (``test``, ``bench``).
+
+    Raises:
+        NotFound, NotReady: the target says the model is not deployed / not ready.
+        ClusterUnreachable, MissingDependency: the cluster cannot be used (naming the local target
+            when the model runs there and ``--target`` was left to its default).
+    """
+    with on_target(where, rendered, [name], edges):
+        return edges.target(where).endpoint(rendered, name)

@@ -26,5 +26,5 @@ def delete(req: DeleteRequest, edges: Edges) -> DeleteResult:
     """What was deleted, stopped, kept or absent."""
     rendered = req.source.load(req.names)
     target = edges.target(req.where)
-    with on_target(req.where, rendered, req.names):
+    with on_target(req.where, rendered, req.names, edges):
         return target.delete(rendered, req.names, runtimes=req.runtimes, force=req.force)

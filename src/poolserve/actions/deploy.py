@@ -37,7 +37,7 @@ def deploy(req: DeployRequest, edges: Edges, *, progress: ProgressFn | None = No
     target = edges.target(req.where)
     options = DeployOptions(dry_run=req.dry_run, runtimes_only=req.runtimes_only,
                             force_conflicts=req.force_conflicts, force=req.force)
-    with on_target(req.where, rendered, req.names):
+    with on_target(req.where, rendered, req.names, edges):
         return target.deploy(rendered, req.names, wait=req.wait and req.dry_run is None,
                              timeout_s=wait_timeout(req.timeout, rendered.spec, target), options=options,
                              progress=progress)

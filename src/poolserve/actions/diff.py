@@ -24,5 +24,5 @@ def diff(req: DiffRequest, edges: Edges) -> list[ObjectDiff]:
     """One entry per object deploy would apply: create, update (with the YAML diff) or none."""
     rendered = req.source.load(req.names)
     target = edges.cluster_target(req.where)
-    with on_target(req.where, rendered, req.names):
+    with on_target(req.where, rendered, req.names, edges):
         return target.diff(rendered, req.names)

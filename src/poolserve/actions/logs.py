@@ -24,5 +24,5 @@ def logs(req: LogsRequest, edges: Edges) -> Iterator[str]:
     """The log lines, as they are read (``follow`` keeps reading until the server stops)."""
     rendered = req.source.load([req.name])
     target = edges.target(req.where)
-    with on_target(req.where, rendered, [req.name]):
+    with on_target(req.where, rendered, [req.name], edges):
         yield from target.logs(rendered, req.name, previous=req.previous, follow=req.follow)

@@ -37,6 +37,6 @@ def watch(req: StatusRequest, edges: Edges, *, interval_s: float = WATCH_INTERVA
         if not first:
             sleep(interval_s)
         first = False
-        with on_target(req.where, rendered, req.names):
+        with on_target(req.where, rendered, req.names, edges):
             statuses = target.status(rendered, req.names)
         yield statuses

@@ -35,7 +35,7 @@ def stop(req: StopRequest, edges: Edges) -> DeployResult:
     """
     rendered = req.source.load(req.names)
     target = edges.target(req.where)
-    with on_target(req.where, rendered, req.names):
+    with on_target(req.where, rendered, req.names, edges):
         return target.stop(rendered, req.names, force=req.force)
 
 
@@ -48,7 +48,7 @@ def start(req: StopRequest, edges: Edges, *, progress: ProgressFn | None = None)
     """
     rendered = req.source.load(req.names)
     target = edges.target(req.where)
-    with on_target(req.where, rendered, req.names):
+    with on_target(req.where, rendered, req.names, edges):
         return target.start(rendered, req.names, wait=req.wait,
                             timeout_s=wait_timeout(req.timeout, rendered.spec, target), progress=progress,
                             force=req.force)

@@ -18,14 +18,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from poolserve.actions.common import Duration, Edges, Source, Where, config_model, on_target, parse_duration, parse_task
+from poolserve.actions.common import (
+    Duration,
+    Edges,
+    Source,
+    Where,
+    config_model,
+    parse_duration,
+    parse_task,
+    target_endpoint,
+)
 from poolserve.check.expectations import Expectations
 from poolserve.check.runner import CheckResult, Reference
 from poolserve.check.verify import VerifyReport
 from poolserve.config.resolve import Model
-from poolserve.config.schema import DEFAULT_IMAGE, PoolSpec, Task
+from poolserve.config.schema import DEFAULT_IMAGE, Task
 from poolserve.config.versions import image_version
 from poolserve.errors import CheckFailed, InsecureTransportWarning, SpecError
+from poolserve.kserve.render import Rendered
 from poolserve.targets.base import Endpoint
 
 Notify = Callable[[Literal["note", "warning"], str], None]
@@ -79,16 +89,14 @@ def check_ca_file(path: str) -> None:
         raise SpecError(f"--ca-file {path}: cannot read it: {e.strerror or e}") from None
 
 
-def reference_homes(spec: PoolSpec | None) -> list[Path]:
+def reference_homes(edges: Edges, rendered: Rendered | None) -> list[Path]:
     """HF caches to find the reference weights in: the local target's cache first."""
     from poolserve.check.reference import default_hf_homes
 
     extra: list[Path] = []
-    if spec is not None:
-        from poolserve.targets.local.plan import local_hf_home
-
+    if rendered is not None:
         with contextlib.suppress(SpecError):
-            extra.append(local_hf_home(spec))
+            extra.extend(edges.local_target().hf_homes(rendered))
     return default_hf_homes(extra)
 
 
@@ -166,11 +174,10 @@ def verify_model(req: VerifyRequest, edges: Edges, *, notify: Notify | None = No
         ref_source = req.reference_model or (model.model_id if model is not None else req.served_model)
         if not ref_source:
             raise SpecError("--reference without a config model needs --reference-model DIR_OR_ID (or --model)")
-        ref = _load_reference(edges, ref_source, task, reference_homes(rendered.spec if rendered else None))
+        ref = _load_reference(edges, ref_source, task, reference_homes(edges, rendered))
     if req.url is None:
         assert rendered is not None and model is not None  # without --url the config has NAME
-        with on_target(req.where, rendered, [model.name]):
-            endpoint = edges.target(req.where).endpoint(rendered, model.name)
+        endpoint = target_endpoint(edges, req.where, rendered, model.name)
     else:
         fixed, note = base_url(req.url)
         if note:

@@ -28,6 +28,6 @@ def wait(req: WaitRequest, edges: Edges, *, progress: ProgressFn | None = None) 
     """
     rendered = req.source.load(req.names)
     target = edges.target(req.where)
-    with on_target(req.where, rendered, req.names):
+    with on_target(req.where, rendered, req.names, edges):
         return target.wait(rendered, req.names, timeout_s=wait_timeout(req.timeout, rendered.spec, target),
                            progress=progress)

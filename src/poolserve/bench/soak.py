@@ -49,7 +49,7 @@ def group_memory(pgid: int, *, members: Callable[[int], list[int]] | None = None
     the read counts zero.
     """
     if members is None:
-        from poolserve.targets.local.process import group_members
+        from poolserve.machine import group_members
 
         members = group_members
     rss = pss = 0
@@ -58,14 +58,6 @@ def group_memory(pgid: int, *, members: Callable[[int], list[int]] | None = None
         rss += _proc_kib(f"/proc/{pid}/status", ("VmRSS",)).get("VmRSS", 0)
         pss += _proc_kib(f"/proc/{pid}/smaps_rollup", ("Pss",)).get("Pss", 0)
     return rss / 1024, pss / 1024, len(pids)
-
-
-def local_server_pgid(state_dir: Path, name: str) -> int | None:
-    """The process group of the local target's running server for model ``name`` (None: not running)."""
-    from poolserve.targets.local.state import read_pod
-
-    pod = read_pod(state_dir, name)
-    return pod.running.pgid if pod is not None and pod.running is not None else None
 
 
 async def scrape_queue(client: httpx.AsyncClient) -> dict[str, float] | None:
@@ -219,7 +211,7 @@ class ServerSampler:
     def __init__(self, pgid_of: Callable[[], int | None], *, metrics_url: str | None = None,
                  members: Callable[[int], list[int]] | None = None) -> None:
         if members is None:
-            from poolserve.targets.local.process import group_members
+            from poolserve.machine import group_members
 
             members = group_members
         self._pgid_of = pgid_of

@@ -32,7 +32,7 @@ def import_cmd(
     """Lay a local model directory out as a Hugging Face hub cache entry in the local model cache."""
     from poolserve.actions.cache import ImportRequest, import_model
 
-    done = import_model(ImportRequest(model_id, path, source=source(config, set_), link=link))
+    done = import_model(ImportRequest(model_id, path, source=source(config, set_), link=link), session(ctx).edges)
     m = done.model
     session(ctx).err().print(f"imported {model_id} ({size_text(m.size_bytes)}, revision {m.revision[:12]}) "
                              f"into HF_HOME={done.hf_home}", highlight=False)
@@ -50,7 +50,7 @@ def list_cmd(
     from poolserve.cli.output import columns, print_result
 
     s = session(ctx)
-    listing = list_models(source(config, set_))
+    listing = list_models(source(config, set_), s.edges)
     if output == "table" and not listing.models:
         s.err().print(f"no models in {listing.hf_home} (add one with `poolserve cache import MODEL_ID DIR`)",
                       highlight=False)

@@ -1,8 +1,9 @@
 """Where models run: the :class:`Target` protocol shared by the cluster and the local target.
 
-``deploy``/``status``/``logs``/``delete`` (and ``test``/``bench`` for finding an endpoint) are
-written once against this protocol; ``--target cluster`` (KServe) and ``--target local`` (vLLM
-processes on this machine) implement it. Results are frozen dataclasses; nothing here prints.
+``deploy``/``status``/``logs``/``delete`` (and, for ``test``/``bench``/``cache``, the endpoint, the
+models deployed, the caches holding their weights and a local server's process group) are written
+once against this protocol; ``--target cluster`` (KServe) and ``--target local`` (vLLM processes on
+this machine) implement it. Results are frozen dataclasses; nothing here prints.
 """
 
 from __future__ import annotations
@@ -187,6 +188,21 @@ class Target(Protocol):
     def start(self, rendered: Rendered, names: Sequence[str], *, wait: bool, timeout_s: float,
               progress: ProgressFn | None = None, force: bool = False) -> DeployResult:
         """Start stopped models again (whatever the config's ``stopped`` says); optionally wait until ready."""
+        ...
+
+    def deployed(self, rendered: Rendered, names: Sequence[str]) -> list[str]:
+        """Which of ``names`` (all configured models when empty) this target has deployed, in that order."""
+        ...
+
+    def hf_homes(self, rendered: Rendered) -> list[Path]:
+        """The Hugging Face caches on this machine that hold this target's model weights; empty when none does.
+
+        The first is the one the target reads first (``cache import`` files models there).
+        """
+        ...
+
+    def server_pgid(self, rendered: Rendered, name: str) -> int | None:
+        """The process group of model ``name``'s running server on this machine (None: none runs here)."""
         ...
 
 

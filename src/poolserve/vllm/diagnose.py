@@ -129,3 +129,29 @@ def diagnose(lines: Sequence[str] | str) -> Diagnosis | None:
                     groups = [g.strip() for g in m.groups()] if m.groups() else []
                     return Diagnosis(cause=cause.format(*groups), fix=fix, evidence=line.strip())
     return None
+
+
+# vLLM's startup, as its log shows it (0.32, CPU and GPU): (substring, phase, fraction).
+_PHASES: tuple[tuple[str, str, float], ...] = (
+    ("non-default args", "parsing config", 0.05),
+    ("Resolved architecture", "resolving the model", 0.15),
+    ("Initializing a V1 LLM engine", "starting the engine", 0.3),
+    ("Starting to load model", "loading weights", 0.45),
+    ("Loading weights took", "weights loaded", 0.6),
+    # Not a bare "torch.compile": eager mode logs "disabling torch.compile" early on.
+    ("Warming up model for the compilation", "compiling (torch.compile)", 0.65),  # CPU
+    ("Dynamo bytecode transform", "compiling (torch.compile)", 0.65),  # GPU
+    ("init engine", "warming up", 0.85),
+    ("Starting vLLM server on", "starting the HTTP server", 0.95),
+    ("Application startup complete", "ready", 1.0),
+)
+
+
+def startup_phase(lines: Sequence[str]) -> tuple[str, float] | None:
+    """The latest startup phase a vLLM log tail shows, as ``(label, fraction)``, or None."""
+    best: tuple[str, float] | None = None
+    for line in lines:
+        for needle, label, fraction in _PHASES:
+            if needle in line and (best is None or fraction >= best[1]):
+                best = (label, fraction)
+    return best

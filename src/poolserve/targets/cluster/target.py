@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from poolserve.config.resolve import Model
@@ -61,6 +62,7 @@ from poolserve.targets.cluster.objects import ObjectDiff, dig, labelled
 from poolserve.targets.cluster.pods import crash_looping, restarted_unexplained, split_rollout
 from poolserve.targets.cluster.preflight import preflight
 from poolserve.targets.cluster.templates import delete_templates, template_warnings
+from poolserve.targets.wait import Clock, wait_ready
 
 POLL_S = 5.0
 ROLLOUT_GRACE_S = 30.0
@@ -253,38 +255,42 @@ class ClusterTarget:
             NotFound: a model is not deployed.
         """
         spec = rendered.spec
-        models = select_models(rendered, names)
-        deadline = self.now() + timeout_s
-        while True:
-            statuses = self.status(rendered, [m.name for m in models])
-            ready = [s for s in statuses if s.ready]
-            waiting = [s for s in statuses if not s.ready and s.phase != "Stopped"]
-            if progress is not None:
-                first = waiting[0] if waiting else None
-                stopped = len(statuses) - len(ready) - len(waiting)
-                msg = f"{len(ready)}/{len(statuses)} ready" + (f", {stopped} stopped" if stopped else "") + (
-                    f"; {first.name}: {first.phase}{f' ({first.reason})' if first.reason else ''}" if first else "")
-                progress(msg, (len(statuses) - len(waiting)) / len(statuses) if statuses else 1.0)
-            if not waiting:
-                return statuses
-            for s in waiting:
-                if s.phase == "NotDeployed":
-                    raise NotFound(f"InferenceService {spec.namespace}/{s.name} does not exist",
-                                   hint=f"run `poolserve deploy {s.name}`")
-                if s.phase == "Terminating":
-                    raise NotReady(f"InferenceService {spec.namespace}/{s.name} is {s.reason}",
-                                   hint="wait until it is gone, then deploy again")
-                if s.phase == "Failed":
-                    raise NotReady(f"{s.name} cannot become ready: {s.reason}",
-                                   hint=f"`poolserve status {s.name}` shows the evidence; "
-                                   f"`poolserve logs {s.name} --previous` the crashed log")
-            remaining = deadline - self.now()
-            if remaining <= 0:
-                summary = "; ".join(f"{s.name}: {s.phase}{f' ({s.reason})' if s.reason else ''}" for s in waiting)
-                raise NotReady(f"timed out after {duration(timeout_s)} waiting for {len(waiting)} model"
-                               f"{'s' if len(waiting) > 1 else ''}: {summary}",
-                               hint="raise --timeout for slow first downloads; `poolserve status` shows why")
-            self.sleep(min(self.poll_s, remaining))
+        selected = [m.name for m in select_models(rendered, names)]
+
+        def failure(s: ModelStatus) -> Exception:
+            if s.phase == "NotDeployed":
+                return NotFound(f"InferenceService {spec.namespace}/{s.name} does not exist",
+                                hint=f"run `poolserve deploy {s.name}`")
+            if s.phase == "Terminating":
+                return NotReady(f"InferenceService {spec.namespace}/{s.name} is {s.reason}",
+                                hint="wait until it is gone, then deploy again")
+            return NotReady(f"{s.name} cannot become ready: {s.reason}",
+                            hint=f"`poolserve status {s.name}` shows the evidence; "
+                            f"`poolserve logs {s.name} --previous` the crashed log")
+
+        def timeout(waiting: Sequence[ModelStatus]) -> Exception:
+            summary = "; ".join(f"{s.name}: {s.phase}{f' ({s.reason})' if s.reason else ''}" for s in waiting)
+            return NotReady(f"timed out after {duration(timeout_s)} waiting for {len(waiting)} model"
+                            f"{'s' if len(waiting) > 1 else ''}: {summary}",
+                            hint="raise --timeout for slow first downloads; `poolserve status` shows why")
+
+        return wait_ready(lambda: self.status(rendered, selected), timeout_s=timeout_s, poll_s=self.poll_s,
+                          failure=failure, timeout=timeout, progress=progress, clock=Clock(self.now, self.sleep))
+
+    def deployed(self, rendered: Rendered, names: Sequence[str]) -> list[str]:
+        """Which of ``names`` (all configured models when empty) have an InferenceService in the namespace."""
+        wanted = list(names) or [m.name for m in rendered.models]
+        select_models(rendered, wanted)
+        live = {o["metadata"]["name"] for o in self.cluster.list(ISVC_API_VERSION, ISVC_KIND, rendered.spec.namespace)}
+        return [n for n in wanted if n in live]
+
+    def hf_homes(self, rendered: Rendered) -> list[Path]:
+        """None: the weights are on the cache PVC, not on this machine."""
+        return []
+
+    def server_pgid(self, rendered: Rendered, name: str) -> int | None:
+        """None: the servers run in pods, not on this machine."""
+        return None
 
     # ---------------------------------------------------------------------------------------------
     # stop / start

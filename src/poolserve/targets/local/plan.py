@@ -292,105 +292,19 @@ def plan_launch(
     model_dir = _model_storage(composed, storage_uri, model_id, hf_snapshot) if storage_uri else None
     mounts = _volume_mappings(composed, cache_pvc=cache_pvc, cache_dir=cache_dir, state_dir=state_dir,
                               run_dir=run_dir, pvc_dirs=local.pvc_dirs, model_dir=model_dir)
-    overrides: list[str] = []
-
-    composed_argv = list(composed.argv)
-    mapped_args = [*composed_argv[:1], *(_map_arg(a, mounts) for a in composed_argv[1:])]
-    argv, command_note = vllm.launch_argv(mapped_args, python)
-    if command_note:
-        overrides.append(command_note)
-    changed = [f"{a} -> {b}" for a, b in zip(composed_argv, mapped_args, strict=True) if a != b]
-    if changed:
-        overrides.append("args mapped into local volumes: " + "; ".join(changed))
-
-    for m in mounts:
-        if m.source == "pvc":
-            overrides.append(f"volume {m.volume} (PVC {m.claim}, {m.mount_path}) -> {m.local}")
-    if model_dir is not None:
-        overrides.append(f"storage_uri {storage_uri.uri if storage_uri else ''} ({model_dir.mount_path}) -> "
-                         f"{model_dir.local} (the local HF cache)")
+    argv, command_notes = _command(composed, mounts, python)
     empties = [m for m in mounts if m.source in ("emptyDir", "other") and m is not model_dir]
-    if empties:
-        overrides.append("emptyDirs " + ", ".join(f"{m.volume} ({m.mount_path})" for m in empties)
-                         + f" -> {run_dir}/<volume>, emptied at each start")
-    if any(m.source == "memory" for m in mounts):
-        overrides.append("/dev/shm (memory emptyDir) -> the host's /dev/shm")
-
-    env: dict[str, str] = {}
-    remapped: list[str] = []
-    for key, value in composed.env.items():
-        mapped = _map_path(value, mounts)
-        if mapped is not None:
-            remapped.append(key)
-        env[key] = mapped if mapped is not None else value
-    if remapped:
-        overrides.append("env paths mapped the same way: " + ", ".join(remapped))
-    downward: list[str] = []
-    for e in composed.container.get("env", []):
-        ref = (e.get("valueFrom") or {}).get("resourceFieldRef")
-        if ref is not None:  # the Downward API: the kubelet fills it from the container's resources
-            env[e["name"]] = resource_field(composed.container, ref, node_cpus=host.cpu_count or 1,
-                                            node_memory_bytes=(host.ram_gib or 0) * 2**30)
-            downward.append(f"{e['name']}={env[e['name']]}")
-    if downward:
-        overrides.append(f"env from the container's resources (Downward API): {' '.join(downward)}"
-                         + (f" (this machine has {host.cpu_count} CPUs)" if host.cpu_count else ""))
-    missing = [e["name"] for e in composed.container.get("env", [])
-               if "valueFrom" in e and "resourceFieldRef" not in e["valueFrom"]]
-    if missing:
-        overrides.append(f"env {', '.join(missing)} comes from a Secret on the cluster: locally only if set in "
-                         "your environment")
-
-    local_args = [f"--port={port}", f"--host={HOST}"]
-    overrides.append(f"--port={vllm.PORT} -> --port={port} --host={HOST}")
+    env, env_notes = _container_env(composed, mounts, host)
     on_cpu = device == "cpu"
-    if on_cpu:
-        overrides.append("device: cpu runtime: runs with its own CPU settings (local dtype, "
-                         "gpu_memory_utilization, enforce_eager and reserved_cpus are not applied); "
-                         "without a memory limit here, --gpu-memory-utilization is a fraction of this "
-                         "machine's RAM (in a pod: of its memory limit)")
-    dtype, why = local_dtype(None if on_cpu else local.dtype, host, task)
-    if dtype is not None:
-        local_args.append(f"--dtype={dtype}")
-    if why:
-        overrides.append(why)
-    if local.gpu_memory_utilization is not None and not on_cpu:
-        local_args.append(f"--gpu-memory-utilization={local.gpu_memory_utilization:g}")
-    if local.enforce_eager and not on_cpu:
-        local_args.append("--enforce-eager")
-    local_args.extend(local.extra_args)
-    settings = local_args[2:]
-    if settings:
-        overrides.append("local settings appended: " + " ".join(settings))
+    local_args, local_notes = _local_args(local, port=port, on_cpu=on_cpu, host=host, task=task)
     argv.extend(local_args)
-
-    hf_home = env.get("HF_HOME")
-    derived: set[str] = set()
-    if "HF_HUB_OFFLINE" not in env and hf_home and model_cached(Path(hf_home)):
-        env["HF_HUB_OFFLINE"] = "1"
-        derived.add("HF_HUB_OFFLINE")
-        overrides.append(f"HF_HUB_OFFLINE=1: {model_id} is in the local cache ({hf_home})")
-    elif hf_home and storage_uri is None and not model_cached(Path(hf_home)) and not model_id.startswith("/"):
-        offline = env.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        overrides.append(f"{model_id} is not in the local cache ({hf_home}): "
-                         + ("HF_HUB_OFFLINE is set, so vLLM will fail" if offline else "vLLM will download it")
-                         + f"; `poolserve cache import {model_id} DIR` uses local weights")
-    reserved = None if on_cpu else reserved_cpus(local.reserved_cpus, host)
-    if reserved is not None and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in local.env:
-        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)
-        overrides.append(f"VLLM_CPU_NUM_OF_RESERVED_CPU={reserved}"
-                         + (f": {host.cpu_count} cores, let vLLM compute on all of them"
-                            if local.reserved_cpus is None else ""))
-    if local.env:
-        env.update(local.env)
-        derived -= set(local.env)  # the user's value, not ours
-        # Names only: a value here may be a token, and these notes are printed.
-        overrides.append("local env: " + ", ".join(local.env))
-
+    derived, local_env_notes = _local_env(env, local, model_id=model_id, storage_uri=storage_uri,
+                                          model_cached=model_cached, host=host, on_cpu=on_cpu)
     probes, probe_notes = probes_of(composed.container)
-    overrides.extend(probe_notes)
-    overrides.append(f"restartPolicy {local.restart_policy}, terminationGracePeriodSeconds "
-                     f"{local.termination_grace_period_s:g} (local.restart_policy, local.termination_grace_period_s)")
+    overrides = [*command_notes, *_volume_notes(mounts, model_dir, storage_uri, empties, run_dir), *env_notes,
+                 *local_notes, *local_env_notes, *probe_notes,
+                 f"restartPolicy {local.restart_policy}, terminationGracePeriodSeconds "
+                 f"{local.termination_grace_period_s:g} (local.restart_policy, local.termination_grace_period_s)"]
     supervision = [[asdict(p) for p in probes], local.restart_policy]
     return LaunchPlan(
         name=name, runtime=composed.runtime, argv=tuple(argv), env=env, port=port,
@@ -401,3 +315,124 @@ def plan_launch(
         probes=probes, restart_policy=local.restart_policy, grace_s=local.termination_grace_period_s,
     )
 
+
+def _command(composed: Composed, mounts: Sequence[VolumeMapping], python: str) -> tuple[list[str], list[str]]:
+    """The container's command for this machine (its paths mapped into the local volumes), and the notes."""
+    notes: list[str] = []
+    composed_argv = list(composed.argv)
+    mapped_args = [*composed_argv[:1], *(_map_arg(a, mounts) for a in composed_argv[1:])]
+    argv, command_note = vllm.launch_argv(mapped_args, python)
+    if command_note:
+        notes.append(command_note)
+    changed = [f"{a} -> {b}" for a, b in zip(composed_argv, mapped_args, strict=True) if a != b]
+    if changed:
+        notes.append("args mapped into local volumes: " + "; ".join(changed))
+    return argv, notes
+
+
+def _volume_notes(mounts: Sequence[VolumeMapping], model_dir: VolumeMapping | None,
+                  storage_uri: storage.StorageURI | None, empties: Sequence[VolumeMapping], run_dir: Path) -> list[str]:
+    """What each of the pod's volumes is here: a directory for a PVC, the HF cache, a fresh directory."""
+    notes: list[str] = []
+    for m in mounts:
+        if m.source == "pvc":
+            notes.append(f"volume {m.volume} (PVC {m.claim}, {m.mount_path}) -> {m.local}")
+    if model_dir is not None:
+        notes.append(f"storage_uri {storage_uri.uri if storage_uri else ''} ({model_dir.mount_path}) -> "
+                     f"{model_dir.local} (the local HF cache)")
+    if empties:
+        notes.append("emptyDirs " + ", ".join(f"{m.volume} ({m.mount_path})" for m in empties)
+                     + f" -> {run_dir}/<volume>, emptied at each start")
+    if any(m.source == "memory" for m in mounts):
+        notes.append("/dev/shm (memory emptyDir) -> the host's /dev/shm")
+    return notes
+
+
+def _container_env(composed: Composed, mounts: Sequence[VolumeMapping],
+                   host: HostInfo) -> tuple[dict[str, str], list[str]]:
+    """The container's environment here: paths mapped, the Downward API filled in; and the notes."""
+    notes: list[str] = []
+    env: dict[str, str] = {}
+    remapped: list[str] = []
+    for key, value in composed.env.items():
+        mapped = _map_path(value, mounts)
+        if mapped is not None:
+            remapped.append(key)
+        env[key] = mapped if mapped is not None else value
+    if remapped:
+        notes.append("env paths mapped the same way: " + ", ".join(remapped))
+    downward: list[str] = []
+    for e in composed.container.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("resourceFieldRef")
+        if ref is not None:  # the Downward API: the kubelet fills it from the container's resources
+            env[e["name"]] = resource_field(composed.container, ref, node_cpus=host.cpu_count or 1,
+                                                   node_memory_bytes=(host.ram_gib or 0) * 2**30)
+            downward.append(f"{e['name']}={env[e['name']]}")
+    if downward:
+        notes.append(f"env from the container's resources (Downward API): {' '.join(downward)}"
+                     + (f" (this machine has {host.cpu_count} CPUs)" if host.cpu_count else ""))
+    missing = [e["name"] for e in composed.container.get("env", [])
+               if "valueFrom" in e and "resourceFieldRef" not in e["valueFrom"]]
+    if missing:
+        notes.append(f"env {', '.join(missing)} comes from a Secret on the cluster: locally only if set in "
+                     "your environment")
+    return env, notes
+
+
+def _local_args(local: LocalSpec, *, port: int, on_cpu: bool, host: HostInfo,
+                task: str) -> tuple[list[str], list[str]]:
+    """The arguments appended for this machine (port, host, the ``local:`` settings), and the notes."""
+    notes: list[str] = []
+    local_args = [f"--port={port}", f"--host={HOST}"]
+    notes.append(f"--port={vllm.PORT} -> --port={port} --host={HOST}")
+    if on_cpu:
+        notes.append("device: cpu runtime: runs with its own CPU settings (local dtype, "
+                     "gpu_memory_utilization, enforce_eager and reserved_cpus are not applied); "
+                     "without a memory limit here, --gpu-memory-utilization is a fraction of this "
+                     "machine's RAM (in a pod: of its memory limit)")
+    dtype, why = local_dtype(None if on_cpu else local.dtype, host, task)
+    if dtype is not None:
+        local_args.append(f"--dtype={dtype}")
+    if why:
+        notes.append(why)
+    if local.gpu_memory_utilization is not None and not on_cpu:
+        local_args.append(f"--gpu-memory-utilization={local.gpu_memory_utilization:g}")
+    if local.enforce_eager and not on_cpu:
+        local_args.append("--enforce-eager")
+    local_args.extend(local.extra_args)
+    settings = local_args[2:]
+    if settings:
+        notes.append("local settings appended: " + " ".join(settings))
+    return local_args, notes
+
+
+def _local_env(env: dict[str, str], local: LocalSpec, *, model_id: str, storage_uri: storage.StorageURI | None,
+               model_cached: Callable[[Path], bool], host: HostInfo, on_cpu: bool) -> tuple[set[str], list[str]]:
+    """Add the environment this machine needs to ``env`` (offline cache, reserved CPUs, ``local.env``).
+
+    Returns the names poolserve derived (not the user's) and the notes.
+    """
+    notes: list[str] = []
+    hf_home = env.get("HF_HOME")
+    derived: set[str] = set()
+    if "HF_HUB_OFFLINE" not in env and hf_home and model_cached(Path(hf_home)):
+        env["HF_HUB_OFFLINE"] = "1"
+        derived.add("HF_HUB_OFFLINE")
+        notes.append(f"HF_HUB_OFFLINE=1: {model_id} is in the local cache ({hf_home})")
+    elif hf_home and storage_uri is None and not model_cached(Path(hf_home)) and not model_id.startswith("/"):
+        offline = env.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        notes.append(f"{model_id} is not in the local cache ({hf_home}): "
+                     + ("HF_HUB_OFFLINE is set, so vLLM will fail" if offline else "vLLM will download it")
+                     + f"; `poolserve cache import {model_id} DIR` uses local weights")
+    reserved = None if on_cpu else reserved_cpus(local.reserved_cpus, host)
+    if reserved is not None and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in local.env:
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)
+        notes.append(f"VLLM_CPU_NUM_OF_RESERVED_CPU={reserved}"
+                     + (f": {host.cpu_count} cores, let vLLM compute on all of them"
+                        if local.reserved_cpus is None else ""))
+    if local.env:
+        env.update(local.env)
+        derived -= set(local.env)  # the user's value, not ours
+        # Names only: a value here may be a token, and these notes are printed.
+        notes.append("local env: " + ", ".join(local.env))
+    return derived, notes

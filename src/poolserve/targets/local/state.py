@@ -48,11 +48,11 @@ class LocalEntry:
     served_model: str
     runtime: str
     fingerprint: str
+    uid: str
+    """This deployment's id: ``pid``/``pgid``/``ticks`` are its supervisor's, which runs the server and writes
+    ``pods/<name>.json`` naming this uid."""
     ticks: int | None = None
     """The pid's start time in clock ticks since boot: tells our process from a recycled pid."""
-    uid: str | None = None
-    """This deployment's id. Set: ``pid``/``pgid``/``ticks`` are its supervisor's, which runs the server and
-    writes ``pods/<name>.json``. None: an entry of poolserve < 0.2, whose ``pid`` is the vLLM server itself."""
     stopped: bool = False
     """Stopped on purpose (``poolserve stop``, or ``stopped: true`` in the config): not restarted by ``wait``."""
 
@@ -159,6 +159,12 @@ def read_pod(state_dir: Path, name: str) -> PodStatus | None:
         return PodStatus.from_dict(json.loads(pod_path(state_dir, name).read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def server_pgid(state_dir: Path, name: str) -> int | None:
+    """The process group of model ``name``'s running server, from its supervisor's status (None: not running)."""
+    pod = read_pod(state_dir, name)
+    return pod.running.pgid if pod is not None and pod.running is not None else None
 
 
 def write_pod(state_dir: Path, status: PodStatus) -> None:
