@@ -209,6 +209,8 @@ def constants() -> dict[str, Any]:
         "task_aliases": dict(spec._TASK_ALIASES),
         # kserve.PROBE_DEFAULTS: kind -> [periodSeconds, timeoutSeconds, failureThreshold].
         "probe_defaults": {k: list(v) for k, v in kserve.PROBE_DEFAULTS.items()},
+        # A dashboard Template's runtime carries render's labels (kserve.template): the dashboard copies them.
+        "runtime_labels": kserve._labels(),
         # spec.secret_like: env names that usually hold a secret (words, and pairs of adjacent words).
         "secret_words": sorted(spec._SECRET_WORDS),
         "secret_pairs": sorted("_".join(p) for p in spec._SECRET_PAIRS),

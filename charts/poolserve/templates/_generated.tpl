@@ -370,6 +370,7 @@
     "readiness": [10, 5, 3],
     "liveness": [30, 10, 5]
   },
+  "runtime_labels": {"opendatahub.io/dashboard": "true", "app.kubernetes.io/managed-by": "poolserve"},
   "secret_words": ["APIKEY", "CREDENTIAL", "CREDENTIALS", "PASSWD", "PASSWORD", "SECRET", "TOKEN"],
   "secret_pairs": ["ACCESS_KEY", "API_KEY", "PRIVATE_KEY", "SECRET_KEY"],
   "storage": {
