@@ -4,10 +4,13 @@ Never edit these files by hand; change the Python source and run ``make chart`` 
 
 - ``Chart.yaml``: ``version`` is poolserve's (pyproject.toml), ``appVersion`` the default vLLM image's tag.
 - ``values.schema.json``: the config's JSON schema from pydantic (:class:`poolserve.config.schema.PoolSpec`), so
-  ``helm install`` rejects what poolserve rejects (misspelt keys, wrong types, bounds, unknown tasks).
+  ``helm install`` rejects what poolserve rejects (misspelt keys, wrong types, bounds, unknown tasks), plus
+  every rule of the config that JSON Schema can say (names, versions, storage URIs, secret-looking env names,
+  the catalog's length limits...), built from poolserve's own patterns and constants; each such fragment
+  names its rules in a ``$comment``. The rules across items are templates/_validate.tpl's.
 - ``templates/_generated.tpl``: the model catalog (catalog.py), every config key's default and nesting
-  (spec.py), and the constants the templates compute with: vLLM flag versions (vllm.py), name limits
-  (spec.py), port and command, KServe's model directory and volumes (storage.py).
+  (config/schema.py), and the constants the templates compute with: vLLM flag versions (vllm/args.py),
+  the name limit, port and command, KServe's model directory (storage.py), render's runtime labels.
 
 ``--check`` writes nothing, prints a diff and exits 1 when a file is stale (scripts/test.sh runs it).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import re
 import sys
 import tomllib
 import types
@@ -91,9 +95,164 @@ def _tidy(node: Any) -> Any:
     return out
 
 
-def values_schema() -> str:
-    """values.schema.json: PoolSpec's JSON schema, tidied for Helm, plus Helm's own ``global``."""
+# poolserve's rules that JSON Schema can say, from poolserve's own patterns and constants. Each fragment names the
+# rules it enforces in its $comment (a part of each rule's message); the rules table reads them from the schema.
+RULE_TAG = "poolserve rule: "
+# spec.image_version: an image whose tag (after the last ':', no '/', no digest) starts with a version.
+IMAGE_VERSION_RE = r"^([^@]*:)?v?[0-9]+\.[0-9]+\.[0-9]+[^/:@]*$"
+# spec.parse_version: 0.32.0, v0.9.2, 0.10, with blanks around.
+VERSION_RE = rf"^\s*{spec._VERSION_RE.pattern}\s*$"
+# storage.parse's messages (each a distinctive part), all enforced by the storage_uri pattern.
+STORAGE_MESSAGES = ("is not a URI", "unknown URI scheme", "is not a PVC name", "'..' is not allowed in the path",
+                    "expected hf://OWNER/MODEL", "is not a Hugging Face repository id", "is not a revision",
+                    "is not an S3 bucket name", "expected oci://REGISTRY/REPOSITORY")
+
+
+def _rule(fragment: dict[str, Any], *messages: str) -> dict[str, Any]:
+    """``fragment`` tagged with the rules it enforces (a distinctive part of each rule's message)."""
+    return {"$comment": RULE_TAG + " | ".join(messages), **fragment}
+
+
+def _given(key: str) -> dict[str, Any]:
+    """Holds when ``key`` is present and not null (poolserve's ``is not None``)."""
+    return {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+
+
+def _inner(pattern: re.Pattern[str]) -> str:
+    """A full-match pattern without its anchors, to build a larger one from."""
+    return pattern.pattern.removeprefix("^").removesuffix("$")
+
+
+def secret_name_re() -> str:
+    """spec.secret_like as a pattern: a secret word, or a pair of them, between '_' or '-' (any case)."""
+    words = sorted(spec._SECRET_WORDS) + sorted("[-_]".join(p) for p in spec._SECRET_PAIRS)
+    return f"(?i)(^|[-_])({'|'.join(words)})([-_]|$)"
+
+
+def storage_uri_re() -> tuple[str, list[str]]:
+    """storage.parse as a pattern and the patterns it must not match (a '..' in a pvc:// path, a long claim)."""
+    hf, rest = _inner(storage._HF_PART), "(/(?s:.*))?"
+    schemes = [f"pvc://{_inner(storage._DNS_SUBDOMAIN)}{rest}", f"hf://{hf}/{hf}(:({hf})?)?",
+               f"s3://{_inner(storage._BUCKET)}{rest}", f"oci://{_inner(storage._OCI_REF)}"]
+    return f"^({'|'.join(schemes)})$", [r"^pvc://[^/]*/((?s:.*)/)?\.\.(/|$)", "^pvc://[^/]{254}"]
+
+
+def _name(pattern: re.Pattern[str], max_length: int, *messages: str) -> dict[str, Any]:
+    return _rule({"pattern": pattern.pattern, "maxLength": max_length}, *messages)
+
+
+def _env(props: dict[str, Any]) -> None:
+    props["env"] |= _rule({"patternProperties": {secret_name_re(): False}}, "looks like a secret")
+
+
+def _shared_rules(defs: dict[str, Any]) -> None:
+    """The rules of the keys a model and ``defaults:`` share (spec._check_extras), and the classes they nest."""
+    subdomain, label = spec._SUBDOMAIN, spec._LABEL
+    hpa = {"properties": {"metric": {"enum": list(spec.HPA_METRICS)}}}
+    defs["AutoscalingSpec"]["allOf"] = [
+        _rule({"if": hpa, "then": {"properties": {"target": {"maximum": 100}}}}, "is out of KServe's range for metric"),
+        # Set at all, even to null: poolserve reads model_fields_set. (false: the key must be absent.)
+        _rule({"if": hpa, "then": {"properties": {"prometheus_url": False, "authentication": False}},
+               "else": {"properties": {"prometheus_url": {"pattern": r"^https?://[^/\s]+"}}}},
+              "only used with metric: queue (KEDA), not", "is not an http(s) URL"),
+    ]
+    defs["AutoscalingSpec"]["properties"]["authentication"] |= _rule({"pattern": subdomain.pattern},
+                                                                    "is not a TriggerAuthentication name")
+    ref = defs["HardwareProfileRef"]["properties"]
+    ref["name"] |= _name(subdomain, 253, "is not a valid Kubernetes name")
+    ref["namespace"] |= _name(label, 63, "is not a valid Kubernetes name")
+    pdb = defs["DisruptionBudget"]
+    pdb["not"] = _rule({"allOf": [_given("max_unavailable"), _given("min_available")]},
+                       "set max_unavailable or min_available, not both")
+    for key in ("max_unavailable", "min_available"):
+        count, percent, _ = pdb["properties"][key]["anyOf"]
+        count |= _rule({"minimum": 0}, "is negative")
+        percent |= _rule({"pattern": spec._PERCENT.pattern}, "is neither a number of pods nor a percentage")
+    for cls in ("ModelDefaults", "ModelConfig"):
+        props = defs[cls]["properties"]
+        props["mig_profile"] |= _rule({"pattern": spec.MIG_PROFILE_RE.pattern}, "is not a MIG profile like")
+        _env(props)
+        props["image_pull_secrets"]["items"] |= _rule({"pattern": subdomain.pattern}, "is not a Secret name")
+        props["hardware_profile"]["anyOf"][0] |= _name(subdomain, 253, "is not a valid Kubernetes name")
+
+
+def _profile_owns_scheduling() -> dict[str, Any]:
+    """A model with a hardware profile sets no node selector or tolerations (spec._check_model_extras)."""
+    return _rule({"properties": {"node_selector": {"maxProperties": 0}, "tolerations": {"maxItems": 0}}},
+                 "comes from the hardware profile")
+
+
+def _model_rules(defs: dict[str, Any]) -> None:
+    """A model's own rules (spec.cross_check, spec._check_model_extras), the catalog's limits included."""
+    model = defs["ModelConfig"]
+    props = model["properties"]
+    props["name"] |= _name(spec.NAME_RE, spec.MAX_NAME_LEN, "must be lowercase letters, digits and '-'",
+                           "KServe raw mode allows")
+    props["image"] |= _rule({"pattern": IMAGE_VERSION_RE}, "cannot tell the vLLM version of image")
+    uri, never = storage_uri_re()
+    props["storage_uri"] |= _rule({"pattern": uri, "not": {"anyOf": [{"pattern": p} for p in never]}},
+                                  *STORAGE_MESSAGES)
+    props["data_connection"] |= _rule({"pattern": spec._SUBDOMAIN.pattern}, "is not a Secret name")
+    no_dc = {"properties": {"data_connection": {"type": "null"}}}
+    not_s3 = {"required": ["storage_uri"], "properties": {"storage_uri": {"type": "string", "not": {"pattern": "^s3://"}}}}
+    catalog_limits = [
+        {"if": {"required": ["model_id"], "properties": {"model_id": {"pattern": f"(?i)^{re.escape(e.model_id)}$"}}},
+         "then": {"properties": {"max_model_len": {"maximum": e.max_model_len}}}} for e in catalog.CATALOG.values()]
+    model["allOf"] = [
+        _rule({"if": {"not": _given("storage_uri")}, "then": no_dc}, "needs storage_uri: s3://"),
+        _rule({"if": not_s3, "then": no_dc}, "only used with s3://"),
+        {"if": _given("hardware_profile"), "then": _profile_owns_scheduling()},
+        _rule({"allOf": catalog_limits}, "vLLM refuses to start (see `poolserve catalog"),
+    ]
+
+
+def _runtime_rules(defs: dict[str, Any]) -> None:
+    """A runtime's own rules (spec.cross_check): its name, a CPU runtime's accelerator, its vLLM version."""
+    runtime = defs["RuntimeConfig"]
+    props = runtime["properties"]
+    props["name"] |= _name(spec.NAME_RE, 63, "is not a valid Kubernetes name")
+    _env(props)
+    runtime["allOf"] = [
+        _rule({"if": {"required": ["device"], "properties": {"device": {"const": "cpu"}}},
+               "then": {"properties": {"accelerator": {"enum": [None, ""]}}}},
+              "has device: cpu: it has no accelerator"),
+        _rule({"if": _given("vllm_version"), "then": {"properties": {"vllm_version": {"pattern": VERSION_RE}}},
+               "else": {"properties": {"image": {"pattern": IMAGE_VERSION_RE}}}},
+              "cannot tell the vLLM version of image"),
+    ]
+
+
+def _top_rules(schema: dict[str, Any]) -> None:
+    """The top level's rules: the namespace, the vLLM version, and what ``defaults:`` means for each model."""
+    props = schema["properties"]
+    props["namespace"] |= _name(spec._LABEL, 63, "is not a valid namespace name")
+    props["vllm_version"] |= _rule({"pattern": VERSION_RE}, "is not a version like 0.32.0")
+    unversioned = {"not": {"anyOf": [_given("image"), _given("vllm_version")]}}
+    schema["allOf"] = [
+        # A runtime without its own image or version reads the top-level image's tag.
+        _rule({"if": {"not": _given("vllm_version"), "properties": {"runtimes": {"contains": unversioned}}},
+               "then": {"properties": {"image": {"pattern": IMAGE_VERSION_RE}}}},
+              "cannot tell the vLLM version of image"),
+        # A hardware profile from defaults: holds for every model that does not set its own (even to null).
+        {"if": {"required": ["defaults"], "properties": {"defaults": _given("hardware_profile")}},
+         "then": {"properties": {"models": {"items": {"if": {"not": {"required": ["hardware_profile"]}},
+                                                      "then": _profile_owns_scheduling()}}}}},
+    ]
+
+
+def schema_data() -> dict[str, Any]:
+    """PoolSpec's JSON schema, tidied for Helm, with the rules JSON Schema can say."""
     schema = _tidy(spec.PoolSpec.model_json_schema(mode="validation"))
+    _shared_rules(schema["$defs"])
+    _model_rules(schema["$defs"])
+    _runtime_rules(schema["$defs"])
+    _top_rules(schema)
+    return schema
+
+
+def values_schema() -> str:
+    """values.schema.json: :func:`schema_data`, plus Helm's own ``global``."""
+    schema = schema_data()
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "poolserve config (the chart's values)",
@@ -193,34 +352,22 @@ def constants() -> dict[str, Any]:
         "device_defaults": {"gpu": dict(spec.GPU_DEFAULTS), "cpu": dict(spec.CPU_DEFAULTS)},
         "cpu_image": _cpu_images(),
         "cpu_arch_selector": dict(spec.CPU_ARCH_SELECTOR),
-        "mig_profile_re": spec.MIG_PROFILE_RE.pattern,
+        # The first release with each behaviour the rendered flags depend on.
         "versions": {
             "runner_flag": list(vllm.RUNNER_FLAG),
-            "task_removed": list(vllm.TASK_REMOVED),
             "task_embed_score": list(vllm.TASK_EMBED_SCORE),
-            "min_pooling": list(vllm.MIN_POOLING),
             "pooler_config": list(vllm.POOLER_CONFIG),
-            "override_pooler_removed": list(vllm.OVERRIDE_POOLER_REMOVED),
-            "normalize_removed": list(vllm.NORMALIZE_REMOVED),
-            "convert_reward_removed": list(vllm.CONVERT_REWARD_REMOVED),
             "serve_entrypoint": list(vllm.SERVE_ENTRYPOINT),
-            "api_server_deprecated": list(vllm.API_SERVER_DEPRECATED),
         },
         "task_aliases": dict(spec._TASK_ALIASES),
         # kserve.PROBE_DEFAULTS: kind -> [periodSeconds, timeoutSeconds, failureThreshold].
         "probe_defaults": {k: list(v) for k, v in kserve.PROBE_DEFAULTS.items()},
         # A dashboard Template's runtime carries render's labels (kserve.template): the dashboard copies them.
         "runtime_labels": kserve._labels(),
-        # spec.secret_like: env names that usually hold a secret (words, and pairs of adjacent words).
-        "secret_words": sorted(spec._SECRET_WORDS),
-        "secret_pairs": sorted("_".join(p) for p in spec._SECRET_PAIRS),
-        # storage.py: where KServe puts a storage_uri's model, and its volumes (the names lint tells apart).
-        "storage": {"model_dir": storage.MODEL_DIR, "modelcar_dir": storage.MODELCAR_DIR,
-                    "pvc_volume": storage.PVC_VOLUME, "download_volume": storage.DOWNLOAD_VOLUME,
-                    "modelcar_volume": storage.MODELCAR_VOLUME},
-        "max_name_len": spec.MAX_NAME_LEN,
+        # storage.py: where KServe puts a storage_uri's model.
+        "storage": {"model_dir": storage.MODEL_DIR},
+        # The release namespace is the config's: a model's name and it must fit KServe's host label.
         "max_name_plus_namespace": spec.MAX_NAME_PLUS_NAMESPACE,
-        "name_re": spec.NAME_RE.pattern,
     }
 
 
@@ -258,6 +405,9 @@ def generated_tpl() -> str:
         _define("poolserve.constants", "vllm.py and spec.py: versions (first release with the behaviour), names",
                 constants()),
     ])
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------------------
