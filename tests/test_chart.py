@@ -237,12 +237,14 @@ def test_generated_check_reports_a_stale_file(tmp_path: Path, monkeypatch: pytes
     finally:
         sys.path.pop(0)
     monkeypatch.setattr(gen_chart, "CHART", tmp_path)
+    monkeypatch.setattr(gen_chart, "RULES", tmp_path / "rules.md")
     (tmp_path / "templates").mkdir()
     assert gen_chart.main(["--check"]) == 1
     assert gen_chart.main([]) == 0
     assert gen_chart.main(["--check"]) == 0
     schema = json.loads((tmp_path / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False and "local" in schema["properties"]
+    assert "| duplicate model name … |" in (tmp_path / "rules.md").read_text()
 
 
 def test_helm_lint_strict_is_clean() -> None:

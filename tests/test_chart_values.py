@@ -4,12 +4,14 @@ Two layers: the config's schema (values.schema.json, generated from the pydantic
 rules that JSON Schema can say: Helm's own error, naming the key path), and the rules across items the
 schema cannot say (templates/_validate.tpl: the very same message as poolserve's, without its file:line).
 Nothing half-rendered comes out: helm exits non-zero before printing objects. poolserve lint's errors are
-left to `poolserve lint -c values.yaml`.
+left to `poolserve lint -c values.yaml`; docs/reference/rules.md says which rule is where, and these tests
+check that it says true.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,11 @@ from poolserve.errors import SpecError
 from poolserve.kserve.lint import lint
 from poolserve.kserve.render import render
 from support.helm import template
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import rules_table
+
+RULES = rules_table.read_table(rules_table.TABLE.read_text(encoding="utf-8"))
 
 RT = "runtimes:\n  - {name: vllm-embedding-runtime, task: embed}\n  - {name: vllm-reranker-runtime, task: score}\n"
 MINILM = "{name: minilm, model_id: sentence-transformers/all-MiniLM-L6-v2"
@@ -233,6 +240,8 @@ def test_cross_key_rules_fail_with_poolserves_own_message(case: str, tmp_path: P
     # poolserve: "values.yaml:LINE: KEY: message"; Helm: "KEY: message" (its values carry no line numbers).
     message = re.sub(r"^values\.yaml(:\d+)?: ", "", err.value.message)
     stderr = helm_error(text, tmp_path)
+    # The rules table says where the chart enforces the rule; the install fails there.
+    assert rules_table.helm_for(message, RULES) == {"schema" if case in IN_THE_SCHEMA else "chart"}, message
     if case in IN_THE_SCHEMA:
         assert "values don't meet the specifications of the schema" in stderr
         assert IN_THE_SCHEMA[case] in stderr, stderr
@@ -294,7 +303,8 @@ def test_what_poolserve_lint_rejects_is_left_to_poolserve_lint(case: str, tmp_pa
     spec = parse_spec(text, "values.yaml")
     errors = lint(spec, render(spec)).errors
     assert errors, "poolserve lint accepts it"
-    # The chart renders it (a cluster or vLLM refuses it later).
+    for e in errors:  # the rules table says so, and the chart renders it (a cluster or vLLM refuses it later)
+        assert rules_table.helm_for(e.message, RULES) == {"poolserve"}, e.message
     (tmp_path / "values.yaml").write_text(text)
     assert template("-f", tmp_path / "values.yaml", namespace="vllm-embeddings").returncode == 0
 
