@@ -352,7 +352,7 @@ def constants() -> dict[str, Any]:
         # The server command per version: `vllm serve` from serve_entrypoint, the api_server module before.
         "serve_command": list(vllm.SERVE_COMMAND),
         "api_server_command": list(vllm.API_SERVER_COMMAND),
-        # device: cpu (spec.py): the runtime settings' defaults per device, the CPU image per version.
+        # device: cpu (config/schema.py): the runtime settings' defaults per device, the CPU image per version.
         "device_defaults": {"gpu": dict(spec.GPU_DEFAULTS), "cpu": dict(spec.CPU_DEFAULTS)},
         "cpu_image": _cpu_images(),
         "cpu_arch_selector": dict(spec.CPU_ARCH_SELECTOR),
@@ -404,9 +404,9 @@ def generated_tpl() -> str:
         f"{{{{- /* {GENERATED_BY} */ -}}}}\n",
         _define("poolserve.config.catalog", "catalog.py: known models by lower-cased id (model_id matches "
                 "case-insensitively)", catalog_data()),
-        _define("poolserve.shape", "spec.py: each config class's keys, their defaults (none: required) and the "
-                "class a key nests (class: one, items: a list)", config_shape()),
-        _define("poolserve.constants", "vllm.py and spec.py: versions (first release with the behaviour), names",
+        _define("poolserve.shape", "config/schema.py: each config class's keys, their defaults (none: required) "
+                "and the class a key nests (class: one, items: a list)", config_shape()),
+        _define("poolserve.constants", "vllm/args.py and config/: versions (first release with the behaviour), names",
                 constants()),
     ])
 

@@ -153,7 +153,7 @@
 }
 {{- end }}
 
-{{- /* spec.py: each config class's keys, their defaults (none: required) and the class a key nests (class: one, items: a list) */ -}}
+{{- /* config/schema.py: each config class's keys, their defaults (none: required) and the class a key nests (class: one, items: a list) */ -}}
 {{- define "poolserve.shape" -}}
 {
   "PoolSpec": {
@@ -323,7 +323,7 @@
 }
 {{- end }}
 
-{{- /* vllm.py and spec.py: versions (first release with the behaviour), names */ -}}
+{{- /* vllm/args.py and config/: versions (first release with the behaviour), names */ -}}
 {{- define "poolserve.constants" -}}
 {
   "port": 8080,
