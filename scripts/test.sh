@@ -27,7 +27,7 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 fi
 echo "== ruff"
-.venv/bin/ruff check src tests scripts/gen_chart.py charts/poolserve/files $( [ -d benchmarks ] && echo benchmarks )
+.venv/bin/ruff check src tests scripts/gen_chart.py scripts/rules_table.py charts/poolserve/files $( [ -d benchmarks ] && echo benchmarks )
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== import contracts (pyproject.toml [tool.importlinter])"

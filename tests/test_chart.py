@@ -54,8 +54,9 @@ def test_helm_template_makes_what_poolserve_render_makes(config: Path, tmp_path:
     rendered = render_objects(config, tmp_path)
     assert differences(chart, rendered) == []
     for obj in chart:
-        for o in [obj, *obj.get("objects", [])]:
-            assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm", o["metadata"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm", obj["metadata"]
+        for o in obj.get("objects", []):  # a Template's runtime: poolserve's labels (see below)
+            assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "poolserve", o["metadata"]
     kinds = {o["kind"] for o in chart}
     assert {"Namespace", "ServingRuntime", "InferenceService"} <= kinds
 
@@ -143,6 +144,20 @@ def test_helm_template_resolves_the_corners_like_poolserve(case: str, tmp_path: 
     assert differences(load_objects(out.stdout), render_objects(config, tmp_path)) == []
 
 
+@pytest.mark.parametrize("case", ["project-templates-rwo", "templates-in-the-models-namespace"], ids=str)
+def test_a_templates_runtime_has_renders_metadata_exactly(case: str, tmp_path: Path) -> None:
+    # The dashboard copies a Template runtime's labels into each runtime it creates from it (odh-dashboard
+    # assembleServingRuntime): Helm's labels there would make that runtime look Helm-managed, with no release
+    # owning it, and `poolserve delete` would refuse it. So objects[0] carries render's metadata, Helm's none.
+    config = tmp_path / "poolserve.yaml"
+    config.write_text(EDGE_CONFIGS[case])
+    chart = load_objects(template("-f", config, "--skip-tests", namespace="vllm-embeddings").stdout)
+    rendered = render_objects(config, tmp_path)
+    ours = {o["metadata"]["name"]: o["objects"][0]["metadata"] for o in chart if o["kind"] == "Template"}
+    theirs = {o["metadata"]["name"]: o["objects"][0]["metadata"] for o in rendered if o["kind"] == "Template"}
+    assert ours and ours == theirs
+
+
 def test_the_comparison_sees_a_difference(tmp_path: Path) -> None:
     # The parity check itself: one changed arg, one extra label, one missing object are all reported.
     config = ROOT / "tests" / "specs" / "minimal.yaml"
@@ -223,12 +238,14 @@ def test_generated_check_reports_a_stale_file(tmp_path: Path, monkeypatch: pytes
     finally:
         sys.path.pop(0)
     monkeypatch.setattr(gen_chart, "CHART", tmp_path)
+    monkeypatch.setattr(gen_chart, "RULES", tmp_path / "rules.md")
     (tmp_path / "templates").mkdir()
     assert gen_chart.main(["--check"]) == 1
     assert gen_chart.main([]) == 0
     assert gen_chart.main(["--check"]) == 0
     schema = json.loads((tmp_path / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False and "local" in schema["properties"]
+    assert "| duplicate model name … |" in (tmp_path / "rules.md").read_text()
 
 
 def test_helm_lint_strict_is_clean() -> None:

@@ -153,7 +153,7 @@
 }
 {{- end }}
 
-{{- /* spec.py: each config class's keys, their defaults (none: required) and the class a key nests (class: one, items: a list) */ -}}
+{{- /* config/schema.py: each config class's keys, their defaults (none: required) and the class a key nests (class: one, items: a list) */ -}}
 {{- define "poolserve.shape" -}}
 {
   "PoolSpec": {
@@ -323,7 +323,7 @@
 }
 {{- end }}
 
-{{- /* vllm.py and spec.py: versions (first release with the behaviour), names */ -}}
+{{- /* vllm/args.py and config/: versions (first release with the behaviour), names */ -}}
 {{- define "poolserve.constants" -}}
 {
   "port": 8080,
@@ -344,18 +344,11 @@
     "before": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v%s"
   },
   "cpu_arch_selector": {"kubernetes.io/arch": "amd64"},
-  "mig_profile_re": "^(\\d+)g\\.(\\d+)gb(\\+me)?$",
   "versions": {
     "runner_flag": [0, 10, 1],
-    "task_removed": [0, 13, 0],
     "task_embed_score": [0, 6, 5],
-    "min_pooling": [0, 6, 4],
     "pooler_config": [0, 11, 0],
-    "override_pooler_removed": [0, 12, 0],
-    "normalize_removed": [0, 16, 0],
-    "convert_reward_removed": [0, 16, 0],
-    "serve_entrypoint": [0, 11, 1],
-    "api_server_deprecated": [0, 29, 0]
+    "serve_entrypoint": [0, 11, 1]
   },
   "task_aliases": {
     "embed": "embed",
@@ -370,17 +363,8 @@
     "readiness": [10, 5, 3],
     "liveness": [30, 10, 5]
   },
-  "secret_words": ["APIKEY", "CREDENTIAL", "CREDENTIALS", "PASSWD", "PASSWORD", "SECRET", "TOKEN"],
-  "secret_pairs": ["ACCESS_KEY", "API_KEY", "PRIVATE_KEY", "SECRET_KEY"],
-  "storage": {
-    "model_dir": "/mnt/models",
-    "modelcar_dir": "/mnt",
-    "pvc_volume": "kserve-pvc-source",
-    "download_volume": "kserve-provision-location",
-    "modelcar_volume": "kserve-provision-location"
-  },
-  "max_name_len": 48,
-  "max_name_plus_namespace": 52,
-  "name_re": "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+  "runtime_labels": {"opendatahub.io/dashboard": "true", "app.kubernetes.io/managed-by": "poolserve"},
+  "storage": {"model_dir": "/mnt/models"},
+  "max_name_plus_namespace": 52
 }
 {{- end }}

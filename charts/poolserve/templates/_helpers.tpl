@@ -1,6 +1,6 @@
 {{- /*
 Names, labels and formatting shared by the templates. The objects and their rules mirror
-src/poolserve/kserve.py; the config's resolution is in _config.tpl.
+src/poolserve/kserve/compose.py; the config's resolution is in _config.tpl.
 */ -}}
 
 {{- define "poolserve.name" -}}

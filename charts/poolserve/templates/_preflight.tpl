@@ -1,5 +1,5 @@
 {{- /*
-What `poolserve deploy` checks on the cluster before applying anything (cluster/preflight.py), as far as
+What `poolserve deploy` checks on the cluster before applying anything (targets/cluster/preflight.py), as far as
 a chart can see the cluster:
 
 - the kinds the objects need besides KServe's (KEDA's ScaledObject for queue autoscaling, the Prometheus

@@ -14,7 +14,13 @@ metadata:
   namespace: {{ $spec.namespace }}
   {{- end }}
   labels:
+    {{- if .embedded }}
+    {{- /* poolserve's labels, as render writes them, never Helm's: the dashboard copies a Template runtime's labels
+    into each runtime it creates from it (odh-dashboard assembleServingRuntime), and no release owns those. */}}
+    {{- .constants.runtime_labels | toYaml | nindent 4 }}
+    {{- else }}
     {{- include "poolserve.labels" .root | nindent 4 }}
+    {{- end }}
   annotations:
     openshift.io/display-name: {{ $rt.display_name | quote }}
     {{- if not .embedded }}

@@ -1,7 +1,7 @@
 {{- /*
-vLLM command lines per vLLM version, as src/poolserve/vllm.py writes them: the ServingRuntime carries
+vLLM command lines per vLLM version, as src/poolserve/vllm/args.py writes them: the ServingRuntime carries
 the runtime's args, the InferenceService the model's, and KServe runs runtime args + model args.
-The versions at which flags changed come from vllm.py through _generated.tpl.
+The versions at which flags changed come from vllm/args.py through _generated.tpl.
 */ -}}
 
 {{- /* poolserve.json: compact JSON with sorted keys, as json.dumps(sort_keys=True, separators=(",", ":"),

@@ -12,22 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolserve.config import catalog, storage
-from poolserve.config.schema import (
-    CPU_ARCH_SELECTOR,
-    AutoscalingSpec,
-    Device,
-    DisruptionBudget,
-    HardwareProfileRef,
-    ModelConfig,
-    ModelDefaults,
-    PoolSpec,
-    ProbesConfig,
-    Quantity,
-    Resources,
-    RuntimeConfig,
-    Task,
-    Toleration,
-)
+from poolserve.config.schema import CPU_ARCH_SELECTOR, AutoscalingSpec, Device, DisruptionBudget, HardwareProfileRef, ModelConfig, ModelDefaults, PoolSpec, ProbesConfig, Quantity, Resources, RuntimeConfig, Task, Toleration
 from poolserve.config.versions import Version, cpu_image, image_version, runtime_version
 from poolserve.errors import SpecError
 
