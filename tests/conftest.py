@@ -175,7 +175,7 @@ def _serve(name: str, local_work_dir: Path, model_cache_dir: Path, overrides: di
     spec = load_spec(CONFIG, {"local.cache_dir": str(model_cache_dir),
                               "local.state_dir": str(local_work_dir / "state"), **overrides})
     rendered = render(spec)
-    model = spec.model(name)
+    model = rendered.model(name)
     model_dir = snapshot_path(local_hf_home(spec), model.model_id)
     assert model_dir is not None, f"{model.model_id} is not in the test cache"
     target = LocalTarget()

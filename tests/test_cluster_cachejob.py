@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from poolserve.config.load import parse_spec
+from poolserve.kserve.render import render
 from poolserve.targets.cluster import cachejob
 
 SPEC = """\
@@ -25,7 +26,7 @@ models:
 
 def test_job_downloads_into_the_pvc_at_hf_home_with_the_token_from_a_secret() -> None:
     spec = parse_spec(SPEC, "t.yaml")
-    model = spec.model("model-with-a-rather-long-name-that-goes-on-a-bit")
+    model = render(spec).model("model-with-a-rather-long-name-that-goes-on-a-bit")
     job = cachejob.cache_job(spec, model)
     assert job["kind"] == "Job" and job["metadata"]["namespace"] == "emb"
     assert len(job["metadata"]["name"]) <= 63 and not job["metadata"]["name"].endswith("-")
@@ -47,10 +48,10 @@ def test_job_downloads_into_the_pvc_at_hf_home_with_the_token_from_a_secret() ->
 def test_spec_hash_detects_a_changed_job() -> None:
     spec = parse_spec(SPEC, "t.yaml")
     model = spec.models[0].name
-    a = cachejob.cache_job(spec, spec.model(model))
-    assert cachejob.same_job(a, cachejob.cache_job(spec, spec.model(model)))
+    a = cachejob.cache_job(spec, render(spec).model(model))
+    assert cachejob.same_job(a, cachejob.cache_job(spec, render(spec).model(model)))
     other = parse_spec(SPEC.replace("vllm-openai:v0.32.0", "vllm-openai:v0.31.0"), "t.yaml")
-    assert not cachejob.same_job(a, cachejob.cache_job(other, other.model(model)))
+    assert not cachejob.same_job(a, cachejob.cache_job(other, render(other).model(model)))
 
 
 def test_job_state() -> None:

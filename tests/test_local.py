@@ -41,10 +41,10 @@ def _spec(tmp_path: Path, **overrides: Any) -> PoolSpec:
 
 def _plan(spec: PoolSpec, *, port: int = 40001, cached: bool = True, name: str = MINILM,
           host: HostInfo = HostInfo()) -> LaunchPlan:  # noqa: B008
-    return plan_launch(render(spec).compose(name), model_id=spec.model(name).model_id, local=spec.local,
+    return plan_launch(render(spec).compose(name), model_id=render(spec).model(name).model_id, local=spec.local,
                        cache_pvc=spec.cache.pvc, python="/venv/bin/python", port=port,
                        cache_dir=Path(spec.local.cache_dir), state_dir=Path(spec.local.state_dir),
-                       model_cached=lambda hf_home: cached, host=host, task=spec.model(name).task)
+                       model_cached=lambda hf_home: cached, host=host, task=render(spec).model(name).task)
 
 
 def _eventually(check: Any, timeout_s: float = 30.0) -> None:
@@ -392,7 +392,7 @@ def test_redeploy_after_the_model_was_downloaded_keeps_the_server(
     first = target.deploy(rendered, [MINILM], wait=True, timeout_s=60)
     assert "HF_HUB_OFFLINE" not in json.loads((tmp_path / "record.json").read_text())["env"]
     # What vLLM's first start leaves behind: the model in the hub cache.
-    repo = hfcache.repo_dir(tmp_path / "cache" / "huggingface", spec.model(MINILM).model_id)
+    repo = hfcache.repo_dir(tmp_path / "cache" / "huggingface", render(spec).model(MINILM).model_id)
     (repo / "snapshots" / "abc").mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc")

@@ -29,7 +29,7 @@ def _spec(tmp_path: Path, uri: str, **overrides: Any) -> PoolSpec:
 
 
 def _plan(spec: PoolSpec) -> LaunchPlan:
-    model = spec.model(MINILM)
+    model = render(spec).model(MINILM)
     hf_home = local_hf_home(spec)
     return plan_launch(render(spec).compose(MINILM), model_id=model.model_id, local=spec.local,
                        cache_pvc=spec.cache.pvc, python="/venv/bin/python", port=40001,

@@ -27,6 +27,7 @@ from poolserve.check.vectors import compare_embeddings, compare_scores, cosine
 from poolserve.check.verify import VerifyReport, verify
 from poolserve.config.load import parse_spec
 from poolserve.errors import EndpointError, ReferenceUnavailable
+from poolserve.kserve.render import render
 from poolserve.vllm import hfcache
 from support.fake_vllm import FakeVllm
 
@@ -99,14 +100,14 @@ def failed(report: VerifyReport) -> list[str]:
 
 def test_expectations_from_config_and_catalog() -> None:
     spec = parse_spec(CONFIG)
-    e = expectations_for(spec.model("minilm"), served_model="minilm")
+    e = expectations_for(render(spec).model("minilm"), served_model="minilm")
     assert (e.task, e.dimensions, e.normalized, e.max_model_len, e.score_range) == ("embed", 384, True, 256, None)
     assert e.vllm_version == (0, 32, 0)
-    assert expectations_for(spec.model("msmarco")).score_range is None  # raw logits (Identity)
-    assert expectations_for(spec.model("bge-rr")).score_range == (0.0, 1.0)  # sigmoid
-    custom = expectations_for(spec.model("custom"))
+    assert expectations_for(render(spec).model("msmarco")).score_range is None  # raw logits (Identity)
+    assert expectations_for(render(spec).model("bge-rr")).score_range == (0.0, 1.0)  # sigmoid
+    custom = expectations_for(render(spec).model("custom"))
     assert (custom.dimensions, custom.normalized) == (None, None)
-    assert expectations_for(spec.model("raw")).normalized is False
+    assert expectations_for(render(spec).model("raw")).normalized is False
 
 
 # -- embedding checks -----------------------------------------------------------------------------

@@ -12,8 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolserve.config import catalog, storage
-from poolserve.config.schema import CPU_ARCH_SELECTOR, AutoscalingSpec, Device, DisruptionBudget, HardwareProfileRef, ModelConfig, ModelDefaults, PoolSpec, ProbesConfig, Quantity, Resources, RuntimeConfig, Task, Toleration
-from poolserve.config.versions import Version, cpu_image, image_version, runtime_version
+from poolserve.config.schema import (
+    CPU_ARCH_SELECTOR,
+    AutoscalingSpec,
+    Device,
+    DisruptionBudget,
+    HardwareProfileRef,
+    ModelConfig,
+    ModelDefaults,
+    PoolSpec,
+    ProbesConfig,
+    Quantity,
+    Resources,
+    RuntimeConfig,
+    Task,
+    Toleration,
+)
+from poolserve.config.versions import Version, cpu_image, image_version, parse_version
 from poolserve.errors import SpecError
 
 
@@ -157,6 +172,22 @@ def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None)
         node_selector=tuple(sorted(node_selector.items())),
         tolerations=tuple(rt.tolerations),
     )
+
+
+def runtime_version(spec: PoolSpec, rt: RuntimeConfig) -> Version | None:
+    """The vLLM version of a runtime's image.
+
+    The runtime's own ``vllm_version`` wins; a runtime with its own image is read from that image's
+    tag (the top-level ``vllm_version`` describes the top-level ``image`` only); otherwise the
+    top-level ``vllm_version``, else the top-level image's tag.
+    """
+    if rt.vllm_version is not None:
+        return parse_version(rt.vllm_version)
+    if rt.image is not None:
+        return image_version(rt.image)
+    if spec.vllm_version is not None:
+        return parse_version(spec.vllm_version)
+    return image_version(spec.image)
 
 
 def resolve_models(spec: PoolSpec) -> list[Model]:

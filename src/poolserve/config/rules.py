@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from poolserve.config import catalog, storage
-from poolserve.config.resolve import first, own_or_default
+from poolserve.config.resolve import first, own_or_default, runtime_version
 from poolserve.config.schema import HPA_METRICS, ModelConfig, ModelDefaults, PoolSpec, RuntimeConfig, Task
-from poolserve.config.versions import image_version, parse_version, runtime_version
+from poolserve.config.versions import image_version, parse_version
 
 KeyPath = tuple[str | int, ...]
 Problem = tuple[KeyPath, str]

@@ -8,12 +8,9 @@ across keys :mod:`poolserve.config.rules`, the precedence that fills every value
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from poolserve.config.resolve import Model
 
 Task = Literal["embed", "score"]
 
@@ -321,19 +318,3 @@ class PoolSpec(_Strict):
     defaults: ModelDefaults = Field(default_factory=ModelDefaults)
     runtimes: tuple[RuntimeConfig, ...] = Field(min_length=1)
     models: tuple[ModelConfig, ...] = Field(min_length=1)
-
-    def model(self, name: str) -> Model:
-        """Return the resolved model called ``name``.
-
-        Resolves every model on each call: code that holds a render asks
-        :meth:`poolserve.kserve.render.Rendered.model` instead.
-
-        Raises:
-            SpecError: if no model has that name.
-        """
-        from poolserve.config.resolve import resolve_models, unknown_model  # resolve imports this module
-
-        for m in resolve_models(self):
-            if m.name == name:
-                return m
-        raise unknown_model(name, [m.name for m in self.models])

@@ -7,10 +7,6 @@ business; this module only finds out which version a config means.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from poolserve.config.schema import PoolSpec, RuntimeConfig
 
 Version = tuple[int, int, int]
 
@@ -53,19 +49,3 @@ def image_version(image: str) -> Version | None:
 def format_version(v: Version) -> str:
     """Format a version tuple as ``0.32.0``."""
     return ".".join(str(p) for p in v)
-
-
-def runtime_version(spec: PoolSpec, rt: RuntimeConfig) -> Version | None:
-    """The vLLM version of a runtime's image.
-
-    The runtime's own ``vllm_version`` wins; a runtime with its own image is read from that image's
-    tag (the top-level ``vllm_version`` describes the top-level ``image`` only); otherwise the
-    top-level ``vllm_version``, else the top-level image's tag.
-    """
-    if rt.vllm_version is not None:
-        return parse_version(rt.vllm_version)
-    if rt.image is not None:
-        return image_version(rt.image)
-    if spec.vllm_version is not None:
-        return parse_version(spec.vllm_version)
-    return image_version(spec.image)
