@@ -137,7 +137,7 @@ async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, s
 
 
 
-async def _closed_loop(client: httpx.AsyncClient, workload: Workload, concurrency: int, *, count: int | None,
+async def closed_loop(client: httpx.AsyncClient, workload: Workload, concurrency: int, *, count: int | None,
                        until: float | None, hard_deadline: float, clock: Clock, t0: float,
                        on_done: Callable[[int], None]) -> list[RequestResult]:
     """Run ``concurrency`` workers until ``count`` requests were sent or ``until``/``hard_deadline`` passed."""
@@ -221,7 +221,7 @@ async def _measure_setting(client: httpx.AsyncClient, workload: Workload, concur
         # The warm-up has its own cap: charged to the measurement, a slow warm-up left it no time
         # and the setting reported zeros with no error.
         start = clock()
-        warm = await _closed_loop(client, workload, min(concurrency, warmup), count=warmup, until=None,
+        warm = await closed_loop(client, workload, min(concurrency, warmup), count=warmup, until=None,
                                   hard_deadline=start + bounds.max_time_s, clock=clock, t0=start, on_done=on_warm)
         cut = sum(1 for r in warm if r.error_kind == "time_cap")
         if cut:
@@ -239,7 +239,7 @@ async def _measure_setting(client: httpx.AsyncClient, workload: Workload, concur
             else:
                 progress("measure", done, None, min(1.0, (clock() - t0) / (bounds.duration_s or 1)))
 
-    results = await _closed_loop(client, workload, concurrency, count=bounds.requests, until=until,
+    results = await closed_loop(client, workload, concurrency, count=bounds.requests, until=until,
                                  hard_deadline=hard, clock=clock, t0=t0, on_done=on_done)
     end = max((r.start_s + r.latency_s for r in results), default=clock() - t0)
     return summarize(results, end, setting, client_cpu_s=cpu_clock() - cpu0), note
@@ -249,8 +249,9 @@ async def _measure_setting(client: httpx.AsyncClient, workload: Workload, concur
 # The sweep
 
 
-def _client(endpoint: Endpoint, timeout_s: float, concurrency: int,
-            transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+def open_client(endpoint: Endpoint, timeout_s: float, concurrency: int,
+                transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    """An async client for ``endpoint``: its token and TLS settings, a pool sized for ``concurrency``."""
     headers = {"authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
     verify: Any = endpoint.ca_file or endpoint.verify_tls
     limits = httpx.Limits(max_connections=max(concurrency, 1), max_keepalive_connections=max(concurrency, 1))
@@ -261,7 +262,7 @@ def _client(endpoint: Endpoint, timeout_s: float, concurrency: int,
 PROBE_CONNECT_TIMEOUT_S = 10.0
 
 
-async def _probe(client: httpx.AsyncClient, timeout_s: float) -> str | None:
+async def probe_version(client: httpx.AsyncClient, timeout_s: float) -> str | None:
     """Check once that the endpoint answers at all; returns its vLLM version from ``/version`` (or None).
 
     A sweep against nothing used to report every setting as connect errors with exit 0. Any HTTP
@@ -311,8 +312,8 @@ async def sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings
     reports: list[SettingReport] = []
     notes: list[str] = []
     top = max((s.concurrency for s in settings), default=1)
-    async with _client(endpoint, timeout_s, top, transport) as client:
-        version = await _probe(client, timeout_s)
+    async with open_client(endpoint, timeout_s, top, transport) as client:
+        version = await probe_version(client, timeout_s)
         for n, s in enumerate(settings):
             wl = Workload(task, model, input_tokens, s.batch_size)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from poolserve.bench.loadgen import Clock, _client, _closed_loop, _probe
+from poolserve.bench.loadgen import Clock, closed_loop, open_client, probe_version
 from poolserve.bench.metrics import RequestResult
 from poolserve.bench.windows import QUEUE_GAUGES, Sample, parse_gauges
 from poolserve.bench.workload import Workload
@@ -96,15 +96,15 @@ async def run_load(endpoint: Endpoint, workload: Workload, concurrency: int, dur
                    on_tick: Callable[[float, int], None] | None = None) -> LoadRun:
     """Closed loop at ``concurrency`` for ``duration_s`` (after ``warmup`` requests), sampling beside it.
 
-    The same generator as ``poolserve bench`` (:func:`poolserve.bench.loadgen._closed_loop`): workers stop
+    The same generator as ``poolserve bench`` (:func:`poolserve.bench.loadgen.closed_loop`): workers stop
     sending at ``duration_s``; requests in flight then finish or hit ``timeout_s``. ``sample(t_s)`` is
     called in a thread every ``sample_every_s`` and once at the end.
     """
-    async with _client(endpoint, timeout_s, concurrency, transport) as client:
-        version = await _probe(client, min(timeout_s, 30.0))
+    async with open_client(endpoint, timeout_s, concurrency, transport) as client:
+        version = await probe_version(client, min(timeout_s, 30.0))
         if warmup:
             start = clock()
-            await _closed_loop(client, workload, min(concurrency, warmup), count=warmup, until=None,
+            await closed_loop(client, workload, min(concurrency, warmup), count=warmup, until=None,
                                hard_deadline=start + timeout_s + 60, clock=clock, t0=start,
                                on_done=lambda _: None)
         cpu0 = time.process_time()
@@ -132,7 +132,7 @@ async def run_load(endpoint: Endpoint, workload: Workload, concurrency: int, dur
 
         task = asyncio.create_task(sampler())
         try:
-            results = await _closed_loop(client, workload, concurrency, count=None, until=t0 + duration_s,
+            results = await closed_loop(client, workload, concurrency, count=None, until=t0 + duration_s,
                                          hard_deadline=t0 + duration_s + timeout_s + 30, clock=clock, t0=t0,
                                          on_done=on_done)
         finally:
