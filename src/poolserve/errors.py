@@ -8,10 +8,20 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Self
+from dataclasses import dataclass
+from typing import Self
 
-if TYPE_CHECKING:
-    from poolserve.vllm.diagnose import Diagnosis
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A recognised failure (:func:`poolserve.vllm.diagnose.diagnose`): a short cause and what to do about it."""
+
+    cause: str
+    fix: str
+    evidence: str
+
+    def __str__(self) -> str:
+        return f"{self.cause}: {self.fix}"
 
 
 class PoolserveError(Exception):

@@ -17,7 +17,7 @@ from poolserve.errors import SpecError
 from poolserve.targets.base import ProgressFn
 
 if TYPE_CHECKING:
-    from poolserve.targets.cluster.cachejob import CacheWarmResult
+    from poolserve.targets.base import CacheWarmResult
     from poolserve.vllm.hfcache import CachedModel
 
 

@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from poolserve.config.defaults import DEFAULT_CONFIG, TARGET_ENV
 from poolserve.errors import ClusterUnreachable, MissingDependency, PoolserveError, SpecError
-from poolserve.targets.base import Endpoint, Target, TargetFactory, TargetName, TargetOptions, target_name
+from poolserve.targets.base import ClusterOps, Endpoint, Target, TargetFactory, TargetName, TargetOptions, target_name
 
 if TYPE_CHECKING:
     from poolserve.check.runner import Reference
     from poolserve.config.resolve import Model
     from poolserve.config.schema import PoolSpec, Task
     from poolserve.kserve.render import Rendered
-    from poolserve.targets.cluster.target import ClusterTarget
 
 CLUSTER_TIMEOUT_S = 900.0
 """How long ``deploy``/``wait`` wait on a cluster without ``--timeout`` (first downloads are slow)."""
@@ -152,7 +151,7 @@ class Edges:
         """
         return self.target_factory(where.name(), TargetOptions(context=where.context, kubeconfig=where.kubeconfig))
 
-    def cluster_target(self, where: Where) -> ClusterTarget:
+    def cluster_target(self, where: Where) -> ClusterOps:
         """The cluster target, for the verbs only a cluster has (``diff``, ``cache warm``).
 
         Raises:
@@ -161,7 +160,7 @@ class Edges:
         tgt = self.target_factory("cluster", TargetOptions(context=where.context, kubeconfig=where.kubeconfig))
         if not all(callable(getattr(tgt, verb, None)) for verb in ("diff", "warm_cache")):
             raise SpecError("this command needs the cluster target")
-        return cast("ClusterTarget", tgt)
+        return cast("ClusterOps", tgt)
 
     def local_target(self) -> Target:
         """The local target (this machine's servers and model cache), whatever ``--target`` says."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from poolserve.actions.common import Edges, Source, Where, on_target
 
 if TYPE_CHECKING:
-    from poolserve.targets.cluster.objects import ObjectDiff
+    from poolserve.targets.base import ObjectDiff
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,42 @@ class DeleteResult:
 
 
 @dataclass(frozen=True)
+class ObjectDiff:
+    """What ``apply`` would change on one object."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    action: Literal["create", "update", "none"]
+    diff: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class CacheJobStatus:
+    """What happened to one model's download."""
+
+    model: str
+    model_id: str
+    job: str
+    state: Literal["downloaded", "cached", "failed"]
+    """``cached``: a Job with the same spec had already succeeded; nothing ran."""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CacheWarmResult:
+    """Outcome of ``cache warm``."""
+
+    namespace: str
+    pvc: str
+    hf_home: str
+    jobs: tuple[CacheJobStatus, ...]
+    offline: bool = False
+    """``cache.offline``: the serving pods run with ``HF_HUB_OFFLINE=1``, from this cache alone."""
+
+
+@dataclass(frozen=True)
 class DeployOptions:
     """Options of ``deploy`` that only some targets support (the local target rejects the cluster ones)."""
 
@@ -203,6 +239,19 @@ class Target(Protocol):
 
     def server_pgid(self, rendered: Rendered, name: str) -> int | None:
         """The process group of model ``name``'s running server on this machine (None: none runs here)."""
+        ...
+
+
+class ClusterOps(Protocol):
+    """The verbs only the cluster target has (``diff``, ``cache warm``); actions reach them through this."""
+
+    def diff(self, rendered: Rendered, names: Sequence[str]) -> list[ObjectDiff]:
+        """What ``deploy`` would change, per object."""
+        ...
+
+    def warm_cache(self, rendered: Rendered, names: Sequence[str], *, timeout_s: float,
+                   progress: ProgressFn | None = None) -> CacheWarmResult:
+        """Download the models into the cache PVC."""
         ...
 
 

@@ -8,20 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """A recognised failure: a short cause and what to do about it."""
-
-    cause: str
-    fix: str
-    evidence: str
-
-    def __str__(self) -> str:
-        return f"{self.cause}: {self.fix}"
-
+from poolserve.errors import Diagnosis
 
 _RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"unrecognized arguments: (.*)"), "vLLM rejected a flag ({0})",

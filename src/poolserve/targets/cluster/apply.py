@@ -19,11 +19,10 @@ from poolserve.kserve.dashboard import TEMPLATES_PATH
 from poolserve.kserve.names import ISVC_KIND, SR_KIND, TEMPLATE_KIND, Manifest
 from poolserve.kserve.render import Rendered, select_models
 from poolserve.kserve.scaling import stale_autoscaler
-from poolserve.targets.base import DeployOptions, ObjectChange
+from poolserve.targets.base import DeployOptions, ObjectChange, ObjectDiff
 from poolserve.targets.cluster import readiness
 from poolserve.targets.cluster.base import Cluster, kind_of, ref
 from poolserve.targets.cluster.objects import (
-    ObjectDiff,
     covers,
     dig,
     object_diff,

@@ -18,7 +18,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from poolserve.config.resolve import Model
@@ -27,7 +26,7 @@ from poolserve.errors import NotFound, NotReady
 from poolserve.kserve.names import Manifest
 from poolserve.kserve.objects import TMP_CACHE, TMP_HOME
 from poolserve.kserve.render import Rendered, select_models
-from poolserve.targets.base import ProgressFn
+from poolserve.targets.base import CacheJobStatus, CacheWarmResult, ProgressFn
 from poolserve.targets.cluster.base import LOG_TAIL, Cluster, duration
 from poolserve.targets.cluster.findings import RANK_IMAGE_OR_CONFIG, RANK_UNSCHEDULABLE, Finding, multi_attach
 from poolserve.targets.cluster.objects import dig
@@ -61,30 +60,6 @@ print(f"poolserve-cache: downloaded {repo} to {path} ({size / 1e6:.1f} MB in {ti
 """
 
 JobState = Literal["Pending", "Running", "Succeeded", "Failed"]
-
-
-@dataclass(frozen=True)
-class CacheJobStatus:
-    """What happened to one model's download."""
-
-    model: str
-    model_id: str
-    job: str
-    state: Literal["downloaded", "cached", "failed"]
-    """``cached``: a Job with the same spec had already succeeded; nothing ran."""
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class CacheWarmResult:
-    """Outcome of ``cache warm``."""
-
-    namespace: str
-    pvc: str
-    hf_home: str
-    jobs: tuple[CacheJobStatus, ...]
-    offline: bool = False
-    """``cache.offline``: the serving pods run with ``HF_HUB_OFFLINE=1``, from this cache alone."""
 
 
 def job_name(model: Model) -> str:

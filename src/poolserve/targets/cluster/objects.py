@@ -12,12 +12,12 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from poolserve.config import yamlio
 from poolserve.kserve.names import DEPLOYMENT_MODE, ISVC_KIND, Manifest
+from poolserve.targets.base import ObjectDiff
 from poolserve.targets.cluster import ssa
 from poolserve.targets.cluster.base import FIELD_MANAGER
 
@@ -123,18 +123,6 @@ def same_object(before: Manifest, after: Manifest, applied: Manifest, *, dry_run
     return (ours is not None and ours == applied_fields(after)
             and dig(before, "metadata", "generation") == dig(after, "metadata", "generation")
             and covers(strip_server_fields(before), strip_server_fields(applied)))
-
-
-@dataclass(frozen=True)
-class ObjectDiff:
-    """What ``apply`` would change on one object."""
-
-    kind: str
-    name: str
-    namespace: str | None
-    action: Literal["create", "update", "none"]
-    diff: str
-    note: str | None = None
 
 
 def object_diff(live: Manifest | None, desired: Manifest) -> ObjectDiff:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from poolserve.errors import Diagnosis
 from poolserve.kserve.names import CONTAINER_NAME, ISVC_LABEL, Manifest
 from poolserve.targets.cluster.findings import (
     RANK_IMAGE_OR_CONFIG,
@@ -26,7 +27,7 @@ from poolserve.targets.cluster.findings import (
     last_line,
 )
 from poolserve.targets.cluster.objects import dig, labels, meta
-from poolserve.vllm.diagnose import Diagnosis, diagnose, meaningful
+from poolserve.vllm.diagnose import diagnose, meaningful
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 """Set by the Deployment controller on each ReplicaSet's pods: which rollout a pod belongs to."""

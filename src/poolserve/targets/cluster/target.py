@@ -45,12 +45,14 @@ from poolserve.kserve.names import (
 )
 from poolserve.kserve.render import Rendered, select_models
 from poolserve.targets.base import (
+    CacheWarmResult,
     DeleteResult,
     DeployOptions,
     DeployResult,
     Endpoint,
     ModelStatus,
     ObjectChange,
+    ObjectDiff,
     ProgressFn,
     TargetName,
 )
@@ -58,7 +60,7 @@ from poolserve.targets.cluster import cachejob, readiness, ssa
 from poolserve.targets.cluster.apply import apply_objects, deploy_objects, diff_objects, retire_stale_autoscalers
 from poolserve.targets.cluster.base import FIELD_MANAGER, LOG_TAIL, Cluster, duration, kind_of
 from poolserve.targets.cluster.helm import refuse_helm_delete, refuse_helm_objects, refuse_helm_stop
-from poolserve.targets.cluster.objects import ObjectDiff, dig, labelled
+from poolserve.targets.cluster.objects import dig, labelled
 from poolserve.targets.cluster.pods import crash_looping, restarted_unexplained, split_rollout
 from poolserve.targets.cluster.preflight import preflight
 from poolserve.targets.cluster.templates import delete_templates, template_warnings
@@ -473,7 +475,7 @@ class ClusterTarget:
     # cache warm
 
     def warm_cache(self, rendered: Rendered, names: Sequence[str], *, timeout_s: float,
-                   progress: ProgressFn | None = None) -> cachejob.CacheWarmResult:
+                   progress: ProgressFn | None = None) -> CacheWarmResult:
         """Download the models into the cache PVC with a Job each: see :func:`.cachejob.warm`."""
         return cachejob.warm(self.cluster, rendered, names, timeout_s=timeout_s, progress=progress,
                              sleep=self.sleep, now=self.now, poll_s=self.poll_s)
