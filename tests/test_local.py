@@ -512,7 +512,7 @@ def test_missing_things_are_not_found(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> Any:
-    from poolserve.cli import app
+    from poolserve.cli.app import app
 
     return CliRunner().invoke(app, list(args))
 

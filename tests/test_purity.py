@@ -27,7 +27,7 @@ def test_import_contracts_are_kept() -> None:
 
 
 def test_cli_start_does_not_import_heavy_libraries() -> None:
-    code = ("import sys\nfrom poolserve.cli import app\n"
+    code = ("import sys\nfrom poolserve.cli.app import app\n"
             "print(','.join(m for m in ('kubernetes', 'vllm', 'torch', 'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
