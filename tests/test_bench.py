@@ -160,8 +160,10 @@ def test_the_time_cap_ends_hung_requests() -> None:
             await asyncio.sleep(3600)
         return httpx.Response(200, json=embeddings(1))
 
+    # The cap must leave room for the other worker's 98 quick requests on a loaded machine: 0.5 s did not
+    # at load 5 on 2 cores (requests == 97). The hung request holds the cap, so the test takes 3 s.
     report = bench(Endpoint(URL), concurrency=(2,), batch_sizes=(1,),
-                   bounds=Bounds(requests=100, warmup=0, max_time_s=0.5), input_tokens=8,
+                   bounds=Bounds(requests=100, warmup=0, max_time_s=3.0), input_tokens=8,
                    transport=httpx.MockTransport(hang))
     s = report.settings[0]
     assert s.errors_by_kind == {"time_cap": 1}
