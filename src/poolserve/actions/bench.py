@@ -26,14 +26,13 @@ from poolserve.actions.common import (
 from poolserve.bench.workload import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_CONCURRENCY,
-    DEFAULT_DOCUMENTS,
-    DEFAULT_INPUT_TOKENS,
     DEFAULT_REQUESTS,
     BaselineFn,
     BenchTask,
     Bounds,
     ProgressCallback,
 )
+from poolserve.config.defaults import DEFAULT_DOCUMENTS, DEFAULT_INPUT_TOKENS
 from poolserve.errors import EndpointError, SpecError
 from poolserve.targets.base import Endpoint
 

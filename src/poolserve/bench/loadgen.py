@@ -33,14 +33,7 @@ from poolserve.bench.metrics import (
     SettingReport,
     summarize,
 )
-from poolserve.bench.workload import (
-    _BODY_POOL,
-    BenchProgress,
-    BenchTask,
-    Bounds,
-    ProgressCallback,
-    Workload,
-)
+from poolserve.bench.workload import _BODY_POOL, BenchProgress, BenchTask, Bounds, ProgressCallback, Workload
 from poolserve.check.client import classify_response, classify_transport_error
 from poolserve.machine import HostInfo
 from poolserve.targets.base import Endpoint

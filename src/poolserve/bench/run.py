@@ -21,7 +21,6 @@ from poolserve.bench.stub import run_self_test
 from poolserve.bench.workload import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_CONCURRENCY,
-    DEFAULT_INPUT_TOKENS,
     BaselineFn,
     BenchProgress,
     BenchTask,
@@ -31,6 +30,7 @@ from poolserve.bench.workload import (
     make_query,
     settings_grid,
 )
+from poolserve.config.defaults import DEFAULT_INPUT_TOKENS
 from poolserve.errors import SpecError
 from poolserve.targets.base import Endpoint
 

@@ -22,12 +22,12 @@ from poolserve.bench.metrics import BenchReport, SettingReport
 from poolserve.bench.workload import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_CONCURRENCY,
-    DEFAULT_INPUT_TOKENS,
     BenchTask,
     Bounds,
     ProgressCallback,
     settings_grid,
 )
+from poolserve.config.defaults import DEFAULT_INPUT_TOKENS
 from poolserve.targets.base import Endpoint
 from poolserve.vllm import api as vllm_api
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from poolserve.bench.workload import DEFAULT_DOCUMENTS, DEFAULT_INPUT_TOKENS
 from poolserve.cli.options import (
     CONFIG,
     ConfigOpt,
@@ -28,7 +27,7 @@ from poolserve.cli.options import (
     source,
     where,
 )
-from poolserve.config.defaults import TOKEN_ENV
+from poolserve.config.defaults import DEFAULT_DOCUMENTS, DEFAULT_INPUT_TOKENS, TOKEN_ENV
 from poolserve.errors import SpecError
 
 if TYPE_CHECKING:

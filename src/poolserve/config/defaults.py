@@ -14,3 +14,7 @@ TOKEN_ENV = "POOLSERVE_TOKEN"
 """The bearer token ``test`` and ``bench`` send when ``--token`` is not given."""
 CRD_DIR_ENV = "POOLSERVE_CRD_DIR"
 """The KServe CRDs ``lint`` validates against when ``--crd-dir`` is not given."""
+DEFAULT_INPUT_TOKENS = 128
+"""``bench --input-tokens``: tokens per text (the model's own tokenizer counts them)."""
+DEFAULT_DOCUMENTS = 8
+"""``bench --documents``: documents per rerank query."""
