@@ -100,7 +100,7 @@ class CacheSpec(_Strict):
     """Set ``HF_HUB_OFFLINE=1``: serve only what the cache holds (see ``poolserve cache``)."""
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] | None = None
     """The PVC's access mode, so that lint can check how many pods may share it (ReadWriteOnce: one node;
-    ReadWriteOncePod: one pod) and render ``Recreate`` rollouts. None: not checked offline (``deploy`` reads it)."""
+    ReadWriteOncePod: one pod) and render ``Recreate`` rollouts. null: not checked offline (``deploy`` reads it)."""
     hf_token_secret: SecretKeyRef | None = None
     """``HF_TOKEN`` for gated or private models, from a Secret (``{name, key}``); a token value is never
     rendered. Reaches vLLM and ``cache warm``, not KServe's storage initializer."""
@@ -110,7 +110,7 @@ class DashboardSpec(_Strict):
     """OpenShift AI dashboard integration."""
 
     namespace_display_name: str | None = None
-    """The project's display name in the dashboard (``openshift.io/display-name`` on the Namespace); None:
+    """The project's display name in the dashboard (``openshift.io/display-name`` on the Namespace); null:
     the namespace's name."""
     templates: bool = False
     """Also render (and ``deploy``) a Template per runtime: listed under Settings -> Serving runtimes and
@@ -138,7 +138,7 @@ class LocalSpec(_Strict):
     """``auto``: bfloat16 for embedding models on CPUs with AVX512-BF16 or AMX-BF16 (3.2x float32 in
     benchmarks/), else float32 (exact vs. sentence-transformers; cross-encoder logits drift in bf16)."""
     reserved_cpus: int | None = Field(default=None, ge=0)
-    """``VLLM_CPU_NUM_OF_RESERVED_CPU``: cores vLLM keeps for its HTTP front end. None: 0 on machines with
+    """``VLLM_CPU_NUM_OF_RESERVED_CPU``: cores vLLM keeps for its HTTP front end. null: 0 on machines with
     <= 4 cores (+42..83% texts/s on 2 cores in benchmarks/), vLLM's own default (1) on larger ones."""
     gpu_memory_utilization: float | None = Field(default=0.25, gt=0, le=1)
     """On CPU vLLM reads this as the fraction of RAM it may use: 0.25 lets two servers share 24 GiB."""
@@ -265,7 +265,7 @@ class RuntimeConfig(_Strict):
     name: str
     """The ServingRuntime's name (in ``per-model`` mode each model's runtime is named like the model)."""
     display_name: str | None = None
-    """What the dashboard's runtime column shows; None: "vLLM Embedding Runtime", "vLLM Reranker Runtime" (with
+    """What the dashboard's runtime column shows; null: "vLLM Embedding Runtime", "vLLM Reranker Runtime" (with
     "CPU" for ``device: cpu``)."""
     task: TaskKey
     """``embed`` (embedding models) or ``score`` (cross-encoders, rerankers): models without ``runtime:`` use the
@@ -274,16 +274,16 @@ class RuntimeConfig(_Strict):
     """``gpu``, or ``cpu``: vLLM's CPU image for the same release, no GPUs, and CPU defaults for ``dtype``,
     ``gpu_memory_utilization``, ``accelerator`` and ``enforce_eager``."""
     image: str | None = None
-    """The runtime's image; None: the top-level ``image`` (for ``device: cpu``:
+    """The runtime's image; null: the top-level ``image`` (for ``device: cpu``:
     ``vllm/vllm-openai-cpu:v<version>-x86_64``)."""
     vllm_version: str | None = None
-    """The vLLM version of ``image`` when its tag does not say; None: read from the tag (else the top-level
+    """The vLLM version of ``image`` when its tag does not say; null: read from the tag (else the top-level
     ``vllm_version``)."""
     model_format: str = "huggingface"
     """The ``modelFormat`` of the runtime and its InferenceServices. ``huggingface`` keeps KServe's model-agent
     sidecar away from models without a storage URI."""
     dtype: str | None = "float16"
-    """vLLM's ``--dtype`` (default float16 on GPUs, float32 with ``device: cpu``; None: vLLM's own default)."""
+    """vLLM's ``--dtype`` (default float16 on GPUs, float32 with ``device: cpu``; null: vLLM's own default)."""
     gpu_memory_utilization: float | None = Field(default=0.3, gt=0, le=1)
     """vLLM's ``--gpu-memory-utilization`` (default 0.3 on GPUs; 0.5 with ``device: cpu``, where it is a share of
     the pod's memory limit). A startup check, not a share of the GPU: see ``poolserve plan``."""
@@ -294,7 +294,7 @@ class RuntimeConfig(_Strict):
     """vLLM's ``--enforce-eager``: no CUDA graphs or torch.compile (default on with ``device: cpu``)."""
     node_selector: dict[str, str] | None = None
     """Pod node selector on the ServingRuntime (KServe merges it into every model's pod; a model's own
-    ``node_selector`` keys win). None: ``kubernetes.io/arch: amd64`` for ``device: cpu``, none for GPUs."""
+    ``node_selector`` keys win). null: ``kubernetes.io/arch: amd64`` for ``device: cpu``, none for GPUs."""
     tolerations: tuple[Toleration, ...] = ()
     """Pod tolerations for every model on this runtime, e.g. for a tainted CPU pool."""
     extra_args: tuple[str, ...] = ()
@@ -363,8 +363,8 @@ class ModelDefaults(_Strict):
     """A PodDisruptionBudget ``<model>-predictor``, rendered when ``replicas`` > 1 (null on a model opts out of
     ``defaults:``)."""
     deployment_strategy: Literal["Recreate", "RollingUpdate"] | None = None
-    """None: Recreate with a ReadWriteOnce(Pod) cache (a rolling update's surge pod cannot attach it), else
-    KServe's RollingUpdate."""
+    """How the predictor rolls out; null: ``Recreate`` with a ReadWriteOnce(Pod) cache (a rolling update's surge
+    pod cannot attach it on another node), else KServe's ``RollingUpdate``."""
 
 
 class ModelConfig(ModelDefaults):
@@ -376,13 +376,13 @@ class ModelConfig(ModelDefaults):
     model_id: str
     """The Hugging Face model id vLLM serves (its first served name); the catalog's defaults apply when known."""
     display_name: str | None = None
-    """The name the dashboard shows; None: ``<model> (vLLM)``."""
+    """The name the dashboard shows; null: ``<model> (vLLM)``."""
     task: TaskKey | None = None
-    """``embed`` or ``score``; None: the catalog's (else ``embed``)."""
+    """``embed`` or ``score``; null: the catalog's (else ``embed``)."""
     runtime: str | None = None
-    """The runtime's name; None: the runtime of the model's task."""
+    """The runtime's name; null: the runtime of the model's task."""
     max_model_len: int | None = Field(default=None, gt=0, le=1_048_576)
-    """vLLM's ``--max-model-len``; None: the catalog's limit. Above the model's real limit vLLM refuses to
+    """vLLM's ``--max-model-len``; null: the catalog's limit. Above the model's real limit vLLM refuses to
     start, so a larger value is a config error."""
     dtype: str | None = None
     """Overrides the runtime's ``dtype`` for this model (appended to the model's args)."""
@@ -391,15 +391,15 @@ class ModelConfig(ModelDefaults):
     image: str | None = None
     """The model container's image, overriding the runtime's (its tag must name the vLLM version)."""
     trust_remote_code: bool | None = None
-    """vLLM's ``--trust-remote-code``, for models with custom code; None: the catalog's."""
+    """vLLM's ``--trust-remote-code``, for models with custom code; null: the catalog's."""
     hf_overrides: dict[str, Any] | None = None
-    """vLLM's ``--hf-overrides`` JSON object (e.g. Qwen3-Reranker's); None: the catalog's."""
+    """vLLM's ``--hf-overrides`` JSON object (e.g. Qwen3-Reranker's); null: the catalog's."""
     pooler_config: dict[str, Any] | None = None
     """vLLM's pooler config (``--pooler-config``, ``--override-pooler-config`` before 0.11), e.g.
     ``{pooling_type: MEAN, use_activation: true}``."""
     convert: Literal["embed", "classify"] | None = None
     """vLLM's ``--convert`` (vLLM >= 0.10.1): serve a model of another architecture as an embedder or
-    classifier; None: the catalog's."""
+    classifier; null: the catalog's."""
     stopped: bool = False
     """Deploy it stopped: ``serving.kserve.io/stop: "true"`` (the dashboard's Stop), no pods; locally no process."""
     storage_uri: str | None = None
