@@ -366,8 +366,8 @@ def catalog_reference() -> str:
              "Known-good pooling models: what vLLM needs to serve each one. A model whose `model_id` is here takes "
              "its task, `max_model_len`, flags and embedding size from this table (a model's own keys win); any "
              "other Hugging Face model works too, with `task` and `max_model_len` set in the config. "
-             "`poolserve catalog` prints the same (`poolserve catalog MODEL_ID` for one model, `-o json` with "
-             "every field).\n",
+             "`poolserve catalog` prints the same, languages aside (`poolserve catalog MODEL_ID` for one model, "
+             "`-o json` with every field, languages included).\n",
              table(("model", "task", "languages", "max len", "dims", "min vLLM", "required flags"), rows),
              "`task`: `embed` serves `/v1/embeddings`, `score` serves `/score` and `/rerank`. `max len` is the "
              "longest input in tokens vLLM accepts for the model; a larger `max_model_len` makes vLLM refuse to "
