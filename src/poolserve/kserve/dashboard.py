@@ -3,7 +3,7 @@
 A runtime with ``opendatahub.io/template-name`` is linked to a Template: the dashboard compares
 their ``opendatahub.io/runtime-version`` ("Latest"/"Outdated") and, from OpenShift AI 3.5 on, labels
 the deployment **"Template removed"** when it finds no Template. How it looks (odh-dashboard; the
-versions and files are in LESSONS_LEARNED.md, "OpenShift AI dashboard"):
+versions and files are in docs/explanation/lessons/openshift-ai.md#template-removed-openshift-ai-3-5):
 
 - the dashboard namespace: ``findTemplateByName`` over its Templates, matching the Template's
   ``objects[0].metadata.name`` or (3.4+) its ``metadata.name``. 3.5 lists only Templates labelled

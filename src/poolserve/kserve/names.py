@@ -24,7 +24,7 @@ TEMPLATE_API_VERSION = "template.openshift.io/v1"
 TEMPLATE_KIND = "Template"
 MONITORING_API_VERSION = "monitoring.coreos.com/v1"
 
-# OpenShift AI dashboard keys (odh-dashboard; see LESSONS_LEARNED.md "Dashboard").
+# OpenShift AI dashboard keys (odh-dashboard; see docs/explanation/lessons/openshift-ai.md).
 DASHBOARD_LABEL = "opendatahub.io/dashboard"
 DISPLAY_NAME = "openshift.io/display-name"
 TEMPLATE_DISPLAY_NAME = "opendatahub.io/template-display-name"

@@ -1,6 +1,6 @@
 """vLLM's pooling HTTP API: request bodies and response parsing (pure, no HTTP).
 
-Shapes per vLLM version (see LESSONS_LEARNED.md, "Endpoints"): ``/v1/embeddings`` (OpenAI),
+Shapes per vLLM version (see docs/explanation/lessons/http-api.md): ``/v1/embeddings`` (OpenAI),
 ``/score`` + ``/v1/score`` (``text_1``/``text_2``, accepted from 0.6.5 to today), ``/rerank`` +
 ``/v1/rerank`` + ``/v2/rerank`` (0.7.0+). Shared by the client (``poolserve test``) and ``bench``.
 """

@@ -3,7 +3,7 @@
 :func:`runtime_args` and :func:`model_args` are the single source of the container args: the
 ServingRuntime carries the first, the InferenceService the second, KServe concatenates them
 (runtime first), and the local target runs the same composed argv. Facts per version come from
-vLLM's own sources (see LESSONS_LEARNED.md, "vLLM flags by version").
+vLLM's own sources (see docs/explanation/lessons/vllm.md).
 """
 
 from __future__ import annotations

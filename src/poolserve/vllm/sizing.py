@@ -19,7 +19,7 @@ The estimate follows how vLLM (0.32) fills a GPU:
   (Qwen3-Embedding) gets ``util x total - (weights + activations + non-torch + graphs)`` of KV cache.
 
 Figures are estimates, labelled as such wherever shown. The constants' sources are in
-LESSONS_LEARNED.md ("GPU sizing").
+docs/explanation/lessons/gpu-sizing.md#estimate-sources.
 """
 
 from __future__ import annotations
