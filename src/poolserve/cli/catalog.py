@@ -25,7 +25,7 @@ def _entry_view(e: CatalogEntry) -> RenderableType:
     from poolserve.config.versions import format_version
 
     rows = [
-        ("model", e.model_id), ("task", e.task), ("architecture", e.architecture),
+        ("model", e.model_id), ("task", e.task), ("languages", e.languages or "-"), ("architecture", e.architecture),
         ("max_model_len", str(e.max_model_len)), ("dimensions", str(e.dimensions or "-")),
         ("pooling", e.pooling or "-"), ("min vLLM", format_version(e.min_vllm)),
         ("required flags", " ".join(e.required_flags) or "none"),
@@ -44,10 +44,10 @@ def _list_table(entries: list[CatalogEntry]) -> RenderableType:
     from poolserve.cli.output import fit_table
     from poolserve.config.versions import format_version
 
-    table = fit_table("model", "task", "max len", "dims", "min vLLM", "flags", wrap=("model", "flags"),
-                      box=box.HEAVY_HEAD, pad_edge=True)
+    table = fit_table("model", "task", "languages", "max len", "dims", "min vLLM", "flags",
+                      wrap=("languages", "flags"), box=box.HEAVY_HEAD, pad_edge=True)
     for e in entries:
-        table.add_row(e.model_id, e.task, str(e.max_model_len), str(e.dimensions or "-"),
+        table.add_row(e.model_id, e.task, e.languages or "-", str(e.max_model_len), str(e.dimensions or "-"),
                       format_version(e.min_vllm), " ".join(f.split("=")[0] for f in e.required_flags) or "-")
     return table
 
