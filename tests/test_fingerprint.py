@@ -203,6 +203,11 @@ def test_reranker_verdicts() -> None:
     c = compare(score_fp(base), score_fp(flipped))
     assert c.verdict == "re-index" and c.top1_kept == 7 and c.min_tau == -1.0
     assert "re-check relevance thresholds" in c.reason
+    # A near-tie that swaps (as bfloat16 did to two documents 0.002 apart) moves no score far: compatible.
+    tied = ((10.0, 10.002, 3.0, 1.0, 0.0, -1.0, -2.0, -3.0), *base[1:])
+    swapped = ((10.003, 10.0, 3.0, 1.0, 0.0, -1.0, -2.0, -3.0), *base[1:])
+    c = compare(score_fp(tied), score_fp(swapped))
+    assert c.verdict == "compatible" and c.top1_kept == 7
 
 
 def test_kendall_tau_and_recall() -> None:

@@ -43,10 +43,12 @@ COMPATIBLE_NORM_CHANGE = 0.01
 """Vector lengths within 1 %: switching normalisation changes them far more, cosines not at all."""
 COMPATIBLE_LABEL = "a dtype change of the same weights moves them"
 SAME_SCORE_DIFF = 1e-4
-"""Reranker: every score within this (relative to max(1, |score|))."""
+"""Reranker: every score within this (relative to max(1, |score|)); a repeated run measured 2e-7."""
 COMPATIBLE_SCORE_DIFF = 0.1
-COMPATIBLE_MIN_TAU = 0.8
-"""Reranker: every query's Kendall tau at least this, and every best document still first."""
+"""Reranker: every score within this: float32 -> bfloat16 moved the test cross-encoder's by 0.056, another head
+by 1.0. Within it only near-ties can swap, so the rankings hold."""
+COMPATIBLE_MEAN_TAU = 0.9
+"""Reranker: mean Kendall tau over the queries at least this (bfloat16: 0.991, another head: -0.17)."""
 
 
 @dataclass(frozen=True)
@@ -183,10 +185,10 @@ def _compare_scores(old: Fingerprint, new: Fingerprint, diff: tuple[str, ...]) -
     if biggest <= SAME_SCORE_DIFF and lo_tau == 1.0:
         verdict: Verdict = "same"
         reason = f"{numbers}: within float noise (scores within {SAME_SCORE_DIFF:g})"
-    elif biggest <= COMPATIBLE_SCORE_DIFF and lo_tau >= COMPATIBLE_MIN_TAU and kept == n:
+    elif biggest <= COMPATIBLE_SCORE_DIFF and mean_tau >= COMPATIBLE_MEAN_TAU:
         verdict = "compatible"
-        reason = (f"{numbers}: rankings hold (tau >= {COMPATIBLE_MIN_TAU}, scores within "
-                  f"{COMPATIBLE_SCORE_DIFF:g}); score thresholds still apply")
+        reason = (f"{numbers}: scores within {COMPATIBLE_SCORE_DIFF:g} and mean tau >= {COMPATIBLE_MEAN_TAU}: only "
+                  "near-ties can swap; rankings and score thresholds hold")
     else:
         verdict = "re-index"
         reason = (f"{numbers}: the scores moved; re-check relevance thresholds and any cached or evaluated "
