@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
@@ -76,9 +77,21 @@ def test_cmd(
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
     output: Annotated[str, typer.Option("--output", "-o", help="table or json.", metavar="FORMAT")] = "table",
+    fingerprint: Annotated[tuple[str, Path] | None, typer.Option(
+        "--fingerprint", help="Instead of the checks: 'save FILE' embeds the fixed probe set and saves the outputs "
+        "with what the deployment runs with; 'check FILE' compares the deployment now with it: same, compatible "
+        "or re-index (exit 12).", metavar="save|check FILE")] = None,
 ) -> None:
     """Check a served model: routes, shapes, dimensions, ranking, limits; optionally against a reference."""
     from rich.text import Text
+
+    if fingerprint is not None:
+        from poolserve.cli.fingerprint import fingerprint_cmd
+
+        fingerprint_cmd(ctx, fingerprint, name=name, source=source(config, set_), where=where(target, context,
+                        kubeconfig), url=url, task=task, token=token, ca_file=ca_file, insecure=insecure,
+                        served_model=served_model, timeout=timeout, output=output)
+        return
 
     from poolserve.actions.test import VerifyRequest, failure, verify_model
     from poolserve.cli.output import dumps
