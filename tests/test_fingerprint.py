@@ -232,9 +232,10 @@ def test_facts_from_the_command_line_last_flag_wins() -> None:
     f = from_argv(local, default_pooling="MEAN", default_normalize=True, device="cpu", target="local")
     assert (f.model, f.dtype, f.max_model_len, f.pooling, f.normalize) == (
         "sentence-transformers/all-MiniLM-L6-v2", "bfloat16", 256, "CLS", False)
-    assert f.flags == ('--hf-overrides={"a":1}', "--trust-remote-code", "--runner=pooling")
+    assert f.flags == ('--hf-overrides={"a":1}', "--trust-remote-code")
     assert (f.device, f.target) == ("cpu", "local")
-    assert from_argv(["vllm", "serve", "m"], default_pooling="MEAN + normalize").pooling == "MEAN + normalize"
+    assert from_argv(["vllm", "serve", "m"], default_pooling="MEAN (+L2 normalize), from the config").pooling == \
+        "MEAN (+L2 normalize)"
     assert from_argv(["vllm", "serve", "m"]).dtype == "auto"
     assert served_path(["python", "-m", "x", "--model", "/mnt/models"]) == "/mnt/models"
     assert flag_value(["--a", "--b=2"], "--a") == "" and flag_value(["--a", "1", "--a=3"], "--a") == "3"

@@ -49,8 +49,9 @@ def plan_rows(r: CapacityResult, config: str) -> list[tuple[str, list[str]]]:
                       f"{p.max_replicas} (min {p.min_replicas}); at the limit they serve up to "
                       f"{p.ceiling_per_s:,.1f} req/s within p99, "
                       f"{p.ceiling_per_s / g.rate_per_s - 1:.0%} above the rate"]),
-        ("keda", [f"queue target {p.target} inputs in flight per replica ({p.concurrency} requests x {p.batch}: "
-                  "vLLM counts each " + ("document" if p.task == "score" else "text") + ")"]),
+        ("keda", [f"queue target {p.target} inputs in flight per replica ({p.concurrency} "
+                  f"request{'s' if p.concurrency != 1 else ''} x {p.batch}: vLLM counts each "
+                  + ("document" if p.task == "score" else "text") + ")"]),
     ]
     if r.memory:
         rows.append(("memory", list(r.memory)))

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 OUTPUT_FLAGS = ("--hf-overrides", "--convert", "--quantization", "--tokenizer", "--tokenizer-revision",
-                "--trust-remote-code", "--runner", "--code-revision")
+                "--trust-remote-code", "--code-revision")
 """Flags besides dtype, pooling, max_model_len and revision that change what the model computes."""
 _POOLER_FLAGS = ("--pooler-config", "--override-pooler-config")
 _LABELS = {"model": "model", "revision": "weights revision", "vllm_version": "vLLM version", "dtype": "dtype",
@@ -127,7 +127,8 @@ def from_argv(argv: Sequence[str], *, default_pooling: str | None = None, defaul
         model=served_path(argv),
         revision=flag_value(argv, "--revision") or None,
         dtype=flag_value(argv, "--dtype") or "auto",
-        pooling=str(pooler.get("pooling_type") or default_pooling or "") or None,
+        # The catalog's pooling may explain itself after a comma ("MEAN (+L2 normalize), from the ... config").
+        pooling=str(pooler.get("pooling_type") or (default_pooling or "").split(",")[0]) or None,
         normalize=normalize,
         max_model_len=int(max_len) if max_len and max_len.isdigit() else None,
         flags=tuple(flags),
