@@ -166,6 +166,12 @@ def test_another_device_or_dtype_is_warned_loudly() -> None:
                          Goal(rate_per_s=10, p99_ms=200, batch=8), subject(facts=mig))
     assert plan.warnings == ("measured on gpu MIG 2g.20gb, but the config deploys on gpu MIG 1g.10gb: the throughput "
                              "does not transfer",)
+    plan = plan_capacity(report(deployment=replace(GPU_FACTS, device="gpu 80 GiB")),
+                         Goal(rate_per_s=10, p99_ms=200, batch=8), subject(facts=mig))
+    assert "measured on gpu 80 GiB, but the config deploys on gpu MIG 1g.10gb" in plan.warnings[0]
+    plan = plan_capacity(report(deployment=replace(GPU_FACTS, device="gpu 80 GiB")),
+                         Goal(rate_per_s=10, p99_ms=200, batch=8), subject(facts=GPU_FACTS))
+    assert plan.warnings == ()  # the same kind of device: its memory alone does not change the speed
 
 
 def test_a_benchmark_of_several_replicas_is_divided_per_replica() -> None:

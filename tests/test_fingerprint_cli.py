@@ -182,3 +182,18 @@ def test_deploy_refuses_a_fingerprint_of_another_config(project: Path) -> None:
     r = cli(embedder(), "deploy", "--target", "local", "--check-fingerprint", "fp.json", target=target)
     assert r.exit_code == 2 and f"is the fingerprint of '{MINILM}', which is not a model of" in error_line(r)
     assert target.deployed == []
+
+
+def test_cluster_facts_come_from_the_composed_container_and_the_config() -> None:
+    from poolserve.actions.common import Source
+    from poolserve.actions.serving import deployment_facts
+
+    class Cluster:
+        name = "cluster"
+
+    rendered = Source(ROOT / "poolserve.yaml", ("models.0.mig_profile=1g.10gb",)).load()
+    facts = deployment_facts(rendered, rendered.model("minilm-embedding"), Cluster())  # type: ignore[arg-type]
+    assert (facts.target, facts.device, facts.dtype, facts.max_model_len, facts.revision) == (
+        "cluster", "gpu MIG 1g.10gb", "float16", 256, None)  # the PVC's snapshot is not readable from here
+    assert facts.model == MINILM and facts.normalize is True
+    assert deployment_facts(rendered, rendered.model("granite-embedding"), None).device == "gpu"

@@ -7,7 +7,9 @@ this machine holds them. From the server: its vLLM version, what it loaded and i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poolserve.vllm.facts import ServingFacts, cpu_device, from_argv, merge
@@ -19,12 +21,17 @@ if TYPE_CHECKING:
     from poolserve.targets.base import Target
 
 
-def _argv(rendered: Rendered, model: Model, target: Target | None) -> list[str]:
-    """The server's command line: the local target's launch plan (its local dtype), else what KServe composes."""
-    plan = getattr(target, "plan", None)  # the local target's; the cluster runs the composed container as is
+def _launch(rendered: Rendered, model: Model, target: Target | None) -> tuple[list[str], dict[str, str]]:
+    """The server's command line and env: the local target's launch plan, else the container KServe composes.
+
+    The local plan has the local dtype and this machine's cache paths. It is asked for by name (``plan``):
+    the Target protocol has no such verb, as the cluster runs the composed container as it is.
+    """
+    plan = getattr(target, "plan", None)
     if target is not None and target.name == "local" and callable(plan):
-        return list(plan(rendered, model.name, port=0).argv)
-    return list(rendered.compose(model.name).argv)
+        launch = plan(rendered, model.name, port=0)
+        return list(launch.argv), dict(launch.env)
+    return list(rendered.compose(model.name).argv), {}
 
 
 def _device(model: Model, target: Target | None) -> str:
@@ -41,19 +48,18 @@ def _device(model: Model, target: Target | None) -> str:
     return f"gpu{memory}" + (" time-sliced" if model.gpu_shared else "")
 
 
-def _revision(rendered: Rendered, facts: ServingFacts, target: Target | None) -> str | None:
-    """The snapshot the local target's HF cache resolves the model to (the cluster's PVC is not readable here)."""
-    if facts.revision and len(facts.revision) >= 40:
-        return facts.revision  # a commit hash given with --revision
-    if target is None or target.name != "local" or not facts.model or facts.model.startswith("/"):
-        return facts.revision
-    from poolserve.targets.local.plan import local_hf_home
+def _revision(facts: ServingFacts, env: Mapping[str, str]) -> str | None:
+    """The snapshot this machine's HF cache (the local launch's ``HF_HOME``) resolves the model to.
+
+    The cluster's PVC is not readable from here: there only ``--revision`` is known.
+    """
+    hf_home = env.get("HF_HOME")
+    if (facts.revision and len(facts.revision) >= 40) or not hf_home or not facts.model \
+            or facts.model.startswith("/"):
+        return facts.revision  # a commit hash given with --revision, or nothing to look in
     from poolserve.vllm.hfcache import snapshot_path
 
-    try:
-        snap = snapshot_path(local_hf_home(rendered.spec), facts.model, facts.revision or "")
-    except Exception:  # a config whose cache cannot be mapped locally: the revision stays unknown
-        return facts.revision
+    snap = snapshot_path(Path(hf_home), facts.model, facts.revision or "")
     return snap.name if snap is not None else facts.revision
 
 
@@ -65,10 +71,11 @@ def deployment_facts(rendered: Rendered, model: Model, target: Target | None) ->
     from poolserve.check.expectations import expectations_for
 
     entry = model.catalog_entry
-    facts = from_argv(_argv(rendered, model, target), default_pooling=entry.pooling if entry else None,
+    argv, env = _launch(rendered, model, target)
+    facts = from_argv(argv, default_pooling=entry.pooling if entry else None,
                       default_normalize=expectations_for(model).normalized if model.task == "embed" else None,
                       device=_device(model, target), target=target.name if target is not None else "cluster")
-    return replace(facts, revision=_revision(rendered, facts, target))
+    return replace(facts, revision=_revision(facts, env))
 
 
 def server_facts(client: PoolClient) -> ServingFacts:

@@ -244,11 +244,15 @@ def mismatches(measured: ServingFacts | None, configured: ServingFacts) -> list[
                 f"{configured.device or 'device'} ({configured.dtype or 'dtype'})"]
     out: list[str] = []
 
-    def kind(device: str | None) -> str | None:
-        return None if device is None else device.split(" (")[0].split(" ")[0]
+    def kind(device: str | None) -> tuple[str, str | None, bool] | None:
+        """The device kind (cpu, gpu), MIG profile and time-slicing: what changes the speed (not the CPU name)."""
+        if device is None:
+            return None
+        mig = re.search(r"MIG (\S+)", device)
+        return device.split(" (")[0].split(" ")[0], mig.group(1) if mig else None, "time-sliced" in device
 
     a, b = measured.device, configured.device
-    if kind(a) and kind(b) and (kind(a) != kind(b) or ("MIG" in (a or "") and "MIG" in (b or "") and a != b)):
+    if kind(a) and kind(b) and kind(a) != kind(b):
         out.append(f"measured on {a}, but the config deploys on {b}: the throughput does not transfer")
     if measured.dtype and configured.dtype and measured.dtype != configured.dtype and "auto" not in (
             measured.dtype, configured.dtype):

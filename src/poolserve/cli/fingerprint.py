@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 if TYPE_CHECKING:
     from poolserve.actions.fingerprint import FingerprintResult
@@ -71,9 +73,19 @@ def dumps(results: list[FingerprintResult]) -> str:
     return json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n"
 
 
-def fingerprint_cmd(ctx: Any, option: tuple[str, Path], *, output: str, **request: Any) -> None:
-    """``poolserve test NAME --fingerprint save|check FILE``: take it, print it, exit 12 on re-index."""
-    import typer
+FingerprintOpt = Annotated[tuple[str, Path] | None, typer.Option(
+    "--fingerprint", help="Instead of the checks: 'save FILE' embeds the fixed probe set and saves the outputs with "
+    "what the deployment runs with; 'check FILE' compares the deployment now with it: same, compatible or re-index "
+    "(exit 12).", metavar="save|check FILE")]
+
+
+def fingerprint_cmd(ctx: Any, option: tuple[str, Path], output: str, source: Any, where: Any, name: str | None,
+                    url: str | None, task: str | None, token: str | None, ca_file: str | None, insecure: bool,
+                    served_model: str | None, timeout: str) -> None:
+    """``poolserve test NAME --fingerprint save|check FILE`` (the endpoint options as ``test`` got them).
+
+    Prints the result, and exits 12 on re-index.
+    """
     from rich.text import Text
 
     from poolserve.actions.fingerprint import FingerprintRequest, fingerprint, moved
@@ -86,7 +98,9 @@ def fingerprint_cmd(ctx: Any, option: tuple[str, Path], *, output: str, **reques
     if output not in ("table", "json"):
         raise SpecError(f"--output {output!r}: use table or json")
     s = session(ctx)
-    req = FingerprintRequest(mode=mode, file=path, **request)  # type: ignore[arg-type]
+    req = FingerprintRequest(mode=mode, file=path, name=name, source=source, where=where, url=url,  # type: ignore[arg-type]
+                             task=task, token=token, ca_file=ca_file, insecure=insecure, served_model=served_model,
+                             timeout=timeout)
     result = fingerprint(req, s.edges, notify=lambda m: s.err().print(Text("warning: ", style="yellow") + Text(m)))
     if output == "json":
         typer.echo(dumps([result]), nl=False)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from poolserve.cli.fingerprint import FingerprintOpt, fingerprint_cmd
 from poolserve.cli.options import (
     CONFIG,
     ConfigOpt,
@@ -77,22 +77,14 @@ def test_cmd(
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
     output: Annotated[str, typer.Option("--output", "-o", help="table or json.", metavar="FORMAT")] = "table",
-    fingerprint: Annotated[tuple[str, Path] | None, typer.Option(
-        "--fingerprint", help="Instead of the checks: 'save FILE' embeds the fixed probe set and saves the outputs "
-        "with what the deployment runs with; 'check FILE' compares the deployment now with it: same, compatible "
-        "or re-index (exit 12).", metavar="save|check FILE")] = None,
+    fingerprint: FingerprintOpt = None,
 ) -> None:
     """Check a served model: routes, shapes, dimensions, ranking, limits; optionally against a reference."""
     from rich.text import Text
 
-    if fingerprint is not None:
-        from poolserve.cli.fingerprint import fingerprint_cmd
-
-        fingerprint_cmd(ctx, fingerprint, name=name, source=source(config, set_), where=where(target, context,
-                        kubeconfig), url=url, task=task, token=token, ca_file=ca_file, insecure=insecure,
-                        served_model=served_model, timeout=timeout, output=output)
-        return
-
+    if fingerprint is not None:  # instead of the checks
+        return fingerprint_cmd(ctx, fingerprint, output, source(config, set_), where(target, context, kubeconfig),
+                               name, url, task, token, ca_file, insecure, served_model, timeout)
     from poolserve.actions.test import VerifyRequest, failure, verify_model
     from poolserve.cli.output import dumps
 
