@@ -369,6 +369,9 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
             assert name == "msmarco-reranker"
             return Endpoint(url=stub.url, served_model="served-ce")
 
+        def server_command(self, rendered: Any, name: str) -> tuple[list[str], dict[str, str]]:
+            return list(rendered.compose(name).argv), {}
+
     wired = create_app(target_factory=lambda name, options: FakeTarget())
     r = runner.invoke(wired, ["bench", "msmarco-reranker", "-c", str(ROOT / "poolserve.yaml"), "--target", "local",
                             "--concurrency", "1", "--documents", "3", "-n", "2", "-o", "-"])

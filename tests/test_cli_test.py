@@ -146,6 +146,9 @@ class FakeTarget:
         self.asked.append(name)
         return self._endpoint
 
+    def server_command(self, rendered: Any, name: str) -> tuple[list[str], dict[str, str]]:
+        return list(rendered.compose(name).argv), {}
+
 
 def test_endpoint_and_token_from_the_target(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = serve(monkeypatch, FakeVllm(served=("minilm-embedding",), token="from-target"))

@@ -163,3 +163,18 @@ class CheckFailed(PoolserveError):
 class InsecureTransportWarning(UserWarning):
     """TLS verification is off, or a token is about to travel over plain HTTP (printed as ``warning:``)."""
 
+
+
+class FingerprintMoved(PoolserveError):
+    """``test --fingerprint check`` (or ``deploy --check-fingerprint``): the outputs moved, re-index.
+
+    Its own exit code, so a pipeline tells "the vectors moved" from "the check could not run".
+    """
+
+    exit_code = 12
+
+
+class CapacityError(PoolserveError):
+    """``plan --from``: the benchmark cannot answer the question; the message names the ``poolserve bench`` to run."""
+
+    exit_code = 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,7 @@ from poolserve.targets.base import Endpoint
 
 if TYPE_CHECKING:
     from poolserve.bench.metrics import BenchReport
+    from poolserve.vllm.facts import ServingFacts
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
 
     task: BenchTask = "embed"
     model = req.model
+    benched: tuple[ServingFacts, int | None] | None = None  # what plan --from needs to know of the deployment
     hf_homes: list[Path] = [Path(os.environ["HF_HOME"])] if os.environ.get("HF_HOME") else []
     endpoint = Endpoint(url=req.url.rstrip("/"), token=req.token) if req.url else None
     found = config_model(req.source, req.name, with_url=endpoint is not None)
@@ -129,6 +131,9 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
         if endpoint is None:
             endpoint = target_endpoint(edges, req.where, rendered, m.name)
             model = endpoint.served_model or model
+            from poolserve.actions.serving import benched_deployment
+
+            benched = benched_deployment(rendered, m, edges.target(req.where))
     if endpoint is None:
         raise SpecError("give a model NAME from the config, or --url")
     if req.name is not None and found is None and req.task is None:
@@ -146,9 +151,13 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
     if notify is not None:
         notify(f"benchmarking {model or '(server default model)'} at {endpoint.url}: concurrency "
                f"{list(req.concurrency)}, {'documents' if task == 'score' else 'batch size'} {list(sizes)}")
-    return bench(endpoint, task=task, model=model, concurrency=req.concurrency, batch_sizes=sizes, bounds=bounds,
-                 input_tokens=req.input_tokens, self_test=req.self_test, baseline=base, label=req.label,
-                 progress=progress)
+    report = bench(endpoint, task=task, model=model, concurrency=req.concurrency, batch_sizes=sizes, bounds=bounds,
+                   input_tokens=req.input_tokens, self_test=req.self_test, baseline=base, label=req.label,
+                   progress=progress)
+    if benched is None:
+        return report
+    facts = replace(benched[0], vllm_version=report.machine.vllm_version or benched[0].vllm_version)
+    return replace(report, deployment=facts, replicas=benched[1])
 
 
 def unserved(report: BenchReport) -> EndpointError | None:

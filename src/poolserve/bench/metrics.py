@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from poolserve.errors import SpecError
+from poolserve.vllm.facts import ServingFacts
 
 REPORT_VERSION = 1
 
@@ -141,6 +142,10 @@ class BenchReport:
     baseline: tuple[BaselineResult, ...] = ()
     notes: tuple[str, ...] = ()
     version: int = REPORT_VERSION
+    deployment: ServingFacts | None = None
+    """What the measured deployment ran with (dtype, device, target), when ``bench`` was given a config NAME."""
+    replicas: int | None = None
+    """Ready replicas behind the endpoint when the run started (``poolserve plan --from`` divides by it)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -308,6 +313,7 @@ def report_from_dict(data: Mapping[str, Any], source: str = "report") -> BenchRe
             "self_test": tuple(_setting_report(s) for s in data.get("self_test") or ()),
             "baseline": tuple(BaselineResult(**b) for b in data.get("baseline") or ()),
             "notes": tuple(data.get("notes") or ()),
+            "deployment": ServingFacts.from_dict(data["deployment"]) if data.get("deployment") else None,
         })
     except (TypeError, ValueError, KeyError) as err:
         raise SpecError(f"{source}: malformed bench report: {err}") from None

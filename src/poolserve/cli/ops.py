@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +49,9 @@ def deploy_cmd(
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
     output: OutputOpt = Output.table,
+    check_fingerprint: Annotated[list[Path] | None, typer.Option(
+        "--check-fingerprint", help="After the rollout, compare the model with this saved fingerprint (`poolserve "
+        "test NAME --fingerprint save FILE`); exit 12 when it says re-index (repeatable).", metavar="FILE")] = None,
 ) -> None:
     """Deploy models: apply the rendered manifests (cluster) or start vLLM processes (local)."""
     from poolserve.actions.deploy import DeployRequest, deploy
@@ -55,6 +59,10 @@ def deploy_cmd(
 
     if dry_run not in (None, "client", "server"):
         raise SpecError(f"--dry-run {dry_run!r}: use client or server")
+    if check_fingerprint:
+        from poolserve.cli.fingerprint import precheck_fingerprints
+
+        precheck_fingerprints(tuple(check_fingerprint), source(config, set_), wait=wait, dry_run=dry_run)
     s = session(ctx)
     req = DeployRequest(source=source(config, set_), names=tuple(names or ()), where=where(target, context, kubeconfig),
                         wait=wait, timeout=timeout, dry_run=dry_run, runtimes_only=runtimes_only,  # type: ignore[arg-type]
@@ -63,6 +71,10 @@ def deploy_cmd(
         result = deploy(req, s.edges, progress=progress)
     print_result(s, output, result, summary=deploy_summary(result),
                  table=status_table(result.statuses) if result.statuses else None)
+    if check_fingerprint:
+        from poolserve.cli.fingerprint import check_fingerprints
+
+        check_fingerprints(s, tuple(check_fingerprint), source(config, set_), where(target, context, kubeconfig))
 
 
 def status_cmd(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from poolserve.cli.options import CONFIG, ConfigOpt, SetOpt, TableOrJson, TableOrJsonOpt, session, source
+from poolserve.errors import SpecError
 
 if TYPE_CHECKING:
     from poolserve.vllm.sizing import ModelPlan
@@ -64,13 +66,42 @@ def plan_cmd(
     config: ConfigOpt = CONFIG,
     set_: SetOpt = None,
     output: TableOrJsonOpt = TableOrJson.table,
+    from_: Annotated[Path | None, typer.Option("--from", help="A `poolserve bench -o` report: plan replicas and the "
+                                               "KEDA target for --rate and --p99 from its curve (one NAME).",
+                                               metavar="BENCH.json")] = None,
+    rate: Annotated[str | None, typer.Option("--rate", help="With --from: the peak rate, in requests of the --batch "
+                                             "shape, e.g. 500/s or 30000/min.", metavar="RATE")] = None,
+    p99: Annotated[str | None, typer.Option("--p99", help="With --from: the p99 latency goal, e.g. 200ms.",
+                                            metavar="LATENCY")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="With --from: texts per request (documents per "
+                                              "rerank query) the application sends (default: the report's only "
+                                              "one).", metavar="N")] = None,
+    headroom: Annotated[str | None, typer.Option("--headroom", help="With --from: how far below the p99 limit "
+                                                 "the KEDA target sits (default 20%).", metavar="SHARE")] = None,
+    write: Annotated[bool, typer.Option("--write", help="With --from: set max_replicas and autoscaling in the "
+                                        "config file, keeping its comments and order.")] = False,
 ) -> None:
-    """Estimate each model's GPU memory; say whether it fits a MIG slice or a shared GPU, and what its settings do."""
+    """Estimate each model's GPU memory; say whether it fits a MIG slice or a shared GPU, and what its settings do.
+
+    With --from BENCH.json --rate R --p99 L: the replicas, KEDA target and max_replicas that keep p99 under L at R.
+    """
     from rich.console import Group
     from rich.text import Text
 
     from poolserve.actions.plan import plan
     from poolserve.cli.output import print_result
+
+    if from_ is not None or rate is not None or p99 is not None or write:
+        from poolserve.actions.capacity import CapacityRequest
+        from poolserve.cli.capacity import capacity_cmd
+
+        if from_ is None or rate is None or p99 is None or len(names or ()) != 1:
+            raise SpecError("a capacity plan needs one NAME, --from BENCH.json, --rate and --p99, e.g. `poolserve "
+                            "plan minilm-embedding --from bench.json --rate 500/s --p99 200ms`")
+        capacity_cmd(ctx, CapacityRequest(name=(names or [""])[0], report=from_, rate=rate, p99=p99,
+                                          source=source(config, set_), batch=batch, headroom=headroom, write=write),
+                     output)
+        return
 
     plans = plan(source(config, set_), tuple(names or ()))
     lines: list[Text] = []

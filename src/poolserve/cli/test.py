@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from poolserve.cli.fingerprint import FingerprintOpt, fingerprint_cmd
 from poolserve.cli.options import (
     CONFIG,
     ConfigOpt,
@@ -77,10 +78,14 @@ def test_cmd(
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
     output: Annotated[str, typer.Option("--output", "-o", help="table or json.", metavar="FORMAT")] = "table",
+    fingerprint: FingerprintOpt = None,
 ) -> None:
     """Check a served model: routes, shapes, dimensions, ranking, limits; optionally against a reference."""
     from rich.text import Text
 
+    if fingerprint is not None:  # instead of the checks
+        return fingerprint_cmd(ctx, fingerprint, output, source(config, set_), where(target, context, kubeconfig),
+                               name, url, task, token, ca_file, insecure, served_model, timeout)
     from poolserve.actions.test import VerifyRequest, failure, verify_model
     from poolserve.cli.output import print_result
 

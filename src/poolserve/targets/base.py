@@ -241,6 +241,10 @@ class Target(Protocol):
         """The process group of model ``name``'s running server on this machine (None: none runs here)."""
         ...
 
+    def server_command(self, rendered: Rendered, name: str) -> tuple[list[str], dict[str, str]]:
+        """The command line and the environment this target runs model ``name``'s server with."""
+        ...
+
 
 class ClusterOps(Protocol):
     """The verbs only the cluster target has (``diff``, ``cache warm``); actions reach them through this."""

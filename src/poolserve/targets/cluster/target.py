@@ -294,6 +294,11 @@ class ClusterTarget:
         """None: the servers run in pods, not on this machine."""
         return None
 
+    def server_command(self, rendered: Rendered, name: str) -> tuple[list[str], dict[str, str]]:
+        """The container KServe composes from the runtime and the InferenceService (env: only plain values)."""
+        composed = rendered.compose(name)
+        return list(composed.argv), dict(composed.env)
+
     # ---------------------------------------------------------------------------------------------
     # stop / start
 

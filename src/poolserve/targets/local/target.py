@@ -449,6 +449,11 @@ class LocalTarget:
         """The process group of ``name``'s running server, from its supervisor's status (None: none runs)."""
         return server_pgid(self._paths(rendered.spec)[0], name)
 
+    def server_command(self, rendered: Rendered, name: str) -> tuple[list[str], dict[str, str]]:
+        """The launch plan's command line and env: the local dtype, this machine's cache paths."""
+        launch = self.plan(rendered, name, port=0)
+        return list(launch.argv), dict(launch.env)
+
     # -- endpoint ------------------------------------------------------------------------------
 
     def endpoint(self, rendered: Rendered, name: str) -> Endpoint:

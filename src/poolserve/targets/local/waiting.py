@@ -60,7 +60,7 @@ class LocalWatch:
                 # stop as a crash.
                 with locked(self.state_dir):
                     now = read_state(state_path).models.get(name)
-                if now is None or now.uid != entry.uid:
+                if now != entry:  # replaced, deleted, or recorded while its supervisor started (pid 0 until then)
                     continue
             self._entries[name] = entry
             return self._verdict(entry, mine)
