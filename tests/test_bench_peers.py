@@ -229,3 +229,121 @@ def test_peak_follows_the_isa(flags: set[str], vendor: str, family: int, dtype: 
     assert (peak.flops_per_cycle, peak.isa) == (per_cycle, isa)
     assert peak.gflops == pytest.approx(2 * 2.5 * per_cycle)
     assert peak.source
+
+
+# ----------------------------------------------------------------------------------------------------
+# The scripts: benchmarks/peers.yaml, peers.py report, cpu_sweep_report.py
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), ROOT / "benchmarks" / f"{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_sweeps_knobs_land_in_the_cpu_runtimes_container() -> None:
+    # cpu-sweep.sh and peers.sh address the CPU runtimes of benchmarks/peers.yaml by index (runtimes.2/3).
+    config = str(ROOT / "benchmarks" / "peers.yaml")
+    r = runner.invoke(app, ["explain", "minilm-cpu", "-c", config,
+                            "--set", "runtimes.2.env.VLLM_CPU_OMP_THREADS_BIND=auto",
+                            "--set", 'runtimes.2.env.VLLM_CPU_NUM_OF_RESERVED_CPU="0"',
+                            "--set", "runtimes.2.extra_args=[--max-num-batched-tokens=8192]",
+                            "--set", "runtimes.2.dtype=bfloat16", "--set", "runtimes.2.enforce_eager=false"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.stdout.split())
+    assert "vllm/vllm-openai-cpu:v0.32.0-x86_64" in out
+    assert "VLLM_CPU_OMP_THREADS_BIND=auto" in out and "VLLM_CPU_NUM_OF_RESERVED_CPU=0" in out
+    assert "--dtype=bfloat16" in out and "--max-num-batched-tokens=8192" in out and "--enforce-eager" not in out
+    plain = runner.invoke(app, ["explain", "reranker-cpu", "minilm-local", "-c", config,
+                                "--set", "runtimes.3.dtype=float32"])
+    assert plain.exit_code == 0, plain.output
+    text = " ".join(plain.stdout.split())
+    assert "reranker-cpu (runtime vllm-cpu-reranker-runtime)" in text and "VLLM_CPU_OMP_THREADS_BIND=nobind" in text
+    assert "minilm-local (runtime vllm-embedding-runtime)" in text
+
+
+def _report(label: str, api: str, prefix: str = "", tokens: Any = None, task: str = "embed") -> Any:
+    sizes = (1, 32) if task == "embed" else (8, 32)
+    transport = httpx.MockTransport(Infinity(prefix) if api == "infinity" else _vllm_like)
+    return bench(Endpoint(URL), task=task, api=api, concurrency=(1, 8), batch_sizes=sizes,  # type: ignore[arg-type]
+                 bounds=Bounds(requests=4, warmup=0), input_tokens=128, transport=transport, label=label,
+                 tokens=tokens, tokens_counted_by="test tokenizer" if tokens else None)
+
+
+async def _vllm_like(request: httpx.Request) -> httpx.Response:
+    if request.method == "GET":
+        return httpx.Response(200, json={"version": "0.32.0"})
+    body = json.loads(request.content)
+    if "documents" in body:
+        n = len(body["documents"])
+        return httpx.Response(200, json={"model": "m", "usage": {"prompt_tokens": 141 * n, "total_tokens": 141 * n},
+                                         "results": [{"index": i, "relevance_score": 0.5, "document": {"text": "x"}}
+                                                     for i in range(n)]})
+    n = len(body["input"])
+    return httpx.Response(200, json={"model": "m", "data": [{"index": i, "embedding": [0.1]} for i in range(n)],
+                                     "usage": {"prompt_tokens": 128 * n, "total_tokens": 128 * n}})
+
+
+def test_peers_report_has_the_machine_the_ceiling_and_the_ratios(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from poolserve.bench.metrics import report_to_json
+
+    minilm = _minilm()
+    counter = load_counter(str(minilm))
+    for task in ("embed", "score"):
+        for label, api in (("vllm-local", "vllm"), ("vllm-cpu", "vllm"), ("infinity-torch", "infinity")):
+            (tmp_path / f"{task}-{label}.json").write_text(report_to_json(_report(label, api, tokens=counter,
+                                                                                  task=task)))
+    (tmp_path / "meta.json").write_text(json.dumps({"embed_dtype": "bfloat16", "rerank_dtype": "float32",
+                                                    "embed_model": str(minilm), "rerank_model": str(minilm),
+                                                    "duration": "2s", "conc": "1,8", "batch": "1,32",
+                                                    "docs": "8,32", "skipped": ["embed infinity-optimum: test"]}))
+    (tmp_path / "conditions.txt").write_text("2026-01-01T00:00:00Z embed vllm-local: CPU busy 3% before start\n")
+    peers = _script("peers")
+    import argparse
+
+    png = tmp_path / "peers.png"
+    has_plot = __import__("importlib").util.find_spec("matplotlib") is not None
+    peers.report(argparse.Namespace(results=tmp_path, plot=png if has_plot else None, not_publishable="a test"))
+    out = capsys.readouterr().out
+    assert "**NOT PUBLISHABLE: a test.**" in out
+    assert "CPU flags that decide the dtype's speed" in out
+    assert "| embed | bfloat16 | 128.0 | 2.87 |" in out  # MiniLM: 2.87 GFLOP per 128-token text
+    assert "| score | float32 | 141.0 |" in out  # a rerank text is its query-document pair: 12 + 128 + 1
+    assert "| vllm-local | infinity-torch |" in out and "| vllm-cpu | infinity-torch |" in out
+    assert "not run: embed infinity-optimum: test" in out and "CPU busy 3% before start" in out
+    assert "| infinity-torch | 1 | 1 |" in out  # every setting, with Infinity's character count beside
+    if has_plot:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cpu_sweep_report_compares_each_run_with_the_best_of_its_dtype(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    from poolserve.bench.metrics import report_to_json
+
+    base = _report("x", "vllm")
+    for label, scale in (("rendered", 0.5), ("local-float32", 1.0), ("bfloat16", 2.0)):
+        settings = tuple(replace(s, texts_per_s=s.texts_per_s * scale) for s in base.settings)
+        (tmp_path / f"{label}.json").write_text(report_to_json(replace(base, label=label, settings=settings)))
+    sweep = _script("cpu_sweep_report")
+    monkey_argv = ["cpu_sweep_report.py", str(tmp_path), "--not-publishable", "a test"]
+    old, sys.argv = sys.argv, monkey_argv
+    try:
+        sweep.main()
+    finally:
+        sys.argv = old
+    out = capsys.readouterr().out
+    assert "NOT PUBLISHABLE: a test" in out
+    rows: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("| "):
+            rows.setdefault(line.split("|")[1].strip(), line)  # the first table: best against best
+    assert "0.50x" in rows["rendered"] and "1.00x" in rows["local-float32"] and "1.00x" in rows["bfloat16"]
