@@ -41,8 +41,8 @@ BATCH=${BATCH:-1,32}
 DOCS=${DOCS:-8,32}
 TASKS=${TASKS:-embed score}
 OUT=${OUT:-benchmarks/results/peers}
-WORK=${WORK:-.poolserve/bench-peers}
-INFINITY_VENV=${INFINITY_VENV:-$WORK/infinity-venv}
+WORK=$(realpath -m "${WORK:-.poolserve/bench-peers}")
+INFINITY_VENV=$(realpath -m "${INFINITY_VENV:-$WORK/infinity-venv}")
 INFINITY_VERSION=0.0.78
 CONFIG=benchmarks/peers.yaml
 MINILM_ID=sentence-transformers/all-MiniLM-L6-v2
@@ -142,12 +142,15 @@ onnx_dir() {  # onnx_dir TASK -> an ONNX export of the model (Infinity's optimum
   src=$(model_dir_of "$task"); dest="$WORK/models/onnx-$task"
   kind=feature-extraction; [ "$task" = embed ] || kind=text-classification
   if [ ! -f "$dest/model.onnx" ]; then
-    HF_HUB_OFFLINE=1 "$INFINITY_VENV/bin/optimum-cli" export onnx --model "$src" --task "$kind" "$dest.tmp" >&2 \
+    # --library-name transformers: with modules.json beside it optimum would export the sentence-transformers
+    # graph (token_embeddings, sentence_embedding), where Infinity reads last_hidden_state.
+    HF_HUB_OFFLINE=1 "$INFINITY_VENV/bin/optimum-cli" export onnx --model "$src" --task "$kind" \
+      --library-name transformers "$dest.tmp" >&2 \
       && mv "$dest.tmp" "$dest"
     # sentence-transformers' pooling config, so Infinity pools as the original does (mean, for MiniLM)
     [ "$task" != embed ] || cp -rn "$src"/modules.json "$src"/1_Pooling "$src"/sentence_bert_config.json "$dest"/ 2>/dev/null || true
   fi
-  echo "$dest"
+  [ -f "$dest/model.onnx" ] && echo "$dest"
 }
 
 run_infinity() {  # run_infinity TASK torch|optimum
@@ -165,9 +168,14 @@ run_infinity() {  # run_infinity TASK torch|optimum
   port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   server_lock
   wait_quiet "$task $label"
-  HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 INFINITY_ANONYMOUS_USAGE_STATS=0 setsid "$INFINITY_VENV/bin/infinity_emb" v2 \
-    --model-id "$model" --served-model-name peer --engine "$engine" --device cpu --dtype "$dt" \
-    --host 127.0.0.1 --port "$port" >"$OUT/$task-$label.log" 2>&1 &
+  # Started from inside the model directory as `--model-id .`: for a local directory Infinity 0.0.78 hands
+  # optimum the ONNX file's path with the directory in front, which optimum 2.x refuses ("Could not find any
+  # ONNX files with target file name <dir>/model.onnx, only found: [model.onnx]"); relative to `.` it is the
+  # bare name. Its optimized-model cache is keyed by that name, so each task and engine gets its own HF_HOME.
+  (cd "$model" && HF_HOME="$WORK/infinity-hf/$task-$engine" HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 \
+     INFINITY_ANONYMOUS_USAGE_STATS=0 exec setsid "$INFINITY_VENV/bin/infinity_emb" v2 \
+     --model-id . --served-model-name peer --engine "$engine" --device cpu --dtype "$dt" \
+     --host 127.0.0.1 --port "$port") >"$OUT/$task-$label.log" 2>&1 &
   infinity_pid=$!
   local up=""
   for _ in $(seq 1 300); do
