@@ -78,7 +78,8 @@ def bench_table(report: BenchReport, previous: BenchReport | None = None) -> Ren
     for s in iter_settings(report):
         errors = ", ".join(f"{k}:{v}" for k, v in s.errors_by_kind.items()) if s.errors else "0"
         row = [str(s.concurrency), str(s.batch_size), _fmt(s.requests_per_s), _fmt(s.texts_per_s),
-               _fmt(s.tokens_per_s, 0), _fmt(s.latency_p50_ms), _fmt(s.latency_p90_ms), _fmt(s.latency_p99_ms),
+               _fmt(s.tokens_per_s if s.tokens_per_text else None, 0),  # '-': no tokenizer
+               _fmt(s.latency_p50_ms), _fmt(s.latency_p90_ms), _fmt(s.latency_p99_ms),
                errors]
         if has_base:
             b = baseline_for(report, s.batch_size)
