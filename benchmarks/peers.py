@@ -203,6 +203,8 @@ def report(a: argparse.Namespace) -> None:
         order = _order(list(rs))
         grid = sorted({(s.concurrency, s.batch_size) for r in rs.values() for s in r.settings if r.label != "st"},
                       key=lambda cb: (cb[1], cb[0]))
+        over = [s.texts_per_s for r in rs.values() for s in r.settings
+                if fpt and (ceiling_share(fpt, s.texts_per_s, peak) or 0) > 1.0]
         w(f"## {TASKS.get(task, task)}")
         w("")
         w("Texts/s (share of the compute ceiling). sentence-transformers has no concurrency: its figure per batch "
@@ -220,6 +222,11 @@ def report(a: argparse.Namespace) -> None:
                 cells.append("-" if s is None else f"{_f(s.texts_per_s)} ({_pct(share)})")
             w(f"| {k} | " + " | ".join(cells) + " |")
         w("")
+        if over:
+            w(f"Shares above 100 % ({len(over)} settings) mean the cores ran faster than the "
+              f"{peak.clock_ghz} GHz counted (boost clocks; in a VM /proc/cpuinfo shows the nominal one): rerun "
+              "the report with CPU_GHZ set to the all-core boost clock, or read the shares as relative only.")
+            w("")
         deployed = [k for k in DEPLOYED if k in rs]
         peers = [k for k in PEERS if k in rs]
         if deployed and peers:
@@ -288,7 +295,7 @@ def plot(runs: dict[str, dict[str, BenchReport]], path: Path, ceilings: dict[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(7 * len(runs), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(7 * len(runs), 6), squeeze=False)
     for ax, (task, rs) in zip(axes[0], runs.items(), strict=True):
         order = _order(list(rs))
         grid = sorted({(s.concurrency, s.batch_size) for r in rs.values() for s in r.settings if r.label != "st"},
@@ -307,7 +314,7 @@ def plot(runs: dict[str, dict[str, BenchReport]], path: Path, ceilings: dict[str
         ax.set_ylabel("texts/s")
         ax.set_title(TASKS.get(task, task))
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     title = "poolserve peers: texts/s per setting (c = concurrency, b = texts or documents per request)"
     if not_publishable:
         title += f"\nNOT PUBLISHABLE: {not_publishable}"
