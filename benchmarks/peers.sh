@@ -24,7 +24,9 @@
 #        then its optimum extra, which may fail); libtcmalloc is not needed here (see cpu-sweep.sh).
 # Locks: the whole run holds /tmp/poolserve-measure.lock (two measurements never share the cores); each server
 #        (and the in-process run) also holds /tmp/poolserve-vllm.lock while it runs, one server at a time.
-# Time:  ~45 min with the defaults on 2 cores (8 server runs x 6 settings x (15 s + warm-up) + starts).
+# Time:  ~35-40 min with the defaults on 2 cores (8 server runs of ~3.5 min: start, 6 settings x 15 s, warm-ups;
+#        the in-process runs; +5 min the first time, for the Infinity venv). A smoke run (DURATION=3s CONC=1,8)
+#        took 9.5 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${POOLSERVE_PEERS_LOCKED:-}" ]; then
