@@ -95,7 +95,10 @@ def test_sweep_counts_requests_and_leaves_warmup_out() -> None:
     assert {p["model"] for p in rec.posts} == {"m"}
     assert Counter(len(p["input"]) for p in rec.posts) == {1: 26, 8: 26}
     s = report.settings[2]
-    assert s.tokens_per_text == pytest.approx(10.0)
+    # No tokenizer given: the token columns stay empty; the server's own count is kept apart, as a check.
+    assert (s.tokens_per_text, s.tokens_per_s, s.server_tokens_per_text) == (None, 0.0, pytest.approx(10.0))
+    assert report.tokens_counted_by == "nothing: no tokenizer given"
+    assert any(n.startswith("token columns empty") and "10.0 per text" in n for n in report.notes)
     assert s.texts_per_s == pytest.approx(8 * s.requests_per_s)
     assert s.latency_p50_ms is not None and s.client_cpu_s is not None
     assert (report.timestamp, report.label, report.machine.vllm_version, report.endpoint) == \
@@ -132,7 +135,7 @@ def test_rerank_sends_a_query_and_k_documents() -> None:
     assert rec.paths["/v1/rerank"] == 5
     assert all(len(p["documents"]) == 5 and p["query"] and p["model"] == "ce" for p in rec.posts)
     s = report.settings[0]
-    assert (s.requests, s.batch_size, s.tokens_per_text) == (4, 5, pytest.approx(7.0))
+    assert (s.requests, s.batch_size, s.server_tokens_per_text) == (4, 5, pytest.approx(7.0))
 
 
 def test_duration_mode_stops_on_the_injected_clock() -> None:
@@ -372,6 +375,9 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
         def server_command(self, rendered: Any, name: str) -> tuple[list[str], dict[str, str]]:
             return list(rendered.compose(name).argv), {}
 
+        def hf_homes(self, rendered: Any) -> list[Path]:
+            return []  # the tokenizer is not on this machine: the report says so
+
     wired = create_app(target_factory=lambda name, options: FakeTarget())
     r = runner.invoke(wired, ["bench", "msmarco-reranker", "-c", str(ROOT / "poolserve.yaml"), "--target", "local",
                             "--concurrency", "1", "--documents", "3", "-n", "2", "-o", "-"])
@@ -379,6 +385,8 @@ def test_cli_name_resolves_the_endpoint_through_the_target(stub: StubServer, mon
     report = report_from_json(r.stdout)
     assert (report.task, report.model, report.settings[0].batch_size) == ("score", "served-ce", 3)
     assert stub.models_seen == {"served-ce"}
+    assert report.tokens_counted_by is not None and report.tokens_counted_by.startswith("nothing: ")
+    assert "cross-encoder/ms-marco-MiniLM-L12-v2" in report.tokens_counted_by  # looked up by the model id
 
 
 def test_cli_url_with_a_name_the_config_lacks_needs_only_task(stub: StubServer) -> None:

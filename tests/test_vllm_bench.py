@@ -9,22 +9,32 @@ from typer.testing import CliRunner
 
 from poolserve.bench.metrics import report_from_json
 from poolserve.bench.run import bench
+from poolserve.bench.tokens import TokenCounter, load_counter
 from poolserve.bench.workload import Bounds
 from poolserve.cli.app import app
 
 pytestmark = pytest.mark.vllm
 
 
+def _counter(server: Any) -> TokenCounter:
+    counter = load_counter(str(server.model_dir))
+    assert isinstance(counter, TokenCounter), counter
+    return counter
+
+
 def test_bench_embeddings_with_baseline(minilm_server: Any) -> None:
     from poolserve.bench.baseline import sentence_transformers_baseline
 
     base = sentence_transformers_baseline(str(minilm_server.model_dir), min_texts=4, min_time_s=0.1)
+    counter = _counter(minilm_server)
     report = bench(minilm_server.endpoint, model=minilm_server.model_id, concurrency=(1, 2), batch_sizes=(1, 4),
-                   bounds=Bounds(requests=4, warmup=1), input_tokens=32, baseline=base, label="smoke")
+                   bounds=Bounds(requests=4, warmup=1), input_tokens=32, baseline=base, label="smoke",
+                   tokens=counter, tokens_counted_by=counter.source)
     assert [(s.concurrency, s.batch_size, s.requests, s.errors) for s in report.settings] == \
            [(1, 1, 4, 0), (2, 1, 4, 0), (1, 4, 4, 0), (2, 4, 4, 0)]
     for s in report.settings:
-        assert s.tokens_per_text == 32  # vLLM's own usage count matches the generated size
+        # The model's tokenizer counts the generated size, and vLLM's own usage count agrees with it.
+        assert s.tokens_per_text == s.server_tokens_per_text == 32
         assert s.texts_per_s == pytest.approx(s.batch_size * s.requests_per_s)
         assert s.latency_p50_ms is not None and s.latency_p50_ms <= s.latency_p99_ms  # type: ignore[operator]
     assert report.machine.vllm_version and report.machine.vllm_version.startswith("0.")
@@ -43,16 +53,21 @@ def test_bench_input_longer_than_the_model_is_an_http_400_error(minilm_server: A
 
 
 def test_bench_rerank(reranker_server: Any) -> None:
+    counter = _counter(reranker_server)
     report = bench(reranker_server.endpoint, task="score", model=reranker_server.model_id, concurrency=(2,),
-                   batch_sizes=(3,), bounds=Bounds(requests=3, warmup=1), input_tokens=16)
+                   batch_sizes=(3,), bounds=Bounds(requests=3, warmup=1), input_tokens=16, tokens=counter,
+                   tokens_counted_by=counter.source)
     s = report.settings[0]
     assert (s.requests, s.errors, s.batch_size) == (3, 0, 3)
     assert s.tokens_per_text and s.tokens_per_text > 16  # query + document per pair
+    assert s.tokens_per_text == s.server_tokens_per_text  # [CLS] q [SEP] d [SEP], as vLLM counts the pair
 
 
 def test_cli_bench_url_json(minilm_server: Any) -> None:
     r = CliRunner().invoke(app, ["bench", "--url", minilm_server.endpoint.url, "--concurrency", "2",
-                                 "--batch-size", "2", "-n", "3", "--input-tokens", "16", "-o", "-"])
+                                 "--batch-size", "2", "-n", "3", "--input-tokens", "16", "--tokenizer",
+                                 str(minilm_server.model_dir), "-o", "-"])
     assert r.exit_code == 0, r.output
     report = report_from_json(r.stdout)
-    assert report.settings[0].requests == 3 and report.settings[0].tokens_per_text == 16
+    assert report.settings[0].requests == 3
+    assert report.settings[0].tokens_per_text == report.settings[0].server_tokens_per_text == 16

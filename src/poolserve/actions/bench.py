@@ -2,7 +2,8 @@
 
 Sets up what the load generator (:func:`poolserve.bench.run.bench`) needs: the bounds of each setting,
 the endpoint (``--url``, or the target's), the task and model (from the config model, or from
-``--task``/``--model``), the batch sizes or documents per request, and the in-process baseline.
+``--task``/``--model``), the batch sizes or documents per request, the HTTP API (``--api``), the
+tokenizer that counts tokens (the model's own, from this machine) and the in-process baseline.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from poolserve.actions.common import (
     target_endpoint,
 )
 from poolserve.bench.workload import (
+    BENCH_APIS,
     DEFAULT_BATCH_SIZES,
     DEFAULT_CONCURRENCY,
     DEFAULT_REQUESTS,
     BaselineFn,
+    BenchApi,
     BenchTask,
     Bounds,
     ProgressCallback,
+    TokenCountFn,
 )
 from poolserve.config.defaults import DEFAULT_DOCUMENTS, DEFAULT_INPUT_TOKENS
 from poolserve.errors import EndpointError, SpecError
@@ -71,6 +75,16 @@ class BenchRequest:
     baseline_dtype: str = "float32"
     self_test: bool = False
     label: str | None = None
+    api: str = "vllm"
+    """Whose HTTP API the endpoint speaks: ``vllm`` or ``infinity``."""
+    tokenizer: str | None = None
+    """Count tokens with this tokenizer (a directory or a cached id); default: the model's."""
+
+
+def _api(text: str) -> BenchApi:
+    if text not in BENCH_APIS:
+        raise SpecError(f"--api {text!r}: use {' or '.join(BENCH_APIS)}")
+    return text
 
 
 def _baseline(kind: str | None, model: str | None, task: BenchTask, dtype: str,
@@ -104,6 +118,7 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
 
     if req.url is not None:
         check_url(req.url)
+    api = _api(req.api)
     if req.requests is not None and req.duration is not None:
         raise SpecError("give --requests or --duration, not both")
     bounds = Bounds(requests=None if req.duration else (DEFAULT_REQUESTS if req.requests is None else req.requests),
@@ -118,6 +133,7 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
     task: BenchTask = "embed"
     model = req.model
     benched: tuple[ServingFacts, int | None] | None = None  # what plan --from needs to know of the deployment
+    model_id = req.model  # what the tokenizer is looked up by (the served name may differ)
     hf_homes: list[Path] = [Path(os.environ["HF_HOME"])] if os.environ.get("HF_HOME") else []
     endpoint = Endpoint(url=req.url.rstrip("/"), token=req.token) if req.url else None
     found = config_model(req.source, req.name, with_url=endpoint is not None)
@@ -126,8 +142,12 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
         rendered, m = found
         task = m.task
         model = model or m.model_id
-        if req.baseline is not None:
+        model_id = m.model_id
+        try:
             hf_homes = [*edges.local_target().hf_homes(rendered), *hf_homes]  # the local cache (the PVC's layout)
+        except SpecError:
+            if req.baseline is not None:
+                raise
         if endpoint is None:
             endpoint = target_endpoint(edges, req.where, rendered, m.name)
             model = endpoint.served_model or model
@@ -148,16 +168,28 @@ def benchmark(req: BenchRequest, edges: Edges, *, progress: ProgressCallback | N
     else:
         sizes = req.batch_sizes or DEFAULT_BATCH_SIZES
     base = _baseline(req.baseline, model, task, req.baseline_dtype, hf_homes)
+    counter, counted_by = _token_counter(req.tokenizer or model_id, hf_homes)
     if notify is not None:
-        notify(f"benchmarking {model or '(server default model)'} at {endpoint.url}: concurrency "
-               f"{list(req.concurrency)}, {'documents' if task == 'score' else 'batch size'} {list(sizes)}")
+        notify(f"benchmarking {model or '(server default model)'} at {endpoint.url} ({api} API): concurrency "
+               f"{list(req.concurrency)}, {'documents' if task == 'score' else 'batch size'} {list(sizes)}; "
+               f"tokens counted by {counted_by}")
     report = bench(endpoint, task=task, model=model, concurrency=req.concurrency, batch_sizes=sizes, bounds=bounds,
                    input_tokens=req.input_tokens, self_test=req.self_test, baseline=base, label=req.label,
-                   progress=progress)
+                   progress=progress, api=api, tokens=counter, tokens_counted_by=counted_by)
     if benched is None:
         return report
     facts = replace(benched[0], vllm_version=report.machine.vllm_version or benched[0].vllm_version)
     return replace(report, deployment=facts, replicas=benched[1])
+
+
+def _token_counter(model: str | None, hf_homes: Sequence[Path]) -> tuple[TokenCountFn | None, str]:
+    """The model's own tokenizer, and what it is; or None and why there is none (the report says it)."""
+    from poolserve.bench.tokens import NoCounter, load_counter
+
+    found = load_counter(model, hf_homes)
+    if isinstance(found, NoCounter):
+        return None, f"nothing: {found.reason}"
+    return found, found.source
 
 
 def unserved(report: BenchReport) -> EndpointError | None:

@@ -33,7 +33,16 @@ from poolserve.bench.metrics import (
     SettingReport,
     summarize,
 )
-from poolserve.bench.workload import _BODY_POOL, BenchProgress, BenchTask, Bounds, ProgressCallback, Workload
+from poolserve.bench.workload import (
+    _BODY_POOL,
+    BenchApi,
+    BenchProgress,
+    BenchTask,
+    Bounds,
+    ProgressCallback,
+    TokenCountFn,
+    Workload,
+)
 from poolserve.check.client import classify_response, classify_transport_error
 from poolserve.machine import HostInfo
 from poolserve.targets.base import Endpoint
@@ -79,7 +88,12 @@ def _describe(err: BaseException) -> str:
 
 
 def _check(workload: Workload, response: httpx.Response) -> tuple[int, str | None]:
-    """(prompt tokens, problem) of a 2xx response; raises ProtocolError on a malformed body."""
+    """(the server's usage count, problem) of a 2xx response; raises ProtocolError on a malformed body.
+
+    vLLM and Infinity answer in the same shapes (``data[].embedding``; ``results[].relevance_score``,
+    whose ``document`` is an object in vLLM and absent or a string in Infinity, which ``parse_rerank``
+    accepts); only their usage counts mean different things.
+    """
     try:
         data = response.json()
     except ValueError as err:
@@ -96,8 +110,11 @@ def _check(workload: Workload, response: httpx.Response) -> tuple[int, str | Non
 
 
 async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, start_s: float,
-                   clock: Clock) -> RequestResult:
+                   clock: Clock, tokens: int | None = None) -> RequestResult:
     """Send one request and turn the outcome, success or failure, into a RequestResult.
+
+    ``tokens`` is the request's token count by the model's tokenizer (None: not counted); the server's
+    own ``usage`` count is kept apart, as ``server_tokens``.
 
     The one place poolserve catches ``Exception``: a failed request is a measurement. The client's read
     timeout bounds the whole request: httpx applies its timeouts to each phase (connect, write, each
@@ -118,11 +135,12 @@ async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, s
                 detail = response.text[:200] or None
             return RequestResult(False, clock() - t0, start_s, workload.batch_size, 0,
                                  f"http_{response.status_code}", detail)
-        tokens, _ = _check(workload, response)
+        server_tokens, _ = _check(workload, response)
     except Exception as err:  # the bench worker: a failed request is data (STYLE.md)
         return RequestResult(False, clock() - t0, start_s, workload.batch_size, 0, _error_kind(err),
                              _describe(err))
-    return RequestResult(True, clock() - t0, start_s, workload.batch_size, tokens)
+    return RequestResult(True, clock() - t0, start_s, workload.batch_size, tokens or 0,
+                         server_tokens=server_tokens)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -132,10 +150,14 @@ async def send_one(client: httpx.AsyncClient, workload: Workload, body: bytes, s
 
 async def closed_loop(client: httpx.AsyncClient, workload: Workload, concurrency: int, *, count: int | None,
                        until: float | None, hard_deadline: float, clock: Clock, t0: float,
-                       on_done: Callable[[int], None]) -> list[RequestResult]:
-    """Run ``concurrency`` workers until ``count`` requests were sent or ``until``/``hard_deadline`` passed."""
+                       on_done: Callable[[int], None], tokens: TokenCountFn | None = None) -> list[RequestResult]:
+    """Run ``concurrency`` workers until ``count`` requests were sent or ``until``/``hard_deadline`` passed.
+
+    ``tokens`` counts each body's tokens once, before the first request (the bodies cycle).
+    """
     results: list[RequestResult] = []
     bodies = [workload.body(i) for i in range(_BODY_POOL)]
+    counted = [workload.tokens(i, tokens) for i in range(_BODY_POOL)] if tokens is not None else None
     next_index = 0
     in_flight: dict[int, float] = {}  # request index -> send time (relative to t0)
 
@@ -154,7 +176,8 @@ async def closed_loop(client: httpx.AsyncClient, workload: Workload, concurrency
         while (i := take()) is not None:
             start_s = clock() - t0
             in_flight[i] = start_s
-            r = await send_one(client, workload, bodies[i % _BODY_POOL], start_s, clock)
+            r = await send_one(client, workload, bodies[i % _BODY_POOL], start_s, clock,
+                               counted[i % _BODY_POOL] if counted is not None else None)
             del in_flight[i]
             results.append(r)
             on_done(len(results))
@@ -179,7 +202,7 @@ SettingProgress = Callable[[str, int, int | None, float | None], None]
 
 async def run_setting(client: httpx.AsyncClient, workload: Workload, concurrency: int, bounds: Bounds, *,
                       clock: Clock = time.perf_counter, cpu_clock: Clock = time.process_time,
-                      progress: SettingProgress | None = None) -> SettingReport:
+                      progress: SettingProgress | None = None, tokens: TokenCountFn | None = None) -> SettingReport:
     """Warm up, then measure one setting.
 
     Args:
@@ -190,18 +213,20 @@ async def run_setting(client: httpx.AsyncClient, workload: Workload, concurrency
         clock: monotonic seconds (injectable for tests).
         cpu_clock: this process's CPU seconds.
         progress: ``progress(phase, done, total, fraction)``.
+        tokens: counts each request's tokens with the model's tokenizer (None: token columns stay empty).
 
     Returns:
         The setting's report (warm-up excluded).
     """
     report, _ = await _measure_setting(client, workload, concurrency, bounds, clock=clock, cpu_clock=cpu_clock,
-                                       progress=progress)
+                                       progress=progress, tokens=tokens)
     return report
 
 
 async def _measure_setting(client: httpx.AsyncClient, workload: Workload, concurrency: int, bounds: Bounds, *,
                            clock: Clock = time.perf_counter, cpu_clock: Clock = time.process_time,
-                           progress: SettingProgress | None = None) -> tuple[SettingReport, str | None]:
+                           progress: SettingProgress | None = None,
+                           tokens: TokenCountFn | None = None) -> tuple[SettingReport, str | None]:
     """:func:`run_setting`, plus a note when the warm-up was cut by its time cap."""
     setting = Setting(concurrency, workload.batch_size)
     warmup = bounds.warmup if bounds.warmup is not None else max(2, concurrency)
@@ -233,7 +258,7 @@ async def _measure_setting(client: httpx.AsyncClient, workload: Workload, concur
                 progress("measure", done, None, min(1.0, (clock() - t0) / (bounds.duration_s or 1)))
 
     results = await closed_loop(client, workload, concurrency, count=bounds.requests, until=until,
-                                 hard_deadline=hard, clock=clock, t0=t0, on_done=on_done)
+                                 hard_deadline=hard, clock=clock, t0=t0, on_done=on_done, tokens=tokens)
     end = max((r.start_s + r.latency_s for r in results), default=clock() - t0)
     return summarize(results, end, setting, client_cpu_s=cpu_clock() - cpu0), note
 
@@ -284,7 +309,8 @@ async def probe_version(client: httpx.AsyncClient, timeout_s: float) -> str | No
 async def sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings: Sequence[Setting],
                 input_tokens: int, bounds: Bounds, timeout_s: float,
                 transport: httpx.AsyncBaseTransport | None, progress: ProgressCallback | None,
-                phase: Literal["measure", "self-test"]) -> tuple[list[SettingReport], str | None, list[str]]:
+                phase: Literal["measure", "self-test"], *, api: BenchApi = "vllm",
+                tokens: TokenCountFn | None = None) -> tuple[list[SettingReport], str | None, list[str]]:
     """Run every setting; returns the reports, the server's vLLM version and notes (warm-ups cut short).
 
     Args:
@@ -298,6 +324,8 @@ async def sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings
         transport: httpx transport (tests inject ``httpx.MockTransport``).
         progress: called as requests complete.
         phase: what progress reports the measured requests as (``self-test`` for the ceiling).
+        api: whose HTTP API the endpoint speaks (``vllm`` or ``infinity``: the paths).
+        tokens: counts each request's tokens with the model's tokenizer (None: not counted).
 
     Raises:
         EndpointError: the endpoint does not answer at all, or wants a login.
@@ -308,7 +336,7 @@ async def sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings
     async with open_client(endpoint, timeout_s, top, transport) as client:
         version = await probe_version(client, timeout_s)
         for n, s in enumerate(settings):
-            wl = Workload(task, model, input_tokens, s.batch_size)
+            wl = Workload(task, model, input_tokens, s.batch_size, api)
 
             def cb(ph: str, done: int, total: int | None, fraction: float | None, s: Setting = s,
                    n: int = n) -> None:
@@ -316,7 +344,7 @@ async def sweep(endpoint: Endpoint, task: BenchTask, model: str | None, settings
                     shown: Any = ph if phase == "measure" else phase
                     progress(BenchProgress(shown, s, n, len(settings), done, total, fraction))
 
-            report, note = await _measure_setting(client, wl, s.concurrency, bounds, progress=cb)
+            report, note = await _measure_setting(client, wl, s.concurrency, bounds, progress=cb, tokens=tokens)
             reports.append(report)
             if note:
                 notes.append(note)

@@ -37,9 +37,11 @@ class RequestResult:
         latency_s: send to fully-read response, in seconds.
         start_s: when it was sent, relative to the start of the measured phase.
         texts: texts in the request (embedding inputs, or rerank documents).
-        prompt_tokens: tokens the server reported in ``usage`` (0 when it did not, or on error).
+        prompt_tokens: tokens of the request by the model's own tokenizer (0 when not counted, or on error).
         error_kind: ``timeout``, ``connect``, ``http_503``, ``bad_response`` ... when not ``ok``.
         error_detail: the server's error message or the exception text (first 200 characters).
+        server_tokens: what the server reported in ``usage`` (0 when it did not): servers count differently
+            (Infinity counts characters by default), so it is a check, never the token column.
     """
 
     ok: bool
@@ -49,6 +51,7 @@ class RequestResult:
     prompt_tokens: int = 0
     error_kind: str | None = None
     error_detail: str | None = None
+    server_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,19 +77,22 @@ class SettingReport:
     requests_per_s: float
     texts_per_s: float
     tokens_per_s: float
-    """Prompt tokens per second, from the server's ``usage`` counts."""
+    """Prompt tokens per second, counted by the model's own tokenizer (0 when no tokenizer could be loaded;
+    reports written before that counted the server's ``usage``)."""
     latency_p50_ms: float | None
     latency_p90_ms: float | None
     latency_p99_ms: float | None
     latency_mean_ms: float | None
     latency_max_ms: float | None
     tokens_per_text: float | None
-    """Mean prompt tokens per text the server counted (the real size of the generated inputs)."""
+    """Mean prompt tokens per text by the model's tokenizer (a rerank text is its query-document pair)."""
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     error_examples: dict[str, str] = field(default_factory=dict)
     """The first error message seen for each kind."""
     client_cpu_s: float | None = None
     """CPU seconds the benchmark process used during the window (it shares the machine with a local server)."""
+    server_tokens_per_text: float | None = None
+    """Mean tokens per text the server reported in ``usage`` (its own way of counting; a check only)."""
 
     @property
     def setting(self) -> Setting:
@@ -146,6 +152,11 @@ class BenchReport:
     """What the measured deployment ran with (dtype, device, target), when ``bench`` was given a config NAME."""
     replicas: int | None = None
     """Ready replicas behind the endpoint when the run started (``poolserve plan --from`` divides by it)."""
+    api: str = "vllm"
+    """Whose HTTP API was spoken: ``vllm`` or ``infinity`` (the paths; see :mod:`poolserve.bench.workload`)."""
+    tokens_counted_by: str | None = None
+    """The tokenizer that counted the token columns, or why none could be loaded (then they are empty).
+    None in reports written before poolserve counted tokens itself (their columns are the server's count)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -198,6 +209,7 @@ def summarize(results: Iterable[RequestResult], duration_s: float, setting: Sett
     lat = [r.latency_s for r in ok]
     texts = sum(r.texts for r in ok)
     tokens = sum(r.prompt_tokens for r in ok)
+    server_tokens = sum(r.server_tokens for r in ok)
     kinds = Counter(r.error_kind or "unknown" for r in failed)
     examples: dict[str, str] = {}
     for r in failed:
@@ -220,6 +232,7 @@ def summarize(results: Iterable[RequestResult], duration_s: float, setting: Sett
         errors_by_kind=dict(sorted(kinds.items())),
         error_examples=dict(sorted(examples.items())),
         client_cpu_s=client_cpu_s,
+        server_tokens_per_text=server_tokens / texts if texts and server_tokens else None,
     )
 
 

@@ -3,7 +3,7 @@
 :func:`bench` sweeps every setting (concurrency x batch size) with the load generator
 (:mod:`poolserve.bench.loadgen`), optionally measures the generator's own ceiling against the stub
 (:mod:`poolserve.bench.stub`) and a direct in-process baseline per batch size, and adds notes on failed
-requests and on rates close to the ceiling.
+requests, on rates close to the ceiling, and on a server whose own token count differs from the tokenizer's.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from poolserve.bench.workload import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_CONCURRENCY,
     BaselineFn,
+    BenchApi,
     BenchProgress,
     BenchTask,
     Bounds,
     ProgressCallback,
+    TokenCountFn,
     Workload,
     make_query,
     settings_grid,
@@ -51,6 +53,9 @@ def bench(
     timestamp: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     progress: ProgressCallback | None = None,
+    api: BenchApi = "vllm",
+    tokens: TokenCountFn | None = None,
+    tokens_counted_by: str | None = None,
 ) -> BenchReport:
     """Benchmark one endpoint over a grid of concurrency x batch size.
 
@@ -71,6 +76,10 @@ def bench(
         timestamp: ISO time of the run (default: now, UTC).
         transport: httpx transport (tests inject ``httpx.MockTransport``).
         progress: called as requests complete.
+        api: whose HTTP API the endpoint speaks: ``vllm`` or ``infinity`` (the paths: ``workload.API_PATHS``).
+        tokens: counts each request's tokens with the model's own tokenizer (see :mod:`poolserve.bench.tokens`).
+            None: the token columns stay empty, never filled from the server's ``usage``.
+        tokens_counted_by: what ``tokens`` is, or why there is none; the report says it.
 
     Returns:
         The frozen report.
@@ -85,7 +94,7 @@ def bench(
     stamp = timestamp or datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_info()
     reports, version, warm_notes = asyncio.run(sweep(endpoint, task, model, grid, input_tokens, bounds, timeout_s,
-                                                     transport, progress, "measure"))
+                                                     transport, progress, "measure", api=api, tokens=tokens))
     ceiling: tuple[SettingReport, ...] = ()
     if self_test:
         ceiling = tuple(run_self_test(task=task, concurrency=concurrency, batch_sizes=batch_sizes,
@@ -93,16 +102,17 @@ def bench(
     base: list[BaselineResult] = []
     if baseline is not None:
         for b in sorted({s.batch_size for s in grid}):
-            wl = Workload(task, model, input_tokens, b)
+            wl = Workload(task, model, input_tokens, b, api)
             if progress:
                 progress(BenchProgress("baseline", Setting(1, b), 0, 1, 0, None, None))
             base.append(baseline(wl.pool_texts(), b, make_query() if task == "score" else None))
-    notes = warm_notes + _notes(reports, ceiling)
+    notes = warm_notes + _notes(reports, ceiling) + _token_notes(reports, tokens is not None, tokens_counted_by)
     return BenchReport(
         timestamp=stamp, machine=replace(machine, vllm_version=version), endpoint=endpoint.url, model=model,
         task=task, input_tokens=input_tokens, settings=tuple(reports),
         warmup_requests=bounds.warmup,
         label=label, self_test=ceiling, baseline=tuple(base), notes=tuple(notes),
+        api=api, tokens_counted_by=tokens_counted_by or ("nothing: no tokenizer given" if tokens is None else None),
     )
 
 
@@ -120,3 +130,18 @@ def _notes(reports: Sequence[SettingReport], ceiling: Sequence[SettingReport]) -
             notes.append(f"c={r.concurrency} b={r.batch_size}: {r.requests_per_s:.0f} req/s is over half the "
                          f"generator's ceiling ({c.requests_per_s:.0f} req/s): the client may limit it")
     return notes
+
+
+def _token_notes(reports: Sequence[SettingReport], counted: bool, counted_by: str | None) -> list[str]:
+    """Say when the token columns are empty, and when the server counts tokens its own way."""
+    if not counted:
+        seen = [r.server_tokens_per_text for r in reports if r.server_tokens_per_text]
+        server = f"; the server's own count was {seen[0]:.1f} per text" if seen else ""
+        return [f"token columns empty: {counted_by or 'no tokenizer given'}{server} (not used: servers count "
+                "differently)"]
+    for r in reports:
+        mine, theirs = r.tokens_per_text, r.server_tokens_per_text
+        if mine and theirs and abs(theirs - mine) > 0.02 * mine:
+            return [f"the server's usage field counts {theirs:.1f} tokens per text where the tokenizer counts "
+                    f"{mine:.1f} (c={r.concurrency} b={r.batch_size}); the token columns are the tokenizer's"]
+    return []

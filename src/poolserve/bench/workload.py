@@ -3,7 +3,12 @@
 Inputs are deterministic: text ``i`` is ``input_tokens - 2`` words drawn (seeded by ``i``) from
 words that the BERT WordPiece vocabulary keeps whole, so all-MiniLM-L6-v2 counts ``input_tokens``
 tokens with [CLS] and [SEP]; other tokenizers count a few more or less, and the report states the
-server's own count (``tokens_per_text``). The defaults here are the CLI's too.
+count of the model's own tokenizer (``tokens_per_text``; see :mod:`poolserve.bench.tokens`). The
+defaults here are the CLI's too.
+
+Two HTTP APIs are spoken (:data:`API_PATHS`): vLLM's (``/v1/embeddings``, ``/v1/rerank``) and
+Infinity's (``/embeddings``, ``/rerank`` under its ``--url-prefix``, which ``--url`` then includes).
+The request bodies are the same for both; LESSONS_LEARNED.md ("HTTP API") has what else differs.
 """
 
 from __future__ import annotations
@@ -19,12 +24,20 @@ from poolserve.errors import SpecError
 from poolserve.vllm import api as vllm_api
 
 BenchTask = Literal["embed", "score"]
+BenchApi = Literal["vllm", "infinity"]
+BENCH_APIS: tuple[BenchApi, ...] = ("vllm", "infinity")
 
 DEFAULT_CONCURRENCY = (1, 4, 16, 64)
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 DEFAULT_REQUESTS = 200
 DEFAULT_MAX_TIME_S = 300.0
 RERANK_PATH = "/v1/rerank"
+API_PATHS: dict[BenchApi, dict[BenchTask, str]] = {
+    "vllm": {"embed": vllm_api.EMBEDDINGS, "score": RERANK_PATH},
+    # Infinity (infinity_emb/infinity_server.py, 0.0.78): f"{url_prefix}/embeddings" and f"{url_prefix}/rerank",
+    # url_prefix "" by default; a prefix (``--url-prefix /v1``) goes into the base URL.
+    "infinity": {"embed": "/embeddings", "score": "/rerank"},
+}
 QUERY_WORDS = 12
 _BODY_POOL = 64
 
@@ -90,6 +103,8 @@ class Workload:
     input_tokens: int
     batch_size: int
     """Texts per embeddings request, or documents per rerank request."""
+    api: BenchApi = "vllm"
+    """Whose HTTP API the server speaks (the paths; the bodies are the same)."""
 
     def texts(self, request_index: int) -> list[str]:
         """The texts (or documents) of request ``request_index``; the pool cycles."""
@@ -98,16 +113,25 @@ class Workload:
 
     def path(self) -> str:
         """The URL path requests go to."""
-        return vllm_api.EMBEDDINGS if self.task == "embed" else RERANK_PATH
+        return API_PATHS[self.api][self.task]
+
+    def query(self, request_index: int) -> str | None:
+        """The rerank query of request ``request_index`` (None for embeddings)."""
+        return None if self.task == "embed" else make_query(request_index % _BODY_POOL)
 
     def body(self, request_index: int) -> bytes:
         """The encoded JSON body of request ``request_index``."""
         texts = self.texts(request_index)
-        if self.task == "embed":
+        query = self.query(request_index)
+        if query is None:
             data = vllm_api.embed_request(texts, self.model)
         else:
-            data = vllm_api.rerank_request(make_query(request_index % _BODY_POOL), texts, self.model)
+            data = vllm_api.rerank_request(query, texts, self.model)
         return json.dumps(data).encode()
+
+    def tokens(self, request_index: int, count: TokenCountFn) -> int:
+        """Tokens of request ``request_index`` by ``count`` (the model's tokenizer): texts, or query-document pairs."""
+        return count(self.texts(request_index), self.query(request_index))
 
     def pool_texts(self) -> list[str]:
         """Every distinct text this workload sends (what the in-process baseline encodes)."""
@@ -168,6 +192,10 @@ def settings_grid(concurrency: Sequence[int], batch_sizes: Sequence[int]) -> lis
             raise SpecError(f"bench: {name} values must be positive integers, got {list(values)}")
     return [Setting(c, b) for b in batch_sizes for c in concurrency]
 
+
+TokenCountFn = Callable[[Sequence[str], str | None], int]
+"""``count(texts, query)`` -> tokens the model sees: each text alone, or each (query, text) pair when ``query``
+is given, special tokens included (see :mod:`poolserve.bench.tokens`)."""
 
 BaselineFn = Callable[[Sequence[str], int, str | None], BaselineResult]
 """``baseline(texts, batch_size, query)`` -> texts/s of direct in-process inference (see poolserve.bench.baseline)."""

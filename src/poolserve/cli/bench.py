@@ -78,7 +78,8 @@ def bench_table(report: BenchReport, previous: BenchReport | None = None) -> Ren
     for s in iter_settings(report):
         errors = ", ".join(f"{k}:{v}" for k, v in s.errors_by_kind.items()) if s.errors else "0"
         row = [str(s.concurrency), str(s.batch_size), _fmt(s.requests_per_s), _fmt(s.texts_per_s),
-               _fmt(s.tokens_per_s, 0), _fmt(s.latency_p50_ms), _fmt(s.latency_p90_ms), _fmt(s.latency_p99_ms),
+               _fmt(s.tokens_per_s if s.tokens_per_text else None, 0),  # '-': no tokenizer
+               _fmt(s.latency_p50_ms), _fmt(s.latency_p90_ms), _fmt(s.latency_p99_ms),
                errors]
         if has_base:
             b = baseline_for(report, s.batch_size)
@@ -110,9 +111,9 @@ def bench_table(report: BenchReport, previous: BenchReport | None = None) -> Ren
 def _describe(report: BenchReport) -> str:
     m = report.machine
     load = "/".join(f"{x:.2f}" for x in m.load_avg) if m.load_avg else "?"
-    return (f"{report.model or '-'} ({report.task}) at {report.endpoint or '-'}; vLLM {m.vllm_version or '?'}; "
-            f"{m.cpu_model or '?'}, {m.cores or '?'} cores, {m.ram_gib or '?'} GiB, load {load}; "
-            f"~{report.input_tokens} tokens/text")
+    return (f"{report.model or '-'} ({report.task}) at {report.endpoint or '-'} ({report.api} API); "
+            f"vLLM {m.vllm_version or '?'}; {m.cpu_model or '?'}, {m.cores or '?'} cores, {m.ram_gib or '?'} GiB, "
+            f"load {load}; ~{report.input_tokens} tokens/text; tokens counted by {report.tokens_counted_by or '?'}")
 
 
 @contextmanager
@@ -248,6 +249,13 @@ def bench_cmd(
     = False,
     label: Annotated[str | None, typer.Option("--label", help="Name of this run in comparisons and plots.",
                                               metavar="TEXT")] = None,
+    api: Annotated[str, typer.Option("--api", help="Whose HTTP API the endpoint speaks: vllm (/v1/embeddings, "
+                                     "/v1/rerank) or infinity (/embeddings, /rerank under the --url given, which "
+                                     "includes Infinity's --url-prefix).", metavar="API")] = "vllm",
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens with this tokenizer (a "
+                                                  "directory or a cached model id; default: the model's). The "
+                                                  "server's usage count is never used.", metavar="DIR_OR_ID")]
+    = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     set_: SetOpt = None,
@@ -265,7 +273,7 @@ def bench_cmd(
         batch_sizes=parse_ints(batch_size, "--batch-size") if batch_size else None,
         documents=parse_ints(documents, "--documents"), requests=requests, duration=duration, warmup=warmup,
         time_cap=time_cap, input_tokens=input_tokens, baseline=baseline, baseline_dtype=baseline_dtype,
-        self_test=self_test, label=label)
+        self_test=self_test, label=label, api=api, tokenizer=tokenizer)
     previous = report_from_json(_read(compare_file), str(compare_file)) if compare_file else None
     if plot is not None:
         import importlib.util
