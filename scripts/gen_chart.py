@@ -19,8 +19,6 @@ Never edit these files by hand; change the Python source and run ``make chart`` 
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import re
 import sys
@@ -30,7 +28,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import rules_table  # scripts/, beside this script
+import generated  # scripts/, beside this script
+import rules_table
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
@@ -466,28 +465,8 @@ def outputs() -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the generated files (or, with ``--check``, diff them); the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
-    args = parser.parse_args(argv)
-    stale = 0
-    for path, text in outputs().items():
-        old = path.read_text(encoding="utf-8") if path.is_file() else None
-        if old == text:
-            continue
-        rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-        if args.check:
-            stale += 1
-            sys.stdout.writelines(difflib.unified_diff((old or "").splitlines(keepends=True),
-                                                       text.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {rel}", file=sys.stderr)
-    if stale:
-        print(f"{stale} generated chart file(s) are stale: run `make chart` (scripts/gen_chart.py)", file=sys.stderr)
-        return 1
-    return 0
-
+    return generated.main(argv, doc=__doc__ or "", root=ROOT, outputs=outputs, what="chart",
+                          remake="`make chart` (scripts/gen_chart.py)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,14 +20,14 @@ stale (scripts/test.sh and tests/test_docs.py run it).
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import generated  # scripts/, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -479,28 +479,8 @@ def outputs() -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the generated files (or, with ``--check``, diff them); the exit code."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
-    args = parser.parse_args(argv)
-    stale = 0
-    for path, text in outputs().items():
-        old = path.read_text(encoding="utf-8") if path.is_file() else None
-        if old == text:
-            continue
-        rel = path.relative_to(ROOT)
-        if args.check:
-            stale += 1
-            sys.stdout.writelines(difflib.unified_diff((old or "").splitlines(keepends=True),
-                                                       text.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {rel}", file=sys.stderr)
-    if stale:
-        print(f"{stale} generated doc file(s) are stale: run `make docs` (scripts/gen_docs.py)", file=sys.stderr)
-        return 1
-    return 0
-
+    return generated.main(argv, doc=__doc__ or "", root=ROOT, outputs=outputs, what="doc",
+                          remake="`make docs` (scripts/gen_docs.py)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,7 +32,7 @@ site=$(mktemp -d)
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet -d "$site"
 rm -rf "$site"
 echo "== ruff"
-.venv/bin/ruff check src tests scripts/gen_chart.py scripts/rules_table.py scripts/gen_docs.py scripts/mkdocs_hooks.py \
+.venv/bin/ruff check src tests scripts/gen_chart.py scripts/rules_table.py scripts/gen_docs.py scripts/generated.py scripts/mkdocs_hooks.py \
   charts/poolserve/files $( [ -d benchmarks ] && echo benchmarks )
 echo "== mypy --strict"
 .venv/bin/mypy
