@@ -8,7 +8,6 @@ re-index, naming what changed. :func:`moved` is the error a pipeline stops on.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,11 +20,10 @@ from poolserve.actions.common import (
     Source,
     Where,
     config_model,
-    parse_duration,
     parse_task,
     target_endpoint,
 )
-from poolserve.errors import FingerprintMoved, InsecureTransportWarning, SpecError
+from poolserve.errors import FingerprintMoved, SpecError
 from poolserve.targets.base import Endpoint
 
 if TYPE_CHECKING:
@@ -86,18 +84,10 @@ def read_fingerprint(path: Path) -> Fingerprint:
 
 def _client(req: FingerprintRequest, endpoint: Endpoint, served: str | None, edges: Edges,
             notify: Notify | None) -> PoolClient:
-    from poolserve.check.client import PoolClient
+    from poolserve.actions.test import pool_client
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InsecureTransportWarning)
-        client = PoolClient.from_endpoint(
-            endpoint, model=served, token=req.token or endpoint.token, ca_file=req.ca_file or endpoint.ca_file,
-            insecure=req.insecure or (not endpoint.verify_tls and not req.ca_file),
-            timeout_s=parse_duration(req.timeout), transport=edges.http_transport)
-    for w in caught:
-        if notify is not None:
-            notify(str(w.message))
-    return client
+    return pool_client(endpoint, edges, served=served, token=req.token, ca_file=req.ca_file, insecure=req.insecure,
+                       timeout=req.timeout, warn=notify)
 
 
 def fingerprint(req: FingerprintRequest, edges: Edges, *, notify: Notify | None = None,
@@ -111,17 +101,11 @@ def fingerprint(req: FingerprintRequest, edges: Edges, *, notify: Notify | None 
     """
     from poolserve.actions.files import write_atomic
     from poolserve.actions.serving import deployment_facts, measured_facts
-    from poolserve.actions.test import base_url, check_ca_file
-    from poolserve.check.client import check_url
+    from poolserve.actions.test import base_url, check_connection
     from poolserve.check.fingerprint import take, to_json
     from poolserve.check.fingerprint_compare import compare
 
-    if req.ca_file and req.insecure:
-        raise SpecError("--ca-file and --insecure are mutually exclusive")
-    if req.url is not None:
-        check_url(req.url)
-    if req.ca_file is not None:
-        check_ca_file(req.ca_file)
+    check_connection(req.url, req.ca_file, req.insecure)
     saved = read_fingerprint(req.file) if req.mode == "check" else None
     if req.name is None and req.url is None:
         raise SpecError("give a model NAME from the config, or --url URL with --task embed|score")

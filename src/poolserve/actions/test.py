@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from poolserve.actions.common import (
     Duration,
@@ -37,6 +37,9 @@ from poolserve.config.versions import image_version
 from poolserve.errors import CheckFailed, InsecureTransportWarning, SpecError
 from poolserve.kserve.render import Rendered
 from poolserve.targets.base import Endpoint
+
+if TYPE_CHECKING:
+    from poolserve.check.client import PoolClient
 
 Notify = Callable[[Literal["note", "warning"], str], None]
 """``notify(kind, message)``: what the user should read while the checks run (a URL fixed, TLS off)."""
@@ -87,6 +90,35 @@ def check_ca_file(path: str) -> None:
         raise SpecError(f"--ca-file {path}: not a PEM CA bundle ({e.reason or e})") from None
     except OSError as e:
         raise SpecError(f"--ca-file {path}: cannot read it: {e.strerror or e}") from None
+
+
+def check_connection(url: str | None, ca_file: str | None, insecure: bool) -> None:
+    """One-line SpecErrors for bad ``--url`` / ``--ca-file`` / ``--insecure`` input, before anything is contacted."""
+    from poolserve.check.client import check_url
+
+    if ca_file and insecure:
+        raise SpecError("--ca-file and --insecure are mutually exclusive")
+    if url is not None:
+        check_url(url)
+    if ca_file is not None:
+        check_ca_file(ca_file)
+
+
+def pool_client(endpoint: Endpoint, edges: Edges, *, served: str | None, token: str | None, ca_file: str | None,
+                insecure: bool, timeout: Duration, warn: Callable[[str], None] | None = None) -> PoolClient:
+    """The client for ``endpoint``: the options win over what the target said; TLS warnings go to ``warn``."""
+    from poolserve.check.client import PoolClient
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InsecureTransportWarning)
+        client = PoolClient.from_endpoint(
+            endpoint, model=served, token=token or endpoint.token, ca_file=ca_file or endpoint.ca_file,
+            insecure=insecure or (not endpoint.verify_tls and not ca_file),
+            timeout_s=parse_duration(timeout), transport=edges.http_transport)
+    for w in caught:
+        if warn is not None:
+            warn(str(w.message))
+    return client
 
 
 def reference_homes(edges: Edges, rendered: Rendered | None) -> list[Path]:
@@ -148,19 +180,13 @@ def verify_model(req: VerifyRequest, edges: Edges, *, notify: Notify | None = No
         EndpointError: the endpoint cannot be used (connection, TLS, 401/403, ...).
         NotFound, NotReady: the target says the model is not deployed / not ready.
     """
-    from poolserve.check.client import PoolClient, check_url
     from poolserve.check.verify import verify
 
     def say(kind: Literal["note", "warning"], message: str) -> None:
         if notify is not None:
             notify(kind, message)
 
-    if req.ca_file and req.insecure:
-        raise SpecError("--ca-file and --insecure are mutually exclusive")
-    if req.url is not None:
-        check_url(req.url)
-    if req.ca_file is not None:
-        check_ca_file(req.ca_file)
+    check_connection(req.url, req.ca_file, req.insecure)
     if req.name is None and req.url is None:
         raise SpecError("give a model NAME from the config, or --url URL with --task embed|score")
     # NAME, when given, is a model of the config (it says which checks apply); without it, --task does.
@@ -184,14 +210,8 @@ def verify_model(req: VerifyRequest, edges: Edges, *, notify: Notify | None = No
             say("note", note)
         endpoint = Endpoint(url=fixed)
     served = req.served_model or endpoint.served_model or (model.model_id if model is not None else None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InsecureTransportWarning)
-        client = PoolClient.from_endpoint(
-            endpoint, model=served, token=req.token or endpoint.token, ca_file=req.ca_file or endpoint.ca_file,
-            insecure=req.insecure or (not endpoint.verify_tls and not req.ca_file),
-            timeout_s=parse_duration(req.timeout), transport=edges.http_transport)
-    for w in caught:
-        say("warning", str(w.message))
+    client = pool_client(endpoint, edges, served=served, token=req.token, ca_file=req.ca_file,
+                         insecure=req.insecure, timeout=req.timeout, warn=lambda text: say("warning", text))
     with client:
         return verify(client, _expectations(req, model, served), now=time.perf_counter, reference=ref,
                       robustness=req.robustness)
