@@ -35,6 +35,7 @@ from pydantic_core import to_jsonable_python
 
 from poolserve.config import catalog, rules, storage, versions
 from poolserve.config import schema as spec
+from poolserve.kserve import cpu
 from poolserve.kserve.names import dashboard_labels
 from poolserve.kserve.objects import PROBE_DEFAULTS
 from poolserve.vllm import args as vllm
@@ -379,6 +380,10 @@ def constants() -> dict[str, Any]:
         "device_defaults": {"gpu": dict(spec.GPU_DEFAULTS), "cpu": dict(spec.CPU_DEFAULTS)},
         "cpu_image": _cpu_images(),
         "cpu_arch_selector": dict(spec.CPU_ARCH_SELECTOR),
+        # kserve/cpu.py: a CPU runtime's thread env, and where its bfloat16 pods may run.
+        "cpu_env": cpu.cpu_env(),
+        "bf16_labels": list(cpu.NFD_BF16_LABELS),
+        "bf16_affinity": cpu.bf16_affinity(),
         # The first release with each behaviour the rendered flags depend on.
         "versions": {
             "runner_flag": list(vllm.RUNNER_FLAG),

@@ -121,6 +121,19 @@ models:
   - {{name: c, model_id: cross-encoder/ms-marco-MiniLM-L12-v2, mig_profile: 1g.10gb+me, gpus: null}}
   - {{name: d, {_MINILM}, runtime: cpu-new, storage_uri: 'hf://sentence-transformers/all-MiniLM-L6-v2'}}
 """,
+    # bfloat16 on CPU (kserve.cpu.node_affinity): the runtime's dtype, a model's own, a float32 model on a bf16
+    # runtime, a selector that already pins bf16 nodes, and a hardware profile (no affinity for the last three).
+    "cpu-bfloat16-placement": f"""\
+runtimes:
+  - {{name: cpu-bf16, task: embed, device: cpu, dtype: bfloat16}}
+  - {{name: cpu, task: embed, device: cpu}}
+models:
+  - {{name: a, {_MINILM}, runtime: cpu-bf16}}
+  - {{name: b, {_MINILM}, runtime: cpu, dtype: bfloat16}}
+  - {{name: c, {_MINILM}, runtime: cpu-bf16, dtype: float32}}
+  - {{name: d, {_MINILM}, runtime: cpu-bf16, node_selector: {{feature.node.kubernetes.io/cpu-cpuid.AVX512BF16: 'true'}}}}
+  - {{name: e, {_MINILM}, runtime: cpu-bf16, hardware_profile: cpu-bf16}}
+""",
     # Probes set in part (the rest keep poolserve's defaults; an initial delay of 0 is left out) and env names
     # that only look like secret words (spec.secret_like lets them through).
     "probes-and-env-names": f"""\

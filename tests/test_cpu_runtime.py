@@ -137,13 +137,49 @@ def test_cpu_runtime_combines_with_storage_uri_autoscaling_and_stopped() -> None
     assert not [f for f in _findings(text) if f.severity == "error"]
 
 
-def test_lint_bfloat16_on_cpu() -> None:
-    text = CPU.format(tag="v0.32.0").replace("    device: cpu\n", "    device: cpu\n    dtype: bfloat16\n")
-    assert any(f.severity == "note" and "AMX-BF16/AVX512-BF16" in f.message for f in _findings(text))
-    pinned = text.replace("    dtype: bfloat16\n", "    dtype: bfloat16\n    node_selector: "
-                                                    "{feature.node.kubernetes.io/cpu-cpuid.AMXBF16: 'true'}\n")
-    assert not any("AMX-BF16" in f.message for f in _findings(pinned))
-    reranker = text.replace("task: embed", "task: score").replace(
+BF16 = CPU.format(tag="v0.32.0").replace("    device: cpu\n", "    device: cpu\n    dtype: bfloat16\n")
+BF16_TERMS = [{"matchExpressions": [{"key": f"feature.node.kubernetes.io/cpu-cpuid.{flag}", "operator": "In",
+                                     "values": ["true"]}]} for flag in ("AMXBF16", "AVX512BF16")]
+
+
+def _affinity(text: str) -> Any:
+    return _objects(text)["InferenceService"]["spec"]["predictor"].get("affinity")
+
+
+def test_bfloat16_on_cpu_schedules_only_on_nodes_nfd_labels_with_bf16() -> None:
+    # Either label will do (nodeSelectorTerms are ORed); lint says what the pods need.
+    assert _affinity(BF16) == {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": BF16_TERMS}}}
+    assert any(f.severity == "note" and "cpu-cpuid.AMXBF16=true or" in f.message and "Pending" in f.message
+               for f in _findings(BF16))
+    # The model's own dtype counts too, not only the runtime's.
+    own = CPU.format(tag="v0.32.0") + "    dtype: bfloat16\n"
+    assert _affinity(own) is not None
+
+
+@pytest.mark.parametrize("change", [
+    "",  # float32, the CPU default: runs on any node
+    "    dtype: bfloat16\n    node_selector: {feature.node.kubernetes.io/cpu-cpuid.AMXBF16: 'true'}\n",
+])
+def test_no_bf16_affinity_for_float32_or_a_selector_that_pins_bf16_nodes(change: str) -> None:
+    text = CPU.format(tag="v0.32.0").replace("    device: cpu\n", "    device: cpu\n" + change)
+    assert _affinity(text) is None
+    assert not any("bfloat16 on CPU" in f.message for f in _findings(text))
+
+
+def test_bfloat16_on_gpu_gets_no_cpu_affinity() -> None:
+    text = BF16.replace("    device: cpu\n", "")
+    assert _affinity(text) is None
+
+
+def test_a_hardware_profile_owns_bf16_placement_and_lint_says_so() -> None:
+    text = BF16 + "    hardware_profile: cpu-bf16\n"
+    assert _affinity(text) is None
+    assert any(f.severity == "note" and "hardware profile" in f.message for f in _findings(text))
+
+
+def test_lint_warns_of_a_cross_encoder_in_bfloat16_on_cpu() -> None:
+    reranker = BF16.replace("task: embed", "task: score").replace(
         "sentence-transformers/all-MiniLM-L6-v2", "cross-encoder/ms-marco-MiniLM-L12-v2")
     assert any(f.severity == "warning" and "cross-encoder in bfloat16" in f.message for f in _findings(reranker))
 

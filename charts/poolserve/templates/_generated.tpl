@@ -344,6 +344,42 @@
     "before": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v%s"
   },
   "cpu_arch_selector": {"kubernetes.io/arch": "amd64"},
+  "cpu_env": [
+    {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
+    {
+      "name": "OMP_NUM_THREADS",
+      "valueFrom": {
+        "resourceFieldRef": {"containerName": "kserve-container", "resource": "limits.cpu", "divisor": "1"}
+      }
+    }
+  ],
+  "bf16_labels": ["feature.node.kubernetes.io/cpu-cpuid.AMXBF16", "feature.node.kubernetes.io/cpu-cpuid.AVX512BF16"],
+  "bf16_affinity": {
+    "nodeAffinity": {
+      "requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [
+          {
+            "matchExpressions": [
+              {
+                "key": "feature.node.kubernetes.io/cpu-cpuid.AMXBF16",
+                "operator": "In",
+                "values": ["true"]
+              }
+            ]
+          },
+          {
+            "matchExpressions": [
+              {
+                "key": "feature.node.kubernetes.io/cpu-cpuid.AVX512BF16",
+                "operator": "In",
+                "values": ["true"]
+              }
+            ]
+          }
+        ]
+      }
+    }
+  },
   "versions": {
     "runner_flag": [0, 10, 1],
     "task_embed_score": [0, 6, 5],

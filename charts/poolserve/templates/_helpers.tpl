@@ -85,9 +85,8 @@ arbitrary UIDs, the HF cache, no telemetry; then the runtime's own env, merged b
   {{- $env = append $env (dict "name" "HF_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" .name "key" .key))) -}}
 {{- end -}}
 {{- if eq .runtime.device "cpu" -}}
-  {{- /* kserve.cpu_env: vLLM's CPU threads unpinned, as many as the container's CPU limit (Downward API). */ -}}
-  {{- $env = append $env (dict "name" "VLLM_CPU_OMP_THREADS_BIND" "value" "nobind") -}}
-  {{- $env = append $env (dict "name" "OMP_NUM_THREADS" "valueFrom" (dict "resourceFieldRef" (dict "containerName" "kserve-container" "resource" "limits.cpu" "divisor" "1"))) -}}
+  {{- /* kserve.cpu.cpu_env, generated into the constants. */ -}}
+  {{- $env = concat $env (include "poolserve.constants" . | fromJson).cpu_env -}}
 {{- end -}}
 {{- range $name, $value := .runtime.env -}}
   {{- $replaced := false -}}

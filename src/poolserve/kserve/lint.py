@@ -20,6 +20,7 @@ from poolserve.config.schema import PoolSpec
 from poolserve.config.versions import format_version
 from poolserve.errors import LintError, SpecError
 from poolserve.kserve.compose import Composed
+from poolserve.kserve.cpu import NFD_BF16_LABELS, node_affinity
 from poolserve.kserve.dashboard import find_template
 from poolserve.kserve.names import (
     DASHBOARD_LABEL,
@@ -384,9 +385,6 @@ def _scaling(spec: PoolSpec, rendered: Rendered) -> list[Finding]:
     return out
 
 
-BF16_LABELS = ("AMXBF16", "AVX512BF16", "amx_bf16", "avx512_bf16")
-
-
 def _cpu(rendered: Rendered) -> list[Finding]:
     """Models on ``device: cpu`` runtimes: limits that vLLM's CPU backend sizes itself from, dtype."""
     out: list[Finding] = []
@@ -408,11 +406,15 @@ def _cpu(rendered: Rendered) -> list[Finding]:
                                                 "--gpu-memory-utilization as a share of the whole node's RAM"))
         dtype = m.dtype or m.runtime.dtype
         if dtype == "bfloat16":
-            selectors = " ".join(k for k, _ in (*m.runtime.node_selector, *m.node_selector))
-            if not any(label in selectors for label in BF16_LABELS):
-                out.append(Finding("note", subj, "bfloat16 on CPU is fast only with AMX-BF16/AVX512-BF16 (3.2x float32 "
-                                                 "measured; see README 'CPU-only runtimes'): pin such nodes, e.g. "
-                                                 "node_selector feature.node.kubernetes.io/cpu-cpuid.AMXBF16: 'true'"))
+            if node_affinity(m) is not None:
+                out.append(Finding("note", subj, "bfloat16 on CPU: its pods schedule only on nodes labelled "
+                                                 f"{' or '.join(label + '=true' for label in NFD_BF16_LABELS)} "
+                                                 "(Node Feature Discovery sets them; without NFD, label such nodes "
+                                                 "yourself, or the pods stay Pending)"))
+            elif m.hardware_profile is not None:
+                out.append(Finding("note", subj, "bfloat16 on CPU under a hardware profile: the profile places the "
+                                                 "pods, so pick one whose nodes have AMX-BF16 or AVX512-BF16 "
+                                                 "(elsewhere bfloat16 has no fast path; float32 runs anywhere)"))
             if m.task == "score":
                 out.append(Finding("warning", subj, "a cross-encoder in bfloat16 on CPU: its scores drifted up to 1.5% "
                                                     "from float32 here, beyond vLLM's own 1e-2 tolerance"))

@@ -17,6 +17,7 @@ from poolserve.config.resolve import Model, Runtime
 from poolserve.config.schema import PoolSpec, Toleration
 from poolserve.config.versions import format_version
 from poolserve.kserve.compose import merge_env
+from poolserve.kserve.cpu import cpu_env, node_affinity
 from poolserve.kserve.names import (
     API_PROTOCOL,
     CONTAINER_NAME,
@@ -82,23 +83,6 @@ def runtime_env(spec: PoolSpec, runtime: Runtime) -> list[dict[str, Any]]:
         env.extend(cpu_env())
     # The runtime's own env wins over these defaults: merged by name like KServe merges env.
     return merge_env(env, [{"name": name, "value": value} for name, value in runtime.env])
-
-
-def cpu_env() -> list[dict[str, Any]]:
-    """Threads for vLLM's CPU backend: as many as the container's CPU limit, not pinned.
-
-    vLLM's default (``VLLM_CPU_OMP_THREADS_BIND=auto``) starts one OpenMP thread per physical core the
-    process may run on and pins them there (``utils/ompmultiprocessing.py``). A pod without the static
-    CPU manager policy may run on every core of the node while its CFS quota allows only its CPU limit,
-    so that would be dozens of pinned threads sharing a few CPUs' time. ``nobind`` leaves the threads
-    to the scheduler, and ``OMP_NUM_THREADS`` comes from the container's own ``limits.cpu`` (Downward
-    API, rounded up to whole CPUs), so the thread count follows the pod's size.
-    """
-    return [
-        {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
-        {"name": "OMP_NUM_THREADS", "valueFrom": {"resourceFieldRef": {
-            "containerName": CONTAINER_NAME, "resource": "limits.cpu", "divisor": "1"}}},
-    ]
 
 
 PROBE_DEFAULTS: Mapping[str, tuple[int, int, int]] = {
@@ -280,6 +264,9 @@ def inference_service(spec: PoolSpec, model: Model) -> Manifest:
         predictor["nodeSelector"] = dict(model.node_selector)
     if model.tolerations:
         predictor["tolerations"] = tolerations(model.tolerations)
+    affinity = node_affinity(model)
+    if affinity is not None:
+        predictor["affinity"] = affinity
     predictor["model"] = _model_spec(model)
     annotations = {
         DISPLAY_NAME: model.display_name,
