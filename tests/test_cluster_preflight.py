@@ -203,6 +203,32 @@ def test_gpu_check_skipped_when_nodes_are_unreadable_or_nothing_is_asked(spec: P
     assert not [c for c in fake.calls if c.kind == "Node"]
 
 
+CPU_BF16 = """\
+namespace: embeddings
+cache: {pvc: model-cache}
+runtimes:
+  - {name: cpu, task: embed, device: cpu, dtype: bfloat16}
+models:
+  - {name: minilm, model_id: sentence-transformers/all-MiniLM-L6-v2}
+"""
+
+
+def test_bfloat16_on_cpu_needs_a_node_nfd_labels_with_bf16() -> None:
+    spec = parse_spec(CPU_BF16, "test.yaml")
+    fake = cluster_for(spec, gpus=0)
+    fake.seed(node("avx2-only", gpus=0, labels={"feature.node.kubernetes.io/cpu-cpuid.AVX2": "true"}))
+    with pytest.raises(NotReady) as exc:
+        run(fake, spec)
+    assert str(exc.value).startswith("no node is labelled feature.node.kubernetes.io/cpu-cpuid.AMXBF16=true or "
+                                     "feature.node.kubernetes.io/cpu-cpuid.AVX512BF16=true")
+    assert "(minilm)" in str(exc.value) and "Node Feature Discovery" in (exc.value.hint or "")
+    fake.seed(node("sapphire", gpus=0, labels={"feature.node.kubernetes.io/cpu-cpuid.AMXBF16": "true"}))
+    report = run(fake, spec)
+    assert any(n.startswith("bfloat16 on CPU (minilm): 1 of") and "(sapphire)" in n for n in report.notes)
+    fake.errors["list:Node"] = forbidden("list", kind_info("v1", "Node"), None)
+    assert any("not checked that a node has bf16 for minilm" in n for n in run(fake, spec).notes)
+
+
 def test_access_review_lists_every_refusal_in_one_line(spec: PoolSpec) -> None:
     fake = cluster_for(spec)
     fake.denied |= {("create", "servingruntimes.serving.kserve.io"), ("patch", "servingruntimes.serving.kserve.io"),

@@ -3,7 +3,8 @@
 In order: the API answers (and accepts the credentials); the KServe CRDs are installed (and which
 versions they serve); the namespace exists, is not being deleted, and carries the dashboard labels
 (or the user may add them); the cache PVC exists, is Bound and its access mode fits the pods that
-mount it; the nodes have enough allocatable GPUs for what the models ask; the dashboard Templates
+mount it; the nodes have enough allocatable GPUs for what the models ask, and a bf16 node for bfloat16
+on CPU; the dashboard Templates
 can be applied (OpenShift's Template API is served, the dashboard namespace exists, and a
 SelfSubjectAccessReview allows creating Templates there, else they are already there); and a
 SelfSubjectAccessReview allows create and patch on every kind deploy applies. A check that cannot
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from poolserve.config.resolve import Model, resolve_models
 from poolserve.config.schema import PoolSpec
 from poolserve.errors import Forbidden, NotFound, NotReady
+from poolserve.kserve.cpu import NFD_BF16_LABELS, node_affinity
 from poolserve.kserve.dashboard import TEMPLATES_PATH, find_template
 from poolserve.kserve.names import (
     GROUP,
@@ -282,6 +284,29 @@ def check_gpus(cluster: Cluster, models: Sequence[Model]) -> list[str]:
     return notes
 
 
+def check_bf16_nodes(cluster: Cluster, models: Sequence[Model]) -> list[str]:
+    """Some node carries a bf16 label that a model's node affinity requires (kserve.cpu); returns notes.
+
+    Raises:
+        NotReady: no node does (the pods would stay Pending: Unschedulable).
+    """
+    need = [m.name for m in models if node_affinity(m) is not None]
+    if not need:
+        return []
+    try:
+        nodes = cluster.list("v1", "Node")
+    except Forbidden:
+        return [f"you may not list nodes: not checked that a node has bf16 for {', '.join(need)}"]
+    have = [dig(n, "metadata", "name") for n in nodes
+            if any(str(dig(n, "metadata", "labels", label, default="")) == "true" for label in NFD_BF16_LABELS)]
+    if not have:
+        raise NotReady(f"no node is labelled {' or '.join(f'{x}=true' for x in NFD_BF16_LABELS)}, which "
+                       f"bfloat16 on CPU requires ({', '.join(need)})",
+                       hint="install Node Feature Discovery (or label the nodes whose CPUs have AMX-BF16 or "
+                            "AVX512-BF16), or set dtype: float32; pods would stay Pending (Unschedulable)")
+    return [f"bfloat16 on CPU ({', '.join(need)}): {len(have)} of {len(nodes)} nodes have bf16 ({', '.join(have)})"]
+
+
 @dataclass(frozen=True)
 class TemplateCheck:
     """What :func:`check_templates` found: Templates to leave alone, notes and warnings."""
@@ -436,6 +461,7 @@ def preflight(cluster: Cluster, spec: PoolSpec, models: Sequence[Model],
                        f"namespace {spec.namespace} is new",
                        hint=f"create the namespace (`oc new-project {spec.namespace}`) and the PVC first")
     all_notes += check_gpus(cluster, models)
+    all_notes += check_bf16_nodes(cluster, models)
     all_notes += check_operators(cluster, models, objects, spec.namespace)
     if exists:
         all_notes += check_storage_claims(cluster, models, spec.namespace)

@@ -238,12 +238,14 @@ def pvc(name: str, namespace: str, *, phase: str = "Bound", access_modes: tuple[
             "status": {"phase": phase, "accessModes": list(access_modes) if phase == "Bound" else []}}
 
 
-def node(name: str, *, gpus: int = 1, resource: str = "nvidia.com/gpu") -> Manifest:
-    """A Node with ``gpus`` allocatable ``resource``."""
+def node(name: str, *, gpus: int = 1, resource: str = "nvidia.com/gpu",
+         labels: Mapping[str, str] | None = None) -> Manifest:
+    """A Node with ``gpus`` allocatable ``resource`` (and ``labels``, e.g. Node Feature Discovery's)."""
     alloc = {"cpu": "15500m", "memory": "60Gi", "pods": "250"}
     if gpus:
         alloc[resource] = str(gpus)
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {"allocatable": alloc}}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": dict(labels or {})},
+            "status": {"allocatable": alloc}}
 
 
 def namespace_obj(name: str, labels: Mapping[str, str] | None = None) -> Manifest:
