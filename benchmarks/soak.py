@@ -197,7 +197,8 @@ def soak(endpoint: Endpoint, args: argparse.Namespace, pgid_of: Any) -> dict[str
         "drift_verdicts": {"latency": lat.verdict, "memory": mem.verdict, "latency_p99": p99.verdict},
         "server_process_groups": pgids,
         "cpu_cores_mean": {k: _mean([w[k] for w in (x.to_dict() for x in windows)])
-                           for k in ("cpu_server_cores", "cpu_client_cores", "cpu_other_cores")},
+                           for k in ("cpu_server_cores", "cpu_client_cores", "cpu_other_cores",
+                                     "cpu_steal_cores")},
         "client_cpu_s": round(run.client_cpu_s, 1),
     }
 
@@ -236,7 +237,8 @@ def overload(endpoint: Endpoint, args: argparse.Namespace, pgid_of: Any) -> list
             "vllm_waiting_max": max(waiting, default=None), "vllm_running_max": max(running, default=None),
             "rss_mib_max": round(max(rss), 1) if rss else None,
             "cpu_cores_mean": {"server": _mean([s.cpu_server for s in run.samples]),
-                               "client": _mean([s.cpu_client for s in run.samples]), "other": other},
+                               "client": _mean([s.cpu_client for s in run.samples]), "other": other,
+                               "steal": _mean([s.cpu_steal for s in run.samples])},
             **after,
         }
         log(f"  ok {level['ok']}, errors {level['errors_by_kind']}, p50 {level['p50_ms']} ms, "
@@ -284,14 +286,15 @@ def markdown(soak: dict[str, Any] | None, over: dict[str, Any] | None) -> str:
                 f"{soak['duration_s']:.0f} s, {soak['requests']:,} requests ok ({soak['requests_per_s']} req/s), "
                 f"errors {soak['errors_by_kind'] or 0}; p50 {soak['p50_ms']:,} ms, p99 {soak['p99_ms']:,} ms, "
                 f"max {soak['max_ms']:,} ms.", "",
-                "| window s | requests | errors | p50 ms | p99 ms | group RSS MiB | group PSS MiB | server cores "
-                "| client cores | other cores |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "| window s | requests | errors | p50 ms | p99 ms | longest gap ms | group RSS MiB | group PSS MiB "
+                "| server cores | client cores | other cores | of which steal |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for w in soak["windows"]:
             out.append(f"| {w['t_s']:.0f} | {w['requests']:,} | {w['errors']} | {_f(w['p50_ms'])} | "
-                       f"{_f(w['p99_ms'])} | {_f(w['rss_mib'])} | {_f(w.get('pss_mib'))} | "
-                       f"{_f(w.get('cpu_server_cores'), 2)} | "
-                       f"{_f(w.get('cpu_client_cores'), 2)} | {_f(w.get('cpu_other_cores'), 2)} |")
+                       f"{_f(w['p99_ms'])} | {_f(w.get('longest_gap_ms'), 0)} | {_f(w['rss_mib'])} | "
+                       f"{_f(w.get('pss_mib'))} | {_f(w.get('cpu_server_cores'), 2)} | "
+                       f"{_f(w.get('cpu_client_cores'), 2)} | {_f(w.get('cpu_other_cores'), 2)} | "
+                       f"{_f(w.get('cpu_steal_cores'), 2)} |")
         out += ["", f"- latency: {soak['drift']['latency']}", f"- memory: {soak['drift']['memory']}"]
         detail = soak.get("drift_detail") or {}
         for k in ("latency_p99", "memory_pss"):

@@ -86,6 +86,18 @@ def test_a_short_remainder_joins_the_last_window_and_bad_widths_are_refused() ->
         bw.windows_of([], [], duration_s=30, window_s=0)
 
 
+def test_the_longest_gap_finds_a_stall_in_which_nothing_completed() -> None:
+    # Completions every 0.1 s up to 11.95 s, then nothing until 16.5 s: a stall; the window's p99 alone cannot tell a
+    # few slow requests from a pause of everything.
+    steady = [ok(t / 10, 0.05) for t in range(100, 120)]
+    stalled = [*steady, ok(12.0, 4.5), *[ok(16.5 + t / 10, 0.05) for t in range(20)]]
+    ws = bw.windows_of(stalled, [], duration_s=20, window_s=10)
+    assert ws[0].longest_gap_ms is None  # nothing completed in it
+    assert ws[1].longest_gap_ms == pytest.approx(4550.0)  # 11.95 -> 16.5 s
+    assert bw.windows_of(steady, [], duration_s=20, window_s=10)[1].longest_gap_ms == pytest.approx(100.0)
+    assert ws[1].to_dict()["longest_gap_ms"] == 4550.0
+
+
 def test_window_json_has_the_contract_keys() -> None:
     (w,) = bw.windows_of([ok(0, 0.1234)], [bw.Sample(0, rss_mib=1000.04)], duration_s=5, window_s=5)
     d = w.to_dict()
@@ -358,6 +370,20 @@ def test_other_cpu_is_the_machine_minus_server_and_client() -> None:
                          duration_s=5, window_s=5)
     assert w.cpu_server == pytest.approx(0.9) and w.cpu_other == pytest.approx(0.4)
     assert w.to_dict()["cpu_other_cores"] == 0.4
+    # The hypervisor's steal is given apart (it is also inside "other": no process here used it).
+    (w,) = bw.windows_of([], [bw.Sample(1, cpu_busy=2.0, cpu_server=1.0, cpu_client=0.2, cpu_steal=0.6)],
+                         duration_s=5, window_s=5)
+    assert w.cpu_steal == pytest.approx(0.6) and w.to_dict()["cpu_steal_cores"] == 0.6
+
+
+def test_cpu_meter_reads_steal_from_proc_stat(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = iter([(100, 1000, 2, 10), (400, 1400, 2, 110)])  # 400 jiffies: 300 busy, of which 100 stolen
+    monkeypatch.setattr(bs, "_machine_ticks", lambda: next(ticks))
+    clock = iter([0.0, 2.0])
+    meter = bs.CpuMeter(clock=lambda: next(clock))
+    meter.read([])
+    busy, _, _ = meter.read([])
+    assert busy == pytest.approx(1.5) and meter.steal == pytest.approx(0.5)
 
 
 def test_server_sampler_reads_the_group_and_survives_a_server_without_metrics(

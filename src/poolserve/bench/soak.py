@@ -148,15 +148,19 @@ async def run_load(endpoint: Endpoint, workload: Workload, concurrency: int, dur
 # Edges: who used the CPU
 
 
-def _machine_ticks() -> tuple[int, int, int] | None:
-    """(busy, total, cpus) jiffies over every CPU, from ``/proc/stat``."""
+def _machine_ticks() -> tuple[int, int, int, int] | None:
+    """(busy, total, cpus, steal) jiffies over every CPU, from ``/proc/stat``.
+
+    Steal is time a virtual machine's CPUs were ready but the hypervisor ran something else: it counts as
+    busy here (the guest could not use it), and is also given apart.
+    """
     try:
         lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
         return None
     v = [int(x) for x in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
     cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
-    return sum(v) - v[3] - v[4], sum(v), max(1, cpus)
+    return sum(v) - v[3] - v[4], sum(v), max(1, cpus), v[7]
 
 
 def _process_ticks(pid: int) -> int | None:
@@ -173,13 +177,15 @@ class CpuMeter:
     """Cores used between two calls: the whole machine, one process group (the server), this process.
 
     The first call only takes the starting point and returns Nones. A process that joins the group
-    counts from its first reading; one that exits takes its last interval with it.
+    counts from its first reading; one that exits takes its last interval with it. ``steal`` holds the
+    cores the hypervisor took over the last interval (see :func:`_machine_ticks`).
     """
 
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self._last: tuple[float, tuple[int, int, int] | None, dict[int, int], float] | None = None
+        self._last: tuple[float, tuple[int, int, int, int] | None, dict[int, int], float] | None = None
+        self.steal: float | None = None
 
     def read(self, pids: list[int]) -> tuple[float | None, float | None, float | None]:
         """(machine busy cores, group cores, this process's cores) since the previous call."""
@@ -192,9 +198,10 @@ class CpuMeter:
         if last is None or now <= last[0]:
             return None, None, None
         wall = now - last[0]
-        busy = None
+        busy = self.steal = None
         if machine and last[1] and machine[1] > last[1][1]:
             busy = (machine[0] - last[1][0]) / (machine[1] - last[1][1]) * machine[2]
+            self.steal = (machine[3] - last[1][3]) / (machine[1] - last[1][1]) * machine[2]
         server = sum(max(0, t - last[2].get(pid, t)) for pid, t in group.items()) / self._hz / wall
         return busy, server, max(0.0, me - last[3]) / wall
 
@@ -237,7 +244,8 @@ class ServerSampler:
                 pass
         return Sample(t_s=t_s, rss_mib=rss, pss_mib=pss, processes=len(pids), pgid=pgid,
                       running=gauges.get(QUEUE_GAUGES[0]), waiting=gauges.get(QUEUE_GAUGES[1]),
-                      cpu_busy=busy, cpu_server=server if pgid is not None else None, cpu_client=client)
+                      cpu_busy=busy, cpu_server=server if pgid is not None else None, cpu_client=client,
+                      cpu_steal=self._cpu.steal)
 
     def close(self) -> None:
         """Close the metrics client."""

@@ -45,6 +45,8 @@ class Sample:
     """Cores the server's process group used since the previous sample."""
     cpu_client: float | None = None
     """Cores the load generator used since the previous sample."""
+    cpu_steal: float | None = None
+    """Cores a hypervisor took from this virtual machine since the previous sample (part of ``cpu_busy``)."""
 
     @property
     def cpu_other(self) -> float | None:
@@ -72,7 +74,13 @@ class Window:
     """Mean cores the server's group used over the window's samples."""
     cpu_client: float | None = None
     cpu_other: float | None = None
-    """Mean cores other processes used: anything well above 0 means the window was not measured alone."""
+    """Mean cores other processes used (the hypervisor's steal included): anything well above 0 means the
+    window was not measured alone."""
+    cpu_steal: float | None = None
+    """Mean cores the hypervisor took (the part of ``cpu_other`` no process in this machine used)."""
+    longest_gap_ms: float | None = None
+    """The longest time between two completions in the window (from its start for the first): a stall in
+    which no request finished, where a steady closed loop completes one every few tens of ms."""
 
     def to_dict(self) -> dict[str, Any]:
         """The window as written to ``soak.json``."""
@@ -80,7 +88,8 @@ class Window:
                 "rss_mib": _r(self.rss_mib), "pss_mib": _r(self.pss_mib), "requests": self.requests,
                 "errors": self.errors, "errors_by_kind": dict(self.errors_by_kind),
                 "cpu_server_cores": _r(self.cpu_server, 2), "cpu_client_cores": _r(self.cpu_client, 2),
-                "cpu_other_cores": _r(self.cpu_other, 2)}
+                "cpu_other_cores": _r(self.cpu_other, 2), "cpu_steal_cores": _r(self.cpu_steal, 2),
+                "longest_gap_ms": _r(self.longest_gap_ms)}
 
 
 def _r(x: float | None, digits: int = 1) -> float | None:
@@ -103,12 +112,14 @@ def windows_of(results: Sequence[RequestResult], samples: Sequence[Sample], dura
     count = max(1, math.floor(duration_s / window_s + 0.5))
     lat: list[list[float]] = [[] for _ in range(count)]
     errs: list[Counter[str]] = [Counter() for _ in range(count)]
+    done: list[list[float]] = [[] for _ in range(count)]
 
     def slot(t: float) -> int:
         return min(count - 1, max(0, math.floor(t / window_s)))
 
     for r in results:
         i = slot(r.start_s + r.latency_s)
+        done[i].append(r.start_s + r.latency_s)
         if r.ok:
             lat[i].append(r.latency_s)
         else:
@@ -134,8 +145,17 @@ def windows_of(results: Sequence[RequestResult], samples: Sequence[Sample], dura
                           rss_mib=peak([s.rss_mib for s in ss]), pss_mib=peak([s.pss_mib for s in ss]),
                           errors_by_kind=dict(sorted(errs[i].items())),
                           cpu_server=mean([s.cpu_server for s in ss]), cpu_client=mean([s.cpu_client for s in ss]),
-                          cpu_other=mean([s.cpu_other for s in ss])))
+                          cpu_other=mean([s.cpu_other for s in ss]), cpu_steal=mean([s.cpu_steal for s in ss]),
+                          longest_gap_ms=longest_gap(done[i], i * window_s)))
     return out
+
+
+def longest_gap(completions: Sequence[float], start_s: float) -> float | None:
+    """Milliseconds of the longest stretch without a completion, from ``start_s`` (None: none completed)."""
+    if not completions:
+        return None
+    ts = [start_s, *sorted(completions)]
+    return max(b - a for a, b in zip(ts, ts[1:], strict=False)) * 1000
 
 
 @dataclass(frozen=True)
