@@ -131,7 +131,8 @@ models:
   - {{name: a, {_MINILM}, runtime: cpu-bf16}}
   - {{name: b, {_MINILM}, runtime: cpu, dtype: bfloat16}}
   - {{name: c, {_MINILM}, runtime: cpu-bf16, dtype: float32}}
-  - {{name: d, {_MINILM}, runtime: cpu-bf16, node_selector: {{feature.node.kubernetes.io/cpu-cpuid.AVX512BF16: 'true'}}}}
+  - {{name: d, {_MINILM}, runtime: cpu-bf16,
+     node_selector: {{feature.node.kubernetes.io/cpu-cpuid.AVX512BF16: 'true'}}}}
   - {{name: e, {_MINILM}, runtime: cpu-bf16, hardware_profile: cpu-bf16}}
 """,
     # Probes set in part (the rest keep poolserve's defaults; an initial delay of 0 is left out) and env names

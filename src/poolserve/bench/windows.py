@@ -13,6 +13,7 @@ Nothing here reads the clock, ``/proc`` or the network.
 from __future__ import annotations
 
 import itertools
+import itertools
 import math
 import statistics
 from collections import Counter
@@ -155,7 +156,7 @@ def longest_gap(completions: Sequence[float], start_s: float) -> float | None:
     if not completions:
         return None
     ts = [start_s, *sorted(completions)]
-    return max(b - a for a, b in zip(ts, ts[1:], strict=False)) * 1000
+    return max(b - a for a, b in itertools.pairwise(ts)) * 1000
 
 
 @dataclass(frozen=True)
