@@ -13,7 +13,6 @@ Nothing here reads the clock, ``/proc`` or the network.
 from __future__ import annotations
 
 import itertools
-import itertools
 import math
 import statistics
 from collections import Counter
