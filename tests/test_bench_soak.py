@@ -98,6 +98,17 @@ def test_the_longest_gap_finds_a_stall_in_which_nothing_completed() -> None:
     assert ws[1].to_dict()["longest_gap_ms"] == 4550.0
 
 
+def test_unclean_failures_say_when_they_happened() -> None:
+    results = [failed(5.0, 0.2, "transport", "ReadError: the connection closed before a response arrived"),
+               failed(1.0, 10.0, "timeout"), failed(0.5, 0.01, "http_503", "busy"), ok(0, 1),
+               failed(0.1, 3.0, "transport", "RemoteProtocolError: Server disconnected")]
+    assert bw.unclean_failures(results) == [
+        {"sent_s": 0.1, "after_s": 3.0, "kind": "transport", "detail": "RemoteProtocolError: Server disconnected"},
+        {"sent_s": 5.0, "after_s": 0.2, "kind": "transport",
+         "detail": "ReadError: the connection closed before a response arrived"}]
+    assert bw.unclean_failures(results, limit=1)[0]["sent_s"] == 0.1
+
+
 def test_window_json_has_the_contract_keys() -> None:
     (w,) = bw.windows_of([ok(0, 0.1234)], [bw.Sample(0, rss_mib=1000.04)], duration_s=5, window_s=5)
     d = w.to_dict()

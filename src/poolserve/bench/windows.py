@@ -289,6 +289,17 @@ def error_examples(results: Sequence[RequestResult]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def unclean_failures(results: Sequence[RequestResult], limit: int = 20) -> list[dict[str, Any]]:
+    """When the unclean failures happened: sent at (s into the run), failed after (s), kind, message.
+
+    Whether they came in the opening burst, at one moment or spread out tells a connection limit from a
+    server restart from a client at its end; the first ``limit`` by send time.
+    """
+    bad = sorted((r for r in results if not r.ok and error_class(r.error_kind or "unknown", r.error_detail)
+                  == "unclean"), key=lambda r: r.start_s)
+    return [{"sent_s": round(r.start_s, 3), "after_s": round(r.latency_s, 3), "kind": r.error_kind,
+             "detail": r.error_detail} for r in bad[:limit]]
+
 
 def parse_gauges(text: str, names: Sequence[str]) -> dict[str, float]:
     """Sum of each named metric over its label sets in Prometheus text ``text``."""

@@ -280,7 +280,9 @@ class RuntimeConfig(_Strict):
     """The ``modelFormat`` of the runtime and its InferenceServices. ``huggingface`` keeps KServe's model-agent
     sidecar away from models without a storage URI."""
     dtype: str | None = "float16"
-    """vLLM's ``--dtype`` (default float16 on GPUs, float32 with ``device: cpu``; null: vLLM's own default)."""
+    """vLLM's ``--dtype`` (default float16 on GPUs, float32 with ``device: cpu``; null: vLLM's own default).
+    ``bfloat16`` with ``device: cpu`` schedules the pods only on nodes Node Feature Discovery labels with
+    AMX-BF16 or AVX512-BF16 (a required node affinity), where it is the faster choice."""
     gpu_memory_utilization: float | None = Field(default=0.3, gt=0, le=1)
     """vLLM's ``--gpu-memory-utilization`` (default 0.3 on GPUs; 0.5 with ``device: cpu``, where it is a share of
     the pod's memory limit). A startup check, not a share of the GPU: see ``poolserve plan``."""
