@@ -15,7 +15,8 @@ from pathlib import Path
 from poolserve.bench.metrics import BenchReport, report_from_json
 
 ORDER = ("rendered", "bind-auto", "bind-auto-res0", "bind-explicit", "omp-half", "omp-2x", "preload", "tcmalloc",
-         "iomp", "mnbt-8192", "mns-64", "bfloat16", "compiled", "local-float32", "local-bfloat16")
+         "iomp", "engine-1t", "preload-engine-1t", "preload-kmp", "preload-kmp-engine-1t", "mnbt-8192", "mns-64",
+         "bfloat16", "preload-bfloat16", "compiled", "local-float32", "local-bfloat16")
 TARGET = 0.90
 
 
@@ -64,6 +65,20 @@ def main() -> None:
             cells += [_f(v), "-" if v is None or not top else f"{v / top:.2f}x"]
         load = "/".join(f"{x:.2f}" for x in m.load_avg) if (m := r.machine).load_avg else "?"
         print(f"| {k} | {dtype_of(k)} | " + " | ".join(cells) + f" | {load} |")
+    print("\nEach run at each setting against the best run of its dtype at that setting (the lowest is the run's "
+          "worst case):\n")
+    grid = sorted({(s.batch_size, s.concurrency) for r in reports.values() for s in r.settings})
+    at = {k: {(s.batch_size, s.concurrency): s.texts_per_s for s in r.settings} for k, r in reports.items()}
+    top_at = {(dt, g): max((at[k].get(g) or 0 for k in reports if dtype_of(k) == dt), default=0)
+              for dt in ("float32", "bfloat16") for g in grid}
+    print("| run | " + " | ".join(f"c{c} b{b}" for b, c in grid) + " | lowest |")
+    print("|---|" + "---:|" * (len(grid) + 1))
+    for k in order:
+        ratios = [(at[k].get(g) or 0) / top_at[(dtype_of(k), g)] if top_at[(dtype_of(k), g)] and at[k].get(g)
+                  else None for g in grid]
+        low = min((x for x in ratios if x is not None), default=None)
+        print(f"| {k} | " + " | ".join("-" if x is None else f"{x:.2f}x" for x in ratios)
+              + f" | {'-' if low is None else f'{low:.2f}x'} |")
     print("\nEvery setting:\n")
     print("| run | conc | batch | texts/s | p50 ms | p99 ms | errors | tokens/text | client CPU |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
