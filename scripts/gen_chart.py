@@ -244,6 +244,9 @@ def _runtime_rules(defs: dict[str, Any]) -> None:
         _rule({"if": {"required": ["device"], "properties": {"device": {"const": "cpu"}}},
                "then": {"properties": {"accelerator": {"enum": [None, ""]}}}},
               "has device: cpu: it has no accelerator"),
+        _rule({"if": {"not": {"required": ["device"], "properties": {"device": {"const": "cpu"}}}},
+               "then": {"properties": {"exclusive_cpus": {"const": False}}}},
+              "sets exclusive_cpus, which is for device: cpu runtimes"),
         _rule({"if": _given("vllm_version"), "then": {"properties": {"vllm_version": {"pattern": VERSION_RE}}},
                "else": {"properties": {"image": {"pattern": IMAGE_VERSION_RE}}}},
               "cannot tell the vLLM version of image"),
@@ -382,6 +385,7 @@ def constants() -> dict[str, Any]:
         "cpu_arch_selector": dict(spec.CPU_ARCH_SELECTOR),
         # kserve/cpu.py: a CPU runtime's thread env, and where its bfloat16 pods may run.
         "cpu_env": cpu.cpu_env(),
+        "cpu_env_exclusive": cpu.cpu_env(exclusive_cpus=True),
         "bf16_labels": list(cpu.NFD_BF16_LABELS),
         "bf16_affinity": cpu.bf16_affinity(),
         # The first release with each behaviour the rendered flags depend on.

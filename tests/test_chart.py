@@ -135,6 +135,16 @@ models:
      node_selector: {{feature.node.kubernetes.io/cpu-cpuid.AVX512BF16: 'true'}}}}
   - {{name: e, {_MINILM}, runtime: cpu-bf16, hardware_profile: cpu-bf16}}
 """,
+    # exclusive_cpus: vLLM's own binding (no OMP_NUM_THREADS), beside a runtime that leaves threads unpinned.
+    "cpu-exclusive-cpus": f"""\
+runtimes:
+  - {{name: pinned, task: embed, device: cpu, exclusive_cpus: true}}
+  - {{name: shared, task: embed, device: cpu, exclusive_cpus: false}}
+defaults: {{resources: {{limits: {{cpu: "4", memory: 8Gi}}}}}}
+models:
+  - {{name: a, {_MINILM}, runtime: pinned}}
+  - {{name: b, {_MINILM}, runtime: shared}}
+""",
     # Probes set in part (the rest keep poolserve's defaults; an initial delay of 0 is left out) and env names
     # that only look like secret words (spec.secret_like lets them through).
     "probes-and-env-names": f"""\

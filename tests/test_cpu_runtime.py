@@ -178,6 +178,42 @@ def test_a_hardware_profile_owns_bf16_placement_and_lint_says_so() -> None:
     assert any(f.severity == "note" and "hardware profile" in f.message for f in _findings(text))
 
 
+EXCLUSIVE = CPU.format(tag="v0.32.0").replace("    device: cpu\n", "    device: cpu\n    exclusive_cpus: true\n")
+
+
+def test_exclusive_cpus_lets_vllm_pin_a_thread_to_each_cpu_of_the_pod() -> None:
+    objs = _objects(EXCLUSIVE)
+    (c,) = objs["ServingRuntime"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "auto" and env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert "OMP_NUM_THREADS" not in env  # vLLM sets it for its worker from the CPUs it binds
+    assert objs["composed"].env["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+    assert not [f for f in _findings(EXCLUSIVE) if f.severity == "error"]  # requests == limits, 2 CPUs
+
+
+@pytest.mark.parametrize(("resources", "why"), [
+    ('{requests: {cpu: "1", memory: 4Gi}, limits: {cpu: "2", memory: 4Gi}}', "cpu request 1 differs from its limit 2"),
+    ('{requests: {cpu: "2", memory: 2Gi}, limits: {cpu: "2", memory: 4Gi}}', "memory request 2Gi differs"),
+    ('{limits: {cpu: 1500m, memory: 4Gi}}', "CPU limit 1500m is not a whole number of CPUs"),
+    ('{limits: {memory: 4Gi}}', "no cpu limit"),
+])
+def test_exclusive_cpus_needs_a_guaranteed_pod_with_whole_cpus(resources: str, why: str) -> None:
+    text = EXCLUSIVE.replace('{requests: {cpu: "2", memory: 4Gi}, limits: {cpu: "2", memory: 4Gi}}', resources)
+    errors = [f.message for f in _findings(text) if f.severity == "error"]
+    assert any("has exclusive_cpus but " + why in e for e in errors), errors
+
+
+@pytest.mark.parametrize("resources", ['{limits: {cpu: "4", memory: 8Gi}}', '{limits: {cpu: 2000m, memory: 8Gi}}'])
+def test_limits_alone_make_a_guaranteed_pod(resources: str) -> None:
+    text = EXCLUSIVE.replace('{requests: {cpu: "2", memory: 4Gi}, limits: {cpu: "2", memory: 4Gi}}', resources)
+    assert not [f for f in _findings(text) if f.severity == "error"]
+
+
+def test_exclusive_cpus_is_for_cpu_runtimes() -> None:
+    with pytest.raises(SpecError, match="sets exclusive_cpus, which is for device: cpu runtimes"):
+        parse_spec(EXCLUSIVE.replace("    device: cpu\n", ""))
+
+
 def test_lint_warns_of_a_cross_encoder_in_bfloat16_on_cpu() -> None:
     reranker = BF16.replace("task: embed", "task: score").replace(
         "sentence-transformers/all-MiniLM-L6-v2", "cross-encoder/ms-marco-MiniLM-L12-v2")

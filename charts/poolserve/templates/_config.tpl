@@ -181,6 +181,7 @@ mode), and its container args (vllm.runtime_args). */ -}}
   "gpu_memory_utilization" $settings.gpu_memory_utilization
   "accelerator" $settings.accelerator
   "enforce_eager" $settings.enforce_eager
+  "exclusive_cpus" ($rt.exclusive_cpus | default false)
   "node_selector" (ternary (ternary $c.cpu_arch_selector dict $cpu) $rt.node_selector (kindIs "invalid" $rt.node_selector))
   "tolerations" ($rt.tolerations | default list)
   "extra_args" $rt.extra_args

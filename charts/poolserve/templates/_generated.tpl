@@ -238,6 +238,7 @@
     "gpu_memory_utilization": {"default": 0.3},
     "accelerator": {"default": "nvidia.com/gpu"},
     "enforce_eager": {"default": false},
+    "exclusive_cpus": {"default": false},
     "node_selector": {"default": null},
     "tolerations": {"items": "Toleration", "default": []},
     "extra_args": {"default": []},
@@ -352,6 +353,10 @@
         "resourceFieldRef": {"containerName": "kserve-container", "resource": "limits.cpu", "divisor": "1"}
       }
     }
+  ],
+  "cpu_env_exclusive": [
+    {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"},
+    {"name": "VLLM_CPU_NUM_OF_RESERVED_CPU", "value": "0"}
   ],
   "bf16_labels": ["feature.node.kubernetes.io/cpu-cpuid.AMXBF16", "feature.node.kubernetes.io/cpu-cpuid.AVX512BF16"],
   "bf16_affinity": {

@@ -86,7 +86,8 @@ arbitrary UIDs, the HF cache, no telemetry; then the runtime's own env, merged b
 {{- end -}}
 {{- if eq .runtime.device "cpu" -}}
   {{- /* kserve.cpu.cpu_env, generated into the constants. */ -}}
-  {{- $env = concat $env (include "poolserve.constants" . | fromJson).cpu_env -}}
+  {{- $c := include "poolserve.constants" . | fromJson -}}
+  {{- $env = concat $env (ternary $c.cpu_env_exclusive $c.cpu_env (.runtime.exclusive_cpus | default false)) -}}
 {{- end -}}
 {{- range $name, $value := .runtime.env -}}
   {{- $replaced := false -}}

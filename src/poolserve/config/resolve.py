@@ -57,6 +57,7 @@ class Runtime:
     probes: ProbesConfig = ProbesConfig()  # noqa: RUF009 - frozen pydantic model, shared safely
     device: Device = "gpu"
     enforce_eager: bool = False
+    exclusive_cpus: bool = False
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
 
@@ -169,6 +170,7 @@ def _resolve_runtime(spec: PoolSpec, rt: RuntimeConfig, name: str | None = None)
         probes=rt.probes,
         device=rt.device,
         enforce_eager=bool(rt.setting("enforce_eager")),
+        exclusive_cpus=rt.exclusive_cpus,
         node_selector=tuple(sorted(node_selector.items())),
         tolerations=tuple(rt.tolerations),
     )

@@ -124,6 +124,14 @@ def runtime_name_valid(spec: PoolSpec, i: int, rt: RuntimeConfig) -> list[Proble
     return []
 
 
+def exclusive_cpus_only_on_cpu(spec: PoolSpec, i: int, rt: RuntimeConfig) -> list[Problem]:
+    """``exclusive_cpus`` pins vLLM's CPU threads: it means nothing for a GPU runtime."""
+    if rt.exclusive_cpus and rt.device != "cpu":
+        return [(("runtimes", i, "exclusive_cpus"), f"runtime {rt.name!r} sets exclusive_cpus, which is for "
+                 "device: cpu runtimes (remove it, or set device: cpu)")]
+    return []
+
+
 def cpu_runtime_has_no_accelerator(spec: PoolSpec, i: int, rt: RuntimeConfig) -> list[Problem]:
     """A ``device: cpu`` runtime sets no accelerator."""
     if rt.device == "cpu" and "accelerator" in rt.model_fields_set and rt.accelerator:
@@ -406,7 +414,8 @@ EXTRAS_RULES: tuple[Callable[[ModelDefaults, KeyPath], list[Problem]], ...] = (
     autoscaling_valid, hardware_profile_names, pull_secret_names, disruption_budget_valid,
 )
 RUNTIME_RULES: tuple[Callable[[PoolSpec, int, RuntimeConfig], list[Problem]], ...] = (
-    runtime_name_unique, runtime_name_valid, cpu_runtime_has_no_accelerator, runtime_version_known,
+    runtime_name_unique, runtime_name_valid, cpu_runtime_has_no_accelerator, exclusive_cpus_only_on_cpu,
+    runtime_version_known,
 )
 MODEL_NAME_RULES: tuple[Callable[[ModelSite], list[Problem]], ...] = (
     model_name_unique, model_name_valid, model_name_free_per_model, model_task_known,

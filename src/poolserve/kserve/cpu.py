@@ -6,6 +6,7 @@ Pure. Both rules are rendered into the manifests (:mod:`poolserve.kserve.objects
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from poolserve.config.resolve import Model
@@ -20,8 +21,8 @@ NFD_BF16_LABELS = (
 )
 
 
-def cpu_env() -> list[dict[str, Any]]:
-    """Threads for vLLM's CPU backend: as many as the container's CPU limit, not pinned.
+def cpu_env(*, exclusive_cpus: bool = False) -> list[dict[str, Any]]:
+    """Threads for vLLM's CPU backend: one per CPU of the pod, pinned only where the pod owns its CPUs.
 
     vLLM's default (``VLLM_CPU_OMP_THREADS_BIND=auto``) starts one OpenMP thread per physical core the
     process may run on and pins them there (``utils/ompmultiprocessing.py``). A pod without the static
@@ -29,12 +30,44 @@ def cpu_env() -> list[dict[str, Any]]:
     so that would be dozens of pinned threads sharing a few CPUs' time. ``nobind`` leaves the threads
     to the scheduler, and ``OMP_NUM_THREADS`` comes from the container's own ``limits.cpu`` (Downward
     API, rounded up to whole CPUs), so the thread count follows the pod's size.
+
+    With ``exclusive_cpus`` the pod's CPU set is its own (the static policy gives a Guaranteed pod whole
+    CPUs), so vLLM's ``auto`` binding is right: a thread pinned to each of them, with no CPU held back for
+    the front end (``VLLM_CPU_NUM_OF_RESERVED_CPU=0``; vLLM's default keeps one, half of a 2-CPU pod), and
+    ``OMP_NUM_THREADS`` left to vLLM, which sets it for its worker alone.
     """
+    if exclusive_cpus:
+        return [
+            {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"},
+            {"name": "VLLM_CPU_NUM_OF_RESERVED_CPU", "value": "0"},
+        ]
     return [
         {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
         {"name": "OMP_NUM_THREADS", "valueFrom": {"resourceFieldRef": {
             "containerName": CONTAINER_NAME, "resource": "limits.cpu", "divisor": "1"}}},
     ]
+
+
+def guaranteed_whole_cpus(requests: Mapping[str, Any], limits: Mapping[str, Any]) -> str | None:
+    """Why a pod with these resources gets no CPUs of its own under the static policy, or None if it does.
+
+    The kubelet's static CPU manager gives exclusive CPUs only to Guaranteed pods (every request equal to
+    its limit) whose CPU request is a whole number (Kubernetes docs, "Control CPU Management Policies on
+    the Node").
+    """
+    for key in ("cpu", "memory"):
+        if key not in limits:
+            return f"no {key} limit"
+        if key in requests and str(requests[key]) != str(limits[key]):
+            return f"{key} request {requests[key]} differs from its limit {limits[key]}"
+    cpu = str(limits["cpu"])
+    whole = cpu.isdigit() or (cpu.endswith("m") and cpu[:-1].isdigit() and int(cpu[:-1]) % 1000 == 0)
+    if not whole:
+        try:
+            whole = float(cpu).is_integer()
+        except ValueError:
+            whole = False
+    return None if whole else f"CPU limit {cpu} is not a whole number of CPUs"
 
 
 def bf16_affinity() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from poolserve.config.schema import PoolSpec
 from poolserve.config.versions import format_version
 from poolserve.errors import LintError, SpecError
 from poolserve.kserve.compose import Composed
-from poolserve.kserve.cpu import NFD_BF16_LABELS, node_affinity
+from poolserve.kserve.cpu import NFD_BF16_LABELS, guaranteed_whole_cpus, node_affinity
 from poolserve.kserve.dashboard import find_template
 from poolserve.kserve.names import (
     DASHBOARD_LABEL,
@@ -401,6 +401,12 @@ def _cpu(rendered: Rendered) -> list[Finding]:
             out.append(Finding("note", subj, f"CPU request {requests['cpu']} below the limit {limits['cpu']}: vLLM "
                                              f"runs {limits['cpu']} threads but is guaranteed only the request on a "
                                              "busy node"))
+        if m.runtime.exclusive_cpus and not profiled and (why := guaranteed_whole_cpus(requests, limits)):
+            out.append(Finding("error", subj, f"runtime {m.runtime.name} has exclusive_cpus but {why}: the "
+                                              "static CPU manager gives CPUs of its own only to Guaranteed pods "
+                                              "with whole CPUs, so vLLM would pin a thread to every CPU of the "
+                                              "node (make requests equal limits in whole CPUs, or drop "
+                                              "exclusive_cpus)"))
         if "memory" not in limits and not profiled:
             out.append(Finding("warning", subj, "device: cpu without a memory limit: vLLM reads "
                                                 "--gpu-memory-utilization as a share of the whole node's RAM"))

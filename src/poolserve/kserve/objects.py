@@ -80,7 +80,7 @@ def runtime_env(spec: PoolSpec, runtime: Runtime) -> list[dict[str, Any]]:
         ref = spec.cache.hf_token_secret
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     if runtime.device == "cpu":
-        env.extend(cpu_env())
+        env.extend(cpu_env(exclusive_cpus=runtime.exclusive_cpus))
     # The runtime's own env wins over these defaults: merged by name like KServe merges env.
     return merge_env(env, [{"name": name, "value": value} for name, value in runtime.env])
 
