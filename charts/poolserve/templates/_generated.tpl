@@ -352,7 +352,9 @@
       "valueFrom": {
         "resourceFieldRef": {"containerName": "kserve-container", "resource": "limits.cpu", "divisor": "1"}
       }
-    }
+    },
+    {"name": "KMP_BLOCKTIME", "value": "5"},
+    {"name": "KMP_TPAUSE", "value": "0"}
   ],
   "cpu_env_exclusive": [
     {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"},

@@ -31,6 +31,12 @@ def cpu_env(*, exclusive_cpus: bool = False) -> list[dict[str, Any]]:
     to the scheduler, and ``OMP_NUM_THREADS`` comes from the container's own ``limits.cpu`` (Downward
     API, rounded up to whole CPUs), so the thread count follows the pod's size.
 
+    ``KMP_BLOCKTIME=5`` and ``KMP_TPAUSE=0`` are what vLLM gives its worker when it binds threads itself and
+    skips under ``nobind``: the image preloads Intel OpenMP (``docker/Dockerfile.cpu``), whose threads
+    otherwise spin 200 ms after each parallel region on CPUs the other threads and processes need
+    (``benchmarks/results/cpu-sweep``: 0.90-1.01x the best binding measured with them, 0.51-0.98x without).
+    Without Intel OpenMP (a local run without the image's ``LD_PRELOAD``) nothing reads them.
+
     With ``exclusive_cpus`` the pod's CPU set is its own (the static policy gives a Guaranteed pod whole
     CPUs), so vLLM's ``auto`` binding is right: a thread pinned to each of them, with no CPU held back for
     the front end (``VLLM_CPU_NUM_OF_RESERVED_CPU=0``; vLLM's default keeps one, half of a 2-CPU pod), and
@@ -45,6 +51,8 @@ def cpu_env(*, exclusive_cpus: bool = False) -> list[dict[str, Any]]:
         {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
         {"name": "OMP_NUM_THREADS", "valueFrom": {"resourceFieldRef": {
             "containerName": CONTAINER_NAME, "resource": "limits.cpu", "divisor": "1"}}},
+        {"name": "KMP_BLOCKTIME", "value": "5"},
+        {"name": "KMP_TPAUSE", "value": "0"},
     ]
 
 
