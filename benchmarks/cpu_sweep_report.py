@@ -16,8 +16,8 @@ from poolserve.bench.metrics import BenchReport, report_from_json
 
 ORDER = ("rendered", "bind-auto", "bind-auto-res0", "bind-explicit", "omp-half", "omp-2x", "preload", "tcmalloc",
          "iomp", "engine-1t", "preload-engine-1t", "preload-kmp", "preload-kmp-engine-1t", "exclusive",
-         "preload-exclusive", "mnbt-8192", "mns-64", "bfloat16", "preload-bfloat16", "compiled", "local-float32",
-         "local-bfloat16")
+         "preload-exclusive", "mnbt-8192", "mns-64", "bfloat16", "preload-kmp-bfloat16", "preload-exclusive-bfloat16",
+         "compiled", "local-float32", "local-bfloat16")
 TARGET = 0.90
 
 
