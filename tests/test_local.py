@@ -20,7 +20,7 @@ from poolserve.config.load import load_spec
 from poolserve.config.schema import PoolSpec
 from poolserve.errors import LocalRunError, LocalStartError, NotFound, NotReady, SpecError
 from poolserve.kserve.render import Rendered, render
-from poolserve.machine import HostInfo, group_members
+from poolserve.machine import CpuPreload, HostInfo, group_members
 from poolserve.targets.base import DeployOptions, ModelStatus
 from poolserve.targets.local.plan import LaunchPlan, local_hf_home, plan_launch, served_name
 from poolserve.targets.local.state import LocalEntry, LocalState, read_pod, read_state, write_state
@@ -40,11 +40,12 @@ def _spec(tmp_path: Path, **overrides: Any) -> PoolSpec:
 
 
 def _plan(spec: PoolSpec, *, port: int = 40001, cached: bool = True, name: str = MINILM,
-          host: HostInfo = HostInfo()) -> LaunchPlan:  # noqa: B008
+          host: HostInfo = HostInfo(), preload: CpuPreload | None = None) -> LaunchPlan:  # noqa: B008
     return plan_launch(render(spec).compose(name), model_id=render(spec).model(name).model_id, local=spec.local,
                        cache_pvc=spec.cache.pvc, python="/venv/bin/python", port=port,
                        cache_dir=Path(spec.local.cache_dir), state_dir=Path(spec.local.state_dir),
-                       model_cached=lambda hf_home: cached, host=host, task=render(spec).model(name).task)
+                       model_cached=lambda hf_home: cached, host=host, task=render(spec).model(name).task,
+                       preload=preload)
 
 
 def _eventually(check: Any, timeout_s: float = 30.0) -> None:
@@ -115,6 +116,37 @@ def test_local_env_and_extra_args_win(tmp_path: Path) -> None:
     plan = _plan(spec)
     assert plan.argv[-1] == "--max-num-seqs=8"
     assert plan.env["HF_HUB_OFFLINE"] == "0" and plan.env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+
+
+FOUND = CpuPreload(found=("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/venv/lib/libiomp5.so"),
+                   missing=())
+
+
+def test_the_cpu_images_libraries_are_preloaded_when_this_machine_has_both(tmp_path: Path) -> None:
+    plan = _plan(_spec(tmp_path), preload=FOUND)
+    assert plan.env["LD_PRELOAD"] == "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4:/venv/lib/libiomp5.so"
+    assert any(o.startswith("LD_PRELOAD=") and "local.preload" in o for o in plan.overrides)
+    # One missing: nothing preloaded, and the notes say what to install.
+    half = _plan(_spec(tmp_path), preload=CpuPreload(found=("/venv/lib/libiomp5.so",),
+                                                      missing=("libtcmalloc_minimal.so.4",)))
+    assert "LD_PRELOAD" not in half.env
+    assert any("libtcmalloc_minimal.so.4 not found here" in o and "apt-get install" in o for o in half.overrides)
+
+
+@pytest.mark.parametrize("overrides", [{"local.preload": False}, {"local.env": {"LD_PRELOAD": "/my/lib.so"}}])
+def test_preload_is_off_or_the_users_own(tmp_path: Path, overrides: dict[str, Any]) -> None:
+    plan = _plan(_spec(tmp_path, **overrides), preload=FOUND)
+    assert plan.env.get("LD_PRELOAD") in (None, "/my/lib.so")
+    assert not any(o.startswith("LD_PRELOAD=") for o in plan.overrides)
+
+
+def test_cpu_preload_detect_finds_libiomp5_beside_the_interpreters_environment(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libiomp5.so").write_bytes(b"")
+    found = CpuPreload.detect(str(tmp_path / "bin" / "python"))
+    assert str(tmp_path / "lib" / "libiomp5.so") in found.found
+    assert "libiomp5.so" in CpuPreload.detect(str(tmp_path / "elsewhere" / "bin" / "python")).missing
 
 
 def test_args_pointing_into_a_mount_are_mapped(tmp_path: Path) -> None:

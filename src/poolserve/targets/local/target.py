@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from poolserve.config.schema import PoolSpec
 from poolserve.errors import Interrupted, NotFound, NotReady, SpecError
 from poolserve.kserve.render import Rendered
-from poolserve.machine import HostInfo, pid_alive
+from poolserve.machine import CpuPreload, HostInfo, pid_alive
 from poolserve.targets.base import (
     DeleteResult,
     DeployOptions,
@@ -112,13 +112,15 @@ class LocalTarget:
         spec = rendered.spec
         model = rendered.model(name)
         state_dir, _ = self._paths(spec)
+        python = spec.local.python or sys.executable
         return plan_launch(
             rendered.compose(name), model_id=model.model_id, local=spec.local, cache_pvc=spec.cache.pvc,
-            python=spec.local.python or sys.executable, port=port, cache_dir=local_cache_dir(spec),
+            python=python, port=port, cache_dir=local_cache_dir(spec),
             state_dir=state_dir,
             model_cached=lambda hf_home: hfcache.snapshot_path(hf_home, model.model_id) is not None,
             host=self._host, task=model.task, device=model.runtime.device, storage_uri=model.storage_uri,
             hf_snapshot=lambda repo, revision: hfcache.snapshot_path(local_hf_home(spec), repo, revision),
+            preload=CpuPreload.detect(python) if spec.local.preload else None,
         )
 
     # -- Target protocol -----------------------------------------------------------------------
