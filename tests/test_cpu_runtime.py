@@ -203,7 +203,8 @@ def test_exclusive_cpus_needs_a_guaranteed_pod_with_whole_cpus(resources: str, w
     assert any("has exclusive_cpus but " + why in e for e in errors), errors
 
 
-@pytest.mark.parametrize("resources", ['{limits: {cpu: "4", memory: 8Gi}}', '{limits: {cpu: 2000m, memory: 8Gi}}'])
+@pytest.mark.parametrize("resources", ['{limits: {cpu: "4", memory: 8Gi}}', '{limits: {cpu: 2000m, memory: 8Gi}}',
+                                       '{requests: {cpu: 2000m, memory: 8192Mi}, limits: {cpu: "2", memory: 8Gi}}'])
 def test_limits_alone_make_a_guaranteed_pod(resources: str) -> None:
     text = EXCLUSIVE.replace('{requests: {cpu: "2", memory: 4Gi}, limits: {cpu: "2", memory: 4Gi}}', resources)
     assert not [f for f in _findings(text) if f.severity == "error"]

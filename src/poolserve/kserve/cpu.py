@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from poolserve.config.resolve import Model
+from poolserve.kserve.compose import parse_quantity
 from poolserve.kserve.names import CONTAINER_NAME
 
 # Node Feature Discovery labels a node ``feature.node.kubernetes.io/cpu-cpuid.<FLAG>=true`` for each CPUID flag
@@ -66,16 +67,11 @@ def guaranteed_whole_cpus(requests: Mapping[str, Any], limits: Mapping[str, Any]
     for key in ("cpu", "memory"):
         if key not in limits:
             return f"no {key} limit"
-        if key in requests and str(requests[key]) != str(limits[key]):
+        if key in requests and parse_quantity(requests[key]) != parse_quantity(limits[key]):
             return f"{key} request {requests[key]} differs from its limit {limits[key]}"
-    cpu = str(limits["cpu"])
-    whole = cpu.isdigit() or (cpu.endswith("m") and cpu[:-1].isdigit() and int(cpu[:-1]) % 1000 == 0)
-    if not whole:
-        try:
-            whole = float(cpu).is_integer()
-        except ValueError:
-            whole = False
-    return None if whole else f"CPU limit {cpu} is not a whole number of CPUs"
+    if not parse_quantity(limits["cpu"]).is_integer():
+        return f"CPU limit {limits['cpu']} is not a whole number of CPUs"
+    return None
 
 
 def bf16_affinity() -> dict[str, Any]:
