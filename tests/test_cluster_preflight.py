@@ -229,6 +229,17 @@ def test_bfloat16_on_cpu_needs_a_node_nfd_labels_with_bf16() -> None:
     assert any("not checked that a node has bf16 for minilm" in n for n in run(fake, spec).notes)
 
 
+def test_gpu_and_bf16_checks_list_the_nodes_once() -> None:
+    spec = parse_spec(CPU_BF16.replace("models:\n", "  - {name: gpu, task: score}\nmodels:\n  - {name: rr, model_id: "
+                                       "cross-encoder/ms-marco-MiniLM-L12-v2, runtime: gpu, gpus: 1}\n"), "test.yaml")
+    fake = cluster_for(spec)
+    fake.seed(node("sapphire", gpus=0, labels={"feature.node.kubernetes.io/cpu-cpuid.AMXBF16": "true"}))
+    report = run(fake, spec)
+    assert any(n.startswith("nvidia.com/gpu: 1 asked") for n in report.notes)
+    assert any(n.startswith("bfloat16 on CPU (minilm)") for n in report.notes)
+    assert len([c for c in fake.calls if c.kind == "Node" and c.verb == "list"]) == 1
+
+
 def test_access_review_lists_every_refusal_in_one_line(spec: PoolSpec) -> None:
     fake = cluster_for(spec)
     fake.denied |= {("create", "servingruntimes.serving.kserve.io"), ("patch", "servingruntimes.serving.kserve.io"),

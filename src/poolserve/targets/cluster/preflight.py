@@ -14,7 +14,7 @@ not a failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from poolserve.config.resolve import Model, resolve_models
@@ -257,7 +257,19 @@ def gpu_requests(models: Sequence[Model]) -> dict[str, tuple[int, list[str]]]:
     return out
 
 
-def check_gpus(cluster: Cluster, models: Sequence[Model]) -> list[str]:
+def node_lister(cluster: Cluster) -> Callable[[], Sequence[Manifest]]:
+    """The cluster's Nodes, listed at most once however many checks ask (a refusal is raised each time)."""
+    listed: list[Sequence[Manifest]] = []
+
+    def nodes() -> Sequence[Manifest]:
+        if not listed:
+            listed.append(cluster.list("v1", "Node"))
+        return listed[0]
+
+    return nodes
+
+
+def check_gpus(nodes_of: Callable[[], Sequence[Manifest]], models: Sequence[Model]) -> list[str]:
     """Allocatable accelerators across nodes cover what the models ask (total, not free); returns notes.
 
     Raises:
@@ -267,7 +279,7 @@ def check_gpus(cluster: Cluster, models: Sequence[Model]) -> list[str]:
     if not asked:
         return []
     try:
-        nodes = cluster.list("v1", "Node")
+        nodes = nodes_of()
     except Forbidden:
         return [f"you may not list nodes: GPU capacity not checked ({', '.join(asked)})"]
     notes: list[str] = []
@@ -284,7 +296,7 @@ def check_gpus(cluster: Cluster, models: Sequence[Model]) -> list[str]:
     return notes
 
 
-def check_bf16_nodes(cluster: Cluster, models: Sequence[Model]) -> list[str]:
+def check_bf16_nodes(nodes_of: Callable[[], Sequence[Manifest]], models: Sequence[Model]) -> list[str]:
     """Some node carries a bf16 label that a model's node affinity requires (kserve.cpu); returns notes.
 
     Raises:
@@ -294,7 +306,7 @@ def check_bf16_nodes(cluster: Cluster, models: Sequence[Model]) -> list[str]:
     if not need:
         return []
     try:
-        nodes = cluster.list("v1", "Node")
+        nodes = nodes_of()
     except Forbidden:
         return [f"you may not list nodes: not checked that a node has bf16 for {', '.join(need)}"]
     have = [dig(n, "metadata", "name") for n in nodes
@@ -460,8 +472,9 @@ def preflight(cluster: Cluster, spec: PoolSpec, models: Sequence[Model],
         raise NotFound(f"PersistentVolumeClaim {spec.namespace}/{spec.cache.pvc} (cache.pvc) does not exist: "
                        f"namespace {spec.namespace} is new",
                        hint=f"create the namespace (`oc new-project {spec.namespace}`) and the PVC first")
-    all_notes += check_gpus(cluster, models)
-    all_notes += check_bf16_nodes(cluster, models)
+    nodes = node_lister(cluster)
+    all_notes += check_gpus(nodes, models)
+    all_notes += check_bf16_nodes(nodes, models)
     all_notes += check_operators(cluster, models, objects, spec.namespace)
     if exists:
         all_notes += check_storage_claims(cluster, models, spec.namespace)
