@@ -69,8 +69,10 @@ SETS=(-c "$CONFIG" --set "local.cache_dir=$WORK/cache" --set "local.state_dir=$W
 R=runtimes.2  # peers.yaml's vllm-cpu-embedding-runtime
 
 # The libraries vLLM's CPU image preloads (docker/Dockerfile.cpu, base-amd64 stage), found on this machine.
-TCMALLOC=$(ls /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null || true)
-IOMP=$("$PY" -c 'import sys, pathlib; p = pathlib.Path(sys.prefix) / "lib" / "libiomp5.so"; print(p if p.is_file() else "")')
+# shellcheck source=benchmarks/quiet.sh
+source benchmarks/quiet.sh
+TCMALLOC=$(preload_lib libtcmalloc_minimal.so.4)
+IOMP=$(preload_lib libiomp5.so)
 CORES=$("$PY" -c 'import os; c = sorted(os.sched_getaffinity(0)); print(f"{c[0]}-{c[-1]}" if c == list(range(c[0], c[-1] + 1)) else ",".join(map(str, c)))')
 NCPU=$("$PY" -c 'import os; print(len(os.sched_getaffinity(0)))')
 
@@ -105,8 +107,6 @@ want=("$@")
 mkdir -p "$OUT"
 [ ${#want[@]} -gt 0 ] || { : >"$OUT/conditions.txt"; rm -f "$OUT"/*.json; }
 "${POOLSERVE[@]}" cache import "${SETS[@]}" "$MODEL_ID" "$MODEL_DIR" >/dev/null
-# shellcheck source=benchmarks/quiet.sh
-source benchmarks/quiet.sh
 server_lock() { exec 8>/tmp/poolserve-vllm.lock; flock 8; }
 server_unlock() { flock -u 8 2>/dev/null || true; exec 8>&-; }
 cleanup() {

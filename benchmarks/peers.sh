@@ -62,8 +62,10 @@ if [ -z "${EMBED_DTYPE:-}" ]; then
 fi
 RERANK_DTYPE=${RERANK_DTYPE:-float32}
 # The libraries vLLM's CPU image preloads, found on this machine (cpu-sweep.sh measures with and without them).
-TCMALLOC=$(ls /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null || true)
-IOMP=$("$PY" -c 'import sys, pathlib; p = pathlib.Path(sys.prefix) / "lib" / "libiomp5.so"; print(p if p.is_file() else "")')
+# shellcheck source=benchmarks/quiet.sh
+source benchmarks/quiet.sh
+TCMALLOC=$(preload_lib libtcmalloc_minimal.so.4)
+IOMP=$(preload_lib libiomp5.so)
 POD_PRELOAD=""
 if [ -n "$TCMALLOC" ] && [ -n "$IOMP" ]; then POD_PRELOAD="$TCMALLOC:$IOMP"; fi
 
@@ -82,8 +84,6 @@ from support.models import build_cross_encoder; print(build_cross_encoder(Path(s
 "${POOLSERVE[@]}" cache import "${SETS[@]}" "$RERANKER_ID" "$RERANKER_DIR" >/dev/null
 
 # -- locks, quiet, cleanup ---------------------------------------------------------------------------
-# shellcheck source=benchmarks/quiet.sh
-source benchmarks/quiet.sh
 server_lock() { exec 8>/tmp/poolserve-vllm.lock; flock 8; }
 server_unlock() { flock -u 8 2>/dev/null || true; exec 8>&-; }
 infinity_pid=""

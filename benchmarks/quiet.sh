@@ -1,5 +1,5 @@
-# Shared by the benchmark scripts (sourced): wait until the machine is quiet before a measurement.
-# Needs PY (the interpreter) and OUT (the results dir, for conditions.txt).
+# Shared by the benchmark scripts (sourced): wait until the machine is quiet before a measurement, and find the
+# libraries vLLM's CPU image preloads. Needs PY (the interpreter) and OUT (the results dir, for conditions.txt).
 # Wait (at most QUIET_WAIT s) until the machine is quiet: CPU busy < QUIET_BUSY % over 5 s, nothing of ours running.
 QUIET_BUSY=${QUIET_BUSY:-15}
 QUIET_WAIT=${QUIET_WAIT:-600}
@@ -19,4 +19,12 @@ wait_quiet() {
     echo "   machine busy (${b}% CPU), waiting" >&2
   done
   echo "$(date -u +%FT%TZ) $1: CPU busy ${b}% before start; $(uptime)" | tee -a "$OUT/conditions.txt" >&2
+}
+
+# preload_lib NAME: the path of NAME (libtcmalloc_minimal.so.4, libiomp5.so) where the local target finds it
+# (poolserve.machine.CpuPreload, the one place that knows where to look), or nothing.
+preload_lib() {
+  "$PY" -c 'import sys
+from poolserve.machine import CpuPreload
+print(next((p for p in CpuPreload.detect(sys.executable).found if p.endswith("/" + sys.argv[1])), ""))' "$1"
 }
